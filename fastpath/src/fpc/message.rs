@@ -1,0 +1,647 @@
+//! FPC frames and messages.
+//!
+//! A frame is a 16-byte header and a body:
+//!
+//! ```text
+//!  0      2     3      4          8                16
+//!  +------+-----+------+----------+----------------+
+//!  | magic| kind| flags| body len | sequence number|
+//!  +------+-----+------+----------+----------------+
+//! ```
+//!
+//! Invariants: `parse_header` and `Message::parse` never panic on any input;
+//! a body longer than [`MAX_BODY`] or a magic other than [`MAGIC`] is an
+//! error, so a peer speaking another protocol is caught at the first frame.
+
+use super::codec::{DecodeError, Reader, Writer};
+use super::object::{Object, ObjectKind};
+
+pub const MAGIC: u16 = 0xFB5C;
+/// Bumped on any incompatible change of a message or object layout.
+pub const VERSION: u16 = 1;
+pub const HEADER_LEN: usize = 16;
+/// The largest body accepted (a batch of some 100,000 routes).
+pub const MAX_BODY: usize = 8 << 20;
+
+/// Capability bits announced in `Hello`: the object kinds a side handles.
+pub fn kind_capability(kind: ObjectKind) -> u64 {
+    1 << (kind as u8)
+}
+
+pub fn all_capabilities() -> u64 {
+    ObjectKind::ALL
+        .iter()
+        .fold(0, |acc, k| acc | kind_capability(*k))
+}
+
+/// What a connection is for, announced in `Hello`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Role {
+    /// A cache manager that owns the fast path's tables.
+    Sync = 1,
+    /// A reader (the equivalence check, benchmarks, the supervisor).
+    Query = 2,
+}
+
+/// What to do with an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Op {
+    /// Insert, or replace when the key exists (replays are idempotent).
+    Add = 1,
+    Replace = 2,
+    Delete = 3,
+}
+
+/// Why fpd rejected one object of a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u16)]
+pub enum ObjectError {
+    NotFound = 1,
+    Invalid = 2,
+    Unsupported = 3,
+}
+
+impl ObjectError {
+    pub fn from_u16(v: u16) -> Result<Self, DecodeError> {
+        Ok(match v {
+            1 => ObjectError::NotFound,
+            2 => ObjectError::Invalid,
+            3 => ObjectError::Unsupported,
+            _ => {
+                return Err(DecodeError::BadValue {
+                    what: "object error",
+                    value: v.into(),
+                })
+            }
+        })
+    }
+}
+
+/// Why a connection is being closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u16)]
+pub enum ErrorCode {
+    VersionMismatch = 1,
+    Malformed = 2,
+    Unexpected = 3,
+    Replaced = 4,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hello {
+    pub version: u16,
+    pub role: Role,
+    pub instance: u32,
+    pub blade: u32,
+    pub capabilities: u64,
+    /// Free text for logs ("cmgrd3", "fpd1", "fpsync-check").
+    pub name: String,
+}
+
+/// A key/value counter, as fpd reports its table sizes.
+pub type Counter = (String, u64);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    Hello(Hello),
+    /// Marks every object; those not refreshed before `SyncEnd` go.
+    SyncBegin {
+        generation: u64,
+    },
+    SyncEnd {
+        generation: u64,
+    },
+    Batch(Vec<(Op, Object)>),
+    /// Acknowledges the frame whose sequence number is in the header, with
+    /// the index in the batch of each rejected object.
+    Ack(Vec<(u32, ObjectError)>),
+    /// Sent just before closing the connection.
+    Error {
+        code: u16,
+        message: String,
+    },
+    /// Query: stream every object back, then `DumpEnd`.
+    DumpRequest,
+    DumpEnd {
+        count: u64,
+    },
+    /// Query: the table sizes and sync state.
+    CountersRequest,
+    Counters(Vec<Counter>),
+    /// Query: the longest-prefix match of `addr` in `table`.
+    RouteGet {
+        table: u32,
+        addr: std::net::IpAddr,
+    },
+    RouteReply(Option<Object>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Kind {
+    Hello = 1,
+    SyncBegin = 2,
+    SyncEnd = 3,
+    Batch = 4,
+    Ack = 5,
+    Error = 6,
+    DumpRequest = 7,
+    DumpEnd = 8,
+    CountersRequest = 9,
+    Counters = 10,
+    RouteGet = 11,
+    RouteReply = 12,
+}
+
+impl Kind {
+    fn from_u8(v: u8) -> Result<Self, DecodeError> {
+        use Kind::*;
+        Ok(match v {
+            1 => Hello,
+            2 => SyncBegin,
+            3 => SyncEnd,
+            4 => Batch,
+            5 => Ack,
+            6 => Error,
+            7 => DumpRequest,
+            8 => DumpEnd,
+            9 => CountersRequest,
+            10 => Counters,
+            11 => RouteGet,
+            12 => RouteReply,
+            _ => {
+                return Err(DecodeError::BadValue {
+                    what: "message kind",
+                    value: v.into(),
+                })
+            }
+        })
+    }
+}
+
+/// A decoded frame header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    kind: u8,
+    pub flags: u8,
+    pub body_len: usize,
+    pub seq: u64,
+}
+
+/// Checks magic and length; the kind is checked with the body.
+pub fn parse_header(raw: &[u8; HEADER_LEN]) -> Result<Header, DecodeError> {
+    let mut r = Reader::new(raw);
+    let magic = r.u16()?;
+    if magic != MAGIC {
+        return Err(DecodeError::BadValue {
+            what: "magic",
+            value: magic.into(),
+        });
+    }
+    let kind = r.u8()?;
+    let flags = r.u8()?;
+    let body_len = r.u32()? as usize;
+    let seq = r.u64()?;
+    if body_len > MAX_BODY {
+        return Err(DecodeError::BadValue {
+            what: "body length",
+            value: body_len as u64,
+        });
+    }
+    Ok(Header {
+        kind,
+        flags,
+        body_len,
+        seq,
+    })
+}
+
+/// The version a Hello frame announces, read from the first two bytes of
+/// its body even when the rest does not parse: a peer of another version
+/// may lay out the rest differently, and must be told "version mismatch",
+/// not "malformed". `None` for other kinds of frame.
+pub fn hello_version(header: &Header, body: &[u8]) -> Option<u16> {
+    if header.kind != Kind::Hello as u8 {
+        return None;
+    }
+    body.get(..2).map(|v| u16::from_be_bytes([v[0], v[1]]))
+}
+
+impl Message {
+    fn kind(&self) -> Kind {
+        match self {
+            Message::Hello(_) => Kind::Hello,
+            Message::SyncBegin { .. } => Kind::SyncBegin,
+            Message::SyncEnd { .. } => Kind::SyncEnd,
+            Message::Batch(_) => Kind::Batch,
+            Message::Ack(_) => Kind::Ack,
+            Message::Error { .. } => Kind::Error,
+            Message::DumpRequest => Kind::DumpRequest,
+            Message::DumpEnd { .. } => Kind::DumpEnd,
+            Message::CountersRequest => Kind::CountersRequest,
+            Message::Counters(_) => Kind::Counters,
+            Message::RouteGet { .. } => Kind::RouteGet,
+            Message::RouteReply(_) => Kind::RouteReply,
+        }
+    }
+
+    /// Appends one whole frame (header and body) to `buf`.
+    pub fn emit(&self, seq: u64, buf: &mut Vec<u8>) {
+        let start = buf.len();
+        buf.extend_from_slice(&MAGIC.to_be_bytes());
+        buf.push(self.kind() as u8);
+        buf.push(0);
+        buf.extend_from_slice(&[0; 4]);
+        buf.extend_from_slice(&seq.to_be_bytes());
+        let body = buf.len();
+        let mut w = Writer::new(buf);
+        match self {
+            Message::Hello(h) => {
+                w.u16(h.version);
+                w.u8(h.role as u8);
+                w.u32(h.instance);
+                w.u32(h.blade);
+                w.u64(h.capabilities);
+                w.str(&h.name);
+            }
+            Message::SyncBegin { generation } | Message::SyncEnd { generation } => {
+                w.u64(*generation)
+            }
+            Message::Batch(ops) => {
+                w.u32(ops.len() as u32);
+                for (op, obj) in ops {
+                    w.u8(*op as u8);
+                    obj.emit(buf_of(&mut w));
+                }
+            }
+            Message::Ack(errors) => {
+                w.u32(errors.len() as u32);
+                for (index, err) in errors {
+                    w.u32(*index);
+                    w.u16(*err as u16);
+                }
+            }
+            Message::Error { code, message } => {
+                w.u16(*code);
+                w.str(message);
+            }
+            Message::DumpRequest | Message::CountersRequest => {}
+            Message::DumpEnd { count } => w.u64(*count),
+            Message::Counters(counters) => {
+                w.u32(counters.len() as u32);
+                for (name, value) in counters {
+                    w.str(name);
+                    w.u64(*value);
+                }
+            }
+            Message::RouteGet { table, addr } => {
+                w.u32(*table);
+                w.ip(*addr);
+            }
+            Message::RouteReply(route) => match route {
+                None => w.u8(0),
+                Some(obj) => {
+                    w.u8(1);
+                    obj.emit(buf_of(&mut w));
+                }
+            },
+        }
+        let body_len = (buf.len() - body) as u32;
+        buf[start + 4..start + 8].copy_from_slice(&body_len.to_be_bytes());
+    }
+
+    /// Decodes a body whose header was accepted by [`parse_header`].
+    pub fn parse(header: &Header, body: &[u8]) -> Result<Message, DecodeError> {
+        let mut r = Reader::new(body);
+        let msg = match Kind::from_u8(header.kind)? {
+            Kind::Hello => {
+                let version = r.u16()?;
+                let role = match r.u8()? {
+                    1 => Role::Sync,
+                    2 => Role::Query,
+                    v => {
+                        return Err(DecodeError::BadValue {
+                            what: "role",
+                            value: v.into(),
+                        })
+                    }
+                };
+                Message::Hello(Hello {
+                    version,
+                    role,
+                    instance: r.u32()?,
+                    blade: r.u32()?,
+                    capabilities: r.u64()?,
+                    name: r.str()?,
+                })
+            }
+            Kind::SyncBegin => Message::SyncBegin {
+                generation: r.u64()?,
+            },
+            Kind::SyncEnd => Message::SyncEnd {
+                generation: r.u64()?,
+            },
+            Kind::Batch => {
+                let count = r.u32()? as usize;
+                // An op is at least 4 bytes (op, kind, length).
+                if count > r.remaining() / 4 {
+                    return Err(DecodeError::BadValue {
+                        what: "batch count",
+                        value: count as u64,
+                    });
+                }
+                let mut ops = Vec::with_capacity(count);
+                for _ in 0..count {
+                    let op = match r.u8()? {
+                        1 => Op::Add,
+                        2 => Op::Replace,
+                        3 => Op::Delete,
+                        v => {
+                            return Err(DecodeError::BadValue {
+                                what: "op",
+                                value: v.into(),
+                            })
+                        }
+                    };
+                    ops.push((op, Object::parse(&mut r)?));
+                }
+                Message::Batch(ops)
+            }
+            Kind::Ack => {
+                let count = r.u32()? as usize;
+                if count > r.remaining() / 6 {
+                    return Err(DecodeError::BadValue {
+                        what: "error count",
+                        value: count as u64,
+                    });
+                }
+                let mut errors = Vec::with_capacity(count);
+                for _ in 0..count {
+                    errors.push((r.u32()?, ObjectError::from_u16(r.u16()?)?));
+                }
+                Message::Ack(errors)
+            }
+            Kind::Error => Message::Error {
+                code: r.u16()?,
+                message: r.str()?,
+            },
+            Kind::DumpRequest => Message::DumpRequest,
+            Kind::DumpEnd => Message::DumpEnd { count: r.u64()? },
+            Kind::CountersRequest => Message::CountersRequest,
+            Kind::Counters => {
+                let count = r.u32()? as usize;
+                if count > r.remaining() / 10 {
+                    return Err(DecodeError::BadValue {
+                        what: "counter count",
+                        value: count as u64,
+                    });
+                }
+                let mut counters = Vec::with_capacity(count);
+                for _ in 0..count {
+                    counters.push((r.str()?, r.u64()?));
+                }
+                Message::Counters(counters)
+            }
+            Kind::RouteGet => Message::RouteGet {
+                table: r.u32()?,
+                addr: r.ip()?,
+            },
+            Kind::RouteReply => match r.u8()? {
+                0 => Message::RouteReply(None),
+                1 => Message::RouteReply(Some(Object::parse(&mut r)?)),
+                v => {
+                    return Err(DecodeError::BadValue {
+                        what: "route reply",
+                        value: v.into(),
+                    })
+                }
+            },
+        };
+        r.finish()?;
+        Ok(msg)
+    }
+}
+
+/// Lets a nested emitter append to the writer's buffer.
+fn buf_of<'a, 'b>(w: &'a mut Writer<'b>) -> &'a mut Vec<u8> {
+    w.buf_mut()
+}
+
+/// Parses the header and body of one frame held whole in `frame`.
+pub fn parse_frame(frame: &[u8]) -> Result<(Header, Message), DecodeError> {
+    let raw: &[u8; HEADER_LEN] = frame
+        .get(..HEADER_LEN)
+        .and_then(|h| h.try_into().ok())
+        .ok_or(DecodeError::Truncated {
+            offset: 0,
+            needed: HEADER_LEN,
+            available: frame.len(),
+        })?;
+    let header = parse_header(raw)?;
+    let body =
+        frame
+            .get(HEADER_LEN..HEADER_LEN + header.body_len)
+            .ok_or(DecodeError::Truncated {
+                offset: HEADER_LEN,
+                needed: header.body_len,
+                available: frame.len() - HEADER_LEN,
+            })?;
+    let msg = Message::parse(&header, body)?;
+    if frame.len() != HEADER_LEN + header.body_len {
+        return Err(DecodeError::Trailing(
+            frame.len() - HEADER_LEN - header.body_len,
+        ));
+    }
+    Ok((header, msg))
+}
+
+/// One message of every kind, for the tests of this module and the fuzzer.
+#[cfg(test)]
+pub(crate) fn tests_corpus() -> Vec<Message> {
+    tests::messages()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fpc::object::tests::samples;
+
+    /// One message of every kind.
+    pub(crate) fn messages() -> Vec<Message> {
+        let objects = samples();
+        vec![
+            Message::Hello(Hello {
+                version: VERSION,
+                role: Role::Sync,
+                instance: 3,
+                blade: 1,
+                capabilities: all_capabilities(),
+                name: "cmgrd3".into(),
+            }),
+            Message::Hello(Hello {
+                version: 0xffff,
+                role: Role::Query,
+                instance: 0,
+                blade: u32::MAX,
+                capabilities: 0,
+                name: String::new(),
+            }),
+            Message::SyncBegin { generation: 1 },
+            Message::SyncEnd {
+                generation: u64::MAX,
+            },
+            Message::Batch(vec![]),
+            Message::Batch(
+                objects
+                    .iter()
+                    .zip([Op::Add, Op::Replace, Op::Delete].into_iter().cycle())
+                    .map(|(o, op)| (op, o.clone()))
+                    .collect(),
+            ),
+            Message::Ack(vec![]),
+            Message::Ack(vec![
+                (0, ObjectError::NotFound),
+                (7, ObjectError::Invalid),
+                (u32::MAX, ObjectError::Unsupported),
+            ]),
+            Message::Error {
+                code: ErrorCode::VersionMismatch as u16,
+                message: "version 2, not 1 — ünïcode".into(),
+            },
+            Message::DumpRequest,
+            Message::DumpEnd { count: 12345 },
+            Message::CountersRequest,
+            Message::Counters(vec![("routes4".into(), 1_000_000), ("links".into(), 0)]),
+            Message::RouteGet {
+                table: 254,
+                addr: "10.1.2.3".parse().unwrap(),
+            },
+            Message::RouteGet {
+                table: 100,
+                addr: "2001:db8::1".parse().unwrap(),
+            },
+            Message::RouteReply(None),
+            Message::RouteReply(Some(objects[4].clone())),
+        ]
+    }
+
+    #[test]
+    fn every_message_round_trips() {
+        for (i, m) in messages().into_iter().enumerate() {
+            let seq = (i as u64) << 40 | 7;
+            let mut frame = Vec::new();
+            m.emit(seq, &mut frame);
+            let (header, back) = parse_frame(&frame).unwrap();
+            assert_eq!(back, m);
+            assert_eq!(header.seq, seq);
+            assert_eq!(header.body_len, frame.len() - HEADER_LEN);
+            // Frames append: two in one buffer split where they should.
+            let mut two = frame.clone();
+            m.emit(seq + 1, &mut two);
+            let (_, first) = parse_frame(&two[..frame.len()]).unwrap();
+            let (h2, second) = parse_frame(&two[frame.len()..]).unwrap();
+            assert_eq!((first, second, h2.seq), (m.clone(), m, seq + 1));
+        }
+    }
+
+    #[test]
+    fn sync_begin_bytes() {
+        let mut frame = Vec::new();
+        Message::SyncBegin {
+            generation: 0x0102_0304_0506_0708,
+        }
+        .emit(42, &mut frame);
+        #[rustfmt::skip]
+        let expected = [
+            0xfb, 0x5c,             // magic
+            2,                      // kind SyncBegin
+            0,                      // flags
+            0, 0, 0, 8,             // body length
+            0, 0, 0, 0, 0, 0, 0, 42, // sequence number
+            1, 2, 3, 4, 5, 6, 7, 8, // generation
+        ];
+        assert_eq!(frame, expected);
+        let (header, msg) = parse_frame(&expected).unwrap();
+        assert_eq!((header.seq, header.flags), (42, 0));
+        assert_eq!(
+            msg,
+            Message::SyncBegin {
+                generation: 0x0102_0304_0506_0708
+            }
+        );
+    }
+
+    #[test]
+    fn ack_bytes() {
+        let mut frame = Vec::new();
+        Message::Ack(vec![(3, ObjectError::NotFound)]).emit(9, &mut frame);
+        #[rustfmt::skip]
+        let expected = [
+            0xfb, 0x5c, 5, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0, 0, 0, 9,
+            0, 0, 0, 1,             // one error
+            0, 0, 0, 3, 0, 1,       // index 3, NotFound
+        ];
+        assert_eq!(frame, expected);
+    }
+
+    #[test]
+    fn headers_are_checked() {
+        let mut frame = Vec::new();
+        Message::DumpRequest.emit(1, &mut frame);
+        let mut bad = frame.clone();
+        bad[1] = 0;
+        assert!(matches!(
+            parse_frame(&bad),
+            Err(DecodeError::BadValue { what: "magic", .. })
+        ));
+        let mut big = frame.clone();
+        big[4..8].copy_from_slice(&(MAX_BODY as u32 + 1).to_be_bytes());
+        assert!(matches!(
+            parse_frame(&big),
+            Err(DecodeError::BadValue {
+                what: "body length",
+                ..
+            })
+        ));
+        let mut kind = frame.clone();
+        kind[2] = 99;
+        assert!(parse_frame(&kind).is_err());
+        assert!(parse_frame(&frame[..10]).is_err());
+        frame.push(0);
+        assert_eq!(parse_frame(&frame), Err(DecodeError::Trailing(1)));
+    }
+
+    #[test]
+    fn hello_version_is_read_from_any_hello() {
+        let mut frame = Vec::new();
+        messages()[1].emit(1, &mut frame);
+        let raw: &[u8; HEADER_LEN] = frame[..HEADER_LEN].try_into().unwrap();
+        let header = parse_header(raw).unwrap();
+        assert_eq!(hello_version(&header, &[0, 9, 1]), Some(9));
+        assert_eq!(hello_version(&header, &[0]), None);
+        let mut other = Vec::new();
+        Message::DumpRequest.emit(1, &mut other);
+        let raw: &[u8; HEADER_LEN] = other[..HEADER_LEN].try_into().unwrap();
+        assert_eq!(hello_version(&parse_header(raw).unwrap(), &[0, 9]), None);
+    }
+
+    #[test]
+    fn long_strings_are_cut_on_a_character_boundary() {
+        let name = "é".repeat(40_000); // 80,000 bytes
+        let mut frame = Vec::new();
+        Message::Error {
+            code: 1,
+            message: name,
+        }
+        .emit(1, &mut frame);
+        match parse_frame(&frame).unwrap().1 {
+            Message::Error { message, .. } => {
+                assert_eq!(message.len(), 65534);
+                assert!(message.chars().all(|c| c == 'é'));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

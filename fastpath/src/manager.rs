@@ -1,0 +1,850 @@
+//! The FPC server of one blade: accepts a cache manager (role Sync) and
+//! readers (role Query) on one or more endpoints, and applies sync frames to
+//! the blade's [`Tables`].
+//!
+//! Invariants:
+//! * A frame is read and decoded whole before anything in it is applied, and
+//!   the tables lock is taken once per frame: a bad frame changes nothing,
+//!   and a reader never sees half a batch.
+//! * At most one sync session owns the tables. A newer sync Hello takes over
+//!   (that is how a restarted cmgrd resumes); the owner is checked under the
+//!   tables lock before each frame is applied, so once the newer session is
+//!   registered the older one applies nothing more.
+//! * Input never makes fpd panic: any bad frame (undecodable, wrong magic,
+//!   oversize, unexpected for the role, or before Hello) is logged with the
+//!   peer and the reason, answered with an `Error` frame when possible, and
+//!   closes that connection only.
+//! * The tables lock is only taken on blocking threads (`spawn_blocking`),
+//!   never on a runtime worker, since a large batch or a dump holds it long.
+//!   Lock order: tables, then sync owner.
+//! * A Unix socket file is created at bind (after removing a stale one, never
+//!   a live one) and removed when its listener goes, if it is still ours.
+
+use std::convert::Infallible;
+use std::io;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, UnixListener};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn, Instrument, Span};
+
+use crate::fpc::{
+    all_capabilities, hello_version, parse_header, Counter, Endpoint, ErrorCode, Header, Hello,
+    Message, Object, ObjectError, Op, Role, Stream, HEADER_LEN, VERSION,
+};
+use crate::tables::Tables;
+
+/// How long a peer has to say Hello.
+pub(crate) const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a frame may take to be written to a peer that does not read.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// The largest dump frame (one object more may spill over).
+const DUMP_FRAME: usize = 64 * 1024;
+/// I/O buffers larger than this are freed after use rather than kept.
+const KEEP_BUFFER: usize = 256 * 1024;
+/// How long connections get to close when fpd stops.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What the server listens on and says of itself.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub blade: u32,
+    pub endpoints: Vec<Endpoint>,
+    /// How long a new connection has to send Hello.
+    pub hello_timeout: Duration,
+}
+
+impl ServerConfig {
+    /// The blade's default socket, `/run/fpsync/fpd<blade>.sock`.
+    pub fn new(blade: u32) -> Self {
+        ServerConfig {
+            blade,
+            endpoints: vec![Endpoint::for_blade(blade)],
+            hello_timeout: HELLO_TIMEOUT,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("no endpoint to listen on")]
+    NoEndpoint,
+    #[error("cannot listen on {endpoint}")]
+    Listen {
+        endpoint: Endpoint,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot listen on {0}: another process listens there")]
+    InUse(Endpoint),
+    #[error("cannot listen on {0}: the path exists and is not a socket")]
+    NotASocket(Endpoint),
+}
+
+/// A bound FPC server, ready to run.
+pub struct Server {
+    listeners: Vec<(Endpoint, Listener)>,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("blade", &self.shared.blade)
+            .field("endpoints", &self.local_endpoints())
+            .finish()
+    }
+}
+
+/// Binds `config`'s endpoints and serves until `shutdown` is cancelled.
+pub async fn serve(config: ServerConfig, shutdown: CancellationToken) -> Result<(), ServerError> {
+    Server::bind(config).await?.run(shutdown).await
+}
+
+impl Server {
+    /// Binds every endpoint (Unix: creates the directory, removes a stale
+    /// socket file). Must be called within a tokio runtime.
+    pub async fn bind(config: ServerConfig) -> Result<Server, ServerError> {
+        if config.endpoints.is_empty() {
+            return Err(ServerError::NoEndpoint);
+        }
+        let mut listeners = Vec::new();
+        for endpoint in &config.endpoints {
+            let listener = match endpoint {
+                Endpoint::Unix(path) => bind_unix(endpoint, path)?,
+                Endpoint::Tcp(addr) => {
+                    Listener::Tcp(TcpListener::bind(addr).await.map_err(|source| {
+                        ServerError::Listen {
+                            endpoint: endpoint.clone(),
+                            source,
+                        }
+                    })?)
+                }
+            };
+            listeners.push((endpoint.clone(), listener));
+        }
+        Ok(Server {
+            listeners,
+            shared: Arc::new(Shared {
+                tables: Mutex::new(Tables::new()),
+                sync_owner: Mutex::new(None),
+                blade: config.blade,
+                hello_timeout: config.hello_timeout,
+                next_conn: AtomicU64::new(0),
+                open: AtomicU64::new(0),
+                bad_frames: AtomicU64::new(0),
+                version_mismatches: AtomicU64::new(0),
+                hello_timeouts: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// The endpoints as bound (a TCP port 0 resolved to the real port).
+    pub fn local_endpoints(&self) -> Vec<Endpoint> {
+        self.listeners
+            .iter()
+            .map(|(endpoint, listener)| match listener {
+                Listener::Tcp(l) => l.local_addr().map_or(endpoint.clone(), Endpoint::Tcp),
+                Listener::Unix { .. } => endpoint.clone(),
+            })
+            .collect()
+    }
+
+    /// Serves until `shutdown` is cancelled, then closes every connection
+    /// and removes the Unix socket files.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), ServerError> {
+        let mut loops = JoinSet::new();
+        for (endpoint, listener) in self.listeners {
+            info!(%endpoint, "listening");
+            let shared = self.shared.clone();
+            loops
+                .spawn(accept_loop(listener, shared, shutdown.clone()).instrument(Span::current()));
+        }
+        while let Some(done) = loops.join_next().await {
+            if let Err(e) = done {
+                error!("listener task failed: {e}");
+            }
+        }
+        info!("stopped");
+        Ok(())
+    }
+}
+
+/// What every connection shares.
+struct Shared {
+    tables: Mutex<Tables>,
+    sync_owner: Mutex<Option<SyncOwner>>,
+    blade: u32,
+    hello_timeout: Duration,
+    next_conn: AtomicU64,
+    open: AtomicU64,
+    bad_frames: AtomicU64,
+    version_mismatches: AtomicU64,
+    hello_timeouts: AtomicU64,
+}
+
+/// The sync session that owns the tables.
+struct SyncOwner {
+    conn: u64,
+    cancel: CancellationToken,
+}
+
+impl Shared {
+    /// Blocks: only on blocking threads.
+    fn tables(&self) -> MutexGuard<'_, Tables> {
+        self.tables.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Held briefly only; may be taken on a runtime worker.
+    fn sync_owner(&self) -> MutexGuard<'_, Option<SyncOwner>> {
+        self.sync_owner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn counters(&self) -> Vec<Counter> {
+        let mut out = self.tables().counters();
+        let sync = self.sync_owner().is_some();
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        out.extend(
+            [
+                ("sync_connected", u64::from(sync)),
+                ("connections", load(&self.open)),
+                ("bad_frames", load(&self.bad_frames)),
+                ("version_mismatches", load(&self.version_mismatches)),
+                ("hello_timeouts", load(&self.hello_timeouts)),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v)),
+        );
+        out
+    }
+
+    fn count(&self, counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Runs `f` on a blocking thread, in the current span.
+async fn blocking<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> Result<R, Close> {
+    let span = Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(f))
+        .await
+        .map_err(|e| Close::Internal(e.to_string()))
+}
+
+/// A Unix socket file that is removed when dropped, if it is still the one
+/// this process bound (a newer fpd may have replaced it).
+struct SocketFile {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+}
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        let ours = std::fs::symlink_metadata(&self.path)
+            .is_ok_and(|m| m.dev() == self.dev && m.ino() == self.ino);
+        if ours {
+            if let Err(e) = std::fs::remove_file(&self.path) {
+                warn!(path = %self.path.display(), "cannot remove the socket file: {e}");
+            }
+        }
+    }
+}
+
+enum Listener {
+    Unix {
+        listener: UnixListener,
+        /// Dropped after the listener (fields drop in order).
+        _file: SocketFile,
+    },
+    Tcp(TcpListener),
+}
+
+impl Listener {
+    async fn accept(&self) -> io::Result<(Box<dyn Stream>, String)> {
+        match self {
+            Listener::Unix { listener, .. } => {
+                let (s, _) = listener.accept().await?;
+                let peer = match s.peer_cred().ok().and_then(|c| c.pid()) {
+                    Some(pid) => format!("unix pid {pid}"),
+                    None => "unix".to_owned(),
+                };
+                Ok((Box::new(s), peer))
+            }
+            Listener::Tcp(l) => {
+                let (s, addr) = l.accept().await?;
+                s.set_nodelay(true)?;
+                Ok((Box::new(s), format!("tcp {addr}")))
+            }
+        }
+    }
+}
+
+fn bind_unix(endpoint: &Endpoint, path: &Path) -> Result<Listener, ServerError> {
+    let listen_error = |source| ServerError::Listen {
+        endpoint: endpoint.clone(),
+        source,
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(listen_error)?;
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            // Left by a process that died, unless someone still answers.
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(ServerError::InUse(endpoint.clone()));
+            }
+            std::fs::remove_file(path).map_err(listen_error)?;
+        }
+        Ok(_) => return Err(ServerError::NotASocket(endpoint.clone())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(listen_error(e)),
+    }
+    let listener = UnixListener::bind(path).map_err(listen_error)?;
+    let meta = std::fs::symlink_metadata(path).map_err(listen_error)?;
+    Ok(Listener::Unix {
+        listener,
+        _file: SocketFile {
+            path: path.to_owned(),
+            dev: meta.dev(),
+            ino: meta.ino(),
+        },
+    })
+}
+
+async fn accept_loop(listener: Listener, shared: Arc<Shared>, shutdown: CancellationToken) {
+    let mut conns = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let conn = shared.next_conn.fetch_add(1, Ordering::Relaxed) + 1;
+                    let span = tracing::info_span!(
+                        "connection",
+                        peer = %peer,
+                        conn,
+                        role = tracing::field::Empty,
+                        peer_name = tracing::field::Empty,
+                    );
+                    conns.spawn(
+                        connection(stream, conn, shared.clone(), shutdown.clone()).instrument(span),
+                    );
+                }
+                Err(e) => {
+                    // EMFILE and the like: wait rather than spin.
+                    warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            Some(done) = conns.join_next(), if !conns.is_empty() => {
+                if let Err(e) = done {
+                    error!("connection task failed: {e}");
+                }
+            }
+        }
+    }
+    drop(listener);
+    let drain = async { while conns.join_next().await.is_some() {} };
+    if tokio::time::timeout(DRAIN_TIMEOUT, drain).await.is_err() {
+        conns.abort_all();
+    }
+}
+
+/// Why a connection ends.
+enum Close {
+    /// The peer closed between frames.
+    Eof,
+    Shutdown,
+    /// A newer sync session took over.
+    Replaced,
+    HelloTimeout,
+    /// The peer's Hello announced this version.
+    Version(u16),
+    /// Bad input: counted, answered with an Error frame.
+    Bad {
+        code: ErrorCode,
+        reason: String,
+    },
+    /// The peer said goodbye with an Error frame.
+    PeerError {
+        code: u16,
+        message: String,
+    },
+    Io(io::Error),
+    Internal(String),
+}
+
+impl Close {
+    fn bad(code: ErrorCode, reason: String) -> Close {
+        Close::Bad { code, reason }
+    }
+    fn malformed(reason: String) -> Close {
+        Close::bad(ErrorCode::Malformed, reason)
+    }
+}
+
+/// Counts the connection as open while it lives.
+struct OpenGuard(Arc<Shared>);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+async fn connection(
+    stream: Box<dyn Stream>,
+    conn: u64,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+) {
+    shared.count(&shared.open);
+    let _open = OpenGuard(shared.clone());
+    debug!("connection accepted");
+    let mut io = FrameIo {
+        stream,
+        body: Vec::new(),
+        out: Vec::new(),
+        last_seq: 0,
+    };
+    let close = match session(&mut io, &shared, conn, &shutdown).await {
+        Ok(never) => match never {},
+        Err(close) => close,
+    };
+    let reply = match close {
+        Close::Eof => {
+            debug!("peer closed the connection");
+            None
+        }
+        Close::Shutdown => {
+            debug!("closing the connection: fpd stops");
+            None
+        }
+        Close::Replaced => {
+            info!("closing the sync session: a newer one took over");
+            Some((
+                ErrorCode::Replaced,
+                "replaced by a newer sync session".to_owned(),
+            ))
+        }
+        Close::HelloTimeout => {
+            shared.count(&shared.hello_timeouts);
+            let reason = format!("no Hello within {} s", shared.hello_timeout.as_secs_f32());
+            warn!("closing the connection: {reason}");
+            Some((ErrorCode::Unexpected, reason))
+        }
+        Close::Version(peer) => {
+            shared.count(&shared.version_mismatches);
+            let reason = format!(
+                "FPC version mismatch: the peer speaks version {peer}, fpd{} speaks version {VERSION}",
+                shared.blade
+            );
+            warn!("closing the connection: {reason}");
+            Some((ErrorCode::VersionMismatch, reason))
+        }
+        Close::Bad { code, reason } => {
+            shared.count(&shared.bad_frames);
+            warn!("closing the connection on bad input: {reason}");
+            Some((code, reason))
+        }
+        Close::PeerError { code, message } => {
+            info!(code, "the peer closes the connection: {message}");
+            None
+        }
+        Close::Io(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
+            ) =>
+        {
+            info!("the peer dropped the connection: {e}");
+            None
+        }
+        Close::Io(e) => {
+            warn!("closing the connection: {e}");
+            None
+        }
+        Close::Internal(e) => {
+            error!("closing the connection: internal error: {e}");
+            None
+        }
+    };
+    if let Some((code, message)) = reply {
+        let error = Message::Error {
+            code: code as u16,
+            message,
+        };
+        let seq = io.last_seq;
+        let _ = tokio::time::timeout(Duration::from_secs(1), io.send(&error, seq)).await;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(1), io.stream.shutdown()).await;
+}
+
+/// A connection's stream and buffers.
+struct FrameIo {
+    stream: Box<dyn Stream>,
+    body: Vec<u8>,
+    out: Vec<u8>,
+    /// The sequence number of the last frame read, for the Error frame.
+    last_seq: u64,
+}
+
+impl FrameIo {
+    /// Reads and decodes one whole frame.
+    async fn read(&mut self) -> Result<(Header, Message), Close> {
+        let mut raw = [0u8; HEADER_LEN];
+        let mut got = 0;
+        while got < HEADER_LEN {
+            let n = self.stream.read(&mut raw[got..]).await.map_err(Close::Io)?;
+            if n == 0 {
+                return Err(if got == 0 {
+                    Close::Eof
+                } else {
+                    Close::malformed(format!(
+                        "connection closed inside a frame header ({got} of {HEADER_LEN} bytes)"
+                    ))
+                });
+            }
+            got += n;
+        }
+        let header =
+            parse_header(&raw).map_err(|e| Close::malformed(format!("bad frame header: {e}")))?;
+        self.last_seq = header.seq;
+        // Grows with what arrives, so a header alone allocates little.
+        self.body.clear();
+        let n = (&mut self.stream)
+            .take(header.body_len as u64)
+            .read_to_end(&mut self.body)
+            .await
+            .map_err(Close::Io)?;
+        let result = if n < header.body_len {
+            Err(Close::malformed(format!(
+                "connection closed inside a frame body ({n} of {} bytes)",
+                header.body_len
+            )))
+        } else {
+            match Message::parse(&header, &self.body) {
+                Ok(msg) => Ok((header, msg)),
+                Err(e) => Err(match hello_version(&header, &self.body) {
+                    Some(v) if v != VERSION => Close::Version(v),
+                    _ => Close::malformed(format!("bad frame body: {e}")),
+                }),
+            }
+        };
+        if self.body.capacity() > KEEP_BUFFER {
+            self.body = Vec::new();
+        }
+        result
+    }
+
+    async fn send(&mut self, msg: &Message, seq: u64) -> Result<(), Close> {
+        self.out.clear();
+        msg.emit(seq, &mut self.out);
+        let result = write_frame(&mut self.stream, &self.out).await;
+        if self.out.capacity() > KEEP_BUFFER {
+            self.out = Vec::new();
+        }
+        result
+    }
+}
+
+async fn write_frame(stream: &mut Box<dyn Stream>, frame: &[u8]) -> Result<(), Close> {
+    match tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(frame)).await {
+        Ok(result) => result.map_err(Close::Io),
+        Err(_) => Err(Close::Io(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "the peer does not read: write timed out",
+        ))),
+    }
+}
+
+/// The name of a message's kind, for logs.
+fn describe(m: &Message) -> &'static str {
+    match m {
+        Message::Hello(_) => "Hello",
+        Message::SyncBegin { .. } => "SyncBegin",
+        Message::SyncEnd { .. } => "SyncEnd",
+        Message::Batch(_) => "Batch",
+        Message::Ack(_) => "Ack",
+        Message::Error { .. } => "Error",
+        Message::DumpRequest => "DumpRequest",
+        Message::DumpEnd { .. } => "DumpEnd",
+        Message::CountersRequest => "CountersRequest",
+        Message::Counters(_) => "Counters",
+        Message::RouteGet { .. } => "RouteGet",
+        Message::RouteReply(_) => "RouteReply",
+    }
+}
+
+async fn session(
+    io: &mut FrameIo,
+    shared: &Arc<Shared>,
+    conn: u64,
+    shutdown: &CancellationToken,
+) -> Result<Infallible, Close> {
+    let first = tokio::select! {
+        _ = shutdown.cancelled() => return Err(Close::Shutdown),
+        first = tokio::time::timeout(shared.hello_timeout, io.read()) => first,
+    };
+    let (header, hello) = match first.map_err(|_| Close::HelloTimeout)?? {
+        (header, Message::Hello(hello)) => (header, hello),
+        (_, other) => {
+            return Err(Close::bad(
+                ErrorCode::Unexpected,
+                format!("{} before Hello", describe(&other)),
+            ))
+        }
+    };
+    if hello.version != VERSION {
+        return Err(Close::Version(hello.version));
+    }
+    let span = Span::current();
+    span.record("role", tracing::field::debug(hello.role));
+    span.record("peer_name", hello.name.as_str());
+    let reply = Message::Hello(Hello {
+        version: VERSION,
+        role: hello.role,
+        instance: 0,
+        blade: shared.blade,
+        capabilities: all_capabilities(),
+        name: format!("fpd{}", shared.blade),
+    });
+    match hello.role {
+        Role::Sync => sync_session(io, shared, conn, shutdown, &hello, (header.seq, reply)).await,
+        Role::Query => {
+            debug!("query session");
+            io.send(&reply, header.seq).await?;
+            query_session(io, shared, shutdown).await
+        }
+    }
+}
+
+/// Releases sync ownership when the session ends, unless already taken over.
+struct OwnerGuard {
+    shared: Arc<Shared>,
+    conn: u64,
+}
+
+impl Drop for OwnerGuard {
+    fn drop(&mut self) {
+        let mut owner = self.shared.sync_owner();
+        if owner.as_ref().is_some_and(|o| o.conn == self.conn) {
+            *owner = None;
+            info!("sync session ended");
+        }
+    }
+}
+
+async fn sync_session(
+    io: &mut FrameIo,
+    shared: &Arc<Shared>,
+    conn: u64,
+    shutdown: &CancellationToken,
+    hello: &Hello,
+    (seq, reply): (u64, Message),
+) -> Result<Infallible, Close> {
+    let cancel = shutdown.child_token();
+    let previous = shared.sync_owner().replace(SyncOwner {
+        conn,
+        cancel: cancel.clone(),
+    });
+    let _owner = OwnerGuard {
+        shared: shared.clone(),
+        conn,
+    };
+    if let Some(previous) = previous {
+        info!(
+            previous_conn = previous.conn,
+            "a new sync session takes over"
+        );
+        previous.cancel.cancel();
+    }
+    info!(
+        peer_instance = hello.instance,
+        "sync session from {}", hello.name
+    );
+    io.send(&reply, seq).await?;
+    loop {
+        let (header, msg) = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => {
+                return Err(if shutdown.is_cancelled() { Close::Shutdown } else { Close::Replaced })
+            }
+            frame = io.read() => frame?,
+        };
+        match msg {
+            Message::SyncBegin { .. } | Message::SyncEnd { .. } | Message::Batch(_) => {
+                let errors = apply_frame(shared, conn, msg).await?;
+                io.send(&Message::Ack(errors), header.seq).await?;
+            }
+            Message::Error { code, message } => return Err(Close::PeerError { code, message }),
+            other => {
+                return Err(Close::bad(
+                    ErrorCode::Unexpected,
+                    format!("{} on a sync connection", describe(&other)),
+                ))
+            }
+        }
+    }
+}
+
+/// Applies one sync frame under one lock; returns the rejected objects.
+async fn apply_frame(
+    shared: &Arc<Shared>,
+    conn: u64,
+    msg: Message,
+) -> Result<Vec<(u32, ObjectError)>, Close> {
+    let shared = shared.clone();
+    blocking(move || {
+        let mut tables = shared.tables();
+        if shared.sync_owner().as_ref().is_none_or(|o| o.conn != conn) {
+            return Err(Close::Replaced);
+        }
+        let mut errors = Vec::new();
+        match msg {
+            Message::SyncBegin { generation } => {
+                tables.begin_sync(generation);
+                info!(generation, "sync begins");
+            }
+            Message::SyncEnd { generation } => {
+                let swept = tables.end_sync(generation);
+                info!(generation, swept, "sync ends");
+            }
+            Message::Batch(ops) => {
+                let debug = tracing::enabled!(tracing::Level::DEBUG);
+                for (index, (op, obj)) in ops.into_iter().enumerate() {
+                    let shown = debug.then(|| obj.to_string());
+                    if let Err(e) = tables.apply(op, obj) {
+                        if let Some(shown) = shown {
+                            debug!(index, ?op, error = ?e, "rejected: {shown}");
+                        }
+                        errors.push((index as u32, e));
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(errors)
+    })
+    .await?
+}
+
+async fn query_session(
+    io: &mut FrameIo,
+    shared: &Arc<Shared>,
+    shutdown: &CancellationToken,
+) -> Result<Infallible, Close> {
+    loop {
+        let (header, msg) = tokio::select! {
+            _ = shutdown.cancelled() => return Err(Close::Shutdown),
+            frame = io.read() => frame?,
+        };
+        let seq = header.seq;
+        match msg {
+            Message::DumpRequest => dump(io, shared, seq).await?,
+            Message::CountersRequest => {
+                let s = shared.clone();
+                let counters = blocking(move || s.counters()).await?;
+                io.send(&Message::Counters(counters), seq).await?;
+            }
+            Message::RouteGet { table, addr } => {
+                let s = shared.clone();
+                let route = blocking(move || s.tables().longest_match(table, addr)).await?;
+                io.send(&Message::RouteReply(route.map(Object::Route)), seq)
+                    .await?;
+            }
+            Message::Error { code, message } => return Err(Close::PeerError { code, message }),
+            other => {
+                return Err(Close::bad(
+                    ErrorCode::Unexpected,
+                    format!("{} on a query connection", describe(&other)),
+                ))
+            }
+        }
+    }
+}
+
+/// Streams every object as Batch frames of at most about [`DUMP_FRAME`]
+/// bytes, then `DumpEnd`. The tables stay locked (on a blocking thread)
+/// while the frames go out, a few at a time: memory stays small and the
+/// dump is a consistent snapshot; a peer that stops reading is dropped after
+/// [`WRITE_TIMEOUT`], which unlocks the tables.
+async fn dump(io: &mut FrameIo, shared: &Arc<Shared>, seq: u64) -> Result<(), Close> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
+    let s = shared.clone();
+    let span = Span::current();
+    // Spawned now (not on first poll) so that it fills the channel.
+    let producer = tokio::task::spawn_blocking(move || {
+        let _span = span.enter();
+        let tables = s.tables();
+        let mut batch = DumpBatch {
+            ops: Vec::new(),
+            size: 0,
+            scratch: Vec::new(),
+            tx,
+            seq,
+            count: 0,
+            open: true,
+        };
+        tables.for_each(|obj| batch.push(obj));
+        batch.flush();
+        batch.count
+    });
+    // Forward frames until the producer is done and the channel drained; on
+    // error `rx` goes, and the producer stops at its next frame.
+    while let Some(frame) = rx.recv().await {
+        write_frame(&mut io.stream, &frame).await?;
+    }
+    let count = producer.await.map_err(|e| Close::Internal(e.to_string()))?;
+    debug!(count, "dump sent");
+    io.send(&Message::DumpEnd { count }, seq).await
+}
+
+struct DumpBatch {
+    ops: Vec<(Op, Object)>,
+    size: usize,
+    scratch: Vec<u8>,
+    tx: tokio::sync::mpsc::Sender<Vec<u8>>,
+    seq: u64,
+    count: u64,
+    open: bool,
+}
+
+impl DumpBatch {
+    fn push(&mut self, obj: Object) {
+        if !self.open {
+            return;
+        }
+        self.scratch.clear();
+        obj.emit(&mut self.scratch);
+        let n = 1 + self.scratch.len();
+        if !self.ops.is_empty() && self.size + n > DUMP_FRAME - HEADER_LEN - 4 {
+            self.flush();
+        }
+        self.ops.push((Op::Add, obj));
+        self.size += n;
+        self.count += 1;
+    }
+
+    fn flush(&mut self) {
+        if self.ops.is_empty() || !self.open {
+            return;
+        }
+        let mut frame = Vec::with_capacity(HEADER_LEN + 4 + self.size);
+        Message::Batch(std::mem::take(&mut self.ops)).emit(self.seq, &mut frame);
+        self.size = 0;
+        // Fails when the connection has gone: stop, which unlocks the tables.
+        if self.tx.blocking_send(frame).is_err() {
+            self.open = false;
+        }
+    }
+}

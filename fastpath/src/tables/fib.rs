@@ -1,0 +1,561 @@
+//! One FIB: the routes of one (table, family), stored compactly for
+//! longest-prefix match.
+//!
+//! A route is a 12-byte [`Entry`] in a hash map per prefix length, keyed by
+//! the masked prefix; its attributes (type, protocol, scope, prefsrc, next
+//! hops) are an index into the interned [`super::attrs::AttrTable`].
+//!
+//! Invariants:
+//! * `by_len[len]` holds only keys whose bits past `len` are zero, and
+//!   `lens` has bit `len` set exactly when `by_len[len]` is non-empty.
+//! * A prefix's first route lives in `by_len`; its further routes (other tos
+//!   or priority: rare) live in `extra`, and the first one has `EXTRA` set
+//!   exactly when `extra` holds a non-empty list for its prefix.
+//! * No two routes of one prefix share (tos, priority).
+//! * Each entry owns one reference to its attribute id: every id that leaves
+//!   the FIB (replaced, removed, swept) is handed back to the caller to
+//!   release.
+
+use std::collections::hash_map::{Entry as MapEntry, HashMap, RandomState};
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// A masked destination prefix of one family.
+pub(crate) trait PrefixKey: Copy + Eq + Hash {
+    const MAX_LEN: u8;
+    /// The key of `ip`, or `None` if `ip` is of the other family.
+    fn from_ip(ip: IpAddr) -> Option<Self>;
+    fn to_ip(self) -> IpAddr;
+    /// `self` with every bit past `len` cleared (`len <= MAX_LEN`).
+    fn masked(self, len: u8) -> Self;
+}
+
+/// An IPv4 prefix, host order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct V4(u32);
+
+impl Hash for V4 {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        h.write_u32(self.0);
+    }
+}
+
+impl PrefixKey for V4 {
+    const MAX_LEN: u8 = 32;
+    fn from_ip(ip: IpAddr) -> Option<Self> {
+        match ip {
+            IpAddr::V4(a) => Some(V4(u32::from(a))),
+            IpAddr::V6(_) => None,
+        }
+    }
+    fn to_ip(self) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::from(self.0))
+    }
+    fn masked(self, len: u8) -> Self {
+        match len {
+            0 => V4(0),
+            l if l >= 32 => self,
+            l => V4(self.0 & (u32::MAX << (32 - l))),
+        }
+    }
+}
+
+/// An IPv6 prefix as four words, most significant first. Words rather than
+/// a `u128` keep the alignment at 4, so a map bucket is 28 bytes, not 32.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct V6([u32; 4]);
+
+impl V6 {
+    fn from_u128(v: u128) -> Self {
+        V6([
+            (v >> 96) as u32,
+            (v >> 64) as u32,
+            (v >> 32) as u32,
+            v as u32,
+        ])
+    }
+    fn to_u128(self) -> u128 {
+        let [a, b, c, d] = self.0;
+        (u128::from(a) << 96) | (u128::from(b) << 64) | (u128::from(c) << 32) | u128::from(d)
+    }
+}
+
+impl Hash for V6 {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        h.write_u128(self.to_u128());
+    }
+}
+
+impl PrefixKey for V6 {
+    const MAX_LEN: u8 = 128;
+    fn from_ip(ip: IpAddr) -> Option<Self> {
+        match ip {
+            IpAddr::V6(a) => Some(V6::from_u128(u128::from(a))),
+            IpAddr::V4(_) => None,
+        }
+    }
+    fn to_ip(self) -> IpAddr {
+        IpAddr::V6(Ipv6Addr::from(self.to_u128()))
+    }
+    fn masked(self, len: u8) -> Self {
+        match len {
+            0 => V6([0; 4]),
+            l if l >= 128 => self,
+            l => V6::from_u128(self.to_u128() & (u128::MAX << (128 - l))),
+        }
+    }
+}
+
+/// Builds [`FoldHasher`]s with a per-process random seed.
+///
+/// Prefix keys are integers whose low bits are often all zero (a /24 has
+/// eight): a folded 64x64->128 multiply spreads every input bit over both
+/// ends of the hash, which hashbrown uses (low bits pick the bucket, the top
+/// seven the control byte). Keys come from the trusted cache manager, so
+/// this trades SipHash's flood resistance for speed.
+#[derive(Debug, Clone)]
+pub(crate) struct PrefixHash {
+    seed: u64,
+}
+
+impl PrefixHash {
+    pub(crate) fn new() -> Self {
+        PrefixHash {
+            seed: RandomState::new().hash_one(0x5eed_u64) | 1,
+        }
+    }
+}
+
+impl BuildHasher for PrefixHash {
+    type Hasher = FoldHasher;
+    fn build_hasher(&self) -> FoldHasher {
+        FoldHasher { state: self.seed }
+    }
+}
+
+/// See [`PrefixHash`].
+pub(crate) struct FoldHasher {
+    state: u64,
+}
+
+impl FoldHasher {
+    #[inline]
+    fn mix(&mut self, v: u64) {
+        const K: u64 = 0x9E37_79B9_7F4A_7C15;
+        let m = u128::from(self.state ^ v) * u128::from(K);
+        self.state = (m as u64) ^ ((m >> 64) as u64);
+    }
+}
+
+impl Hasher for FoldHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            self.mix(u64::from_le_bytes(b));
+        }
+    }
+    fn write_u8(&mut self, v: u8) {
+        self.mix(v.into());
+    }
+    fn write_u32(&mut self, v: u32) {
+        self.mix(v.into());
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.mix(v);
+    }
+    fn write_u128(&mut self, v: u128) {
+        self.mix(v as u64);
+        self.mix((v >> 64) as u64);
+    }
+    fn write_usize(&mut self, v: usize) {
+        self.mix(v as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.state
+    }
+}
+
+/// The set of prefix lengths in use, 0..=128.
+#[derive(Debug, Clone, Copy, Default)]
+struct LenSet([u64; 3]);
+
+impl LenSet {
+    fn insert(&mut self, len: u8) {
+        self.0[usize::from(len / 64)] |= 1 << (len % 64);
+    }
+    fn remove(&mut self, len: u8) {
+        self.0[usize::from(len / 64)] &= !(1 << (len % 64));
+    }
+    /// Longest first.
+    fn iter_desc(self) -> impl Iterator<Item = u8> {
+        let mut words = self.0;
+        let mut w = words.len();
+        std::iter::from_fn(move || loop {
+            if w == 0 {
+                return None;
+            }
+            let bits = words[w - 1];
+            if bits == 0 {
+                w -= 1;
+                continue;
+            }
+            let b = 63 - bits.leading_zeros();
+            words[w - 1] &= !(1u64 << b);
+            return Some(((w - 1) * 64) as u8 + b as u8);
+        })
+    }
+}
+
+/// Set by `mark_stale`, cleared by any upsert.
+const STALE: u8 = 1;
+/// On a first entry: `extra` holds more routes of its prefix.
+const EXTRA: u8 = 2;
+
+/// One route, less its prefix (the map key) and attributes (interned).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Entry {
+    pub priority: u32,
+    /// An id of the [`super::attrs::AttrTable`].
+    pub attrs: u32,
+    pub tos: u8,
+    flags: u8,
+}
+
+impl Entry {
+    fn is(&self, tos: u8, priority: u32) -> bool {
+        self.tos == tos && self.priority == priority
+    }
+    fn stale(&self) -> bool {
+        self.flags & STALE != 0
+    }
+}
+
+/// What an upsert did.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Upsert {
+    Inserted,
+    /// The route existed; here is its previous attribute id to release.
+    Replaced(u32),
+}
+
+/// The routes of one (table, family).
+pub(crate) struct Fib<K> {
+    by_len: Vec<HashMap<K, Entry, PrefixHash>>,
+    lens: LenSet,
+    extra: HashMap<(u8, K), Vec<Entry>, PrefixHash>,
+    hasher: PrefixHash,
+    routes: usize,
+}
+
+impl<K: PrefixKey> Fib<K> {
+    pub(crate) fn new(hasher: PrefixHash) -> Self {
+        Fib {
+            by_len: (0..=K::MAX_LEN)
+                .map(|_| HashMap::with_hasher(hasher.clone()))
+                .collect(),
+            lens: LenSet::default(),
+            extra: HashMap::with_hasher(hasher.clone()),
+            hasher,
+            routes: 0,
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.routes
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.routes == 0
+    }
+
+    /// Inserts or replaces the route (key, len, tos, priority); the caller
+    /// has checked that `key` is masked to `len <= MAX_LEN`.
+    pub(crate) fn upsert(&mut self, key: K, len: u8, tos: u8, priority: u32, attrs: u32) -> Upsert {
+        let fresh = Entry {
+            priority,
+            attrs,
+            tos,
+            flags: 0,
+        };
+        let map = &mut self.by_len[usize::from(len)];
+        match map.entry(key) {
+            MapEntry::Vacant(v) => {
+                v.insert(fresh);
+                self.lens.insert(len);
+                self.routes += 1;
+                Upsert::Inserted
+            }
+            MapEntry::Occupied(mut o) => {
+                let first = o.get_mut();
+                if first.is(tos, priority) {
+                    let old = first.attrs;
+                    first.attrs = attrs;
+                    first.flags &= !STALE;
+                    return Upsert::Replaced(old);
+                }
+                let list = self.extra.entry((len, key)).or_default();
+                if let Some(e) = list.iter_mut().find(|e| e.is(tos, priority)) {
+                    let old = e.attrs;
+                    *e = fresh;
+                    return Upsert::Replaced(old);
+                }
+                list.push(fresh);
+                first.flags |= EXTRA;
+                self.routes += 1;
+                Upsert::Inserted
+            }
+        }
+    }
+
+    /// Removes the route and returns its attribute id.
+    pub(crate) fn remove(&mut self, key: K, len: u8, tos: u8, priority: u32) -> Option<u32> {
+        let map = self.by_len.get_mut(usize::from(len))?;
+        let first = map.get_mut(&key)?;
+        let removed = if first.is(tos, priority) {
+            let old = first.attrs;
+            if first.flags & EXTRA == 0 {
+                map.remove(&key);
+                if map.is_empty() {
+                    self.lens.remove(len);
+                    *map = HashMap::with_hasher(self.hasher.clone());
+                }
+            } else {
+                // Promote a further route of the prefix to first.
+                let list = self.extra.get_mut(&(len, key))?;
+                let next = list.pop()?;
+                let more = !list.is_empty();
+                if !more {
+                    self.extra.remove(&(len, key));
+                }
+                *first = Entry {
+                    flags: (next.flags & STALE) | if more { EXTRA } else { 0 },
+                    ..next
+                };
+            }
+            old
+        } else {
+            if first.flags & EXTRA == 0 {
+                return None;
+            }
+            let list = self.extra.get_mut(&(len, key))?;
+            let at = list.iter().position(|e| e.is(tos, priority))?;
+            let gone = list.swap_remove(at);
+            if list.is_empty() {
+                self.extra.remove(&(len, key));
+                first.flags &= !EXTRA;
+            }
+            gone.attrs
+        };
+        self.routes -= 1;
+        Some(removed)
+    }
+
+    /// The route for `addr`: the longest prefix holding a tos-0 route, and
+    /// of its tos-0 routes the one with the lowest priority (metric).
+    /// Returns (prefix, prefix length, entry).
+    pub(crate) fn longest_match(&self, addr: K) -> Option<(K, u8, Entry)> {
+        for len in self.lens.iter_desc() {
+            let key = addr.masked(len);
+            let Some(first) = self.by_len[usize::from(len)].get(&key) else {
+                continue;
+            };
+            let mut best = (first.tos == 0).then_some(*first);
+            if first.flags & EXTRA != 0 {
+                for e in self.extra.get(&(len, key)).into_iter().flatten() {
+                    if e.tos == 0 && best.is_none_or(|b| e.priority < b.priority) {
+                        best = Some(*e);
+                    }
+                }
+            }
+            if let Some(e) = best {
+                return Some((key, len, e));
+            }
+        }
+        None
+    }
+
+    /// Marks every route stale.
+    pub(crate) fn mark_stale(&mut self) {
+        for map in &mut self.by_len {
+            for e in map.values_mut() {
+                e.flags |= STALE;
+            }
+        }
+        for list in self.extra.values_mut() {
+            for e in list {
+                e.flags |= STALE;
+            }
+        }
+    }
+
+    /// Removes every stale route, handing each attribute id to `release`;
+    /// returns how many went.
+    pub(crate) fn sweep(&mut self, mut release: impl FnMut(u32)) -> usize {
+        let mut swept = 0;
+        let Fib {
+            by_len,
+            lens,
+            extra,
+            hasher,
+            ..
+        } = self;
+        for (len, map) in by_len.iter_mut().enumerate() {
+            if map.is_empty() {
+                continue;
+            }
+            let len = len as u8;
+            map.retain(|key, first| {
+                if first.flags & EXTRA != 0 {
+                    let list_key = (len, *key);
+                    let mut list = extra.remove(&list_key).unwrap_or_default();
+                    list.retain(|e| {
+                        if e.stale() {
+                            release(e.attrs);
+                            swept += 1;
+                        }
+                        !e.stale()
+                    });
+                    if first.stale() {
+                        release(first.attrs);
+                        swept += 1;
+                        match list.pop() {
+                            Some(next) => *first = next,
+                            None => return false,
+                        }
+                    }
+                    if list.is_empty() {
+                        first.flags &= !EXTRA;
+                    } else {
+                        first.flags |= EXTRA;
+                        extra.insert(list_key, list);
+                    }
+                    return true;
+                }
+                if first.stale() {
+                    release(first.attrs);
+                    swept += 1;
+                    return false;
+                }
+                true
+            });
+            if map.is_empty() {
+                lens.remove(len);
+                *map = HashMap::with_hasher(hasher.clone());
+            } else if map.len() < map.capacity() / 4 {
+                map.shrink_to_fit();
+            }
+        }
+        self.routes -= swept;
+        swept
+    }
+
+    /// Every route as (prefix, prefix length, entry).
+    pub(crate) fn for_each(&self, mut f: impl FnMut(K, u8, &Entry)) {
+        for (len, map) in self.by_len.iter().enumerate() {
+            for (key, first) in map {
+                f(*key, len as u8, first);
+                if first.flags & EXTRA != 0 {
+                    for e in self.extra.get(&(len as u8, *key)).into_iter().flatten() {
+                        f(*key, len as u8, e);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v4(s: &str) -> V4 {
+        V4::from_ip(s.parse().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn masks() {
+        assert_eq!(v4("10.1.2.3").masked(0), v4("0.0.0.0"));
+        assert_eq!(v4("10.1.2.3").masked(8), v4("10.0.0.0"));
+        assert_eq!(v4("10.1.2.3").masked(24), v4("10.1.2.0"));
+        assert_eq!(v4("10.1.2.3").masked(32), v4("10.1.2.3"));
+        let a = V6::from_ip("2001:db8:1:2:3:4:5:6".parse().unwrap()).unwrap();
+        assert_eq!(a.masked(64).to_ip().to_string(), "2001:db8:1:2::");
+        assert_eq!(a.masked(0).to_ip().to_string(), "::");
+        assert_eq!(a.masked(128), a);
+        assert_eq!(a.masked(127).to_ip().to_string(), "2001:db8:1:2:3:4:5:6");
+        assert_eq!(a.masked(125).to_ip().to_string(), "2001:db8:1:2:3:4:5:0");
+    }
+
+    #[test]
+    fn len_set_iterates_longest_first() {
+        let mut s = LenSet::default();
+        for l in [0, 8, 63, 64, 65, 127, 128] {
+            s.insert(l);
+        }
+        s.remove(65);
+        assert_eq!(
+            s.iter_desc().collect::<Vec<_>>(),
+            vec![128, 127, 64, 63, 8, 0]
+        );
+        assert_eq!(LenSet::default().iter_desc().count(), 0);
+    }
+
+    #[test]
+    fn entry_is_small() {
+        assert_eq!(std::mem::size_of::<Entry>(), 12);
+        assert_eq!(std::mem::size_of::<(V4, Entry)>(), 16);
+        assert_eq!(std::mem::size_of::<(V6, Entry)>(), 28);
+    }
+
+    #[test]
+    fn several_routes_per_prefix() {
+        let mut fib = Fib::<V4>::new(PrefixHash::new());
+        let p = v4("10.0.0.0");
+        assert_eq!(fib.upsert(p, 8, 0, 100, 1), Upsert::Inserted);
+        assert_eq!(fib.upsert(p, 8, 0, 50, 2), Upsert::Inserted);
+        assert_eq!(fib.upsert(p, 8, 4, 10, 3), Upsert::Inserted);
+        assert_eq!(fib.upsert(p, 8, 0, 50, 4), Upsert::Replaced(2));
+        assert_eq!(fib.len(), 3);
+        // Lowest metric among tos-0 routes.
+        let (_, _, e) = fib.longest_match(v4("10.9.9.9")).unwrap();
+        assert_eq!((e.priority, e.attrs), (50, 4));
+        // Remove the first: a further one is promoted.
+        assert_eq!(fib.remove(p, 8, 0, 100), Some(1));
+        assert_eq!(fib.remove(p, 8, 0, 100), None);
+        assert_eq!(fib.len(), 2);
+        let mut seen = Vec::new();
+        fib.for_each(|_, _, e| seen.push((e.tos, e.priority)));
+        seen.sort();
+        assert_eq!(seen, vec![(0, 50), (4, 10)]);
+        assert_eq!(fib.remove(p, 8, 0, 50), Some(4));
+        // Only a tos-4 route is left: no tos-0 match.
+        assert!(fib.longest_match(v4("10.9.9.9")).is_none());
+        assert_eq!(fib.remove(p, 8, 4, 10), Some(3));
+        assert!(fib.is_empty());
+        assert!(fib.extra.is_empty());
+        assert_eq!(fib.lens.iter_desc().count(), 0);
+    }
+
+    #[test]
+    fn sweep_promotes_fresh_routes() {
+        let mut fib = Fib::<V4>::new(PrefixHash::new());
+        let p = v4("10.0.0.0");
+        fib.upsert(p, 8, 0, 1, 1);
+        fib.upsert(p, 8, 0, 2, 2);
+        fib.upsert(p, 8, 0, 3, 3);
+        fib.upsert(v4("192.168.0.0"), 16, 0, 0, 4);
+        fib.mark_stale();
+        fib.upsert(p, 8, 0, 3, 3);
+        let mut released = Vec::new();
+        assert_eq!(fib.sweep(|id| released.push(id)), 3);
+        released.sort();
+        assert_eq!(released, vec![1, 2, 4]);
+        assert_eq!(fib.len(), 1);
+        let (_, len, e) = fib.longest_match(v4("10.1.1.1")).unwrap();
+        assert_eq!((len, e.priority, e.flags), (8, 3, 0));
+        assert!(fib.extra.is_empty());
+        assert!(fib.longest_match(v4("192.168.1.1")).is_none());
+    }
+}

@@ -1,0 +1,227 @@
+//! One blade's FPC connection: connect (and reconnect), say hello, write
+//! the frames the processor queues, read the acks.
+//!
+//! Invariant: every frame carries the id of the connection it was made
+//! for; frames made for an earlier connection are dropped unsent, because
+//! a new connection always starts with a full replay (SyncBegin, every
+//! cached object, SyncEnd) that the processor queues when told `Up`.
+
+use std::future::Future;
+use std::pin::pin;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use fastpath::fpc::{
+    self, all_capabilities, Endpoint, Hello, Message, Role, Stream, TransportError, VERSION,
+};
+use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use crate::stats::QueueStats;
+
+/// Frames for one connection of one blade.
+pub struct Outgoing {
+    pub conn: u64,
+    pub bytes: Vec<u8>,
+    pub frames: u64,
+}
+
+/// What a blade task tells the processor.
+#[derive(Debug)]
+pub enum BladeEvent {
+    Up { blade: usize, conn: u64 },
+    Down { blade: usize, conn: u64 },
+}
+
+pub struct BladeTask {
+    pub index: usize,
+    pub blade: u32,
+    pub endpoint: Endpoint,
+    pub instance: u32,
+    pub name: String,
+    pub stats: Arc<QueueStats>,
+}
+
+const RETRY: Duration = Duration::from_millis(100);
+
+impl BladeTask {
+    pub async fn run(
+        self,
+        mut rx: mpsc::UnboundedReceiver<Outgoing>,
+        events: crossbeam_channel::Sender<crate::daemon::Event>,
+    ) {
+        let mut conn = 0u64;
+        let mut failures = 0u64;
+        loop {
+            let stream = match self.handshake().await {
+                Ok(s) => s,
+                Err(e) => {
+                    if failures == 0 {
+                        warn!(endpoint = %self.endpoint, "cannot reach fast path: {e}; retrying");
+                    }
+                    failures += 1;
+                    tokio::time::sleep(RETRY).await;
+                    continue;
+                }
+            };
+            failures = 0;
+            conn += 1;
+            info!(endpoint = %self.endpoint, conn, "connected to fast path");
+            self.stats.connects.fetch_add(1, Relaxed);
+            self.stats.connected.store(1, Relaxed);
+            self.stats.in_sync.store(0, Relaxed);
+            let (reader, mut writer) = tokio::io::split(stream);
+            let event = |e| crate::daemon::Event::Blade(e);
+            if events
+                .send(event(BladeEvent::Up {
+                    blade: self.index,
+                    conn,
+                }))
+                .is_err()
+            {
+                return; // the processor is gone: shutting down
+            }
+            let mut acks = tokio::spawn(read_acks(reader, self.stats.clone()));
+            let closed = loop {
+                tokio::select! {
+                    frame = rx.recv() => {
+                        let Some(frame) = frame else {
+                            let _ = writer.shutdown().await;
+                            acks.abort();
+                            return;
+                        };
+                        self.stats.dequeued(frame.frames, frame.bytes.len() as u64);
+                        if frame.conn != conn {
+                            debug!(frame_conn = frame.conn, conn, "dropping a frame of an earlier connection");
+                            continue;
+                        }
+                        if let Err(e) = write_counted(&mut writer, &frame.bytes, &self.stats).await {
+                            break format!("write: {e}");
+                        }
+                        self.stats.sent.fetch_add(frame.frames, Relaxed);
+                    }
+                    res = &mut acks => {
+                        break match res {
+                            Ok(Err(e)) => e.to_string(),
+                            _ => "reader ended".into(),
+                        };
+                    }
+                }
+            };
+            acks.abort();
+            warn!(endpoint = %self.endpoint, conn, "fast path connection lost: {closed}");
+            self.stats.errors.fetch_add(1, Relaxed);
+            self.stats.connected.store(0, Relaxed);
+            self.stats.in_sync.store(0, Relaxed);
+            if events
+                .send(event(BladeEvent::Down {
+                    blade: self.index,
+                    conn,
+                }))
+                .is_err()
+            {
+                return;
+            }
+            tokio::time::sleep(RETRY).await;
+        }
+    }
+
+    async fn handshake(&self) -> Result<Box<dyn Stream>, TransportError> {
+        let mut stream = fpc::connect(&self.endpoint).await?;
+        let mut frame = Vec::new();
+        Message::Hello(Hello {
+            version: VERSION,
+            role: Role::Sync,
+            instance: self.instance,
+            blade: self.blade,
+            capabilities: all_capabilities(),
+            name: self.name.clone(),
+        })
+        .emit(0, &mut frame);
+        stream.write_all(&frame).await?;
+        let mut body = Vec::new();
+        let reply = tokio::time::timeout(
+            Duration::from_secs(5),
+            fpc::read_frame(&mut stream, &mut body),
+        )
+        .await
+        .map_err(|_| TransportError::Unexpected("no hello within 5 s".into()))??;
+        match reply.1 {
+            Message::Hello(h) if h.version == VERSION => {
+                debug!(peer = %h.name, "fast path hello");
+                Ok(stream)
+            }
+            Message::Hello(h) => Err(TransportError::VersionMismatch {
+                peer: h.version,
+                ours: VERSION,
+            }),
+            Message::Error { message, .. } => Err(TransportError::Refused(message)),
+            other => Err(TransportError::Unexpected(format!("{other:?}"))),
+        }
+    }
+}
+
+/// Writes `bytes`, counting writes that had to wait and partial writes.
+async fn write_counted(
+    w: &mut WriteHalf<Box<dyn Stream>>,
+    bytes: &[u8],
+    stats: &QueueStats,
+) -> std::io::Result<()> {
+    let mut off = 0;
+    while off < bytes.len() {
+        let mut fut = pin!(w.write(&bytes[off..]));
+        let first = fut.as_mut().poll(&mut Context::from_waker(Waker::noop()));
+        let n = match first {
+            Poll::Ready(r) => r?,
+            Poll::Pending => {
+                stats.has_blocked.fetch_add(1, Relaxed);
+                fut.await?
+            }
+        };
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        if off + n < bytes.len() {
+            stats.partially_sent.fetch_add(1, Relaxed);
+        }
+        off += n;
+    }
+    Ok(())
+}
+
+async fn read_acks(
+    mut r: ReadHalf<Box<dyn Stream>>,
+    stats: Arc<QueueStats>,
+) -> Result<(), TransportError> {
+    let mut body = Vec::new();
+    loop {
+        let (header, msg) = fpc::read_frame(&mut r, &mut body).await?;
+        match msg {
+            Message::Ack(errors) => {
+                stats.acked.store(header.seq, Relaxed);
+                if !errors.is_empty() {
+                    stats.rejected.fetch_add(errors.len() as u64, Relaxed);
+                    for (index, err) in &errors {
+                        debug!(
+                            seq = header.seq,
+                            index,
+                            ?err,
+                            "fast path rejected an object"
+                        );
+                    }
+                }
+                let end = stats.sync_end_seq.load(Relaxed);
+                if end != 0 && header.seq >= end {
+                    stats.in_sync.store(1, Relaxed);
+                }
+            }
+            Message::Error { code, message } => {
+                return Err(TransportError::Refused(format!("{message} (code {code})")))
+            }
+            other => return Err(TransportError::Unexpected(format!("{other:?}"))),
+        }
+    }
+}

@@ -1,0 +1,285 @@
+//! What cmgrd knows of Linux: every synced object, by kind and key.
+//!
+//! Invariants: the cache holds exactly what the blades were told (every
+//! change returns the op that tells them); an object equal to the cached
+//! one yields no op, so dumps and resyncs only send what changed; replay
+//! order is links, addresses, nexthops (single before groups), routes,
+//! neighbours, so that a reference never precedes what it names.
+
+use std::collections::HashMap;
+
+use fastpath::fpc::{Hop, NextHops, Object, ObjectKey, ObjectKind, Op, Route, AF_INET, AF_INET6};
+
+/// Which part of the cache a dump covers, for mark-and-sweep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scope {
+    Links,
+    Addrs,
+    Nexthops,
+    Routes(u8),
+    Neighs(u8),
+}
+
+impl Scope {
+    /// Every scope, in replay order.
+    pub const ALL: [Scope; 7] = [
+        Scope::Links,
+        Scope::Addrs,
+        Scope::Nexthops,
+        Scope::Routes(AF_INET),
+        Scope::Routes(AF_INET6),
+        Scope::Neighs(AF_INET),
+        Scope::Neighs(AF_INET6),
+    ];
+
+    pub fn of(obj: &Object) -> Scope {
+        match obj {
+            Object::Link(_) => Scope::Links,
+            Object::Addr(_) => Scope::Addrs,
+            Object::Nexthop(_) => Scope::Nexthops,
+            Object::Route(r) => Scope::Routes(r.family()),
+            Object::Neigh(n) => Scope::Neighs(fastpath::fpc::family_of(&n.dst)),
+        }
+    }
+
+    fn kind(self) -> ObjectKind {
+        match self {
+            Scope::Links => ObjectKind::Link,
+            Scope::Addrs => ObjectKind::Addr,
+            Scope::Nexthops => ObjectKind::Nexthop,
+            Scope::Routes(_) => ObjectKind::Route,
+            Scope::Neighs(_) => ObjectKind::Neigh,
+        }
+    }
+
+    fn contains(self, obj: &Object) -> bool {
+        Scope::of(obj) == self
+    }
+}
+
+#[derive(Default)]
+pub struct Cache {
+    maps: [HashMap<ObjectKey, Object>; 5],
+}
+
+fn slot(kind: ObjectKind) -> usize {
+    kind as usize - 1
+}
+
+impl Cache {
+    pub fn get(&self, key: &ObjectKey) -> Option<&Object> {
+        self.maps[slot(key_kind(key))].get(key)
+    }
+
+    /// Inserts or refreshes `obj`; the op to send, or None if unchanged.
+    pub fn upsert(&mut self, obj: Object) -> Option<(Op, Object)> {
+        let map = &mut self.maps[slot(obj.kind())];
+        match map.get_mut(&obj.key()) {
+            Some(old) if *old == obj => None,
+            Some(old) => {
+                *old = obj.clone();
+                Some((Op::Replace, obj))
+            }
+            None => {
+                map.insert(obj.key(), obj.clone());
+                Some((Op::Add, obj))
+            }
+        }
+    }
+
+    /// Removes `key`; the delete op to send, or None if it was not cached.
+    pub fn remove(&mut self, key: &ObjectKey) -> Option<(Op, Object)> {
+        self.maps[slot(key_kind(key))]
+            .remove(key)
+            .map(|o| (Op::Delete, o))
+    }
+
+    /// Applies an RTM_DELROUTE. For an IPv6 multipath route, a message that
+    /// names only some of its hops removes those hops (the route stays,
+    /// single-hop when one is left); otherwise the route goes.
+    pub fn remove_route(&mut self, gone: Route) -> Option<(Op, Object)> {
+        let key = ObjectKey::Route(gone.key());
+        if let (Some(Object::Route(cached)), true) = (self.get(&key), gone.dst.is_ipv6()) {
+            if let NextHops::Multipath(hops) = &cached.nexthops {
+                let removed: Vec<&Hop> = match &gone.nexthops {
+                    NextHops::Single(h) => vec![h],
+                    NextHops::Multipath(hs) => hs.iter().collect(),
+                    _ => Vec::new(),
+                };
+                let same = |a: &Hop, b: &Hop| a.gateway == b.gateway && a.oif == b.oif;
+                let left: Vec<Hop> = hops
+                    .iter()
+                    .filter(|h| !removed.iter().any(|r| same(h, r)))
+                    .cloned()
+                    .collect();
+                if !removed.is_empty() && !left.is_empty() && left.len() < hops.len() {
+                    let mut route = cached.clone();
+                    route.nexthops = match <[Hop; 1]>::try_from(left) {
+                        Ok([mut single]) => {
+                            single.weight = 1; // a lone IPv6 hop carries no weight
+                            NextHops::Single(single)
+                        }
+                        Err(left) => NextHops::Multipath(left),
+                    };
+                    return self.upsert(Object::Route(route));
+                }
+            }
+        }
+        self.remove(&key)
+    }
+
+    pub fn len(&self, kind: ObjectKind) -> usize {
+        self.maps[slot(kind)].len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.maps.iter().all(HashMap::is_empty)
+    }
+
+    /// Every object, in replay order.
+    pub fn replay(&self) -> impl Iterator<Item = &Object> {
+        let (single, groups): (Vec<&Object>, Vec<&Object>) = self.maps[slot(ObjectKind::Nexthop)]
+            .values()
+            .partition(|o| matches!(o, Object::Nexthop(n) if n.group.is_empty()));
+        self.maps[slot(ObjectKind::Link)]
+            .values()
+            .chain(self.maps[slot(ObjectKind::Addr)].values())
+            .chain(single)
+            .chain(groups)
+            .chain(self.maps[slot(ObjectKind::Route)].values())
+            .chain(self.maps[slot(ObjectKind::Neigh)].values())
+    }
+
+    /// Makes `scope` equal to `fresh` (a complete dump of it): upserts what
+    /// is new or changed, removes what the dump no longer has. Returns the
+    /// ops, deletions last.
+    pub fn reconcile(&mut self, scope: Scope, fresh: Vec<Object>) -> Vec<(Op, Object)> {
+        let mut seen = std::collections::HashSet::with_capacity(fresh.len());
+        let mut ops = Vec::new();
+        for obj in fresh {
+            debug_assert!(scope.contains(&obj));
+            seen.insert(obj.key());
+            ops.extend(self.upsert(obj));
+        }
+        let map = &mut self.maps[slot(scope.kind())];
+        let stale: Vec<ObjectKey> = map
+            .iter()
+            .filter(|(k, o)| scope.contains(o) && !seen.contains(*k))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in stale {
+            ops.extend(map.remove(&key).map(|o| (Op::Delete, o)));
+        }
+        ops
+    }
+
+    /// Whether some route or nexthop uses interface `ifindex` (directly or
+    /// through a nexthop object), or has `prefsrc` as source: the routes
+    /// the kernel may delete without telling when that link goes down or
+    /// that address goes away.
+    pub fn routes_depend_on(&self, ifindex: u32, prefsrc: Option<std::net::IpAddr>) -> bool {
+        let nh_map = &self.maps[slot(ObjectKind::Nexthop)];
+        let nh_uses = |id: u32| match nh_map.get(&ObjectKey::Nexthop(id)) {
+            Some(Object::Nexthop(n)) => {
+                n.oif == ifindex
+                    || n.group.iter().any(|(m, _)| {
+                        matches!(nh_map.get(&ObjectKey::Nexthop(*m)),
+                            Some(Object::Nexthop(mn)) if mn.oif == ifindex)
+                    })
+            }
+            _ => false,
+        };
+        let nexthops_use = nh_map
+            .values()
+            .any(|o| matches!(o, Object::Nexthop(n) if n.oif == ifindex));
+        nexthops_use
+            || self.maps[slot(ObjectKind::Route)].values().any(|o| {
+                let Object::Route(r) = o else { return false };
+                if prefsrc.is_some() && r.prefsrc == prefsrc {
+                    return true;
+                }
+                match &r.nexthops {
+                    NextHops::None => false,
+                    NextHops::Single(h) => h.oif == ifindex,
+                    NextHops::Multipath(hops) => hops.iter().any(|h| h.oif == ifindex),
+                    NextHops::Id(id) => nh_uses(*id),
+                }
+            })
+    }
+
+    /// Whether some route uses nexthop `id`, alone or in a group.
+    pub fn routes_use_nexthop(&self, id: u32) -> bool {
+        let nh_map = &self.maps[slot(ObjectKind::Nexthop)];
+        let groups: Vec<u32> = nh_map
+            .values()
+            .filter_map(|o| match o {
+                Object::Nexthop(n) if n.group.iter().any(|(m, _)| *m == id) => Some(n.id),
+                _ => None,
+            })
+            .collect();
+        self.maps[slot(ObjectKind::Route)].values().any(|o| {
+            matches!(o, Object::Route(r)
+                if matches!(r.nexthops, NextHops::Id(n) if n == id || groups.contains(&n)))
+        })
+    }
+}
+
+fn key_kind(key: &ObjectKey) -> ObjectKind {
+    match key {
+        ObjectKey::Link(_) => ObjectKind::Link,
+        ObjectKey::Addr { .. } => ObjectKind::Addr,
+        ObjectKey::Route(_) => ObjectKind::Route,
+        ObjectKey::Nexthop(_) => ObjectKind::Nexthop,
+        ObjectKey::Neigh { .. } => ObjectKind::Neigh,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fastpath::fpc::{rtn, Route};
+    use std::net::IpAddr;
+
+    fn route(dst: &str, len: u8, oif: u32) -> Object {
+        Object::Route(Route {
+            table: 254,
+            dst: dst.parse::<IpAddr>().unwrap(),
+            dst_len: len,
+            tos: 0,
+            priority: 0,
+            rtype: rtn::UNICAST,
+            protocol: 3,
+            scope: 0,
+            prefsrc: None,
+            nexthops: NextHops::Single(fastpath::fpc::Hop {
+                gateway: None,
+                oif,
+                weight: 1,
+                flags: 0,
+            }),
+        })
+    }
+
+    #[test]
+    fn upsert_reports_only_changes() {
+        let mut c = Cache::default();
+        assert_eq!(c.upsert(route("10.0.0.0", 8, 1)).unwrap().0, Op::Add);
+        assert!(c.upsert(route("10.0.0.0", 8, 1)).is_none());
+        assert_eq!(c.upsert(route("10.0.0.0", 8, 2)).unwrap().0, Op::Replace);
+        assert_eq!(c.len(ObjectKind::Route), 1);
+        assert!(c.routes_depend_on(2, None));
+        assert!(!c.routes_depend_on(1, None));
+    }
+
+    #[test]
+    fn reconcile_sweeps_only_its_scope() {
+        let mut c = Cache::default();
+        c.upsert(route("10.0.0.0", 8, 1));
+        c.upsert(route("10.1.0.0", 16, 1));
+        c.upsert(route("2001:db8::", 32, 1));
+        let ops = c.reconcile(Scope::Routes(AF_INET), vec![route("10.1.0.0", 16, 1)]);
+        assert_eq!(ops.len(), 1);
+        assert_eq!(ops[0].0, Op::Delete);
+        assert_eq!(c.len(ObjectKind::Route), 2, "the IPv6 route stays");
+    }
+}

@@ -1,0 +1,103 @@
+//! The equivalence check: Linux's state in a namespace against a fast
+//! path's tables. Every difference is one line; none means in sync.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use fastpath::fpc::{Endpoint, Object, ObjectKey, QueryClient, TransportError};
+
+use crate::cache::Scope;
+use crate::netlink::{NetlinkSocket, SocketError};
+use crate::stats::{SocketStats, SyncStats};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error("cannot enter the network namespace")]
+    Netns(#[source] std::io::Error),
+    #[error("cannot open a netlink socket")]
+    Socket(#[source] std::io::Error),
+    #[error("dumping Linux failed")]
+    Dump(#[from] SocketError),
+    #[error("reading the fast path at {endpoint} failed")]
+    FastPath {
+        endpoint: Endpoint,
+        #[source]
+        source: TransportError,
+    },
+}
+
+/// Everything cmgrd would sync from the namespace `netns` (the current
+/// one when None). Runs on its own thread, which enters the namespace.
+pub fn linux_objects(netns: Option<&str>) -> Result<Vec<Object>, CheckError> {
+    let netns = netns.map(str::to_owned);
+    std::thread::spawn(move || {
+        if let Some(ns) = &netns {
+            crate::netns::enter(ns).map_err(CheckError::Netns)?;
+        }
+        let mut sock = NetlinkSocket::open(&[], 4 << 20).map_err(CheckError::Socket)?;
+        let (mut stats, mut sync) = (SocketStats::default(), SyncStats::default());
+        let mut out = Vec::new();
+        for scope in Scope::ALL {
+            out.extend(crate::daemon::dump_scope(
+                &mut sock, scope, &mut stats, &mut sync,
+            )?);
+        }
+        Ok(out)
+    })
+    .join()
+    .expect("the dump thread does not panic")
+}
+
+pub fn fastpath_objects(endpoint: &Endpoint) -> Result<Vec<Object>, CheckError> {
+    let err = |source| CheckError::FastPath {
+        endpoint: endpoint.clone(),
+        source,
+    };
+    let mut client =
+        QueryClient::connect(endpoint, "fpsync-check", Duration::from_secs(10)).map_err(err)?;
+    client.dump().map_err(err)
+}
+
+/// The differences between two sets of objects, one line each, in key order.
+pub fn diff(linux: Vec<Object>, fastpath: Vec<Object>) -> Vec<String> {
+    let index = |v: Vec<Object>| -> BTreeMap<ObjectKey, Object> {
+        v.into_iter().map(|o| (o.key(), o)).collect()
+    };
+    let (linux, mut fp) = (index(linux), index(fastpath));
+    let mut out = Vec::new();
+    for (key, l) in linux {
+        match fp.remove(&key) {
+            None => out.push(format!("missing in fast path: {l}")),
+            Some(f) if f != l => out.push(format!("differs: linux {l} / fast path {f}")),
+            Some(_) => {}
+        }
+    }
+    out.extend(fp.into_values().map(|f| format!("stale in fast path: {f}")));
+    out
+}
+
+/// One comparison.
+pub fn check(netns: Option<&str>, endpoint: &Endpoint) -> Result<Vec<String>, CheckError> {
+    let linux = linux_objects(netns)?;
+    let fp = fastpath_objects(endpoint)?;
+    Ok(diff(linux, fp))
+}
+
+/// Compares until there is no difference or `wait` has passed; the last
+/// differences found. Changes in flight settle within milliseconds, so a
+/// difference that outlives `wait` is real.
+pub fn check_until(
+    netns: Option<&str>,
+    endpoint: &Endpoint,
+    wait: Duration,
+) -> Result<Vec<String>, CheckError> {
+    let deadline = Instant::now() + wait;
+    loop {
+        let res = check(netns, endpoint);
+        match &res {
+            Ok(d) if d.is_empty() => return res,
+            _ if Instant::now() >= deadline => return res,
+            _ => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+}

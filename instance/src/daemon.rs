@@ -1,0 +1,727 @@
+//! cmgrd's life: a listener thread drains netlink into a bounded queue, a
+//! processor thread owns the cache and turns every change into FPC ops for
+//! the blades, a tokio runtime carries the blades' connections, and a
+//! console thread answers `daemonctl`.
+//!
+//! Invariants:
+//! * The listener is subscribed before the first dump, so no change falls
+//!   between the dump and the notifications.
+//! * After an overrun the listener reopens its socket before it reports
+//!   the overrun, and the processor dumps everything after that report:
+//!   whatever was lost is in the dump, whatever comes later is queued.
+//! * Every op reaches every connected blade in the order the cache saw it;
+//!   a blade that connects (or whose queue overflowed) first gets the whole
+//!   cache between SyncBegin and SyncEnd.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{select, Receiver, Sender};
+use fastpath::fpc::{Endpoint, Message, Object, ObjectKey, Op, AF_INET, AF_INET6};
+use tokio::sync::mpsc;
+use tracing::{debug, error, info, info_span, trace, warn};
+
+use crate::blade::{BladeEvent, BladeTask, Outgoing};
+use crate::cache::{Cache, Scope};
+use crate::netlink::{self, wire, Event as NlEvent, Messages, NetlinkSocket, SocketError};
+use crate::stats::{QueueStats, SocketStats, SyncStats};
+
+/// Objects per batch frame.
+const BATCH: usize = 1024;
+/// A pending reconcile waits at most this long for a quiet moment.
+const RECONCILE_DELAY: Duration = Duration::from_millis(50);
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `-I`: the instance id, also in logs and the console path.
+    pub instance: Option<u32>,
+    pub netns: Option<String>,
+    pub blades: Vec<(u32, Endpoint)>,
+    /// `-l`: the netlink listener's receive buffer.
+    pub netlink_buffer: usize,
+    /// A blade whose queue passes this many bytes is resynced instead.
+    pub max_queue: usize,
+    pub console: PathBuf,
+}
+
+impl Config {
+    pub fn instance_id(&self) -> u32 {
+        self.instance.unwrap_or(0)
+    }
+    /// The seed's identifier: `cmgrd` or `cmgrd<id>`.
+    pub fn identifier(&self) -> String {
+        match self.instance {
+            Some(i) => format!("cmgrd{i}"),
+            None => "cmgrd".into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("cannot enter the network namespace")]
+    Netns(#[source] std::io::Error),
+    #[error("cannot open a netlink socket")]
+    Netlink(#[source] std::io::Error),
+    #[error("initial dump failed")]
+    Dump(#[source] SocketError),
+    #[error("cannot start the runtime")]
+    Runtime(#[source] std::io::Error),
+    #[error("console at {path}")]
+    Console {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Everything the processor reacts to.
+pub enum Event {
+    /// One or more datagrams from the listener.
+    Netlink(Vec<u8>),
+    /// The listener overran, and has reopened its socket.
+    Overrun,
+    ListenerFailed(String),
+    Blade(BladeEvent),
+    Console {
+        line: String,
+        reply: Sender<String>,
+    },
+    Shutdown,
+}
+
+/// Where the instance stands with Linux (DESIGN.md's `SyncState`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncState {
+    InitialDump,
+    Synced,
+    Resyncing,
+}
+
+impl SyncState {
+    pub fn name(self) -> &'static str {
+        match self {
+            SyncState::InitialDump => "initial-dump",
+            SyncState::Synced => "synced",
+            SyncState::Resyncing => "resyncing",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LinkState {
+    Down,
+    Up {
+        conn: u64,
+    },
+    /// The queue passed its limit: nothing more is queued until it drains,
+    /// then the blade gets a full replay.
+    Overflowed {
+        conn: u64,
+    },
+}
+
+pub struct BladeLink {
+    pub blade: u32,
+    pub endpoint: Endpoint,
+    pub stats: Arc<QueueStats>,
+    tx: mpsc::UnboundedSender<Outgoing>,
+    state: LinkState,
+    seq: u64,
+}
+
+pub struct Processor {
+    pub config: Config,
+    pub cache: Cache,
+    cmd: NetlinkSocket,
+    pub listen_stats: SocketStats,
+    pub cmd_stats: SocketStats,
+    pub sync: SyncStats,
+    pub state: SyncState,
+    pub blades: Vec<BladeLink>,
+    pending: Vec<(Op, Object)>,
+    reconcile: BTreeSet<ScopeOrd>,
+    reconcile_since: Option<Instant>,
+    generation: u64,
+    pub started: SystemTime,
+}
+
+/// `Scope` ordered for a deterministic reconcile order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct ScopeOrd(usize);
+
+fn scope_ord(s: Scope) -> ScopeOrd {
+    ScopeOrd(Scope::ALL.iter().position(|x| *x == s).unwrap_or(0))
+}
+
+/// Runs cmgrd until SIGTERM/SIGINT.
+pub fn run(config: Config) -> Result<(), DaemonError> {
+    if let Some(ns) = &config.netns {
+        crate::netns::enter(ns).map_err(DaemonError::Netns)?;
+    }
+    let span = info_span!(
+        "cmgrd",
+        instance = config.instance_id(),
+        netns = config.netns.as_deref().unwrap_or("")
+    );
+    let _enter = span.enter();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .thread_name("cmgrd-blades")
+        .build()
+        .map_err(DaemonError::Runtime)?;
+
+    let (net_tx, net_rx) = crossbeam_channel::bounded::<Event>(4096);
+    let (ctl_tx, ctl_rx) = crossbeam_channel::unbounded::<Event>();
+
+    // Subscribe before dumping: see the module's invariants.
+    let listener = NetlinkSocket::open(&netlink::ROUTE_GROUPS, config.netlink_buffer)
+        .map_err(DaemonError::Netlink)?;
+    let nl_buffer = config.netlink_buffer;
+    let listener_span = span.clone();
+    std::thread::Builder::new()
+        .name("cmgrd-listener".into())
+        .spawn(move || {
+            let _e = listener_span.enter();
+            listen(listener, nl_buffer, net_tx)
+        })
+        .map_err(DaemonError::Runtime)?;
+
+    let cmd = NetlinkSocket::open(&[], 4 << 20).map_err(DaemonError::Netlink)?;
+    let mut blades = Vec::new();
+    for (index, (blade, endpoint)) in config.blades.iter().enumerate() {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let stats = Arc::new(QueueStats::default());
+        let task = BladeTask {
+            index,
+            blade: *blade,
+            endpoint: endpoint.clone(),
+            instance: config.instance_id(),
+            name: config.identifier(),
+            stats: stats.clone(),
+        };
+        let events = ctl_tx.clone();
+        let blade_span = info_span!("blade", blade = *blade);
+        runtime.spawn(tracing::Instrument::instrument(
+            task.run(rx, events),
+            blade_span,
+        ));
+        blades.push(BladeLink {
+            blade: *blade,
+            endpoint: endpoint.clone(),
+            stats,
+            tx,
+            state: LinkState::Down,
+            seq: 0,
+        });
+    }
+
+    crate::console::spawn(&config.console, ctl_tx.clone()).map_err(|source| {
+        DaemonError::Console {
+            path: config.console.clone(),
+            source,
+        }
+    })?;
+    spawn_signal_watcher(&runtime, ctl_tx.clone());
+
+    let mut p = Processor {
+        config,
+        cache: Cache::default(),
+        cmd,
+        listen_stats: SocketStats::default(),
+        cmd_stats: SocketStats::default(),
+        sync: SyncStats::default(),
+        state: SyncState::InitialDump,
+        blades,
+        pending: Vec::new(),
+        reconcile: BTreeSet::new(),
+        reconcile_since: None,
+        generation: 0,
+        started: SystemTime::now(),
+    };
+    let id = p.config.instance_id();
+    p.listen_stats = SocketStats::named(format!("netlink-route-listen-{id}"));
+    p.cmd_stats = SocketStats::named(format!("netlink-route-cmd-{id}"));
+    let t0 = Instant::now();
+    p.full_resync().map_err(DaemonError::Dump)?;
+    p.state = SyncState::Synced;
+    info!(
+        objects = p.cache.replay().count(),
+        elapsed_ms = t0.elapsed().as_millis() as u64,
+        "initial dump done"
+    );
+    p.run_loop(net_rx, ctl_rx);
+    let console = p.config.console.clone();
+    drop(p); // closes the blades' queues: their tasks end
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    let _ = std::fs::remove_file(console);
+    info!("stopped");
+    Ok(())
+}
+
+fn spawn_signal_watcher(runtime: &tokio::runtime::Runtime, tx: Sender<Event>) {
+    runtime.spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            error!("cannot watch signals");
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        info!("signal received, stopping");
+        let _ = tx.send(Event::Shutdown);
+    });
+}
+
+/// The listener thread: reads datagrams and hands them to the processor in
+/// chunks, reopening the socket on overrun.
+fn listen(mut sock: NetlinkSocket, buffer: usize, tx: Sender<Event>) {
+    // Coalescing what is already queued passes fewer, larger chunks; both
+    // bounds keep a steady stream of changes from being held back (the
+    // socket is then never empty long enough to stop on WouldBlock).
+    const CHUNK: usize = 64 << 10;
+    const DATAGRAMS: usize = 256;
+    let mut buf = Vec::with_capacity(CHUNK + (1 << 20));
+    loop {
+        buf.clear();
+        let mut res = sock.recv(&mut buf, false);
+        let mut datagrams = 1;
+        while res.is_ok() && buf.len() < CHUNK && datagrams < DATAGRAMS {
+            datagrams += 1;
+            match sock.recv(&mut buf, true) {
+                Ok(_) => {}
+                Err(SocketError::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => res = Err(e),
+            }
+        }
+        let msg = match res {
+            Ok(_) => Event::Netlink(std::mem::take(&mut buf)),
+            Err(SocketError::Overrun) => {
+                if !buf.is_empty() && tx.send(Event::Netlink(std::mem::take(&mut buf))).is_err() {
+                    return;
+                }
+                // Reopen first: what the old socket lost is in the dump that
+                // follows, what happens from now on is in the new socket.
+                match NetlinkSocket::open(&netlink::ROUTE_GROUPS, buffer) {
+                    Ok(s) => sock = s,
+                    Err(e) => {
+                        let _ = tx.send(Event::ListenerFailed(e.to_string()));
+                        return;
+                    }
+                }
+                warn!("netlink listener overran (ENOBUFS); resyncing");
+                Event::Overrun
+            }
+            Err(e) => {
+                let _ = tx.send(Event::ListenerFailed(e.to_string()));
+                return;
+            }
+        };
+        if tx.send(msg).is_err() {
+            return;
+        }
+    }
+}
+
+impl Processor {
+    fn run_loop(&mut self, net_rx: Receiver<Event>, ctl_rx: Receiver<Event>) {
+        loop {
+            let event = if self.pending.is_empty() && self.reconcile.is_empty() {
+                select! {
+                    recv(net_rx) -> e => e.ok(),
+                    recv(ctl_rx) -> e => e.ok(),
+                }
+            } else {
+                // Work is waiting: take what is already there, else do it.
+                match ctl_rx.try_recv().or_else(|_| net_rx.try_recv()) {
+                    Ok(e) => Some(e),
+                    Err(_) => {
+                        self.idle();
+                        continue;
+                    }
+                }
+            };
+            let Some(event) = event else { return };
+            match event {
+                Event::Netlink(buf) => self.on_netlink(&buf),
+                Event::Overrun => {
+                    self.sync.overruns += 1;
+                    self.state = SyncState::Resyncing;
+                    if let Err(e) = self.full_resync() {
+                        error!("resync failed: {e}; retrying at the next event");
+                        self.reconcile
+                            .extend(Scope::ALL.iter().map(|s| scope_ord(*s)));
+                    }
+                    self.sync.resyncs += 1;
+                    self.state = SyncState::Synced;
+                }
+                Event::ListenerFailed(e) => {
+                    error!("netlink listener failed: {e}");
+                    return;
+                }
+                Event::Blade(e) => self.on_blade(e),
+                Event::Console { line, reply } => {
+                    let _ = reply.send(crate::console::answer(self, &line));
+                }
+                Event::Shutdown => return,
+            }
+            if self.pending.len() >= BATCH {
+                self.flush();
+            }
+            if self
+                .reconcile_since
+                .is_some_and(|t| t.elapsed() >= RECONCILE_DELAY)
+            {
+                self.run_reconcile();
+            }
+        }
+    }
+
+    /// Nothing is waiting: send what is pending, recover silent deletions.
+    fn idle(&mut self) {
+        self.flush();
+        if !self.reconcile.is_empty() {
+            self.run_reconcile();
+            self.flush();
+        }
+    }
+
+    fn on_netlink(&mut self, buf: &[u8]) {
+        for msg in Messages::new(buf) {
+            let msg = match msg {
+                Ok(m) => m,
+                Err(e) => {
+                    self.sync.decode_errors += 1;
+                    warn!("malformed netlink datagram: {e}");
+                    break;
+                }
+            };
+            self.listen_stats.count(msg.kind);
+            let event = netlink::decode(&msg);
+            trace!(kind = msg.kind, ?event, "netlink message");
+            match event {
+                Ok(NlEvent::New(obj)) => {
+                    self.watch_silent_changes(&obj);
+                    self.pending.extend(self.cache.upsert(obj));
+                }
+                Ok(NlEvent::Del(key)) => {
+                    self.watch_silent_deletions_del(&key);
+                    self.pending.extend(self.cache.remove(&key));
+                }
+                Ok(NlEvent::DelRoute(route)) => {
+                    self.pending.extend(self.cache.remove_route(route));
+                }
+                Ok(NlEvent::Ignored | NlEvent::Unknown) => {}
+                Err(e) => {
+                    self.sync.decode_errors += 1;
+                    warn!(kind = msg.kind, "malformed netlink message: {e}");
+                }
+            }
+            if self.pending.len() >= BATCH {
+                self.flush();
+            }
+        }
+    }
+
+    fn schedule(&mut self, scopes: &[Scope]) {
+        self.reconcile.extend(scopes.iter().map(|s| scope_ord(*s)));
+        self.reconcile_since.get_or_insert_with(Instant::now);
+    }
+
+    /// Changes the kernel makes without telling, that follow a link's news:
+    /// * IPv4 routes (and nexthop objects) are deleted without RTM_DELROUTE
+    ///   when their link goes down;
+    /// * the first end of a new veth pair is announced before its peer
+    ///   exists (IFLA_LINK 0), and gets its peer's index silently.
+    ///
+    /// Each schedules a re-dump of what may have changed.
+    fn watch_silent_changes(&mut self, obj: &Object) {
+        let Object::Link(new) = obj else { return };
+        const IFF_UP: u32 = 1;
+        let old = self.cache.get(&ObjectKey::Link(new.ifindex));
+        let new_veth = old.is_none() && new.kind == "veth";
+        let was_up = matches!(old, Some(Object::Link(old)) if old.flags & IFF_UP != 0);
+        if new_veth {
+            self.schedule(&[Scope::Links]);
+        }
+        if was_up && new.flags & IFF_UP == 0 && self.cache.routes_depend_on(new.ifindex, None) {
+            debug!(
+                ifindex = new.ifindex,
+                "link down: re-dumping routes and nexthops"
+            );
+            self.schedule(&[
+                Scope::Nexthops,
+                Scope::Routes(AF_INET),
+                Scope::Routes(AF_INET6),
+            ]);
+        }
+    }
+
+    /// Deleting a link, an IPv4 address or a nexthop object also deletes,
+    /// without a notification, the routes (and nexthops) that used it.
+    fn watch_silent_deletions_del(&mut self, key: &ObjectKey) {
+        match key {
+            ObjectKey::Link(ifindex) => {
+                if self.cache.routes_depend_on(*ifindex, None) {
+                    self.schedule(&[
+                        Scope::Nexthops,
+                        Scope::Routes(AF_INET),
+                        Scope::Routes(AF_INET6),
+                    ]);
+                }
+                self.schedule(&[
+                    Scope::Addrs,
+                    Scope::Neighs(AF_INET),
+                    Scope::Neighs(AF_INET6),
+                ]);
+            }
+            ObjectKey::Addr {
+                ifindex,
+                addr: addr @ IpAddr::V4(_),
+                ..
+            } if self.cache.routes_depend_on(*ifindex, Some(*addr)) => {
+                self.schedule(&[Scope::Routes(AF_INET)]);
+            }
+            ObjectKey::Nexthop(id) => {
+                if self.cache.routes_use_nexthop(*id) {
+                    self.schedule(&[Scope::Routes(AF_INET), Scope::Routes(AF_INET6)]);
+                }
+                self.schedule(&[Scope::Nexthops]);
+            }
+            _ => {}
+        }
+    }
+
+    fn run_reconcile(&mut self) {
+        let scopes: Vec<Scope> = std::mem::take(&mut self.reconcile)
+            .into_iter()
+            .map(|s| Scope::ALL[s.0])
+            .collect();
+        self.reconcile_since = None;
+        self.sync.reconciles += 1;
+        let before = self.pending.len();
+        let t0 = Instant::now();
+        let res = self.resync_scopes(&scopes);
+        debug!(
+            ?scopes,
+            elapsed_us = t0.elapsed().as_micros() as u64,
+            "re-dumped"
+        );
+        if let Err(e) = res {
+            warn!("re-dump failed: {e}; retrying");
+            self.schedule(&scopes);
+        }
+        let deleted = self.pending[before..]
+            .iter()
+            .filter(|(op, _)| *op == Op::Delete)
+            .count();
+        self.sync.silent_deletions += deleted as u64;
+        if deleted > 0 {
+            debug!(
+                deleted,
+                "re-dump found objects deleted without notification"
+            );
+        }
+    }
+
+    /// Dumps every scope and makes the cache (and so the blades) equal to it.
+    fn full_resync(&mut self) -> Result<(), SocketError> {
+        self.resync_scopes(&Scope::ALL)
+    }
+
+    fn resync_scopes(&mut self, scopes: &[Scope]) -> Result<(), SocketError> {
+        for scope in scopes {
+            let fresh = dump_scope(&mut self.cmd, *scope, &mut self.cmd_stats, &mut self.sync)?;
+            let ops = self.cache.reconcile(*scope, fresh);
+            self.pending.extend(ops);
+            if self.pending.len() >= BATCH {
+                self.flush();
+            }
+        }
+        Ok(())
+    }
+
+    fn on_blade(&mut self, event: BladeEvent) {
+        match event {
+            BladeEvent::Up { blade, conn } => {
+                self.flush(); // pending ops predate this connection's replay
+                let link = &mut self.blades[blade];
+                link.state = LinkState::Up { conn };
+                link.seq = 0;
+                self.replay(blade);
+            }
+            BladeEvent::Down { blade, conn } => {
+                let link = &mut self.blades[blade];
+                if matches!(link.state, LinkState::Up { conn: c } | LinkState::Overflowed { conn: c } if c == conn)
+                {
+                    link.state = LinkState::Down;
+                }
+            }
+        }
+    }
+
+    /// Queues SyncBegin, the whole cache and SyncEnd for one blade.
+    fn replay(&mut self, index: usize) {
+        self.generation = self.generation.max(now_ns()) + 1;
+        let generation = self.generation;
+        let objects: Vec<Object> = self.cache.replay().cloned().collect();
+        let link = &mut self.blades[index];
+        let LinkState::Up { conn } = link.state else {
+            return;
+        };
+        link.stats.replays.fetch_add(1, Relaxed);
+        info!(
+            blade = link.blade,
+            generation,
+            objects = objects.len(),
+            "replaying the cache"
+        );
+        let mut frames = Vec::new();
+        send(link, conn, &Message::SyncBegin { generation }, &mut frames);
+        let mut it = objects.into_iter().peekable();
+        while it.peek().is_some() {
+            let batch: Vec<(Op, Object)> = it.by_ref().take(BATCH).map(|o| (Op::Add, o)).collect();
+            send(link, conn, &Message::Batch(batch), &mut frames);
+        }
+        // Known before it is sent, so that its ack cannot come first.
+        link.stats.sync_end_seq.store(link.seq + 1, Relaxed);
+        send(link, conn, &Message::SyncEnd { generation }, &mut frames);
+    }
+
+    /// Sends the pending ops to every blade that is up.
+    fn flush(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let msg = Message::Batch(std::mem::take(&mut self.pending));
+        let mut overflowed = Vec::new();
+        for (index, link) in self.blades.iter_mut().enumerate() {
+            let LinkState::Up { conn } = link.state else {
+                trace!(blade = link.blade, state = ?link.state, "blade not up: its replay will carry these ops");
+                continue;
+            };
+            trace!(blade = link.blade, conn, "sending a batch");
+            let mut frame = Vec::new();
+            send(link, conn, &msg, &mut frame);
+            if link.stats.in_queue_bytes.load(Relaxed) > self.config.max_queue as u64 {
+                overflowed.push(index);
+            }
+        }
+        for index in overflowed {
+            self.overflow(index);
+        }
+        self.check_overflowed();
+    }
+
+    /// A blade too slow to keep up: its queue is abandoned (its connection
+    /// drops whatever was queued) and it gets a replay once drained.
+    fn overflow(&mut self, index: usize) {
+        let link = &mut self.blades[index];
+        if let LinkState::Up { conn } = link.state {
+            warn!(
+                blade = link.blade,
+                "fast path queue passed its limit; will resync it"
+            );
+            link.stats.overflows.fetch_add(1, Relaxed);
+            link.state = LinkState::Overflowed { conn };
+        }
+    }
+
+    fn check_overflowed(&mut self) {
+        for index in 0..self.blades.len() {
+            let link = &mut self.blades[index];
+            if let LinkState::Overflowed { conn } = link.state {
+                if link.stats.in_queue.load(Relaxed) == 0 {
+                    link.state = LinkState::Up { conn };
+                    self.replay(index);
+                }
+            }
+        }
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+}
+
+/// Encodes `msg` with the blade's next sequence number and queues it.
+fn send(link: &mut BladeLink, conn: u64, msg: &Message, buf: &mut Vec<u8>) {
+    link.seq += 1;
+    buf.clear();
+    msg.emit(link.seq, buf);
+    let bytes = std::mem::take(buf);
+    link.stats.enqueued(1, bytes.len() as u64);
+    let len = bytes.len() as u64;
+    if link
+        .tx
+        .send(Outgoing {
+            conn,
+            bytes,
+            frames: 1,
+        })
+        .is_err()
+    {
+        link.stats.dequeued(1, len);
+    }
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+/// Dumps one scope from Linux, counting messages on the command socket.
+pub fn dump_scope(
+    sock: &mut NetlinkSocket,
+    scope: Scope,
+    stats: &mut SocketStats,
+    sync: &mut SyncStats,
+) -> Result<Vec<Object>, SocketError> {
+    let (kind, family) = match scope {
+        Scope::Links => (wire::RTM_GETLINK, 0),
+        Scope::Addrs => (wire::RTM_GETADDR, 0),
+        Scope::Nexthops => (wire::RTM_GETNEXTHOP, 0),
+        Scope::Routes(f) => (wire::RTM_GETROUTE, f),
+        Scope::Neighs(f) => (wire::RTM_GETNEIGH, f),
+    };
+    let mut out = Vec::new();
+    let mut bad = 0u64;
+    let res = sock.dump(kind, family, |msg| {
+        let Some(msg) = msg else {
+            out.clear(); // an interrupted dump starts again
+            return;
+        };
+        stats.count(msg.kind);
+        match netlink::decode(msg) {
+            Ok(NlEvent::New(obj)) if Scope::of(&obj) == scope => out.push(obj),
+            Ok(_) => {}
+            Err(e) => {
+                bad += 1;
+                warn!(kind = msg.kind, "malformed netlink message in dump: {e}");
+            }
+        }
+    });
+    sync.decode_errors += bad;
+    match res {
+        Ok(()) => Ok(out),
+        // A kernel without nexthop objects answers EOPNOTSUPP or EINVAL.
+        Err(SocketError::Kernel(e))
+            if scope == Scope::Nexthops && (e == libc::EOPNOTSUPP || e == libc::EINVAL) =>
+        {
+            Ok(Vec::new())
+        }
+        Err(e) => Err(e),
+    }
+}

@@ -1,0 +1,181 @@
+//! The seed's synchronization features: their mask bits, the
+//! `--disable-sync-*` flags, and which objects each one governs.
+//!
+//! Invariants: the bit values are the seed's, exactly; a switched-off
+//! feature sends nothing (its objects are filtered before the cache, so
+//! neither notifications nor dumps nor replays carry them); the seed's
+//! inclusions hold (netfilter covers NAT and conntrack, ipsec covers VTI).
+
+use fastpath::fpc::{family_of, Object, AF_INET6};
+
+/// One feature: its name in `show sync-features`, its bit, its flag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Feature {
+    pub name: &'static str,
+    pub bit: u32,
+    /// The `--disable-sync-<flag>` word, when there is one.
+    pub flag: Option<&'static str>,
+}
+
+pub const VXLAN: u32 = 0x0000_0001;
+pub const BRIDGE: u32 = 0x0000_0002;
+pub const VLAN: u32 = 0x0000_0004;
+pub const MACVLAN: u32 = 0x0000_0008;
+pub const LAG: u32 = 0x0000_0010;
+pub const EBTABLES: u32 = 0x0000_0020;
+pub const GRE: u32 = 0x0000_0040;
+pub const TUNNEL: u32 = 0x0000_0080;
+pub const IPSEC: u32 = 0x0000_0100;
+pub const SVTI: u32 = 0x0000_0200;
+pub const FILTER: u32 = 0x0000_0400;
+pub const CONNTRACK: u32 = 0x0000_0800;
+pub const NAT: u32 = 0x0000_1000;
+pub const BPF: u32 = 0x0000_2000;
+pub const TAP_PATTERN_ONLY: u32 = 0x0000_4000;
+pub const MCAST: u32 = 0x0000_8000;
+pub const IPV6: u32 = 0x0001_0000;
+/// Every bit the seed defines.
+pub const ALL: u32 = 0x0001_ffff;
+
+/// In the order `show sync-features` lists them (the seed's).
+pub const FEATURES: [Feature; 17] = [
+    Feature { name: "vxlan", bit: VXLAN, flag: Some("vxlan") },
+    Feature { name: "bridge", bit: BRIDGE, flag: Some("bridge") },
+    Feature { name: "gre", bit: GRE, flag: Some("gre") },
+    Feature { name: "vlan", bit: VLAN, flag: Some("vlan") },
+    Feature { name: "macvlan", bit: MACVLAN, flag: Some("macvlan") },
+    Feature { name: "lag", bit: LAG, flag: Some("lag") },
+    Feature { name: "ebtables", bit: EBTABLES, flag: Some("ebtables") },
+    Feature { name: "tunnel", bit: TUNNEL, flag: Some("tunnel") },
+    Feature { name: "ipsec", bit: IPSEC, flag: Some("ipsec") },
+    Feature { name: "svti", bit: SVTI, flag: Some("svti") },
+    Feature { name: "netfilter", bit: FILTER, flag: Some("netfilter") },
+    Feature { name: "conntrack", bit: CONNTRACK, flag: Some("conntrack") },
+    Feature { name: "nat", bit: NAT, flag: Some("nat") },
+    Feature { name: "bpf", bit: BPF, flag: Some("bpf") },
+    Feature { name: "tap-pattern-only", bit: TAP_PATTERN_ONLY, flag: None },
+    Feature { name: "multicast", bit: MCAST, flag: Some("mcast") },
+    Feature { name: "ipv6", bit: IPV6, flag: Some("ipv6") },
+];
+
+/// The bits one `--disable-sync-<flag>` clears (with the seed's inclusions).
+pub fn disable_bits(flag: &str) -> Option<u32> {
+    let base = FEATURES.iter().find(|f| f.flag == Some(flag))?.bit;
+    Some(match base {
+        IPSEC => IPSEC | SVTI,
+        FILTER => FILTER | NAT | CONNTRACK,
+        b => b,
+    })
+}
+
+/// Parses a `-S` mask: hexadecimal with 0x, else decimal.
+pub fn parse_mask(s: &str) -> Result<u32, String> {
+    let parsed = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(hex) => u32::from_str_radix(hex, 16),
+        None => s.parse::<u32>(),
+    };
+    match parsed {
+        Ok(m) if m & !ALL == 0 => Ok(m),
+        Ok(m) => Err(format!(
+            "bad sync mask {s:?}: bits {:#x} are no feature (known bits: {ALL:#x})",
+            m & !ALL
+        )),
+        Err(_) => Err(format!(
+            "bad sync mask {s:?}: expected a hexadecimal (0x...) or decimal number"
+        )),
+    }
+}
+
+/// The features in force.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Features {
+    pub mask: u32,
+}
+
+impl Default for Features {
+    /// All features, except the `tap pattern only` restriction.
+    fn default() -> Self {
+        Features {
+            mask: ALL & !TAP_PATTERN_ONLY,
+        }
+    }
+}
+
+impl Features {
+    /// The mask after the seed's inclusions: a feature whose parent is off
+    /// is off too (no NAT or conntrack without netfilter, no VTI without
+    /// IPsec).
+    pub fn from_mask(mask: u32) -> Features {
+        let mut mask = mask;
+        if mask & FILTER == 0 {
+            mask &= !(NAT | CONNTRACK);
+        }
+        if mask & IPSEC == 0 {
+            mask &= !SVTI;
+        }
+        Features { mask }
+    }
+
+    pub fn enabled(&self, bit: u32) -> bool {
+        self.mask & bit == bit
+    }
+
+    /// The feature a link kind belongs to, if any.
+    fn link_feature(kind: &str) -> Option<u32> {
+        Some(match kind {
+            "vxlan" => VXLAN,
+            "bridge" => BRIDGE,
+            "vlan" => VLAN,
+            "macvlan" | "macvtap" => MACVLAN,
+            "bond" | "team" => LAG,
+            "gre" | "gretap" | "ip6gre" | "ip6gretap" => GRE,
+            "ipip" | "sit" | "ip6tnl" => TUNNEL,
+            "vti" | "vti6" => SVTI,
+            _ => return None,
+        })
+    }
+
+    /// Whether `obj` is synchronized.
+    pub fn syncs(&self, obj: &Object) -> bool {
+        match obj {
+            Object::Link(l) => Self::link_feature(&l.kind).is_none_or(|b| self.enabled(b)),
+            Object::Addr(a) => family_of(&a.addr) != AF_INET6 || self.enabled(IPV6),
+            Object::Route(r) => r.family() != AF_INET6 || self.enabled(IPV6),
+            Object::Nexthop(n) => n.family != AF_INET6 || self.enabled(IPV6),
+            Object::Neigh(n) => family_of(&n.dst) != AF_INET6 || self.enabled(IPV6),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_parse_as_the_seed_writes_them() {
+        assert_eq!(parse_mask("0x10000"), Ok(IPV6));
+        assert_eq!(parse_mask("65536"), Ok(IPV6));
+        assert_eq!(parse_mask("0X1ffff"), Ok(ALL));
+        assert!(parse_mask("0x20000").unwrap_err().contains("0x20000"));
+        assert!(parse_mask("ipv6").is_err());
+        assert!(parse_mask("").is_err());
+    }
+
+    #[test]
+    fn inclusions_follow_the_seed() {
+        assert_eq!(disable_bits("netfilter"), Some(FILTER | NAT | CONNTRACK));
+        assert_eq!(disable_bits("ipsec"), Some(IPSEC | SVTI));
+        assert_eq!(disable_bits("conntrack"), Some(CONNTRACK));
+        assert_eq!(disable_bits("nope"), None);
+        let f = Features::from_mask(ALL & !FILTER);
+        assert!(!f.enabled(NAT) && !f.enabled(CONNTRACK));
+        let f = Features::from_mask(ALL & !IPSEC);
+        assert!(!f.enabled(SVTI));
+    }
+
+    #[test]
+    fn every_seed_bit_has_a_feature() {
+        let all = FEATURES.iter().fold(0, |m, f| m | f.bit);
+        assert_eq!(all, ALL);
+    }
+}

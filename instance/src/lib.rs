@@ -1,0 +1,15 @@
+//! cmgrd, the cache manager: listens to netlink in one network namespace,
+//! keeps a cache of what it saw, and sends every change to its blades'
+//! fast paths through the FPC API.
+
+mod blade;
+pub mod cache;
+pub mod check;
+pub mod console;
+pub mod daemon;
+pub mod features;
+pub mod netlink;
+pub mod netns;
+pub mod stats;
+
+pub use daemon::{run, Config, DaemonError};

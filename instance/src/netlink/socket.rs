@@ -1,0 +1,210 @@
+//! A blocking NETLINK_ROUTE socket: listener (multicast groups) or command
+//! socket (dumps).
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use super::wire::{self, Messages, NlMsg, WireError, NLMSG_DONE, NLMSG_ERROR, NLM_F_DUMP_INTR};
+
+const SOL_NETLINK: libc::c_int = 270;
+const NETLINK_ADD_MEMBERSHIP: libc::c_int = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SocketError {
+    #[error("netlink socket")]
+    Io(#[from] io::Error),
+    #[error("the netlink receive queue overran (ENOBUFS)")]
+    Overrun,
+    #[error("malformed netlink message")]
+    Wire(#[from] WireError),
+    #[error("the kernel answered a dump with error {0}")]
+    Kernel(i32),
+    #[error("the dump was interrupted {0} times by concurrent changes")]
+    Interrupted(u32),
+}
+
+pub struct NetlinkSocket {
+    fd: OwnedFd,
+    seq: u32,
+}
+
+fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+impl NetlinkSocket {
+    /// A NETLINK_ROUTE socket subscribed to `groups`, with a receive buffer
+    /// of `rcvbuf` bytes.
+    pub fn open(groups: &[u32], rcvbuf: usize) -> io::Result<Self> {
+        // SAFETY: plain socket(2) call; the result is checked.
+        let raw = check(unsafe {
+            libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                libc::NETLINK_ROUTE,
+            )
+        })?;
+        // SAFETY: `raw` is a fresh descriptor that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let sock = NetlinkSocket { fd, seq: 1 };
+        sock.set_rcvbuf(rcvbuf)?;
+        // SAFETY: sockaddr_nl is plain data; zeroed is a valid value.
+        let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        addr.nl_family = libc::AF_NETLINK as u16;
+        // SAFETY: addr is a valid sockaddr_nl of the length given.
+        check(unsafe {
+            libc::bind(
+                sock.fd.as_raw_fd(),
+                &addr as *const _ as *const libc::sockaddr,
+                std::mem::size_of::<libc::sockaddr_nl>() as u32,
+            )
+        })?;
+        for group in groups {
+            // Groups above 31 (RTNLGRP_NEXTHOP) do not fit the bind mask.
+            sock.setsockopt(SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, *group as libc::c_int)?;
+        }
+        Ok(sock)
+    }
+
+    fn setsockopt(
+        &self,
+        level: libc::c_int,
+        name: libc::c_int,
+        value: libc::c_int,
+    ) -> io::Result<()> {
+        // SAFETY: value is a c_int that lives across the call.
+        check(unsafe {
+            libc::setsockopt(
+                self.fd.as_raw_fd(),
+                level,
+                name,
+                &value as *const _ as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as u32,
+            )
+        })?;
+        Ok(())
+    }
+
+    /// SO_RCVBUF is silently capped at net.core.rmem_max (4 MiB here), too
+    /// small for a full table's worth of notifications; SO_RCVBUFFORCE
+    /// (CAP_NET_ADMIN) is not. Without the capability, fall back to the cap.
+    fn set_rcvbuf(&self, bytes: usize) -> io::Result<()> {
+        // The kernel doubles the value it is given for its bookkeeping.
+        let value = (bytes / 2).min(i32::MAX as usize) as libc::c_int;
+        self.setsockopt(libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, value)
+            .or_else(|_| self.setsockopt(libc::SOL_SOCKET, libc::SO_RCVBUF, value))
+    }
+
+    /// Receives one datagram into `buf` (cleared first). `Overrun` when the
+    /// kernel dropped messages (ENOBUFS): the socket must be reopened.
+    pub fn recv(&self, buf: &mut Vec<u8>, nonblocking: bool) -> Result<usize, SocketError> {
+        const MAX: usize = 1 << 20;
+        let start = buf.len();
+        buf.resize(start + MAX, 0);
+        let flags = if nonblocking { libc::MSG_DONTWAIT } else { 0 };
+        let n = loop {
+            // SAFETY: the destination is `MAX` writable bytes of `buf`.
+            let n = unsafe {
+                libc::recv(
+                    self.fd.as_raw_fd(),
+                    buf[start..].as_mut_ptr() as *mut libc::c_void,
+                    MAX,
+                    flags,
+                )
+            };
+            if n >= 0 {
+                break n as usize;
+            }
+            let err = io::Error::last_os_error();
+            match err.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(libc::ENOBUFS) => {
+                    buf.truncate(start);
+                    return Err(SocketError::Overrun);
+                }
+                _ => {
+                    buf.truncate(start);
+                    return Err(err.into());
+                }
+            }
+        };
+        buf.truncate(start + n);
+        Ok(n)
+    }
+
+    pub fn send(&self, msg: &[u8]) -> io::Result<()> {
+        // SAFETY: `msg` is a valid slice for the call.
+        let n = check(unsafe {
+            libc::send(
+                self.fd.as_raw_fd(),
+                msg.as_ptr() as *const libc::c_void,
+                msg.len(),
+                0,
+            ) as libc::c_int
+        })?;
+        if n as usize != msg.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                "short netlink send",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Dumps `kind` for `family`, calling `each` with every message. A dump
+    /// that the kernel marks as interrupted (NLM_F_DUMP_INTR: the table
+    /// changed under it) is restarted, up to a few times; `each(None)` is
+    /// called before each new attempt so that the caller can forget what
+    /// it was given.
+    pub fn dump(
+        &mut self,
+        kind: u16,
+        family: u8,
+        mut each: impl FnMut(Option<&NlMsg<'_>>),
+    ) -> Result<(), SocketError> {
+        const ATTEMPTS: u32 = 5;
+        let mut buf = Vec::with_capacity(1 << 20);
+        for attempt in 1..=ATTEMPTS {
+            self.seq = self.seq.wrapping_add(1);
+            let seq = self.seq;
+            self.send(&wire::dump_request(kind, family, seq))?;
+            let mut interrupted = false;
+            'recv: loop {
+                buf.clear();
+                self.recv(&mut buf, false)?;
+                for msg in Messages::new(&buf) {
+                    let msg = msg?;
+                    if msg.seq != seq {
+                        continue; // a reply to an earlier, abandoned dump
+                    }
+                    interrupted |= msg.flags & NLM_F_DUMP_INTR != 0;
+                    match msg.kind {
+                        NLMSG_DONE => break 'recv,
+                        NLMSG_ERROR => match wire::error_code(msg.payload) {
+                            0 => break 'recv,
+                            e => return Err(SocketError::Kernel(-e)),
+                        },
+                        _ => each(Some(&msg)),
+                    }
+                }
+            }
+            if !interrupted {
+                return Ok(());
+            }
+            if attempt < ATTEMPTS {
+                each(None);
+            }
+        }
+        Err(SocketError::Interrupted(ATTEMPTS))
+    }
+}
+
+impl AsRawFd for NetlinkSocket {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}

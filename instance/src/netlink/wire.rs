@@ -1,0 +1,608 @@
+//! rtnetlink messages as the kernel sends them, decoded into FPC objects.
+//!
+//! No I/O, no logging: `Messages` walks a buffer of netlink messages and
+//! `decode` turns one into an [`Event`]. Lengths come from the kernel (or a
+//! test) and are all checked; a malformed message is an error, never a
+//! panic. Netlink integers are in host byte order.
+//!
+//! What is kept of each object is what the kernel reports on every change:
+//! statistics, cache info and state flags that change silently (RTNH_F_DEAD,
+//! RTNH_F_LINKDOWN, IFA_F_TENTATIVE, ...) are left out, so a copy fed by
+//! notifications equals a fresh dump.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use fastpath::fpc::{
+    unspecified, Addr, Hop, Link, Neigh, NextHops, Nexthop, Object, ObjectKey, Route, AF_INET,
+    AF_INET6, RTNH_F_ONLINK,
+};
+
+pub const NLMSG_HDRLEN: usize = 16;
+const AF_BRIDGE: u8 = 7;
+pub const NLMSG_NOOP: u16 = 1;
+pub const NLMSG_ERROR: u16 = 2;
+pub const NLMSG_DONE: u16 = 3;
+pub const NLMSG_OVERRUN: u16 = 4;
+
+pub const NLM_F_REQUEST: u16 = 0x1;
+pub const NLM_F_MULTI: u16 = 0x2;
+pub const NLM_F_ACK: u16 = 0x4;
+pub const NLM_F_DUMP_INTR: u16 = 0x10;
+pub const NLM_F_DUMP: u16 = 0x300;
+
+pub const RTM_NEWLINK: u16 = 16;
+pub const RTM_DELLINK: u16 = 17;
+pub const RTM_GETLINK: u16 = 18;
+pub const RTM_NEWADDR: u16 = 20;
+pub const RTM_DELADDR: u16 = 21;
+pub const RTM_GETADDR: u16 = 22;
+pub const RTM_NEWROUTE: u16 = 24;
+pub const RTM_DELROUTE: u16 = 25;
+pub const RTM_GETROUTE: u16 = 26;
+pub const RTM_NEWNEIGH: u16 = 28;
+pub const RTM_DELNEIGH: u16 = 29;
+pub const RTM_GETNEIGH: u16 = 30;
+pub const RTM_NEWNEXTHOP: u16 = 104;
+pub const RTM_DELNEXTHOP: u16 = 105;
+pub const RTM_GETNEXTHOP: u16 = 106;
+
+/// rtnetlink multicast groups (RTNLGRP_*).
+pub const RTNLGRP_LINK: u32 = 1;
+pub const RTNLGRP_NEIGH: u32 = 3;
+pub const RTNLGRP_IPV4_IFADDR: u32 = 5;
+pub const RTNLGRP_IPV4_ROUTE: u32 = 7;
+pub const RTNLGRP_IPV6_IFADDR: u32 = 9;
+pub const RTNLGRP_IPV6_ROUTE: u32 = 11;
+pub const RTNLGRP_NEXTHOP: u32 = 32;
+
+const IFLA_ADDRESS: u16 = 1;
+const IFLA_IFNAME: u16 = 3;
+const IFLA_MTU: u16 = 4;
+const IFLA_LINK: u16 = 5;
+const IFLA_MASTER: u16 = 10;
+const IFLA_OPERSTATE: u16 = 16;
+const IFLA_LINKINFO: u16 = 18;
+const IFLA_INFO_KIND: u16 = 1;
+const IFLA_LINK_NETNSID: u16 = 37;
+
+const IFA_ADDRESS: u16 = 1;
+const IFA_LOCAL: u16 = 2;
+const IFA_FLAGS: u16 = 8;
+const IFA_F_TENTATIVE: u32 = 0x40;
+/// Address flags that are configuration; the others (tentative, deprecated,
+/// dadfailed, optimistic) are state.
+const IFA_CONFIG_FLAGS: u32 = 0x01 | 0x02 | 0x10 | 0x80 | 0x100 | 0x200 | 0x400 | 0x800;
+
+const RTA_DST: u16 = 1;
+const RTA_OIF: u16 = 4;
+const RTA_GATEWAY: u16 = 5;
+const RTA_PRIORITY: u16 = 6;
+const RTA_PREFSRC: u16 = 7;
+const RTA_MULTIPATH: u16 = 9;
+const RTA_TABLE: u16 = 15;
+const RTA_VIA: u16 = 18;
+const RTA_NH_ID: u16 = 30;
+/// A cached clone (IPv6 exception), not a configured route.
+const RTM_F_CLONED: u32 = 0x200;
+
+const NDA_DST: u16 = 1;
+const NDA_LLADDR: u16 = 2;
+/// Entries in these states are not configuration: the kernel makes them for
+/// multicast or while resolving, often without a notification.
+pub const NUD_NONE: u16 = 0x00;
+pub const NUD_NOARP: u16 = 0x40;
+const NTF_PROXY: u8 = 0x08;
+
+const NHA_ID: u16 = 1;
+const NHA_GROUP: u16 = 2;
+const NHA_GROUP_TYPE: u16 = 3;
+const NHA_BLACKHOLE: u16 = 4;
+const NHA_OIF: u16 = 5;
+const NHA_GATEWAY: u16 = 6;
+const NHA_FDB: u16 = 11;
+
+/// Why a message could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    #[error("message of {0} bytes is shorter than its header")]
+    Short(usize),
+    #[error("message length {len} overruns the buffer of {available}")]
+    Overrun { len: usize, available: usize },
+    #[error("attribute {kind} has a bad length {len}")]
+    BadAttr { kind: u16, len: usize },
+    #[error("address of {0} bytes")]
+    BadAddress(usize),
+    #[error("unknown address family {0}")]
+    BadFamily(u8),
+}
+
+/// One netlink message: header fields and payload.
+#[derive(Debug, Clone, Copy)]
+pub struct NlMsg<'a> {
+    pub kind: u16,
+    pub flags: u16,
+    pub seq: u32,
+    pub payload: &'a [u8],
+}
+
+/// Iterates over the messages of one or more concatenated datagrams.
+pub struct Messages<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Messages<'a> {
+    pub fn new(buf: &'a [u8]) -> Self {
+        Messages { buf }
+    }
+}
+
+impl<'a> Iterator for Messages<'a> {
+    type Item = Result<NlMsg<'a>, WireError>;
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.buf.is_empty() {
+            return None;
+        }
+        if self.buf.len() < NLMSG_HDRLEN {
+            let n = self.buf.len();
+            self.buf = &[];
+            return Some(Err(WireError::Short(n)));
+        }
+        let len = u32::from_ne_bytes(self.buf[0..4].try_into().unwrap()) as usize;
+        if len < NLMSG_HDRLEN || len > self.buf.len() {
+            let available = self.buf.len();
+            self.buf = &[];
+            return Some(Err(WireError::Overrun { len, available }));
+        }
+        let msg = NlMsg {
+            kind: u16::from_ne_bytes([self.buf[4], self.buf[5]]),
+            flags: u16::from_ne_bytes([self.buf[6], self.buf[7]]),
+            seq: u32::from_ne_bytes(self.buf[8..12].try_into().unwrap()),
+            payload: &self.buf[NLMSG_HDRLEN..len],
+        };
+        self.buf = &self.buf[align(len).min(self.buf.len())..];
+        Some(Ok(msg))
+    }
+}
+
+fn align(len: usize) -> usize {
+    (len + 3) & !3
+}
+
+/// Iterates over route attributes (`struct rtattr`).
+struct Attrs<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Iterator for Attrs<'a> {
+    type Item = Result<(u16, &'a [u8]), WireError>;
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.buf.len() < 4 {
+            return None;
+        }
+        let len = u16::from_ne_bytes([self.buf[0], self.buf[1]]) as usize;
+        // The top two bits are NLA_F_NESTED and NLA_F_NET_BYTEORDER.
+        let kind = u16::from_ne_bytes([self.buf[2], self.buf[3]]) & 0x3fff;
+        if len < 4 || len > self.buf.len() {
+            self.buf = &[];
+            return Some(Err(WireError::BadAttr { kind, len }));
+        }
+        let value = &self.buf[4..len];
+        self.buf = &self.buf[align(len).min(self.buf.len())..];
+        Some(Ok((kind, value)))
+    }
+}
+
+fn attrs(buf: &[u8]) -> Attrs<'_> {
+    Attrs { buf }
+}
+
+fn get_u32(kind: u16, v: &[u8]) -> Result<u32, WireError> {
+    v.get(..4)
+        .map(|b| u32::from_ne_bytes(b.try_into().unwrap()))
+        .ok_or(WireError::BadAttr { kind, len: v.len() })
+}
+
+fn get_ip(v: &[u8]) -> Result<IpAddr, WireError> {
+    match v.len() {
+        4 => Ok(IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(v).unwrap()))),
+        16 => Ok(IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(v).unwrap()))),
+        n => Err(WireError::BadAddress(n)),
+    }
+}
+
+/// `RTA_VIA`: a family (u16) then the address.
+fn get_via(v: &[u8]) -> Result<IpAddr, WireError> {
+    if v.len() < 2 {
+        return Err(WireError::BadAttr {
+            kind: RTA_VIA,
+            len: v.len(),
+        });
+    }
+    get_ip(&v[2..])
+}
+
+fn header<const N: usize>(payload: &[u8]) -> Result<(&[u8; N], &[u8]), WireError> {
+    if payload.len() < N {
+        return Err(WireError::Short(payload.len()));
+    }
+    Ok((payload[..N].try_into().unwrap(), &payload[N..]))
+}
+
+/// What one message means for the cache.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A new or changed object.
+    New(Object),
+    /// An object is gone.
+    Del(ObjectKey),
+    /// A route is gone, or for IPv6 only some of its next hops: the kernel
+    /// reports the removal of one sibling of a multipath route with that
+    /// sibling alone.
+    DelRoute(Route),
+    /// A message about something this layer does not sync (cloned routes,
+    /// proxy or multicast neighbours, other families).
+    Ignored,
+    /// A message of a type this decoder does not know.
+    Unknown,
+}
+
+/// Decodes one rtnetlink message.
+pub fn decode(msg: &NlMsg<'_>) -> Result<Event, WireError> {
+    let new = |o: Option<Object>| o.map(Event::New).unwrap_or(Event::Ignored);
+    let del = |o: Option<Object>| o.map(|o| Event::Del(o.key())).unwrap_or(Event::Ignored);
+    Ok(match msg.kind {
+        // AF_BRIDGE link messages are a bridge's news about a port, not
+        // about the link itself (an RTM_DELLINK of them is a port leaving).
+        RTM_NEWLINK | RTM_DELLINK if msg.payload.first() == Some(&AF_BRIDGE) => Event::Ignored,
+        RTM_NEWLINK => Event::New(Object::Link(decode_link(msg.payload)?)),
+        RTM_DELLINK => Event::Del(ObjectKey::Link(decode_link(msg.payload)?.ifindex)),
+        RTM_NEWADDR => match decode_addr(msg.payload)? {
+            // An address under duplicate address detection cannot be used,
+            // and the kernel announces it only once DAD is done.
+            Some((a, true)) => Event::Del(Object::Addr(a).key()),
+            Some((a, false)) => Event::New(Object::Addr(a)),
+            None => Event::Ignored,
+        },
+        RTM_DELADDR => del(decode_addr(msg.payload)?.map(|(a, _)| Object::Addr(a))),
+        RTM_NEWROUTE => new(decode_route(msg.payload)?.map(Object::Route)),
+        RTM_DELROUTE => decode_route(msg.payload)?
+            .map(Event::DelRoute)
+            .unwrap_or(Event::Ignored),
+        RTM_NEWNEIGH => match decode_neigh(msg.payload)? {
+            // An entry that falls back to NONE or NOARP is no longer synced.
+            NeighMsg::Synced(n) => Event::New(Object::Neigh(n)),
+            NeighMsg::Unsynced(key) => key.map(Event::Del).unwrap_or(Event::Ignored),
+        },
+        RTM_DELNEIGH => match decode_neigh(msg.payload)? {
+            NeighMsg::Synced(n) => Event::Del(Object::Neigh(n).key()),
+            NeighMsg::Unsynced(key) => key.map(Event::Del).unwrap_or(Event::Ignored),
+        },
+        RTM_NEWNEXTHOP => Event::New(Object::Nexthop(decode_nexthop(msg.payload)?)),
+        RTM_DELNEXTHOP => Event::Del(ObjectKey::Nexthop(decode_nexthop(msg.payload)?.id)),
+        _ => Event::Unknown,
+    })
+}
+
+fn decode_link(payload: &[u8]) -> Result<Link, WireError> {
+    // struct ifinfomsg: family, pad, type u16, index i32, flags u32, change u32
+    let (h, rest) = header::<16>(payload)?;
+    let mut link = Link {
+        ifindex: u32::from_ne_bytes(h[4..8].try_into().unwrap()),
+        name: String::new(),
+        kind: String::new(),
+        flags: u32::from_ne_bytes(h[8..12].try_into().unwrap()),
+        mtu: 0,
+        link_type: u16::from_ne_bytes([h[2], h[3]]),
+        mac: Vec::new(),
+        master: 0,
+        link: 0,
+        link_netnsid: -1,
+        operstate: 0,
+    };
+    for attr in attrs(rest) {
+        let (kind, v) = attr?;
+        match kind {
+            IFLA_IFNAME => {
+                let raw = v.split(|b| *b == 0).next().unwrap_or_default();
+                link.name = String::from_utf8_lossy(raw).into_owned();
+            }
+            IFLA_ADDRESS => link.mac = v.to_vec(),
+            IFLA_MTU => link.mtu = get_u32(kind, v)?,
+            IFLA_LINK => link.link = get_u32(kind, v)?,
+            IFLA_MASTER => link.master = get_u32(kind, v)?,
+            IFLA_OPERSTATE => link.operstate = *v.first().unwrap_or(&0),
+            IFLA_LINK_NETNSID => link.link_netnsid = get_u32(kind, v)? as i32,
+            IFLA_LINKINFO => {
+                for info in attrs(v) {
+                    let (ikind, iv) = info?;
+                    if ikind == IFLA_INFO_KIND {
+                        let raw = iv.split(|b| *b == 0).next().unwrap_or_default();
+                        link.kind = String::from_utf8_lossy(raw).into_owned();
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(link)
+}
+
+/// The address, and whether it is tentative (DAD not done, or failed).
+fn decode_addr(payload: &[u8]) -> Result<Option<(Addr, bool)>, WireError> {
+    // struct ifaddrmsg: family, prefixlen, flags, scope, index u32
+    let (h, rest) = header::<8>(payload)?;
+    if h[0] != AF_INET && h[0] != AF_INET6 {
+        return Ok(None);
+    }
+    let mut flags = h[2] as u32;
+    let (mut address, mut local) = (None, None);
+    for attr in attrs(rest) {
+        let (kind, v) = attr?;
+        match kind {
+            IFA_ADDRESS => address = Some(get_ip(v)?),
+            IFA_LOCAL => local = Some(get_ip(v)?),
+            IFA_FLAGS => flags = get_u32(kind, v)?,
+            _ => {}
+        }
+    }
+    // IPv4: IFA_LOCAL is the address, IFA_ADDRESS the peer on a
+    // point-to-point link. IPv6: IFA_ADDRESS, with IFA_LOCAL only for a peer.
+    let (addr, peer) = match (local, address) {
+        (Some(l), Some(a)) if l != a => (l, Some(a)),
+        (Some(l), _) => (l, None),
+        (None, Some(a)) => (a, None),
+        (None, None) => {
+            return Err(WireError::BadAttr {
+                kind: IFA_ADDRESS,
+                len: 0,
+            })
+        }
+    };
+    let addr = Addr {
+        ifindex: u32::from_ne_bytes(h[4..8].try_into().unwrap()),
+        addr,
+        peer,
+        prefix_len: h[1],
+        scope: h[3],
+        flags: flags & IFA_CONFIG_FLAGS,
+    };
+    Ok(Some((addr, flags & IFA_F_TENTATIVE != 0)))
+}
+
+fn decode_hop_attrs(buf: &[u8], hop: &mut Hop) -> Result<(), WireError> {
+    for attr in attrs(buf) {
+        let (kind, v) = attr?;
+        match kind {
+            RTA_GATEWAY => hop.gateway = Some(get_ip(v)?),
+            RTA_VIA => hop.gateway = Some(get_via(v)?),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn decode_multipath(mut v: &[u8]) -> Result<Vec<Hop>, WireError> {
+    // struct rtnexthop: len u16, flags u8, hops u8, ifindex i32, then attrs
+    let mut hops = Vec::new();
+    while v.len() >= 8 {
+        let len = u16::from_ne_bytes([v[0], v[1]]) as usize;
+        if len < 8 || len > v.len() {
+            return Err(WireError::BadAttr {
+                kind: RTA_MULTIPATH,
+                len,
+            });
+        }
+        let mut hop = Hop {
+            gateway: None,
+            oif: u32::from_ne_bytes(v[4..8].try_into().unwrap()),
+            weight: v[3] as u16 + 1,
+            flags: v[2] & RTNH_F_ONLINK,
+        };
+        decode_hop_attrs(&v[8..len], &mut hop)?;
+        hops.push(hop);
+        v = &v[align(len).min(v.len())..];
+    }
+    // IPv6 reports siblings in insertion order in notifications but in
+    // another order in dumps: the hops are a set, so keep them sorted.
+    hops.sort_by(|a, b| {
+        (a.gateway, a.oif, a.weight, a.flags).cmp(&(b.gateway, b.oif, b.weight, b.flags))
+    });
+    Ok(hops)
+}
+
+fn decode_route(payload: &[u8]) -> Result<Option<Route>, WireError> {
+    // struct rtmsg: family, dst_len, src_len, tos, table, protocol, scope,
+    // type, flags u32
+    let (h, rest) = header::<12>(payload)?;
+    let family = h[0];
+    if family != AF_INET && family != AF_INET6 {
+        return Ok(None);
+    }
+    let rtm_flags = u32::from_ne_bytes(h[8..12].try_into().unwrap());
+    if rtm_flags & RTM_F_CLONED != 0 {
+        return Ok(None);
+    }
+    let mut route = Route {
+        table: h[4] as u32,
+        dst: unspecified(family),
+        dst_len: h[1],
+        tos: h[3],
+        priority: 0,
+        rtype: h[7],
+        protocol: h[5],
+        scope: h[6],
+        prefsrc: None,
+        nexthops: NextHops::None,
+    };
+    let mut single = Hop {
+        gateway: None,
+        oif: 0,
+        weight: 1,
+        flags: 0,
+    };
+    let mut nh_id = None;
+    for attr in attrs(rest) {
+        let (kind, v) = attr?;
+        match kind {
+            RTA_DST => route.dst = get_ip(v)?,
+            RTA_TABLE => route.table = get_u32(kind, v)?,
+            RTA_PRIORITY => route.priority = get_u32(kind, v)?,
+            RTA_PREFSRC => route.prefsrc = Some(get_ip(v)?),
+            RTA_OIF => single.oif = get_u32(kind, v)?,
+            RTA_GATEWAY => single.gateway = Some(get_ip(v)?),
+            RTA_VIA => single.gateway = Some(get_via(v)?),
+            RTA_MULTIPATH => route.nexthops = NextHops::Multipath(decode_multipath(v)?),
+            RTA_NH_ID => nh_id = Some(get_u32(kind, v)?),
+            _ => {}
+        }
+    }
+    // With net.ipv4.nexthop_compat_mode (the default) a route by nexthop
+    // object also carries the object expanded (RTA_MULTIPATH, RTA_OIF,
+    // RTA_GATEWAY); the object is what is configured, so it wins.
+    if let Some(id) = nh_id {
+        route.nexthops = NextHops::Id(id);
+    }
+    let max = if family == AF_INET { 32 } else { 128 };
+    if route.dst_len > max || route.dst.is_ipv4() != (family == AF_INET) {
+        return Err(WireError::BadFamily(family));
+    }
+    single.flags = (rtm_flags as u8) & RTNH_F_ONLINK;
+    if route.nexthops == NextHops::None && (single.oif != 0 || single.gateway.is_some()) {
+        route.nexthops = NextHops::Single(single);
+    }
+    Ok(Some(route))
+}
+
+enum NeighMsg {
+    Synced(Neigh),
+    /// An entry not synced; its key when it is an IP neighbour.
+    Unsynced(Option<ObjectKey>),
+}
+
+fn decode_neigh(payload: &[u8]) -> Result<NeighMsg, WireError> {
+    // struct ndmsg: family, pad1, pad2 u16, ifindex i32, state u16, flags u8,
+    // type u8
+    let (h, rest) = header::<12>(payload)?;
+    let family = h[0];
+    if family != AF_INET && family != AF_INET6 {
+        return Ok(NeighMsg::Unsynced(None));
+    }
+    let mut n = Neigh {
+        ifindex: u32::from_ne_bytes(h[4..8].try_into().unwrap()),
+        dst: unspecified(family),
+        lladdr: Vec::new(),
+        state: u16::from_ne_bytes([h[8], h[9]]),
+        flags: h[10],
+    };
+    let mut has_dst = false;
+    for attr in attrs(rest) {
+        let (kind, v) = attr?;
+        match kind {
+            NDA_DST => {
+                n.dst = get_ip(v)?;
+                has_dst = true;
+            }
+            NDA_LLADDR => n.lladdr = v.to_vec(),
+            _ => {}
+        }
+    }
+    if !has_dst || n.flags & NTF_PROXY != 0 {
+        return Ok(NeighMsg::Unsynced(None));
+    }
+    if n.state == NUD_NONE || n.state & NUD_NOARP != 0 {
+        return Ok(NeighMsg::Unsynced(Some(Object::Neigh(n).key())));
+    }
+    Ok(NeighMsg::Synced(n))
+}
+
+fn decode_nexthop(payload: &[u8]) -> Result<Nexthop, WireError> {
+    // struct nhmsg: family, scope, protocol, resvd, flags u32
+    let (h, rest) = header::<8>(payload)?;
+    let mut nh = Nexthop {
+        id: 0,
+        family: h[0],
+        gateway: None,
+        oif: 0,
+        blackhole: false,
+        fdb: false,
+        flags: (u32::from_ne_bytes(h[4..8].try_into().unwrap()) as u8) & RTNH_F_ONLINK,
+        group: Vec::new(),
+        group_type: 0,
+    };
+    for attr in attrs(rest) {
+        let (kind, v) = attr?;
+        match kind {
+            NHA_ID => nh.id = get_u32(kind, v)?,
+            NHA_GROUP => {
+                // struct nexthop_grp: id u32, weight u8, weight_high u8,
+                // resvd u16; the weight is stored minus one.
+                for g in v.chunks_exact(8) {
+                    let weight = (g[4] as u16 | (g[5] as u16) << 8) + 1;
+                    nh.group
+                        .push((u32::from_ne_bytes(g[0..4].try_into().unwrap()), weight));
+                }
+            }
+            NHA_GROUP_TYPE => {
+                nh.group_type = v
+                    .get(..2)
+                    .map(|b| u16::from_ne_bytes([b[0], b[1]]))
+                    .ok_or(WireError::BadAttr { kind, len: v.len() })?
+            }
+            NHA_BLACKHOLE => nh.blackhole = true,
+            NHA_FDB => nh.fdb = true,
+            NHA_OIF => nh.oif = get_u32(kind, v)?,
+            NHA_GATEWAY => nh.gateway = Some(get_ip(v)?),
+            _ => {}
+        }
+    }
+    Ok(nh)
+}
+
+/// Builds a dump request (`NLM_F_REQUEST | NLM_F_DUMP`) for `kind`
+/// (RTM_GETLINK, ...) and `family` (0 for all).
+pub fn dump_request(kind: u16, family: u8, seq: u32) -> Vec<u8> {
+    let body_len = match kind {
+        RTM_GETLINK => 16,
+        RTM_GETADDR | RTM_GETNEXTHOP => 8,
+        _ => 12, // rtmsg, ndmsg
+    };
+    let len = NLMSG_HDRLEN + body_len;
+    let mut buf = Vec::with_capacity(len);
+    buf.extend_from_slice(&(len as u32).to_ne_bytes());
+    buf.extend_from_slice(&kind.to_ne_bytes());
+    buf.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
+    buf.extend_from_slice(&seq.to_ne_bytes());
+    buf.extend_from_slice(&0u32.to_ne_bytes());
+    buf.push(family);
+    buf.resize(len, 0);
+    buf
+}
+
+/// The errno of an `NLMSG_ERROR` message (0 for an ack).
+pub fn error_code(payload: &[u8]) -> i32 {
+    payload
+        .get(..4)
+        .map(|b| i32::from_ne_bytes(b.try_into().unwrap()))
+        .unwrap_or(-libc::EBADMSG)
+}
+
+/// The name the seed's `show netlink` prints for a message type.
+pub fn type_name(kind: u16) -> String {
+    let name = match kind {
+        NLMSG_NOOP => "NLMSG_NOOP",
+        NLMSG_ERROR => "NLMSG_ERROR",
+        NLMSG_DONE => "NLMSG_DONE",
+        RTM_NEWLINK => "RTM_NEWLINK",
+        RTM_DELLINK => "RTM_DELLINK",
+        RTM_NEWADDR => "RTM_NEWADDR",
+        RTM_DELADDR => "RTM_DELADDR",
+        RTM_NEWROUTE => "RTM_NEWROUTE",
+        RTM_DELROUTE => "RTM_DELROUTE",
+        RTM_NEWNEIGH => "RTM_NEWNEIGH",
+        RTM_DELNEIGH => "RTM_DELNEIGH",
+        RTM_NEWNEXTHOP => "RTM_NEWNEXTHOP",
+        RTM_DELNEXTHOP => "RTM_DELNEXTHOP",
+        _ => return format!("RTM_[{kind}]"),
+    };
+    name.to_owned()
+}

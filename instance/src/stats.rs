@@ -1,0 +1,131 @@
+//! Counters: per netlink socket and message type (the seed's `show
+//! netlink`), per blade queue (`show queue`), and sync events.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use serde::Serialize;
+
+/// Messages received on one netlink socket, by type.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SocketStats {
+    pub name: String,
+    pub packets: u64,
+    pub by_type: BTreeMap<u16, u64>,
+}
+
+impl SocketStats {
+    pub fn named(name: String) -> Self {
+        SocketStats {
+            name,
+            ..Default::default()
+        }
+    }
+
+    pub fn count(&mut self, kind: u16) {
+        self.packets += 1;
+        *self.by_type.entry(kind).or_default() += 1;
+    }
+}
+
+/// What the processor counts of its own work.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SyncStats {
+    /// Times the listener's queue overran (ENOBUFS).
+    pub overruns: u64,
+    /// Full resyncs with Linux (after overruns).
+    pub resyncs: u64,
+    /// Partial re-dumps that recover deletions the kernel did not notify.
+    pub reconciles: u64,
+    /// Objects that reconciles found gone without a notification.
+    pub silent_deletions: u64,
+    /// Netlink messages that did not decode.
+    pub decode_errors: u64,
+}
+
+/// A blade's outgoing queue, shared by the processor (which enqueues) and
+/// the blade's writer task (which sends). The names follow the seed.
+#[derive(Debug, Default)]
+pub struct QueueStats {
+    /// Frames written to the socket.
+    pub sent: AtomicU64,
+    /// Frames written when nothing was queued before them.
+    pub directly: AtomicU64,
+    pub in_queue: AtomicU64,
+    pub in_queue_bytes: AtomicU64,
+    pub highest_in_queue: AtomicU64,
+    /// Writes that found the socket full and had to wait.
+    pub has_blocked: AtomicU64,
+    /// Writes that took only part of a frame.
+    pub partially_sent: AtomicU64,
+    /// Write and connection errors.
+    pub errors: AtomicU64,
+    /// Objects the fast path rejected (per-object errors in acks).
+    pub rejected: AtomicU64,
+    pub acked: AtomicU64,
+    pub connects: AtomicU64,
+    /// Full replays sent (each connection, and each queue overflow).
+    pub replays: AtomicU64,
+    /// Times the queue passed its limit and was replaced by a replay.
+    pub overflows: AtomicU64,
+    pub connected: AtomicU64,
+    /// Sequence number of the last SyncEnd sent, and whether it was acked.
+    pub sync_end_seq: AtomicU64,
+    pub in_sync: AtomicU64,
+}
+
+impl QueueStats {
+    pub fn enqueued(&self, frames: u64, bytes: u64) {
+        let before = self.in_queue.fetch_add(frames, Relaxed);
+        if before == 0 {
+            self.directly.fetch_add(frames, Relaxed);
+        }
+        self.in_queue_bytes.fetch_add(bytes, Relaxed);
+        self.highest_in_queue.fetch_max(before + frames, Relaxed);
+    }
+
+    pub fn dequeued(&self, frames: u64, bytes: u64) {
+        self.in_queue.fetch_sub(frames, Relaxed);
+        self.in_queue_bytes.fetch_sub(bytes, Relaxed);
+    }
+
+    pub fn snapshot(&self) -> QueueSnapshot {
+        let g = |a: &AtomicU64| a.load(Relaxed);
+        QueueSnapshot {
+            sent: g(&self.sent),
+            directly: g(&self.directly),
+            in_queue: g(&self.in_queue),
+            in_queue_bytes: g(&self.in_queue_bytes),
+            highest_in_queue: g(&self.highest_in_queue),
+            has_blocked: g(&self.has_blocked),
+            partially_sent: g(&self.partially_sent),
+            errors: g(&self.errors),
+            rejected: g(&self.rejected),
+            acked: g(&self.acked),
+            connects: g(&self.connects),
+            replays: g(&self.replays),
+            overflows: g(&self.overflows),
+            connected: g(&self.connected) != 0,
+            in_sync: g(&self.in_sync) != 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct QueueSnapshot {
+    pub sent: u64,
+    pub directly: u64,
+    pub in_queue: u64,
+    pub in_queue_bytes: u64,
+    pub highest_in_queue: u64,
+    pub has_blocked: u64,
+    pub partially_sent: u64,
+    pub errors: u64,
+    pub rejected: u64,
+    pub acked: u64,
+    pub connects: u64,
+    pub replays: u64,
+    pub overflows: u64,
+    pub connected: bool,
+    pub in_sync: bool,
+}

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs what fpsync's build, demo and tests need on a fresh Debian 12
+# machine (as root), then builds every binary. Idempotent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PACKAGES=(iproute2 procps dbus systemd)
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+mkdir -p /var/run/netns /run/fpsync
+
+profile=${FPSYNC_PROFILE:-debug}
+if [ "$profile" = release ]; then
+  cargo build --release --workspace --bins
+else
+  cargo build --workspace --bins
+fi

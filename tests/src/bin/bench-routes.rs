@@ -1,0 +1,231 @@
+//! Route-sync benchmark (issue: foundation). Loads IPv4 and IPv6 routes
+//! into a namespace with `ip -batch` while cmgrd syncs them into fpd, and
+//! prints, each measured in this one run:
+//!
+//! (a) time until fpd holds every route / the kernel's own install time;
+//! (b) full resync time after fpd is killed and restarted;
+//! (c) fpd resident memory per route;
+//! (d) p50/p99 latency from one route add (netlink) to fpd applied, beside
+//!     the kernel's own add latency (its netlink ack).
+//!
+//! Usage: bench-routes [--v4 N] [--v6 N] [--samples N]
+//! (defaults 1,000,000, 200,000, 2,000). Run the release build as root.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, Instant};
+
+use fastpath::fpc::{Object, QueryClient};
+use fpsync_tests::{wait_until, Setup};
+use instance::netlink::{wire, Messages, NetlinkSocket};
+
+fn arg(name: &str, default: usize) -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .map(|v| {
+            v.parse()
+                .unwrap_or_else(|_| panic!("{name} takes a number"))
+        })
+        .unwrap_or(default)
+}
+
+fn rss_kib(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+fn routes_in_fpd(client: &mut QueryClient) -> u64 {
+    client
+        .counters()
+        .unwrap()
+        .into_iter()
+        .filter(|(n, _)| n == "routes4" || n == "routes6")
+        .map(|(_, v)| v)
+        .sum()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
+}
+
+/// An RTM_NEWROUTE for `dst`/32 via 10.0.0.2 in the main table, with an ack.
+fn route_add_msg(dst: Ipv4Addr, seq: u32) -> Vec<u8> {
+    let mut m = Vec::new();
+    let attr = |m: &mut Vec<u8>, kind: u16, v: &[u8]| {
+        m.extend_from_slice(&((4 + v.len()) as u16).to_ne_bytes());
+        m.extend_from_slice(&kind.to_ne_bytes());
+        m.extend_from_slice(v);
+    };
+    m.extend_from_slice(&[0; 4]);
+    m.extend_from_slice(&wire::RTM_NEWROUTE.to_ne_bytes());
+    let flags = wire::NLM_F_REQUEST | wire::NLM_F_ACK | 0x400 /* CREATE */ | 0x200 /* EXCL */;
+    m.extend_from_slice(&flags.to_ne_bytes());
+    m.extend_from_slice(&seq.to_ne_bytes());
+    m.extend_from_slice(&0u32.to_ne_bytes());
+    // rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags
+    m.extend_from_slice(&[2, 32, 0, 0, 254, 4, 0, 1, 0, 0, 0, 0]);
+    attr(&mut m, 1, &dst.octets()); // RTA_DST
+    attr(&mut m, 5, &[10, 0, 0, 2]); // RTA_GATEWAY
+    let len = m.len() as u32;
+    m[0..4].copy_from_slice(&len.to_ne_bytes());
+    m
+}
+
+fn main() {
+    let (v4, v6, samples) = (
+        arg("--v4", 1_000_000),
+        arg("--v6", 200_000),
+        arg("--samples", 2_000),
+    );
+    let mut s = Setup::new("bench");
+    s.ns.batch(
+        "link add v0 type veth peer name v1\nlink set v0 up\nlink set v1 up\n\
+         addr add 10.0.0.1/16 dev v0\naddr add 2001:db8::1/64 dev v0 nodad\n",
+    );
+    s.assert_in_sync(Duration::from_secs(5));
+    let mut client = QueryClient::connect(&s.endpoint, "bench", Duration::from_secs(30)).unwrap();
+    let base = routes_in_fpd(&mut client);
+    let fpd_pid = s.fpd.as_ref().unwrap().pid();
+    let rss_before = rss_kib(fpd_pid);
+
+    let mut batch = String::with_capacity((v4 + v6) * 48);
+    for i in 0..v4 as u32 {
+        batch += &format!(
+            "route add {}.{}.{}.0/24 via 10.0.0.2\n",
+            11 + (i >> 16),
+            (i >> 8) & 255,
+            i & 255
+        );
+    }
+    for i in 0..v6 as u32 {
+        batch += &format!(
+            "route add 2001:db8:{:x}:{:x}::/64 via 2001:db8::2\n",
+            1 + (i >> 16),
+            i & 0xffff
+        );
+    }
+    let dir = fpsync_tests::TempDir::new("bench");
+    let path = dir.path.join("routes.batch");
+    std::fs::write(&path, &batch).unwrap();
+    drop(batch);
+
+    // (a) kernel install time and fpd convergence, in the same run.
+    let target = base + (v4 + v6) as u64;
+    let t0 = Instant::now();
+    let mut ip = std::process::Command::new("ip")
+        .args(["-n", &s.ns.name, "-batch", path.to_str().unwrap()])
+        .spawn()
+        .unwrap();
+    let mut kernel_done = None;
+    let mut fpd_done = None;
+    while fpd_done.is_none() || kernel_done.is_none() {
+        if kernel_done.is_none() {
+            if let Some(status) = ip.try_wait().unwrap() {
+                assert!(status.success(), "ip -batch failed");
+                kernel_done = Some(t0.elapsed());
+            }
+        }
+        if fpd_done.is_none() && routes_in_fpd(&mut client) >= target {
+            fpd_done = Some(t0.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(2));
+        assert!(
+            t0.elapsed() < Duration::from_secs(600),
+            "no convergence in 600 s"
+        );
+    }
+    ip.wait().unwrap(); // already exited: reaps it
+    let (kernel_t, fpd_t) = (kernel_done.unwrap(), fpd_done.unwrap());
+    s.assert_in_sync(Duration::from_secs(30));
+
+    // (c) memory per route.
+    let rss_after = rss_kib(fpd_pid);
+    let per_route = (rss_after.saturating_sub(rss_before) * 1024) as f64 / (v4 + v6) as f64;
+
+    // (b) full resync after an fpd restart.
+    s.fpd.as_mut().unwrap().kill();
+    let t1 = Instant::now();
+    s.start_fpd();
+    let mut client = QueryClient::connect(&s.endpoint, "bench", Duration::from_secs(30)).unwrap();
+    assert!(wait_until(Duration::from_secs(120), || routes_in_fpd(
+        &mut client
+    ) >= target));
+    let resync_t = t1.elapsed();
+    s.assert_in_sync(Duration::from_secs(30));
+
+    // (d) latency of one add, idle system.
+    let ns = s.ns.name.clone();
+    let ep = s.endpoint.clone();
+    let (kernel_lat, fpd_lat) = std::thread::spawn(move || {
+        instance::netns::enter(&ns).unwrap();
+        let sock = NetlinkSocket::open(&[], 1 << 20).unwrap();
+        let mut client = QueryClient::connect(&ep, "bench", Duration::from_secs(5)).unwrap();
+        let (mut k, mut f) = (Vec::new(), Vec::new());
+        let mut buf = Vec::new();
+        for i in 0..samples as u32 {
+            let dst = Ipv4Addr::new(203, (i >> 16) as u8, (i >> 8) as u8, i as u8);
+            let t = Instant::now();
+            sock.send(&route_add_msg(dst, i + 1)).unwrap();
+            buf.clear();
+            sock.recv(&mut buf, false).unwrap();
+            let acked = t.elapsed();
+            for m in Messages::new(&buf) {
+                let m = m.unwrap();
+                assert_eq!(wire::error_code(m.payload), 0, "route add refused");
+            }
+            loop {
+                if let Some(Object::Route(r)) = client.route_get(254, IpAddr::V4(dst)).unwrap() {
+                    if r.dst == IpAddr::V4(dst) && r.dst_len == 32 {
+                        break;
+                    }
+                }
+                assert!(t.elapsed() < Duration::from_secs(5), "route never applied");
+            }
+            f.push(t.elapsed());
+            k.push(acked);
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        k.sort();
+        f.sort();
+        (k, f)
+    })
+    .join()
+    .unwrap();
+
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    println!("routes: {v4} IPv4 + {v6} IPv6, added with ip -batch");
+    println!(
+        "(a) kernel install {:.2} s, fpd holds all at {:.2} s: ratio {:.3} (target <= 1.05)",
+        kernel_t.as_secs_f64(),
+        fpd_t.as_secs_f64(),
+        fpd_t.as_secs_f64() / kernel_t.as_secs_f64()
+    );
+    println!(
+        "(b) full resync after fpd restart: {:.0} ms = {:.3} x the kernel install (target < 2 s)",
+        ms(resync_t),
+        resync_t.as_secs_f64() / kernel_t.as_secs_f64()
+    );
+    println!(
+        "(c) fpd RSS {} KiB -> {} KiB: {:.1} bytes per route (target <= 64)",
+        rss_before, rss_after, per_route
+    );
+    let (kp50, kp99) = (percentile(&kernel_lat, 0.5), percentile(&kernel_lat, 0.99));
+    let (fp50, fp99) = (percentile(&fpd_lat, 0.5), percentile(&fpd_lat, 0.99));
+    println!(
+        "(d) {samples} single adds: kernel ack p50 {:.0} us p99 {:.0} us; fpd applied p50 {:.0} us p99 {:.0} us \
+         (target p99 < 1000 us); fpd/kernel p50 {:.2} p99 {:.2}",
+        us(kp50),
+        us(kp99),
+        us(fp50),
+        us(fp99),
+        fp50.as_secs_f64() / kp50.as_secs_f64(),
+        fp99.as_secs_f64() / kp99.as_secs_f64()
+    );
+}

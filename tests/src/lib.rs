@@ -1,0 +1,351 @@
+//! Helpers for end-to-end scenarios: throwaway network namespaces, daemons
+//! started from the workspace's binaries, and waiting for sync.
+//!
+//! Everything a scenario creates is owned by a guard that removes it on
+//! drop, so a failing test still deletes its namespaces and kills its
+//! processes (by pid, never by name).
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use fastpath::fpc::{Endpoint, QueryClient};
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A number unique to this test process and call.
+pub fn unique() -> u32 {
+    std::process::id() % 100_000 * 100 + COUNTER.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Where cargo put the workspace's binaries (target/<profile>/): beside
+/// this executable (a bench binary) or one level up (a test, in deps/).
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let here = exe.parent().expect("executable directory");
+    let dir = if here.ends_with("deps") {
+        here.parent().expect("target/<profile>")
+    } else {
+        here
+    };
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --bins` (the README's test command does)",
+        path.display()
+    );
+    path
+}
+
+/// Runs a command, panicking with its output when it fails.
+pub fn sh(args: &[&str]) -> String {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A network namespace deleted on drop.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new(tag: &str) -> Netns {
+        let name = format!("fpst-{tag}-{}", unique());
+        sh(&["ip", "netns", "add", &name]);
+        let ns = Netns { name };
+        ns.ip(&["link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// `ip -n <ns> ARGS...`, panicking on failure.
+    pub fn ip(&self, args: &[&str]) -> String {
+        let mut full = vec!["ip", "-n", &self.name];
+        full.extend_from_slice(args);
+        sh(&full)
+    }
+
+    /// `ip -n <ns> ARGS...`, whether it succeeded.
+    pub fn try_ip(&self, args: &[&str]) -> bool {
+        Command::new("ip")
+            .args(["-n", &self.name])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    }
+
+    /// `ip -n <ns> -batch FILE` with `lines`.
+    pub fn batch(&self, lines: &str) {
+        let dir = TempDir::new("batch");
+        let path = dir.path.join("batch");
+        std::fs::write(&path, lines).unwrap();
+        sh(&["ip", "-n", &self.name, "-batch", path.to_str().unwrap()]);
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+/// A directory removed on drop.
+pub struct TempDir {
+    pub path: PathBuf,
+}
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let path = std::env::temp_dir().join(format!("fpst-{tag}-{}", unique()));
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir { path }
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// A child process killed (SIGKILL, by pid) on drop; its stderr goes to a
+/// log file that `log()` reads back.
+pub struct Daemon {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    pub fn spawn(program: &Path, args: &[String], log: PathBuf) -> Daemon {
+        let file = File::create(&log).unwrap();
+        // FPSYNC_TEST_WRAP="strace -f -o /tmp/x" runs daemons under a tool.
+        let wrap = std::env::var("FPSYNC_TEST_WRAP").unwrap_or_default();
+        let mut words = wrap.split_whitespace();
+        let mut cmd = match words.next() {
+            Some(tool) => {
+                let mut c = Command::new(tool);
+                c.args(words).arg(program);
+                c
+            }
+            None => Command::new(program),
+        };
+        let child = cmd
+            .args(args)
+            .env(
+                "FPSYNC_LOG",
+                std::env::var("FPSYNC_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .env("FPSYNC_NO_JOURNAL", "1")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("{}: {e}", program.display()));
+        Daemon { child, log }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.pid(), sig) };
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill(&mut self) {
+        self.signal(libc::SIGKILL);
+        let _ = self.child.wait();
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.alive() {
+            self.signal(libc::SIGCONT);
+            self.kill();
+        }
+    }
+}
+
+/// Polls `f` every 10 ms until it returns true or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// One fast path (fpd) and one cache manager (cmgrd) syncing a namespace.
+pub struct Setup {
+    pub ns: Netns,
+    pub dir: TempDir,
+    pub instance: u32,
+    pub endpoint: Endpoint,
+    pub fpd: Option<Daemon>,
+    pub cmgrd: Option<Daemon>,
+    pub cmgrd_args: Vec<String>,
+}
+
+impl Setup {
+    /// Starts fpd, then cmgrd in a new namespace, and waits for sync.
+    pub fn new(tag: &str) -> Setup {
+        Self::with_args(tag, &[])
+    }
+
+    pub fn with_args(tag: &str, cmgrd_args: &[&str]) -> Setup {
+        let ns = Netns::new(tag);
+        let dir = TempDir::new(tag);
+        let endpoint = Endpoint::Unix(dir.path.join("fpd.sock"));
+        let mut s = Setup {
+            ns,
+            dir,
+            instance: unique(),
+            endpoint,
+            fpd: None,
+            cmgrd: None,
+            cmgrd_args: cmgrd_args.iter().map(|s| s.to_string()).collect(),
+        };
+        s.start_fpd();
+        s.start_cmgrd();
+        s.assert_in_sync(Duration::from_secs(10));
+        s
+    }
+
+    pub fn start_fpd(&mut self) {
+        let args = vec![
+            "--blade".into(),
+            "1".into(),
+            "--listen".into(),
+            self.endpoint.to_string(),
+        ];
+        let log = self.dir.path.join(format!("fpd.{}.log", unique()));
+        self.fpd = Some(Daemon::spawn(&bin("fpd"), &args, log));
+        let ep = self.endpoint.clone();
+        assert!(
+            wait_until(Duration::from_secs(10), || QueryClient::connect(
+                &ep,
+                "test",
+                Duration::from_secs(1)
+            )
+            .is_ok()),
+            "fpd did not start: {}",
+            self.fpd.as_ref().unwrap().log()
+        );
+    }
+
+    pub fn start_cmgrd(&mut self) {
+        let mut args = vec![
+            "-F".to_string(),
+            "-I".into(),
+            self.instance.to_string(),
+            "--netns".into(),
+            self.ns.name.clone(),
+            "--blade".into(),
+            format!("1={}", self.endpoint),
+        ];
+        args.extend(self.cmgrd_args.iter().cloned());
+        let log = self.dir.path.join(format!("cmgrd.{}.log", unique()));
+        self.cmgrd = Some(Daemon::spawn(&bin("cmgrd"), &args, log));
+    }
+
+    pub fn console_path(&self) -> PathBuf {
+        PathBuf::from(format!("/tmp/.cmgrd{}", self.instance))
+    }
+
+    /// Sends one console command and returns the answer.
+    pub fn console(&self, command: &str) -> String {
+        console(&self.console_path(), command)
+    }
+
+    /// The differences between Linux and the fast path right now.
+    pub fn diff(&self) -> Vec<String> {
+        instance::check::check(Some(&self.ns.name), &self.endpoint)
+            .unwrap_or_else(|e| vec![format!("check failed: {e:?}")])
+    }
+
+    /// Waits until the check is empty; panics with the differences and
+    /// the daemons' logs otherwise.
+    pub fn assert_in_sync(&self, timeout: Duration) {
+        let diffs = instance::check::check_until(Some(&self.ns.name), &self.endpoint, timeout)
+            .unwrap_or_else(|e| vec![format!("check failed: {e:?}")]);
+        if !diffs.is_empty() {
+            let n = diffs.len();
+            let shown: Vec<_> = diffs.into_iter().take(40).collect();
+            panic!(
+                "{} differences after {:?}:\n{}\n--- cmgrd log:\n{}\n--- fpd log:\n{}",
+                n,
+                timeout,
+                shown.join("\n"),
+                tail(&self.cmgrd.as_ref().map(Daemon::log).unwrap_or_default()),
+                tail(&self.fpd.as_ref().map(Daemon::log).unwrap_or_default()),
+            );
+        }
+    }
+
+    /// The fast path's counters.
+    pub fn fp_counters(&self) -> Vec<(String, u64)> {
+        QueryClient::connect(&self.endpoint, "test", Duration::from_secs(5))
+            .and_then(|mut c| c.counters())
+            .expect("fpd counters")
+    }
+
+    pub fn fp_counter(&self, name: &str) -> u64 {
+        self.fp_counters()
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v)
+            .unwrap_or_else(|| panic!("no counter {name}"))
+    }
+}
+
+/// The last lines of a log.
+pub fn tail(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
+/// Sends one command to a cmgrd console and returns the answer.
+pub fn console(path: &Path, command: &str) -> String {
+    let mut s =
+        UnixStream::connect(path).unwrap_or_else(|e| panic!("console {}: {e}", path.display()));
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(format!("{command}\n").as_bytes()).unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
