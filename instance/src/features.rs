@@ -39,23 +39,91 @@ pub const ALL: u32 = 0x0001_ffff;
 
 /// In the order `show sync-features` lists them (the seed's).
 pub const FEATURES: [Feature; 17] = [
-    Feature { name: "vxlan", bit: VXLAN, flag: Some("vxlan") },
-    Feature { name: "bridge", bit: BRIDGE, flag: Some("bridge") },
-    Feature { name: "gre", bit: GRE, flag: Some("gre") },
-    Feature { name: "vlan", bit: VLAN, flag: Some("vlan") },
-    Feature { name: "macvlan", bit: MACVLAN, flag: Some("macvlan") },
-    Feature { name: "lag", bit: LAG, flag: Some("lag") },
-    Feature { name: "ebtables", bit: EBTABLES, flag: Some("ebtables") },
-    Feature { name: "tunnel", bit: TUNNEL, flag: Some("tunnel") },
-    Feature { name: "ipsec", bit: IPSEC, flag: Some("ipsec") },
-    Feature { name: "svti", bit: SVTI, flag: Some("svti") },
-    Feature { name: "netfilter", bit: FILTER, flag: Some("netfilter") },
-    Feature { name: "conntrack", bit: CONNTRACK, flag: Some("conntrack") },
-    Feature { name: "nat", bit: NAT, flag: Some("nat") },
-    Feature { name: "bpf", bit: BPF, flag: Some("bpf") },
-    Feature { name: "tap-pattern-only", bit: TAP_PATTERN_ONLY, flag: None },
-    Feature { name: "multicast", bit: MCAST, flag: Some("mcast") },
-    Feature { name: "ipv6", bit: IPV6, flag: Some("ipv6") },
+    Feature {
+        name: "vxlan",
+        bit: VXLAN,
+        flag: Some("vxlan"),
+    },
+    Feature {
+        name: "bridge",
+        bit: BRIDGE,
+        flag: Some("bridge"),
+    },
+    Feature {
+        name: "gre",
+        bit: GRE,
+        flag: Some("gre"),
+    },
+    Feature {
+        name: "vlan",
+        bit: VLAN,
+        flag: Some("vlan"),
+    },
+    Feature {
+        name: "macvlan",
+        bit: MACVLAN,
+        flag: Some("macvlan"),
+    },
+    Feature {
+        name: "lag",
+        bit: LAG,
+        flag: Some("lag"),
+    },
+    Feature {
+        name: "ebtables",
+        bit: EBTABLES,
+        flag: Some("ebtables"),
+    },
+    Feature {
+        name: "tunnel",
+        bit: TUNNEL,
+        flag: Some("tunnel"),
+    },
+    Feature {
+        name: "ipsec",
+        bit: IPSEC,
+        flag: Some("ipsec"),
+    },
+    Feature {
+        name: "svti",
+        bit: SVTI,
+        flag: Some("svti"),
+    },
+    Feature {
+        name: "netfilter",
+        bit: FILTER,
+        flag: Some("netfilter"),
+    },
+    Feature {
+        name: "conntrack",
+        bit: CONNTRACK,
+        flag: Some("conntrack"),
+    },
+    Feature {
+        name: "nat",
+        bit: NAT,
+        flag: Some("nat"),
+    },
+    Feature {
+        name: "bpf",
+        bit: BPF,
+        flag: Some("bpf"),
+    },
+    Feature {
+        name: "tap-pattern-only",
+        bit: TAP_PATTERN_ONLY,
+        flag: None,
+    },
+    Feature {
+        name: "multicast",
+        bit: MCAST,
+        flag: Some("mcast"),
+    },
+    Feature {
+        name: "ipv6",
+        bit: IPV6,
+        flag: Some("ipv6"),
+    },
 ];
 
 /// The bits one `--disable-sync-<flag>` clears (with the seed's inclusions).

@@ -627,7 +627,7 @@ mod tests {
                 .extend_from_slice(&((4 + value.len()) as u16).to_ne_bytes());
             self.0.extend_from_slice(&kind.to_ne_bytes());
             self.0.extend_from_slice(value);
-            while self.0.len() % 4 != 0 {
+            while !self.0.len().is_multiple_of(4) {
                 self.0.push(0);
             }
             self
