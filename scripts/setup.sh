@@ -22,3 +22,15 @@ if [ "$profile" = release ]; then
 else
   cargo build --workspace --bins
 fi
+
+# Install: binaries and scripts on the PATH (links into this build), the
+# default configuration files where none exist yet.
+for b in cmgrd fpd daemonctl fpsync-check fpsyncd fpsync; do
+  [ -x "target/$profile/$b" ] && ln -sf "$PWD/target/$profile/$b" "/usr/local/sbin/$b"
+done
+for s in cmgr.sh linux-fp-sync.sh; do
+  ln -sf "$PWD/scripts/$s" "/usr/local/sbin/$s"
+done
+for f in cmgr.env linux-fp-sync.env; do
+  [ -e "/etc/$f" ] || install -m 0644 "etc/$f" "/etc/$f"
+done

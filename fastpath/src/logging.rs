@@ -25,6 +25,12 @@ pub const NO_JOURNAL: &str = "FPSYNC_NO_JOURNAL";
 
 const JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";
 
+/// Whether logs will go to the journal (its socket exists and
+/// FPSYNC_NO_JOURNAL is not set).
+pub fn journal_available() -> bool {
+    Path::new(JOURNAL_SOCKET).exists() && std::env::var_os(NO_JOURNAL).is_none()
+}
+
 /// Installs the global subscriber: journald when present, else stderr.
 pub fn init(identifier: &str) {
     let filter = EnvFilter::builder()
@@ -32,7 +38,7 @@ pub fn init(identifier: &str) {
         .with_env_var(ENV_VAR)
         .from_env_lossy();
     // FPSYNC_NO_JOURNAL keeps logs on stderr (tests read them from there).
-    let journald = if Path::new(JOURNAL_SOCKET).exists() && std::env::var_os(NO_JOURNAL).is_none() {
+    let journald = if journal_available() {
         tracing_journald::layer().ok().map(|layer| {
             layer
                 .with_syslog_identifier(identifier.to_owned())

@@ -7,6 +7,7 @@
 //! cached object, SyncEnd) that the processor queues when told `Up`.
 
 use std::future::Future;
+use std::os::fd::AsRawFd;
 use std::pin::pin;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -42,6 +43,8 @@ pub struct BladeTask {
     pub endpoint: Endpoint,
     pub instance: u32,
     pub name: String,
+    /// `-b`: the socket's send buffer.
+    pub socket_buffer: usize,
     pub stats: Arc<QueueStats>,
 }
 
@@ -130,7 +133,7 @@ impl BladeTask {
     }
 
     async fn handshake(&self) -> Result<Box<dyn Stream>, TransportError> {
-        let mut stream = fpc::connect(&self.endpoint).await?;
+        let mut stream = connect(&self.endpoint, self.socket_buffer).await?;
         let mut frame = Vec::new();
         Message::Hello(Hello {
             version: VERSION,
@@ -162,6 +165,42 @@ impl BladeTask {
             other => Err(TransportError::Unexpected(format!("{other:?}"))),
         }
     }
+}
+
+/// Connects with a send buffer of `sndbuf` bytes (SO_SNDBUFFORCE, else
+/// SO_SNDBUF, which the kernel caps at net.core.wmem_max).
+async fn connect(ep: &Endpoint, sndbuf: usize) -> std::io::Result<Box<dyn Stream>> {
+    fn set(fd: std::os::fd::RawFd, bytes: usize) {
+        let value = (bytes / 2).min(i32::MAX as usize) as libc::c_int;
+        for opt in [libc::SO_SNDBUFFORCE, libc::SO_SNDBUF] {
+            // SAFETY: setsockopt on a descriptor we own, with a live c_int.
+            let ret = unsafe {
+                libc::setsockopt(
+                    fd,
+                    libc::SOL_SOCKET,
+                    opt,
+                    &value as *const _ as *const libc::c_void,
+                    std::mem::size_of::<libc::c_int>() as u32,
+                )
+            };
+            if ret == 0 {
+                return;
+            }
+        }
+    }
+    Ok(match ep {
+        Endpoint::Unix(p) => {
+            let s = tokio::net::UnixStream::connect(p).await?;
+            set(s.as_raw_fd(), sndbuf);
+            Box::new(s)
+        }
+        Endpoint::Tcp(a) => {
+            let s = tokio::net::TcpStream::connect(a).await?;
+            s.set_nodelay(true)?;
+            set(s.as_raw_fd(), sndbuf);
+            Box::new(s)
+        }
+    })
 }
 
 /// Writes `bytes`, counting writes that had to wait and partial writes.

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use fastpath::fpc::{Endpoint, Object, ObjectKey, QueryClient, TransportError};
 
 use crate::cache::Scope;
+use crate::features::Features;
 use crate::netlink::{NetlinkSocket, SocketError};
 use crate::stats::{SocketStats, SyncStats};
 
@@ -27,9 +28,11 @@ pub enum CheckError {
 }
 
 /// Everything cmgrd would sync from the namespace `netns` (the current
-/// one when None). Runs on its own thread, which enters the namespace.
-pub fn linux_objects(netns: Option<&str>) -> Result<Vec<Object>, CheckError> {
+/// one when None) with `features`. Runs on its own thread, which enters
+/// the namespace.
+pub fn linux_objects(netns: Option<&str>, features: &Features) -> Result<Vec<Object>, CheckError> {
     let netns = netns.map(str::to_owned);
+    let features = *features;
     std::thread::spawn(move || {
         if let Some(ns) = &netns {
             crate::netns::enter(ns).map_err(CheckError::Netns)?;
@@ -39,7 +42,7 @@ pub fn linux_objects(netns: Option<&str>) -> Result<Vec<Object>, CheckError> {
         let mut out = Vec::new();
         for scope in Scope::ALL {
             out.extend(crate::daemon::dump_scope(
-                &mut sock, scope, &mut stats, &mut sync,
+                &mut sock, scope, &features, &mut stats, &mut sync,
             )?);
         }
         Ok(out)
@@ -76,9 +79,13 @@ pub fn diff(linux: Vec<Object>, fastpath: Vec<Object>) -> Vec<String> {
     out
 }
 
-/// One comparison.
-pub fn check(netns: Option<&str>, endpoint: &Endpoint) -> Result<Vec<String>, CheckError> {
-    let linux = linux_objects(netns)?;
+/// One comparison, of what cmgrd with `features` would sync.
+pub fn check(
+    netns: Option<&str>,
+    endpoint: &Endpoint,
+    features: &Features,
+) -> Result<Vec<String>, CheckError> {
+    let linux = linux_objects(netns, features)?;
     let fp = fastpath_objects(endpoint)?;
     Ok(diff(linux, fp))
 }
@@ -89,11 +96,12 @@ pub fn check(netns: Option<&str>, endpoint: &Endpoint) -> Result<Vec<String>, Ch
 pub fn check_until(
     netns: Option<&str>,
     endpoint: &Endpoint,
+    features: &Features,
     wait: Duration,
 ) -> Result<Vec<String>, CheckError> {
     let deadline = Instant::now() + wait;
     loop {
-        let res = check(netns, endpoint);
+        let res = check(netns, endpoint, features);
         match &res {
             Ok(d) if d.is_empty() => return res,
             _ if Instant::now() >= deadline => return res,

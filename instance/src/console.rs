@@ -98,22 +98,34 @@ const SHOW_HELP: &str = "\
 pid - show pid
 netlink - show netlink packets
 queue - show queued msg
+conf - show conf variables
+modules - show registered modules
+interfaces - show registered interfaces
+sync-features - show synchronized feartures
 sync - show synchronization state
+(add --json to any show for JSON)
 ";
 
-/// Answers one console command.
-pub fn answer(p: &Processor, line: &str) -> String {
+const IPSEC_HELP: &str = "\
+ha show - show IPsec High Availability status
+ha enable [blade B] - enable IPsec HA (SA sequence numbers sync)
+ha disable [blade B] - disable IPsec HA
+";
+
+/// Answers one console command. Commands that change state take `&mut`.
+pub fn answer(p: &mut Processor, line: &str) -> String {
     let mut words: Vec<&str> = line.split_whitespace().collect();
     let json = words.last() == Some(&"--json");
     if json {
         words.pop();
     }
+    let out = |v: serde_json::Value| format!("{v}\n");
     match words.as_slice() {
         [] | ["help"] | ["?"] => HELP.to_owned(),
         ["show"] | ["show", "help"] | ["show", "?"] => SHOW_HELP.to_owned(),
-        ["show", "pid"] if json => format!("{}\n", json!({ "pid": std::process::id() })),
+        ["show", "pid"] if json => out(json!({ "pid": std::process::id() })),
         ["show", "pid"] => format!("pid: {}\n", std::process::id()),
-        ["show", "netlink"] if json => format!("{}\n", json!([&p.listen_stats, &p.cmd_stats])),
+        ["show", "netlink"] if json => out(json!([&p.listen_stats, &p.cmd_stats])),
         ["show", "netlink"] => show_netlink(&[&p.listen_stats, &p.cmd_stats]),
         ["show", "queue"] if json => {
             let blades: Vec<_> = p
@@ -121,12 +133,261 @@ pub fn answer(p: &Processor, line: &str) -> String {
                 .iter()
                 .map(|b| json!({"blade": b.blade, "endpoint": b.endpoint.to_string(), "queue": b.stats.snapshot()}))
                 .collect();
-            format!("{}\n", json!(blades))
+            out(json!(blades))
         }
         ["show", "queue"] => show_queue(p),
         ["show", "sync"] => show_sync(p, json),
+        ["show", "conf"] => show_conf(p, json),
+        ["show", "modules"] if json => out(json!(MODULES)),
+        ["show", "modules"] => MODULES.iter().map(|m| format!("{m}\n")).collect(),
+        ["show", "interfaces"] => show_interfaces(p, json),
+        ["show", "sync-features"] => show_sync_features(p, json),
+        ["ipsec"] | ["ipsec", "help"] | ["ipsec", "ha"] => IPSEC_HELP.to_owned(),
+        ["ipsec", "ha", "show"] => show_ipsec_ha(p, json),
+        ["ipsec", "ha", verb @ ("enable" | "disable"), rest @ ..] => {
+            let enable = *verb == "enable";
+            let blades: Vec<u32> = match rest {
+                [] => p.ipsec_ha.keys().copied().collect(),
+                ["blade", b] => match b.parse::<u32>() {
+                    Ok(b) if p.ipsec_ha.contains_key(&b) => vec![b],
+                    _ => {
+                        return format!(
+                            "error: no blade {b:?} in this instance (blades: {})\n",
+                            blade_list(p)
+                        )
+                    }
+                },
+                _ => return format!("error: usage: ipsec ha {verb} [blade B], not {line:?}\n"),
+            };
+            for b in blades {
+                p.ipsec_ha.insert(b, enable);
+            }
+            tracing::info!(enable, "IPsec High Availability switched");
+            show_ipsec_ha(p, json)
+        }
         _ => format!("error: unknown command {line:?} (try help)\n"),
     }
+}
+
+/// The netlink families this build registers (the seed's `show modules`).
+const MODULES: &[&str] = &["route"];
+
+fn blade_list(p: &Processor) -> String {
+    let ids: Vec<String> = p.ipsec_ha.keys().map(u32::to_string).collect();
+    ids.join(", ")
+}
+
+fn show_ipsec_ha(p: &Processor, json: bool) -> String {
+    if json {
+        let per: serde_json::Map<String, serde_json::Value> = p
+            .ipsec_ha
+            .iter()
+            .map(|(b, on)| (b.to_string(), json!(on)))
+            .collect();
+        return format!("{}\n", json!({ "blades": per }));
+    }
+    let states: std::collections::BTreeSet<bool> = p.ipsec_ha.values().copied().collect();
+    let word = |on: bool| if on { "enabled" } else { "disabled" };
+    match states.len() {
+        0 | 1 => format!(
+            "IPsec High Availability {}\n",
+            word(states.into_iter().next().unwrap_or(false))
+        ),
+        _ => p
+            .ipsec_ha
+            .iter()
+            .map(|(b, on)| format!("IPsec High Availability {} (blade {b})\n", word(*on)))
+            .collect(),
+    }
+}
+
+fn show_conf(p: &Processor, json: bool) -> String {
+    let c = &p.config;
+    let blades: Vec<String> = c.blades.iter().map(|(b, ep)| format!("{b}={ep}")).collect();
+    let vars: Vec<(&str, serde_json::Value)> = vec![
+        ("instance", json!(c.instance)),
+        ("netns", json!(c.netns)),
+        ("blades", json!(blades)),
+        ("sync_mask", json!(format!("{:#07x}", c.features.mask))),
+        ("sync_bpf_all", json!(c.bpf_all)),
+        ("sync_ipsec_replay", json!(c.ipsec_replay)),
+        ("debug", json!(format!("{:#x}", c.debug))),
+        ("foreground", json!(c.foreground)),
+        ("socket_buffer", json!(c.socket_buffer)),
+        ("netlink_buffer", json!(c.netlink_buffer)),
+        ("max_queue", json!(c.max_queue)),
+        ("console", json!(c.console().display().to_string())),
+        ("pid_file", json!(c.pid_file.display().to_string())),
+    ];
+    if json {
+        let map: serde_json::Map<String, serde_json::Value> =
+            vars.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+        return format!("{}\n", serde_json::Value::Object(map));
+    }
+    vars.into_iter()
+        .map(|(k, v)| match v {
+            serde_json::Value::String(s) => format!("{k}={s}\n"),
+            serde_json::Value::Null => format!("{k}=\n"),
+            other => format!("{k}={other}\n"),
+        })
+        .collect()
+}
+
+fn show_sync_features(p: &Processor, json: bool) -> String {
+    let features = &p.config.features;
+    let listed = crate::features::FEATURES
+        .iter()
+        .filter(|f| f.bit != crate::features::TAP_PATTERN_ONLY);
+    if json {
+        let map: serde_json::Map<String, serde_json::Value> = listed
+            .map(|f| {
+                (
+                    f.name.to_owned(),
+                    json!({"enabled": features.enabled(f.bit),
+                           "synchronized_by_this_build": f.bit & crate::features::IMPLEMENTED != 0}),
+                )
+            })
+            .collect();
+        return format!(
+            "{}\n",
+            json!({"mask": format!("{:#07x}", features.mask), "features": map})
+        );
+    }
+    let mut out = String::from(
+        "Cache manager uses fpsync configuration\nFeatures Status (enabled/disabled)\n",
+    );
+    for f in listed {
+        let state = if features.enabled(f.bit) {
+            "enabled"
+        } else {
+            "disabled"
+        };
+        out += &format!("{:<16}{state}\n", f.name);
+    }
+    out
+}
+
+/// A stable 32-bit id of an interface: FNV-1a of the namespace and the
+/// ifindex (names change, ifindexes are not reused while the link lives).
+pub fn ifuid(netns: &str, ifindex: u32) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in netns.bytes().chain(ifindex.to_be_bytes()) {
+        h ^= b as u32;
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h
+}
+
+/// The seed's interface type (24 loopback, 6 Ethernet-like) and our
+/// subtype by link kind.
+fn if_type(l: &fastpath::fpc::Link) -> (u32, u32) {
+    const ARPHRD_LOOPBACK: u16 = 772;
+    let ty = if l.link_type == ARPHRD_LOOPBACK {
+        24
+    } else {
+        6
+    };
+    let subtype = match l.kind.as_str() {
+        "veth" => 1,
+        "vlan" => 2,
+        "macvlan" | "macvtap" => 3,
+        "vxlan" => 4,
+        "bridge" => 5,
+        "bond" => 6,
+        "gre" | "gretap" | "ip6gre" | "ip6gretap" => 7,
+        "tun" => 8,
+        "ipip" | "sit" | "ip6tnl" => 9,
+        "vti" | "vti6" => 10,
+        _ => 0,
+    };
+    (ty, subtype)
+}
+
+fn show_interfaces(p: &Processor, json: bool) -> String {
+    use fastpath::fpc::{Object, ObjectKey};
+    let ns = p.config.netns.clone().unwrap_or_default();
+    let blade = p.config.blades.first().map(|(b, _)| *b).unwrap_or(0);
+    let mut links: Vec<&fastpath::fpc::Link> = p
+        .cache
+        .replay()
+        .filter_map(|o| match o {
+            Object::Link(l) => Some(l),
+            _ => None,
+        })
+        .collect();
+    links.sort_by_key(|l| std::cmp::Reverse(l.ifindex));
+    let master_of = |l: &fastpath::fpc::Link| match l.master {
+        0 => None,
+        m => match p.cache.get(&ObjectKey::Link(m)) {
+            Some(Object::Link(master)) => Some(master.clone()),
+            _ => None,
+        },
+    };
+    let mac = |m: &[u8]| {
+        m.iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(":")
+    };
+    if json {
+        let list: Vec<_> = links
+            .iter()
+            .map(|l| {
+                let (ty, subtype) = if_type(l);
+                let master = master_of(l);
+                json!({
+                    "name": l.name, "vrfid": 0, "ifindex": l.ifindex,
+                    "ifuid": format!("{:#x}", ifuid(&ns, l.ifindex)),
+                    "type": ty, "subtype": subtype, "flags": format!("{:#x}", l.flags), "mtu": l.mtu,
+                    "master_ifuid": format!("{:#x}", master.as_ref().map(|m| ifuid(&ns, m.ifindex)).unwrap_or(0)),
+                    "vnb_nodeid": "0x0",
+                    "in_l_bond": master.as_ref().is_some_and(|m| m.kind == "bond"),
+                    "blade_id": blade, "kind": l.kind, "mac": mac(&l.mac), "link": l.link,
+                    "operstate": l.operstate,
+                })
+            })
+            .collect();
+        return format!("{}\n", json!(list));
+    }
+    let mut out = String::from("Interfaces list:\n");
+    let mut bridge_ports = String::new();
+    for l in &links {
+        let (ty, subtype) = if_type(l);
+        let master = master_of(l);
+        let master_uid = master.as_ref().map(|m| ifuid(&ns, m.ifindex)).unwrap_or(0);
+        out += &format!(
+            "{} vrfid 0 (ifindex: {}, ifuid: {:#x})\n\
+             \x20 type: {ty}, subtype: {subtype}, flags: {:#x}, mtu: {}\n\
+             \x20 master_ifuid: {master_uid:#x}, vnb_nodeid: 0x0\n\
+             \x20 in_l_bond: {}, blade_id: {blade}\n\
+             \x20 kind: {}, mac: {}, link: {}, operstate: {}\n",
+            l.name,
+            l.ifindex,
+            ifuid(&ns, l.ifindex),
+            l.flags,
+            l.mtu,
+            if master.as_ref().is_some_and(|m| m.kind == "bond") {
+                "yes"
+            } else {
+                "no"
+            },
+            if l.kind.is_empty() { "-" } else { &l.kind },
+            mac(&l.mac),
+            l.link,
+            l.operstate,
+        );
+        if master.as_ref().is_some_and(|m| m.kind == "bridge") {
+            bridge_ports += &format!(
+                "{} vrfid 0 (ifindex: {}, ifuid: {:#x})\n\x20 type: 249, subtype: 0, master_ifuid: {master_uid:#x}\n",
+                l.name,
+                l.ifindex,
+                ifuid(&ns, l.ifindex),
+            );
+        }
+    }
+    out += "Bridge interfaces list:\n";
+    out += &bridge_ports;
+    out
 }
 
 fn show_netlink(sockets: &[&SocketStats]) -> String {

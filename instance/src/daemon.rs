@@ -27,6 +27,7 @@ use tracing::{debug, error, info, info_span, trace, warn};
 
 use crate::blade::{BladeEvent, BladeTask, Outgoing};
 use crate::cache::{Cache, Scope};
+use crate::features::Features;
 use crate::netlink::{self, wire, Event as NlEvent, Messages, NetlinkSocket, SocketError};
 use crate::stats::{QueueStats, SocketStats, SyncStats};
 
@@ -35,18 +36,8 @@ const BATCH: usize = 1024;
 /// A pending reconcile waits at most this long for a quiet moment.
 const RECONCILE_DELAY: Duration = Duration::from_millis(50);
 
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// `-I`: the instance id, also in logs and the console path.
-    pub instance: Option<u32>,
-    pub netns: Option<String>,
-    pub blades: Vec<(u32, Endpoint)>,
-    /// `-l`: the netlink listener's receive buffer.
-    pub netlink_buffer: usize,
-    /// A blade whose queue passes this many bytes is resynced instead.
-    pub max_queue: usize,
-    pub console: PathBuf,
-}
+/// cmgrd's configuration is its command line.
+pub use crate::options::Options as Config;
 
 impl Config {
     pub fn instance_id(&self) -> u32 {
@@ -58,6 +49,9 @@ impl Config {
             Some(i) => format!("cmgrd{i}"),
             None => "cmgrd".into(),
         }
+    }
+    pub fn console(&self) -> PathBuf {
+        crate::console::console_path(self.instance)
     }
 }
 
@@ -144,6 +138,8 @@ pub struct Processor {
     pub state: SyncState,
     pub blades: Vec<BladeLink>,
     pending: Vec<(Op, Object)>,
+    /// IPsec HA (SA sequence number sync) per blade, switchable live.
+    pub ipsec_ha: std::collections::BTreeMap<u32, bool>,
     reconcile: BTreeSet<ScopeOrd>,
     reconcile_since: Option<Instant>,
     generation: u64,
@@ -158,8 +154,9 @@ fn scope_ord(s: Scope) -> ScopeOrd {
     ScopeOrd(Scope::ALL.iter().position(|x| *x == s).unwrap_or(0))
 }
 
-/// Runs cmgrd until SIGTERM/SIGINT.
-pub fn run(config: Config) -> Result<(), DaemonError> {
+/// Runs cmgrd until SIGTERM/SIGINT. `ready` is called once the initial
+/// dump is done and the console answers.
+pub fn run(config: Config, ready: impl FnOnce()) -> Result<(), DaemonError> {
     if let Some(ns) = &config.netns {
         crate::netns::enter(ns).map_err(DaemonError::Netns)?;
     }
@@ -203,6 +200,7 @@ pub fn run(config: Config) -> Result<(), DaemonError> {
             endpoint: endpoint.clone(),
             instance: config.instance_id(),
             name: config.identifier(),
+            socket_buffer: config.socket_buffer,
             stats: stats.clone(),
         };
         let events = ctl_tx.clone();
@@ -221,15 +219,21 @@ pub fn run(config: Config) -> Result<(), DaemonError> {
         });
     }
 
-    crate::console::spawn(&config.console, ctl_tx.clone()).map_err(|source| {
+    crate::console::spawn(&config.console(), ctl_tx.clone()).map_err(|source| {
         DaemonError::Console {
-            path: config.console.clone(),
+            path: config.console(),
             source,
         }
     })?;
     spawn_signal_watcher(&runtime, ctl_tx.clone());
 
+    let ipsec_ha = config
+        .blades
+        .iter()
+        .map(|(b, _)| (*b, config.ipsec_replay))
+        .collect();
     let mut p = Processor {
+        ipsec_ha,
         config,
         cache: Cache::default(),
         cmd,
@@ -255,8 +259,9 @@ pub fn run(config: Config) -> Result<(), DaemonError> {
         elapsed_ms = t0.elapsed().as_millis() as u64,
         "initial dump done"
     );
+    ready();
     p.run_loop(net_rx, ctl_rx);
-    let console = p.config.console.clone();
+    let console = p.config.console();
     drop(p); // closes the blades' queues: their tasks end
     runtime.shutdown_timeout(Duration::from_secs(1));
     let _ = std::fs::remove_file(console);
@@ -410,10 +415,12 @@ impl Processor {
             let event = netlink::decode(&msg);
             trace!(kind = msg.kind, ?event, "netlink message");
             match event {
-                Ok(NlEvent::New(obj)) => {
+                Ok(NlEvent::New(obj)) if self.config.features.syncs(&obj) => {
                     self.watch_silent_changes(&obj);
                     self.pending.extend(self.cache.upsert(obj));
                 }
+                // A switched-off feature sends nothing.
+                Ok(NlEvent::New(_)) => {}
                 Ok(NlEvent::Del(key)) => {
                     self.watch_silent_deletions_del(&key);
                     self.pending.extend(self.cache.remove(&key));
@@ -541,7 +548,13 @@ impl Processor {
 
     fn resync_scopes(&mut self, scopes: &[Scope]) -> Result<(), SocketError> {
         for scope in scopes {
-            let fresh = dump_scope(&mut self.cmd, *scope, &mut self.cmd_stats, &mut self.sync)?;
+            let fresh = dump_scope(
+                &mut self.cmd,
+                *scope,
+                &self.config.features,
+                &mut self.cmd_stats,
+                &mut self.sync,
+            )?;
             let ops = self.cache.reconcile(*scope, fresh);
             self.pending.extend(ops);
             if self.pending.len() >= BATCH {
@@ -682,10 +695,12 @@ fn now_ns() -> u64 {
         .unwrap_or(0)
 }
 
-/// Dumps one scope from Linux, counting messages on the command socket.
+/// Dumps one scope from Linux (what `features` syncs of it), counting
+/// messages on the command socket.
 pub fn dump_scope(
     sock: &mut NetlinkSocket,
     scope: Scope,
+    features: &Features,
     stats: &mut SocketStats,
     sync: &mut SyncStats,
 ) -> Result<Vec<Object>, SocketError> {
@@ -705,7 +720,9 @@ pub fn dump_scope(
         };
         stats.count(msg.kind);
         match netlink::decode(msg) {
-            Ok(NlEvent::New(obj)) if Scope::of(&obj) == scope => out.push(obj),
+            Ok(NlEvent::New(obj)) if Scope::of(&obj) == scope && features.syncs(&obj) => {
+                out.push(obj)
+            }
             Ok(_) => {}
             Err(e) => {
                 bad += 1;

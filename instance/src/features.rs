@@ -15,6 +15,8 @@ pub struct Feature {
     pub bit: u32,
     /// The `--disable-sync-<flag>` word, when there is one.
     pub flag: Option<&'static str>,
+    /// What it synchronizes, for `--help`.
+    pub what: &'static str,
 }
 
 pub const VXLAN: u32 = 0x0000_0001;
@@ -43,88 +45,122 @@ pub const FEATURES: [Feature; 17] = [
         name: "vxlan",
         bit: VXLAN,
         flag: Some("vxlan"),
+        what: "Linux VXLAN",
     },
     Feature {
         name: "bridge",
         bit: BRIDGE,
         flag: Some("bridge"),
+        what: "Linux bridge",
     },
     Feature {
         name: "gre",
         bit: GRE,
         flag: Some("gre"),
+        what: "Linux GRE",
     },
     Feature {
         name: "vlan",
         bit: VLAN,
         flag: Some("vlan"),
+        what: "Linux VLAN",
     },
     Feature {
         name: "macvlan",
         bit: MACVLAN,
         flag: Some("macvlan"),
+        what: "Linux macvlan",
     },
     Feature {
         name: "lag",
         bit: LAG,
         flag: Some("lag"),
+        what: "Linux Bonding",
     },
     Feature {
         name: "ebtables",
         bit: EBTABLES,
         flag: Some("ebtables"),
+        what: "Linux netfilter ebtables rules",
     },
     Feature {
         name: "tunnel",
         bit: TUNNEL,
         flag: Some("tunnel"),
+        what: "Linux tunnels",
     },
     Feature {
         name: "ipsec",
         bit: IPSEC,
         flag: Some("ipsec"),
+        what: "Linux XFRM IPsec, including Linux VTI",
     },
     Feature {
         name: "svti",
         bit: SVTI,
         flag: Some("svti"),
+        what: "Linux VTI",
     },
     Feature {
         name: "netfilter",
         bit: FILTER,
         flag: Some("netfilter"),
+        what: "Linux netfilter IPv4 / IPv6 rules, including NAT and conntrack",
     },
     Feature {
         name: "conntrack",
         bit: CONNTRACK,
         flag: Some("conntrack"),
+        what: "Linux conntrack",
     },
     Feature {
         name: "nat",
         bit: NAT,
         flag: Some("nat"),
+        what: "Linux netfilter NAT rules",
     },
     Feature {
         name: "bpf",
         bit: BPF,
         flag: Some("bpf"),
+        what: "Linux BPF",
     },
     Feature {
         name: "tap-pattern-only",
         bit: TAP_PATTERN_ONLY,
         flag: None,
+        what: "BPF capture filters by pattern only",
     },
     Feature {
         name: "multicast",
         bit: MCAST,
         flag: Some("mcast"),
+        what: "Linux IPv4 and IPv6 multicast",
     },
     Feature {
         name: "ipv6",
         bit: IPV6,
         flag: Some("ipv6"),
+        what: "Linux IPv6 routing",
     },
 ];
+
+/// The features this build synchronizes (the others are accepted, shown,
+/// and send nothing yet).
+pub const IMPLEMENTED: u32 = IPV6;
+
+/// The names of the implemented features, plus the route family that is
+/// always synchronized.
+pub fn implemented_names() -> Vec<&'static str> {
+    let mut names = vec!["route"];
+    names.extend(
+        FEATURES
+            .iter()
+            .filter(|f| f.bit & IMPLEMENTED != 0)
+            .map(|f| f.name),
+    );
+    names
+}
 
 /// The bits one `--disable-sync-<flag>` clears (with the seed's inclusions).
 pub fn disable_bits(flag: &str) -> Option<u32> {

@@ -7,9 +7,12 @@ pub mod cache;
 pub mod check;
 pub mod console;
 pub mod daemon;
+pub mod daemonize;
 pub mod features;
 pub mod netlink;
 pub mod netns;
+pub mod options;
 pub mod stats;
 
 pub use daemon::{run, Config, DaemonError};
+pub use options::Options;

@@ -218,6 +218,8 @@ pub struct Setup {
     pub fpd: Option<Daemon>,
     pub cmgrd: Option<Daemon>,
     pub cmgrd_args: Vec<String>,
+    /// What cmgrd syncs, from its arguments: the check compares that.
+    pub features: instance::features::Features,
 }
 
 impl Setup {
@@ -238,6 +240,11 @@ impl Setup {
             fpd: None,
             cmgrd: None,
             cmgrd_args: cmgrd_args.iter().map(|s| s.to_string()).collect(),
+            features: instance::Options::try_parse_from(
+                std::iter::once("cmgrd").chain(cmgrd_args.iter().copied()),
+            )
+            .expect("valid cmgrd arguments")
+            .features,
         };
         s.start_fpd();
         s.start_cmgrd();
@@ -293,15 +300,20 @@ impl Setup {
 
     /// The differences between Linux and the fast path right now.
     pub fn diff(&self) -> Vec<String> {
-        instance::check::check(Some(&self.ns.name), &self.endpoint)
+        instance::check::check(Some(&self.ns.name), &self.endpoint, &self.features)
             .unwrap_or_else(|e| vec![format!("check failed: {e:?}")])
     }
 
     /// Waits until the check is empty; panics with the differences and
     /// the daemons' logs otherwise.
     pub fn assert_in_sync(&self, timeout: Duration) {
-        let diffs = instance::check::check_until(Some(&self.ns.name), &self.endpoint, timeout)
-            .unwrap_or_else(|e| vec![format!("check failed: {e:?}")]);
+        let diffs = instance::check::check_until(
+            Some(&self.ns.name),
+            &self.endpoint,
+            &self.features,
+            timeout,
+        )
+        .unwrap_or_else(|e| vec![format!("check failed: {e:?}")]);
         if !diffs.is_empty() {
             let n = diffs.len();
             let shown: Vec<_> = diffs.into_iter().take(40).collect();
@@ -348,4 +360,76 @@ pub fn console(path: &Path, command: &str) -> String {
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
     out
+}
+
+/// A systemd-journald of its own, in a private mount namespace (slave: the
+/// host's mounts, such as new `ip netns` files, still appear in it; tmpfs on
+/// /run/systemd/journal and /run/log), so that the host's /run is never
+/// touched. Commands that must log to it or read it run inside that
+/// namespace through `command()`.
+pub struct PrivateJournal {
+    journald: Daemon,
+    _dir: TempDir,
+}
+
+impl PrivateJournal {
+    pub fn start() -> PrivateJournal {
+        let dir = TempDir::new("journal");
+        // The mount points must exist before the namespace mounts on them.
+        std::fs::create_dir_all("/run/systemd/journal").unwrap();
+        std::fs::create_dir_all("/run/log").unwrap();
+        let script = "mount -t tmpfs tmpfs /run/systemd/journal && mount -t tmpfs tmpfs /run/log \
+                      && exec /lib/systemd/systemd-journald";
+        let args: Vec<String> = [
+            "--mount",
+            "--propagation",
+            "slave",
+            "--",
+            "sh",
+            "-c",
+            script,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let journald = Daemon::spawn(
+            Path::new("/usr/bin/unshare"),
+            &args,
+            dir.path.join("journald.log"),
+        );
+        let j = PrivateJournal {
+            journald,
+            _dir: dir,
+        };
+        let ok = wait_until(Duration::from_secs(10), || {
+            j.command("test")
+                .args(["-S", "/run/systemd/journal/socket"])
+                .status()
+                .is_ok_and(|s| s.success())
+        });
+        assert!(ok, "journald did not start: {}", j.journald.log());
+        j
+    }
+
+    /// A command that runs inside the journal's mount namespace.
+    pub fn command(&self, program: &str) -> Command {
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--mount=/proc/{}/ns/mnt", self.journald.pid()))
+            .arg("--")
+            .arg(program);
+        c
+    }
+
+    /// `journalctl -t IDENT -o json`: each entry's MESSAGE and fields.
+    pub fn entries(&self, identifier: &str) -> Vec<String> {
+        let out = self
+            .command("journalctl")
+            .args(["-t", identifier, "-o", "json", "--no-pager"])
+            .output()
+            .expect("journalctl");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
 }

@@ -112,7 +112,7 @@ fn random_churn_ends_in_sync() {
             .stderr(std::process::Stdio::null())
             .status();
         done += n;
-        for obj in instance::check::linux_objects(Some(&s.ns.name)).unwrap() {
+        for obj in instance::check::linux_objects(Some(&s.ns.name), &s.features).unwrap() {
             let kind = match &obj {
                 Object::Route(r) if r.dst.is_ipv6() => "routes6",
                 Object::Route(_) => "routes4",

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use fastpath::fpc::Endpoint;
+use instance::features::Features;
 
 #[derive(Parser)]
 #[command(
@@ -26,6 +27,9 @@ struct Cli {
     /// Compare again until in sync or this many seconds have passed.
     #[arg(long, value_name = "SECS", default_value_t = 0.0)]
     wait: f64,
+    /// Compare only what cmgrd with this sync mask synchronizes (its -S).
+    #[arg(short = 'S', long, value_name = "mask", value_parser = instance::features::parse_mask)]
+    sync_mask: Option<u32>,
     /// Print the fast path's tables instead of comparing.
     #[arg(long, conflicts_with = "dump_linux")]
     dump_fastpath: bool,
@@ -38,9 +42,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let endpoint = cli.fpc.unwrap_or_else(|| Endpoint::for_blade(cli.blade));
     let wait = Duration::from_secs_f64(cli.wait.max(0.0));
+    let features = cli.sync_mask.map(Features::from_mask).unwrap_or_default();
     if cli.dump_fastpath || cli.dump_linux {
         let objects = if cli.dump_linux {
-            instance::check::linux_objects(cli.netns.as_deref())
+            instance::check::linux_objects(cli.netns.as_deref(), &features)
         } else {
             instance::check::fastpath_objects(&endpoint)
         };
@@ -55,7 +60,7 @@ fn main() -> ExitCode {
             Err(e) => fail(&e),
         };
     }
-    match instance::check::check_until(cli.netns.as_deref(), &endpoint, wait) {
+    match instance::check::check_until(cli.netns.as_deref(), &endpoint, &features, wait) {
         Ok(diffs) if diffs.is_empty() => ExitCode::SUCCESS,
         Ok(diffs) => {
             for d in diffs {

@@ -1,0 +1,317 @@
+//! cmgrd's command line: the seed's options, short and long, plus the
+//! namespace and blades of this instance.
+//!
+//! Sizes take K, M or G; masks are hexadecimal (0x...) or decimal. A bad
+//! value is reported by clap with the option's name, exit status 2.
+
+use std::path::PathBuf;
+
+use clap::{Arg, ArgAction, ArgMatches, Command};
+use fastpath::fpc::Endpoint;
+
+use crate::features::{self, Features, FEATURES};
+
+/// Everything the command line sets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Options {
+    pub instance: Option<u32>,
+    pub netns: Option<String>,
+    pub blades: Vec<(u32, Endpoint)>,
+    pub features: Features,
+    /// `-A`: sync capture filters of every process, not only the listed tools.
+    pub bpf_all: bool,
+    /// `-R`: sync IPsec SA sequence numbers (IPsec HA) from the start.
+    pub ipsec_replay: bool,
+    /// `-d`: 0 logs at info; bit 0x1 adds debug, 0x2 adds trace.
+    pub debug: u32,
+    pub foreground: bool,
+    /// `-b`: the FPC sockets' send buffer.
+    pub socket_buffer: usize,
+    /// `-l`: the netlink listener's receive buffer.
+    pub netlink_buffer: usize,
+    pub max_queue: usize,
+    pub pid_file: PathBuf,
+}
+
+/// Parses `64M`, `2K`, `1G` or a plain number of bytes.
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let (digits, mult) = match s.chars().last() {
+        Some('K' | 'k') => (&s[..s.len() - 1], 1 << 10),
+        Some('M' | 'm') => (&s[..s.len() - 1], 1 << 20),
+        Some('G' | 'g') => (&s[..s.len() - 1], 1 << 30),
+        _ => (s, 1),
+    };
+    digits
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .filter(|n| *n > 0 && *n <= (1 << 31))
+        .ok_or_else(|| {
+            format!(
+                "bad size {s:?}: expected a number of bytes (1 to 2G) with an optional K, M or G"
+            )
+        })
+}
+
+/// Parses `B` or `B=ENDPOINT`.
+pub fn parse_blade(s: &str) -> Result<(u32, Endpoint), String> {
+    let (id, ep) = match s.split_once('=') {
+        Some((id, ep)) => (id, Some(ep)),
+        None => (s, None),
+    };
+    let id: u32 = id
+        .parse()
+        .map_err(|_| format!("bad blade {s:?}: expected a number, optionally =ENDPOINT"))?;
+    let ep = match ep {
+        Some(ep) => ep.parse().map_err(|e| format!("bad blade {s:?}: {e}"))?,
+        None => Endpoint::for_blade(id),
+    };
+    Ok((id, ep))
+}
+
+fn parse_debug(s: &str) -> Result<u32, String> {
+    let parsed = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(hex) => u32::from_str_radix(hex, 16),
+        None => s.parse(),
+    };
+    parsed.map_err(|_| {
+        format!("bad debug mask {s:?}: expected a hexadecimal (0x...) or decimal number")
+    })
+}
+
+/// The clap command, with one `--disable-sync-<feature>` per seed feature.
+pub fn command() -> Command {
+    let mut cmd = Command::new("cmgrd")
+        .version(env!("CARGO_PKG_VERSION"))
+        .about("Cache manager: mirrors Linux networking into fast paths over the FPC API")
+        .arg(Arg::new("instance").short('I').value_name("val").value_parser(clap::value_parser!(u32))
+            .help("Instance id: logs as cmgrd<val>, console at /tmp/.cmgrd<val>"))
+        .arg(Arg::new("netns").long("netns").value_name("NAME")
+            .help("Network namespace to listen in (as `ip netns` names it)"))
+        .arg(Arg::new("blade").long("blade").value_name("B[=ENDPOINT]").action(ArgAction::Append)
+            .value_parser(parse_blade)
+            .help("Blade to sync, at unix:PATH or tcp:HOST:PORT (default /run/fpsync/fpd<B>.sock); repeatable; default blade 1"))
+        .arg(Arg::new("sync-mask").short('S').long("sync-mask").value_name("mask")
+            .value_parser(features::parse_mask)
+            .help("Features to synchronize, as the seed's flag mask (0x1ffff: all)"))
+        .arg(Arg::new("sync-bpf-all").short('A').long("sync-bpf-all").action(ArgAction::SetTrue)
+            .help("BPF (tap): sync the capture filters of any application, not only tcpdump, ethereal, wireshark, tshark, nmap"))
+        .arg(Arg::new("sync-ipsec-replay").short('R').long("sync-ipsec-replay").action(ArgAction::SetTrue)
+            .help("IPsec: sync SA input and output sequence numbers (IPsec HA); also `daemonctl cmgrd ipsec ha enable`"))
+        .arg(Arg::new("debug").short('d').value_name("mask").value_parser(parse_debug)
+            .help("Debug mask: 0x1 debug logs, 0x2 trace logs"))
+        .arg(Arg::new("foreground").short('F').action(ArgAction::SetTrue)
+            .help("Foreground (without it, cmgrd daemonizes once ready and writes its pid file)"))
+        .arg(Arg::new("socket-buffer").short('b').value_name("val").default_value("2M")
+            .value_parser(parse_size).help("FPC socket buffer size"))
+        .arg(Arg::new("netlink-buffer").short('l').value_name("val").default_value("64M")
+            .value_parser(parse_size).help("Netlink socket buffer size (set with SO_RCVBUFFORCE)"))
+        .arg(Arg::new("max-queue").long("max-queue").value_name("SIZE").default_value("256M")
+            .value_parser(parse_size)
+            .help("Largest outgoing queue per blade; a blade past it gets a full resync once drained"))
+        .arg(Arg::new("pid-file").long("pid-file").value_name("PATH")
+            .value_parser(clap::value_parser!(PathBuf))
+            .help("Pid file when daemonized (default /run/fpsync/cmgrd<val>.pid)"))
+        .arg(Arg::new("compile-options").short('o').action(ArgAction::SetTrue)
+            .help("Display compilation options and exit"));
+    for f in FEATURES.iter() {
+        if let Some(flag) = f.flag {
+            cmd = cmd.arg(
+                Arg::new(format!("disable-sync-{flag}"))
+                    .long(format!("disable-sync-{flag}"))
+                    .action(ArgAction::SetTrue)
+                    .help(format!("Disable the synchronization of {}", f.what)),
+            );
+        }
+    }
+    cmd
+}
+
+impl Options {
+    pub fn from_matches(m: &ArgMatches) -> Options {
+        let instance = m.get_one::<u32>("instance").copied();
+        let mut mask = m
+            .get_one::<u32>("sync-mask")
+            .copied()
+            .unwrap_or(Features::default().mask);
+        for f in FEATURES.iter() {
+            if let Some(flag) = f.flag {
+                if m.get_flag(&format!("disable-sync-{flag}")) {
+                    mask &= !features::disable_bits(flag).unwrap_or(f.bit);
+                }
+            }
+        }
+        let blades: Vec<(u32, Endpoint)> = m
+            .get_many::<(u32, Endpoint)>("blade")
+            .map(|b| b.cloned().collect())
+            .unwrap_or_default();
+        let pid_file = m
+            .get_one::<PathBuf>("pid-file")
+            .cloned()
+            .unwrap_or_else(|| {
+                PathBuf::from(format!(
+                    "/run/fpsync/cmgrd{}.pid",
+                    instance.map(|i| i.to_string()).unwrap_or_default()
+                ))
+            });
+        Options {
+            instance,
+            netns: m.get_one::<String>("netns").cloned(),
+            blades: if blades.is_empty() {
+                vec![(1, Endpoint::for_blade(1))]
+            } else {
+                blades
+            },
+            features: Features::from_mask(mask),
+            bpf_all: m.get_flag("sync-bpf-all"),
+            ipsec_replay: m.get_flag("sync-ipsec-replay"),
+            debug: m.get_one::<u32>("debug").copied().unwrap_or(0),
+            foreground: m.get_flag("foreground"),
+            socket_buffer: *m.get_one::<usize>("socket-buffer").expect("defaulted"),
+            netlink_buffer: *m.get_one::<usize>("netlink-buffer").expect("defaulted"),
+            max_queue: *m.get_one::<usize>("max-queue").expect("defaulted"),
+            pid_file,
+        }
+    }
+
+    /// Parses a command line (the program name first).
+    pub fn try_parse_from<I, T>(args: I) -> Result<Options, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        command()
+            .try_get_matches_from(args)
+            .map(|m| Options::from_matches(&m))
+    }
+
+    /// The log filter `-d` asks for.
+    pub fn log_filter(&self) -> &'static str {
+        if self.debug & 0x2 != 0 {
+            "trace"
+        } else if self.debug & 0x1 != 0 {
+            "debug"
+        } else {
+            "info"
+        }
+    }
+}
+
+/// What `cmgrd -o` prints: how this build was made and what it syncs.
+pub fn compile_options() -> String {
+    let mut out = format!(
+        "cmgrd {} ({} build, {} {})\n",
+        env!("CARGO_PKG_VERSION"),
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        },
+        std::env::consts::ARCH,
+        std::env::consts::OS,
+    );
+    out += &format!("FPC protocol version: {}\n", fastpath::fpc::VERSION);
+    out += "netlink families: route (links, addresses, routes, nexthop objects, neighbours)\n";
+    out += &format!("feature mask bits known: {:#07x}\n", features::ALL);
+    out += &format!(
+        "features synchronized by this build: {}\n",
+        features::implemented_names().join(" ")
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::features::*;
+
+    fn parse(args: &[&str]) -> Result<Options, clap::Error> {
+        Options::try_parse_from(std::iter::once("cmgrd").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn defaults_follow_the_seed() {
+        let o = parse(&[]).unwrap();
+        assert_eq!(o.netlink_buffer, 64 << 20);
+        assert_eq!(o.socket_buffer, 2 << 20);
+        assert_eq!(o.features, Features::default());
+        assert_eq!(o.blades, vec![(1, Endpoint::for_blade(1))]);
+        assert!(!o.foreground && !o.bpf_all && !o.ipsec_replay);
+        assert_eq!(o.pid_file, PathBuf::from("/run/fpsync/cmgrd.pid"));
+    }
+
+    #[test]
+    fn every_seed_option_parses() {
+        let o = parse(&[
+            "-I",
+            "3",
+            "-S",
+            "0x10000",
+            "-A",
+            "-R",
+            "-d",
+            "0x1",
+            "-F",
+            "-b",
+            "4M",
+            "-l",
+            "1G",
+            "--netns",
+            "red",
+            "--blade",
+            "2=tcp:127.0.0.1:7000",
+        ])
+        .unwrap();
+        assert_eq!(o.instance, Some(3));
+        assert_eq!(o.features.mask, IPV6);
+        assert!(o.bpf_all && o.ipsec_replay && o.foreground);
+        assert_eq!((o.debug, o.log_filter()), (1, "debug"));
+        assert_eq!((o.socket_buffer, o.netlink_buffer), (4 << 20, 1 << 30));
+        assert_eq!(o.netns.as_deref(), Some("red"));
+        assert_eq!(o.blades[0].0, 2);
+        assert_eq!(o.pid_file, PathBuf::from("/run/fpsync/cmgrd3.pid"));
+        let long = parse(&[
+            "--sync-mask",
+            "65536",
+            "--sync-bpf-all",
+            "--sync-ipsec-replay",
+        ])
+        .unwrap();
+        assert_eq!(long.features.mask, IPV6);
+        assert!(long.bpf_all && long.ipsec_replay);
+    }
+
+    #[test]
+    fn disable_flags_follow_the_seed_inclusions() {
+        for f in FEATURES.iter().filter_map(|f| f.flag) {
+            let o = parse(&[&format!("--disable-sync-{f}")]).unwrap();
+            let cleared = disable_bits(f).unwrap();
+            assert_eq!(o.features.mask & cleared, 0, "{f}");
+        }
+        let o = parse(&["--disable-sync-netfilter"]).unwrap();
+        assert!(!o.features.enabled(NAT) && !o.features.enabled(CONNTRACK));
+        let o = parse(&["--disable-sync-ipsec"]).unwrap();
+        assert!(!o.features.enabled(SVTI));
+        // A mask and a disable flag combine.
+        let o = parse(&["-S", "0x10001", "--disable-sync-ipv6"]).unwrap();
+        assert_eq!(o.features.mask, VXLAN);
+    }
+
+    #[test]
+    fn bad_values_name_the_option() {
+        for (args, word) in [
+            (&["-S", "0x40000"][..], "sync-mask"),
+            (&["-S", "ipv6"][..], "sync-mask"),
+            (&["-l", "12Q"][..], "-l"),
+            (&["-b", "0"][..], "-b"),
+            (&["-I", "x"][..], "-I"),
+            (&["-d", "zz"][..], "-d"),
+            (&["--blade", "one"][..], "blade"),
+            (&["--disable-sync-nothing"][..], "disable-sync-nothing"),
+        ] {
+            let e = parse(args).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{args:?}");
+            assert!(e.to_string().contains(word), "{args:?}: {e}");
+        }
+    }
+}
