@@ -56,3 +56,6 @@ echo "== cmgrd console: show sync, show queue, show netlink"
 for c in "show sync" "show queue" "show netlink"; do
   "$bin/daemonctl" cmgrd0 $c
 done
+
+echo "== the supervisor: fpsyncd with two instances and two blades"
+FPSYNC_DEMO_NO_SETUP=1 scripts/demo-supervisor.sh

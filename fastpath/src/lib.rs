@@ -1,15 +1,21 @@
 //! fpd: one fast path blade. The manager applies FPC messages to the fast
-//! path tables; later the dataplane forwards packets with them.
+//! path tables; the dataplane forwards packets between fpd's ports with
+//! them, and reports statistics and hit flags back.
 //!
 //! Public surface: the FPC protocol ([`fpc`]), the tables ([`Tables`]), the
-//! FPC server ([`serve`], [`Server`], [`ServerConfig`]) and the logging set-up
-//! shared by every fpsync daemon ([`logging`]).
+//! FPC server ([`serve`], [`Server`], [`ServerConfig`]), the dataplane
+//! ([`Dataplane`]), packet formats ([`wire`]) and the logging set-up shared
+//! by every fpsync daemon ([`logging`]).
 
+mod dataplane;
 pub mod fpc;
 pub mod logging;
 mod manager;
+pub mod netns;
 mod tables;
+pub mod wire;
 
+pub use dataplane::{Dataplane, DataplaneConfig, DataplaneError, DataplaneHandle, RxRingVersion};
 pub use manager::{serve, Server, ServerConfig, ServerError};
 pub use tables::Tables;
 /// The token that stops [`serve`] and [`Server::run`].

@@ -1,4 +1,5 @@
-//! fpd: one fast path blade. Parses the command line, sets up logging and
+//! fpd: one fast path blade. Parses the command line, sets up logging,
+//! enters its network namespace, starts the dataplane on its ports and
 //! serves FPC until SIGTERM or SIGINT; everything else is in the library.
 //!
 //! Exit codes: 0 after a clean stop, 1 when fpd cannot start (the reason on
@@ -10,7 +11,9 @@ use std::time::Duration;
 
 use clap::Parser;
 use fastpath::fpc::Endpoint;
-use fastpath::{Server, ServerConfig, ServerError};
+use fastpath::{
+    Dataplane, DataplaneConfig, DataplaneError, RxRingVersion, Server, ServerConfig, ServerError,
+};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, Instrument};
@@ -27,6 +30,34 @@ struct Cli {
     /// [default: unix:/run/fpsync/fpdN.sock, N the blade number].
     #[arg(long = "listen", value_name = "ENDPOINT")]
     listen: Vec<Endpoint>,
+    /// Run in this network namespace (a name under /var/run/netns, or a
+    /// path), entered before any thread starts: the ports are its
+    /// interfaces. A Unix socket path is not affected.
+    #[arg(long, value_name = "NAME")]
+    netns: Option<String>,
+    /// Forward packets between these interfaces (AF_PACKET); may be
+    /// repeated. Without any, fpd only keeps its tables.
+    #[arg(long = "port", value_name = "IFNAME")]
+    ports: Vec<String>,
+    /// Dataplane worker threads (each polls a share of the ports).
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
+    /// CPUs to pin the workers to, comma-separated, in worker order.
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    cpus: Vec<usize>,
+    /// The AF_PACKET receive ring: v2 (slots, handed over at once) or v3
+    /// (blocks, fewer wake-ups, but up to 1 ms added at low rates; on veth
+    /// here v2 measured both faster and lower-latency: docs/BENCHMARKS.md).
+    #[arg(long, value_name = "v2|v3", default_value = "v2", value_parser = parse_rx_ring)]
+    rx_ring: RxRingVersion,
+}
+
+fn parse_rx_ring(s: &str) -> Result<RxRingVersion, String> {
+    match s {
+        "v2" => Ok(RxRingVersion::V2),
+        "v3" => Ok(RxRingVersion::V3),
+        _ => Err(format!("{s:?}: expected v2 or v3")),
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +68,10 @@ enum FpdError {
     Signals(#[source] std::io::Error),
     #[error(transparent)]
     Server(#[from] ServerError),
+    #[error("cannot enter the network namespace")]
+    Netns(#[source] std::io::Error),
+    #[error("cannot start the dataplane")]
+    Dataplane(#[from] DataplaneError),
 }
 
 fn main() -> ExitCode {
@@ -53,22 +88,42 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<(), FpdError> {
+    // setns changes the calling thread only: before any other thread.
+    if let Some(ns) = &cli.netns {
+        fastpath::netns::enter(ns).map_err(FpdError::Netns)?;
+    }
+    let span = tracing::info_span!("fpd", blade = cli.blade);
+    let dataplane = if cli.ports.is_empty() {
+        None
+    } else {
+        let config = DataplaneConfig {
+            ports: cli.ports.clone(),
+            workers: cli.workers,
+            cpus: cli.cpus.clone(),
+            rx_ring: cli.rx_ring,
+        };
+        Some(span.in_scope(|| Dataplane::start(&config))?)
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(FpdError::Runtime)?;
-    let span = tracing::info_span!("fpd", blade = cli.blade);
-    let result = runtime.block_on(serve(cli).instrument(span));
+    let handle = dataplane.as_ref().map(Dataplane::handle);
+    let result = runtime.block_on(serve(cli, handle).instrument(span));
     // Blocking tasks (a dump to a slow reader) must not hold the exit.
     runtime.shutdown_timeout(Duration::from_secs(1));
+    if let Some(dp) = dataplane {
+        dp.stop();
+    }
     result
 }
 
-async fn serve(cli: Cli) -> Result<(), FpdError> {
+async fn serve(cli: Cli, dataplane: Option<fastpath::DataplaneHandle>) -> Result<(), FpdError> {
     let mut config = ServerConfig::new(cli.blade);
     if !cli.listen.is_empty() {
         config.endpoints = cli.listen;
     }
+    config.dataplane = dataplane;
     let mut sigterm = signal(SignalKind::terminate()).map_err(FpdError::Signals)?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(FpdError::Signals)?;
     let server = Server::bind(config).await?;

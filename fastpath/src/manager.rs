@@ -17,6 +17,12 @@
 //! * The tables lock is only taken on blocking threads (`spawn_blocking`),
 //!   never on a runtime worker, since a large batch or a dump holds it long.
 //!   Lock order: tables, then sync owner.
+//! * When a dataplane is attached, every applied frame tells its view
+//!   builder (a thread of its own, which takes the tables lock only to
+//!   copy), and the sync session sends the dataplane's reports to its peer
+//!   (wanted neighbours every 100 ms, hit flags every 500 ms, statistics
+//!   every second) between frames: the connection is split into a reader and a
+//!   writer half so that a report never cuts into a frame being read.
 //! * A Unix socket file is created at bind (after removing a stale one, never
 //!   a live one) and removed when its listener goes, if it is still ours.
 
@@ -28,12 +34,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn, Instrument, Span};
 
+use crate::dataplane::DataplaneHandle;
 use crate::fpc::{
     all_capabilities, hello_version, parse_header, Counter, Endpoint, ErrorCode, Header, Hello,
     Message, Object, ObjectError, Op, Role, Stream, HEADER_LEN, VERSION,
@@ -50,6 +57,15 @@ const DUMP_FRAME: usize = 64 * 1024;
 const KEEP_BUFFER: usize = 256 * 1024;
 /// How long connections get to close when fpd stops.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often the sync peer is told of wanted neighbours.
+const REPORT_TICK: Duration = Duration::from_millis(100);
+/// Hit flags go every this many ticks (500 ms). A used neighbour whose
+/// reachable time runs out goes to DELAY (and is re-probed) only if it was
+/// used within `delay_first_probe_time` (5 s by default, 1 s at least in
+/// practice), else to STALE: the refresh must come more often than that.
+const HIT_REPORT_TICKS: u64 = 5;
+/// Statistics go every this many ticks (1 s).
+const STATS_REPORT_TICKS: u64 = 10;
 
 /// What the server listens on and says of itself.
 #[derive(Debug, Clone)]
@@ -58,6 +74,8 @@ pub struct ServerConfig {
     pub endpoints: Vec<Endpoint>,
     /// How long a new connection has to send Hello.
     pub hello_timeout: Duration,
+    /// The dataplane fed by the tables, if fpd forwards.
+    pub dataplane: Option<DataplaneHandle>,
 }
 
 impl ServerConfig {
@@ -67,6 +85,7 @@ impl ServerConfig {
             blade,
             endpoints: vec![Endpoint::for_blade(blade)],
             hello_timeout: HELLO_TIMEOUT,
+            dataplane: None,
         }
     }
 }
@@ -141,6 +160,7 @@ impl Server {
                 bad_frames: AtomicU64::new(0),
                 version_mismatches: AtomicU64::new(0),
                 hello_timeouts: AtomicU64::new(0),
+                dataplane: config.dataplane,
             }),
         })
     }
@@ -159,6 +179,22 @@ impl Server {
     /// Serves until `shutdown` is cancelled, then closes every connection
     /// and removes the Unix socket files.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), ServerError> {
+        let builder = match &self.shared.dataplane {
+            Some(dp) => {
+                let (dp, shared, span) = (dp.clone(), self.shared.clone(), Span::current());
+                let thread = std::thread::Builder::new()
+                    .name("fpd-view".into())
+                    .spawn(move || span.in_scope(|| dp.build_views(|| shared.tables())));
+                match thread {
+                    Ok(t) => Some(t),
+                    Err(e) => {
+                        error!("cannot start the view builder: {e}");
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
         let mut loops = JoinSet::new();
         for (endpoint, listener) in self.listeners {
             info!(%endpoint, "listening");
@@ -170,6 +206,12 @@ impl Server {
             if let Err(e) = done {
                 error!("listener task failed: {e}");
             }
+        }
+        if let Some(dp) = &self.shared.dataplane {
+            dp.close();
+        }
+        if let Some(t) = builder {
+            let _ = t.join();
         }
         info!("stopped");
         Ok(())
@@ -187,6 +229,7 @@ struct Shared {
     bad_frames: AtomicU64,
     version_mismatches: AtomicU64,
     hello_timeouts: AtomicU64,
+    dataplane: Option<DataplaneHandle>,
 }
 
 /// The sync session that owns the tables.
@@ -223,6 +266,9 @@ impl Shared {
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v)),
         );
+        if let Some(dp) = &self.dataplane {
+            out.extend(dp.0.counters());
+        }
         out
     }
 
@@ -410,11 +456,17 @@ async fn connection(
     shared.count(&shared.open);
     let _open = OpenGuard(shared.clone());
     debug!("connection accepted");
+    let (reader, writer) = tokio::io::split(stream);
     let mut io = FrameIo {
-        stream,
-        body: Vec::new(),
-        out: Vec::new(),
-        last_seq: 0,
+        r: FrameReader {
+            reader,
+            body: Vec::new(),
+            last_seq: 0,
+        },
+        w: FrameWriter {
+            writer,
+            out: Vec::new(),
+        },
     };
     let close = match session(&mut io, &shared, conn, &shutdown).await {
         Ok(never) => match never {},
@@ -483,28 +535,49 @@ async fn connection(
             code: code as u16,
             message,
         };
-        let seq = io.last_seq;
+        let seq = io.r.last_seq;
         let _ = tokio::time::timeout(Duration::from_secs(1), io.send(&error, seq)).await;
     }
-    let _ = tokio::time::timeout(Duration::from_secs(1), io.stream.shutdown()).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), io.w.writer.shutdown()).await;
 }
 
-/// A connection's stream and buffers.
+/// A connection's two halves and their buffers: reading a frame borrows
+/// only the reader, so the writer can send while a read is pending.
 struct FrameIo {
-    stream: Box<dyn Stream>,
+    r: FrameReader,
+    w: FrameWriter,
+}
+
+struct FrameReader {
+    reader: ReadHalf<Box<dyn Stream>>,
     body: Vec<u8>,
-    out: Vec<u8>,
     /// The sequence number of the last frame read, for the Error frame.
     last_seq: u64,
 }
 
+struct FrameWriter {
+    writer: WriteHalf<Box<dyn Stream>>,
+    out: Vec<u8>,
+}
+
 impl FrameIo {
-    /// Reads and decodes one whole frame.
+    async fn read(&mut self) -> Result<(Header, Message), Close> {
+        self.r.read().await
+    }
+
+    async fn send(&mut self, msg: &Message, seq: u64) -> Result<(), Close> {
+        self.w.send(msg, seq).await
+    }
+}
+
+impl FrameReader {
+    /// Reads and decodes one whole frame. Not cancel-safe: a frame read
+    /// halfway is lost with the future.
     async fn read(&mut self) -> Result<(Header, Message), Close> {
         let mut raw = [0u8; HEADER_LEN];
         let mut got = 0;
         while got < HEADER_LEN {
-            let n = self.stream.read(&mut raw[got..]).await.map_err(Close::Io)?;
+            let n = self.reader.read(&mut raw[got..]).await.map_err(Close::Io)?;
             if n == 0 {
                 return Err(if got == 0 {
                     Close::Eof
@@ -521,7 +594,7 @@ impl FrameIo {
         self.last_seq = header.seq;
         // Grows with what arrives, so a header alone allocates little.
         self.body.clear();
-        let n = (&mut self.stream)
+        let n = (&mut self.reader)
             .take(header.body_len as u64)
             .read_to_end(&mut self.body)
             .await
@@ -545,11 +618,13 @@ impl FrameIo {
         }
         result
     }
+}
 
+impl FrameWriter {
     async fn send(&mut self, msg: &Message, seq: u64) -> Result<(), Close> {
         self.out.clear();
         msg.emit(seq, &mut self.out);
-        let result = write_frame(&mut self.stream, &self.out).await;
+        let result = write_frame(&mut self.writer, &self.out).await;
         if self.out.capacity() > KEEP_BUFFER {
             self.out = Vec::new();
         }
@@ -557,7 +632,7 @@ impl FrameIo {
     }
 }
 
-async fn write_frame(stream: &mut Box<dyn Stream>, frame: &[u8]) -> Result<(), Close> {
+async fn write_frame<W: AsyncWrite + Unpin>(stream: &mut W, frame: &[u8]) -> Result<(), Close> {
     match tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(frame)).await {
         Ok(result) => result.map_err(Close::Io),
         Err(_) => Err(Close::Io(io::Error::new(
@@ -582,6 +657,9 @@ fn describe(m: &Message) -> &'static str {
         Message::Counters(_) => "Counters",
         Message::RouteGet { .. } => "RouteGet",
         Message::RouteReply(_) => "RouteReply",
+        Message::StatsRequest => "StatsRequest",
+        Message::Stats(_) => "Stats",
+        Message::HitFlags(_) => "HitFlags",
     }
 }
 
@@ -673,13 +751,21 @@ async fn sync_session(
         "sync session from {}", hello.name
     );
     io.send(&reply, seq).await?;
+    let mut reports = Reports::new(shared.dataplane.clone());
     loop {
-        let (header, msg) = tokio::select! {
-            biased;
-            _ = cancel.cancelled() => {
-                return Err(if shutdown.is_cancelled() { Close::Shutdown } else { Close::Replaced })
+        let (header, msg) = {
+            let read = io.r.read();
+            tokio::pin!(read);
+            loop {
+                tokio::select! {
+                    biased;
+                    _ = cancel.cancelled() => {
+                        return Err(if shutdown.is_cancelled() { Close::Shutdown } else { Close::Replaced })
+                    }
+                    frame = &mut read => break frame?,
+                    _ = reports.tick() => reports.send(&mut io.w).await?,
+                }
             }
-            frame = io.read() => frame?,
         };
         match msg {
             Message::SyncBegin { .. } | Message::SyncEnd { .. } | Message::Batch(_) => {
@@ -694,6 +780,54 @@ async fn sync_session(
                 ))
             }
         }
+    }
+}
+
+/// The dataplane's reports to the sync peer: wanted neighbours every tick,
+/// hit flags every [`HIT_REPORT_TICKS`], statistics every
+/// [`STATS_REPORT_TICKS`].
+struct Reports {
+    dataplane: Option<DataplaneHandle>,
+    interval: tokio::time::Interval,
+    ticks: u64,
+}
+
+impl Reports {
+    fn new(dataplane: Option<DataplaneHandle>) -> Self {
+        let mut interval = tokio::time::interval(REPORT_TICK);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Reports {
+            dataplane,
+            interval,
+            ticks: 0,
+        }
+    }
+
+    /// Never ready without a dataplane.
+    async fn tick(&mut self) {
+        if self.dataplane.is_none() {
+            return std::future::pending().await;
+        }
+        self.interval.tick().await;
+    }
+
+    async fn send(&mut self, w: &mut FrameWriter) -> Result<(), Close> {
+        let Some(dp) = &self.dataplane else {
+            return Ok(());
+        };
+        self.ticks += 1;
+        let mut hits = dp.0.take_wanted();
+        if self.ticks.is_multiple_of(HIT_REPORT_TICKS) {
+            dp.0.take_hits(&mut hits);
+        }
+        if !hits.is_empty() {
+            debug!(hits = hits.len(), "reporting hit flags");
+            w.send(&Message::HitFlags(hits), 0).await?;
+        }
+        if self.ticks.is_multiple_of(STATS_REPORT_TICKS) {
+            w.send(&Message::Stats(dp.0.stats()), 0).await?;
+        }
+        Ok(())
     }
 }
 
@@ -733,6 +867,9 @@ async fn apply_frame(
             }
             _ => {}
         }
+        if let Some(dp) = &shared.dataplane {
+            dp.0.changed();
+        }
         Ok(errors)
     })
     .await?
@@ -755,6 +892,14 @@ async fn query_session(
                 let s = shared.clone();
                 let counters = blocking(move || s.counters()).await?;
                 io.send(&Message::Counters(counters), seq).await?;
+            }
+            Message::StatsRequest => {
+                let stats = shared
+                    .dataplane
+                    .as_ref()
+                    .map(|dp| dp.0.stats())
+                    .unwrap_or_default();
+                io.send(&Message::Stats(stats), seq).await?;
             }
             Message::RouteGet { table, addr } => {
                 let s = shared.clone();
@@ -802,7 +947,7 @@ async fn dump(io: &mut FrameIo, shared: &Arc<Shared>, seq: u64) -> Result<(), Cl
     // Forward frames until the producer is done and the channel drained; on
     // error `rx` goes, and the producer stops at its next frame.
     while let Some(frame) = rx.recv().await {
-        write_frame(&mut io.stream, &frame).await?;
+        write_frame(&mut io.w.writer, &frame).await?;
     }
     let count = producer.await.map_err(|e| Close::Internal(e.to_string()))?;
     debug!(count, "dump sent");

@@ -46,6 +46,8 @@ pub struct BladeTask {
     /// `-b`: the socket's send buffer.
     pub socket_buffer: usize,
     pub stats: Arc<QueueStats>,
+    /// Takes the reverse messages (hit flags, statistics) fpd sends.
+    pub reverse: crate::hitflags::Reverse,
 }
 
 const RETRY: Duration = Duration::from_millis(100);
@@ -87,7 +89,11 @@ impl BladeTask {
             {
                 return; // the processor is gone: shutting down
             }
-            let mut acks = tokio::spawn(read_acks(reader, self.stats.clone()));
+            let mut acks = tokio::spawn(read_acks(
+                reader,
+                self.stats.clone(),
+                (self.blade, self.reverse.clone()),
+            ));
             let closed = loop {
                 tokio::select! {
                     frame = rx.recv() => {
@@ -234,6 +240,7 @@ async fn write_counted(
 async fn read_acks(
     mut r: ReadHalf<Box<dyn Stream>>,
     stats: Arc<QueueStats>,
+    (blade, reverse): (u32, crate::hitflags::Reverse),
 ) -> Result<(), TransportError> {
     let mut body = Vec::new();
     loop {
@@ -260,7 +267,13 @@ async fn read_acks(
             Message::Error { code, message } => {
                 return Err(TransportError::Refused(format!("{message} (code {code})")))
             }
-            other => return Err(TransportError::Unexpected(format!("{other:?}"))),
+            // Reverse messages (hit flags, interface statistics): see
+            // hitflags.rs.
+            other => {
+                if let Err(other) = reverse.handle(blade, other) {
+                    return Err(TransportError::Unexpected(format!("{other:?}")));
+                }
+            }
         }
     }
 }

@@ -190,6 +190,7 @@ pub fn run(config: Config, ready: impl FnOnce()) -> Result<(), DaemonError> {
         .map_err(DaemonError::Runtime)?;
 
     let cmd = NetlinkSocket::open(&[], 4 << 20).map_err(DaemonError::Netlink)?;
+    let reverse = crate::hitflags::Reverse::spawn().map_err(DaemonError::Netlink)?;
     let mut blades = Vec::new();
     for (index, (blade, endpoint)) in config.blades.iter().enumerate() {
         let (tx, rx) = mpsc::unbounded_channel();
@@ -202,6 +203,7 @@ pub fn run(config: Config, ready: impl FnOnce()) -> Result<(), DaemonError> {
             name: config.identifier(),
             socket_buffer: config.socket_buffer,
             stats: stats.clone(),
+            reverse: reverse.clone(),
         };
         let events = ctl_tx.clone();
         let blade_span = info_span!("blade", blade = *blade);

@@ -9,6 +9,7 @@ pub mod console;
 pub mod daemon;
 pub mod daemonize;
 pub mod features;
+pub mod hitflags;
 pub mod netlink;
 pub mod netns;
 pub mod options;

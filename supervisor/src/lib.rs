@@ -1,1 +1,38 @@
-//! fpsyncd, the supervisor, and the fpsync CLI (to come: see the supervisor issue).
+//! fpsyncd, the supervisor: one cache manager (`cmgrd -I <id>`) per
+//! instance and one fast path (`fpd --blade <B>`) per blade, started,
+//! watched and restarted with systemd's semantics, and served on D-Bus as
+//! `org.fpsync.Supervisor1`; and `fpsync`, its command-line client.
+//!
+//! Modules: `envfile` and `config` (the seed's configuration files),
+//! `policy` (restart and start limit, pure), `process` (spawning children
+//! that die with fpsyncd), `probe` (asking children how they are), `core`
+//! (the one task that owns the children), `report` (aggregated views),
+//! `bus` (D-Bus), `daemon` (fpsyncd's life), `cli` and `install` (fpsync).
+
+mod bus;
+pub mod cli;
+pub mod config;
+mod core;
+mod daemon;
+mod envfile;
+mod install;
+mod policy;
+mod probe;
+mod process;
+mod report;
+
+pub use bus::BusChoice;
+pub use daemon::{find_program, run, DaemonError, Options};
+pub use policy::{Outcome, RestartPolicy};
+
+/// The error and its sources on one line, for the edge of a program.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}

@@ -120,7 +120,7 @@ fn decoders_survive_random_input() {
     let mut ok = 0;
     for _ in 0..1_000_000 {
         let len = rng.random_range(0..64);
-        let kind = rng.random_range(0..14);
+        let kind = rng.random_range(0..17);
         let mut frame = header_for(kind, len, &mut rng);
         frame.resize(HEADER_LEN + len, 0);
         rng.fill(&mut frame[HEADER_LEN..]);

@@ -14,6 +14,8 @@
 //! error, so a peer speaking another protocol is caught at the first frame.
 
 use super::codec::{DecodeError, Reader, Writer};
+use std::net::IpAddr;
+
 use super::object::{Object, ObjectKind};
 
 pub const MAGIC: u16 = 0xFB5C;
@@ -103,6 +105,28 @@ pub struct Hello {
 /// A key/value counter, as fpd reports its table sizes.
 pub type Counter = (String, u64);
 
+/// The dataplane's counters for one interface it forwards on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InterfaceStats {
+    pub ifindex: u32,
+    pub name: String,
+    /// `rx_packets`, `tx_bytes`, `exception_no_route`, `drop_blackhole`, ...
+    pub counters: Vec<Counter>,
+}
+
+/// One entry of a hit-flags report (fpd -> cmgrd): what the fast path used
+/// or needed since its last report. Kinds are numbered on the wire; the
+/// next one is conntracks (by original tuple and zone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Hit {
+    /// A neighbour that forwarded packets used: Linux should keep it fresh
+    /// (NTF_USE), since Linux itself no longer sees that traffic.
+    Neigh { ifindex: u32, dst: IpAddr },
+    /// A next hop packets needed and the fast path has no usable neighbour
+    /// for: Linux should resolve it (NTF_USE creates and probes it).
+    NeighWanted { ifindex: u32, dst: IpAddr },
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
     Hello(Hello),
@@ -136,6 +160,13 @@ pub enum Message {
         addr: std::net::IpAddr,
     },
     RouteReply(Option<Object>),
+    /// Query: the dataplane's per-interface statistics.
+    StatsRequest,
+    /// The answer to `StatsRequest`; also sent unasked to the sync peer
+    /// (cmgrd) every report interval.
+    Stats(Vec<InterfaceStats>),
+    /// fpd -> cmgrd on the sync connection: neighbours used or wanted.
+    HitFlags(Vec<Hit>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,6 +184,9 @@ enum Kind {
     Counters = 10,
     RouteGet = 11,
     RouteReply = 12,
+    StatsRequest = 13,
+    Stats = 14,
+    HitFlags = 15,
 }
 
 impl Kind {
@@ -171,6 +205,9 @@ impl Kind {
             10 => Counters,
             11 => RouteGet,
             12 => RouteReply,
+            13 => StatsRequest,
+            14 => Stats,
+            15 => HitFlags,
             _ => {
                 return Err(DecodeError::BadValue {
                     what: "message kind",
@@ -244,6 +281,9 @@ impl Message {
             Message::Counters(_) => Kind::Counters,
             Message::RouteGet { .. } => Kind::RouteGet,
             Message::RouteReply(_) => Kind::RouteReply,
+            Message::StatsRequest => Kind::StatsRequest,
+            Message::Stats(_) => Kind::Stats,
+            Message::HitFlags(_) => Kind::HitFlags,
         }
     }
 
@@ -287,7 +327,7 @@ impl Message {
                 w.u16(*code);
                 w.str(message);
             }
-            Message::DumpRequest | Message::CountersRequest => {}
+            Message::DumpRequest | Message::CountersRequest | Message::StatsRequest => {}
             Message::DumpEnd { count } => w.u64(*count),
             Message::Counters(counters) => {
                 w.u32(counters.len() as u32);
@@ -307,6 +347,30 @@ impl Message {
                     obj.emit(buf_of(&mut w));
                 }
             },
+            Message::Stats(interfaces) => {
+                w.u32(interfaces.len() as u32);
+                for i in interfaces {
+                    w.u32(i.ifindex);
+                    w.str(&i.name);
+                    w.u32(i.counters.len() as u32);
+                    for (name, value) in &i.counters {
+                        w.str(name);
+                        w.u64(*value);
+                    }
+                }
+            }
+            Message::HitFlags(hits) => {
+                w.u32(hits.len() as u32);
+                for hit in hits {
+                    let (kind, ifindex, dst) = match hit {
+                        Hit::Neigh { ifindex, dst } => (1, ifindex, dst),
+                        Hit::NeighWanted { ifindex, dst } => (2, ifindex, dst),
+                    };
+                    w.u8(kind);
+                    w.u32(*ifindex);
+                    w.ip(*dst);
+                }
+            }
         }
         let body_len = (buf.len() - body) as u32;
         buf[start + 4..start + 8].copy_from_slice(&body_len.to_be_bytes());
@@ -418,6 +482,65 @@ impl Message {
                     })
                 }
             },
+            Kind::StatsRequest => Message::StatsRequest,
+            Kind::Stats => {
+                let count = r.u32()? as usize;
+                // An interface is at least 10 bytes (index, name, count).
+                if count > r.remaining() / 10 {
+                    return Err(DecodeError::BadValue {
+                        what: "interface count",
+                        value: count as u64,
+                    });
+                }
+                let mut interfaces = Vec::with_capacity(count);
+                for _ in 0..count {
+                    let ifindex = r.u32()?;
+                    let name = r.str()?;
+                    let n = r.u32()? as usize;
+                    if n > r.remaining() / 10 {
+                        return Err(DecodeError::BadValue {
+                            what: "counter count",
+                            value: n as u64,
+                        });
+                    }
+                    let mut counters = Vec::with_capacity(n);
+                    for _ in 0..n {
+                        counters.push((r.str()?, r.u64()?));
+                    }
+                    interfaces.push(InterfaceStats {
+                        ifindex,
+                        name,
+                        counters,
+                    });
+                }
+                Message::Stats(interfaces)
+            }
+            Kind::HitFlags => {
+                let count = r.u32()? as usize;
+                // A hit is at least 10 bytes (kind, ifindex, IPv4 address).
+                if count > r.remaining() / 10 {
+                    return Err(DecodeError::BadValue {
+                        what: "hit count",
+                        value: count as u64,
+                    });
+                }
+                let mut hits = Vec::with_capacity(count);
+                for _ in 0..count {
+                    let kind = r.u8()?;
+                    let (ifindex, dst) = (r.u32()?, r.ip()?);
+                    hits.push(match kind {
+                        1 => Hit::Neigh { ifindex, dst },
+                        2 => Hit::NeighWanted { ifindex, dst },
+                        v => {
+                            return Err(DecodeError::BadValue {
+                                what: "hit kind",
+                                value: v.into(),
+                            })
+                        }
+                    });
+                }
+                Message::HitFlags(hits)
+            }
         };
         r.finish()?;
         Ok(msg)
@@ -524,7 +647,75 @@ mod tests {
             },
             Message::RouteReply(None),
             Message::RouteReply(Some(objects[4].clone())),
+            Message::StatsRequest,
+            Message::Stats(vec![]),
+            Message::Stats(vec![
+                InterfaceStats {
+                    ifindex: 2,
+                    name: "veth-a".into(),
+                    counters: vec![("rx_packets".into(), 10), ("tx_bytes".into(), u64::MAX)],
+                },
+                InterfaceStats {
+                    ifindex: u32::MAX,
+                    name: String::new(),
+                    counters: vec![],
+                },
+            ]),
+            Message::HitFlags(vec![]),
+            Message::HitFlags(vec![
+                Hit::Neigh {
+                    ifindex: 3,
+                    dst: "10.2.0.2".parse().unwrap(),
+                },
+                Hit::NeighWanted {
+                    ifindex: 4,
+                    dst: "fe80::1".parse().unwrap(),
+                },
+            ]),
         ]
+    }
+
+    #[test]
+    fn hit_flags_bytes() {
+        let mut frame = Vec::new();
+        Message::HitFlags(vec![Hit::Neigh {
+            ifindex: 3,
+            dst: "10.2.0.2".parse().unwrap(),
+        }])
+        .emit(0, &mut frame);
+        #[rustfmt::skip]
+        let expected = [
+            0xfb, 0x5c, 15, 0, 0, 0, 0, 14, 0, 0, 0, 0, 0, 0, 0, 0,
+            0, 0, 0, 1,             // one hit
+            1,                      // a neighbour used
+            0, 0, 0, 3,             // ifindex
+            4, 10, 2, 0, 2,         // 10.2.0.2
+        ];
+        assert_eq!(frame, expected);
+        let mut bad = frame.clone();
+        bad[20] = 9;
+        assert!(parse_frame(&bad).is_err());
+    }
+
+    #[test]
+    fn stats_bytes() {
+        let mut frame = Vec::new();
+        Message::Stats(vec![InterfaceStats {
+            ifindex: 2,
+            name: "a".into(),
+            counters: vec![("rx".into(), 5)],
+        }])
+        .emit(1, &mut frame);
+        #[rustfmt::skip]
+        let expected = [
+            0xfb, 0x5c, 14, 0, 0, 0, 0, 27, 0, 0, 0, 0, 0, 0, 0, 1,
+            0, 0, 0, 1,             // one interface
+            0, 0, 0, 2,             // ifindex
+            0, 1, b'a',             // name
+            0, 0, 0, 1,             // one counter
+            0, 2, b'r', b'x', 0, 0, 0, 0, 0, 0, 0, 5,
+        ];
+        assert_eq!(frame, expected);
     }
 
     #[test]

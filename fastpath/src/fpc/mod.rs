@@ -11,7 +11,8 @@ mod transport;
 pub use codec::DecodeError;
 pub use message::{
     all_capabilities, hello_version, kind_capability, parse_frame, parse_header, Counter,
-    ErrorCode, Header, Hello, Message, ObjectError, Op, Role, HEADER_LEN, MAGIC, MAX_BODY, VERSION,
+    ErrorCode, Header, Hello, Hit, InterfaceStats, Message, ObjectError, Op, Role, HEADER_LEN,
+    MAGIC, MAX_BODY, VERSION,
 };
 pub use object::{
     family_of, rtn, unspecified, Addr, Hop, Link, Neigh, NextHops, Nexthop, Object, ObjectKey,

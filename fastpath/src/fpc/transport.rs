@@ -216,6 +216,15 @@ impl QueryClient {
         }
     }
 
+    /// The dataplane's per-interface statistics (empty without ports).
+    pub fn stats(&mut self) -> Result<Vec<super::message::InterfaceStats>, TransportError> {
+        self.send(&Message::StatsRequest)?;
+        match self.recv()? {
+            Message::Stats(s) => Ok(s),
+            other => Err(TransportError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
     /// The route the fast path would use for `addr` in `table`.
     pub fn route_get(
         &mut self,

@@ -35,12 +35,13 @@ impl RouteAttrs {
     }
 }
 
+#[derive(Clone)]
 struct Slot {
     attrs: Option<Arc<RouteAttrs>>,
     refs: u32,
 }
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub(crate) struct AttrTable {
     slots: Vec<Slot>,
     index: HashMap<Arc<RouteAttrs>, u32>,

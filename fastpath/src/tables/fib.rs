@@ -34,6 +34,12 @@ pub(crate) trait PrefixKey: Copy + Eq + Hash {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct V4(u32);
 
+impl V4 {
+    pub(crate) fn from_bits(v: u32) -> Self {
+        V4(v)
+    }
+}
+
 impl Hash for V4 {
     fn hash<H: Hasher>(&self, h: &mut H) {
         h.write_u32(self.0);
@@ -66,7 +72,7 @@ impl PrefixKey for V4 {
 pub(crate) struct V6([u32; 4]);
 
 impl V6 {
-    fn from_u128(v: u128) -> Self {
+    pub(crate) fn from_u128(v: u128) -> Self {
         V6([
             (v >> 96) as u32,
             (v >> 64) as u32,
@@ -240,6 +246,7 @@ pub(crate) enum Upsert {
 }
 
 /// The routes of one (table, family).
+#[derive(Clone)]
 pub(crate) struct Fib<K> {
     by_len: Vec<HashMap<K, Entry, PrefixHash>>,
     lens: LenSet,

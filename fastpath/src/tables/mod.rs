@@ -24,8 +24,10 @@ use std::hash::Hash;
 use std::net::IpAddr;
 
 use crate::fpc::{Addr, Link, Neigh, NextHops, Nexthop, Object, ObjectError, Op, Route};
-use attrs::{AttrTable, RouteAttrs};
-use fib::{Fib, PrefixHash, PrefixKey, Upsert, V4, V6};
+use attrs::AttrTable;
+pub(crate) use attrs::RouteAttrs;
+pub(crate) use fib::PrefixHash;
+use fib::{Fib, PrefixKey, Upsert, V4, V6};
 
 /// Objects of one kind by key, each with its stale mark.
 struct ObjectMap<K, V> {
@@ -76,6 +78,7 @@ impl<K: Eq + Hash, V> ObjectMap<K, V> {
 }
 
 /// The routes of one family: a FIB per table.
+#[derive(Clone)]
 struct Fibs<K> {
     tables: BTreeMap<u32, Fib<K>>,
     routes: usize,
@@ -139,6 +142,12 @@ impl<K: PrefixKey> Fibs<K> {
             &e,
             attrs.get(e.attrs)?,
         ))
+    }
+
+    /// The attributes of the route `addr` takes, without allocating.
+    fn lookup<'a>(&self, attrs: &'a AttrTable, table: u32, addr: K) -> Option<&'a RouteAttrs> {
+        let (_, _, e) = self.tables.get(&table)?.longest_match(addr)?;
+        attrs.get(e.attrs)
     }
 
     fn mark_stale(&mut self) {
@@ -217,6 +226,29 @@ fn check_addr(a: &Addr) -> Result<(), ObjectError> {
 fn check_nexthop(n: &Nexthop) -> Result<(), ObjectError> {
     let valid = n.id != 0 && n.group.iter().all(|&(id, _)| id != 0 && id != n.id);
     valid.then_some(()).ok_or(ObjectError::Invalid)
+}
+
+/// A read-only copy of every route, for the dataplane: the manager keeps
+/// applying to [`Tables`] while packets are looked up in a snapshot (see
+/// `dataplane::view`). Cloning copies the FIB hash maps wholesale (their
+/// entries are plain data) and shares the interned attributes.
+#[derive(Clone)]
+pub(crate) struct FibSnapshot {
+    routes4: Fibs<V4>,
+    routes6: Fibs<V6>,
+    attrs: AttrTable,
+}
+
+impl FibSnapshot {
+    /// The route an IPv4 destination (host order) takes in `table`.
+    pub(crate) fn lookup4(&self, table: u32, addr: u32) -> Option<&RouteAttrs> {
+        self.routes4.lookup(&self.attrs, table, V4::from_bits(addr))
+    }
+
+    /// The route an IPv6 destination takes in `table`.
+    pub(crate) fn lookup6(&self, table: u32, addr: u128) -> Option<&RouteAttrs> {
+        self.routes6.lookup(&self.attrs, table, V6::from_u128(addr))
+    }
 }
 
 /// The fast path tables of one blade.
@@ -317,6 +349,31 @@ impl Tables {
                 .routes6
                 .longest_match(&self.attrs, table, V6::from_ip(addr)?),
         }
+    }
+
+    /// A copy of the routes for the dataplane.
+    pub(crate) fn fib_snapshot(&self) -> FibSnapshot {
+        FibSnapshot {
+            routes4: self.routes4.clone(),
+            routes6: self.routes6.clone(),
+            attrs: self.attrs.clone(),
+        }
+    }
+
+    pub(crate) fn links(&self) -> impl Iterator<Item = &Link> {
+        self.links.values()
+    }
+
+    pub(crate) fn addrs(&self) -> impl Iterator<Item = &Addr> {
+        self.addrs.values()
+    }
+
+    pub(crate) fn nexthops(&self) -> impl Iterator<Item = &Nexthop> {
+        self.nexthops.values()
+    }
+
+    pub(crate) fn neighs(&self) -> impl Iterator<Item = &Neigh> {
+        self.neighs.values()
     }
 
     /// Starts a full resync: every object is stale until applied again.

@@ -1,0 +1,501 @@
+//! The forwarding decision on byte fixtures, with tables built through the
+//! same `Tables::apply` the manager uses.
+
+use std::net::IpAddr;
+
+use super::*;
+use crate::dataplane::view::PortInfo;
+use crate::fpc::{Addr, Hop, Link, Neigh, Nexthop, Object, Op, Route};
+use crate::tables::Tables;
+use crate::wire::ipv4::Packet as Ip4;
+use crate::wire::ipv6::Packet as Ip6;
+
+const MAC_A: Mac = [2, 0, 0, 0, 0, 0x0a];
+const MAC_B: Mac = [2, 0, 0, 0, 0, 0x0b];
+const MAC_C: Mac = [2, 0, 0, 0, 0, 0x0c];
+const MAC_HOST_A: Mac = [2, 0, 0, 0, 0xa, 2];
+const MAC_HOST_B: Mac = [2, 0, 0, 0, 0xb, 2];
+const MAC_HOST_C: Mac = [2, 0, 0, 0, 0xc, 2];
+const REACHABLE: u16 = 0x02;
+const STALE: u16 = 0x04;
+const INCOMPLETE: u16 = 0x01;
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn ports() -> Vec<PortInfo> {
+    [
+        ("veth-a", 2, MAC_A),
+        ("veth-b", 3, MAC_B),
+        ("veth-c", 4, MAC_C),
+    ]
+    .into_iter()
+    .map(|(name, ifindex, mac)| PortInfo {
+        name: name.into(),
+        ifindex,
+        mac,
+        mtu: 1500,
+    })
+    .collect()
+}
+
+fn route(table: u32, dst: &str, len: u8, rtype: u8, nexthops: NextHops) -> Object {
+    Object::Route(Route {
+        table,
+        dst: ip(dst),
+        dst_len: len,
+        tos: 0,
+        priority: 0,
+        rtype,
+        protocol: 4,
+        scope: 0,
+        prefsrc: None,
+        nexthops,
+    })
+}
+
+fn hop(gw: Option<&str>, oif: u32) -> Hop {
+    Hop {
+        gateway: gw.map(ip),
+        oif,
+        weight: 1,
+        flags: 0,
+    }
+}
+
+fn neigh(ifindex: u32, dst: &str, mac: &[u8], state: u16) -> Object {
+    Object::Neigh(Neigh {
+        ifindex,
+        dst: ip(dst),
+        lladdr: mac.to_vec(),
+        state,
+        flags: 0,
+    })
+}
+
+/// The router of the end-to-end test: host-a on veth-a (10.1.0.0/24),
+/// host-b on veth-b (10.2.0.0/24), host-b again on veth-c (10.3.0.0/24).
+fn tables() -> Tables {
+    let mut t = Tables::new();
+    let mut objects = Vec::new();
+    for (ifindex, name, mac) in [
+        (2, "veth-a", MAC_A),
+        (3, "veth-b", MAC_B),
+        (4, "veth-c", MAC_C),
+    ] {
+        objects.push(Object::Link(Link {
+            ifindex,
+            name: name.into(),
+            kind: "veth".into(),
+            flags: 0x1003,
+            mtu: 1500,
+            link_type: 1,
+            mac: mac.to_vec(),
+            master: 0,
+            link: 0,
+            link_netnsid: -1,
+            operstate: 6,
+        }));
+    }
+    for (ifindex, a, len) in [
+        (2, "10.1.0.1", 24),
+        (3, "10.2.0.1", 24),
+        (4, "10.3.0.1", 24),
+        (2, "fd01::1", 64),
+        (3, "fd02::1", 64),
+    ] {
+        objects.push(Object::Addr(Addr {
+            ifindex,
+            addr: ip(a),
+            peer: None,
+            prefix_len: len,
+            scope: 0,
+            flags: 0x80,
+        }));
+    }
+    let s = |h| NextHops::Single(h);
+    objects.extend([
+        route(255, "10.1.0.1", 32, rtn::LOCAL, s(hop(None, 2))),
+        route(255, "10.1.0.255", 32, rtn::BROADCAST, s(hop(None, 2))),
+        route(254, "10.1.0.0", 24, rtn::UNICAST, s(hop(None, 2))),
+        route(254, "10.2.0.0", 24, rtn::UNICAST, s(hop(None, 3))),
+        route(254, "10.3.0.0", 24, rtn::UNICAST, s(hop(None, 4))),
+        route(
+            254,
+            "10.9.0.0",
+            24,
+            rtn::UNICAST,
+            s(hop(Some("10.2.0.2"), 3)),
+        ),
+        route(
+            254,
+            "10.8.0.0",
+            24,
+            rtn::UNICAST,
+            NextHops::Multipath(vec![hop(Some("10.2.0.2"), 3), hop(Some("10.3.0.2"), 4)]),
+        ),
+        route(254, "10.7.0.0", 24, rtn::UNICAST, NextHops::Id(10)),
+        route(254, "10.6.0.0", 24, rtn::BLACKHOLE, NextHops::None),
+        route(254, "10.5.0.0", 24, rtn::UNREACHABLE, NextHops::None),
+        route(
+            254,
+            "10.4.0.0",
+            24,
+            rtn::UNICAST,
+            s(hop(Some("10.2.0.3"), 3)),
+        ),
+        route(
+            254,
+            "172.16.0.0",
+            12,
+            rtn::UNICAST,
+            s(hop(Some("10.2.0.2"), 9)),
+        ),
+        route(254, "fd02::", 64, rtn::UNICAST, s(hop(None, 3))),
+        route(254, "fd09::", 64, rtn::UNICAST, s(hop(Some("fe80::b2"), 3))),
+    ]);
+    for (id, gw, oif) in [(11, "10.2.0.2", 3), (12, "10.3.0.2", 4)] {
+        objects.push(Object::Nexthop(Nexthop {
+            id,
+            family: 2,
+            gateway: Some(ip(gw)),
+            oif,
+            blackhole: false,
+            fdb: false,
+            flags: 0,
+            group: vec![],
+            group_type: 0,
+        }));
+    }
+    objects.push(Object::Nexthop(Nexthop {
+        id: 10,
+        family: 0,
+        gateway: None,
+        oif: 0,
+        blackhole: false,
+        fdb: false,
+        flags: 0,
+        group: vec![(11, 1), (12, 1)],
+        group_type: 0,
+    }));
+    objects.extend([
+        neigh(3, "10.2.0.2", &MAC_HOST_B, REACHABLE),
+        neigh(2, "10.1.0.2", &MAC_HOST_A, STALE),
+        neigh(4, "10.3.0.2", &MAC_HOST_C, REACHABLE),
+        neigh(3, "10.2.0.3", &[], INCOMPLETE),
+        neigh(3, "fd02::2", &MAC_HOST_B, REACHABLE),
+        neigh(3, "fe80::b2", &MAC_HOST_B, STALE),
+    ]);
+    for o in objects {
+        t.apply(Op::Add, o).unwrap();
+    }
+    t
+}
+
+fn view() -> View {
+    View::build(&tables(), &ports(), 1)
+}
+
+/// An Ethernet frame to `dst_mac` carrying UDP from `src` to `dst`.
+fn udp4(dst_mac: Mac, src: &str, dst: &str, ttl: u8, sport: u16) -> Vec<u8> {
+    let (IpAddr::V4(s), IpAddr::V4(d)) = (ip(src), ip(dst)) else {
+        panic!()
+    };
+    let mut f = Vec::new();
+    f.extend_from_slice(&dst_mac);
+    f.extend_from_slice(&MAC_HOST_A);
+    f.extend_from_slice(&ethertype::IPV4.to_be_bytes());
+    f.extend_from_slice(&[0x45, 0, 0, 32, 0, 1, 0x40, 0, ttl, 17, 0, 0]);
+    f.extend_from_slice(&s.octets());
+    f.extend_from_slice(&d.octets());
+    f.extend_from_slice(&sport.to_be_bytes());
+    f.extend_from_slice(&[0x16, 0x2e, 0, 12, 0, 0, 1, 2, 3, 4]);
+    Ip4::new_checked(&mut f[14..]).unwrap().fill_checksum();
+    f
+}
+
+fn udp6(dst_mac: Mac, src: &str, dst: &str, hops: u8) -> Vec<u8> {
+    let (IpAddr::V6(s), IpAddr::V6(d)) = (ip(src), ip(dst)) else {
+        panic!()
+    };
+    let mut f = Vec::new();
+    f.extend_from_slice(&dst_mac);
+    f.extend_from_slice(&MAC_HOST_A);
+    f.extend_from_slice(&ethertype::IPV6.to_be_bytes());
+    f.extend_from_slice(&[0x60, 0, 0, 0, 0, 12, 17, hops]);
+    f.extend_from_slice(&s.octets());
+    f.extend_from_slice(&d.octets());
+    f.extend_from_slice(&[0x04, 0xd2, 0x16, 0x2e, 0, 12, 0, 0, 1, 2, 3, 4]);
+    f
+}
+
+fn run(v: &View, frame: &mut [u8]) -> Verdict {
+    forward(v, 0, frame)
+}
+
+#[test]
+fn forwards_to_a_connected_host_and_rewrites() {
+    let v = view();
+    let mut f = udp4(MAC_A, "10.1.0.2", "10.2.0.2", 64, 1234);
+    let before = f.clone();
+    assert_eq!(run(&v, &mut f), Verdict::Forward(1));
+    assert_eq!(&f[0..6], &MAC_HOST_B);
+    assert_eq!(&f[6..12], &MAC_B);
+    let p = Ip4::new_checked(&f[14..]).unwrap();
+    assert_eq!(p.ttl(), 63);
+    assert!(p.verify_checksum());
+    // Only the MACs, the TTL and the checksum changed.
+    let changed: Vec<usize> = (0..f.len()).filter(|&i| f[i] != before[i]).collect();
+    assert!(
+        changed
+            .iter()
+            .all(|&i| i < 12 || i == 22 || i == 24 || i == 25),
+        "{changed:?}"
+    );
+    // The neighbour is reported used once.
+    let mut hits = Vec::new();
+    v.take_hits(&mut hits);
+    assert_eq!(
+        hits,
+        vec![crate::fpc::Hit::Neigh {
+            ifindex: 3,
+            dst: ip("10.2.0.2")
+        }]
+    );
+    hits.clear();
+    v.take_hits(&mut hits);
+    assert!(hits.is_empty());
+}
+
+#[test]
+fn forwards_through_a_gateway() {
+    let v = view();
+    let mut f = udp4(MAC_A, "10.1.0.2", "10.9.0.7", 64, 1);
+    assert_eq!(run(&v, &mut f), Verdict::Forward(1));
+    assert_eq!(&f[0..6], &MAC_HOST_B);
+}
+
+#[test]
+fn what_linux_handles_is_left_untouched() {
+    let v = view();
+    let cases: Vec<(Vec<u8>, Verdict)> = vec![
+        (
+            udp4(MAC_A, "10.1.0.2", "10.1.0.1", 64, 1),
+            Verdict::Exception(Exception::Local),
+        ),
+        (
+            udp4(MAC_A, "10.1.0.2", "10.2.0.1", 64, 1),
+            Verdict::Exception(Exception::Local),
+        ),
+        (
+            udp4(MAC_A, "10.1.0.2", "10.1.0.255", 64, 1),
+            Verdict::Exception(Exception::Local),
+        ),
+        (
+            udp4(MAC_A, "10.1.0.2", "192.0.2.1", 64, 1),
+            Verdict::Exception(Exception::NoRoute),
+        ),
+        (
+            udp4(MAC_A, "10.1.0.2", "10.2.0.2", 1, 1),
+            Verdict::Exception(Exception::Ttl),
+        ),
+        (
+            udp4(MAC_A, "10.1.0.2", "224.0.0.5", 64, 1),
+            Verdict::Exception(Exception::Multicast),
+        ),
+        (
+            udp4(MAC_A, "10.1.0.2", "10.5.0.1", 64, 1),
+            Verdict::Exception(Exception::Unreachable),
+        ),
+        (
+            udp4(MAC_A, "10.1.0.2", "172.16.0.1", 64, 1),
+            Verdict::Exception(Exception::NotAPort),
+        ),
+        (
+            udp4([0xff; 6], "10.1.0.2", "10.2.0.2", 64, 1),
+            Verdict::Exception(Exception::L2Multicast),
+        ),
+        (
+            udp4(MAC_HOST_C, "10.1.0.2", "10.2.0.2", 64, 1),
+            Verdict::Exception(Exception::OtherHost),
+        ),
+        (
+            udp4(MAC_A, "10.1.0.2", "10.4.0.9", 64, 1),
+            Verdict::Resolve {
+                ifindex: 3,
+                dst: ip("10.2.0.3"),
+            },
+        ),
+        (
+            udp4(MAC_A, "10.1.0.2", "10.2.0.77", 64, 1),
+            Verdict::Resolve {
+                ifindex: 3,
+                dst: ip("10.2.0.77"),
+            },
+        ),
+        (
+            udp6(MAC_A, "fd01::2", "fe80::1", 64),
+            Verdict::Exception(Exception::LinkLocal),
+        ),
+        (
+            udp6(MAC_A, "fe80::2", "fd02::2", 64),
+            Verdict::Exception(Exception::LinkLocal),
+        ),
+        (
+            udp6(MAC_A, "fd01::2", "ff02::1", 64),
+            Verdict::Exception(Exception::Multicast),
+        ),
+        (
+            udp6(MAC_A, "fd01::2", "fd01::1", 64),
+            Verdict::Exception(Exception::Local),
+        ),
+        (
+            udp6(MAC_A, "fd01::2", "fd02::2", 1),
+            Verdict::Exception(Exception::Ttl),
+        ),
+    ];
+    for (mut f, expected) in cases {
+        let before = f.clone();
+        assert_eq!(run(&v, &mut f), expected);
+        assert_eq!(f, before, "{expected:?} must not rewrite");
+    }
+    let mut arp = udp4(MAC_A, "10.1.0.2", "10.2.0.2", 64, 1);
+    arp[12..14].copy_from_slice(&ethertype::ARP.to_be_bytes());
+    assert_eq!(run(&v, &mut arp), Verdict::Exception(Exception::NotIp));
+    let mut options = udp4(MAC_A, "10.1.0.2", "10.2.0.2", 64, 1);
+    options[14] = 0x46;
+    options[17] = 36;
+    options.extend_from_slice(&[0; 4]);
+    Ip4::new_checked(&mut options[14..])
+        .unwrap()
+        .fill_checksum();
+    assert_eq!(
+        run(&v, &mut options),
+        Verdict::Exception(Exception::IpOptions)
+    );
+}
+
+#[test]
+fn drops() {
+    let v = view();
+    let mut f = udp4(MAC_A, "10.1.0.2", "10.6.0.1", 64, 1);
+    assert_eq!(run(&v, &mut f), Verdict::Drop(DropReason::Blackhole));
+    let mut f = udp4(MAC_A, "10.1.0.2", "10.2.0.2", 64, 1);
+    f[25] ^= 0xff;
+    assert_eq!(run(&v, &mut f), Verdict::Drop(DropReason::BadChecksum));
+    let mut f = udp4(MAC_A, "10.1.0.2", "10.2.0.2", 64, 1);
+    f.truncate(30);
+    assert_eq!(run(&v, &mut f), Verdict::Drop(DropReason::Malformed));
+    assert_eq!(
+        run(&v, &mut [0u8; 10]),
+        Verdict::Drop(DropReason::Malformed)
+    );
+}
+
+#[test]
+fn multipath_and_groups_spread_flows_over_every_hop() {
+    let v = view();
+    for dst in ["10.8.0.1", "10.7.0.1"] {
+        let mut used = [0u32; 3];
+        for sport in 0..200 {
+            let mut f = udp4(MAC_A, "10.1.0.2", dst, 64, sport);
+            match run(&v, &mut f) {
+                Verdict::Forward(p) => used[p] += 1,
+                other => panic!("{dst}: {other:?}"),
+            }
+            // One flow always takes the same hop.
+            let mut again = udp4(MAC_A, "10.1.0.2", dst, 64, sport);
+            assert_eq!(
+                run(&v, &mut again),
+                Verdict::Forward(if f[..6] == MAC_HOST_B { 1 } else { 2 })
+            );
+        }
+        assert_eq!(used[0], 0);
+        assert!(used[1] > 50 && used[2] > 50, "{dst}: {used:?}");
+    }
+}
+
+#[test]
+fn ipv6_forwarding() {
+    let v = view();
+    let mut f = udp6(MAC_A, "fd01::2", "fd02::2", 64);
+    assert_eq!(run(&v, &mut f), Verdict::Forward(1));
+    assert_eq!(&f[0..6], &MAC_HOST_B);
+    assert_eq!(&f[6..12], &MAC_B);
+    assert_eq!(Ip6::new_checked(&f[14..]).unwrap().hop_limit(), 63);
+    // Through a link-local gateway.
+    let mut f = udp6(MAC_A, "fd01::2", "fd09::5", 64);
+    assert_eq!(run(&v, &mut f), Verdict::Forward(1));
+    let mut hits = Vec::new();
+    v.take_hits(&mut hits);
+    hits.sort();
+    assert_eq!(hits.len(), 2, "{hits:?}");
+}
+
+#[test]
+fn mtu_and_port_state_come_from_the_synced_link() {
+    let mut t = tables();
+    let mut link = Link {
+        ifindex: 3,
+        name: "veth-b".into(),
+        kind: "veth".into(),
+        flags: 0x1003,
+        mtu: 30,
+        link_type: 1,
+        mac: MAC_C.to_vec(),
+        master: 0,
+        link: 0,
+        link_netnsid: -1,
+        operstate: 6,
+    };
+    t.apply(Op::Replace, Object::Link(link.clone())).unwrap();
+    let v = View::build(&t, &ports(), 2);
+    let mut f = udp4(MAC_A, "10.1.0.2", "10.2.0.2", 64, 1);
+    assert_eq!(run(&v, &mut f), Verdict::Exception(Exception::Mtu));
+    link.mtu = 1500;
+    t.apply(Op::Replace, Object::Link(link.clone())).unwrap();
+    let v = View::build(&t, &ports(), 3);
+    let mut f = udp4(MAC_A, "10.1.0.2", "10.2.0.2", 64, 1);
+    assert_eq!(run(&v, &mut f), Verdict::Forward(1));
+    assert_eq!(&f[6..12], &MAC_C, "the new MAC of veth-b");
+    link.flags = 0;
+    t.apply(Op::Replace, Object::Link(link)).unwrap();
+    let v = View::build(&t, &ports(), 4);
+    let mut f = udp4(MAC_A, "10.1.0.2", "10.2.0.2", 64, 1);
+    assert_eq!(run(&v, &mut f), Verdict::Drop(DropReason::PortDown));
+}
+
+#[test]
+fn an_empty_view_forwards_nothing() {
+    let v = View::empty(&ports());
+    let mut f = udp4(MAC_A, "10.1.0.2", "10.2.0.2", 64, 1);
+    assert_eq!(run(&v, &mut f), Verdict::Exception(Exception::NoRoute));
+}
+
+#[test]
+fn route_changes_take_effect_in_the_next_view() {
+    let mut t = tables();
+    t.apply(
+        Op::Replace,
+        route(
+            254,
+            "10.9.0.0",
+            24,
+            rtn::UNICAST,
+            NextHops::Single(hop(Some("10.3.0.2"), 4)),
+        ),
+    )
+    .unwrap();
+    let v = View::build(&t, &ports(), 2);
+    let mut f = udp4(MAC_A, "10.1.0.2", "10.9.0.7", 64, 1);
+    assert_eq!(run(&v, &mut f), Verdict::Forward(2));
+    t.apply(
+        Op::Delete,
+        route(254, "10.9.0.0", 24, rtn::UNICAST, NextHops::None),
+    )
+    .unwrap();
+    let v = View::build(&t, &ports(), 3);
+    let mut f = udp4(MAC_A, "10.1.0.2", "10.9.0.7", 64, 1);
+    assert_eq!(run(&v, &mut f), Verdict::Exception(Exception::NoRoute));
+}

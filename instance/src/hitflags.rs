@@ -1,0 +1,237 @@
+//! Reverse messages from the fast paths: hit flags and interface
+//! statistics.
+//!
+//! A neighbour that only the fast path uses would age out in Linux (Linux
+//! no longer sees that traffic), and Linux would then stop answering for
+//! it. So for every neighbour a blade reports used, cmgrd sends Linux an
+//! RTM_NEWNEIGH with NTF_USE: the kernel marks the entry used and, when
+//! its reachability expires, re-probes it (REACHABLE -> DELAY -> PROBE ->
+//! REACHABLE) instead of letting it go STALE. A neighbour a blade reports
+//! wanted (a next hop it has no entry for) gets the same request with
+//! NLM_F_CREATE, which creates the entry and starts resolution, as a
+//! forwarding Linux would on the first packet. The resulting state changes
+//! come back to cmgrd as ordinary notifications and are synced to the
+//! blades.
+//!
+//! Invariants: the blade tasks only hand messages over (a bounded channel,
+//! never waiting: a report that does not fit is dropped and counted, the
+//! next one a second later carries the same neighbours); the netlink work
+//! is done on a thread of its own, born in cmgrd's namespace (cmgrd enters
+//! it before starting any thread), so its socket talks to that namespace.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use fastpath::fpc::{Hit, InterfaceStats, Message};
+use tracing::{debug, warn};
+
+use crate::netlink::wire::{self, Messages, NLMSG_ERROR, NLM_F_ACK, NLM_F_REQUEST, RTM_NEWNEIGH};
+use crate::netlink::{NetlinkSocket, SocketError};
+
+const NLM_F_REPLACE: u16 = 0x100;
+const NLM_F_CREATE: u16 = 0x400;
+/// `ndm_flags`: "use" the entry, as a packet sent through it would.
+const NTF_USE: u8 = 0x01;
+const NDA_DST: u16 = 1;
+/// Reports waiting for the refresher thread, at most.
+const QUEUE: usize = 256;
+/// Neighbours per netlink datagram.
+const CHUNK: usize = 256;
+
+/// What the refresher did, for the console.
+#[derive(Debug, Default)]
+pub struct ReverseStats {
+    /// Neighbours refreshed in Linux (NTF_USE on an existing entry).
+    pub refreshed: AtomicU64,
+    /// Neighbours Linux was asked to create and resolve.
+    pub resolve_requests: AtomicU64,
+    /// Requests Linux refused (a neighbour deleted meanwhile: ENOENT).
+    pub errors: AtomicU64,
+    /// Reports dropped because the refresher was behind.
+    pub dropped_reports: AtomicU64,
+    /// The last interface statistics of each blade.
+    pub interfaces: Mutex<BTreeMap<u32, Vec<InterfaceStats>>>,
+}
+
+impl ReverseStats {
+    pub fn interfaces(&self) -> BTreeMap<u32, Vec<InterfaceStats>> {
+        self.interfaces
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// Where the blade tasks hand reverse messages.
+#[derive(Clone)]
+pub struct Reverse {
+    tx: Sender<(u32, Vec<Hit>)>,
+    pub stats: Arc<ReverseStats>,
+}
+
+impl Reverse {
+    /// Starts the refresher thread. Call in cmgrd's namespace.
+    pub fn spawn() -> io::Result<Reverse> {
+        let sock = NetlinkSocket::open(&[], 1 << 20)?;
+        let (tx, rx) = crossbeam_channel::bounded(QUEUE);
+        let stats = Arc::new(ReverseStats::default());
+        let s = stats.clone();
+        let span = tracing::Span::current();
+        std::thread::Builder::new()
+            .name("cmgrd-hitflags".into())
+            .spawn(move || span.in_scope(|| refresh(sock, rx, &s)))?;
+        Ok(Reverse { tx, stats })
+    }
+
+    /// Takes a reverse message from `blade`'s connection; gives back any
+    /// other message.
+    pub fn handle(&self, blade: u32, msg: Message) -> Result<(), Message> {
+        match msg {
+            Message::HitFlags(hits) => {
+                if let Err(TrySendError::Full(_)) = self.tx.try_send((blade, hits)) {
+                    self.stats.dropped_reports.fetch_add(1, Relaxed);
+                }
+                Ok(())
+            }
+            Message::Stats(interfaces) => {
+                self.stats
+                    .interfaces
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(blade, interfaces);
+                Ok(())
+            }
+            other => Err(other),
+        }
+    }
+}
+
+fn refresh(mut sock: NetlinkSocket, rx: Receiver<(u32, Vec<Hit>)>, stats: &ReverseStats) {
+    let mut seq = 0u32;
+    let mut buf = Vec::new();
+    while let Ok((blade, hits)) = rx.recv() {
+        for chunk in hits.chunks(CHUNK) {
+            buf.clear();
+            for hit in chunk {
+                seq = seq.wrapping_add(1);
+                let (ifindex, dst, create) = match *hit {
+                    Hit::Neigh { ifindex, dst } => (ifindex, dst, false),
+                    Hit::NeighWanted { ifindex, dst } => (ifindex, dst, true),
+                };
+                neigh_use(&mut buf, seq, ifindex, dst, create);
+                let counter = if create {
+                    &stats.resolve_requests
+                } else {
+                    &stats.refreshed
+                };
+                counter.fetch_add(1, Relaxed);
+            }
+            if let Err(e) = sock.send(&buf) {
+                warn!(blade, "cannot refresh neighbours: {e}");
+                continue;
+            }
+            if let Err(e) = read_acks(&mut sock, chunk.len(), stats) {
+                warn!(blade, "reading neighbour refresh answers: {e}");
+            }
+        }
+    }
+}
+
+/// Reads the acknowledgement of each of `n` requests, counting errors.
+fn read_acks(
+    sock: &mut NetlinkSocket,
+    mut n: usize,
+    stats: &ReverseStats,
+) -> Result<(), SocketError> {
+    let mut buf = Vec::new();
+    while n > 0 {
+        buf.clear();
+        sock.recv(&mut buf, false)?;
+        for msg in Messages::new(&buf) {
+            let msg = msg?;
+            if msg.kind != NLMSG_ERROR {
+                continue;
+            }
+            n = n.saturating_sub(1);
+            let code = wire::error_code(msg.payload);
+            if code != 0 {
+                stats.errors.fetch_add(1, Relaxed);
+                debug!(
+                    seq = msg.seq,
+                    "Linux refused a neighbour refresh: {}",
+                    io::Error::from_raw_os_error(-code)
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Appends an RTM_NEWNEIGH with NTF_USE for `dst` on `ifindex`: refresh an
+/// existing entry, or (`create`) create it and start resolution.
+fn neigh_use(buf: &mut Vec<u8>, seq: u32, ifindex: u32, dst: IpAddr, create: bool) {
+    let (family, addr): (u8, Vec<u8>) = match dst {
+        IpAddr::V4(a) => (libc::AF_INET as u8, a.octets().to_vec()),
+        IpAddr::V6(a) => (libc::AF_INET6 as u8, a.octets().to_vec()),
+    };
+    let start = buf.len();
+    let mut flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_REPLACE;
+    if create {
+        flags |= NLM_F_CREATE;
+    }
+    // struct nlmsghdr: length (filled below), type, flags, seq, pid.
+    buf.extend_from_slice(&0u32.to_ne_bytes());
+    buf.extend_from_slice(&RTM_NEWNEIGH.to_ne_bytes());
+    buf.extend_from_slice(&flags.to_ne_bytes());
+    buf.extend_from_slice(&seq.to_ne_bytes());
+    buf.extend_from_slice(&0u32.to_ne_bytes());
+    // struct ndmsg: family, pad, pad, ifindex, state (ignored with
+    // NTF_USE), flags, type.
+    buf.extend_from_slice(&[family, 0, 0, 0]);
+    buf.extend_from_slice(&(ifindex as i32).to_ne_bytes());
+    buf.extend_from_slice(&0u16.to_ne_bytes());
+    buf.extend_from_slice(&[NTF_USE, 0]);
+    // NDA_DST.
+    let attr_len = 4 + addr.len() as u16;
+    buf.extend_from_slice(&attr_len.to_ne_bytes());
+    buf.extend_from_slice(&NDA_DST.to_ne_bytes());
+    buf.extend_from_slice(&addr);
+    while !(buf.len() - start).is_multiple_of(4) {
+        buf.push(0);
+    }
+    let len = (buf.len() - start) as u32;
+    buf[start..start + 4].copy_from_slice(&len.to_ne_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn neigh_use_bytes() {
+        let mut buf = Vec::new();
+        neigh_use(&mut buf, 7, 3, "10.2.0.2".parse().unwrap(), true);
+        let mut expected = Vec::new();
+        expected.extend_from_slice(&36u32.to_ne_bytes());
+        expected.extend_from_slice(&28u16.to_ne_bytes());
+        expected.extend_from_slice(&(0x1u16 | 0x4 | 0x100 | 0x400).to_ne_bytes());
+        expected.extend_from_slice(&7u32.to_ne_bytes());
+        expected.extend_from_slice(&0u32.to_ne_bytes());
+        expected.extend_from_slice(&[2, 0, 0, 0]);
+        expected.extend_from_slice(&3i32.to_ne_bytes());
+        expected.extend_from_slice(&[0, 0, 1, 0]);
+        expected.extend_from_slice(&8u16.to_ne_bytes());
+        expected.extend_from_slice(&1u16.to_ne_bytes());
+        expected.extend_from_slice(&[10, 2, 0, 2]);
+        assert_eq!(buf, expected);
+        // IPv6: 16-byte address, already aligned; messages append.
+        neigh_use(&mut buf, 8, 4, "fd02::2".parse().unwrap(), false);
+        assert_eq!(buf.len(), 36 + 48);
+        let msgs: Vec<_> = Messages::new(&buf).map(|m| m.unwrap().seq).collect();
+        assert_eq!(msgs, vec![7, 8]);
+    }
+}

@@ -1,0 +1,578 @@
+//! fpsyncd's configuration: which instances and blades to run, and how.
+//!
+//! Files, read in this order (each optional at its default path, required
+//! when named by the variable):
+//! * `/etc/linux-fp-sync.env` (or `$CONF_FILE_linux_fp_sync`): `INSTANCES`
+//!   (instance ids, default `1`), `BLADES` (blades to start, default every
+//!   blade an instance feeds), `FPD_OPTIONS`, `FPSYNC_RUN_DIR`,
+//!   `CMGR_INSTANCE_CONF` (the per-instance file, `%i` the id, default
+//!   `/etc/cmgr@%i.env`), and the restart policy in systemd's terms:
+//!   `RESTART_SEC`, `RESTART_MAX_DELAY_SEC`, `START_LIMIT_BURST`,
+//!   `START_LIMIT_INTERVAL_SEC`, `TIMEOUT_START_SEC`, `TIMEOUT_STOP_SEC`,
+//!   and `QUERY_TIMEOUT_SEC` (each child's share of an aggregated query).
+//! * for each instance, `/etc/cmgr.env` (or `$CONF_FILE_cmgr`), then its own
+//!   file on top: `CMGR_NETNS` (default: fpsyncd's namespace),
+//!   `CMGR_BLADES` (default: the blade numbered like the instance),
+//!   `CMGR_OPTIONS`, `DEBUG`, `BPF_OPT`, `HA_IPSEC`, `HA`, as `cmgr.sh` reads them.
+//!
+//! Invariants of a loaded [`Config`]: ids are unique, every blade is fed by
+//! at most one instance (an fpd has one sync owner), every blade an
+//! instance feeds is started, and `CMGR_OPTIONS` does not set what fpsyncd
+//! sets itself (`-I`, `--netns`, `--blade`, `-F`). Any wrong value names its
+//! file and line.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use fastpath::fpc::Endpoint;
+
+use crate::envfile::{split_words, Origin, ParseError, Vars};
+use crate::policy::RestartPolicy;
+
+pub const DEFAULT_GLOBAL_FILE: &str = "/etc/linux-fp-sync.env";
+pub const DEFAULT_CMGR_FILE: &str = "/etc/cmgr.env";
+pub const DEFAULT_INSTANCE_FILE: &str = "/etc/cmgr@%i.env";
+pub const DEFAULT_RUN_DIR: &str = "/run/fpsync";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Parse(#[from] ParseError),
+    #[error("{origin}: {message}")]
+    Value { origin: Origin, message: String },
+}
+
+fn bad(vars: &Vars, name: &str, message: String) -> ConfigError {
+    ConfigError::Value {
+        origin: vars.origin(name),
+        message: format!("{name}: {message}"),
+    }
+}
+
+/// One cache manager instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceConfig {
+    pub id: u32,
+    /// The network namespace (`ip netns` name); None: fpsyncd's own.
+    pub netns: Option<String>,
+    pub blades: Vec<u32>,
+    /// cmgrd options from CMGR_OPTIONS, DEBUG, BPF_OPT, HA_IPSEC.
+    pub options: Vec<String>,
+    /// The files read for it, in order.
+    pub files: Vec<PathBuf>,
+}
+
+/// One fast path blade, run locally.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BladeConfig {
+    pub id: u32,
+    pub endpoint: Endpoint,
+    /// The instance that feeds it.
+    pub instance: Option<u32>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Every file read, in order.
+    pub files: Vec<PathBuf>,
+    pub instances: Vec<InstanceConfig>,
+    pub blades: Vec<BladeConfig>,
+    pub run_dir: PathBuf,
+    pub fpd_options: Vec<String>,
+    pub policy: RestartPolicy,
+    pub start_timeout: Duration,
+    pub stop_timeout: Duration,
+    pub query_timeout: Duration,
+}
+
+impl Config {
+    /// Loads the configuration the way `linux-fp-sync.sh` would, from the
+    /// process environment.
+    pub fn load() -> Result<Config, ConfigError> {
+        Config::load_from(std::env::vars())
+    }
+
+    pub fn load_from<I: IntoIterator<Item = (String, String)>>(
+        env: I,
+    ) -> Result<Config, ConfigError> {
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        let base = Vars::from_env(env.iter().cloned());
+        let mut files = Vec::new();
+        let mut global = base.clone();
+        read_into(
+            &mut global,
+            base.non_empty("CONF_FILE_linux_fp_sync"),
+            DEFAULT_GLOBAL_FILE,
+            &mut files,
+        )?;
+
+        let ids = parse_ids(&global, "INSTANCES", "1", "an instance id")?;
+        if ids.is_empty() {
+            return Err(bad(&global, "INSTANCES", "no instance to run".into()));
+        }
+        let run_dir = PathBuf::from(
+            global
+                .non_empty("FPSYNC_RUN_DIR")
+                .unwrap_or(DEFAULT_RUN_DIR),
+        );
+        let instance_pattern = global
+            .non_empty("CMGR_INSTANCE_CONF")
+            .unwrap_or(DEFAULT_INSTANCE_FILE)
+            .to_owned();
+
+        let mut instances = Vec::new();
+        let mut owner: BTreeMap<u32, u32> = BTreeMap::new();
+        for id in ids {
+            let mut vars = base.clone();
+            let mut ifiles = Vec::new();
+            read_into(
+                &mut vars,
+                base.non_empty("CONF_FILE_cmgr"),
+                DEFAULT_CMGR_FILE,
+                &mut ifiles,
+            )?;
+            let own = instance_pattern.replace("%i", &id.to_string());
+            read_optional(&mut vars, Path::new(&own), &mut ifiles)?;
+            let instance = instance_config(id, &vars, ifiles)?;
+            for b in &instance.blades {
+                if let Some(other) = owner.insert(*b, id) {
+                    return Err(bad(
+                        &vars,
+                        "CMGR_BLADES",
+                        format!(
+                            "blade {b} is already fed by instance {other}: a fast path has one cache manager"
+                        ),
+                    ));
+                }
+            }
+            for f in &instance.files {
+                if !files.contains(f) {
+                    files.push(f.clone());
+                }
+            }
+            instances.push(instance);
+        }
+
+        let blade_ids: BTreeSet<u32> = match global.non_empty("BLADES") {
+            Some(_) => {
+                let listed: BTreeSet<u32> = parse_ids(&global, "BLADES", "", "a blade number")?
+                    .into_iter()
+                    .collect();
+                if let Some((b, i)) = owner.iter().find(|(b, _)| !listed.contains(b)) {
+                    return Err(bad(
+                        &global,
+                        "BLADES",
+                        format!("instance {i} feeds blade {b}, which is not listed"),
+                    ));
+                }
+                listed
+            }
+            None => owner.keys().copied().collect(),
+        };
+        let blades = blade_ids
+            .into_iter()
+            .map(|id| BladeConfig {
+                id,
+                endpoint: Endpoint::Unix(run_dir.join(format!("fpd{id}.sock"))),
+                instance: owner.get(&id).copied(),
+            })
+            .collect();
+
+        let fpd_options = split_words(global.non_empty("FPD_OPTIONS").unwrap_or(""))
+            .map_err(|e| bad(&global, "FPD_OPTIONS", e))?;
+        if let Some(w) = fpd_options
+            .iter()
+            .find(|w| w.starts_with("--blade") || w.starts_with("--listen"))
+        {
+            return Err(bad(
+                &global,
+                "FPD_OPTIONS",
+                format!("{w} is set by fpsyncd (from BLADES and FPSYNC_RUN_DIR)"),
+            ));
+        }
+        let dur = |name: &str, default: &str| -> Result<Duration, ConfigError> {
+            parse_duration(global.non_empty(name).unwrap_or(default))
+                .map_err(|e| bad(&global, name, e))
+        };
+        let count = |name: &str, default: u32| -> Result<u32, ConfigError> {
+            match global.non_empty(name) {
+                None => Ok(default),
+                Some(v) => v
+                    .parse()
+                    .map_err(|_| bad(&global, name, format!("{v:?} is not a count"))),
+            }
+        };
+        let policy = RestartPolicy {
+            restart_sec: dur("RESTART_SEC", "100ms")?,
+            max_delay: dur("RESTART_MAX_DELAY_SEC", "10s")?,
+            burst: count("START_LIMIT_BURST", 5)?,
+            interval: dur("START_LIMIT_INTERVAL_SEC", "10s")?,
+        };
+        Ok(Config {
+            files,
+            instances,
+            blades,
+            run_dir,
+            fpd_options,
+            policy,
+            start_timeout: dur("TIMEOUT_START_SEC", "30s")?,
+            stop_timeout: dur("TIMEOUT_STOP_SEC", "5s")?,
+            query_timeout: dur("QUERY_TIMEOUT_SEC", "1s")?,
+        })
+    }
+
+    pub fn instance(&self, id: u32) -> Option<&InstanceConfig> {
+        self.instances.iter().find(|i| i.id == id)
+    }
+
+    pub fn blade(&self, id: u32) -> Option<&BladeConfig> {
+        self.blades.iter().find(|b| b.id == id)
+    }
+
+    /// The command line of instance `i`'s cmgrd (after the program name).
+    pub fn cmgrd_args(&self, i: &InstanceConfig) -> Vec<String> {
+        let mut args = vec!["-F".to_owned(), "-I".into(), i.id.to_string()];
+        if let Some(ns) = &i.netns {
+            args.extend(["--netns".into(), ns.clone()]);
+        }
+        for b in &i.blades {
+            let endpoint = self
+                .blade(*b)
+                .map(|b| b.endpoint.clone())
+                .unwrap_or_else(|| Endpoint::Unix(self.run_dir.join(format!("fpd{b}.sock"))));
+            args.extend(["--blade".into(), format!("{b}={endpoint}")]);
+        }
+        args.extend(i.options.iter().cloned());
+        args
+    }
+
+    /// The command line of blade `b`'s fpd.
+    pub fn fpd_args(&self, b: &BladeConfig) -> Vec<String> {
+        let mut args = vec![
+            "--blade".to_owned(),
+            b.id.to_string(),
+            "--listen".into(),
+            b.endpoint.to_string(),
+        ];
+        args.extend(self.fpd_options.iter().cloned());
+        args
+    }
+}
+
+/// Applies `named` (required) or else `default` (skipped when absent).
+fn read_into(
+    vars: &mut Vars,
+    named: Option<&str>,
+    default: &str,
+    files: &mut Vec<PathBuf>,
+) -> Result<(), ConfigError> {
+    match named {
+        Some(path) => {
+            let path = PathBuf::from(path);
+            let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            vars.apply(&path, &text)?;
+            files.push(path);
+            Ok(())
+        }
+        None => read_optional(vars, Path::new(default), files),
+    }
+}
+
+fn read_optional(
+    vars: &mut Vars,
+    path: &Path,
+    files: &mut Vec<PathBuf>,
+) -> Result<(), ConfigError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            vars.apply(path, &text)?;
+            files.push(path.to_owned());
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+fn parse_ids(vars: &Vars, name: &str, default: &str, what: &str) -> Result<Vec<u32>, ConfigError> {
+    let text = vars.non_empty(name).unwrap_or(default);
+    let mut ids = Vec::new();
+    for word in text.split(|c: char| c.is_whitespace() || c == ',') {
+        if word.is_empty() {
+            continue;
+        }
+        let id: u32 = word
+            .parse()
+            .map_err(|_| bad(vars, name, format!("{word:?} is not {what}")))?;
+        if ids.contains(&id) {
+            return Err(bad(vars, name, format!("{id} is listed twice")));
+        }
+        ids.push(id);
+    }
+    Ok(ids)
+}
+
+fn instance_config(
+    id: u32,
+    vars: &Vars,
+    files: Vec<PathBuf>,
+) -> Result<InstanceConfig, ConfigError> {
+    let netns = match vars.non_empty("CMGR_NETNS") {
+        None => None,
+        Some(ns) if ns.contains('/') || ns == "." || ns == ".." || ns.len() > 255 => {
+            return Err(bad(
+                vars,
+                "CMGR_NETNS",
+                format!("{ns:?} is not a network namespace name"),
+            ))
+        }
+        Some(ns) => Some(ns.to_owned()),
+    };
+    let blades = parse_ids(vars, "CMGR_BLADES", &id.to_string(), "a blade number")?;
+    if blades.is_empty() {
+        return Err(bad(
+            vars,
+            "CMGR_BLADES",
+            "an instance feeds at least one blade".into(),
+        ));
+    }
+    let mut options = Vec::new();
+    if let Some(d) = vars.non_empty("DEBUG") {
+        options.extend(["-d".to_owned(), d.to_owned()]);
+    }
+    if is_true(vars, "BPF_OPT")? {
+        options.push("-A".into());
+    }
+    // As cmgr.sh: HA_IPSEC when set, else HA (high availability as a
+    // whole implies IPsec HA).
+    let ipsec_ha = match vars.non_empty("HA_IPSEC") {
+        Some(_) => is_true(vars, "HA_IPSEC")?,
+        None => is_true(vars, "HA")?,
+    };
+    if ipsec_ha {
+        options.push("-R".into());
+    }
+    let extra = split_words(vars.non_empty("CMGR_OPTIONS").unwrap_or(""))
+        .map_err(|e| bad(vars, "CMGR_OPTIONS", e))?;
+    for w in &extra {
+        let owned = w == "-F"
+            || w.starts_with("-I")
+            || w.starts_with("--netns")
+            || w.starts_with("--blade");
+        if owned {
+            return Err(bad(
+                vars,
+                "CMGR_OPTIONS",
+                format!("{w} is set by fpsyncd (from INSTANCES, CMGR_NETNS and CMGR_BLADES)"),
+            ));
+        }
+    }
+    options.extend(extra);
+    Ok(InstanceConfig {
+        id,
+        netns,
+        blades,
+        options,
+        files,
+    })
+}
+
+fn is_true(vars: &Vars, name: &str) -> Result<bool, ConfigError> {
+    match vars.non_empty(name) {
+        None => Ok(false),
+        Some("true" | "yes" | "1" | "on") => Ok(true),
+        Some("false" | "no" | "0" | "off") => Ok(false),
+        Some(v) => Err(bad(vars, name, format!("{v:?} is not true or false"))),
+    }
+}
+
+/// systemd's time spans: `100ms`, `5s`, `2min`, `1.5` (seconds), `0`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a time span (e.g. 100ms, 5s, 2min)"))?;
+    let scale = match unit.trim() {
+        "" | "s" | "sec" => 1.0,
+        "ms" | "msec" => 1e-3,
+        "us" | "usec" => 1e-6,
+        "m" | "min" => 60.0,
+        "h" | "hr" => 3600.0,
+        u => return Err(format!("{s:?}: unknown unit {u:?} (us, ms, s, min, h)")),
+    };
+    Ok(Duration::from_secs_f64(value * scale))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Files(PathBuf);
+    impl Files {
+        fn new(tag: &str) -> Files {
+            let p =
+                std::env::temp_dir().join(format!("fpsync-config-{tag}-{}", std::process::id()));
+            std::fs::create_dir_all(&p).unwrap();
+            Files(p)
+        }
+        fn write(&self, name: &str, text: &str) -> String {
+            let p = self.0.join(name);
+            std::fs::write(&p, text).unwrap();
+            p.display().to_string()
+        }
+        fn env(&self, global: &str) -> Vec<(String, String)> {
+            vec![
+                (
+                    "CONF_FILE_linux_fp_sync".into(),
+                    self.write("lfs.env", global),
+                ),
+                (
+                    "CONF_FILE_cmgr".into(),
+                    self.write("cmgr.env", ": ${CMGR_OPTIONS:=}\n"),
+                ),
+            ]
+        }
+    }
+    impl Drop for Files {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn ha_implies_ipsec_ha_unless_ha_ipsec_is_set() {
+        let f = Files::new("ha");
+        let pattern = f.0.join("cmgr@%i.env").display().to_string();
+        let has_r = |body: &str| {
+            f.write("cmgr@1.env", body);
+            let env = f.env(&format!("CMGR_INSTANCE_CONF={pattern}\n"));
+            let c = Config::load_from(env).unwrap();
+            c.cmgrd_args(&c.instances[0]).contains(&"-R".to_owned())
+        };
+        assert!(has_r("HA=true\n"));
+        assert!(!has_r("HA=true\nHA_IPSEC=false\n"));
+        assert!(has_r("HA=false\nHA_IPSEC=true\n"));
+        assert!(!has_r(""));
+    }
+
+    #[test]
+    fn two_instances_two_blades() {
+        let f = Files::new("two");
+        let pattern = f.0.join("cmgr@%i.env").display().to_string();
+        f.write("cmgr@1.env", "CMGR_NETNS=red\n");
+        f.write(
+            "cmgr@2.env",
+            "CMGR_NETNS=blue\nHA_IPSEC=true\nCMGR_OPTIONS=\"-l 32M\"\n",
+        );
+        let env = f.env(&format!(
+            "INSTANCES=\"1 2\"\nCMGR_INSTANCE_CONF={pattern}\nFPSYNC_RUN_DIR=/tmp/x\nRESTART_SEC=50ms\n"
+        ));
+        let c = Config::load_from(env).unwrap();
+        assert_eq!(c.instances.len(), 2);
+        assert_eq!(c.instances[1].netns.as_deref(), Some("blue"));
+        assert_eq!(
+            c.blades.iter().map(|b| b.id).collect::<Vec<_>>(),
+            vec![1, 2]
+        );
+        assert_eq!(c.blades[1].instance, Some(2));
+        assert_eq!(c.policy.restart_sec, Duration::from_millis(50));
+        assert_eq!(
+            c.cmgrd_args(&c.instances[1]),
+            vec![
+                "-F",
+                "-I",
+                "2",
+                "--netns",
+                "blue",
+                "--blade",
+                "2=unix:/tmp/x/fpd2.sock",
+                "-R",
+                "-l",
+                "32M"
+            ]
+        );
+        assert_eq!(
+            c.fpd_args(&c.blades[0]),
+            vec!["--blade", "1", "--listen", "unix:/tmp/x/fpd1.sock"]
+        );
+    }
+
+    #[test]
+    fn shipped_default_is_one_instance_one_blade_here() {
+        let f = Files::new("default");
+        let c = Config::load_from(f.env("# nothing\n")).unwrap();
+        assert_eq!(c.instances.len(), 1);
+        assert_eq!(c.instances[0].id, 1);
+        assert_eq!(c.instances[0].netns, None);
+        assert_eq!(c.blades.len(), 1);
+        assert_eq!(c.blades[0].id, 1);
+    }
+
+    #[test]
+    fn wrong_values_name_file_and_line() {
+        let f = Files::new("bad");
+        let e = Config::load_from(f.env("A=1\nINSTANCES=\"1 x\"\n")).unwrap_err();
+        assert!(
+            e.to_string()
+                .ends_with("lfs.env:2: INSTANCES: \"x\" is not an instance id"),
+            "{e}"
+        );
+        let e = Config::load_from(f.env("INSTANCES=\"1 1\"\n")).unwrap_err();
+        assert!(e.to_string().contains("listed twice"), "{e}");
+        let e = Config::load_from(f.env("RESTART_SEC=soon\n")).unwrap_err();
+        assert!(e.to_string().contains("lfs.env:1: RESTART_SEC"), "{e}");
+        let e = Config::load_from(f.env("INSTANCES=1\nBLADES=2\n")).unwrap_err();
+        assert!(
+            e.to_string().contains("feeds blade 1, which is not listed"),
+            "{e}"
+        );
+        let pattern = f.0.join("cmgr@%i.env").display().to_string();
+        f.write("cmgr@3.env", "\nCMGR_BLADES=4\n");
+        f.write("cmgr@4.env", "CMGR_OPTIONS=\"-I 9\"\n");
+        let e = Config::load_from(f.env(&format!(
+            "INSTANCES=\"3 4\"\nCMGR_INSTANCE_CONF={pattern}\n"
+        )))
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("cmgr@4.env:1: CMGR_BLADES: blade 4 is already fed by instance 3")
+                || e.to_string().contains("cmgr@4.env:1: CMGR_OPTIONS"),
+            "{e}"
+        );
+        let e = Config::load_from(vec![(
+            "CONF_FILE_linux_fp_sync".into(),
+            "/nonexistent/lfs.env".into(),
+        )])
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("cannot read /nonexistent/lfs.env"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("100ms").unwrap(), Duration::from_millis(100));
+        assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
+        assert_eq!(parse_duration("1min").unwrap(), Duration::from_secs(60));
+        assert!(parse_duration("fast").is_err());
+        assert!(parse_duration("3 parsecs").is_err());
+    }
+}

@@ -1,0 +1,1240 @@
+//! The supervisor's core: one task that owns every child's state, starts,
+//! watches and restarts children, and answers the commands the D-Bus
+//! adapters send. Nothing here knows D-Bus: state goes out as [`Publish`]
+//! messages, commands come in as [`Request`]s.
+//!
+//! Invariants:
+//! * Only this task changes a child's state, and it never waits on I/O:
+//!   probes, queries and console calls run as tasks that report back with
+//!   events tagged by the child's run number, so a late report about an
+//!   earlier run is ignored.
+//! * Children are spawned from the thread this task runs on, which must be
+//!   the process's main thread (see `process`).
+//! * Start order: blades first; an instance starts once none of its blades
+//!   is still activating. Stop order (shutdown): instances first, then
+//!   blades. Stopping or restarting one child never touches another.
+//! * A method replies once, when its work is done: Start when the child is
+//!   ready (its console or FPC socket answers as that pid/blade), Stop when
+//!   it has exited.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use fastpath::fpc::Endpoint;
+use fpsync_dbus::{Answer, ChildProps, Command, CommandError, Request, Unit};
+use serde_json::json;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::config::Config;
+use crate::policy::{Outcome, StartHistory};
+use crate::probe;
+use crate::process::{self, Handle, Registry};
+use crate::report::{self, ChildView};
+
+/// How often running instances are asked for their sync state.
+const SYNC_POLL: Duration = Duration::from_millis(250);
+/// How often a starting child is asked whether it is ready.
+const READY_POLL: Duration = Duration::from_millis(20);
+
+type Reply = oneshot::Sender<Result<Answer, CommandError>>;
+
+/// What the bus should show: sent to the publisher task, in order.
+#[derive(Debug)]
+pub enum Publish {
+    Child(Unit, ChildProps),
+    State(String),
+}
+
+/// Where the children's programs are.
+#[derive(Debug, Clone)]
+pub struct Programs {
+    pub cmgrd: PathBuf,
+    pub fpd: PathBuf,
+}
+
+#[derive(Debug)]
+enum Event {
+    Exited {
+        unit: Unit,
+        run: u64,
+        outcome: Outcome,
+    },
+    Ready {
+        unit: Unit,
+        run: u64,
+    },
+    Synced {
+        unit: Unit,
+        run: u64,
+        info: Result<probe::SyncInfo, probe::ProbeError>,
+    },
+}
+
+struct Child {
+    unit: Unit,
+    program: PathBuf,
+    args: Vec<String>,
+    active: &'static str,
+    sub: &'static str,
+    result: &'static str,
+    handle: Option<Handle>,
+    run: u64,
+    n_restarts: u32,
+    changed_at: u64,
+    history: StartHistory,
+    sync: Option<probe::SyncInfo>,
+    /// When `sync` was read.
+    sync_at: Option<Instant>,
+    probing: bool,
+    start_waiters: Vec<Reply>,
+    stop_waiters: Vec<Reply>,
+    restart_at: Option<Instant>,
+    start_deadline: Option<Instant>,
+    stop_deadline: Option<Instant>,
+    /// SIGKILL was sent after the stop timeout.
+    killed: bool,
+    /// Start again once the current stop completes (Restart).
+    start_after_stop: bool,
+    /// Waiting for its blades before its first start.
+    pending: bool,
+    /// The next start is an automatic restart (counted in NRestarts).
+    restarting: bool,
+    /// The IPsec HA switch the operator set last, re-applied after a restart.
+    ipsec_ha: Option<bool>,
+    netns: Option<String>,
+    peers: Vec<u32>,
+    endpoint: Option<Endpoint>,
+    last_failure: Option<String>,
+}
+
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+impl Child {
+    fn new(unit: Unit, program: PathBuf, args: Vec<String>) -> Child {
+        Child {
+            unit,
+            program,
+            args,
+            active: "inactive",
+            sub: "dead",
+            result: "success",
+            handle: None,
+            run: 0,
+            n_restarts: 0,
+            changed_at: now_us(),
+            history: StartHistory::default(),
+            sync: None,
+            sync_at: None,
+            probing: false,
+            start_waiters: Vec::new(),
+            stop_waiters: Vec::new(),
+            restart_at: None,
+            start_deadline: None,
+            stop_deadline: None,
+            killed: false,
+            start_after_stop: false,
+            pending: false,
+            restarting: false,
+            ipsec_ha: None,
+            netns: None,
+            peers: Vec::new(),
+            endpoint: None,
+            last_failure: None,
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.handle.as_ref().map(|h| h.pid).unwrap_or(0)
+    }
+
+    fn is_running(&self) -> bool {
+        self.handle.is_some()
+    }
+
+    fn sync_state(&self) -> String {
+        match (&self.unit, &self.sync) {
+            (Unit::Instance(_), Some(s)) if self.active == "active" => s.sync_state().to_owned(),
+            (Unit::Instance(_), _) => "unknown".into(),
+            _ => String::new(),
+        }
+    }
+
+    fn props(&self) -> ChildProps {
+        ChildProps {
+            active_state: self.active.into(),
+            sub_state: self.sub.into(),
+            result: self.result.into(),
+            main_pid: self.pid(),
+            n_restarts: self.n_restarts,
+            state_change_timestamp: self.changed_at,
+            sync_state: self.sync_state(),
+            net_namespace: self.netns.clone().unwrap_or_default(),
+            peers: self.peers.clone(),
+            endpoint: self
+                .endpoint
+                .as_ref()
+                .map(|e| e.to_string())
+                .unwrap_or_default(),
+        }
+    }
+
+    fn view(&self) -> ChildView {
+        let instance = matches!(self.unit, Unit::Instance(_));
+        ChildView {
+            kind: self.unit.kind(),
+            id: self.unit.id(),
+            active_state: self.active,
+            sub_state: self.sub,
+            result: self.result,
+            main_pid: self.pid(),
+            n_restarts: self.n_restarts,
+            state_change_timestamp: self.changed_at,
+            sync_state: instance.then(|| self.sync_state()),
+            netns: if instance {
+                Some(self.netns.clone().unwrap_or_default())
+            } else {
+                None
+            },
+            blades: if instance {
+                self.peers.clone()
+            } else {
+                Vec::new()
+            },
+            instance: if instance {
+                None
+            } else {
+                self.peers.first().copied()
+            },
+            endpoint: self.endpoint.as_ref().map(|e| e.to_string()),
+            last_failure: self.last_failure.clone(),
+            fpc: self.endpoint.clone(),
+            watched: match (&self.sync, self.sync_at) {
+                (Some(s), Some(at)) if self.active == "active" => Some((s.clone(), at)),
+                _ => None,
+            },
+        }
+    }
+
+    fn log_name(&self) -> String {
+        match self.unit {
+            Unit::Instance(i) => format!("cmgrd{i}"),
+            Unit::Blade(b) => format!("fpd{b}"),
+        }
+    }
+}
+
+/// Logs with the child's identity as a structured field (INSTANCE or BLADE
+/// in the journal).
+macro_rules! child_log {
+    ($level:ident, $unit:expr, $($arg:tt)+) => {
+        match $unit {
+            Unit::Instance(id) => $level!(instance = id, $($arg)+),
+            Unit::Blade(id) => $level!(blade = id, $($arg)+),
+        }
+    };
+}
+
+pub struct Core {
+    config: Arc<Config>,
+    children: BTreeMap<Unit, Child>,
+    events_tx: mpsc::UnboundedSender<Event>,
+    events_rx: mpsc::UnboundedReceiver<Event>,
+    publish: mpsc::UnboundedSender<Publish>,
+    registry: Registry,
+    /// Cancels the tasks the core spawned (probes, queries).
+    tasks: CancellationToken,
+    stopping: bool,
+    /// Until every child has been started once.
+    starting: bool,
+    state: String,
+    next_poll: Instant,
+    bus_address: String,
+}
+
+impl Core {
+    pub fn new(
+        config: Arc<Config>,
+        programs: &Programs,
+        publish: mpsc::UnboundedSender<Publish>,
+        bus_address: String,
+    ) -> Core {
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let mut children = BTreeMap::new();
+        for b in &config.blades {
+            let unit = Unit::Blade(b.id);
+            let mut c = Child::new(unit, programs.fpd.clone(), config.fpd_args(b));
+            c.peers = b.instance.into_iter().collect();
+            c.endpoint = Some(b.endpoint.clone());
+            children.insert(unit, c);
+        }
+        for i in &config.instances {
+            let unit = Unit::Instance(i.id);
+            let mut c = Child::new(unit, programs.cmgrd.clone(), config.cmgrd_args(i));
+            c.netns = i.netns.clone();
+            c.peers = i.blades.clone();
+            c.pending = true;
+            children.insert(unit, c);
+        }
+        Core {
+            registry: Registry::new(&config.run_dir),
+            config,
+            children,
+            events_tx,
+            events_rx,
+            publish,
+            tasks: CancellationToken::new(),
+            stopping: false,
+            starting: true,
+            state: "starting".into(),
+            next_poll: Instant::now(),
+            bus_address,
+        }
+    }
+
+    /// Sets the bus address shown by Status.
+    pub fn with_bus_address(mut self, address: String) -> Core {
+        self.bus_address = address;
+        self
+    }
+
+    /// The initial properties of every child, for the bus objects.
+    pub fn initial_props(&self) -> Vec<(Unit, ChildProps)> {
+        self.children
+            .values()
+            .map(|c| (c.unit, c.props()))
+            .collect()
+    }
+
+    /// Runs until `shutdown` is cancelled and every child has stopped.
+    pub async fn run(mut self, mut requests: mpsc::Receiver<Request>, shutdown: CancellationToken) {
+        for name in self.registry.clean_leftovers() {
+            warn!("killed {name}, left running by a previous fpsyncd");
+        }
+        let blades: Vec<Unit> = self
+            .children
+            .keys()
+            .copied()
+            .filter(|u| matches!(u, Unit::Blade(_)))
+            .collect();
+        for unit in blades {
+            self.start(unit, None);
+        }
+        loop {
+            self.start_pending();
+            self.advance_shutdown();
+            self.update_state();
+            if self.stopping && self.children.values().all(|c| !c.is_running()) {
+                break;
+            }
+            let deadline = self.next_deadline();
+            tokio::select! {
+                _ = shutdown.cancelled(), if !self.stopping => self.begin_shutdown(),
+                Some(request) = requests.recv() => self.handle(request),
+                Some(event) = self.events_rx.recv() => self.on_event(event),
+                _ = tokio::time::sleep_until(deadline.into()) => self.on_timers(),
+            }
+        }
+        self.tasks.cancel();
+        for c in self.children.values_mut() {
+            for w in c.start_waiters.drain(..).chain(c.stop_waiters.drain(..)) {
+                let _ = w.send(Err(CommandError::ShuttingDown));
+            }
+        }
+        // Answer what is still queued, then stop listening.
+        requests.close();
+        while let Ok(r) = requests.try_recv() {
+            let _ = r.reply.send(Err(CommandError::ShuttingDown));
+        }
+        self.registry.remove();
+        info!("every child stopped");
+    }
+
+    fn publish_child(&mut self, unit: Unit) {
+        if let Some(c) = self.children.get(&unit) {
+            let _ = self.publish.send(Publish::Child(unit, c.props()));
+        }
+    }
+
+    fn set_state(&mut self, unit: Unit, active: &'static str, sub: &'static str) {
+        let Some(c) = self.children.get_mut(&unit) else {
+            return;
+        };
+        if c.active != active || c.sub != sub {
+            c.active = active;
+            c.sub = sub;
+            c.changed_at = now_us();
+        }
+        self.publish_child(unit);
+    }
+
+    fn record_children(&self) {
+        let live: Vec<(u32, String)> = self
+            .children
+            .values()
+            .filter(|c| c.is_running())
+            .map(|c| (c.pid(), c.log_name()))
+            .collect();
+        self.registry.write(&live);
+    }
+
+    // ---- starting --------------------------------------------------------
+
+    /// Starts `unit` now (the start limit permitting); `waiter` is answered
+    /// once it is ready or has failed.
+    fn start(&mut self, unit: Unit, waiter: Option<Reply>) {
+        let policy = self.config.policy.clone();
+        let start_timeout = self.config.start_timeout;
+        let Some(c) = self.children.get_mut(&unit) else {
+            return;
+        };
+        c.pending = false;
+        c.restart_at = None;
+        if let Some(w) = waiter {
+            c.start_waiters.push(w);
+        }
+        let now = Instant::now();
+        if !policy.admit(&mut c.history, now) {
+            c.restarting = false;
+            c.result = "start-limit-hit";
+            c.last_failure = Some(format!(
+                "start limit hit: {} starts within {:?}",
+                policy.burst, policy.interval
+            ));
+            child_log!(
+                error,
+                unit,
+                "{}: start limit hit ({} starts within {:?}); failed until reset",
+                c.log_name(),
+                policy.burst,
+                policy.interval
+            );
+            let reason = c.last_failure.clone().unwrap_or_default();
+            for w in c.start_waiters.drain(..) {
+                let _ = w.send(Err(CommandError::StartFailed {
+                    unit,
+                    reason: reason.clone(),
+                }));
+            }
+            self.set_state(unit, "failed", "start-limit-hit");
+            return;
+        }
+        let mut cmd = process::command(&c.program, &c.args);
+        cmd.stdin(Stdio::null());
+        match cmd.spawn() {
+            Ok(mut child) => {
+                let pid = child.id().unwrap_or(0);
+                c.handle = Some(process::handle(pid));
+                c.run += 1;
+                c.sync = None;
+                c.probing = false;
+                c.killed = false;
+                c.start_deadline = Some(now + start_timeout);
+                if std::mem::take(&mut c.restarting) {
+                    c.n_restarts += 1;
+                }
+                let run = c.run;
+                child_log!(info, unit, "{} started (pid {pid})", c.log_name());
+                let events = self.events_tx.clone();
+                tokio::spawn(async move {
+                    let outcome = match child.wait().await {
+                        Ok(status) => Outcome::from_status(status),
+                        Err(_) => Outcome::ExitCode(-1),
+                    };
+                    let _ = events.send(Event::Exited { unit, run, outcome });
+                });
+                self.spawn_ready_probe(unit, run, pid);
+                self.set_state(unit, "activating", "start");
+                self.record_children();
+            }
+            Err(e) => {
+                let reason = format!("cannot run {}: {e}", c.program.display());
+                child_log!(error, unit, "{reason}");
+                c.last_failure = Some(reason.clone());
+                for w in c.start_waiters.drain(..) {
+                    let _ = w.send(Err(CommandError::StartFailed {
+                        unit,
+                        reason: reason.clone(),
+                    }));
+                }
+                self.after_failure(unit, "resources");
+            }
+        }
+    }
+
+    fn spawn_ready_probe(&self, unit: Unit, run: u64, pid: u32) {
+        let events = self.events_tx.clone();
+        let token = self.tasks.clone();
+        let timeout = self.config.start_timeout;
+        let endpoint = self.children.get(&unit).and_then(|c| c.endpoint.clone());
+        tokio::spawn(async move {
+            let deadline = Instant::now() + timeout;
+            let probe_timeout = Duration::from_millis(500);
+            while Instant::now() < deadline && !token.is_cancelled() {
+                let ready = match (unit, &endpoint) {
+                    (Unit::Instance(id), _) => {
+                        probe::console_json(id, "show pid --json", probe_timeout)
+                            .await
+                            .is_ok_and(|v| v["pid"].as_u64() == Some(pid as u64))
+                    }
+                    (Unit::Blade(id), Some(ep)) => probe::fpd_counters(ep, probe_timeout)
+                        .await
+                        .is_ok_and(|(blade, _)| blade == id),
+                    _ => false,
+                };
+                if ready {
+                    let _ = events.send(Event::Ready { unit, run });
+                    return;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(READY_POLL) => {}
+                    _ = token.cancelled() => return,
+                }
+            }
+        });
+    }
+
+    /// Starts the instances whose blades are no longer activating.
+    fn start_pending(&mut self) {
+        if self.stopping {
+            return;
+        }
+        let ready: Vec<Unit> = self
+            .children
+            .values()
+            .filter(|c| c.pending)
+            .filter(|c| {
+                c.peers.iter().all(|b| {
+                    self.children
+                        .get(&Unit::Blade(*b))
+                        .is_none_or(|bc| bc.active != "activating")
+                })
+            })
+            .map(|c| c.unit)
+            .collect();
+        for unit in ready {
+            self.start(unit, None);
+        }
+    }
+
+    // ---- stopping --------------------------------------------------------
+
+    /// Sends SIGTERM; `waiter` is answered when it has exited.
+    fn stop(&mut self, unit: Unit, waiter: Option<Reply>) {
+        let stop_timeout = self.config.stop_timeout;
+        let Some(c) = self.children.get_mut(&unit) else {
+            return;
+        };
+        c.pending = false;
+        if c.restart_at.take().is_some() || !c.is_running() {
+            // Waiting to restart or not running: nothing to stop.
+            if let Some(w) = waiter {
+                let _ = w.send(Ok(Answer::Done));
+            }
+            if c.active == "activating" && c.sub == "auto-restart" {
+                self.set_state(unit, "inactive", "dead");
+            }
+            return;
+        }
+        if let Some(w) = waiter {
+            c.stop_waiters.push(w);
+        }
+        if c.active == "deactivating" {
+            return;
+        }
+        if let Some(h) = &c.handle {
+            h.signal(libc::SIGTERM);
+        }
+        c.stop_deadline = Some(Instant::now() + stop_timeout);
+        c.start_deadline = None;
+        child_log!(info, unit, "stopping {} (pid {})", c.log_name(), c.pid());
+        for w in c.start_waiters.drain(..) {
+            let _ = w.send(Err(CommandError::StartFailed {
+                unit,
+                reason: "stopped before it was ready".into(),
+            }));
+        }
+        self.set_state(unit, "deactivating", "stop-sigterm");
+    }
+
+    fn begin_shutdown(&mut self) {
+        info!("stopping: instances first, then blades");
+        self.stopping = true;
+        let _ = self.publish.send(Publish::State("stopping".into()));
+        self.state = "stopping".into();
+        for c in self.children.values_mut() {
+            c.start_after_stop = false;
+            c.pending = false;
+        }
+        let units: Vec<Unit> = self.children.keys().copied().collect();
+        for unit in units {
+            let c = &self.children[&unit];
+            if c.restart_at.is_some() {
+                self.stop(unit, None);
+            }
+        }
+        let instances: Vec<Unit> = self
+            .children
+            .keys()
+            .copied()
+            .filter(|u| matches!(u, Unit::Instance(_)))
+            .collect();
+        for unit in instances {
+            self.stop(unit, None);
+        }
+    }
+
+    /// Once no instance runs any more, stops the blades.
+    fn advance_shutdown(&mut self) {
+        if !self.stopping {
+            return;
+        }
+        let instances_down = self
+            .children
+            .values()
+            .filter(|c| matches!(c.unit, Unit::Instance(_)))
+            .all(|c| !c.is_running());
+        if !instances_down {
+            return;
+        }
+        let blades: Vec<Unit> = self
+            .children
+            .values()
+            .filter(|c| {
+                matches!(c.unit, Unit::Blade(_)) && c.is_running() && c.active != "deactivating"
+            })
+            .map(|c| c.unit)
+            .collect();
+        for unit in blades {
+            self.stop(unit, None);
+        }
+    }
+
+    // ---- events ------------------------------------------------------------
+
+    fn on_event(&mut self, event: Event) {
+        match event {
+            Event::Exited { unit, run, outcome } => self.on_exit(unit, run, outcome),
+            Event::Ready { unit, run } => {
+                let Some(c) = self.children.get_mut(&unit) else {
+                    return;
+                };
+                if c.run != run || c.active != "activating" {
+                    return;
+                }
+                c.start_deadline = None;
+                for w in c.start_waiters.drain(..) {
+                    let _ = w.send(Ok(Answer::Done));
+                }
+                child_log!(info, unit, "{} is ready (pid {})", c.log_name(), c.pid());
+                if let (Unit::Instance(id), Some(enable)) = (unit, c.ipsec_ha) {
+                    self.spawn_ha_reapply(id, enable);
+                }
+                self.set_state(unit, "active", "running");
+                // Ask for its sync state at once.
+                self.poll_sync(unit);
+            }
+            Event::Synced { unit, run, info } => {
+                let Some(c) = self.children.get_mut(&unit) else {
+                    return;
+                };
+                if c.run != run {
+                    return;
+                }
+                c.probing = false;
+                let before = c.sync_state();
+                match info {
+                    Ok(info) => {
+                        c.sync = Some(info);
+                        c.sync_at = Some(Instant::now());
+                    }
+                    Err(e) => {
+                        if c.active == "active" {
+                            child_log!(warn, unit, "{} does not answer: {e}", c.log_name());
+                        }
+                    }
+                }
+                if c.sync_state() != before {
+                    child_log!(
+                        info,
+                        unit,
+                        "{} sync state: {}",
+                        c.log_name(),
+                        c.sync_state()
+                    );
+                    c.changed_at = now_us();
+                    self.publish_child(unit);
+                }
+            }
+        }
+    }
+
+    fn on_exit(&mut self, unit: Unit, run: u64, outcome: Outcome) {
+        let Some(c) = self.children.get_mut(&unit) else {
+            return;
+        };
+        if c.run != run {
+            return;
+        }
+        let ours = c.active == "deactivating";
+        let pid = c.pid();
+        c.handle = None;
+        c.sync = None;
+        c.start_deadline = None;
+        c.stop_deadline = None;
+        let was_ready = c.active == "active";
+        let outcome = if ours && c.killed {
+            Outcome::Timeout
+        } else {
+            outcome
+        };
+        self.record_children();
+        let c = self.children.get_mut(&unit).expect("present");
+        if ours {
+            child_log!(
+                info,
+                unit,
+                "{} stopped ({})",
+                c.log_name(),
+                outcome.describe()
+            );
+            c.result = if c.killed { "timeout" } else { "success" };
+            for w in c.stop_waiters.drain(..) {
+                let _ = w.send(Ok(Answer::Done));
+            }
+            let again = std::mem::take(&mut c.start_after_stop);
+            self.set_state(unit, "inactive", "dead");
+            if again && !self.stopping {
+                let c = self.children.get_mut(&unit).expect("present");
+                c.history.clear();
+                let waiters = std::mem::take(&mut c.start_waiters);
+                self.start(unit, None);
+                if let Some(c) = self.children.get_mut(&unit) {
+                    c.start_waiters.extend(waiters);
+                }
+            }
+            return;
+        }
+        let why = outcome.describe();
+        for w in c.start_waiters.drain(..) {
+            let _ = w.send(Err(CommandError::StartFailed {
+                unit,
+                reason: why.clone(),
+            }));
+        }
+        if !outcome.is_failure() {
+            child_log!(
+                warn,
+                unit,
+                "{} {why} on its own; not restarted (Restart=on-failure)",
+                c.log_name()
+            );
+            c.result = "success";
+            self.set_state(unit, "inactive", "dead");
+            return;
+        }
+        child_log!(
+            error,
+            unit,
+            "{} (pid {pid}) {why}{}",
+            c.log_name(),
+            if was_ready {
+                ""
+            } else {
+                " before it was ready"
+            }
+        );
+        c.last_failure = Some(why);
+        self.after_failure(unit, outcome.result());
+    }
+
+    /// Schedules a restart with back-off, or marks the child failed.
+    fn after_failure(&mut self, unit: Unit, result: &'static str) {
+        let policy = self.config.policy.clone();
+        let stopping = self.stopping;
+        let Some(c) = self.children.get_mut(&unit) else {
+            return;
+        };
+        c.handle = None;
+        c.result = result;
+        if stopping {
+            self.set_state(unit, "failed", "failed");
+            return;
+        }
+        let now = Instant::now();
+        let delay = policy.delay(&mut c.history, now);
+        c.restart_at = Some(now + delay);
+        child_log!(info, unit, "{} restarts in {delay:?}", c.log_name());
+        self.set_state(unit, "activating", "auto-restart");
+    }
+
+    fn on_timers(&mut self) {
+        let now = Instant::now();
+        if now >= self.next_poll {
+            self.next_poll = now + SYNC_POLL;
+            let units: Vec<Unit> = self
+                .children
+                .values()
+                .filter(|c| {
+                    matches!(c.unit, Unit::Instance(_)) && c.active == "active" && !c.probing
+                })
+                .map(|c| c.unit)
+                .collect();
+            for unit in units {
+                self.poll_sync(unit);
+            }
+        }
+        let units: Vec<Unit> = self.children.keys().copied().collect();
+        for unit in units {
+            let c = self.children.get_mut(&unit).expect("present");
+            if c.restart_at.is_some_and(|t| t <= now) {
+                c.restart_at = None;
+                c.restarting = true;
+                self.start(unit, None);
+                continue;
+            }
+            if c.start_deadline.is_some_and(|t| t <= now) {
+                c.start_deadline = None;
+                child_log!(
+                    error,
+                    unit,
+                    "{} not ready after {:?}: killing it",
+                    c.log_name(),
+                    self.config.start_timeout
+                );
+                c.last_failure = Some("not ready in time".into());
+                if let Some(h) = &c.handle {
+                    h.signal(libc::SIGKILL);
+                }
+                // Its exit is a failure; restart policy applies then.
+            }
+            if c.stop_deadline.is_some_and(|t| t <= now) {
+                c.stop_deadline = None;
+                c.killed = true;
+                child_log!(
+                    warn,
+                    unit,
+                    "{} did not stop in {:?}: SIGKILL",
+                    c.log_name(),
+                    self.config.stop_timeout
+                );
+                if let Some(h) = &c.handle {
+                    h.signal(libc::SIGKILL);
+                }
+                self.set_state(unit, "deactivating", "stop-sigkill");
+            }
+        }
+    }
+
+    fn next_deadline(&self) -> Instant {
+        let mut next = self.next_poll;
+        for c in self.children.values() {
+            for t in [c.restart_at, c.start_deadline, c.stop_deadline]
+                .into_iter()
+                .flatten()
+            {
+                next = next.min(t);
+            }
+        }
+        next
+    }
+
+    fn poll_sync(&mut self, unit: Unit) {
+        let Some(c) = self.children.get_mut(&unit) else {
+            return;
+        };
+        let Unit::Instance(id) = unit else {
+            return;
+        };
+        c.probing = true;
+        let run = c.run;
+        let events = self.events_tx.clone();
+        let timeout = self.config.query_timeout;
+        let token = self.tasks.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                info = probe::sync_info(id, timeout) => {
+                    let _ = events.send(Event::Synced { unit, run, info });
+                }
+                _ = token.cancelled() => {}
+            }
+        });
+    }
+
+    fn spawn_ha_reapply(&self, id: u32, enable: bool) {
+        let timeout = self.config.query_timeout;
+        tokio::spawn(async move {
+            let command = if enable {
+                "ipsec ha enable"
+            } else {
+                "ipsec ha disable"
+            };
+            match probe::console(id, &[command], timeout).await {
+                Ok(a) if report::parse_ha(&a[0]) == Ok(enable) => {
+                    info!(
+                        instance = id,
+                        "IPsec HA {} again after the restart",
+                        if enable { "enabled" } else { "disabled" }
+                    );
+                }
+                Ok(a) => warn!(instance = id, "cannot re-apply IPsec HA: {}", a[0].trim()),
+                Err(e) => warn!(instance = id, "cannot re-apply IPsec HA: {e}"),
+            }
+        });
+    }
+
+    /// The supervisor's State: starting | running | syncing | degraded |
+    /// stopping.
+    fn update_state(&mut self) {
+        if self.stopping {
+            return;
+        }
+        let all_started = self
+            .children
+            .values()
+            .all(|c| !(c.pending || c.active == "activating" && c.sub == "start"));
+        if self.starting && all_started {
+            self.starting = false;
+        }
+        let degraded = self.children.values().any(|c| {
+            c.active != "active" && !(self.starting && (c.pending || c.active == "activating"))
+        });
+        let unsynced = self
+            .children
+            .values()
+            .any(|c| matches!(c.unit, Unit::Instance(_)) && c.sync_state() != "synced");
+        let state = if degraded {
+            "degraded"
+        } else if self.starting {
+            "starting"
+        } else if unsynced {
+            "syncing"
+        } else {
+            "running"
+        };
+        if self.state != state {
+            info!("state: {state}");
+            self.state = state.to_owned();
+            let _ = self.publish.send(Publish::State(state.to_owned()));
+        }
+    }
+
+    // ---- commands ------------------------------------------------------------
+
+    fn known(&self, instance: bool) -> String {
+        let ids: Vec<String> = self
+            .children
+            .keys()
+            .filter(|u| matches!(u, Unit::Instance(_)) == instance)
+            .map(|u| u.id().to_string())
+            .collect();
+        if ids.is_empty() {
+            "none".into()
+        } else {
+            ids.join(", ")
+        }
+    }
+
+    fn check_unit(&self, unit: Unit) -> Result<(), CommandError> {
+        if self.children.contains_key(&unit) {
+            return Ok(());
+        }
+        Err(match unit {
+            Unit::Instance(id) => CommandError::NoSuchInstance {
+                id,
+                known: self.known(true),
+            },
+            Unit::Blade(id) => CommandError::NoSuchBlade {
+                id,
+                known: self.known(false),
+            },
+        })
+    }
+
+    fn views(&self) -> Vec<ChildView> {
+        self.children.values().map(Child::view).collect()
+    }
+
+    fn handle(&mut self, request: Request) {
+        let Request { command, reply } = request;
+        if self.stopping && command.mutates() {
+            let _ = reply.send(Err(CommandError::ShuttingDown));
+            return;
+        }
+        let timeout = self.config.query_timeout;
+        match command {
+            Command::Status => {
+                let header = json!({
+                    "state": self.state,
+                    "pid": std::process::id(),
+                    "version": env!("CARGO_PKG_VERSION"),
+                    "bus": self.bus_address,
+                    "config": self.config.files,
+                });
+                let views = self.views();
+                tokio::spawn(async move {
+                    let text = report::status(header, views, timeout).await;
+                    let _ = reply.send(Ok(Answer::Text(text)));
+                });
+            }
+            Command::Statistics => {
+                let views = self.views();
+                tokio::spawn(async move {
+                    let text = report::statistics(views, timeout).await;
+                    let _ = reply.send(Ok(Answer::Text(text)));
+                });
+            }
+            Command::IpsecHaStatus => self.ipsec_ha(None, reply),
+            Command::SetIpsecHa { enable, blades } => self.ipsec_ha(Some((enable, blades)), reply),
+            Command::Start(unit) => {
+                if let Err(e) = self.check_unit(unit) {
+                    let _ = reply.send(Err(e));
+                    return;
+                }
+                let c = self.children.get_mut(&unit).expect("checked");
+                match (c.active, c.sub) {
+                    ("active", _) => {
+                        let _ = reply.send(Ok(Answer::Done));
+                    }
+                    ("activating", "start") => c.start_waiters.push(reply),
+                    ("deactivating", _) => {
+                        c.start_after_stop = true;
+                        c.start_waiters.push(reply);
+                    }
+                    _ => {
+                        // An operator's start clears a failed state first.
+                        c.history.clear();
+                        self.start(unit, Some(reply));
+                    }
+                }
+            }
+            Command::Stop(unit) => match self.check_unit(unit) {
+                Ok(()) => self.stop(unit, Some(reply)),
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            },
+            Command::Restart(unit) => {
+                if let Err(e) = self.check_unit(unit) {
+                    let _ = reply.send(Err(e));
+                    return;
+                }
+                let c = self.children.get_mut(&unit).expect("checked");
+                if c.is_running() {
+                    // Stop first: a stop fails the waiters of a start.
+                    self.stop(unit, None);
+                    let c = self.children.get_mut(&unit).expect("checked");
+                    c.start_after_stop = true;
+                    c.start_waiters.push(reply);
+                } else {
+                    c.history.clear();
+                    self.start(unit, Some(reply));
+                }
+            }
+            Command::ResetFailed(unit) => {
+                if let Some(u) = unit {
+                    if let Err(e) = self.check_unit(u) {
+                        let _ = reply.send(Err(e));
+                        return;
+                    }
+                }
+                let units: Vec<Unit> = self
+                    .children
+                    .keys()
+                    .copied()
+                    .filter(|u| unit.is_none_or(|x| x == *u))
+                    .collect();
+                for u in units {
+                    let c = self.children.get_mut(&u).expect("present");
+                    c.history.clear();
+                    if c.active == "failed" {
+                        c.result = "success";
+                        self.set_state(u, "inactive", "dead");
+                    }
+                }
+                let _ = reply.send(Ok(Answer::Done));
+            }
+            Command::Console { instance, command } => {
+                let unit = Unit::Instance(instance);
+                if let Err(e) = self.check_unit(unit) {
+                    let _ = reply.send(Err(e));
+                    return;
+                }
+                let line = command.trim().to_owned();
+                if line.is_empty() || line.chars().any(|c| c.is_control()) || line == "quit" {
+                    let _ = reply.send(Err(CommandError::InvalidArgument(format!(
+                        "{command:?} is not a console command: one line, not empty, not quit"
+                    ))));
+                    return;
+                }
+                if self.children[&unit].active != "active" {
+                    let _ = reply.send(Err(CommandError::NotRunning(unit)));
+                    return;
+                }
+                tokio::spawn(async move {
+                    let answer = match probe::console(instance, &[line.as_str()], timeout).await {
+                        Ok(mut a) => {
+                            let a = a.remove(0);
+                            if a.starts_with("error:") {
+                                Err(CommandError::InvalidArgument(format!(
+                                    "instance {instance}: {}",
+                                    a.trim_end()
+                                )))
+                            } else {
+                                Ok(Answer::Text(a))
+                            }
+                        }
+                        Err(e) => Err(CommandError::Failed(format!("instance {instance}: {e}"))),
+                    };
+                    let _ = reply.send(answer);
+                });
+            }
+        }
+    }
+
+    /// Reads (set None) or switches the IPsec HA switch of the instances
+    /// feeding the blades named. The switch is per instance: switching
+    /// some of an instance's blades but not all is refused, since it would
+    /// switch the others too.
+    fn ipsec_ha(&mut self, set: Option<(bool, Vec<u32>)>, reply: Reply) {
+        let all: Vec<u32> = self
+            .children
+            .keys()
+            .filter_map(|u| match u {
+                Unit::Blade(b) => Some(*b),
+                _ => None,
+            })
+            .collect();
+        let named: Vec<u32> = match &set {
+            Some((_, blades)) if !blades.is_empty() => blades.clone(),
+            _ => all.clone(),
+        };
+        let mut seen = BTreeSet::new();
+        for b in &named {
+            if !seen.insert(*b) {
+                let _ = reply.send(Err(CommandError::InvalidArgument(format!(
+                    "blade {b} is listed twice"
+                ))));
+                return;
+            }
+            if !all.contains(b) {
+                let _ = reply.send(Err(CommandError::InvalidArgument(format!(
+                    "no blade {b} (configured: {})",
+                    self.known(false)
+                ))));
+                return;
+            }
+        }
+        // instance -> its blades among those named
+        let mut by_instance: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+        let mut orphans = Vec::new();
+        for b in &named {
+            match self.children[&Unit::Blade(*b)].peers.first() {
+                Some(i) => by_instance.entry(*i).or_default().push(*b),
+                None => orphans.push(*b),
+            }
+        }
+        if set.is_some() {
+            if let Some(b) = orphans.first() {
+                let _ = reply.send(Err(CommandError::InvalidArgument(format!(
+                    "no instance feeds blade {b}: nothing to switch"
+                ))));
+                return;
+            }
+            for (i, blades) in &by_instance {
+                let own = &self.children[&Unit::Instance(*i)].peers;
+                if own.len() != blades.len() {
+                    let _ = reply.send(Err(CommandError::InvalidArgument(format!(
+                        "blades {own:?} share instance {i}, whose IPsec HA switch is per instance: name them all"
+                    ))));
+                    return;
+                }
+            }
+            if let Some((enable, _)) = &set {
+                for i in by_instance.keys() {
+                    if let Some(c) = self.children.get_mut(&Unit::Instance(*i)) {
+                        c.ipsec_ha = Some(*enable);
+                    }
+                }
+            }
+        }
+        let running: BTreeMap<u32, bool> = by_instance
+            .keys()
+            .map(|i| (*i, self.children[&Unit::Instance(*i)].active == "active"))
+            .collect();
+        let timeout = self.config.query_timeout;
+        let enable = set.as_ref().map(|(e, _)| *e);
+        tokio::spawn(async move {
+            let mut tasks = tokio::task::JoinSet::new();
+            for (i, blades) in by_instance {
+                let up = running[&i];
+                tasks.spawn(async move {
+                    if !up {
+                        return (i, blades, Err(format!("instance {i} is not running")));
+                    }
+                    let mut commands = Vec::new();
+                    if let Some(e) = enable {
+                        commands.push(if e {
+                            "ipsec ha enable"
+                        } else {
+                            "ipsec ha disable"
+                        });
+                    }
+                    commands.push("ipsec ha show");
+                    let res = match probe::console(i, &commands, timeout).await {
+                        Ok(answers) => {
+                            report::parse_ha(answers.last().map(String::as_str).unwrap_or(""))
+                                .map_err(|e| format!("instance {i}: {e}"))
+                                .and_then(|state| match enable {
+                                    Some(e) if e != state => Err(format!(
+                                        "instance {i} still says {}",
+                                        if state { "enabled" } else { "disabled" }
+                                    )),
+                                    _ => Ok(state),
+                                })
+                        }
+                        Err(e) => Err(format!("instance {i}: {e}")),
+                    };
+                    (i, blades, res)
+                });
+            }
+            let mut states = BTreeMap::new();
+            let mut failures = Vec::new();
+            let mut lines = Vec::new();
+            while let Some(Ok((_, blades, res))) = tasks.join_next().await {
+                for b in blades {
+                    match &res {
+                        Ok(s) => {
+                            states.insert(b, *s);
+                            lines.push((
+                                b,
+                                format!("blade {b}: {}", if *s { "enabled" } else { "disabled" }),
+                            ));
+                        }
+                        Err(e) => {
+                            failures.push(b);
+                            lines.push((b, format!("blade {b}: failed: {e}")));
+                        }
+                    }
+                }
+            }
+            lines.sort();
+            let answer = if failures.is_empty() {
+                Ok(Answer::IpsecHa(states))
+            } else {
+                let text: Vec<String> = lines.into_iter().map(|(_, l)| l).collect();
+                Err(CommandError::PartialFailure(text.join("; ")))
+            };
+            let _ = reply.send(answer);
+        });
+    }
+}

@@ -1,0 +1,189 @@
+//! fpsyncd's life: configuration, the pid lock, the bus, the core, signals,
+//! and the ordered stop. Runs on the main thread in a current-thread
+//! runtime, because children must be spawned from a thread that lives as
+//! long as fpsyncd (see `process`).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use fpsync_dbus::Publisher;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn, Instrument};
+
+use crate::bus::{self, BusChoice, BusError};
+use crate::config::{Config, ConfigError};
+use crate::core::{Core, Programs};
+use crate::process::{LockError, PidLock};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("configuration")]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error("cannot find {0} (looked beside fpsyncd and in PATH)")]
+    Program(&'static str),
+    #[error("cannot start the runtime")]
+    Runtime(#[source] std::io::Error),
+    #[error("cannot handle signals")]
+    Signals(#[source] std::io::Error),
+    #[error("D-Bus")]
+    Bus(#[from] BusError),
+    #[error("the private bus (dbus-daemon) died")]
+    BusDied,
+}
+
+/// How fpsyncd was asked to run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub bus: BusChoice,
+    /// Where cmgrd and fpd are; default: beside fpsyncd, else PATH.
+    pub bin_dir: Option<PathBuf>,
+}
+
+/// Finds `name` in `dir`, beside the running program, or in PATH.
+pub fn find_program(name: &str, dir: Option<&Path>) -> Option<PathBuf> {
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    if let Some(d) = dir {
+        dirs.push(d.to_owned());
+    }
+    if let Some(d) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_owned))
+    {
+        dirs.push(d);
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        dirs.extend(std::env::split_paths(&path));
+    }
+    dirs.into_iter().map(|d| d.join(name)).find(|p| p.is_file())
+}
+
+pub fn run(options: Options) -> Result<(), DaemonError> {
+    let config = Config::load()?;
+    let _lock = PidLock::acquire(&config.run_dir)?;
+    let dir = options.bin_dir.as_deref();
+    let programs = Programs {
+        cmgrd: find_program("cmgrd", dir).ok_or(DaemonError::Program("cmgrd"))?,
+        fpd: find_program("fpd", dir).ok_or(DaemonError::Program("fpd"))?,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(DaemonError::Runtime)?;
+    let span = tracing::info_span!("fpsyncd");
+    let result = runtime.block_on(serve(Arc::new(config), programs, options).instrument(span));
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    result
+}
+
+async fn serve(
+    config: Arc<Config>,
+    programs: Programs,
+    options: Options,
+) -> Result<(), DaemonError> {
+    let mut sigterm = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
+    let mut sigint = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
+    let mut sighup = signal(SignalKind::hangup()).map_err(DaemonError::Signals)?;
+    let shutdown = CancellationToken::new();
+
+    let (publish_tx, publish_rx) = mpsc::unbounded_channel();
+    let (requests_tx, requests_rx) = mpsc::channel(256);
+    let core = Core::new(config.clone(), &programs, publish_tx, String::new());
+    let instances: Vec<u32> = config.instances.iter().map(|i| i.id).collect();
+    let blades: Vec<u32> = config.blades.iter().map(|b| b.id).collect();
+    let (conn, address, mut private) = bus::serve(
+        &options.bus,
+        &config.run_dir,
+        requests_tx.clone(),
+        instances.clone(),
+        blades.clone(),
+        core.initial_props(),
+    )
+    .await?;
+    let core = core.with_bus_address(address.clone());
+    info!(
+        version = env!("CARGO_PKG_VERSION"),
+        "fpsyncd serves org.fpsync.Supervisor1 on {address}: instances {instances:?}, blades {blades:?}"
+    );
+    if private.is_some() {
+        println!(
+            "fpsyncd: private bus at {address} (also in {})",
+            bus::address_file(&config.run_dir).display()
+        );
+    }
+    sd_notify("READY=1");
+
+    let publisher = Publisher::new(conn.clone(), requests_tx);
+    let publish_task = tokio::spawn(bus::publish(publisher, publish_rx).in_current_span());
+
+    let stop = shutdown.clone();
+    let signals = tokio::spawn(
+        async move {
+            loop {
+                tokio::select! {
+                    _ = sigterm.recv() => { info!("SIGTERM: stopping"); break; }
+                    _ = sigint.recv() => { info!("SIGINT: stopping"); break; }
+                    _ = sighup.recv() => {
+                        warn!("SIGHUP: reloading the configuration is not supported; restart fpsyncd to apply it");
+                    }
+                }
+            }
+            sd_notify("STOPPING=1");
+            stop.cancel();
+        }
+        .in_current_span(),
+    );
+
+    let mut bus_died = false;
+    let core_task = core.run(requests_rx, shutdown.clone());
+    tokio::pin!(core_task);
+    match private.as_mut() {
+        Some(p) => {
+            tokio::select! {
+                _ = &mut core_task => {}
+                _ = p.child.wait() => {
+                    error!("the private dbus-daemon died: stopping every child");
+                    bus_died = true;
+                    shutdown.cancel();
+                    core_task.await;
+                }
+            }
+        }
+        None => core_task.await,
+    }
+    signals.abort();
+    drop(conn);
+    publish_task.abort();
+    drop(private);
+    let _ = std::fs::remove_file(bus::address_file(&config.run_dir));
+    if bus_died {
+        return Err(DaemonError::BusDied);
+    }
+    info!("fpsyncd stopped");
+    Ok(())
+}
+
+/// Tells systemd (Type=notify) about our state, when it listens.
+fn sd_notify(state: &str) {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let sock = match std::os::unix::net::UnixDatagram::unbound() {
+        Ok(s) => s,
+        Err(_) => return,
+    };
+    let path = path.to_string_lossy().into_owned();
+    let res = if let Some(abstract_name) = path.strip_prefix('@') {
+        use std::os::linux::net::SocketAddrExt;
+        std::os::unix::net::SocketAddr::from_abstract_name(abstract_name.as_bytes())
+            .and_then(|a| sock.send_to_addr(state.as_bytes(), &a))
+    } else {
+        sock.send_to(state.as_bytes(), &path)
+    };
+    if let Err(e) = res {
+        warn!("sd_notify {state}: {e}");
+    }
+}

@@ -1,0 +1,230 @@
+//! Dataplane benchmark (issue 7): packets per second forwarded by fpd
+//! (AF_PACKET) against the Linux kernel forwarding on the same topology,
+//! measured in this one run, with 64-byte and 1514-byte frames (60 and 1514
+//! bytes without FCS: 18-byte and 1472-byte UDP payloads), as ratios; and
+//! the latency fpd adds per packet (ping round trips through the router,
+//! kernel and fpd, halved: one crossing each way).
+//!
+//! Topology: tests/tests/dataplane/topology.rs. trafgen (Debian package
+//! netsniff-ng) sends one UDP flow from host-a, pinned to CPU 0, one
+//! worker (`-P 1`) on its TX ring; delivered packets are host-b's eth0
+//! rx_packets over the measuring window. Kernel run: the router forwards
+//! (ip_forward=1), in softirq on the sender's CPU (veth runs sender,
+//! router and receiver there). fpd runs: ip_forward=0, fpd's one worker
+//! pinned to CPU 1 (`--cpus`), which also carries host-b's receive; once
+//! with the TPACKET_V3 receive ring (the default), once with V2.
+//!
+//! Usage: bench-dataplane [--seconds N] [--rounds N] (defaults 4, 2).
+//! Run the release build as root.
+
+#[path = "../../tests/dataplane/topology.rs"]
+#[allow(dead_code)]
+mod topology;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use fpsync_tests::{sh, Netns, TempDir};
+use topology::{counter, ping, sysctl, Topology};
+
+fn arg(name: &str, default: u64) -> u64 {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .map(|v| {
+            v.parse()
+                .unwrap_or_else(|_| panic!("{name} takes a number"))
+        })
+        .unwrap_or(default)
+}
+
+fn mac(ns: &Netns, dev: &str) -> String {
+    let out = sh(&[
+        "ip",
+        "netns",
+        "exec",
+        &ns.name,
+        "cat",
+        &format!("/sys/class/net/{dev}/address"),
+    ]);
+    out.trim().to_owned()
+}
+
+fn link_counter(ns: &Netns, dev: &str, name: &str) -> u64 {
+    let path = format!("/sys/class/net/{dev}/statistics/{name}");
+    sh(&["ip", "netns", "exec", &ns.name, "cat", &path])
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Frame length (no FCS) -> trafgen configuration of one UDP flow.
+fn trafgen_config(router_mac: &str, host_mac: &str, frame: usize) -> String {
+    let payload = frame - 14 - 20 - 8;
+    format!(
+        "{{ eth(da={router_mac}, sa={host_mac}, type=0x0800), \
+         ipv4(sa=10.1.0.2, da=10.2.0.2, ttl=64, df), udp(sp=9, dp=5678), \
+         fill(0x41, {payload}) }}\n"
+    )
+}
+
+/// Runs trafgen for `seconds` and returns (offered, delivered) packets per
+/// second over the middle of the run.
+fn blast(t: &Topology, cfg: &std::path::Path, seconds: u64) -> (f64, f64) {
+    let mut child = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &t.a.name,
+            "timeout",
+            "-s",
+            "INT",
+            &seconds.to_string(),
+        ])
+        .args(["taskset", "-c", "0", "trafgen", "-o", "eth0", "-i"])
+        .arg(cfg)
+        // One worker; touch neither socket memory sysctls nor IRQs.
+        .args(["-P", "1", "--no-sock-mem", "-Q"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("trafgen (Debian package netsniff-ng)");
+    std::thread::sleep(Duration::from_millis(1000));
+    let (tx0, rx0, t0) = (
+        link_counter(&t.a, "eth0", "tx_packets"),
+        link_counter(&t.b, "eth0", "rx_packets"),
+        Instant::now(),
+    );
+    std::thread::sleep(Duration::from_millis((seconds * 1000).saturating_sub(1600)));
+    let (tx1, rx1, dt) = (
+        link_counter(&t.a, "eth0", "tx_packets"),
+        link_counter(&t.b, "eth0", "rx_packets"),
+        t0.elapsed().as_secs_f64(),
+    );
+    let _ = child.wait();
+    ((tx1 - tx0) as f64 / dt, (rx1 - rx0) as f64 / dt)
+}
+
+/// Average ping round trip through the router, in microseconds.
+fn rtt_us(t: &Topology) -> f64 {
+    let out = sh(&[
+        "ip", "netns", "exec", &t.a.name, "ping", "-n", "-q", "-c", "500", "-i", "0.002",
+        "10.2.0.2",
+    ]);
+    // rtt min/avg/max/mdev = 0.041/0.052/0.090/0.007 ms
+    out.lines()
+        .find(|l| l.contains("min/avg/max"))
+        .and_then(|l| l.split('=').nth(1))
+        .and_then(|v| v.trim().split('/').nth(1))
+        .and_then(|v| v.parse::<f64>().ok())
+        .map(|ms| ms * 1000.0)
+        .expect("ping summary")
+}
+
+struct Run {
+    frame: usize,
+    offered: f64,
+    delivered: f64,
+}
+
+fn main() {
+    let seconds = arg("--seconds", 4).max(3);
+    let rounds = arg("--rounds", 2).max(1);
+    let dir = TempDir::new("bdp");
+    let mut t = Topology::new("bdp");
+    let router_mac = mac(&t.r, "veth-a");
+    let host_mac = mac(&t.a, "eth0");
+    let sizes = [60usize, 1514];
+    let cfgs: Vec<_> = sizes
+        .iter()
+        .map(|&frame| {
+            let path = dir.path.join(format!("udp{frame}.cfg"));
+            std::fs::write(&path, trafgen_config(&router_mac, &host_mac, frame)).unwrap();
+            path
+        })
+        .collect();
+    let modes: [(&str, &[&str]); 2] = [
+        ("fpd rx v3", &["--cpus", "1", "--rx-ring", "v3"]),
+        ("fpd rx v2", &["--cpus", "1", "--rx-ring", "v2"]),
+    ];
+    let mut kernel = Vec::new();
+    let mut fpd: Vec<Vec<Run>> = modes.iter().map(|_| Vec::new()).collect();
+    let mut rtt_kernel = Vec::new();
+    let mut rtt_fpd: Vec<Vec<f64>> = modes.iter().map(|_| Vec::new()).collect();
+    for round in 1..=rounds {
+        // The kernel forwards; no fpd.
+        sysctl(&t.r, &["net.ipv4.ip_forward=1"]);
+        assert!(
+            ping(&t.a, "10.2.0.2", 3, "0.1") > 0,
+            "the kernel does not forward"
+        );
+        rtt_kernel.push(rtt_us(&t));
+        for (frame, cfg) in sizes.iter().zip(&cfgs) {
+            let (offered, delivered) = blast(&t, cfg, seconds);
+            eprintln!("round {round} kernel {frame}B: offered {offered:.0} pps, delivered {delivered:.0} pps");
+            kernel.push(Run {
+                frame: *frame,
+                offered,
+                delivered,
+            });
+        }
+        // fpd forwards; the kernel does not.
+        sysctl(&t.r, &["net.ipv4.ip_forward=0"]);
+        for (m, (mode, args)) in modes.iter().enumerate() {
+            t.start_fast_path(args);
+            let mut tries = 0;
+            while ping(&t.a, "10.2.0.2", 1, "0.1") == 0 {
+                tries += 1;
+                assert!(tries < 50, "fpd does not forward\n{}", t.logs());
+            }
+            rtt_fpd[m].push(rtt_us(&t));
+            for (frame, cfg) in sizes.iter().zip(&cfgs) {
+                let before = t.stats();
+                let (offered, delivered) = blast(&t, cfg, seconds);
+                let after = t.stats();
+                let d =
+                    |name: &str| counter(&after, "veth-a", name) - counter(&before, "veth-a", name);
+                eprintln!(
+                "round {round} {mode} {frame}B: offered {offered:.0} pps, delivered {delivered:.0} pps \
+                 (fpd: forwarded {}, ring drops {}, tx full {})",
+                d("forwarded"),
+                d("rx_ring_drops"),
+                d("drop_tx_full"),
+            );
+                fpd[m].push(Run {
+                    frame: *frame,
+                    offered,
+                    delivered,
+                });
+            }
+            t.stop_fast_path();
+        }
+    }
+    let best = |runs: &[Run], frame: usize| {
+        runs.iter()
+            .filter(|r| r.frame == frame)
+            .map(|r| (r.delivered, r.offered))
+            .fold((0.0f64, 0.0f64), |a, b| if b.0 > a.0 { b } else { a })
+    };
+    let avg = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    println!("| frame | forwarder | delivered pps (offered) | vs kernel |");
+    println!("|---|---|---|---|");
+    for frame in sizes {
+        let (k, ko) = best(&kernel, frame);
+        println!("| {frame} B | kernel | {k:.0} ({ko:.0}) | 1.00x |");
+        for (m, (mode, _)) in modes.iter().enumerate() {
+            let (f, fo) = best(&fpd[m], frame);
+            println!("| {frame} B | {mode} | {f:.0} ({fo:.0}) | {:.2}x |", f / k);
+        }
+    }
+    let rk = avg(&rtt_kernel);
+    println!("\nping round trip through the router (500 pings, 2 ms apart): kernel {rk:.0} us");
+    for (m, (mode, _)) in modes.iter().enumerate() {
+        let rf = avg(&rtt_fpd[m]);
+        println!(
+            "{mode}: {rf:.0} us, so fpd adds {:.0} us per packet (per crossing)",
+            (rf - rk) / 2.0
+        );
+    }
+}

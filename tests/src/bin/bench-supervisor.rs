@@ -1,0 +1,226 @@
+//! The supervisor benchmark (docs/BENCHMARKS.md, "Supervisor"): fpsyncd
+//! with N instances in N namespaces feeding N blades (default 32), on the
+//! private bus it starts itself. Measures, in one run:
+//! (a) the time from starting fpsyncd to its State being `running` (every
+//!     child ready, every instance synced to its blade);
+//! (b) the memory of the whole tree (fpsyncd, dbus-daemon, every cmgrd and
+//!     fpd): RSS and PSS summed;
+//! (c) `Status()` and `Statistics()` latency over the bus, p50 and p99
+//!     (target p99 < 10 ms).
+//!
+//! Run (as root): cargo build --release --workspace --bins &&
+//!   cargo run --release -p fpsync-tests --bin bench-supervisor [N] [ROUTES] [CALLS]
+
+#[path = "../../tests/supervisor_common/mod.rs"]
+mod supervisor_common;
+
+use std::time::{Duration, Instant};
+
+use fpsync_dbus::SupervisorProxy;
+use fpsync_tests::{unique, Netns};
+use supervisor_common::{InstanceSpec, Supervisor};
+
+fn arg(i: usize, default: usize) -> usize {
+    std::env::args()
+        .nth(i)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Every process under `root` (itself included).
+fn tree(root: u32) -> Vec<u32> {
+    let mut out = vec![root];
+    let mut i = 0;
+    while i < out.len() {
+        let pid = out[i];
+        if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+            for t in tasks.flatten() {
+                let path = t.path().join("children");
+                for c in std::fs::read_to_string(path)
+                    .unwrap_or_default()
+                    .split_whitespace()
+                {
+                    if let Ok(c) = c.parse() {
+                        out.push(c);
+                    }
+                }
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
+/// (RSS, PSS) in KiB, from /proc/<pid>/smaps_rollup.
+fn memory(pid: u32) -> (u64, u64) {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+    let field = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("Rss:"), field("Pss:"))
+}
+
+fn comm(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+fn main() {
+    let n = arg(1, 32);
+    let routes = arg(2, 100);
+    let calls = arg(3, 500);
+    println!("bench-supervisor: {n} instances, {n} namespaces, {n} blades, {routes} routes each, {calls} calls");
+
+    let namespaces: Vec<Netns> = (0..n).map(|i| Netns::new(&format!("bs{i}"))).collect();
+    for ns in &namespaces {
+        let mut batch = String::from(
+            "link add v0 type veth peer name v1\nlink set v0 up\nlink set v1 up\naddr add 10.0.0.1/24 dev v0\n",
+        );
+        for r in 0..routes {
+            batch += &format!(
+                "route add 172.{}.{}.0/24 via 10.0.0.2\n",
+                16 + r / 256,
+                r % 256
+            );
+        }
+        ns.batch(&batch);
+    }
+    let base = 40_000 + unique() % 1_000_000 * 64;
+    let specs: Vec<InstanceSpec> = namespaces
+        .iter()
+        .enumerate()
+        .map(|(i, ns)| InstanceSpec {
+            id: base + i as u32,
+            netns: ns.name.clone(),
+            blades: vec![i as u32 + 1],
+        })
+        .collect();
+
+    // (a) start to all in sync.
+    let t0 = Instant::now();
+    let s = Supervisor::start(&specs, "private", None, "TIMEOUT_START_SEC=60s\n");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (synced, conn) = runtime.block_on(async {
+        let conn = zbus::connection::Builder::address(s.address.as_str())
+            .unwrap()
+            .build()
+            .await
+            .unwrap();
+        // No property cache: the proxy may be built before fpsyncd owns its
+        // name, and a cache would then never see the property.
+        let proxy = SupervisorProxy::builder(&conn)
+            .cache_properties(zbus::proxy::CacheProperties::No)
+            .build()
+            .await
+            .unwrap();
+        loop {
+            let state = proxy.state().await.unwrap_or_default();
+            if state == "running" {
+                break;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(120),
+                "state {state} after 120 s:\n{}",
+                s.log()
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        (t0.elapsed(), conn)
+    });
+    // Every blade holds its namespace's routes.
+    let st = s.status();
+    for b in st["blades"].as_array().unwrap() {
+        assert!(
+            b["tables"]["routes4"].as_u64().unwrap_or(0) >= routes as u64,
+            "blade not filled: {b}"
+        );
+    }
+
+    // (b) memory of the tree.
+    let pids = tree(s.pid());
+    let mut by_name: std::collections::BTreeMap<String, (u32, u64, u64)> = Default::default();
+    let (mut rss, mut pss) = (0, 0);
+    for p in &pids {
+        let (r, q) = memory(*p);
+        rss += r;
+        pss += q;
+        let e = by_name.entry(comm(*p)).or_default();
+        e.0 += 1;
+        e.1 += r;
+        e.2 += q;
+    }
+
+    // (c) Status() and Statistics() latency.
+    let (status, statistics) = runtime.block_on(async {
+        let proxy = SupervisorProxy::new(&conn).await.unwrap();
+        let mut out = Vec::new();
+        for method in ["Status", "Statistics"] {
+            let mut lat = Vec::with_capacity(calls);
+            for _ in 0..calls {
+                let t = Instant::now();
+                let text = if method == "Status" {
+                    proxy.status().await.unwrap()
+                } else {
+                    proxy.statistics().await.unwrap()
+                };
+                lat.push(t.elapsed());
+                assert!(
+                    !text.contains("\"error\""),
+                    "{method} reported an error: {text}"
+                );
+            }
+            lat.sort();
+            out.push(lat);
+        }
+        (out.remove(0), out.remove(0))
+    });
+
+    println!();
+    println!("| figure | value |");
+    println!("|---|---|");
+    println!(
+        "| start to all {n} instances in sync | {:.0} ms |",
+        synced.as_secs_f64() * 1e3
+    );
+    println!("| processes in the tree | {} |", pids.len());
+    println!(
+        "| tree memory, RSS summed | {:.1} MiB |",
+        rss as f64 / 1024.0
+    );
+    println!(
+        "| tree memory, PSS summed | {:.1} MiB |",
+        pss as f64 / 1024.0
+    );
+    for (name, (count, r, q)) in &by_name {
+        println!(
+            "| &nbsp;&nbsp;{name} ×{count} | RSS {:.1} MiB, PSS {:.1} MiB |",
+            *r as f64 / 1024.0,
+            *q as f64 / 1024.0
+        );
+    }
+    for (name, lat) in [("Status()", &status), ("Statistics()", &statistics)] {
+        println!(
+            "| {name} p50 / p99 / max ({calls} calls) | {:.2} / {:.2} / {:.2} ms |",
+            percentile(lat, 0.5).as_secs_f64() * 1e3,
+            percentile(lat, 0.99).as_secs_f64() * 1e3,
+            lat.last().unwrap().as_secs_f64() * 1e3
+        );
+    }
+    drop(conn);
+    drop(s);
+    drop(namespaces);
+}
