@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use common::{fpd_command, logs_to_stderr, Client, Fpd, TempDir};
 use fastpath::fpc::{
-    rtn, Addr, Endpoint, ErrorCode, Hello, Hop, Link, Message, NextHops, Object, ObjectError, Op,
-    QueryClient, Role, Route, MAGIC, MAX_BODY, VERSION,
+    rtn, Addr, Endpoint, ErrorCode, Hello, Hop, Link, LinkInfo, Message, NextHops, Object,
+    ObjectError, Op, QueryClient, Role, Route, MAGIC, MAX_BODY, VERSION,
 };
 use rand::{Rng, SeedableRng};
 
@@ -30,6 +30,7 @@ fn link(ifindex: u32, name: &str) -> Object {
         link: 0,
         link_netnsid: -1,
         operstate: 6,
+        info: LinkInfo::None,
     })
 }
 

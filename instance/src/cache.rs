@@ -18,11 +18,13 @@ pub enum Scope {
     Nexthops,
     Routes(u8),
     Neighs(u8),
+    BridgePorts,
+    Fdb,
 }
 
 impl Scope {
     /// Every scope, in replay order.
-    pub const ALL: [Scope; 7] = [
+    pub const ALL: [Scope; 9] = [
         Scope::Links,
         Scope::Addrs,
         Scope::Nexthops,
@@ -30,6 +32,8 @@ impl Scope {
         Scope::Routes(AF_INET6),
         Scope::Neighs(AF_INET),
         Scope::Neighs(AF_INET6),
+        Scope::BridgePorts,
+        Scope::Fdb,
     ];
 
     pub fn of(obj: &Object) -> Scope {
@@ -39,6 +43,8 @@ impl Scope {
             Object::Nexthop(_) => Scope::Nexthops,
             Object::Route(r) => Scope::Routes(r.family()),
             Object::Neigh(n) => Scope::Neighs(fastpath::fpc::family_of(&n.dst)),
+            Object::BridgePort(_) => Scope::BridgePorts,
+            Object::Fdb(_) => Scope::Fdb,
         }
     }
 
@@ -49,6 +55,8 @@ impl Scope {
             Scope::Nexthops => ObjectKind::Nexthop,
             Scope::Routes(_) => ObjectKind::Route,
             Scope::Neighs(_) => ObjectKind::Neigh,
+            Scope::BridgePorts => ObjectKind::BridgePort,
+            Scope::Fdb => ObjectKind::Fdb,
         }
     }
 
@@ -59,7 +67,7 @@ impl Scope {
 
 #[derive(Default)]
 pub struct Cache {
-    maps: [HashMap<ObjectKey, Object>; 5],
+    maps: [HashMap<ObjectKey, Object>; 7],
 }
 
 fn slot(kind: ObjectKind) -> usize {
@@ -136,7 +144,8 @@ impl Cache {
         self.maps.iter().all(HashMap::is_empty)
     }
 
-    /// Every object, in replay order.
+    /// Every object, in replay order (bridge ports and FDB entries after
+    /// the links they name).
     pub fn replay(&self) -> impl Iterator<Item = &Object> {
         let (single, groups): (Vec<&Object>, Vec<&Object>) = self.maps[slot(ObjectKind::Nexthop)]
             .values()
@@ -148,6 +157,8 @@ impl Cache {
             .chain(groups)
             .chain(self.maps[slot(ObjectKind::Route)].values())
             .chain(self.maps[slot(ObjectKind::Neigh)].values())
+            .chain(self.maps[slot(ObjectKind::BridgePort)].values())
+            .chain(self.maps[slot(ObjectKind::Fdb)].values())
     }
 
     /// Makes `scope` equal to `fresh` (a complete dump of it): upserts what
@@ -231,6 +242,8 @@ fn key_kind(key: &ObjectKey) -> ObjectKind {
         ObjectKey::Route(_) => ObjectKind::Route,
         ObjectKey::Nexthop(_) => ObjectKind::Nexthop,
         ObjectKey::Neigh { .. } => ObjectKind::Neigh,
+        ObjectKey::BridgePort(_) => ObjectKind::BridgePort,
+        ObjectKey::Fdb { .. } => ObjectKind::Fdb,
     }
 }
 

@@ -63,11 +63,18 @@ pub fn fastpath_objects(endpoint: &Endpoint) -> Result<Vec<Object>, CheckError> 
 
 /// The differences between two sets of objects, one line each, in key order.
 pub fn diff(linux: Vec<Object>, fastpath: Vec<Object>) -> Vec<String> {
-    let index = |v: Vec<Object>| -> BTreeMap<ObjectKey, Object> {
-        v.into_iter().map(|o| (o.key(), o)).collect()
-    };
-    let (linux, mut fp) = (index(linux), index(fastpath));
     let mut out = Vec::new();
+    // Two objects under one key would hide each other: say so.
+    let mut index = |v: Vec<Object>, side: &str| -> BTreeMap<ObjectKey, Object> {
+        let mut map = BTreeMap::new();
+        for o in v {
+            if let Some(old) = map.insert(o.key(), o) {
+                out.push(format!("two objects with one key in {side}: {old}"));
+            }
+        }
+        map
+    };
+    let (linux, mut fp) = (index(linux, "linux"), index(fastpath, "fast path"));
     for (key, l) in linux {
         match fp.remove(&key) {
             None => out.push(format!("missing in fast path: {l}")),

@@ -36,6 +36,8 @@ pub fn spawn(path: &Path, events: Sender<Event>) -> std::io::Result<()> {
     }
     let _ = std::fs::remove_file(path);
     let listener = UnixListener::bind(path)?;
+    // The console changes state (IPsec HA, replays): root only.
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
     std::thread::Builder::new()
         .name("cmgrd-console".into())
         .spawn(move || {
@@ -92,6 +94,7 @@ help - Show help
 quit - Quit the shell
 show - show statistics
 ipsec - ipsec commands
+netlink - netlink commands
 ";
 
 const SHOW_HELP: &str = "\
@@ -104,6 +107,11 @@ interfaces - show registered interfaces
 sync-features - show synchronized feartures
 sync - show synchronization state
 (add --json to any show for JSON)
+";
+
+const NETLINK_HELP: &str = "\
+replay FILE - feed the netlink messages of FILE (as the kernel sends them)
+  through the decoder and sync path, as if the listener had received them
 ";
 
 const IPSEC_HELP: &str = "\
@@ -125,8 +133,12 @@ pub fn answer(p: &mut Processor, line: &str) -> String {
         ["show"] | ["show", "help"] | ["show", "?"] => SHOW_HELP.to_owned(),
         ["show", "pid"] if json => out(json!({ "pid": std::process::id() })),
         ["show", "pid"] => format!("pid: {}\n", std::process::id()),
-        ["show", "netlink"] if json => out(json!([&p.listen_stats, &p.cmd_stats])),
-        ["show", "netlink"] => show_netlink(&[&p.listen_stats, &p.cmd_stats]),
+        ["show", "netlink"] if json => out(json!(sockets(p))),
+        ["show", "netlink"] => show_netlink(&sockets(p)),
+        ["netlink", "replay", path] => match std::fs::read(path) {
+            Ok(buf) => format!("replayed {} netlink messages\n", p.replay_netlink(&buf)),
+            Err(e) => format!("error: cannot read {path}: {e}\n"),
+        },
         ["show", "queue"] if json => {
             let blades: Vec<_> = p
                 .blades
@@ -143,6 +155,7 @@ pub fn answer(p: &mut Processor, line: &str) -> String {
         ["show", "interfaces"] => show_interfaces(p, json),
         ["show", "sync-features"] => show_sync_features(p, json),
         ["ipsec"] | ["ipsec", "help"] | ["ipsec", "ha"] => IPSEC_HELP.to_owned(),
+        ["netlink"] | ["netlink", "help"] => NETLINK_HELP.to_owned(),
         ["ipsec", "ha", "show"] => show_ipsec_ha(p, json),
         ["ipsec", "ha", verb @ ("enable" | "disable"), rest @ ..] => {
             let enable = *verb == "enable";
@@ -167,6 +180,15 @@ pub fn answer(p: &mut Processor, line: &str) -> String {
         }
         _ => format!("error: unknown command {line:?} (try help)\n"),
     }
+}
+
+/// The sockets to list: the replay pseudo-socket only once used.
+fn sockets(p: &Processor) -> Vec<&SocketStats> {
+    let mut v = vec![&p.listen_stats, &p.cmd_stats];
+    if p.replay_stats.packets > 0 {
+        v.push(&p.replay_stats);
+    }
+    v
 }
 
 /// The netlink families this build registers (the seed's `show modules`).
@@ -216,6 +238,10 @@ fn show_conf(p: &Processor, json: bool) -> String {
         ("socket_buffer", json!(c.socket_buffer)),
         ("netlink_buffer", json!(c.netlink_buffer)),
         ("max_queue", json!(c.max_queue)),
+        (
+            "link_poll_ms",
+            json!(c.link_poll.map(|d| d.as_millis() as u64).unwrap_or(0)),
+        ),
         ("console", json!(c.console().display().to_string())),
         ("pid_file", json!(c.pid_file.display().to_string())),
     ];
@@ -343,7 +369,7 @@ fn show_interfaces(p: &Processor, json: bool) -> String {
                     "vnb_nodeid": "0x0",
                     "in_l_bond": master.as_ref().is_some_and(|m| m.kind == "bond"),
                     "blade_id": blade, "kind": l.kind, "mac": mac(&l.mac), "link": l.link,
-                    "operstate": l.operstate,
+                    "operstate": l.operstate, "info": l.info.to_string().trim(),
                 })
             })
             .collect();
@@ -360,7 +386,7 @@ fn show_interfaces(p: &Processor, json: bool) -> String {
              \x20 type: {ty}, subtype: {subtype}, flags: {:#x}, mtu: {}\n\
              \x20 master_ifuid: {master_uid:#x}, vnb_nodeid: 0x0\n\
              \x20 in_l_bond: {}, blade_id: {blade}\n\
-             \x20 kind: {}, mac: {}, link: {}, operstate: {}\n",
+             \x20 kind: {}, mac: {}, link: {}, operstate: {}{}\n",
             l.name,
             l.ifindex,
             ifuid(&ns, l.ifindex),
@@ -375,6 +401,7 @@ fn show_interfaces(p: &Processor, json: bool) -> String {
             mac(&l.mac),
             l.link,
             l.operstate,
+            l.info,
         );
         if master.as_ref().is_some_and(|m| m.kind == "bridge") {
             bridge_ports += &format!(
@@ -443,6 +470,7 @@ fn show_sync(p: &Processor, json: bool) -> String {
         "resyncs": p.sync.resyncs,
         "reconciles": p.sync.reconciles,
         "silent_deletions": p.sync.silent_deletions,
+        "silent_changes": p.sync.silent_changes,
         "decode_errors": p.sync.decode_errors,
         "cache": counts,
     });
@@ -451,12 +479,13 @@ fn show_sync(p: &Processor, json: bool) -> String {
     }
     let mut out = format!(
         "Synchronization state: {}\n- overruns: {}\n- resyncs: {}\n- reconciles: {}\n\
-         - silent deletions: {}\n- decode errors: {}\nCached objects\n",
+         - silent deletions: {}\n- silent changes: {}\n- decode errors: {}\nCached objects\n",
         p.state.name(),
         p.sync.overruns,
         p.sync.resyncs,
         p.sync.reconciles,
         p.sync.silent_deletions,
+        p.sync.silent_changes,
         p.sync.decode_errors
     );
     for k in ObjectKind::ALL {

@@ -88,6 +88,13 @@ pub enum Event {
     Shutdown,
 }
 
+/// Where netlink messages come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Listener,
+    Replay,
+}
+
 /// Where the instance stands with Linux (DESIGN.md's `SyncState`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SyncState {
@@ -134,6 +141,8 @@ pub struct Processor {
     cmd: NetlinkSocket,
     pub listen_stats: SocketStats,
     pub cmd_stats: SocketStats,
+    /// Messages fed through `netlink replay` (captures, test fixtures).
+    pub replay_stats: SocketStats,
     pub sync: SyncStats,
     pub state: SyncState,
     pub blades: Vec<BladeLink>,
@@ -241,6 +250,7 @@ pub fn run(config: Config, ready: impl FnOnce()) -> Result<(), DaemonError> {
         cmd,
         listen_stats: SocketStats::default(),
         cmd_stats: SocketStats::default(),
+        replay_stats: SocketStats::default(),
         sync: SyncStats::default(),
         state: SyncState::InitialDump,
         blades,
@@ -253,6 +263,7 @@ pub fn run(config: Config, ready: impl FnOnce()) -> Result<(), DaemonError> {
     let id = p.config.instance_id();
     p.listen_stats = SocketStats::named(format!("netlink-route-listen-{id}"));
     p.cmd_stats = SocketStats::named(format!("netlink-route-cmd-{id}"));
+    p.replay_stats = SocketStats::named(format!("netlink-replay-{id}"));
     let t0 = Instant::now();
     p.full_resync().map_err(DaemonError::Dump)?;
     p.state = SyncState::Synced;
@@ -342,11 +353,19 @@ fn listen(mut sock: NetlinkSocket, buffer: usize, tx: Sender<Event>) {
 
 impl Processor {
     fn run_loop(&mut self, net_rx: Receiver<Event>, ctl_rx: Receiver<Event>) {
+        let poll = self.config.link_poll;
+        let mut next_poll = Instant::now() + poll.unwrap_or(Duration::MAX / 4);
         loop {
+            if poll.is_some() && Instant::now() >= next_poll {
+                self.poll_links();
+                next_poll = Instant::now() + poll.unwrap_or_default();
+            }
             let event = if self.pending.is_empty() && self.reconcile.is_empty() {
+                let wait = next_poll.saturating_duration_since(Instant::now());
                 select! {
                     recv(net_rx) -> e => e.ok(),
                     recv(ctl_rx) -> e => e.ok(),
+                    default(wait) => continue,
                 }
             } else {
                 // Work is waiting: take what is already there, else do it.
@@ -360,7 +379,7 @@ impl Processor {
             };
             let Some(event) = event else { return };
             match event {
-                Event::Netlink(buf) => self.on_netlink(&buf),
+                Event::Netlink(buf) => self.on_netlink(&buf, Source::Listener),
                 Event::Overrun => {
                     self.sync.overruns += 1;
                     self.state = SyncState::Resyncing;
@@ -394,6 +413,25 @@ impl Processor {
         }
     }
 
+    /// The kernel announces a link's kind-specific changes (`ip link set
+    /// ... type macvlan mode ...`), its master and a bridge port's state
+    /// only while the link is up (netdev_state_change checks IFF_UP), and
+    /// recomputes a bridge's MAC without telling: links and bridge ports
+    /// are re-dumped periodically, and what changed is counted.
+    fn poll_links(&mut self) {
+        let before = self.pending.len();
+        if let Err(e) = self.resync_scopes(&[Scope::Links, Scope::BridgePorts]) {
+            warn!("link poll failed: {e}");
+            return;
+        }
+        let found = self.pending.len().saturating_sub(before);
+        if found > 0 {
+            self.sync.silent_changes += found as u64;
+            debug!(found, "link poll found changes the kernel did not announce");
+            self.flush();
+        }
+    }
+
     /// Nothing is waiting: send what is pending, recover silent deletions.
     fn idle(&mut self) {
         self.flush();
@@ -403,7 +441,17 @@ impl Processor {
         }
     }
 
-    fn on_netlink(&mut self, buf: &[u8]) {
+    /// Feeds messages captured elsewhere (a file of netlink messages, as
+    /// the kernel sends them) through the same decoder and sync path as
+    /// the listener's. Returns how many messages there were.
+    pub fn replay_netlink(&mut self, buf: &[u8]) -> usize {
+        let before = self.replay_stats.packets;
+        self.on_netlink(buf, Source::Replay);
+        self.flush();
+        (self.replay_stats.packets - before) as usize
+    }
+
+    fn on_netlink(&mut self, buf: &[u8], source: Source) {
         for msg in Messages::new(buf) {
             let msg = match msg {
                 Ok(m) => m,
@@ -413,9 +461,12 @@ impl Processor {
                     break;
                 }
             };
-            self.listen_stats.count(msg.kind);
+            match source {
+                Source::Listener => self.listen_stats.count(msg.kind),
+                Source::Replay => self.replay_stats.count(msg.kind),
+            }
             let event = netlink::decode(&msg);
-            trace!(kind = msg.kind, ?event, "netlink message");
+            trace!(kind = msg.kind, ?event, payload = ?msg.payload, "netlink message");
             match event {
                 Ok(NlEvent::New(obj)) if self.config.features.syncs(&obj) => {
                     self.watch_silent_changes(&obj);
@@ -460,8 +511,15 @@ impl Processor {
         let old = self.cache.get(&ObjectKey::Link(new.ifindex));
         let new_veth = old.is_none() && new.kind == "veth";
         let was_up = matches!(old, Some(Object::Link(old)) if old.flags & IFF_UP != 0);
+        // A port's or a bridge's MAC change re-points the bridge's local
+        // FDB entries without telling (br_fdb_changeaddr).
+        let mac_moved = matches!(old, Some(Object::Link(old)) if old.mac != new.mac)
+            && (new.master != 0 || new.kind == "bridge");
         if new_veth {
             self.schedule(&[Scope::Links]);
+        }
+        if mac_moved {
+            self.schedule(&[Scope::Fdb]);
         }
         if was_up && new.flags & IFF_UP == 0 && self.cache.routes_depend_on(new.ifindex, None) {
             debug!(
@@ -492,6 +550,8 @@ impl Processor {
                     Scope::Addrs,
                     Scope::Neighs(AF_INET),
                     Scope::Neighs(AF_INET6),
+                    Scope::BridgePorts,
+                    Scope::Fdb,
                 ]);
             }
             ObjectKey::Addr {
@@ -501,6 +561,9 @@ impl Processor {
             } if self.cache.routes_depend_on(*ifindex, Some(*addr)) => {
                 self.schedule(&[Scope::Routes(AF_INET)]);
             }
+            // A port leaving its bridge: its local FDB entry may be
+            // re-pointed to the bridge itself, silently (fdb_delete_local).
+            ObjectKey::BridgePort(_) => self.schedule(&[Scope::Fdb]),
             ObjectKey::Nexthop(id) => {
                 if self.cache.routes_use_nexthop(*id) {
                     self.schedule(&[Scope::Routes(AF_INET), Scope::Routes(AF_INET6)]);
@@ -712,6 +775,8 @@ pub fn dump_scope(
         Scope::Nexthops => (wire::RTM_GETNEXTHOP, 0),
         Scope::Routes(f) => (wire::RTM_GETROUTE, f),
         Scope::Neighs(f) => (wire::RTM_GETNEIGH, f),
+        Scope::BridgePorts => (wire::RTM_GETLINK, wire::AF_BRIDGE),
+        Scope::Fdb => (wire::RTM_GETNEIGH, wire::AF_BRIDGE),
     };
     let mut out = Vec::new();
     let mut bad = 0u64;

@@ -147,7 +147,7 @@ pub const FEATURES: [Feature; 17] = [
 
 /// The features this build synchronizes (the others are accepted, shown,
 /// and send nothing yet).
-pub const IMPLEMENTED: u32 = IPV6;
+pub const IMPLEMENTED: u32 = IPV6 | VXLAN | BRIDGE | VLAN | MACVLAN | LAG | GRE | TUNNEL | SVTI;
 
 /// The names of the implemented features, plus the route family that is
 /// always synchronized.
@@ -247,6 +247,11 @@ impl Features {
             Object::Route(r) => r.family() != AF_INET6 || self.enabled(IPV6),
             Object::Nexthop(n) => n.family != AF_INET6 || self.enabled(IPV6),
             Object::Neigh(n) => family_of(&n.dst) != AF_INET6 || self.enabled(IPV6),
+            Object::BridgePort(_) => self.enabled(BRIDGE),
+            // A VXLAN device's remotes belong to VXLAN, a bridge's entries
+            // to the bridge.
+            Object::Fdb(e) if e.dst.is_some() => self.enabled(VXLAN),
+            Object::Fdb(_) => self.enabled(BRIDGE),
         }
     }
 }

@@ -89,7 +89,7 @@ impl Reverse {
 
     /// Takes a reverse message from `blade`'s connection; gives back any
     /// other message.
-    pub fn handle(&self, blade: u32, msg: Message) -> Result<(), Message> {
+    pub fn handle(&self, blade: u32, msg: Message) -> Result<(), Box<Message>> {
         match msg {
             Message::HitFlags(hits) => {
                 if let Err(TrySendError::Full(_)) = self.tx.try_send((blade, hits)) {
@@ -105,7 +105,7 @@ impl Reverse {
                     .insert(blade, interfaces);
                 Ok(())
             }
-            other => Err(other),
+            other => Err(Box::new(other)),
         }
     }
 }

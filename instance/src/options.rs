@@ -30,6 +30,9 @@ pub struct Options {
     /// `-l`: the netlink listener's receive buffer.
     pub netlink_buffer: usize,
     pub max_queue: usize,
+    /// How often links and bridge ports are re-dumped (changes the kernel
+    /// makes silently); None: never.
+    pub link_poll: Option<std::time::Duration>,
     pub pid_file: PathBuf,
 }
 
@@ -109,6 +112,9 @@ pub fn command() -> Command {
         .arg(Arg::new("max-queue").long("max-queue").value_name("SIZE").default_value("256M")
             .value_parser(parse_size)
             .help("Largest outgoing queue per blade; a blade past it gets a full resync once drained"))
+        .arg(Arg::new("link-poll").long("link-poll").value_name("MS").default_value("500")
+            .value_parser(clap::value_parser!(u64))
+            .help("Re-dump links and bridge ports every MS milliseconds, for the changes the kernel does not announce (0: never)"))
         .arg(Arg::new("pid-file").long("pid-file").value_name("PATH")
             .value_parser(clap::value_parser!(PathBuf))
             .help("Pid file when daemonized (default /run/fpsync/cmgrd<val>.pid)"))
@@ -170,6 +176,10 @@ impl Options {
             socket_buffer: *m.get_one::<usize>("socket-buffer").expect("defaulted"),
             netlink_buffer: *m.get_one::<usize>("netlink-buffer").expect("defaulted"),
             max_queue: *m.get_one::<usize>("max-queue").expect("defaulted"),
+            link_poll: match *m.get_one::<u64>("link-poll").expect("defaulted") {
+                0 => None,
+                ms => Some(std::time::Duration::from_millis(ms)),
+            },
             pid_file,
         }
     }

@@ -39,6 +39,8 @@ pub struct SyncStats {
     pub reconciles: u64,
     /// Objects that reconciles found gone without a notification.
     pub silent_deletions: u64,
+    /// Changes the periodic link poll found (not announced by the kernel).
+    pub silent_changes: u64,
     /// Netlink messages that did not decode.
     pub decode_errors: u64,
 }

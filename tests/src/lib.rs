@@ -315,12 +315,47 @@ impl Setup {
         )
         .unwrap_or_else(|e| vec![format!("check failed: {e:?}")]);
         if !diffs.is_empty() {
+            // Keep the whole logs for a post-mortem; the panic shows tails.
+            let keep = std::path::Path::new("/tmp/fpst-failed");
+            let _ = std::fs::create_dir_all(keep);
+            for (name, d) in [("cmgrd", &self.cmgrd), ("fpd", &self.fpd)] {
+                if let Some(d) = d {
+                    let _ =
+                        std::fs::copy(&d.log, keep.join(format!("{}-{name}.log", self.ns.name)));
+                }
+            }
+            if std::env::var_os("FPSYNC_GDB_ON_FAIL").is_some() {
+                let state = format!(
+                    "{}\n{}\n{:?}\n",
+                    self.console("show queue"),
+                    self.console("show sync"),
+                    QueryClient::connect(&self.endpoint, "test", Duration::from_secs(5))
+                        .and_then(|mut c| c.counters())
+                );
+                let _ = std::fs::write(keep.join(format!("{}-state.txt", self.ns.name)), state);
+            }
+            if let (Some(d), true) = (
+                &self.cmgrd,
+                std::env::var_os("FPSYNC_GDB_ON_FAIL").is_some(),
+            ) {
+                let pid = d.pid().to_string();
+                if let Ok(out) = Command::new("gdb")
+                    .args(["-p", &pid, "-batch", "-ex", "thread apply all bt 25"])
+                    .output()
+                {
+                    let _ = std::fs::write(
+                        keep.join(format!("{}-cmgrd.gdb", self.ns.name)),
+                        out.stdout,
+                    );
+                }
+            }
             let n = diffs.len();
             let shown: Vec<_> = diffs.into_iter().take(40).collect();
             panic!(
-                "{} differences after {:?}:\n{}\n--- cmgrd log:\n{}\n--- fpd log:\n{}",
+                "{} differences after {:?} (whole logs in /tmp/fpst-failed/{}-*.log):\n{}\n--- cmgrd log:\n{}\n--- fpd log:\n{}",
                 n,
                 timeout,
+                self.ns.name,
                 shown.join("\n"),
                 tail(&self.cmgrd.as_ref().map(Daemon::log).unwrap_or_default()),
                 tail(&self.fpd.as_ref().map(Daemon::log).unwrap_or_default()),

@@ -82,6 +82,10 @@ fn addresses_and_routes() {
             "-6 route del 2001:db8:11::/64 via 2001:db8:2::2 dev w0",
             "-6 route add blackhole 2001:db8:12::/64",
             "-6 route add 2001:db8:13::/64 via 2001:db8:1::2 table 100",
+            // IPv6 keeps one prefix and metric apart per device.
+            "-6 route add 2001:db8:14::/64 dev v0",
+            "-6 route append 2001:db8:14::/64 dev w0",
+            "-6 route del 2001:db8:14::/64 dev v0",
             "route del 192.168.1.0/24",
             "route del 192.168.2.0/24 metric 50",
             "route del 192.168.3.0/24",
@@ -243,7 +247,8 @@ fn killed_cmgrd_restarts_without_linux_changes() {
     s.cmgrd.as_mut().unwrap().kill();
     s.start_cmgrd();
     s.assert_in_sync(Duration::from_secs(5));
-    assert!(wait_until(Duration::from_secs(5), || s
-        .console("show queue")
-        .contains("- in sync: 1")));
+    assert!(wait_until(Duration::from_secs(5), || {
+        std::os::unix::net::UnixStream::connect(s.console_path()).is_ok()
+            && s.console("show queue").contains("- in sync: 1")
+    }));
 }

@@ -4,6 +4,7 @@
 mod codec;
 #[cfg(test)]
 mod fuzz;
+mod linkinfo;
 mod message;
 mod object;
 mod transport;
@@ -15,7 +16,8 @@ pub use message::{
     MAGIC, MAX_BODY, VERSION,
 };
 pub use object::{
-    family_of, rtn, unspecified, Addr, Hop, Link, Neigh, NextHops, Nexthop, Object, ObjectKey,
-    ObjectKind, Route, RouteKey, AF_INET, AF_INET6, RTNH_F_ONLINK,
+    family_of, rtn, unspecified, Addr, BridgePort, Fdb, Hop, Link, LinkInfo, Neigh, NextHops,
+    Nexthop, Object, ObjectKey, ObjectKind, Route, RouteDisc, RouteKey, AF_INET, AF_INET6,
+    RTNH_F_ONLINK,
 };
 pub use transport::{connect, read_frame, Endpoint, QueryClient, Stream, TransportError};

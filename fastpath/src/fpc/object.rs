@@ -8,6 +8,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::codec::{DecodeError, Reader, Writer};
+pub use super::linkinfo::LinkInfo;
 
 /// Address family numbers as the kernel uses them.
 pub const AF_INET: u8 = 2;
@@ -50,6 +51,40 @@ pub struct Link {
     pub link_netnsid: i32,
     /// `IFLA_OPERSTATE` (RFC 2863).
     pub operstate: u8,
+    /// What its kind adds (`IFLA_INFO_DATA`).
+    pub info: LinkInfo,
+}
+
+/// A bridge port: its state and VLANs (AF_BRIDGE `RTM_NEWLINK`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BridgePort {
+    pub ifindex: u32,
+    /// The bridge.
+    pub master: u32,
+    /// BR_STATE_* (0 disabled, 1 listening, 2 learning, 3 forwarding, 4 blocking).
+    pub state: u8,
+    /// VLANs as (vid, BRIDGE_VLAN_INFO_* flags: 2 pvid, 4 untagged), by vid.
+    pub vlans: Vec<(u16, u16)>,
+}
+
+/// A forwarding database entry of a bridge or a VXLAN device
+/// (AF_BRIDGE `RTM_NEWNEIGH`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Fdb {
+    pub ifindex: u32,
+    pub mac: Vec<u8>,
+    /// 0 when the entry has no VLAN.
+    pub vlan: u16,
+    /// The VXLAN remote, for entries of a VXLAN device.
+    pub dst: Option<IpAddr>,
+    /// The VXLAN VNI when it differs from the device's, else 0.
+    pub vni: u32,
+    /// The bridge, 0 for a VXLAN device's own entries.
+    pub master: u32,
+    /// NUD_* (0x80 permanent, 0x40 static, 0x02 reachable: learned, ...).
+    pub state: u16,
+    /// NTF_* (0x02 self, 0x04 master, 0x10 extern learned, ...).
+    pub flags: u8,
 }
 
 /// An interface address (`RTM_NEWADDR`).
@@ -142,6 +177,8 @@ pub enum Object {
     Route(Route),
     Nexthop(Nexthop),
     Neigh(Neigh),
+    BridgePort(BridgePort),
+    Fdb(Fdb),
 }
 
 /// The kinds of object, as numbered on the wire.
@@ -153,15 +190,19 @@ pub enum ObjectKind {
     Route = 3,
     Nexthop = 4,
     Neigh = 5,
+    BridgePort = 6,
+    Fdb = 7,
 }
 
 impl ObjectKind {
-    pub const ALL: [ObjectKind; 5] = [
+    pub const ALL: [ObjectKind; 7] = [
         ObjectKind::Link,
         ObjectKind::Addr,
         ObjectKind::Route,
         ObjectKind::Nexthop,
         ObjectKind::Neigh,
+        ObjectKind::BridgePort,
+        ObjectKind::Fdb,
     ];
 
     pub fn from_u8(v: u8) -> Result<Self, DecodeError> {
@@ -171,6 +212,8 @@ impl ObjectKind {
             3 => ObjectKind::Route,
             4 => ObjectKind::Nexthop,
             5 => ObjectKind::Neigh,
+            6 => ObjectKind::BridgePort,
+            7 => ObjectKind::Fdb,
             _ => {
                 return Err(DecodeError::BadValue {
                     what: "object kind",
@@ -187,6 +230,8 @@ impl ObjectKind {
             ObjectKind::Route => "route",
             ObjectKind::Nexthop => "nexthop",
             ObjectKind::Neigh => "neighbour",
+            ObjectKind::BridgePort => "bridge port",
+            ObjectKind::Fdb => "fdb",
         }
     }
 }
@@ -207,6 +252,16 @@ pub enum ObjectKey {
         ifindex: u32,
         dst: IpAddr,
     },
+    BridgePort(u32),
+    /// `domain` is the bridge for a bridge's entry (an entry moves between
+    /// ports under one key, as in the kernel), the device for a VXLAN
+    /// device's own remotes.
+    Fdb {
+        domain: u32,
+        mac: Vec<u8>,
+        vlan: u16,
+        dst: Option<IpAddr>,
+    },
 }
 
 /// What tells two routes apart in the kernel's FIB.
@@ -217,6 +272,56 @@ pub struct RouteKey {
     pub dst_len: u8,
     pub tos: u8,
     pub priority: u32,
+    pub disc: RouteDisc,
+}
+
+/// IPv6 keeps routes of one prefix, tos and metric apart unless they can
+/// be ECMP siblings (a gateway, not learned from RAs, no nexthop object):
+/// `fe80::/64` exists once per link. This is what tells them apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RouteDisc {
+    /// IPv4, or an IPv6 route that merges into ECMP siblings.
+    None,
+    Dev {
+        via: Option<IpAddr>,
+        dev: u32,
+    },
+    Nhid(u32),
+}
+
+/// `RTPROT_RA`: routes learned from router advertisements (RTF_ADDRCONF).
+pub const RTPROT_RA: u8 = 9;
+
+impl RouteDisc {
+    pub fn of(dst: &IpAddr, protocol: u8, nexthops: &NextHops) -> RouteDisc {
+        if dst.is_ipv4() {
+            return RouteDisc::None;
+        }
+        match nexthops {
+            NextHops::Id(id) => RouteDisc::Nhid(*id),
+            NextHops::Single(h) if h.gateway.is_none() || protocol == RTPROT_RA => RouteDisc::Dev {
+                via: h.gateway,
+                dev: h.oif,
+            },
+            _ => RouteDisc::None,
+        }
+    }
+}
+
+/// `NTF_SELF`: an entry of the device's own table (a VXLAN device's
+/// remotes), not of the bridge it may be a port of.
+pub const NTF_SELF: u8 = 0x02;
+
+impl Fdb {
+    /// What the entry belongs to: its bridge (NDA_MASTER, not NTF_SELF),
+    /// or its own device.
+    pub fn domain(&self) -> u32 {
+        if self.master != 0 && self.flags & NTF_SELF == 0 {
+            self.master
+        } else {
+            self.ifindex
+        }
+    }
 }
 
 impl Route {
@@ -227,6 +332,7 @@ impl Route {
             dst_len: self.dst_len,
             tos: self.tos,
             priority: self.priority,
+            disc: RouteDisc::of(&self.dst, self.protocol, &self.nexthops),
         }
     }
 
@@ -243,6 +349,8 @@ impl Object {
             Object::Route(_) => ObjectKind::Route,
             Object::Nexthop(_) => ObjectKind::Nexthop,
             Object::Neigh(_) => ObjectKind::Neigh,
+            Object::BridgePort(_) => ObjectKind::BridgePort,
+            Object::Fdb(_) => ObjectKind::Fdb,
         }
     }
 
@@ -259,6 +367,13 @@ impl Object {
             Object::Neigh(n) => ObjectKey::Neigh {
                 ifindex: n.ifindex,
                 dst: n.dst,
+            },
+            Object::BridgePort(p) => ObjectKey::BridgePort(p.ifindex),
+            Object::Fdb(f) => ObjectKey::Fdb {
+                domain: f.domain(),
+                mac: f.mac.clone(),
+                vlan: f.vlan,
+                dst: f.dst,
             },
         }
     }
@@ -283,6 +398,7 @@ impl Object {
                 w.u32(l.link);
                 w.i32(l.link_netnsid);
                 w.u8(l.operstate);
+                l.info.emit(&mut w);
             }
             Object::Addr(a) => {
                 w.u32(a.ifindex);
@@ -343,6 +459,26 @@ impl Object {
                 w.u16(n.state);
                 w.u8(n.flags);
             }
+            Object::BridgePort(p) => {
+                w.u32(p.ifindex);
+                w.u32(p.master);
+                w.u8(p.state);
+                w.u16(p.vlans.len() as u16);
+                for (vid, flags) in &p.vlans {
+                    w.u16(*vid);
+                    w.u16(*flags);
+                }
+            }
+            Object::Fdb(e) => {
+                w.u32(e.ifindex);
+                w.short_bytes(&e.mac);
+                w.u16(e.vlan);
+                w.opt_ip(e.dst);
+                w.u32(e.vni);
+                w.u32(e.master);
+                w.u16(e.state);
+                w.u8(e.flags);
+            }
         }
         let body_len = (buf.len() - start) as u16;
         buf[len_at..len_at + 2].copy_from_slice(&body_len.to_be_bytes());
@@ -366,6 +502,7 @@ impl Object {
                 link: r.u32()?,
                 link_netnsid: r.i32()?,
                 operstate: r.u8()?,
+                info: LinkInfo::parse(&mut r)?,
             }),
             ObjectKind::Addr => Object::Addr(Addr {
                 ifindex: r.u32()?,
@@ -447,6 +584,35 @@ impl Object {
                 ifindex: r.u32()?,
                 dst: r.ip()?,
                 lladdr: r.short_bytes()?,
+                state: r.u16()?,
+                flags: r.u8()?,
+            }),
+            ObjectKind::BridgePort => {
+                let mut p = BridgePort {
+                    ifindex: r.u32()?,
+                    master: r.u32()?,
+                    state: r.u8()?,
+                    vlans: Vec::new(),
+                };
+                let count = r.u16()? as usize;
+                if count > r.remaining() / 4 {
+                    return Err(DecodeError::BadValue {
+                        what: "vlan count",
+                        value: count as u64,
+                    });
+                }
+                for _ in 0..count {
+                    p.vlans.push((r.u16()?, r.u16()?));
+                }
+                Object::BridgePort(p)
+            }
+            ObjectKind::Fdb => Object::Fdb(Fdb {
+                ifindex: r.u32()?,
+                mac: r.short_bytes()?,
+                vlan: r.u16()?,
+                dst: r.opt_ip()?,
+                vni: r.u32()?,
+                master: r.u32()?,
                 state: r.u16()?,
                 flags: r.u8()?,
             }),
@@ -539,8 +705,8 @@ impl fmt::Display for Object {
                 fmt_mac(f, &l.mac)?;
                 write!(
                     f,
-                    " master {} link {} netnsid {} operstate {}",
-                    l.master, l.link, l.link_netnsid, l.operstate
+                    " master {} link {} netnsid {} operstate {}{}",
+                    l.master, l.link, l.link_netnsid, l.operstate, l.info
                 )
             }
             Object::Addr(a) => {
@@ -606,6 +772,42 @@ impl fmt::Display for Object {
                 fmt_mac(f, &n.lladdr)?;
                 write!(f, " state {:#x} flags {:#x}", n.state, n.flags)
             }
+            Object::BridgePort(p) => {
+                write!(
+                    f,
+                    "bridge port #{} master #{} state {}",
+                    p.ifindex, p.master, p.state
+                )?;
+                for (vid, flags) in &p.vlans {
+                    write!(f, " vlan {vid}")?;
+                    if flags & 2 != 0 {
+                        f.write_str(" pvid")?;
+                    }
+                    if flags & 4 != 0 {
+                        f.write_str(" untagged")?;
+                    }
+                }
+                Ok(())
+            }
+            Object::Fdb(e) => {
+                f.write_str("fdb ")?;
+                fmt_mac(f, &e.mac)?;
+                write!(f, " dev #{}", e.ifindex)?;
+                if e.vlan != 0 {
+                    write!(f, " vlan {}", e.vlan)?;
+                }
+                if let Some(d) = e.dst {
+                    write!(f, " dst {d}")?;
+                }
+                if e.vni != 0 {
+                    write!(f, " vni {}", e.vni)?;
+                }
+                write!(
+                    f,
+                    " master #{} state {:#x} flags {:#x}",
+                    e.master, e.state, e.flags
+                )
+            }
         }
     }
 }
@@ -667,6 +869,7 @@ pub(crate) mod tests {
                 link: 3,
                 link_netnsid: -1,
                 operstate: 6,
+                info: LinkInfo::None,
             }),
             Object::Link(Link {
                 ifindex: u32::MAX,
@@ -680,6 +883,54 @@ pub(crate) mod tests {
                 link: 0,
                 link_netnsid: 7,
                 operstate: 0,
+                info: LinkInfo::Vxlan {
+                    vni: 42,
+                    local: Some(ip("192.0.2.1")),
+                    remote: Some(ip("ff02::1")),
+                    port: 4789,
+                    learning: true,
+                    ttl: 8,
+                    dev: 3,
+                },
+            }),
+            Object::Link(Link {
+                ifindex: 9,
+                name: "gre1".into(),
+                kind: "gre".into(),
+                flags: 1,
+                mtu: 1476,
+                link_type: 778,
+                mac: vec![192, 0, 2, 1],
+                master: 0,
+                link: 0,
+                link_netnsid: -1,
+                operstate: 6,
+                info: LinkInfo::Gre {
+                    ikey: 1,
+                    okey: 2,
+                    iflags: 0x2000,
+                    oflags: 0x2000,
+                    local: None,
+                    remote: Some(ip("192.0.2.2")),
+                    ttl: 64,
+                    dev: 0,
+                },
+            }),
+            Object::BridgePort(BridgePort {
+                ifindex: 4,
+                master: 2,
+                state: 3,
+                vlans: vec![(1, 6), (100, 0)],
+            }),
+            Object::Fdb(Fdb {
+                ifindex: 4,
+                mac: vec![2, 0, 0, 0, 0, 9],
+                vlan: 100,
+                dst: Some(ip("2001:db8::9")),
+                vni: 5000,
+                master: 2,
+                state: 0x80,
+                flags: 0x02,
             }),
             Object::Addr(Addr {
                 ifindex: 2,

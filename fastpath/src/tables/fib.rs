@@ -229,9 +229,6 @@ pub(crate) struct Entry {
 }
 
 impl Entry {
-    fn is(&self, tos: u8, priority: u32) -> bool {
-        self.tos == tos && self.priority == priority
-    }
     fn stale(&self) -> bool {
         self.flags & STALE != 0
     }
@@ -277,9 +274,16 @@ impl<K: PrefixKey> Fib<K> {
         self.routes == 0
     }
 
-    /// Inserts or replaces the route (key, len, tos, priority); the caller
-    /// has checked that `key` is masked to `len <= MAX_LEN`.
-    pub(crate) fn upsert(&mut self, key: K, len: u8, tos: u8, priority: u32, attrs: u32) -> Upsert {
+    /// Inserts or replaces the route of (key, len) that `same` recognises
+    /// (same tos and priority, and for IPv6 the same discriminator); the
+    /// caller has checked that `key` is masked to `len <= MAX_LEN`.
+    pub(crate) fn upsert(
+        &mut self,
+        key: K,
+        len: u8,
+        (tos, priority, attrs): (u8, u32, u32),
+        same: impl Fn(&Entry) -> bool,
+    ) -> Upsert {
         let fresh = Entry {
             priority,
             attrs,
@@ -296,14 +300,14 @@ impl<K: PrefixKey> Fib<K> {
             }
             MapEntry::Occupied(mut o) => {
                 let first = o.get_mut();
-                if first.is(tos, priority) {
+                if same(first) {
                     let old = first.attrs;
                     first.attrs = attrs;
                     first.flags &= !STALE;
                     return Upsert::Replaced(old);
                 }
                 let list = self.extra.entry((len, key)).or_default();
-                if let Some(e) = list.iter_mut().find(|e| e.is(tos, priority)) {
+                if let Some(e) = list.iter_mut().find(|e| same(e)) {
                     let old = e.attrs;
                     *e = fresh;
                     return Upsert::Replaced(old);
@@ -316,11 +320,12 @@ impl<K: PrefixKey> Fib<K> {
         }
     }
 
-    /// Removes the route and returns its attribute id.
-    pub(crate) fn remove(&mut self, key: K, len: u8, tos: u8, priority: u32) -> Option<u32> {
+    /// Removes the route of (key, len) that `same` recognises and returns
+    /// its attribute id.
+    pub(crate) fn remove(&mut self, key: K, len: u8, same: impl Fn(&Entry) -> bool) -> Option<u32> {
         let map = self.by_len.get_mut(usize::from(len))?;
         let first = map.get_mut(&key)?;
-        let removed = if first.is(tos, priority) {
+        let removed = if same(first) {
             let old = first.attrs;
             if first.flags & EXTRA == 0 {
                 map.remove(&key);
@@ -347,7 +352,7 @@ impl<K: PrefixKey> Fib<K> {
                 return None;
             }
             let list = self.extra.get_mut(&(len, key))?;
-            let at = list.iter().position(|e| e.is(tos, priority))?;
+            let at = list.iter().position(same)?;
             let gone = list.swap_remove(at);
             if list.is_empty() {
                 self.extra.remove(&(len, key));
@@ -475,6 +480,11 @@ impl<K: PrefixKey> Fib<K> {
 
 #[cfg(test)]
 mod tests {
+    /// Matches by (tos, priority), as for IPv4.
+    fn is(tos: u8, priority: u32) -> impl Fn(&Entry) -> bool {
+        move |e| e.tos == tos && e.priority == priority
+    }
+
     use super::*;
 
     fn v4(s: &str) -> V4 {
@@ -520,26 +530,26 @@ mod tests {
     fn several_routes_per_prefix() {
         let mut fib = Fib::<V4>::new(PrefixHash::new());
         let p = v4("10.0.0.0");
-        assert_eq!(fib.upsert(p, 8, 0, 100, 1), Upsert::Inserted);
-        assert_eq!(fib.upsert(p, 8, 0, 50, 2), Upsert::Inserted);
-        assert_eq!(fib.upsert(p, 8, 4, 10, 3), Upsert::Inserted);
-        assert_eq!(fib.upsert(p, 8, 0, 50, 4), Upsert::Replaced(2));
+        assert_eq!(fib.upsert(p, 8, (0, 100, 1), is(0, 100)), Upsert::Inserted);
+        assert_eq!(fib.upsert(p, 8, (0, 50, 2), is(0, 50)), Upsert::Inserted);
+        assert_eq!(fib.upsert(p, 8, (4, 10, 3), is(4, 10)), Upsert::Inserted);
+        assert_eq!(fib.upsert(p, 8, (0, 50, 4), is(0, 50)), Upsert::Replaced(2));
         assert_eq!(fib.len(), 3);
         // Lowest metric among tos-0 routes.
         let (_, _, e) = fib.longest_match(v4("10.9.9.9")).unwrap();
         assert_eq!((e.priority, e.attrs), (50, 4));
         // Remove the first: a further one is promoted.
-        assert_eq!(fib.remove(p, 8, 0, 100), Some(1));
-        assert_eq!(fib.remove(p, 8, 0, 100), None);
+        assert_eq!(fib.remove(p, 8, is(0, 100)), Some(1));
+        assert_eq!(fib.remove(p, 8, is(0, 100)), None);
         assert_eq!(fib.len(), 2);
         let mut seen = Vec::new();
         fib.for_each(|_, _, e| seen.push((e.tos, e.priority)));
         seen.sort();
         assert_eq!(seen, vec![(0, 50), (4, 10)]);
-        assert_eq!(fib.remove(p, 8, 0, 50), Some(4));
+        assert_eq!(fib.remove(p, 8, is(0, 50)), Some(4));
         // Only a tos-4 route is left: no tos-0 match.
         assert!(fib.longest_match(v4("10.9.9.9")).is_none());
-        assert_eq!(fib.remove(p, 8, 4, 10), Some(3));
+        assert_eq!(fib.remove(p, 8, is(4, 10)), Some(3));
         assert!(fib.is_empty());
         assert!(fib.extra.is_empty());
         assert_eq!(fib.lens.iter_desc().count(), 0);
@@ -549,12 +559,12 @@ mod tests {
     fn sweep_promotes_fresh_routes() {
         let mut fib = Fib::<V4>::new(PrefixHash::new());
         let p = v4("10.0.0.0");
-        fib.upsert(p, 8, 0, 1, 1);
-        fib.upsert(p, 8, 0, 2, 2);
-        fib.upsert(p, 8, 0, 3, 3);
-        fib.upsert(v4("192.168.0.0"), 16, 0, 0, 4);
+        fib.upsert(p, 8, (0, 1, 1), is(0, 1));
+        fib.upsert(p, 8, (0, 2, 2), is(0, 2));
+        fib.upsert(p, 8, (0, 3, 3), is(0, 3));
+        fib.upsert(v4("192.168.0.0"), 16, (0, 0, 4), is(0, 0));
         fib.mark_stale();
-        fib.upsert(p, 8, 0, 3, 3);
+        fib.upsert(p, 8, (0, 3, 3), is(0, 3));
         let mut released = Vec::new();
         assert_eq!(fib.sweep(|id| released.push(id)), 3);
         released.sort();

@@ -23,11 +23,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
 use std::net::IpAddr;
 
-use crate::fpc::{Addr, Link, Neigh, NextHops, Nexthop, Object, ObjectError, Op, Route};
+use crate::fpc::{
+    Addr, BridgePort, Fdb, Link, Neigh, NextHops, Nexthop, Object, ObjectError, Op, Route,
+    RouteDisc,
+};
 use attrs::AttrTable;
 pub(crate) use attrs::RouteAttrs;
 pub(crate) use fib::PrefixHash;
-use fib::{Fib, PrefixKey, Upsert, V4, V6};
+use fib::{Entry, Fib, PrefixKey, Upsert, V4, V6};
 
 /// Objects of one kind by key, each with its stale mark.
 struct ObjectMap<K, V> {
@@ -104,11 +107,15 @@ impl<K: PrefixKey> Fibs<K> {
         if r.dst_len > K::MAX_LEN || key.masked(r.dst_len) != key {
             return Err(ObjectError::Invalid);
         }
+        let disc = RouteDisc::of(&r.dst, r.protocol, &r.nexthops);
+        let (tos, priority, dst) = (r.tos, r.priority, r.dst);
         match op {
             Op::Delete => {
                 let fib = self.tables.get_mut(&r.table).ok_or(ObjectError::NotFound)?;
                 let id = fib
-                    .remove(key, r.dst_len, r.tos, r.priority)
+                    .remove(key, r.dst_len, |e| {
+                        same_route(attrs, e, dst, tos, priority, disc)
+                    })
                     .ok_or(ObjectError::NotFound)?;
                 attrs.release(id);
                 if fib.is_empty() {
@@ -118,13 +125,14 @@ impl<K: PrefixKey> Fibs<K> {
             }
             Op::Add | Op::Replace => {
                 check_route_attrs(&r)?;
-                let (table, len, tos, priority) = (r.table, r.dst_len, r.tos, r.priority);
+                let (table, len) = (r.table, r.dst_len);
                 let id = attrs.intern(RouteAttrs::of(r));
                 let fib = self
                     .tables
                     .entry(table)
                     .or_insert_with(|| Fib::new(hasher.clone()));
-                match fib.upsert(key, len, tos, priority, id) {
+                let same = |e: &Entry| same_route(attrs, e, dst, tos, priority, disc);
+                match fib.upsert(key, len, (tos, priority, id), same) {
                     Upsert::Inserted => self.routes += 1,
                     Upsert::Replaced(old) => attrs.release(old),
                 }
@@ -223,6 +231,24 @@ fn check_addr(a: &Addr) -> Result<(), ObjectError> {
     valid.then_some(()).ok_or(ObjectError::Invalid)
 }
 
+/// Whether `e` is the route (tos, priority, disc) of its prefix; the
+/// discriminator of an entry comes from its interned attributes.
+fn same_route(
+    attrs: &AttrTable,
+    e: &Entry,
+    dst: IpAddr,
+    tos: u8,
+    priority: u32,
+    disc: RouteDisc,
+) -> bool {
+    e.tos == tos
+        && e.priority == priority
+        && (disc == RouteDisc::None && dst.is_ipv4()
+            || attrs
+                .get(e.attrs)
+                .is_some_and(|a| RouteDisc::of(&dst, a.protocol, &a.nexthops) == disc))
+}
+
 fn check_nexthop(n: &Nexthop) -> Result<(), ObjectError> {
     let valid = n.id != 0 && n.group.iter().all(|&(id, _)| id != 0 && id != n.id);
     valid.then_some(()).ok_or(ObjectError::Invalid)
@@ -257,6 +283,8 @@ pub struct Tables {
     addrs: ObjectMap<(u32, IpAddr, u8), Addr>,
     nexthops: ObjectMap<u32, Nexthop>,
     neighs: ObjectMap<(u32, IpAddr), Neigh>,
+    ports: ObjectMap<u32, BridgePort>,
+    fdb: ObjectMap<(u32, Vec<u8>, u16, Option<IpAddr>), Fdb>,
     routes4: Fibs<V4>,
     routes6: Fibs<V6>,
     attrs: AttrTable,
@@ -282,6 +310,8 @@ impl Tables {
             addrs: ObjectMap::new(),
             nexthops: ObjectMap::new(),
             neighs: ObjectMap::new(),
+            ports: ObjectMap::new(),
+            fdb: ObjectMap::new(),
             routes4: Fibs::new(),
             routes6: Fibs::new(),
             attrs: AttrTable::default(),
@@ -335,6 +365,19 @@ impl Tables {
                 IpAddr::V4(_) => self.routes4.apply(&mut self.attrs, &self.hasher, op, r),
                 IpAddr::V6(_) => self.routes6.apply(&mut self.attrs, &self.hasher, op, r),
             },
+            Object::BridgePort(p) => {
+                if p.ifindex == 0 || p.master == 0 {
+                    return Err(ObjectError::Invalid);
+                }
+                self.ports.apply(op, p.ifindex, p)
+            }
+            Object::Fdb(e) => {
+                if e.ifindex == 0 || e.mac.len() != 6 {
+                    return Err(ObjectError::Invalid);
+                }
+                self.fdb
+                    .apply(op, (e.domain(), e.mac.clone(), e.vlan, e.dst), e)
+            }
         }
     }
 
@@ -385,6 +428,8 @@ impl Tables {
         self.addrs.mark_stale();
         self.nexthops.mark_stale();
         self.neighs.mark_stale();
+        self.ports.mark_stale();
+        self.fdb.mark_stale();
         self.routes4.mark_stale();
         self.routes6.mark_stale();
         self.syncing = Some(generation);
@@ -414,6 +459,8 @@ impl Tables {
             + self.addrs.sweep()
             + self.nexthops.sweep()
             + self.neighs.sweep()
+            + self.ports.sweep()
+            + self.fdb.sweep()
             + self.routes4.sweep(&mut self.attrs)
             + self.routes6.sweep(&mut self.attrs);
         self.syncing = None;
@@ -423,7 +470,7 @@ impl Tables {
     }
 
     /// Every object, in an order fit for replay: links, addresses, single
-    /// nexthops, nexthop groups, routes, neighbours.
+    /// nexthops, nexthop groups, routes, neighbours, bridge ports, FDB.
     pub fn for_each(&self, mut f: impl FnMut(Object)) {
         self.links.values().for_each(|l| f(Object::Link(l.clone())));
         self.addrs.values().for_each(|a| f(Object::Addr(a.clone())));
@@ -438,6 +485,10 @@ impl Tables {
         self.neighs
             .values()
             .for_each(|n| f(Object::Neigh(n.clone())));
+        self.ports
+            .values()
+            .for_each(|p| f(Object::BridgePort(p.clone())));
+        self.fdb.values().for_each(|e| f(Object::Fdb(e.clone())));
     }
 
     /// How many objects of each kind, and the sync history.
@@ -449,6 +500,8 @@ impl Tables {
             ("routes6", self.routes6.routes as u64),
             ("nexthops", self.nexthops.len() as u64),
             ("neighbours", self.neighs.len() as u64),
+            ("bridge_ports", self.ports.len() as u64),
+            ("fdb", self.fdb.len() as u64),
             ("route_attrs", self.attrs.len() as u64),
             ("generation", self.generation),
             ("syncs", self.syncs),
@@ -466,6 +519,8 @@ impl Tables {
             + self.addrs.len()
             + self.nexthops.len()
             + self.neighs.len()
+            + self.ports.len()
+            + self.fdb.len()
             + self.routes4.routes
             + self.routes6.routes
     }

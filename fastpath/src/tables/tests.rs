@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 
 use super::*;
-use crate::fpc::{rtn, Hop, ObjectKey, RTNH_F_ONLINK};
+use crate::fpc::{rtn, Hop, LinkInfo, ObjectKey, RTNH_F_ONLINK};
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
@@ -229,6 +229,14 @@ fn invalid_objects_are_rejected_and_change_nothing() {
                 n.ifindex = 0;
                 Object::Neigh(n)
             }
+            Object::BridgePort(mut p) => {
+                p.master = 0;
+                Object::BridgePort(p)
+            }
+            Object::Fdb(mut e) => {
+                e.mac = vec![1, 2, 3];
+                Object::Fdb(e)
+            }
             Object::Route(_) => continue,
         };
         assert_eq!(t.apply(Op::Add, o), Err(ObjectError::Invalid));
@@ -281,6 +289,7 @@ fn sample_objects() -> Vec<Object> {
             link: 3,
             link_netnsid: 0,
             operstate: 6,
+            info: LinkInfo::None,
         }),
         Object::Addr(Addr {
             ifindex: 2,

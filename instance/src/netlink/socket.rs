@@ -26,7 +26,14 @@ pub enum SocketError {
 pub struct NetlinkSocket {
     fd: OwnedFd,
     seq: u32,
+    /// One datagram at a time lands here (allocated once: zero-filling a
+    /// large buffer per receive costs more than the receive itself).
+    scratch: Box<[u8]>,
 }
+
+/// The largest datagram received (dump parts and notifications are far
+/// smaller; a link with many VFs can pass 64 KiB).
+const DATAGRAM_MAX: usize = 1 << 20;
 
 fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
     if ret < 0 {
@@ -50,7 +57,11 @@ impl NetlinkSocket {
         })?;
         // SAFETY: `raw` is a fresh descriptor that nothing else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let sock = NetlinkSocket { fd, seq: 1 };
+        let sock = NetlinkSocket {
+            fd,
+            seq: 1,
+            scratch: vec![0; DATAGRAM_MAX].into_boxed_slice(),
+        };
         sock.set_rcvbuf(rcvbuf)?;
         // SAFETY: sockaddr_nl is plain data; zeroed is a valid value.
         let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
@@ -99,41 +110,32 @@ impl NetlinkSocket {
             .or_else(|_| self.setsockopt(libc::SOL_SOCKET, libc::SO_RCVBUF, value))
     }
 
-    /// Receives one datagram into `buf` (cleared first). `Overrun` when the
+    /// Receives one datagram and appends it to `buf`. `Overrun` when the
     /// kernel dropped messages (ENOBUFS): the socket must be reopened.
-    pub fn recv(&self, buf: &mut Vec<u8>, nonblocking: bool) -> Result<usize, SocketError> {
-        const MAX: usize = 1 << 20;
-        let start = buf.len();
-        buf.resize(start + MAX, 0);
+    pub fn recv(&mut self, buf: &mut Vec<u8>, nonblocking: bool) -> Result<usize, SocketError> {
         let flags = if nonblocking { libc::MSG_DONTWAIT } else { 0 };
-        let n = loop {
-            // SAFETY: the destination is `MAX` writable bytes of `buf`.
+        loop {
+            // SAFETY: the destination is the scratch buffer, of its length.
             let n = unsafe {
                 libc::recv(
                     self.fd.as_raw_fd(),
-                    buf[start..].as_mut_ptr() as *mut libc::c_void,
-                    MAX,
+                    self.scratch.as_mut_ptr() as *mut libc::c_void,
+                    self.scratch.len(),
                     flags,
                 )
             };
             if n >= 0 {
-                break n as usize;
+                let n = n as usize;
+                buf.extend_from_slice(&self.scratch[..n]);
+                return Ok(n);
             }
             let err = io::Error::last_os_error();
             match err.raw_os_error() {
                 Some(libc::EINTR) => continue,
-                Some(libc::ENOBUFS) => {
-                    buf.truncate(start);
-                    return Err(SocketError::Overrun);
-                }
-                _ => {
-                    buf.truncate(start);
-                    return Err(err.into());
-                }
+                Some(libc::ENOBUFS) => return Err(SocketError::Overrun),
+                _ => return Err(err.into()),
             }
-        };
-        buf.truncate(start + n);
-        Ok(n)
+        }
     }
 
     pub fn send(&self, msg: &[u8]) -> io::Result<()> {

@@ -13,12 +13,12 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use fastpath::fpc::{
-    unspecified, Addr, Hop, Link, Neigh, NextHops, Nexthop, Object, ObjectKey, Route, AF_INET,
-    AF_INET6, RTNH_F_ONLINK,
+    unspecified, Addr, BridgePort, Fdb, Hop, Link, LinkInfo, Neigh, NextHops, Nexthop, Object,
+    ObjectKey, Route, AF_INET, AF_INET6, RTNH_F_ONLINK,
 };
 
 pub const NLMSG_HDRLEN: usize = 16;
-const AF_BRIDGE: u8 = 7;
+pub const AF_BRIDGE: u8 = 7;
 pub const NLMSG_NOOP: u16 = 1;
 pub const NLMSG_ERROR: u16 = 2;
 pub const NLMSG_DONE: u16 = 3;
@@ -63,6 +63,16 @@ const IFLA_MASTER: u16 = 10;
 const IFLA_OPERSTATE: u16 = 16;
 const IFLA_LINKINFO: u16 = 18;
 const IFLA_INFO_KIND: u16 = 1;
+const IFLA_INFO_DATA: u16 = 2;
+const IFLA_PROTINFO: u16 = 12;
+const IFLA_AF_SPEC: u16 = 26;
+pub const IFLA_EXT_MASK: u16 = 29;
+/// Asks a dump for the per-port VLANs of bridge ports.
+pub const RTEXT_FILTER_BRVLAN: u32 = 1 << 1;
+const IFLA_BRPORT_STATE: u16 = 1;
+const IFLA_BRIDGE_VLAN_INFO: u16 = 2;
+const BRIDGE_VLAN_INFO_RANGE_BEGIN: u16 = 0x8;
+const BRIDGE_VLAN_INFO_RANGE_END: u16 = 0x10;
 const IFLA_LINK_NETNSID: u16 = 37;
 
 const IFA_ADDRESS: u16 = 1;
@@ -87,6 +97,14 @@ const RTM_F_CLONED: u32 = 0x200;
 
 const NDA_DST: u16 = 1;
 const NDA_LLADDR: u16 = 2;
+const NDA_VLAN: u16 = 5;
+const NDA_VNI: u16 = 7;
+const NDA_MASTER: u16 = 9;
+const NTF_SELF: u8 = 0x02;
+const NUD_REACHABLE: u16 = 0x02;
+const NUD_PERMANENT: u16 = 0x80;
+/// REACHABLE, STALE, DELAY, PROBE: a lladdr the kernel itself sends to.
+const NUD_VALID_DYNAMIC: u16 = 0x02 | 0x04 | 0x08 | 0x10;
 /// Entries in these states are not configuration: the kernel makes them for
 /// multicast or while resolving, often without a notification.
 pub const NUD_NONE: u16 = 0x00;
@@ -253,7 +271,20 @@ pub fn decode(msg: &NlMsg<'_>) -> Result<Event, WireError> {
     Ok(match msg.kind {
         // AF_BRIDGE link messages are a bridge's news about a port, not
         // about the link itself (an RTM_DELLINK of them is a port leaving).
-        RTM_NEWLINK | RTM_DELLINK if msg.payload.first() == Some(&AF_BRIDGE) => Event::Ignored,
+        RTM_NEWLINK if msg.payload.first() == Some(&AF_BRIDGE) => decode_bridge_port(msg.payload)?
+            .map(Object::BridgePort)
+            .map(Event::New)
+            .unwrap_or(Event::Ignored),
+        RTM_DELLINK if msg.payload.first() == Some(&AF_BRIDGE) => decode_bridge_port(msg.payload)?
+            .map(|p| Event::Del(ObjectKey::BridgePort(p.ifindex)))
+            .unwrap_or(Event::Ignored),
+        RTM_NEWNEIGH if msg.payload.first() == Some(&AF_BRIDGE) => decode_fdb(msg.payload)?
+            .map(Object::Fdb)
+            .map(Event::New)
+            .unwrap_or(Event::Ignored),
+        RTM_DELNEIGH if msg.payload.first() == Some(&AF_BRIDGE) => decode_fdb(msg.payload)?
+            .map(|e| Event::Del(Object::Fdb(e).key()))
+            .unwrap_or(Event::Ignored),
         RTM_NEWLINK => Event::New(Object::Link(decode_link(msg.payload)?)),
         RTM_DELLINK => Event::Del(ObjectKey::Link(decode_link(msg.payload)?.ifindex)),
         RTM_NEWADDR => match decode_addr(msg.payload)? {
@@ -298,7 +329,9 @@ fn decode_link(payload: &[u8]) -> Result<Link, WireError> {
         link: 0,
         link_netnsid: -1,
         operstate: 0,
+        info: LinkInfo::None,
     };
+    let mut data = None;
     for attr in attrs(rest) {
         let (kind, v) = attr?;
         match kind {
@@ -315,16 +348,320 @@ fn decode_link(payload: &[u8]) -> Result<Link, WireError> {
             IFLA_LINKINFO => {
                 for info in attrs(v) {
                     let (ikind, iv) = info?;
-                    if ikind == IFLA_INFO_KIND {
-                        let raw = iv.split(|b| *b == 0).next().unwrap_or_default();
-                        link.kind = String::from_utf8_lossy(raw).into_owned();
+                    match ikind {
+                        IFLA_INFO_KIND => {
+                            let raw = iv.split(|b| *b == 0).next().unwrap_or_default();
+                            link.kind = String::from_utf8_lossy(raw).into_owned();
+                        }
+                        IFLA_INFO_DATA => data = Some(iv),
+                        _ => {}
                     }
                 }
             }
             _ => {}
         }
     }
+    // The kind is known only once every attribute was seen.
+    if let Some(data) = data {
+        link.info = decode_link_info(&link.kind, data)?;
+    }
     Ok(link)
+}
+
+fn get_u8(kind: u16, v: &[u8]) -> Result<u8, WireError> {
+    v.first()
+        .copied()
+        .ok_or(WireError::BadAttr { kind, len: 0 })
+}
+
+fn get_u16(kind: u16, v: &[u8]) -> Result<u16, WireError> {
+    v.get(..2)
+        .map(|b| u16::from_ne_bytes([b[0], b[1]]))
+        .ok_or(WireError::BadAttr { kind, len: v.len() })
+}
+
+/// A big-endian u16 (ports, protocols, GRE flags).
+fn get_be16(kind: u16, v: &[u8]) -> Result<u16, WireError> {
+    get_u16(kind, v).map(u16::from_be)
+}
+
+/// A big-endian u32 (GRE and VTI keys).
+fn get_be32(kind: u16, v: &[u8]) -> Result<u32, WireError> {
+    get_u32(kind, v).map(u32::from_be)
+}
+
+/// `IFLA_INFO_DATA` of the kinds a fast path handles; the attribute
+/// numbers are each kind's own (IFLA_VLAN_*, IFLA_VXLAN_*, ...). Only
+/// configuration is kept (a bridge's timers, for one, change silently).
+fn decode_link_info(kind: &str, data: &[u8]) -> Result<LinkInfo, WireError> {
+    let mut info = match kind {
+        "vlan" => LinkInfo::Vlan {
+            id: 0,
+            protocol: 0x8100,
+        },
+        "macvlan" | "macvtap" => LinkInfo::Macvlan { mode: 0 },
+        "vxlan" => LinkInfo::Vxlan {
+            vni: 0,
+            local: None,
+            remote: None,
+            port: 0,
+            learning: false,
+            ttl: 0,
+            dev: 0,
+        },
+        "bond" => LinkInfo::Bond {
+            mode: 0,
+            active: 0,
+            miimon: 0,
+        },
+        "gre" | "gretap" | "ip6gre" | "ip6gretap" => LinkInfo::Gre {
+            ikey: 0,
+            okey: 0,
+            iflags: 0,
+            oflags: 0,
+            local: None,
+            remote: None,
+            ttl: 0,
+            dev: 0,
+        },
+        "ipip" | "sit" | "ip6tnl" => LinkInfo::Tunnel {
+            local: None,
+            remote: None,
+            ttl: 0,
+            proto: 0,
+            dev: 0,
+        },
+        "vti" | "vti6" => LinkInfo::Vti {
+            ikey: 0,
+            okey: 0,
+            local: None,
+            remote: None,
+            dev: 0,
+        },
+        "bridge" => LinkInfo::Bridge {
+            vlan_filtering: false,
+            vlan_protocol: 0x8100,
+            default_pvid: 1,
+        },
+        _ => return Ok(LinkInfo::None),
+    };
+    for attr in attrs(data) {
+        let (k, v) = attr?;
+        match &mut info {
+            LinkInfo::Vlan { id, protocol } => match k {
+                1 => *id = get_u16(k, v)?,
+                5 => *protocol = get_be16(k, v)?,
+                _ => {}
+            },
+            LinkInfo::Macvlan { mode } => {
+                if k == 1 {
+                    *mode = get_u32(k, v)?
+                }
+            }
+            LinkInfo::Vxlan {
+                vni,
+                local,
+                remote,
+                port,
+                learning,
+                ttl,
+                dev,
+            } => match k {
+                1 => *vni = get_u32(k, v)?,
+                2 | 16 => *remote = Some(get_ip(v)?),
+                3 => *dev = get_u32(k, v)?,
+                4 | 17 => *local = Some(get_ip(v)?),
+                5 => *ttl = get_u8(k, v)?,
+                7 => *learning = get_u8(k, v)? != 0,
+                15 => *port = get_be16(k, v)?,
+                _ => {}
+            },
+            LinkInfo::Bond {
+                mode,
+                active,
+                miimon,
+            } => match k {
+                1 => *mode = get_u8(k, v)?,
+                2 => *active = get_u32(k, v)?,
+                3 => *miimon = get_u32(k, v)?,
+                _ => {}
+            },
+            LinkInfo::Gre {
+                ikey,
+                okey,
+                iflags,
+                oflags,
+                local,
+                remote,
+                ttl,
+                dev,
+            } => match k {
+                1 => *dev = get_u32(k, v)?,
+                2 => *iflags = get_be16(k, v)?,
+                3 => *oflags = get_be16(k, v)?,
+                4 => *ikey = get_be32(k, v)?,
+                5 => *okey = get_be32(k, v)?,
+                6 => *local = Some(get_ip(v)?),
+                7 => *remote = Some(get_ip(v)?),
+                8 => *ttl = get_u8(k, v)?,
+                _ => {}
+            },
+            LinkInfo::Tunnel {
+                local,
+                remote,
+                ttl,
+                proto,
+                dev,
+            } => match k {
+                1 => *dev = get_u32(k, v)?,
+                2 => *local = Some(get_ip(v)?),
+                3 => *remote = Some(get_ip(v)?),
+                4 => *ttl = get_u8(k, v)?,
+                9 => *proto = get_u8(k, v)?,
+                _ => {}
+            },
+            LinkInfo::Vti {
+                ikey,
+                okey,
+                local,
+                remote,
+                dev,
+            } => match k {
+                1 => *dev = get_u32(k, v)?,
+                2 => *ikey = get_be32(k, v)?,
+                3 => *okey = get_be32(k, v)?,
+                4 => *local = Some(get_ip(v)?),
+                5 => *remote = Some(get_ip(v)?),
+                _ => {}
+            },
+            LinkInfo::Bridge {
+                vlan_filtering,
+                vlan_protocol,
+                default_pvid,
+            } => match k {
+                7 => *vlan_filtering = get_u8(k, v)? != 0,
+                8 => *vlan_protocol = get_be16(k, v)?,
+                39 => *default_pvid = get_u16(k, v)?,
+                _ => {}
+            },
+            LinkInfo::None => {}
+        }
+    }
+    // An unspecified address is no address (`local any`).
+    let drop_any = |a: &mut Option<IpAddr>| {
+        if a.is_some_and(|ip| ip.is_unspecified()) {
+            *a = None
+        }
+    };
+    match &mut info {
+        LinkInfo::Vxlan { local, remote, .. }
+        | LinkInfo::Gre { local, remote, .. }
+        | LinkInfo::Tunnel { local, remote, .. }
+        | LinkInfo::Vti { local, remote, .. } => {
+            drop_any(local);
+            drop_any(remote);
+        }
+        _ => {}
+    }
+    Ok(info)
+}
+
+/// An AF_BRIDGE link message: a port's state and VLANs. None for the
+/// bridge's own message (its master is itself).
+fn decode_bridge_port(payload: &[u8]) -> Result<Option<BridgePort>, WireError> {
+    let (h, rest) = header::<16>(payload)?;
+    let mut port = BridgePort {
+        ifindex: u32::from_ne_bytes(h[4..8].try_into().unwrap()),
+        master: 0,
+        state: 0,
+        vlans: Vec::new(),
+    };
+    for attr in attrs(rest) {
+        let (kind, v) = attr?;
+        match kind {
+            IFLA_MASTER => port.master = get_u32(kind, v)?,
+            // Older kernels send the state as a bare u8, newer ones nest it.
+            IFLA_PROTINFO if v.len() == 1 => port.state = v[0],
+            IFLA_PROTINFO => {
+                for a in attrs(v) {
+                    let (k, pv) = a?;
+                    if k == IFLA_BRPORT_STATE {
+                        port.state = get_u8(k, pv)?;
+                    }
+                }
+            }
+            IFLA_AF_SPEC => {
+                let mut range_start = None;
+                for a in attrs(v) {
+                    let (k, vv) = a?;
+                    if k != IFLA_BRIDGE_VLAN_INFO {
+                        continue;
+                    }
+                    // struct bridge_vlan_info: flags u16, vid u16
+                    let flags = get_u16(k, vv)?;
+                    let vid = get_u16(k, vv.get(2..).unwrap_or_default())?;
+                    let keep = flags & !(BRIDGE_VLAN_INFO_RANGE_BEGIN | BRIDGE_VLAN_INFO_RANGE_END);
+                    if flags & BRIDGE_VLAN_INFO_RANGE_BEGIN != 0 {
+                        range_start = Some(vid);
+                    } else if flags & BRIDGE_VLAN_INFO_RANGE_END != 0 {
+                        let start = range_start.take().unwrap_or(vid);
+                        port.vlans
+                            .extend((start..=vid.max(start)).map(|v| (v, keep)));
+                    } else {
+                        port.vlans.push((vid, keep));
+                    }
+                }
+                port.vlans.sort_unstable();
+                port.vlans.dedup_by_key(|(vid, _)| *vid);
+            }
+            _ => {}
+        }
+    }
+    if port.master == 0 || port.master == port.ifindex {
+        return Ok(None);
+    }
+    Ok(Some(port))
+}
+
+/// An AF_BRIDGE neighbour message: an FDB entry. Only entries a fast path
+/// forwards with are kept: a bridge's (NDA_MASTER names the bridge; the
+/// kernel does not set NTF_MASTER in what it sends) and a VXLAN device's
+/// remotes (NDA_DST). The "self" entries of plain devices (their multicast
+/// address lists, never announced) and a bridge's entries for itself are
+/// not.
+fn decode_fdb(payload: &[u8]) -> Result<Option<Fdb>, WireError> {
+    let (h, rest) = header::<12>(payload)?;
+    let mut e = Fdb {
+        ifindex: u32::from_ne_bytes(h[4..8].try_into().unwrap()),
+        mac: Vec::new(),
+        vlan: 0,
+        dst: None,
+        vni: 0,
+        master: 0,
+        state: u16::from_ne_bytes([h[8], h[9]]),
+        flags: h[10],
+    };
+    for attr in attrs(rest) {
+        let (kind, v) = attr?;
+        match kind {
+            NDA_LLADDR => e.mac = v.to_vec(),
+            NDA_DST => e.dst = Some(get_ip(v)?),
+            NDA_VLAN => e.vlan = get_u16(kind, v)?,
+            NDA_VNI => e.vni = get_u32(kind, v)?,
+            NDA_MASTER => e.master = get_u32(kind, v)?,
+            _ => {}
+        }
+    }
+    let forwarding = (e.master != 0 && e.flags & NTF_SELF == 0) || e.dst.is_some();
+    if !forwarding || e.master == e.ifindex || e.mac.len() != 6 {
+        return Ok(None);
+    }
+    // A learned entry goes from REACHABLE to STALE as it ages, silently:
+    // only permanent and static (NOARP) are configuration.
+    if e.state & (NUD_PERMANENT | NUD_NOARP) == 0 {
+        e.state = NUD_REACHABLE;
+    }
+    Ok(Some(e))
 }
 
 /// The address, and whether it is tentative (DAD not done, or failed).
@@ -509,9 +846,16 @@ fn decode_neigh(payload: &[u8]) -> Result<NeighMsg, WireError> {
     if !has_dst || n.flags & NTF_PROXY != 0 {
         return Ok(NeighMsg::Unsynced(None));
     }
-    if n.state == NUD_NONE || n.state & NUD_NOARP != 0 {
-        return Ok(NeighMsg::Unsynced(Some(Object::Neigh(n).key())));
-    }
+    // What a fast path can use: a permanent entry, or a valid one. The
+    // kernel moves valid entries between REACHABLE, STALE, DELAY and PROBE
+    // and announces only some of these moves (REACHABLE -> DELAY -> PROBE
+    // and STALE -> DELAY are silent), so all four are synced as REACHABLE.
+    // INCOMPLETE (never announced) and FAILED have no usable address.
+    n.state = match n.state {
+        s if s & NUD_PERMANENT != 0 => NUD_PERMANENT,
+        s if s & NUD_VALID_DYNAMIC != 0 && !n.lladdr.is_empty() => NUD_REACHABLE,
+        _ => return Ok(NeighMsg::Unsynced(Some(Object::Neigh(n).key()))),
+    };
     Ok(NeighMsg::Synced(n))
 }
 
@@ -566,7 +910,9 @@ pub fn dump_request(kind: u16, family: u8, seq: u32) -> Vec<u8> {
         RTM_GETADDR | RTM_GETNEXTHOP => 8,
         _ => 12, // rtmsg, ndmsg
     };
-    let len = NLMSG_HDRLEN + body_len;
+    // A bridge port dump asks for the ports' VLANs too.
+    let ext_mask = kind == RTM_GETLINK && family == AF_BRIDGE;
+    let len = NLMSG_HDRLEN + body_len + if ext_mask { 8 } else { 0 };
     let mut buf = Vec::with_capacity(len);
     buf.extend_from_slice(&(len as u32).to_ne_bytes());
     buf.extend_from_slice(&kind.to_ne_bytes());
@@ -574,7 +920,12 @@ pub fn dump_request(kind: u16, family: u8, seq: u32) -> Vec<u8> {
     buf.extend_from_slice(&seq.to_ne_bytes());
     buf.extend_from_slice(&0u32.to_ne_bytes());
     buf.push(family);
-    buf.resize(len, 0);
+    buf.resize(NLMSG_HDRLEN + body_len, 0);
+    if ext_mask {
+        buf.extend_from_slice(&8u16.to_ne_bytes());
+        buf.extend_from_slice(&IFLA_EXT_MASK.to_ne_bytes());
+        buf.extend_from_slice(&RTEXT_FILTER_BRVLAN.to_ne_bytes());
+    }
     buf
 }
 

@@ -164,7 +164,7 @@ fn main() {
     let ep = s.endpoint.clone();
     let (kernel_lat, fpd_lat) = std::thread::spawn(move || {
         instance::netns::enter(&ns).unwrap();
-        let sock = NetlinkSocket::open(&[], 1 << 20).unwrap();
+        let mut sock = NetlinkSocket::open(&[], 1 << 20).unwrap();
         let mut client = QueryClient::connect(&ep, "bench", Duration::from_secs(5)).unwrap();
         let (mut k, mut f) = (Vec::new(), Vec::new());
         let mut buf = Vec::new();

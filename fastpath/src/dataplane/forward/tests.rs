@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use super::*;
 use crate::dataplane::view::PortInfo;
-use crate::fpc::{Addr, Hop, Link, Neigh, Nexthop, Object, Op, Route};
+use crate::fpc::{Addr, Hop, Link, LinkInfo, Neigh, Nexthop, Object, Op, Route};
 use crate::tables::Tables;
 use crate::wire::ipv4::Packet as Ip4;
 use crate::wire::ipv6::Packet as Ip6;
@@ -96,6 +96,7 @@ fn tables() -> Tables {
             link: 0,
             link_netnsid: -1,
             operstate: 6,
+            info: LinkInfo::None,
         }));
     }
     for (ifindex, a, len) in [
@@ -448,6 +449,7 @@ fn mtu_and_port_state_come_from_the_synced_link() {
         link: 0,
         link_netnsid: -1,
         operstate: 6,
+        info: LinkInfo::None,
     };
     t.apply(Op::Replace, Object::Link(link.clone())).unwrap();
     let v = View::build(&t, &ports(), 2);
