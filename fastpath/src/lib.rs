@@ -15,7 +15,9 @@ pub mod netns;
 mod tables;
 pub mod wire;
 
-pub use dataplane::{Dataplane, DataplaneConfig, DataplaneError, DataplaneHandle, RxRingVersion};
+pub use dataplane::{
+    Dataplane, DataplaneConfig, DataplaneError, DataplaneHandle, PortBackend, RxRingVersion,
+};
 pub use manager::{serve, Server, ServerConfig, ServerError};
 pub use tables::Tables;
 /// The token that stops [`serve`] and [`Server::run`].

@@ -12,7 +12,8 @@ use std::time::Duration;
 use clap::Parser;
 use fastpath::fpc::Endpoint;
 use fastpath::{
-    Dataplane, DataplaneConfig, DataplaneError, RxRingVersion, Server, ServerConfig, ServerError,
+    Dataplane, DataplaneConfig, DataplaneError, PortBackend, RxRingVersion, Server, ServerConfig,
+    ServerError,
 };
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
@@ -35,7 +36,7 @@ struct Cli {
     /// interfaces. A Unix socket path is not affected.
     #[arg(long, value_name = "NAME")]
     netns: Option<String>,
-    /// Forward packets between these interfaces (AF_PACKET); may be
+    /// Forward packets between these interfaces (see --backend); may be
     /// repeated. Without any, fpd only keeps its tables.
     #[arg(long = "port", value_name = "IFNAME")]
     ports: Vec<String>,
@@ -50,6 +51,19 @@ struct Cli {
     /// here v2 measured both faster and lower-latency: docs/BENCHMARKS.md).
     #[arg(long, value_name = "v2|v3", default_value = "v2", value_parser = parse_rx_ring)]
     rx_ring: RxRingVersion,
+    /// The port backend: af_packet (Linux keeps a copy of every frame) or
+    /// af_xdp (an XDP program redirects IPv4 and IPv6 to fpd, which hands
+    /// what it does not forward back to Linux through a TAP per port).
+    #[arg(long, value_name = "af_packet|af_xdp", default_value = "af_packet", value_parser = parse_backend)]
+    backend: PortBackend,
+}
+
+fn parse_backend(s: &str) -> Result<PortBackend, String> {
+    match s {
+        "af_packet" => Ok(PortBackend::AfPacket),
+        "af_xdp" => Ok(PortBackend::AfXdp),
+        _ => Err(format!("{s:?}: expected af_packet or af_xdp")),
+    }
 }
 
 fn parse_rx_ring(s: &str) -> Result<RxRingVersion, String> {
@@ -101,6 +115,7 @@ fn run(cli: Cli) -> Result<(), FpdError> {
             workers: cli.workers,
             cpus: cli.cpus.clone(),
             rx_ring: cli.rx_ring,
+            backend: cli.backend,
         };
         Some(span.in_scope(|| Dataplane::start(&config))?)
     };

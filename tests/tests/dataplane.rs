@@ -1,7 +1,8 @@
 //! fpd forwards packets with the tables cmgrd syncs, on the real kernel:
 //! three namespaces host-a, router, host-b joined by veth, the router's
-//! forwarding off so that only fpd (AF_PACKET on the router's interfaces)
-//! can forward.
+//! forwarding off so that only fpd (on the router's interfaces) can
+//! forward. Every scenario runs with each port backend: AF_PACKET and
+//! AF_XDP.
 //!
 //! Needs root, `ip` and `ping` (iputils-ping); run with
 //! `cargo build --bins && cargo test -p fpsync-tests --test dataplane`.
@@ -23,6 +24,26 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Runs `scenario` as one test per port backend.
+macro_rules! per_backend {
+    ($scenario:ident: $af_packet:ident, $af_xdp:ident) => {
+        #[test]
+        fn $af_packet() {
+            $scenario("af_packet");
+        }
+
+        #[test]
+        fn $af_xdp() {
+            $scenario("af_xdp");
+        }
+    };
+}
+
+/// Namespace tag `tag` made unique per backend.
+fn tag(tag: &str, backend: &str) -> String {
+    format!("{tag}{}", if backend == "af_xdp" { "x" } else { "p" })
+}
+
 /// Waits until `dst` answers pings from host-a (the first packets to a new
 /// next hop ask Linux to resolve it, and are left to a Linux that does not
 /// forward).
@@ -34,13 +55,14 @@ fn until_reachable(t: &Topology, dst: &str) {
     );
 }
 
-#[test]
-fn forwards_ipv4_and_ipv6_and_leaves_the_rest_to_linux() {
+per_backend!(forwards_ipv4_and_ipv6_and_leaves_the_rest_to_linux: forwards_ipv4_and_ipv6_and_leaves_the_rest_to_linux_af_packet, forwards_ipv4_and_ipv6_and_leaves_the_rest_to_linux_af_xdp);
+
+fn forwards_ipv4_and_ipv6_and_leaves_the_rest_to_linux(backend: &str) {
     let _serial = serial();
-    let mut t = Topology::new("dpf");
+    let mut t = Topology::new(&tag("dpf", backend));
     // Without fpd nothing crosses the router.
     assert_eq!(ping(&t.a, "10.2.0.2", 2, "0.2"), 0, "Linux forwards");
-    t.start_fast_path(&[]);
+    t.start_fast_path(&["--backend", backend]);
 
     until_reachable(&t, "10.2.0.2");
     assert_eq!(ping(&t.a, "10.2.0.2", 20, "0.05"), 20, "{}", t.logs());
@@ -112,11 +134,12 @@ fn forwarded_by_linux(t: &Topology) -> u64 {
         .unwrap_or(0)
 }
 
-#[test]
-fn route_changes_move_and_stop_the_traffic_within_a_second() {
+per_backend!(route_changes_move_and_stop_the_traffic_within_a_second: route_changes_move_and_stop_the_traffic_within_a_second_af_packet, route_changes_move_and_stop_the_traffic_within_a_second_af_xdp);
+
+fn route_changes_move_and_stop_the_traffic_within_a_second(backend: &str) {
     let _serial = serial();
-    let mut t = Topology::new("dpr");
-    t.start_fast_path(&[]);
+    let mut t = Topology::new(&tag("dpr", backend));
+    t.start_fast_path(&["--backend", backend]);
     t.r.ip(&["route", "add", "10.9.0.0/24", "via", "10.2.0.2"]);
     until_reachable(&t, "10.2.0.2");
     let sink = Sink::start(&t.b);
@@ -178,10 +201,11 @@ fn neigh_state(t: &Topology, dev: &str, dst: &str) -> String {
     out.split_whitespace().last().unwrap_or("NONE").to_owned()
 }
 
-#[test]
-fn hit_flags_keep_a_fast_path_only_neighbour_reachable() {
+per_backend!(hit_flags_keep_a_fast_path_only_neighbour_reachable: hit_flags_keep_a_fast_path_only_neighbour_reachable_af_packet, hit_flags_keep_a_fast_path_only_neighbour_reachable_af_xdp);
+
+fn hit_flags_keep_a_fast_path_only_neighbour_reachable(backend: &str) {
     let _serial = serial();
-    let mut t = Topology::new("dph");
+    let mut t = Topology::new(&tag("dph", backend));
     // Short aging, so that the scenario outlasts it several times:
     // reachable for 1 to 3 s, then DELAY for 1 s if used, else STALE.
     for dev in ["veth-a", "veth-b"] {
@@ -193,7 +217,7 @@ fn hit_flags_keep_a_fast_path_only_neighbour_reachable() {
             ],
         );
     }
-    t.start_fast_path(&[]);
+    t.start_fast_path(&["--backend", backend]);
     until_reachable(&t, "10.2.0.2");
     // host-a's entry is used by the echo replies only: from now on
     // nothing uses it, and it must age (the control).

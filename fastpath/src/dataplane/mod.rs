@@ -61,6 +61,19 @@ pub struct DataplaneConfig {
     /// The AF_PACKET receive ring: V3 (blocks: fewer wake-ups, up to 1 ms
     /// of added latency at low rates) or V2 (slots: no added wait).
     pub rx_ring: RxRingVersion,
+    /// How frames get in and out.
+    pub backend: PortBackend,
+}
+
+/// The port backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PortBackend {
+    /// AF_PACKET rings: Linux keeps a copy of every frame.
+    #[default]
+    AfPacket,
+    /// AF_XDP sockets and a redirect program; exceptions go back to Linux
+    /// through a TAP per port.
+    AfXdp,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -133,7 +146,10 @@ impl Dataplane {
         if config.ports.is_empty() {
             return Err(DataplaneError::NoPort);
         }
-        let backend: Box<dyn Backend> = Box::new(port::afpacket::AfPacket { rx: config.rx_ring });
+        let backend: Box<dyn Backend> = match config.backend {
+            PortBackend::AfPacket => Box::new(port::afpacket::AfPacket { rx: config.rx_ring }),
+            PortBackend::AfXdp => Box::new(port::xdp::AfXdp::new()),
+        };
         let port_err = |port: &str| {
             let port = port.to_owned();
             move |source| DataplaneError::Port { port, source }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::forward::{forward, Verdict};
-use super::port::{RxQueue, TxQueue};
+use super::port::{Fate, RxQueue, TxQueue};
 use super::stats::{DropReason, Exception, WorkerStats};
 use super::Shared;
 
@@ -110,13 +110,21 @@ impl Worker {
                         } else {
                             c.drop(DropReason::TxFull);
                         }
+                        Fate::Done
                     }
-                    Verdict::Exception(e) => c.exception(e),
+                    Verdict::Exception(e) => {
+                        c.exception(e);
+                        Fate::ToLinux
+                    }
                     Verdict::Resolve { ifindex, dst } => {
                         c.exception(Exception::NoNeighbour);
                         let _ = wanted.try_send((ifindex, dst));
+                        Fate::ToLinux
                     }
-                    Verdict::Drop(d) => c.drop(d),
+                    Verdict::Drop(d) => {
+                        c.drop(d);
+                        Fate::Done
+                    }
                 }
             });
         }

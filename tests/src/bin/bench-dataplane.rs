@@ -1,5 +1,5 @@
 //! Dataplane benchmark (issue 7): packets per second forwarded by fpd
-//! (AF_PACKET) against the Linux kernel forwarding on the same topology,
+//! (AF_PACKET and AF_XDP) against the Linux kernel forwarding on the same topology,
 //! measured in this one run, with 64-byte and 1514-byte frames (60 and 1514
 //! bytes without FCS: 18-byte and 1472-byte UDP payloads), as ratios; and
 //! the latency fpd adds per packet (ping round trips through the router,
@@ -11,8 +11,9 @@
 //! rx_packets over the measuring window. Kernel run: the router forwards
 //! (ip_forward=1), in softirq on the sender's CPU (veth runs sender,
 //! router and receiver there). fpd runs: ip_forward=0, fpd's one worker
-//! pinned to CPU 1 (`--cpus`), which also carries host-b's receive; once
-//! with the TPACKET_V3 receive ring (the default), once with V2.
+//! pinned to CPU 1 (`--cpus`), which also carries host-b's receive; with
+//! AF_PACKET and the TPACKET_V2 receive ring (the default), with V3, and
+//! with AF_XDP (`--backend af_xdp`).
 //!
 //! Usage: bench-dataplane [--seconds N] [--rounds N] (defaults 4, 2).
 //! Run the release build as root.
@@ -144,9 +145,10 @@ fn main() {
             path
         })
         .collect();
-    let modes: [(&str, &[&str]); 2] = [
-        ("fpd rx v3", &["--cpus", "1", "--rx-ring", "v3"]),
-        ("fpd rx v2", &["--cpus", "1", "--rx-ring", "v2"]),
+    let modes: [(&str, &[&str]); 3] = [
+        ("fpd af_packet rx v2", &["--cpus", "1", "--rx-ring", "v2"]),
+        ("fpd af_packet rx v3", &["--cpus", "1", "--rx-ring", "v3"]),
+        ("fpd af_xdp", &["--cpus", "1", "--backend", "af_xdp"]),
     ];
     let mut kernel = Vec::new();
     let mut fpd: Vec<Vec<Run>> = modes.iter().map(|_| Vec::new()).collect();
@@ -199,6 +201,12 @@ fn main() {
                 });
             }
             t.stop_fast_path();
+            // A killed fpd leaves its XDP program attached (passing every
+            // frame to Linux, but still on the path): off, for the next
+            // kernel run.
+            for dev in ["veth-a", "veth-b", "veth-c"] {
+                t.r.ip(&["link", "set", "dev", dev, "xdp", "off"]);
+            }
         }
     }
     let best = |runs: &[Run], frame: usize| {

@@ -30,7 +30,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use super::{Backend, RxMeta, RxQueue, TxQueue};
+use super::{Backend, Fate, RxMeta, RxQueue, TxQueue};
 use crate::dataplane::view::PortInfo;
 
 const ETH_P_ALL: u16 = 0x0003;
@@ -284,7 +284,7 @@ impl RxQueue for RxRing {
         self.fd.as_raw_fd()
     }
 
-    fn recv_burst(&mut self, budget: usize, f: &mut dyn FnMut(&mut [u8], RxMeta)) -> usize {
+    fn recv_burst(&mut self, budget: usize, f: &mut dyn FnMut(&mut [u8], RxMeta) -> Fate) -> usize {
         let mut n = 0;
         while n < budget {
             if self.left == 0 {
@@ -326,7 +326,8 @@ impl RxQueue for RxRing {
                 let meta = RxMeta {
                     csum_partial: hdr.tp_status & libc::TP_STATUS_CSUMNOTREADY != 0,
                 };
-                f(frame, meta);
+                // Linux has its own copy of every frame.
+                let _ = f(frame, meta);
                 n += 1;
             }
             self.left -= 1;
@@ -430,7 +431,7 @@ impl RxQueue for RxRingV2 {
         self.fd.as_raw_fd()
     }
 
-    fn recv_burst(&mut self, budget: usize, f: &mut dyn FnMut(&mut [u8], RxMeta)) -> usize {
+    fn recv_burst(&mut self, budget: usize, f: &mut dyn FnMut(&mut [u8], RxMeta) -> Fate) -> usize {
         let mut n = 0;
         while n < budget {
             let off = (self.slot * RX_FRAME_SIZE) as usize;
@@ -454,7 +455,7 @@ impl RxQueue for RxRingV2 {
                 let frame = unsafe {
                     std::slice::from_raw_parts_mut(self.map.ptr.as_ptr().add(off + start), len)
                 };
-                f(
+                let _ = f(
                     frame,
                     RxMeta {
                         csum_partial: s & libc::TP_STATUS_CSUMNOTREADY != 0,

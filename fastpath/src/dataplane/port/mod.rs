@@ -3,9 +3,9 @@
 //! queues (one per worker and interface, so that no queue is shared).
 //!
 //! Backends: AF_PACKET with a TPACKET_V3 (or V2) receive ring and a
-//! TPACKET_V2 transmit ring ([`afpacket`]). AF_XDP (UMEM, fill/completion/rx/tx rings
-//! and a redirect program) is the planned fast backend: it fits the same
-//! two traits.
+//! TPACKET_V2 transmit ring ([`afpacket`]); AF_XDP with a UMEM,
+//! fill/completion/rx/tx rings, a redirect program and a TAP back to Linux
+//! ([`xdp`]).
 
 use std::io;
 use std::os::fd::RawFd;
@@ -13,6 +13,8 @@ use std::os::fd::RawFd;
 use super::view::PortInfo;
 
 pub(crate) mod afpacket;
+pub(crate) mod xdp;
+mod xdp_prog;
 
 /// Frames received on one interface.
 pub(crate) trait RxQueue: Send {
@@ -21,8 +23,9 @@ pub(crate) trait RxQueue: Send {
 
     /// Hands received frames to `f`, each writable in place (it is
     /// rewritten before being sent on), about `budget` of them at most;
-    /// returns how many.
-    fn recv_burst(&mut self, budget: usize, f: &mut dyn FnMut(&mut [u8], RxMeta)) -> usize;
+    /// returns how many. A frame `f` leaves to Linux (an exception) is
+    /// handed to Linux when the backend took it away.
+    fn recv_burst(&mut self, budget: usize, f: &mut dyn FnMut(&mut [u8], RxMeta) -> Fate) -> usize;
 
     /// Frames lost since the last call: the kernel found the ring full, or
     /// a frame did not fit a slot.
@@ -35,6 +38,16 @@ pub(crate) struct RxMeta {
     /// The TCP/UDP checksum is partial (a local sender offloaded it): it
     /// must be completed before the frame leaves.
     pub csum_partial: bool,
+}
+
+/// What became of a received frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fate {
+    /// Forwarded or dropped by fpd.
+    Done,
+    /// Left to Linux: AF_PACKET has nothing to do (Linux has its own
+    /// copy); AF_XDP gives it back.
+    ToLinux,
 }
 
 /// Frames sent on one interface.
