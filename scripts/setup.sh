@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PACKAGES=(iproute2 procps dbus systemd iputils-ping netsniff-ng)
+PACKAGES=(iproute2 procps dbus systemd iputils-ping netsniff-ng conntrack nftables iptables tcpdump util-linux)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -4,7 +4,8 @@
 //! change returns the op that tells them); an object equal to the cached
 //! one yields no op, so dumps and resyncs only send what changed; replay
 //! order is links, addresses, nexthops (single before groups), routes,
-//! neighbours, so that a reference never precedes what it names.
+//! neighbours, bridge ports, FDB, then IPsec SAs, their replay states and
+//! policies, so that a reference never precedes what it names.
 
 use std::collections::HashMap;
 
@@ -20,11 +21,23 @@ pub enum Scope {
     Neighs(u8),
     BridgePorts,
     Fdb,
+    XfrmSas,
+    /// The SAs' sequence numbers (from the same dump as the SAs).
+    XfrmReplays,
+    XfrmSps,
+    Conntracks,
+    NftTables,
+    NftChains,
+    NftRules,
+    /// Multicast routes of RTNL_FAMILY_IPMR (128) or IP6MR (129).
+    Mroutes(u8),
+    /// BPF capture filters (polled: the kernel does not notify them).
+    Captures,
 }
 
 impl Scope {
     /// Every scope, in replay order.
-    pub const ALL: [Scope; 9] = [
+    pub const ALL: [Scope; 19] = [
         Scope::Links,
         Scope::Addrs,
         Scope::Nexthops,
@@ -34,6 +47,16 @@ impl Scope {
         Scope::Neighs(AF_INET6),
         Scope::BridgePorts,
         Scope::Fdb,
+        Scope::XfrmSas,
+        Scope::XfrmReplays,
+        Scope::XfrmSps,
+        Scope::Conntracks,
+        Scope::NftTables,
+        Scope::NftChains,
+        Scope::NftRules,
+        Scope::Mroutes(crate::netlink::mroute::RTNL_FAMILY_IPMR),
+        Scope::Mroutes(crate::netlink::mroute::RTNL_FAMILY_IP6MR),
+        Scope::Captures,
     ];
 
     pub fn of(obj: &Object) -> Scope {
@@ -45,6 +68,18 @@ impl Scope {
             Object::Neigh(n) => Scope::Neighs(fastpath::fpc::family_of(&n.dst)),
             Object::BridgePort(_) => Scope::BridgePorts,
             Object::Fdb(_) => Scope::Fdb,
+            Object::XfrmSa(_) => Scope::XfrmSas,
+            Object::XfrmReplay(_) => Scope::XfrmReplays,
+            Object::XfrmSp(_) => Scope::XfrmSps,
+            Object::Conntrack(_) => Scope::Conntracks,
+            Object::NftTable(_) => Scope::NftTables,
+            Object::NftChain(_) => Scope::NftChains,
+            Object::NftRule(_) => Scope::NftRules,
+            Object::Mroute(m) if m.group.is_ipv4() => {
+                Scope::Mroutes(crate::netlink::mroute::RTNL_FAMILY_IPMR)
+            }
+            Object::Mroute(_) => Scope::Mroutes(crate::netlink::mroute::RTNL_FAMILY_IP6MR),
+            Object::CaptureFilter(_) => Scope::Captures,
         }
     }
 
@@ -57,6 +92,15 @@ impl Scope {
             Scope::Neighs(_) => ObjectKind::Neigh,
             Scope::BridgePorts => ObjectKind::BridgePort,
             Scope::Fdb => ObjectKind::Fdb,
+            Scope::XfrmSas => ObjectKind::XfrmSa,
+            Scope::XfrmReplays => ObjectKind::XfrmReplay,
+            Scope::XfrmSps => ObjectKind::XfrmSp,
+            Scope::Conntracks => ObjectKind::Conntrack,
+            Scope::NftTables => ObjectKind::NftTable,
+            Scope::NftChains => ObjectKind::NftChain,
+            Scope::NftRules => ObjectKind::NftRule,
+            Scope::Mroutes(_) => ObjectKind::Mroute,
+            Scope::Captures => ObjectKind::CaptureFilter,
         }
     }
 
@@ -67,7 +111,7 @@ impl Scope {
 
 #[derive(Default)]
 pub struct Cache {
-    maps: [HashMap<ObjectKey, Object>; 7],
+    maps: [HashMap<ObjectKey, Object>; 16],
 }
 
 fn slot(kind: ObjectKind) -> usize {
@@ -159,6 +203,38 @@ impl Cache {
             .chain(self.maps[slot(ObjectKind::Neigh)].values())
             .chain(self.maps[slot(ObjectKind::BridgePort)].values())
             .chain(self.maps[slot(ObjectKind::Fdb)].values())
+            .chain(self.maps[slot(ObjectKind::XfrmSa)].values())
+            .chain(self.maps[slot(ObjectKind::XfrmReplay)].values())
+            .chain(self.maps[slot(ObjectKind::XfrmSp)].values())
+            .chain(self.maps[slot(ObjectKind::Conntrack)].values())
+            .chain(self.maps[slot(ObjectKind::NftTable)].values())
+            .chain(self.maps[slot(ObjectKind::NftChain)].values())
+            .chain(self.maps[slot(ObjectKind::NftRule)].values())
+            .chain(self.maps[slot(ObjectKind::Mroute)].values())
+            .chain(self.maps[slot(ObjectKind::CaptureFilter)].values())
+    }
+
+    /// The objects of one kind.
+    pub fn objects(&self, kind: ObjectKind) -> impl Iterator<Item = &Object> {
+        self.maps[slot(kind)].values()
+    }
+
+    /// Removes every object of `kind` that `gone` selects (a flush);
+    /// the delete ops to send.
+    pub fn remove_where(
+        &mut self,
+        kind: ObjectKind,
+        gone: impl Fn(&Object) -> bool,
+    ) -> Vec<(Op, Object)> {
+        let map = &mut self.maps[slot(kind)];
+        let keys: Vec<ObjectKey> = map
+            .iter()
+            .filter(|(_, o)| gone(o))
+            .map(|(k, _)| k.clone())
+            .collect();
+        keys.into_iter()
+            .filter_map(|k| map.remove(&k).map(|o| (Op::Delete, o)))
+            .collect()
     }
 
     /// Makes `scope` equal to `fresh` (a complete dump of it): upserts what
@@ -244,6 +320,15 @@ fn key_kind(key: &ObjectKey) -> ObjectKind {
         ObjectKey::Neigh { .. } => ObjectKind::Neigh,
         ObjectKey::BridgePort(_) => ObjectKind::BridgePort,
         ObjectKey::Fdb { .. } => ObjectKind::Fdb,
+        ObjectKey::XfrmSa(_) => ObjectKind::XfrmSa,
+        ObjectKey::XfrmSp(_) => ObjectKind::XfrmSp,
+        ObjectKey::XfrmReplay(_) => ObjectKind::XfrmReplay,
+        ObjectKey::Conntrack(_) => ObjectKind::Conntrack,
+        ObjectKey::NftTable { .. } => ObjectKind::NftTable,
+        ObjectKey::NftChain { .. } => ObjectKind::NftChain,
+        ObjectKey::NftRule { .. } => ObjectKind::NftRule,
+        ObjectKey::Mroute(_) => ObjectKind::Mroute,
+        ObjectKey::CaptureFilter(_) => ObjectKind::CaptureFilter,
     }
 }
 

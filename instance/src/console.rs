@@ -112,6 +112,7 @@ sync - show synchronization state
 const NETLINK_HELP: &str = "\
 replay FILE - feed the netlink messages of FILE (as the kernel sends them)
   through the decoder and sync path, as if the listener had received them
+replay xfrm FILE - the same for NETLINK_XFRM messages
 ";
 
 const IPSEC_HELP: &str = "\
@@ -135,6 +136,10 @@ pub fn answer(p: &mut Processor, line: &str) -> String {
         ["show", "pid"] => format!("pid: {}\n", std::process::id()),
         ["show", "netlink"] if json => out(json!(sockets(p))),
         ["show", "netlink"] => show_netlink(&sockets(p)),
+        ["netlink", "replay", "xfrm", path] => match std::fs::read(path) {
+            Ok(buf) => format!("replayed {} netlink messages\n", p.replay_xfrm(&buf)),
+            Err(e) => format!("error: cannot read {path}: {e}\n"),
+        },
         ["netlink", "replay", path] => match std::fs::read(path) {
             Ok(buf) => format!("replayed {} netlink messages\n", p.replay_netlink(&buf)),
             Err(e) => format!("error: cannot read {path}: {e}\n"),
@@ -173,7 +178,7 @@ pub fn answer(p: &mut Processor, line: &str) -> String {
                 _ => return format!("error: usage: ipsec ha {verb} [blade B], not {line:?}\n"),
             };
             for b in blades {
-                p.ipsec_ha.insert(b, enable);
+                p.set_ipsec_ha(b, enable);
             }
             tracing::info!(enable, "IPsec High Availability switched");
             show_ipsec_ha(p, json)
@@ -184,15 +189,31 @@ pub fn answer(p: &mut Processor, line: &str) -> String {
 
 /// The sockets to list: the replay pseudo-socket only once used.
 fn sockets(p: &Processor) -> Vec<&SocketStats> {
-    let mut v = vec![&p.listen_stats, &p.cmd_stats];
+    let mut v = vec![
+        &p.listen_stats,
+        &p.cmd_stats,
+        &p.xfrm_listen_stats,
+        &p.xfrm_cmd_stats,
+        &p.ct_listen_stats,
+        &p.ct_cmd_stats,
+    ];
     if p.replay_stats.packets > 0 {
         v.push(&p.replay_stats);
+    }
+    if p.xfrm_replay_stats.packets > 0 {
+        v.push(&p.xfrm_replay_stats);
     }
     v
 }
 
 /// The netlink families this build registers (the seed's `show modules`).
-const MODULES: &[&str] = &["route"];
+const MODULES: &[&str] = &[
+    "route",
+    "xfrm",
+    "xfrm-migrate",
+    "netfilter-conntrack",
+    "netfilter-nftables",
+];
 
 fn blade_list(p: &Processor) -> String {
     let ids: Vec<String> = p.ipsec_ha.keys().map(u32::to_string).collect();
@@ -422,8 +443,18 @@ fn show_netlink(sockets: &[&SocketStats]) -> String {
     out += &format!("{:<32} {}\n", "netlink socket name", "packets received");
     for s in sockets {
         out += &format!("{:<32} {}\n", s.name, s.packets);
+        let xfrm = s.name.starts_with("netlink-xfrm");
         for (kind, n) in &s.by_type {
-            out += &format!("    {:<28} {}\n", type_name(*kind), n);
+            let name = if xfrm {
+                crate::netlink::xfrm::type_name(*kind)
+            } else if s.name.starts_with("netlink-netfilter") {
+                crate::netlink::nftables::type_name(*kind)
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| crate::netlink::conntrack::type_name(*kind))
+            } else {
+                type_name(*kind)
+            };
+            out += &format!("    {:<28} {}\n", name, n);
         }
     }
     out

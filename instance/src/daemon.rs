@@ -21,18 +21,23 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{select, Receiver, Sender};
-use fastpath::fpc::{Endpoint, Message, Object, ObjectKey, Op, AF_INET, AF_INET6};
+use fastpath::fpc::{Endpoint, Message, Object, ObjectKey, ObjectKind, Op, AF_INET, AF_INET6};
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, info_span, trace, warn};
 
 use crate::blade::{BladeEvent, BladeTask, Outgoing};
 use crate::cache::{Cache, Scope};
 use crate::features::Features;
-use crate::netlink::{self, wire, Event as NlEvent, Messages, NetlinkSocket, SocketError};
+use crate::netlink::xfrm::{self, XfrmEvent};
+use crate::netlink::{
+    self, wire, CmdSockets, Event as NlEvent, Messages, NetlinkSocket, SocketError,
+};
 use crate::stats::{QueueStats, SocketStats, SyncStats};
 
 /// Objects per batch frame.
 const BATCH: usize = 1024;
+/// How often packet sockets' capture filters are looked for.
+const CAPTURE_POLL: Duration = Duration::from_millis(250);
 /// A pending reconcile waits at most this long for a quiet moment.
 const RECONCILE_DELAY: Duration = Duration::from_millis(50);
 
@@ -77,6 +82,10 @@ pub enum DaemonError {
 pub enum Event {
     /// One or more datagrams from the listener.
     Netlink(Vec<u8>),
+    /// One or more datagrams from the XFRM listener.
+    Xfrm(Vec<u8>),
+    /// One or more datagrams from the ctnetlink listener.
+    Netfilter(Vec<u8>),
     /// The listener overran, and has reopened its socket.
     Overrun,
     ListenerFailed(String),
@@ -93,6 +102,33 @@ pub enum Event {
 enum Source {
     Listener,
     Replay,
+}
+
+/// The netlink protocols cmgrd listens to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    Route,
+    Xfrm,
+    Netfilter,
+}
+
+impl Proto {
+    fn open(self, buffer: usize) -> std::io::Result<NetlinkSocket> {
+        match self {
+            Proto::Route => NetlinkSocket::open(&netlink::ROUTE_GROUPS, buffer),
+            Proto::Xfrm => NetlinkSocket::open_proto(libc::NETLINK_XFRM, &xfrm::GROUPS, buffer),
+            Proto::Netfilter => NetlinkSocket::open_proto(
+                libc::NETLINK_NETFILTER,
+                &[
+                    netlink::conntrack::GROUPS[0],
+                    netlink::conntrack::GROUPS[1],
+                    netlink::conntrack::GROUPS[2],
+                    netlink::nftables::NFNLGRP_NFTABLES,
+                ],
+                buffer,
+            ),
+        }
+    }
 }
 
 /// Where the instance stands with Linux (DESIGN.md's `SyncState`).
@@ -138,11 +174,16 @@ pub struct BladeLink {
 pub struct Processor {
     pub config: Config,
     pub cache: Cache,
-    cmd: NetlinkSocket,
+    cmd: CmdSockets,
     pub listen_stats: SocketStats,
     pub cmd_stats: SocketStats,
+    pub xfrm_listen_stats: SocketStats,
+    pub xfrm_cmd_stats: SocketStats,
+    pub ct_listen_stats: SocketStats,
+    pub ct_cmd_stats: SocketStats,
     /// Messages fed through `netlink replay` (captures, test fixtures).
     pub replay_stats: SocketStats,
+    pub xfrm_replay_stats: SocketStats,
     pub sync: SyncStats,
     pub state: SyncState,
     pub blades: Vec<BladeLink>,
@@ -186,19 +227,28 @@ pub fn run(config: Config, ready: impl FnOnce()) -> Result<(), DaemonError> {
     let (ctl_tx, ctl_rx) = crossbeam_channel::unbounded::<Event>();
 
     // Subscribe before dumping: see the module's invariants.
-    let listener = NetlinkSocket::open(&netlink::ROUTE_GROUPS, config.netlink_buffer)
-        .map_err(DaemonError::Netlink)?;
-    let nl_buffer = config.netlink_buffer;
-    let listener_span = span.clone();
-    std::thread::Builder::new()
-        .name("cmgrd-listener".into())
-        .spawn(move || {
-            let _e = listener_span.enter();
-            listen(listener, nl_buffer, net_tx)
-        })
-        .map_err(DaemonError::Runtime)?;
+    for (proto, name) in [
+        (Proto::Route, "cmgrd-listener"),
+        (Proto::Xfrm, "cmgrd-xfrm-listener"),
+        (Proto::Netfilter, "cmgrd-ct-listener"),
+    ] {
+        let listener = proto
+            .open(config.netlink_buffer)
+            .map_err(DaemonError::Netlink)?;
+        let nl_buffer = config.netlink_buffer;
+        let listener_span = span.clone();
+        let net_tx = net_tx.clone();
+        std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                let _e = listener_span.enter();
+                listen(proto, listener, nl_buffer, net_tx)
+            })
+            .map_err(DaemonError::Runtime)?;
+    }
+    drop(net_tx);
 
-    let cmd = NetlinkSocket::open(&[], 4 << 20).map_err(DaemonError::Netlink)?;
+    let cmd = CmdSockets::open().map_err(DaemonError::Netlink)?;
     let reverse = crate::hitflags::Reverse::spawn().map_err(DaemonError::Netlink)?;
     let mut blades = Vec::new();
     for (index, (blade, endpoint)) in config.blades.iter().enumerate() {
@@ -250,7 +300,12 @@ pub fn run(config: Config, ready: impl FnOnce()) -> Result<(), DaemonError> {
         cmd,
         listen_stats: SocketStats::default(),
         cmd_stats: SocketStats::default(),
+        xfrm_listen_stats: SocketStats::default(),
+        xfrm_cmd_stats: SocketStats::default(),
+        ct_listen_stats: SocketStats::default(),
+        ct_cmd_stats: SocketStats::default(),
         replay_stats: SocketStats::default(),
+        xfrm_replay_stats: SocketStats::default(),
         sync: SyncStats::default(),
         state: SyncState::InitialDump,
         blades,
@@ -264,6 +319,11 @@ pub fn run(config: Config, ready: impl FnOnce()) -> Result<(), DaemonError> {
     p.listen_stats = SocketStats::named(format!("netlink-route-listen-{id}"));
     p.cmd_stats = SocketStats::named(format!("netlink-route-cmd-{id}"));
     p.replay_stats = SocketStats::named(format!("netlink-replay-{id}"));
+    p.xfrm_listen_stats = SocketStats::named(format!("netlink-xfrm-listen-{id}"));
+    p.xfrm_cmd_stats = SocketStats::named(format!("netlink-xfrm-cmd-{id}"));
+    p.xfrm_replay_stats = SocketStats::named(format!("netlink-xfrm-replay-{id}"));
+    p.ct_listen_stats = SocketStats::named(format!("netlink-netfilter-conntrack-listen-{id}"));
+    p.ct_cmd_stats = SocketStats::named(format!("netlink-netfilter-conntrack-cmd-{id}"));
     let t0 = Instant::now();
     p.full_resync().map_err(DaemonError::Dump)?;
     p.state = SyncState::Synced;
@@ -303,7 +363,12 @@ fn spawn_signal_watcher(runtime: &tokio::runtime::Runtime, tx: Sender<Event>) {
 
 /// The listener thread: reads datagrams and hands them to the processor in
 /// chunks, reopening the socket on overrun.
-fn listen(mut sock: NetlinkSocket, buffer: usize, tx: Sender<Event>) {
+fn listen(proto: Proto, mut sock: NetlinkSocket, buffer: usize, tx: Sender<Event>) {
+    let wrap = |buf: Vec<u8>| match proto {
+        Proto::Route => Event::Netlink(buf),
+        Proto::Xfrm => Event::Xfrm(buf),
+        Proto::Netfilter => Event::Netfilter(buf),
+    };
     // Coalescing what is already queued passes fewer, larger chunks; both
     // bounds keep a steady stream of changes from being held back (the
     // socket is then never empty long enough to stop on WouldBlock).
@@ -323,14 +388,14 @@ fn listen(mut sock: NetlinkSocket, buffer: usize, tx: Sender<Event>) {
             }
         }
         let msg = match res {
-            Ok(_) => Event::Netlink(std::mem::take(&mut buf)),
+            Ok(_) => wrap(std::mem::take(&mut buf)),
             Err(SocketError::Overrun) => {
-                if !buf.is_empty() && tx.send(Event::Netlink(std::mem::take(&mut buf))).is_err() {
+                if !buf.is_empty() && tx.send(wrap(std::mem::take(&mut buf))).is_err() {
                     return;
                 }
                 // Reopen first: what the old socket lost is in the dump that
                 // follows, what happens from now on is in the new socket.
-                match NetlinkSocket::open(&netlink::ROUTE_GROUPS, buffer) {
+                match proto.open(buffer) {
                     Ok(s) => sock = s,
                     Err(e) => {
                         let _ = tx.send(Event::ListenerFailed(e.to_string()));
@@ -355,13 +420,29 @@ impl Processor {
     fn run_loop(&mut self, net_rx: Receiver<Event>, ctl_rx: Receiver<Event>) {
         let poll = self.config.link_poll;
         let mut next_poll = Instant::now() + poll.unwrap_or(Duration::MAX / 4);
+        // Packet sockets' filters come with no notification: polled.
+        let captures = self
+            .config
+            .features
+            .enabled(crate::features::BPF)
+            .then_some(CAPTURE_POLL);
+        let mut next_capture = Instant::now() + captures.unwrap_or(Duration::MAX / 4);
         loop {
             if poll.is_some() && Instant::now() >= next_poll {
                 self.poll_links();
                 next_poll = Instant::now() + poll.unwrap_or_default();
             }
+            if captures.is_some() && Instant::now() >= next_capture {
+                if let Err(e) = self.resync_scopes(&[Scope::Captures]) {
+                    warn!("capture filter poll failed: {e}");
+                }
+                self.flush();
+                next_capture = Instant::now() + captures.unwrap_or_default();
+            }
             let event = if self.pending.is_empty() && self.reconcile.is_empty() {
-                let wait = next_poll.saturating_duration_since(Instant::now());
+                let wait = next_poll
+                    .min(next_capture)
+                    .saturating_duration_since(Instant::now());
                 select! {
                     recv(net_rx) -> e => e.ok(),
                     recv(ctl_rx) -> e => e.ok(),
@@ -380,6 +461,8 @@ impl Processor {
             let Some(event) = event else { return };
             match event {
                 Event::Netlink(buf) => self.on_netlink(&buf, Source::Listener),
+                Event::Xfrm(buf) => self.on_xfrm(&buf, Source::Listener),
+                Event::Netfilter(buf) => self.on_netfilter(&buf),
                 Event::Overrun => {
                     self.sync.overruns += 1;
                     self.state = SyncState::Resyncing;
@@ -490,6 +573,192 @@ impl Processor {
             if self.pending.len() >= BATCH {
                 self.flush();
             }
+        }
+    }
+
+    /// ctnetlink events: conntrack entries created, updated, destroyed.
+    fn on_netfilter(&mut self, buf: &[u8]) {
+        for msg in Messages::new(buf) {
+            let msg = match msg {
+                Ok(m) => m,
+                Err(e) => {
+                    self.sync.decode_errors += 1;
+                    warn!("malformed netfilter datagram: {e}");
+                    break;
+                }
+            };
+            self.ct_listen_stats.count(msg.kind);
+            let event = if msg.kind >> 8 == netlink::nftables::NFNL_SUBSYS_NFTABLES {
+                netlink::nftables::decode(&msg)
+            } else {
+                netlink::conntrack::decode(&msg)
+            };
+            match event {
+                Ok(NlEvent::New(obj)) if self.config.features.syncs(&obj) => {
+                    self.pending.extend(self.cache.upsert(obj));
+                }
+                Ok(NlEvent::Del(key)) => {
+                    self.remove_nft_contents(&key);
+                    self.pending.extend(self.cache.remove(&key));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    self.sync.decode_errors += 1;
+                    warn!(kind = msg.kind, "malformed ctnetlink message: {e}");
+                }
+            }
+            if self.pending.len() >= BATCH {
+                self.flush();
+            }
+        }
+    }
+
+    /// A deleted nf_tables table or chain takes its chains and rules along
+    /// (announced one by one too; this makes sure, and deletes them first).
+    fn remove_nft_contents(&mut self, key: &ObjectKey) {
+        let (family, table, chain) = match key {
+            ObjectKey::NftTable { family, name } => (*family, name.clone(), None),
+            ObjectKey::NftChain {
+                family,
+                table,
+                name,
+            } => (*family, table.clone(), Some(name.clone())),
+            _ => return,
+        };
+        let rules = self.cache.remove_where(ObjectKind::NftRule, |o| {
+            matches!(o, Object::NftRule(r) if r.family == family && r.table == table
+                && chain.as_ref().is_none_or(|c| *c == r.chain))
+        });
+        self.pending.extend(rules);
+        if chain.is_none() {
+            let chains = self.cache.remove_where(
+                ObjectKind::NftChain,
+                |o| matches!(o, Object::NftChain(c) if c.family == family && c.table == table),
+            );
+            self.pending.extend(chains);
+        }
+    }
+
+    /// Feeds captured XFRM messages (byte fixtures: this kernel has no
+    /// ESP) through the XFRM sync path. Returns how many there were.
+    pub fn replay_xfrm(&mut self, buf: &[u8]) -> usize {
+        let before = self.xfrm_replay_stats.packets;
+        self.on_xfrm(buf, Source::Replay);
+        self.flush();
+        (self.xfrm_replay_stats.packets - before) as usize
+    }
+
+    fn on_xfrm(&mut self, buf: &[u8], source: Source) {
+        for msg in Messages::new(buf) {
+            let msg = match msg {
+                Ok(m) => m,
+                Err(e) => {
+                    self.sync.decode_errors += 1;
+                    warn!("malformed xfrm datagram: {e}");
+                    break;
+                }
+            };
+            match source {
+                Source::Listener => self.xfrm_listen_stats.count(msg.kind),
+                Source::Replay => self.xfrm_replay_stats.count(msg.kind),
+            }
+            let event = xfrm::decode(&msg);
+            trace!(kind = msg.kind, ?event, "xfrm message");
+            match event {
+                Ok(e) if self.config.features.enabled(crate::features::IPSEC) => self.apply_xfrm(e),
+                Ok(_) => {} // a switched-off feature sends nothing
+                Err(e) => {
+                    self.sync.decode_errors += 1;
+                    warn!(kind = msg.kind, "malformed xfrm message: {e}");
+                }
+            }
+            if self.pending.len() >= BATCH {
+                self.flush();
+            }
+        }
+    }
+
+    /// What one XFRM event changes in the cache. An SA's replay state
+    /// lives and dies with it; a NEWAE for an SA not cached is dropped.
+    fn apply_xfrm(&mut self, event: XfrmEvent) {
+        match event {
+            XfrmEvent::Sa(sa, replay) => {
+                self.pending.extend(self.cache.upsert(Object::XfrmSa(sa)));
+                if let Some(r) = replay {
+                    self.pending
+                        .extend(self.cache.upsert(Object::XfrmReplay(r)));
+                }
+            }
+            XfrmEvent::DelSa(key) => {
+                self.pending
+                    .extend(self.cache.remove(&ObjectKey::XfrmReplay(key)));
+                self.pending
+                    .extend(self.cache.remove(&ObjectKey::XfrmSa(key)));
+            }
+            XfrmEvent::Replay(r) => {
+                if self.cache.get(&ObjectKey::XfrmSa(r.key())).is_some() {
+                    self.pending
+                        .extend(self.cache.upsert(Object::XfrmReplay(r)));
+                }
+            }
+            XfrmEvent::Sp(sp) => self.pending.extend(self.cache.upsert(Object::XfrmSp(sp))),
+            XfrmEvent::DelSp(key) => self
+                .pending
+                .extend(self.cache.remove(&ObjectKey::XfrmSp(key))),
+            XfrmEvent::FlushSa { proto } => {
+                for kind in [ObjectKind::XfrmReplay, ObjectKind::XfrmSa] {
+                    let ops = self.cache.remove_where(kind, |o| match o {
+                        Object::XfrmSa(sa) => xfrm::flush_matches(proto, sa.proto),
+                        Object::XfrmReplay(r) => xfrm::flush_matches(proto, r.proto),
+                        _ => false,
+                    });
+                    self.pending.extend(ops);
+                }
+            }
+            XfrmEvent::FlushSp { ptype } => {
+                let ops = self.cache.remove_where(
+                    ObjectKind::XfrmSp,
+                    |o| matches!(o, Object::XfrmSp(sp) if sp.ptype == ptype),
+                );
+                self.pending.extend(ops);
+            }
+            XfrmEvent::Migrate {
+                sel,
+                dir,
+                ptype,
+                moves,
+            } => {
+                let ops = crate::migrate::apply(&mut self.cache, &sel, dir, ptype, &moves);
+                self.sync.migrations += 1;
+                self.pending.extend(ops);
+            }
+            XfrmEvent::Ignored | XfrmEvent::Unknown => {}
+        }
+    }
+
+    /// Switches IPsec HA for one blade, live: enabling sends it every SA's
+    /// current sequence numbers at once, disabling withdraws them (a
+    /// blade without HA holds no sequence numbers that would go stale).
+    pub fn set_ipsec_ha(&mut self, blade: u32, enable: bool) {
+        let was = self.ipsec_ha.insert(blade, enable).unwrap_or(false);
+        if was == enable {
+            return;
+        }
+        self.flush(); // what is pending predates the switch
+        let op = if enable { Op::Add } else { Op::Delete };
+        let ops: Vec<(Op, Object)> = self
+            .cache
+            .objects(ObjectKind::XfrmReplay)
+            .map(|o| (op, o.clone()))
+            .collect();
+        let Some(link) = self.blades.iter_mut().find(|l| l.blade == blade) else {
+            return;
+        };
+        let LinkState::Up { conn } = link.state else {
+            return; // its replay on connection will follow the new setting
+        };
+        if !ops.is_empty() {
+            send(link, conn, &Message::Batch(ops), &mut Vec::new());
         }
     }
 
@@ -618,6 +887,8 @@ impl Processor {
                 *scope,
                 &self.config.features,
                 &mut self.cmd_stats,
+                &mut self.xfrm_cmd_stats,
+                &mut self.ct_cmd_stats,
                 &mut self.sync,
             )?;
             let ops = self.cache.reconcile(*scope, fresh);
@@ -652,7 +923,13 @@ impl Processor {
     fn replay(&mut self, index: usize) {
         self.generation = self.generation.max(now_ns()) + 1;
         let generation = self.generation;
-        let objects: Vec<Object> = self.cache.replay().cloned().collect();
+        let ha = self.ipsec_ha.get(&self.blades[index].blade) == Some(&true);
+        let objects: Vec<Object> = self
+            .cache
+            .replay()
+            .filter(|o| ha || !matches!(o, Object::XfrmReplay(_)))
+            .cloned()
+            .collect();
         let link = &mut self.blades[index];
         let LinkState::Up { conn } = link.state else {
             return;
@@ -681,7 +958,20 @@ impl Processor {
         if self.pending.is_empty() {
             return;
         }
-        let msg = Message::Batch(std::mem::take(&mut self.pending));
+        let ops = std::mem::take(&mut self.pending);
+        // IPsec sequence numbers go only to blades with IPsec HA on.
+        let without_ha = ops
+            .iter()
+            .any(|(_, o)| matches!(o, Object::XfrmReplay(_)))
+            .then(|| {
+                let rest: Vec<(Op, Object)> = ops
+                    .iter()
+                    .filter(|(_, o)| !matches!(o, Object::XfrmReplay(_)))
+                    .cloned()
+                    .collect();
+                Message::Batch(rest)
+            });
+        let msg = Message::Batch(ops);
         let mut overflowed = Vec::new();
         for (index, link) in self.blades.iter_mut().enumerate() {
             let LinkState::Up { conn } = link.state else {
@@ -690,7 +980,16 @@ impl Processor {
             };
             trace!(blade = link.blade, conn, "sending a batch");
             let mut frame = Vec::new();
-            send(link, conn, &msg, &mut frame);
+            let msg = match &without_ha {
+                Some(m) if self.ipsec_ha.get(&link.blade) != Some(&true) => {
+                    if matches!(m, Message::Batch(b) if b.is_empty()) {
+                        continue;
+                    }
+                    m
+                }
+                _ => &msg,
+            };
+            send(link, conn, msg, &mut frame);
             if link.stats.in_queue_bytes.load(Relaxed) > self.config.max_queue as u64 {
                 overflowed.push(index);
             }
@@ -763,12 +1062,27 @@ fn now_ns() -> u64 {
 /// Dumps one scope from Linux (what `features` syncs of it), counting
 /// messages on the command socket.
 pub fn dump_scope(
-    sock: &mut NetlinkSocket,
+    socks: &mut CmdSockets,
     scope: Scope,
     features: &Features,
     stats: &mut SocketStats,
+    xfrm_stats: &mut SocketStats,
+    ct_stats: &mut SocketStats,
     sync: &mut SyncStats,
 ) -> Result<Vec<Object>, SocketError> {
+    if matches!(scope, Scope::XfrmSas | Scope::XfrmReplays | Scope::XfrmSps) {
+        return dump_xfrm(&mut socks.xfrm, scope, features, xfrm_stats, sync);
+    }
+    if scope == Scope::Captures {
+        return dump_captures(&mut socks.sock_diag, features, ct_stats);
+    }
+    if scope == Scope::Conntracks {
+        return dump_conntrack(&mut socks.netfilter, features, ct_stats, sync);
+    }
+    if matches!(scope, Scope::NftTables | Scope::NftChains | Scope::NftRules) {
+        return dump_nftables(&mut socks.netfilter, scope, features, ct_stats, sync);
+    }
+    let sock = &mut socks.route;
     let (kind, family) = match scope {
         Scope::Links => (wire::RTM_GETLINK, 0),
         Scope::Addrs => (wire::RTM_GETADDR, 0),
@@ -777,6 +1091,15 @@ pub fn dump_scope(
         Scope::Neighs(f) => (wire::RTM_GETNEIGH, f),
         Scope::BridgePorts => (wire::RTM_GETLINK, wire::AF_BRIDGE),
         Scope::Fdb => (wire::RTM_GETNEIGH, wire::AF_BRIDGE),
+        Scope::Mroutes(f) => (wire::RTM_GETROUTE, f),
+        Scope::XfrmSas
+        | Scope::XfrmReplays
+        | Scope::XfrmSps
+        | Scope::Conntracks
+        | Scope::NftTables
+        | Scope::NftChains
+        | Scope::NftRules
+        | Scope::Captures => unreachable!("dumped above"),
     };
     let mut out = Vec::new();
     let mut bad = 0u64;
@@ -801,11 +1124,164 @@ pub fn dump_scope(
     match res {
         Ok(()) => Ok(out),
         // A kernel without nexthop objects answers EOPNOTSUPP or EINVAL.
+        // So does one without IPv4/IPv6 multicast routing.
         Err(SocketError::Kernel(e))
-            if scope == Scope::Nexthops && (e == libc::EOPNOTSUPP || e == libc::EINVAL) =>
+            if matches!(scope, Scope::Nexthops | Scope::Mroutes(_))
+                && (e == libc::EOPNOTSUPP || e == libc::EINVAL || e == libc::EAFNOSUPPORT) =>
         {
             Ok(Vec::new())
         }
         Err(e) => Err(e),
     }
+}
+
+/// Dumps SAs (with their replay states) or policies from the kernel.
+fn dump_xfrm(
+    sock: &mut NetlinkSocket,
+    scope: Scope,
+    features: &Features,
+    stats: &mut SocketStats,
+    sync: &mut SyncStats,
+) -> Result<Vec<Object>, SocketError> {
+    if !features.enabled(crate::features::IPSEC) {
+        return Ok(Vec::new());
+    }
+    let kind = match scope {
+        Scope::XfrmSps => xfrm::XFRM_MSG_GETPOLICY,
+        _ => xfrm::XFRM_MSG_GETSA,
+    };
+    let mut out = Vec::new();
+    let mut bad = 0u64;
+    let res = sock.dump_with(
+        |seq| xfrm::dump_request(kind, seq),
+        |msg| {
+            let Some(msg) = msg else {
+                out.clear();
+                return;
+            };
+            stats.count(msg.kind);
+            match (xfrm::decode(msg), scope) {
+                (Ok(XfrmEvent::Sa(sa, _)), Scope::XfrmSas) => out.push(Object::XfrmSa(sa)),
+                (Ok(XfrmEvent::Sa(_, Some(r))), Scope::XfrmReplays) => {
+                    out.push(Object::XfrmReplay(r))
+                }
+                (Ok(XfrmEvent::Sp(sp)), Scope::XfrmSps) => out.push(Object::XfrmSp(sp)),
+                (Ok(_), _) => {}
+                (Err(e), _) => {
+                    bad += 1;
+                    warn!(kind = msg.kind, "malformed xfrm message in dump: {e}");
+                }
+            }
+        },
+    );
+    sync.decode_errors += bad;
+    res.map(|()| out)
+}
+
+/// Dumps every conntrack entry (of the families `features` syncs).
+fn dump_conntrack(
+    sock: &mut NetlinkSocket,
+    features: &Features,
+    stats: &mut SocketStats,
+    sync: &mut SyncStats,
+) -> Result<Vec<Object>, SocketError> {
+    if !features.enabled(crate::features::CONNTRACK) {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    let mut bad = 0u64;
+    let res = sock.dump_with(netlink::conntrack::dump_request, |msg| {
+        let Some(msg) = msg else {
+            out.clear();
+            return;
+        };
+        stats.count(msg.kind);
+        match netlink::conntrack::decode(msg) {
+            Ok(NlEvent::New(obj)) if features.syncs(&obj) => out.push(obj),
+            Ok(_) => {}
+            Err(e) => {
+                bad += 1;
+                warn!(kind = msg.kind, "malformed ctnetlink message in dump: {e}");
+            }
+        }
+    });
+    sync.decode_errors += bad;
+    res.map(|()| out)
+}
+
+/// Dumps nf_tables tables, chains or rules of every family.
+fn dump_nftables(
+    sock: &mut NetlinkSocket,
+    scope: Scope,
+    features: &Features,
+    stats: &mut SocketStats,
+    sync: &mut SyncStats,
+) -> Result<Vec<Object>, SocketError> {
+    use crate::features::{EBTABLES, FILTER};
+    if !features.enabled(FILTER) && !features.enabled(EBTABLES) {
+        return Ok(Vec::new());
+    }
+    let kind = match scope {
+        Scope::NftTables => netlink::nftables::NFT_MSG_GETTABLE,
+        Scope::NftChains => netlink::nftables::NFT_MSG_GETCHAIN,
+        _ => netlink::nftables::NFT_MSG_GETRULE,
+    };
+    let mut out = Vec::new();
+    let mut bad = 0u64;
+    let res = sock.dump_with(
+        |seq| netlink::nftables::dump_request(kind, seq),
+        |msg| {
+            let Some(msg) = msg else {
+                out.clear();
+                return;
+            };
+            stats.count(msg.kind);
+            match netlink::nftables::decode(msg) {
+                Ok(NlEvent::New(obj)) if Scope::of(&obj) == scope && features.syncs(&obj) => {
+                    out.push(obj)
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    bad += 1;
+                    warn!(kind = msg.kind, "malformed nf_tables message in dump: {e}");
+                }
+            }
+        },
+    );
+    sync.decode_errors += bad;
+    res.map(|()| out)
+}
+
+/// Dumps the packet sockets' filters with their owners' names.
+fn dump_captures(
+    sock: &mut NetlinkSocket,
+    features: &Features,
+    stats: &mut SocketStats,
+) -> Result<Vec<Object>, SocketError> {
+    if !features.enabled(crate::features::BPF) {
+        return Ok(Vec::new());
+    }
+    let mut found = Vec::new();
+    sock.dump_with(netlink::capture::dump_request, |msg| {
+        let Some(msg) = msg else {
+            found.clear();
+            return;
+        };
+        stats.count(msg.kind);
+        if let Ok(Some(c)) = netlink::capture::decode(msg) {
+            found.push(c);
+        }
+    })?;
+    if found.is_empty() {
+        return Ok(Vec::new());
+    }
+    let owners = netlink::capture::socket_owners();
+    Ok(found
+        .into_iter()
+        .filter_map(|mut c| {
+            c.process = owners.get(&c.inode)?.clone();
+            let obj = Object::CaptureFilter(c);
+            features.syncs(&obj).then_some(obj)
+        })
+        .collect())
 }

@@ -147,7 +147,22 @@ pub const FEATURES: [Feature; 17] = [
 
 /// The features this build synchronizes (the others are accepted, shown,
 /// and send nothing yet).
-pub const IMPLEMENTED: u32 = IPV6 | VXLAN | BRIDGE | VLAN | MACVLAN | LAG | GRE | TUNNEL | SVTI;
+pub const IMPLEMENTED: u32 = IPV6
+    | MCAST
+    | BPF
+    | VXLAN
+    | BRIDGE
+    | VLAN
+    | MACVLAN
+    | LAG
+    | GRE
+    | TUNNEL
+    | SVTI
+    | IPSEC
+    | CONNTRACK
+    | FILTER
+    | NAT
+    | EBTABLES;
 
 /// The names of the implemented features, plus the route family that is
 /// always synchronized.
@@ -194,6 +209,8 @@ pub fn parse_mask(s: &str) -> Result<u32, String> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Features {
     pub mask: u32,
+    /// `-A`: capture filters of any process, not only capture tools'.
+    pub bpf_all: bool,
 }
 
 impl Default for Features {
@@ -201,6 +218,7 @@ impl Default for Features {
     fn default() -> Self {
         Features {
             mask: ALL & !TAP_PATTERN_ONLY,
+            bpf_all: false,
         }
     }
 }
@@ -217,7 +235,10 @@ impl Features {
         if mask & IPSEC == 0 {
             mask &= !SVTI;
         }
-        Features { mask }
+        Features {
+            mask,
+            bpf_all: false,
+        }
     }
 
     pub fn enabled(&self, bit: u32) -> bool {
@@ -239,6 +260,14 @@ impl Features {
         })
     }
 
+    fn nft_family(&self, family: u8, nat: bool) -> bool {
+        const NFPROTO_BRIDGE: u8 = 7;
+        if family == NFPROTO_BRIDGE {
+            return self.enabled(EBTABLES);
+        }
+        self.enabled(FILTER) && (!nat || self.enabled(NAT))
+    }
+
     /// Whether `obj` is synchronized.
     pub fn syncs(&self, obj: &Object) -> bool {
         match obj {
@@ -252,6 +281,25 @@ impl Features {
             // to the bridge.
             Object::Fdb(e) if e.dst.is_some() => self.enabled(VXLAN),
             Object::Fdb(_) => self.enabled(BRIDGE),
+            // Sequence numbers go only to blades with IPsec HA on: the
+            // processor filters them per blade.
+            Object::XfrmSa(_) | Object::XfrmSp(_) | Object::XfrmReplay(_) => self.enabled(IPSEC),
+            // `from_mask` already clears CONNTRACK without FILTER (netfilter).
+            Object::Conntrack(ct) => {
+                self.enabled(CONNTRACK) && (ct.orig.src.is_ipv4() || self.enabled(IPV6))
+            }
+            // nf_tables: the bridge family is ebtables'; NAT chains and
+            // address-translating rules are NAT's (which needs netfilter).
+            Object::NftTable(t) => self.nft_family(t.family, false),
+            Object::NftChain(c) => self.nft_family(c.family, c.chain_type == "nat"),
+            Object::NftRule(r) => self.nft_family(r.family, r.nat),
+            Object::Mroute(m) => self.enabled(MCAST) && (m.group.is_ipv4() || self.enabled(IPV6)),
+            // Without -A, only the seed's capture tools' filters.
+            Object::CaptureFilter(c) => {
+                self.enabled(BPF)
+                    && (self.bpf_all
+                        || crate::netlink::capture::CAPTURE_TOOLS.contains(&c.process.as_str()))
+            }
         }
     }
 }

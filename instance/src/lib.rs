@@ -10,6 +10,7 @@ pub mod daemon;
 pub mod daemonize;
 pub mod features;
 pub mod hitflags;
+mod migrate;
 pub mod netlink;
 pub mod netns;
 pub mod options;

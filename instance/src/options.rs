@@ -168,7 +168,10 @@ impl Options {
             } else {
                 blades
             },
-            features: Features::from_mask(mask),
+            features: Features {
+                bpf_all: m.get_flag("sync-bpf-all"),
+                ..Features::from_mask(mask)
+            },
             bpf_all: m.get_flag("sync-bpf-all"),
             ipsec_replay: m.get_flag("sync-ipsec-replay"),
             debug: m.get_one::<u32>("debug").copied().unwrap_or(0),

@@ -43,6 +43,8 @@ pub struct SyncStats {
     pub silent_changes: u64,
     /// Netlink messages that did not decode.
     pub decode_errors: u64,
+    /// XFRM migrations applied (the `xfrm-migrate` module).
+    pub migrations: u64,
 }
 
 /// A blade's outgoing queue, shared by the processor (which enqueues) and

@@ -1,23 +1,35 @@
 //! The FPC API between a cache manager and a fast path: framing, messages,
 //! objects and transports. `codec`, `object` and `message` do no I/O.
 
+mod capture;
 mod codec;
+mod conntrack;
 #[cfg(test)]
 mod fuzz;
 mod linkinfo;
 mod message;
+mod mroute;
+mod nftables;
 mod object;
 mod transport;
+mod xfrm;
 
+pub use capture::CaptureFilter;
 pub use codec::DecodeError;
+pub use conntrack::{Conntrack, CtKey, CtTuple};
 pub use message::{
     all_capabilities, hello_version, kind_capability, parse_frame, parse_header, Counter,
     ErrorCode, Header, Hello, Hit, InterfaceStats, Message, ObjectError, Op, Role, HEADER_LEN,
     MAGIC, MAX_BODY, VERSION,
 };
+pub use mroute::{Mroute, MrouteKey};
+pub use nftables::{NftChain, NftRule, NftTable};
 pub use object::{
     family_of, rtn, unspecified, Addr, BridgePort, Fdb, Hop, Link, LinkInfo, Neigh, NextHops,
     Nexthop, Object, ObjectKey, ObjectKind, Route, RouteDisc, RouteKey, AF_INET, AF_INET6,
     RTNH_F_ONLINK,
 };
 pub use transport::{connect, read_frame, Endpoint, QueryClient, Stream, TransportError};
+pub use xfrm::{
+    Encap, Lifetime, SaKey, Selector, SpKey, XfrmAlgo, XfrmReplay, XfrmSa, XfrmSp, XfrmTmpl,
+};

@@ -7,8 +7,13 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use super::capture::CaptureFilter;
 use super::codec::{DecodeError, Reader, Writer};
+use super::conntrack::{Conntrack, CtKey};
 pub use super::linkinfo::LinkInfo;
+use super::mroute::{Mroute, MrouteKey};
+use super::nftables::{NftChain, NftRule, NftTable};
+use super::xfrm::{SaKey, SpKey, XfrmReplay, XfrmSa, XfrmSp};
 
 /// Address family numbers as the kernel uses them.
 pub const AF_INET: u8 = 2;
@@ -179,6 +184,15 @@ pub enum Object {
     Neigh(Neigh),
     BridgePort(BridgePort),
     Fdb(Fdb),
+    XfrmSa(XfrmSa),
+    XfrmSp(XfrmSp),
+    XfrmReplay(XfrmReplay),
+    Conntrack(Conntrack),
+    NftTable(NftTable),
+    NftChain(NftChain),
+    NftRule(NftRule),
+    Mroute(Mroute),
+    CaptureFilter(CaptureFilter),
 }
 
 /// The kinds of object, as numbered on the wire.
@@ -192,10 +206,19 @@ pub enum ObjectKind {
     Neigh = 5,
     BridgePort = 6,
     Fdb = 7,
+    XfrmSa = 8,
+    XfrmSp = 9,
+    XfrmReplay = 10,
+    Conntrack = 11,
+    NftTable = 12,
+    NftChain = 13,
+    NftRule = 14,
+    Mroute = 15,
+    CaptureFilter = 16,
 }
 
 impl ObjectKind {
-    pub const ALL: [ObjectKind; 7] = [
+    pub const ALL: [ObjectKind; 16] = [
         ObjectKind::Link,
         ObjectKind::Addr,
         ObjectKind::Route,
@@ -203,6 +226,15 @@ impl ObjectKind {
         ObjectKind::Neigh,
         ObjectKind::BridgePort,
         ObjectKind::Fdb,
+        ObjectKind::XfrmSa,
+        ObjectKind::XfrmSp,
+        ObjectKind::XfrmReplay,
+        ObjectKind::Conntrack,
+        ObjectKind::NftTable,
+        ObjectKind::NftChain,
+        ObjectKind::NftRule,
+        ObjectKind::Mroute,
+        ObjectKind::CaptureFilter,
     ];
 
     pub fn from_u8(v: u8) -> Result<Self, DecodeError> {
@@ -214,6 +246,15 @@ impl ObjectKind {
             5 => ObjectKind::Neigh,
             6 => ObjectKind::BridgePort,
             7 => ObjectKind::Fdb,
+            8 => ObjectKind::XfrmSa,
+            9 => ObjectKind::XfrmSp,
+            10 => ObjectKind::XfrmReplay,
+            11 => ObjectKind::Conntrack,
+            12 => ObjectKind::NftTable,
+            13 => ObjectKind::NftChain,
+            14 => ObjectKind::NftRule,
+            15 => ObjectKind::Mroute,
+            16 => ObjectKind::CaptureFilter,
             _ => {
                 return Err(DecodeError::BadValue {
                     what: "object kind",
@@ -232,6 +273,15 @@ impl ObjectKind {
             ObjectKind::Neigh => "neighbour",
             ObjectKind::BridgePort => "bridge port",
             ObjectKind::Fdb => "fdb",
+            ObjectKind::XfrmSa => "ipsec sa",
+            ObjectKind::XfrmSp => "ipsec sp",
+            ObjectKind::XfrmReplay => "ipsec replay",
+            ObjectKind::Conntrack => "conntrack",
+            ObjectKind::NftTable => "nft table",
+            ObjectKind::NftChain => "nft chain",
+            ObjectKind::NftRule => "nft rule",
+            ObjectKind::Mroute => "mroute",
+            ObjectKind::CaptureFilter => "capture filter",
         }
     }
 }
@@ -262,6 +312,28 @@ pub enum ObjectKey {
         vlan: u16,
         dst: Option<IpAddr>,
     },
+    XfrmSa(SaKey),
+    XfrmSp(SpKey),
+    /// The replay state of the SA of this key.
+    XfrmReplay(SaKey),
+    Conntrack(CtKey),
+    NftTable {
+        family: u8,
+        name: String,
+    },
+    NftChain {
+        family: u8,
+        table: String,
+        name: String,
+    },
+    NftRule {
+        family: u8,
+        table: String,
+        handle: u64,
+    },
+    Mroute(MrouteKey),
+    /// A packet socket's inode.
+    CaptureFilter(u32),
 }
 
 /// What tells two routes apart in the kernel's FIB.
@@ -351,6 +423,15 @@ impl Object {
             Object::Neigh(_) => ObjectKind::Neigh,
             Object::BridgePort(_) => ObjectKind::BridgePort,
             Object::Fdb(_) => ObjectKind::Fdb,
+            Object::XfrmSa(_) => ObjectKind::XfrmSa,
+            Object::XfrmSp(_) => ObjectKind::XfrmSp,
+            Object::XfrmReplay(_) => ObjectKind::XfrmReplay,
+            Object::Conntrack(_) => ObjectKind::Conntrack,
+            Object::NftTable(_) => ObjectKind::NftTable,
+            Object::NftChain(_) => ObjectKind::NftChain,
+            Object::NftRule(_) => ObjectKind::NftRule,
+            Object::Mroute(_) => ObjectKind::Mroute,
+            Object::CaptureFilter(_) => ObjectKind::CaptureFilter,
         }
     }
 
@@ -375,6 +456,26 @@ impl Object {
                 vlan: f.vlan,
                 dst: f.dst,
             },
+            Object::XfrmSa(sa) => ObjectKey::XfrmSa(sa.key()),
+            Object::XfrmSp(sp) => ObjectKey::XfrmSp(sp.key()),
+            Object::XfrmReplay(rp) => ObjectKey::XfrmReplay(rp.key()),
+            Object::Conntrack(ct) => ObjectKey::Conntrack(ct.key()),
+            Object::NftTable(t) => ObjectKey::NftTable {
+                family: t.family,
+                name: t.name.clone(),
+            },
+            Object::NftChain(c) => ObjectKey::NftChain {
+                family: c.family,
+                table: c.table.clone(),
+                name: c.name.clone(),
+            },
+            Object::NftRule(r) => ObjectKey::NftRule {
+                family: r.family,
+                table: r.table.clone(),
+                handle: r.handle,
+            },
+            Object::Mroute(m) => ObjectKey::Mroute(m.key()),
+            Object::CaptureFilter(c) => ObjectKey::CaptureFilter(c.inode),
         }
     }
 
@@ -479,6 +580,15 @@ impl Object {
                 w.u16(e.state);
                 w.u8(e.flags);
             }
+            Object::XfrmSa(sa) => sa.emit(&mut w),
+            Object::XfrmSp(sp) => sp.emit(&mut w),
+            Object::XfrmReplay(rp) => rp.emit(&mut w),
+            Object::Conntrack(ct) => ct.emit(&mut w),
+            Object::NftTable(t) => t.emit(&mut w),
+            Object::NftChain(c) => c.emit(&mut w),
+            Object::NftRule(r) => r.emit(&mut w),
+            Object::Mroute(m) => m.emit(&mut w),
+            Object::CaptureFilter(c) => c.emit(&mut w),
         }
         let body_len = (buf.len() - start) as u16;
         buf[len_at..len_at + 2].copy_from_slice(&body_len.to_be_bytes());
@@ -616,6 +726,15 @@ impl Object {
                 state: r.u16()?,
                 flags: r.u8()?,
             }),
+            ObjectKind::XfrmSa => Object::XfrmSa(XfrmSa::parse(&mut r)?),
+            ObjectKind::XfrmSp => Object::XfrmSp(XfrmSp::parse(&mut r)?),
+            ObjectKind::XfrmReplay => Object::XfrmReplay(XfrmReplay::parse(&mut r)?),
+            ObjectKind::Conntrack => Object::Conntrack(Conntrack::parse(&mut r)?),
+            ObjectKind::NftTable => Object::NftTable(NftTable::parse(&mut r)?),
+            ObjectKind::NftChain => Object::NftChain(NftChain::parse(&mut r)?),
+            ObjectKind::NftRule => Object::NftRule(NftRule::parse(&mut r)?),
+            ObjectKind::Mroute => Object::Mroute(Mroute::parse(&mut r)?),
+            ObjectKind::CaptureFilter => Object::CaptureFilter(CaptureFilter::parse(&mut r)?),
         };
         r.finish()?;
         Ok(obj)
@@ -808,6 +927,15 @@ impl fmt::Display for Object {
                     e.master, e.state, e.flags
                 )
             }
+            Object::XfrmSa(sa) => sa.fmt(f),
+            Object::XfrmSp(sp) => sp.fmt(f),
+            Object::XfrmReplay(rp) => rp.fmt(f),
+            Object::Conntrack(ct) => ct.fmt(f),
+            Object::NftTable(t) => t.fmt(f),
+            Object::NftChain(c) => c.fmt(f),
+            Object::NftRule(r) => r.fmt(f),
+            Object::Mroute(m) => m.fmt(f),
+            Object::CaptureFilter(c) => c.fmt(f),
         }
     }
 }
@@ -815,6 +943,8 @@ impl fmt::Display for Object {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::fpc::conntrack::CtTuple;
+    use crate::fpc::xfrm::{Encap, Lifetime, Selector, XfrmAlgo, XfrmTmpl};
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
@@ -1012,7 +1142,156 @@ pub(crate) mod tests {
                 state: 0x20,
                 flags: 0x80,
             }),
+            Object::XfrmSa(xfrm_sa()),
+            Object::XfrmSp(XfrmSp {
+                sel: selector(),
+                dir: 1,
+                index: 0x209,
+                ptype: 0,
+                priority: 100,
+                action: 0,
+                flags: 0,
+                mark: (0, 0),
+                if_id: 0,
+                lifetime: Lifetime::default(),
+                tmpls: vec![XfrmTmpl {
+                    daddr: ip("192.0.2.2"),
+                    spi: 0,
+                    proto: 50,
+                    saddr: ip("192.0.2.1"),
+                    reqid: 7,
+                    mode: 1,
+                    share: 0,
+                    optional: 0,
+                    aalgos: u32::MAX,
+                    ealgos: u32::MAX,
+                    calgos: u32::MAX,
+                }],
+            }),
+            Object::XfrmReplay(XfrmReplay {
+                daddr: ip("2001:db8::2"),
+                spi: 0x1000,
+                proto: 50,
+                mark: (1, 0xff),
+                oseq: 1 << 33,
+                seq: 12,
+                esn: true,
+                bitmap: vec![0xffff_0000, 1],
+            }),
+            Object::Conntrack(Conntrack {
+                orig: CtTuple {
+                    src: ip("10.0.0.1"),
+                    dst: ip("192.0.2.9"),
+                    proto: 6,
+                    sport: 40000,
+                    dport: 80,
+                },
+                reply: CtTuple {
+                    src: ip("10.1.0.9"),
+                    dst: ip("192.0.2.1"),
+                    proto: 6,
+                    sport: 8080,
+                    dport: 40000,
+                },
+                zone: 3,
+                status: 0x3e,
+                mark: 0xdead,
+            }),
+            Object::NftTable(NftTable {
+                family: 1,
+                name: "t".into(),
+                flags: 0,
+            }),
+            Object::NftChain(NftChain {
+                family: 1,
+                table: "t".into(),
+                name: "fw".into(),
+                hook: Some((2, -100)),
+                chain_type: "nat".into(),
+                policy: Some(1),
+                flags: 1,
+            }),
+            Object::NftRule(NftRule {
+                family: 2,
+                table: "t".into(),
+                chain: "fw".into(),
+                handle: 4,
+                nat: true,
+                exprs: vec![1, 2, 3, 4, 5],
+            }),
+            Object::Mroute(Mroute {
+                table: 253,
+                source: ip("10.0.0.1"),
+                group: ip("239.1.1.1"),
+                iif: 2,
+                oifs: vec![(3, 1), (4, 2)],
+            }),
+            Object::CaptureFilter(CaptureFilter {
+                inode: 12345,
+                ifindex: 1,
+                protocol: 3,
+                process: "tcpdump".into(),
+                program: vec![0x06, 0, 0, 0, 0, 0, 4, 0],
+            }),
         ]
+    }
+
+    fn selector() -> Selector {
+        Selector {
+            daddr: ip("10.2.0.0"),
+            saddr: ip("10.1.0.0"),
+            prefixlen_d: 16,
+            prefixlen_s: 16,
+            dport: 0,
+            dport_mask: 0,
+            sport: 500,
+            sport_mask: 0xffff,
+            proto: 17,
+            ifindex: 0,
+            user: 0,
+        }
+    }
+
+    fn xfrm_sa() -> XfrmSa {
+        XfrmSa {
+            sel: selector(),
+            daddr: ip("192.0.2.2"),
+            spi: 0xc0ffee,
+            proto: 50,
+            saddr: ip("192.0.2.1"),
+            mode: 1,
+            reqid: 7,
+            replay_window: 64,
+            flags: 0x21,
+            algos: vec![
+                XfrmAlgo {
+                    attr: 2,
+                    name: "cbc(aes)".into(),
+                    key_bits: 128,
+                    param: 0,
+                    key: vec![7; 16],
+                },
+                XfrmAlgo {
+                    attr: 20,
+                    name: "hmac(sha256)".into(),
+                    key_bits: 256,
+                    param: 128,
+                    key: vec![9; 32],
+                },
+            ],
+            encap: Some(Encap {
+                encap_type: 2,
+                sport: 4500,
+                dport: 4500,
+                oa: None,
+            }),
+            mark: (5, 0xffff),
+            if_id: 3,
+            lifetime: Lifetime {
+                hard_bytes: u64::MAX,
+                ..Lifetime::default()
+            },
+        }
     }
 
     fn round_trip(o: &Object) -> Object {

@@ -24,8 +24,9 @@ use std::hash::Hash;
 use std::net::IpAddr;
 
 use crate::fpc::{
-    Addr, BridgePort, Fdb, Link, Neigh, NextHops, Nexthop, Object, ObjectError, Op, Route,
-    RouteDisc,
+    Addr, BridgePort, CaptureFilter, Conntrack, CtKey, Fdb, Link, Mroute, MrouteKey, Neigh,
+    NextHops, Nexthop, NftChain, NftRule, NftTable, Object, ObjectError, Op, Route, RouteDisc,
+    SaKey, SpKey, XfrmReplay, XfrmSa, XfrmSp,
 };
 use attrs::AttrTable;
 pub(crate) use attrs::RouteAttrs;
@@ -285,6 +286,16 @@ pub struct Tables {
     neighs: ObjectMap<(u32, IpAddr), Neigh>,
     ports: ObjectMap<u32, BridgePort>,
     fdb: ObjectMap<(u32, Vec<u8>, u16, Option<IpAddr>), Fdb>,
+    sas: ObjectMap<SaKey, XfrmSa>,
+    sps: ObjectMap<SpKey, XfrmSp>,
+    /// SA sequence numbers, present only while IPsec HA is on for this blade.
+    replays: ObjectMap<SaKey, XfrmReplay>,
+    conntracks: ObjectMap<CtKey, Conntrack>,
+    nft_tables: ObjectMap<(u8, String), NftTable>,
+    nft_chains: ObjectMap<(u8, String, String), NftChain>,
+    nft_rules: ObjectMap<(u8, String, u64), NftRule>,
+    mroutes: ObjectMap<MrouteKey, Mroute>,
+    captures: ObjectMap<u32, CaptureFilter>,
     routes4: Fibs<V4>,
     routes6: Fibs<V6>,
     attrs: AttrTable,
@@ -312,6 +323,15 @@ impl Tables {
             neighs: ObjectMap::new(),
             ports: ObjectMap::new(),
             fdb: ObjectMap::new(),
+            sas: ObjectMap::new(),
+            sps: ObjectMap::new(),
+            replays: ObjectMap::new(),
+            conntracks: ObjectMap::new(),
+            nft_tables: ObjectMap::new(),
+            nft_chains: ObjectMap::new(),
+            nft_rules: ObjectMap::new(),
+            mroutes: ObjectMap::new(),
+            captures: ObjectMap::new(),
             routes4: Fibs::new(),
             routes6: Fibs::new(),
             attrs: AttrTable::default(),
@@ -378,6 +398,41 @@ impl Tables {
                 self.fdb
                     .apply(op, (e.domain(), e.mac.clone(), e.vlan, e.dst), e)
             }
+            Object::XfrmSa(sa) => {
+                if op != Op::Delete && (sa.daddr.is_ipv4() != sa.saddr.is_ipv4() || sa.proto == 0) {
+                    return Err(ObjectError::Invalid);
+                }
+                self.sas.apply(op, sa.key(), sa)
+            }
+            Object::XfrmSp(sp) => self.sps.apply(op, sp.key(), sp),
+            Object::XfrmReplay(rp) => self.replays.apply(op, rp.key(), rp),
+            Object::Conntrack(ct) => {
+                if ct.orig.src.is_ipv4() != ct.orig.dst.is_ipv4() {
+                    return Err(ObjectError::Invalid);
+                }
+                self.conntracks.apply(op, ct.key(), ct)
+            }
+            Object::NftTable(t) => self.nft_tables.apply(op, (t.family, t.name.clone()), t),
+            Object::NftChain(c) => {
+                let key = (c.family, c.table.clone(), c.name.clone());
+                self.nft_chains.apply(op, key, c)
+            }
+            Object::NftRule(r) => {
+                let key = (r.family, r.table.clone(), r.handle);
+                self.nft_rules.apply(op, key, r)
+            }
+            Object::Mroute(m) => {
+                if m.source.is_ipv4() != m.group.is_ipv4() {
+                    return Err(ObjectError::Invalid);
+                }
+                self.mroutes.apply(op, m.key(), m)
+            }
+            Object::CaptureFilter(c) => {
+                if op != Op::Delete && !c.program.len().is_multiple_of(8) {
+                    return Err(ObjectError::Invalid);
+                }
+                self.captures.apply(op, c.inode, c)
+            }
         }
     }
 
@@ -430,6 +485,15 @@ impl Tables {
         self.neighs.mark_stale();
         self.ports.mark_stale();
         self.fdb.mark_stale();
+        self.sas.mark_stale();
+        self.sps.mark_stale();
+        self.replays.mark_stale();
+        self.conntracks.mark_stale();
+        self.nft_tables.mark_stale();
+        self.nft_chains.mark_stale();
+        self.nft_rules.mark_stale();
+        self.mroutes.mark_stale();
+        self.captures.mark_stale();
         self.routes4.mark_stale();
         self.routes6.mark_stale();
         self.syncing = Some(generation);
@@ -461,6 +525,15 @@ impl Tables {
             + self.neighs.sweep()
             + self.ports.sweep()
             + self.fdb.sweep()
+            + self.sas.sweep()
+            + self.sps.sweep()
+            + self.replays.sweep()
+            + self.conntracks.sweep()
+            + self.nft_tables.sweep()
+            + self.nft_chains.sweep()
+            + self.nft_rules.sweep()
+            + self.mroutes.sweep()
+            + self.captures.sweep()
             + self.routes4.sweep(&mut self.attrs)
             + self.routes6.sweep(&mut self.attrs);
         self.syncing = None;
@@ -470,7 +543,8 @@ impl Tables {
     }
 
     /// Every object, in an order fit for replay: links, addresses, single
-    /// nexthops, nexthop groups, routes, neighbours, bridge ports, FDB.
+    /// nexthops, nexthop groups, routes, neighbours, bridge ports, FDB,
+    /// IPsec SAs, their replay states, policies, conntrack entries.
     pub fn for_each(&self, mut f: impl FnMut(Object)) {
         self.links.values().for_each(|l| f(Object::Link(l.clone())));
         self.addrs.values().for_each(|a| f(Object::Addr(a.clone())));
@@ -489,6 +563,29 @@ impl Tables {
             .values()
             .for_each(|p| f(Object::BridgePort(p.clone())));
         self.fdb.values().for_each(|e| f(Object::Fdb(e.clone())));
+        self.sas.values().for_each(|s| f(Object::XfrmSa(s.clone())));
+        self.replays
+            .values()
+            .for_each(|r| f(Object::XfrmReplay(r.clone())));
+        self.sps.values().for_each(|s| f(Object::XfrmSp(s.clone())));
+        self.conntracks
+            .values()
+            .for_each(|c| f(Object::Conntrack(c.clone())));
+        self.nft_tables
+            .values()
+            .for_each(|t| f(Object::NftTable(t.clone())));
+        self.nft_chains
+            .values()
+            .for_each(|c| f(Object::NftChain(c.clone())));
+        self.nft_rules
+            .values()
+            .for_each(|r| f(Object::NftRule(r.clone())));
+        self.mroutes
+            .values()
+            .for_each(|m| f(Object::Mroute(m.clone())));
+        self.captures
+            .values()
+            .for_each(|c| f(Object::CaptureFilter(c.clone())));
     }
 
     /// How many objects of each kind, and the sync history.
@@ -502,6 +599,15 @@ impl Tables {
             ("neighbours", self.neighs.len() as u64),
             ("bridge_ports", self.ports.len() as u64),
             ("fdb", self.fdb.len() as u64),
+            ("ipsec_sas", self.sas.len() as u64),
+            ("ipsec_sps", self.sps.len() as u64),
+            ("ipsec_replays", self.replays.len() as u64),
+            ("conntracks", self.conntracks.len() as u64),
+            ("nft_tables", self.nft_tables.len() as u64),
+            ("nft_chains", self.nft_chains.len() as u64),
+            ("nft_rules", self.nft_rules.len() as u64),
+            ("mroutes", self.mroutes.len() as u64),
+            ("capture_filters", self.captures.len() as u64),
             ("route_attrs", self.attrs.len() as u64),
             ("generation", self.generation),
             ("syncs", self.syncs),
@@ -521,6 +627,15 @@ impl Tables {
             + self.neighs.len()
             + self.ports.len()
             + self.fdb.len()
+            + self.sas.len()
+            + self.sps.len()
+            + self.replays.len()
+            + self.conntracks.len()
+            + self.nft_tables.len()
+            + self.nft_chains.len()
+            + self.nft_rules.len()
+            + self.mroutes.len()
+            + self.captures.len()
             + self.routes4.routes
             + self.routes6.routes
     }

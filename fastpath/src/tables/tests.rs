@@ -237,7 +237,28 @@ fn invalid_objects_are_rejected_and_change_nothing() {
                 e.mac = vec![1, 2, 3];
                 Object::Fdb(e)
             }
-            Object::Route(_) => continue,
+            Object::XfrmSa(mut sa) => {
+                sa.proto = 0;
+                Object::XfrmSa(sa)
+            }
+            Object::Conntrack(mut ct) => {
+                ct.orig.dst = ip("::1");
+                Object::Conntrack(ct)
+            }
+            Object::Mroute(mut m) => {
+                m.group = ip("ff02::1");
+                Object::Mroute(m)
+            }
+            Object::CaptureFilter(mut c) => {
+                c.program = vec![1, 2, 3];
+                Object::CaptureFilter(c)
+            }
+            Object::Route(_)
+            | Object::XfrmSp(_)
+            | Object::XfrmReplay(_)
+            | Object::NftTable(_)
+            | Object::NftChain(_)
+            | Object::NftRule(_) => continue,
         };
         assert_eq!(t.apply(Op::Add, o), Err(ObjectError::Invalid));
     }

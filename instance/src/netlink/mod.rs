@@ -1,18 +1,45 @@
-//! Netlink: the route family's sockets and messages.
+//! Netlink: the sockets and messages of the route, XFRM and netfilter
+//! (ctnetlink, nf_tables) families.
 
+pub mod capture;
+pub mod conntrack;
+pub mod mroute;
+pub mod nftables;
 pub mod socket;
 pub mod wire;
+pub mod xfrm;
 
 pub use socket::{NetlinkSocket, SocketError};
 pub use wire::{decode, Event, Messages, NlMsg, WireError};
 
 /// The groups a route-family listener joins.
-pub const ROUTE_GROUPS: [u32; 7] = [
+pub const ROUTE_GROUPS: [u32; 9] = [
     wire::RTNLGRP_LINK,
     wire::RTNLGRP_NEIGH,
     wire::RTNLGRP_IPV4_IFADDR,
     wire::RTNLGRP_IPV4_ROUTE,
     wire::RTNLGRP_IPV6_IFADDR,
     wire::RTNLGRP_IPV6_ROUTE,
+    wire::RTNLGRP_IPV4_MROUTE,
+    wire::RTNLGRP_IPV6_MROUTE,
     wire::RTNLGRP_NEXTHOP,
 ];
+
+/// The command sockets dumps go through, one per netlink protocol.
+pub struct CmdSockets {
+    pub route: NetlinkSocket,
+    pub xfrm: NetlinkSocket,
+    pub netfilter: NetlinkSocket,
+    pub sock_diag: NetlinkSocket,
+}
+
+impl CmdSockets {
+    pub fn open() -> std::io::Result<CmdSockets> {
+        Ok(CmdSockets {
+            route: NetlinkSocket::open(&[], 4 << 20)?,
+            xfrm: NetlinkSocket::open_proto(libc::NETLINK_XFRM, &[], 4 << 20)?,
+            netfilter: NetlinkSocket::open_proto(libc::NETLINK_NETFILTER, &[], 4 << 20)?,
+            sock_diag: NetlinkSocket::open_proto(capture::NETLINK_SOCK_DIAG, &[], 4 << 20)?,
+        })
+    }
+}

@@ -1,5 +1,5 @@
-//! A blocking NETLINK_ROUTE socket: listener (multicast groups) or command
-//! socket (dumps).
+//! A blocking netlink socket (NETLINK_ROUTE, NETLINK_XFRM, ...): listener
+//! (multicast groups) or command socket (dumps).
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -47,13 +47,15 @@ impl NetlinkSocket {
     /// A NETLINK_ROUTE socket subscribed to `groups`, with a receive buffer
     /// of `rcvbuf` bytes.
     pub fn open(groups: &[u32], rcvbuf: usize) -> io::Result<Self> {
+        Self::open_proto(libc::NETLINK_ROUTE, groups, rcvbuf)
+    }
+
+    /// A socket of netlink protocol `proto` (NETLINK_XFRM, ...) subscribed
+    /// to `groups`, with a receive buffer of `rcvbuf` bytes.
+    pub fn open_proto(proto: libc::c_int, groups: &[u32], rcvbuf: usize) -> io::Result<Self> {
         // SAFETY: plain socket(2) call; the result is checked.
         let raw = check(unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                libc::NETLINK_ROUTE,
-            )
+            libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, proto)
         })?;
         // SAFETY: `raw` is a fresh descriptor that nothing else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
@@ -166,6 +168,15 @@ impl NetlinkSocket {
         &mut self,
         kind: u16,
         family: u8,
+        each: impl FnMut(Option<&NlMsg<'_>>),
+    ) -> Result<(), SocketError> {
+        self.dump_with(|seq| wire::dump_request(kind, family, seq), each)
+    }
+
+    /// As [`Self::dump`], with the request built by `request(seq)`.
+    pub fn dump_with(
+        &mut self,
+        request: impl Fn(u32) -> Vec<u8>,
         mut each: impl FnMut(Option<&NlMsg<'_>>),
     ) -> Result<(), SocketError> {
         const ATTEMPTS: u32 = 5;
@@ -173,7 +184,7 @@ impl NetlinkSocket {
         for attempt in 1..=ATTEMPTS {
             self.seq = self.seq.wrapping_add(1);
             let seq = self.seq;
-            self.send(&wire::dump_request(kind, family, seq))?;
+            self.send(&request(seq))?;
             let mut interrupted = false;
             'recv: loop {
                 buf.clear();

@@ -50,7 +50,9 @@ pub const RTM_GETNEXTHOP: u16 = 106;
 pub const RTNLGRP_LINK: u32 = 1;
 pub const RTNLGRP_NEIGH: u32 = 3;
 pub const RTNLGRP_IPV4_IFADDR: u32 = 5;
+pub const RTNLGRP_IPV4_MROUTE: u32 = 6;
 pub const RTNLGRP_IPV4_ROUTE: u32 = 7;
+pub const RTNLGRP_IPV6_MROUTE: u32 = 10;
 pub const RTNLGRP_IPV6_IFADDR: u32 = 9;
 pub const RTNLGRP_IPV6_ROUTE: u32 = 11;
 pub const RTNLGRP_NEXTHOP: u32 = 32;
@@ -295,6 +297,13 @@ pub fn decode(msg: &NlMsg<'_>) -> Result<Event, WireError> {
             None => Event::Ignored,
         },
         RTM_DELADDR => del(decode_addr(msg.payload)?.map(|(a, _)| Object::Addr(a))),
+        // Multicast routes (MFC entries) come as routes of their own families.
+        RTM_NEWROUTE if super::mroute::is_mroute(msg.payload) => {
+            super::mroute::decode(msg.payload, true)?
+        }
+        RTM_DELROUTE if super::mroute::is_mroute(msg.payload) => {
+            super::mroute::decode(msg.payload, false)?
+        }
         RTM_NEWROUTE => new(decode_route(msg.payload)?.map(Object::Route)),
         RTM_DELROUTE => decode_route(msg.payload)?
             .map(Event::DelRoute)

@@ -1,0 +1,209 @@
+//! Netfilter rules from the real kernel: `nft` tables, chains and rules,
+//! `iptables -A`/`-D` (iptables-nft: the same nf_tables objects), NAT rules,
+//! and the disable flags (NAT under netfilter).
+
+use std::time::Duration;
+
+use fastpath::fpc::{Object, QueryClient};
+use fpsync_tests::{sh, Netns, Setup};
+
+const SYNC: Duration = Duration::from_secs(2);
+
+fn fp(s: &Setup) -> Vec<Object> {
+    QueryClient::connect(&s.endpoint, "test", Duration::from_secs(5))
+        .and_then(|mut c| c.dump())
+        .unwrap()
+}
+
+fn count(s: &Setup, pred: impl Fn(&Object) -> bool) -> usize {
+    fp(s).iter().filter(|o| pred(o)).count()
+}
+
+fn is_rule(o: &Object) -> bool {
+    matches!(o, Object::NftRule(_))
+}
+
+fn is_nat_rule(o: &Object) -> bool {
+    matches!(o, Object::NftRule(r) if r.nat)
+}
+
+fn in_ns(ns: &Netns, args: &[&str]) -> String {
+    let mut full = vec!["ip", "netns", "exec", &ns.name];
+    full.extend_from_slice(args);
+    sh(&full)
+}
+
+fn nft(s: &Setup, cmd: &str) {
+    in_ns(&s.ns, &["nft", cmd]);
+    s.assert_in_sync(SYNC);
+}
+
+#[test]
+fn nft_tables_chains_rules() {
+    let s = Setup::new("nft");
+    nft(&s, "add table inet t");
+    nft(
+        &s,
+        "add chain inet t input { type filter hook input priority 0; policy accept; }",
+    );
+    nft(&s, "add chain inet t other");
+    nft(&s, "add rule inet t input ip saddr 10.0.0.0/8 counter drop");
+    nft(&s, "add rule inet t input tcp dport 22 accept");
+    nft(&s, "add rule inet t other udp dport 53 accept");
+    assert_eq!(count(&s, is_rule), 3);
+    assert_eq!(count(&s, |o| matches!(o, Object::NftChain(_))), 2);
+    assert!(fp(&s).iter().any(
+        |o| matches!(o, Object::NftChain(c) if c.hook == Some((1, 0)) && c.policy == Some(1))
+    ));
+    // NAT: a nat chain and a masquerade rule.
+    nft(&s, "add table ip n");
+    nft(
+        &s,
+        "add chain ip n post { type nat hook postrouting priority 100; }",
+    );
+    nft(&s, "add rule ip n post oifname lo masquerade");
+    assert_eq!(count(&s, is_nat_rule), 1);
+    // Delete a rule by handle, a chain, the tables.
+    let handle = fp(&s)
+        .into_iter()
+        .find_map(|o| match o {
+            Object::NftRule(r) if r.chain == "other" => Some(r.handle),
+            _ => None,
+        })
+        .unwrap();
+    nft(&s, &format!("delete rule inet t other handle {handle}"));
+    assert_eq!(count(&s, is_rule), 3);
+    nft(&s, "delete chain inet t other");
+    nft(&s, "delete table inet t");
+    nft(&s, "flush ruleset");
+    assert_eq!(
+        count(&s, |o| matches!(
+            o,
+            Object::NftTable(_) | Object::NftChain(_) | Object::NftRule(_)
+        )),
+        0
+    );
+}
+
+#[test]
+fn iptables_append_delete_and_nat() {
+    let s = Setup::new("ipt");
+    let ipt = |args: &str| {
+        let mut full = vec!["iptables"];
+        full.extend(args.split_whitespace());
+        in_ns(&s.ns, &full);
+        s.assert_in_sync(SYNC);
+    };
+    ipt("-A INPUT -s 10.0.0.0/8 -j DROP");
+    ipt("-A INPUT -p tcp --dport 22 -j ACCEPT");
+    assert_eq!(count(&s, is_rule), 2);
+    ipt("-t nat -A POSTROUTING -o lo -j MASQUERADE");
+    assert_eq!(count(&s, is_nat_rule), 1);
+    ipt("-D INPUT -s 10.0.0.0/8 -j DROP");
+    ipt("-t nat -D POSTROUTING -o lo -j MASQUERADE");
+    assert_eq!(count(&s, is_rule), 1);
+    assert_eq!(count(&s, is_nat_rule), 0);
+}
+
+#[test]
+fn disable_flags() {
+    // NAT off: NAT chains and rules stay out, filter rules sync.
+    let s = Setup::with_args("nft-nonat", &["--disable-sync-nat"]);
+    nft(&s, "add table ip n");
+    nft(
+        &s,
+        "add chain ip n post { type nat hook postrouting priority 100; }",
+    );
+    nft(
+        &s,
+        "add chain ip n fw { type filter hook forward priority 0; }",
+    );
+    nft(&s, "add rule ip n post oifname lo masquerade");
+    nft(&s, "add rule ip n fw ip daddr 192.0.2.1 drop");
+    assert_eq!(count(&s, is_rule), 1);
+    assert_eq!(count(&s, is_nat_rule), 0);
+    assert_eq!(
+        count(
+            &s,
+            |o| matches!(o, Object::NftChain(c) if c.chain_type == "nat")
+        ),
+        0
+    );
+    drop(s);
+    // Netfilter off: nothing of it (NAT and conntrack follow).
+    let s = Setup::with_args("nft-off", &["--disable-sync-netfilter"]);
+    nft(&s, "add table ip n");
+    nft(
+        &s,
+        "add chain ip n fw { type filter hook forward priority 0; }",
+    );
+    nft(&s, "add rule ip n fw ip daddr 192.0.2.1 drop");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        count(&s, |o| matches!(
+            o,
+            Object::NftTable(_) | Object::NftChain(_) | Object::NftRule(_)
+        )),
+        0
+    );
+}
+
+#[test]
+fn ebtables_rules_answer_to_their_own_flag() {
+    // ebtables on Debian 12 is ebtables-nft: bridge-family nf_tables rules.
+    let is_bridge_rule = |o: &Object| matches!(o, Object::NftRule(r) if r.family == 7);
+    let s = Setup::new("ebt");
+    in_ns(
+        &s.ns,
+        &[
+            "ebtables",
+            "-A",
+            "FORWARD",
+            "-s",
+            "02:00:00:00:00:01",
+            "-j",
+            "DROP",
+        ],
+    );
+    s.assert_in_sync(SYNC);
+    assert_eq!(count(&s, is_bridge_rule), 1);
+    in_ns(
+        &s.ns,
+        &[
+            "ebtables",
+            "-D",
+            "FORWARD",
+            "-s",
+            "02:00:00:00:00:01",
+            "-j",
+            "DROP",
+        ],
+    );
+    s.assert_in_sync(SYNC);
+    assert_eq!(count(&s, is_bridge_rule), 0);
+    drop(s);
+    let s = Setup::with_args("ebt-off", &["--disable-sync-ebtables"]);
+    in_ns(
+        &s.ns,
+        &[
+            "ebtables",
+            "-A",
+            "FORWARD",
+            "-s",
+            "02:00:00:00:00:01",
+            "-j",
+            "DROP",
+        ],
+    );
+    nft(&s, "add table ip f");
+    s.assert_in_sync(SYNC);
+    assert_eq!(
+        count(&s, |o| matches!(o, Object::NftTable(t) if t.family == 7)),
+        0
+    );
+    assert_eq!(
+        count(&s, |o| matches!(o, Object::NftTable(t) if t.family == 2)),
+        1,
+        "ip tables still sync"
+    );
+}
