@@ -7,6 +7,7 @@
 //! ([`Dataplane`]), packet formats ([`wire`]) and the logging set-up shared
 //! by every fpsync daemon ([`logging`]).
 
+pub mod bus;
 mod dataplane;
 pub mod fpc;
 pub mod logging;

@@ -237,6 +237,14 @@ pub fn run(config: Config, ready: impl FnOnce()) -> Result<(), DaemonError> {
         }
     })?;
     spawn_signal_watcher(&runtime, ctl_tx.clone());
+    runtime.spawn(tracing::Instrument::instrument(
+        crate::bus::serve(
+            config.instance_id(),
+            config.netns.clone().unwrap_or_default(),
+            ctl_tx.clone(),
+        ),
+        span.clone(),
+    ));
 
     let ipsec_ha = config
         .blades
