@@ -186,7 +186,10 @@ impl<K: PrefixKey> Fibs<K> {
 
     #[cfg(test)]
     fn check_counts(&self) {
-        assert_eq!(self.routes, self.tables.values().map(Fib::len).sum::<usize>());
+        assert_eq!(
+            self.routes,
+            self.tables.values().map(Fib::len).sum::<usize>()
+        );
     }
 }
 
