@@ -9,11 +9,16 @@
 //! types and this crate never sees processes.
 
 mod command;
+mod daemons;
 mod error;
 mod objects;
 mod proxy;
 
 pub use command::{Answer, Command, CommandError, Request, Unit};
+pub use daemons::{
+    connect_child, serve_cache_manager, serve_fast_path, set_sync_state, CacheManagerCore,
+    CacheManagerObject, FastPathCore, FastPathObject,
+};
 pub use error::Error;
 pub use objects::{
     child_path, BladeObject, ChildProps, InstanceObject, Publisher, SupervisorObject,

@@ -7,6 +7,7 @@
 //! ([`Dataplane`]), packet formats ([`wire`]) and the logging set-up shared
 //! by every fpsync daemon ([`logging`]).
 
+pub mod bus;
 mod dataplane;
 pub mod fpc;
 pub mod logging;
@@ -22,3 +23,16 @@ pub use manager::{serve, Server, ServerConfig, ServerError};
 pub use tables::Tables;
 /// The token that stops [`serve`] and [`Server::run`].
 pub use tokio_util::sync::CancellationToken;
+
+/// An error and its sources on one line, for the edge of a program (each
+/// message says what failed, its source why).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}

@@ -142,6 +142,9 @@ async fn serve(cli: Cli, dataplane: Option<fastpath::DataplaneHandle>) -> Result
     let mut sigterm = signal(SignalKind::terminate()).map_err(FpdError::Signals)?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(FpdError::Signals)?;
     let server = Server::bind(config).await?;
+    if let Some(endpoint) = server.local_endpoints().into_iter().next() {
+        tokio::spawn(fastpath::bus::serve(cli.blade, endpoint).in_current_span());
+    }
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
     tokio::spawn(

@@ -106,6 +106,7 @@ modules - show registered modules
 interfaces - show registered interfaces
 sync-features - show synchronized feartures
 sync - show synchronization state
+stats - show fast path statistics beside Linux's own counters
 (add --json to any show for JSON)
 ";
 
@@ -154,6 +155,7 @@ pub fn answer(p: &mut Processor, line: &str) -> String {
         }
         ["show", "queue"] => show_queue(p),
         ["show", "sync"] => show_sync(p, json),
+        ["show", "stats"] => show_stats(p, json),
         ["show", "conf"] => show_conf(p, json),
         ["show", "modules"] if json => out(json!(MODULES)),
         ["show", "modules"] => MODULES.iter().map(|m| format!("{m}\n")).collect(),
@@ -484,6 +486,83 @@ fn show_queue(p: &Processor) -> String {
             q.replays,
             q.overflows,
         );
+    }
+    out
+}
+
+/// The fast paths' per-interface statistics (their latest reports), each
+/// beside Linux's own counters of the same interface.
+fn show_stats(p: &mut Processor, json: bool) -> String {
+    let reports = p.reverse.interfaces();
+    let linux = p.linux_link_stats();
+    let get = |counters: &[(String, u64)], name: &str| {
+        counters
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| *v)
+            .unwrap_or(0)
+    };
+    if json {
+        let blades: serde_json::Map<String, serde_json::Value> =
+            reports
+                .iter()
+                .map(|(blade, ifaces)| {
+                    let list: Vec<serde_json::Value> = ifaces
+                    .iter()
+                    .map(|i| {
+                        let fp: serde_json::Map<String, serde_json::Value> =
+                            i.counters.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+                        let lx = linux.get(&i.ifindex).map(|(_, s)| {
+                            json!({"rx_packets": s[0], "tx_packets": s[1], "rx_bytes": s[2],
+                                   "tx_bytes": s[3], "rx_dropped": s[4], "tx_dropped": s[5]})
+                        });
+                        json!({"ifindex": i.ifindex, "name": i.name, "fastpath": fp, "linux": lx})
+                    })
+                    .collect();
+                    (blade.to_string(), json!(list))
+                })
+                .collect();
+        return format!("{}\n", json!({ "blades": blades }));
+    }
+    if reports.is_empty() {
+        return "No fast path statistics reported (no blade forwards on ports)\n".into();
+    }
+    let mut out = String::new();
+    for (blade, ifaces) in &reports {
+        out += &format!(
+            "Fast path statistics (blade {blade}), beside Linux's own counters\n\
+             {:<16}{:>12}{:>12}{:>12}{:>12}{:>12}{:>14}{:>14}\n",
+            "interface", "fp rx", "fp tx", "fp fwd", "fp exc", "fp drops", "linux rx", "linux tx"
+        );
+        for i in ifaces {
+            let exceptions: u64 = i
+                .counters
+                .iter()
+                .filter(|(k, _)| k.starts_with("exception_"))
+                .map(|(_, v)| v)
+                .sum();
+            let drops: u64 = i
+                .counters
+                .iter()
+                .filter(|(k, _)| k.starts_with("drop_"))
+                .map(|(_, v)| v)
+                .sum();
+            let (lrx, ltx) = linux
+                .get(&i.ifindex)
+                .map(|(_, s)| (s[0], s[1]))
+                .unwrap_or_default();
+            out += &format!(
+                "{:<16}{:>12}{:>12}{:>12}{:>12}{:>12}{:>14}{:>14}\n",
+                i.name,
+                get(&i.counters, "rx_packets"),
+                get(&i.counters, "tx_packets"),
+                get(&i.counters, "forwarded"),
+                exceptions,
+                drops,
+                lrx,
+                ltx
+            );
+        }
     }
     out
 }

@@ -187,6 +187,8 @@ pub struct Processor {
     pub sync: SyncStats,
     pub state: SyncState,
     pub blades: Vec<BladeLink>,
+    /// What the fast paths report back (hit flags, interface statistics).
+    pub reverse: Arc<crate::hitflags::ReverseStats>,
     pending: Vec<(Op, Object)>,
     /// IPsec HA (SA sequence number sync) per blade, switchable live.
     pub ipsec_ha: std::collections::BTreeMap<u32, bool>,
@@ -287,6 +289,14 @@ pub fn run(config: Config, ready: impl FnOnce()) -> Result<(), DaemonError> {
         }
     })?;
     spawn_signal_watcher(&runtime, ctl_tx.clone());
+    runtime.spawn(tracing::Instrument::instrument(
+        crate::bus::serve(
+            config.instance_id(),
+            config.netns.clone().unwrap_or_default(),
+            ctl_tx.clone(),
+        ),
+        span.clone(),
+    ));
 
     let ipsec_ha = config
         .blades
@@ -294,6 +304,7 @@ pub fn run(config: Config, ready: impl FnOnce()) -> Result<(), DaemonError> {
         .map(|(b, _)| (*b, config.ipsec_replay))
         .collect();
     let mut p = Processor {
+        reverse: reverse.stats.clone(),
         ipsec_ha,
         config,
         cache: Cache::default(),
@@ -1028,6 +1039,23 @@ impl Processor {
 
     pub fn generation(&self) -> u64 {
         self.generation
+    }
+
+    /// Linux's own counters of every link, by ifindex (a link dump).
+    pub fn linux_link_stats(&mut self) -> std::collections::BTreeMap<u32, (String, [u64; 6])> {
+        let mut out = std::collections::BTreeMap::new();
+        let res = self.cmd.dump(wire::RTM_GETLINK, 0, |msg| match msg {
+            None => out.clear(),
+            Some(m) => {
+                if let Ok(Some((ifindex, name, stats))) = wire::decode_link_stats(m.payload) {
+                    out.insert(ifindex, (name, stats));
+                }
+            }
+        });
+        if let Err(e) = res {
+            warn!("link statistics dump failed: {e}");
+        }
+        out
     }
 }
 

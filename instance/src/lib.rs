@@ -3,6 +3,7 @@
 //! fast paths through the FPC API.
 
 mod blade;
+mod bus;
 pub mod cache;
 pub mod check;
 pub mod console;

@@ -720,6 +720,16 @@ async fn show(
                 }
             } else {
                 print_stats(&stats, wanted.as_deref());
+                // Each instance's ports: the fast path beside Linux.
+                for i in targets(&st, instance, blade)? {
+                    match p.console(i, "show stats").await {
+                        Ok(a) => {
+                            println!("== instance {i}: interfaces ==");
+                            print!("{a}");
+                        }
+                        Err(e) => println!("== instance {i}: interfaces: {} ==", dbus_message(&e)),
+                    }
+                }
             }
         }
         Show::Netlink | Show::Queue | Show::Interfaces | Show::SyncFeatures => {

@@ -430,6 +430,10 @@ impl Core {
         }
         let mut cmd = process::command(&c.program, &c.args);
         cmd.stdin(Stdio::null());
+        // Children join fpsyncd's bus under their own names.
+        if !self.bus_address.is_empty() {
+            cmd.env("FPSYNC_BUS_ADDRESS", &self.bus_address);
+        }
         match cmd.spawn() {
             Ok(mut child) => {
                 let pid = child.id().unwrap_or(0);

@@ -26,13 +26,4 @@ pub use daemon::{find_program, run, DaemonError, Options};
 pub use policy::{Outcome, RestartPolicy};
 
 /// The error and its sources on one line, for the edge of a program.
-pub fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
-}
+pub use fastpath::error_chain as chain;

@@ -257,6 +257,29 @@ pub async fn statistics(views: Vec<ChildView>, timeout: Duration) -> String {
             }
         }
     }
+    // Each instance's view of its blades' ports: the fast path's counters
+    // (as fpd reported them to cmgrd) beside Linux's own.
+    let ids: Vec<u32> = instances.keys().filter_map(|k| k.parse().ok()).collect();
+    let answers = futures_join(ids.iter().map(|id| {
+        let id = *id;
+        async move {
+            (
+                id,
+                probe::console(id, &["show stats --json"], timeout).await,
+            )
+        }
+    }))
+    .await;
+    for (id, answer) in answers {
+        let entry = &mut instances[&id.to_string()];
+        match answer.map(|mut a| a.remove(0)) {
+            Ok(text) => match serde_json::from_str::<Value>(text.trim()) {
+                Ok(v) => entry["interfaces"] = v["blades"].clone(),
+                Err(_) => entry["interfaces_error"] = json!(text.lines().next().unwrap_or("")),
+            },
+            Err(e) => entry["interfaces_error"] = json!(e.to_string()),
+        }
+    }
     let total = sum(&per_blade);
     let blades: Map<String, Value> = per_blade
         .iter()
@@ -274,6 +297,22 @@ pub async fn statistics(views: Vec<ChildView>, timeout: Duration) -> String {
         "errors": errors,
     })
     .to_string()
+}
+
+/// Runs futures concurrently and collects their outputs in order.
+async fn futures_join<F>(futs: impl Iterator<Item = F>) -> Vec<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futs.map(tokio::spawn).collect();
+    let mut out = Vec::with_capacity(handles.len());
+    for h in handles {
+        if let Ok(v) = h.await {
+            out.push(v);
+        }
+    }
+    out
 }
 
 /// Reads "IPsec High Availability enabled|disabled".

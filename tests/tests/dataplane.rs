@@ -119,6 +119,30 @@ fn forwards_ipv4_and_ipv6_and_leaves_the_rest_to_linux(backend: &str) {
 
     // Linux did not forward them too: its own counter did not move.
     assert_eq!(forwarded_by_linux(&t), linux_before);
+
+    // cmgrd shows what fpd reported, beside Linux's own counters.
+    let console = std::path::PathBuf::from(format!("/tmp/.cmgrd{}", t.instance));
+    let reported = |name: &str| -> Option<(u64, bool)> {
+        let v: serde_json::Value =
+            serde_json::from_str(fpsync_tests::console(&console, "show stats --json").trim())
+                .ok()?;
+        let iface = v["blades"]["1"]
+            .as_array()?
+            .iter()
+            .find(|i| i["name"] == name)?
+            .clone();
+        Some((
+            iface["fastpath"]["tx_packets"].as_u64()?,
+            iface["linux"]["tx_packets"].is_u64(),
+        ))
+    };
+    assert!(
+        wait_until(Duration::from_secs(3), || reported("veth-b").is_some_and(
+            |(tx, linux)| tx >= counter(&after, "veth-b", "tx_packets") && linux
+        )),
+        "cmgrd's show stats: {:?}",
+        fpsync_tests::console(&console, "show stats")
+    );
 }
 
 /// `Ip: ForwDatagrams` of the router's Linux.

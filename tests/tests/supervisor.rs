@@ -202,6 +202,11 @@ fn two_instances_two_blades_on_a_private_bus_with_a_journal() {
         assert_eq!(v.as_u64(), Some(sum), "{k}: {stats}");
     }
     assert!(stats["errors"].as_object().unwrap().is_empty(), "{stats}");
+    // Each instance's view of its ports (fast path beside Linux): empty
+    // here, since these blades forward on no port.
+    for i in ["1", "2"] {
+        assert!(stats["instances"][i]["interfaces"].is_object(), "{stats}");
+    }
 
     // The object tree and the ObjectManager list every instance and blade.
     let (ok, tree, _) = s.busctl(&["tree", "org.fpsync.Supervisor1"]);
@@ -295,6 +300,90 @@ fn two_instances_two_blades_on_a_private_bus_with_a_journal() {
     args.push("Status");
     let (ok, out, err) = as_nobody(&args);
     assert!(ok && out.contains("instances"), "Status as nobody: {err}");
+
+    // Each cmgrd and fpd owns its own name and object on fpsyncd's bus.
+    let names = [
+        "org.fpsync.CacheManager1.I1",
+        "org.fpsync.CacheManager1.I2",
+        "org.fpsync.FastPath1.B1",
+        "org.fpsync.FastPath1.B2",
+    ];
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            let (_, list, _) = s.busctl(&["list", "--acquired"]);
+            names.iter().all(|n| list.contains(n))
+        }),
+        "per-daemon names missing: {}",
+        s.busctl(&["list", "--acquired"]).1
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            s.busctl(&[
+                "get-property",
+                "org.fpsync.CacheManager1.I1",
+                "/org/fpsync/CacheManager1/1",
+                "org.fpsync.CacheManager1",
+                "SyncState",
+            ])
+            .1
+            .contains("\"synced\"")
+        }),
+        "cmgrd1's SyncState"
+    );
+    let (ok, ns2, err) = s.busctl(&[
+        "get-property",
+        "org.fpsync.CacheManager1.I2",
+        "/org/fpsync/CacheManager1/2",
+        "org.fpsync.CacheManager1",
+        "NetNamespace",
+    ]);
+    assert!(ok && ns2.contains(&blue.name), "{ns2} {err}");
+    let (ok, counters, err) = s.busctl(&[
+        "--json=short",
+        "call",
+        "org.fpsync.FastPath1.B2",
+        "/org/fpsync/FastPath1/2",
+        "org.fpsync.FastPath1",
+        "Counters",
+    ]);
+    assert!(ok && counters.contains("routes4"), "{counters} {err}");
+    let (ok, _, err) = as_nobody(&[
+        "call",
+        "org.fpsync.CacheManager1.I1",
+        "/org/fpsync/CacheManager1/1",
+        "org.fpsync.CacheManager1",
+        "Console",
+        "s",
+        "ipsec ha enable",
+    ]);
+    assert!(
+        !ok && err.contains("Access denied"),
+        "Console as nobody: {err}"
+    );
+    let (ok, out, err) = as_nobody(&[
+        "call",
+        "org.fpsync.CacheManager1.I1",
+        "/org/fpsync/CacheManager1/1",
+        "org.fpsync.CacheManager1",
+        "Status",
+    ]);
+    assert!(
+        ok && out.contains("synced"),
+        "cmgrd Status as nobody: {err}"
+    );
+    let (ok, _, err) = s.busctl(&[
+        "call",
+        "org.fpsync.CacheManager1.I1",
+        "/org/fpsync/CacheManager1/1",
+        "org.fpsync.CacheManager1",
+        "Console",
+        "s",
+        "show nonsense",
+    ]);
+    assert!(
+        !ok && err.contains("unknown command"),
+        "a refused console command is a named error: {err}"
+    );
 
     // Bad input: named errors, nothing restarted, nothing lost.
     let pids = s.child_pids();

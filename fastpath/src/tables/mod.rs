@@ -187,7 +187,10 @@ impl<K: PrefixKey> Fibs<K> {
 
     #[cfg(test)]
     fn check_counts(&self) {
-        assert_eq!(self.routes, self.tables.values().map(Fib::len).sum());
+        assert_eq!(
+            self.routes,
+            self.tables.values().map(Fib::len).sum::<usize>()
+        );
     }
 }
 

@@ -5,16 +5,7 @@ use std::process::ExitCode;
 use instance::daemonize::{daemonize, PidFile, Readiness};
 use instance::Options;
 
-/// The error and its sources, on one line.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut msg = e.to_string();
-    let mut src = e.source();
-    while let Some(s) = src {
-        msg += &format!(": {s}");
-        src = s.source();
-    }
-    msg
-}
+use fastpath::error_chain as chain;
 
 fn main() -> ExitCode {
     let matches = instance::options::command().get_matches();

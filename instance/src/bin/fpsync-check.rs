@@ -73,12 +73,6 @@ fn main() -> ExitCode {
 }
 
 fn fail(e: &instance::check::CheckError) -> ExitCode {
-    let mut msg = format!("fpsync-check: {e}");
-    let mut src = std::error::Error::source(e);
-    while let Some(s) = src {
-        msg += &format!(": {s}");
-        src = s.source();
-    }
-    eprintln!("{msg}");
+    eprintln!("fpsync-check: {}", fastpath::error_chain(e));
     ExitCode::from(2)
 }

@@ -575,6 +575,35 @@ fn decode_link_info(kind: &str, data: &[u8]) -> Result<LinkInfo, WireError> {
     Ok(info)
 }
 
+/// Linux's own counters of a link (`IFLA_STATS64`): (ifindex, name,
+/// [rx_packets, tx_packets, rx_bytes, tx_bytes, rx_dropped, tx_dropped]).
+pub fn decode_link_stats(payload: &[u8]) -> Result<Option<(u32, String, [u64; 6])>, WireError> {
+    const IFLA_STATS64: u16 = 23;
+    let (h, rest) = header::<16>(payload)?;
+    if h[0] == AF_BRIDGE {
+        return Ok(None);
+    }
+    let ifindex = u32::from_ne_bytes(h[4..8].try_into().unwrap());
+    let (mut name, mut stats) = (String::new(), None);
+    for attr in attrs(rest) {
+        let (kind, v) = attr?;
+        match kind {
+            IFLA_IFNAME => {
+                let raw = v.split(|b| *b == 0).next().unwrap_or_default();
+                name = String::from_utf8_lossy(raw).into_owned();
+            }
+            // struct rtnl_link_stats64: rx_packets, tx_packets, rx_bytes,
+            // tx_bytes, rx_errors, tx_errors, rx_dropped, tx_dropped, ...
+            IFLA_STATS64 if v.len() >= 64 => {
+                let at = |i: usize| u64::from_ne_bytes(v[i * 8..i * 8 + 8].try_into().unwrap());
+                stats = Some([at(0), at(1), at(2), at(3), at(6), at(7)]);
+            }
+            _ => {}
+        }
+    }
+    Ok(stats.map(|s| (ifindex, name, s)))
+}
+
 /// An AF_BRIDGE link message: a port's state and VLANs. None for the
 /// bridge's own message (its master is itself).
 fn decode_bridge_port(payload: &[u8]) -> Result<Option<BridgePort>, WireError> {

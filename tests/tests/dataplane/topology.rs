@@ -34,6 +34,8 @@ pub struct Topology {
     pub endpoint: Endpoint,
     pub fpd: Option<Daemon>,
     pub cmgrd: Option<Daemon>,
+    /// cmgrd's instance id (its console is /tmp/.cmgrd<id>).
+    pub instance: u32,
 }
 
 impl Topology {
@@ -105,6 +107,7 @@ impl Topology {
             endpoint,
             fpd: None,
             cmgrd: None,
+            instance: 0,
         }
     }
 
@@ -143,10 +146,11 @@ impl Topology {
             "fpd did not start: {}",
             self.fpd.as_ref().unwrap().log()
         );
+        self.instance = unique();
         let args = vec![
             "-F".to_string(),
             "-I".into(),
-            unique().to_string(),
+            self.instance.to_string(),
             "--netns".into(),
             self.r.name.clone(),
             "--blade".into(),
