@@ -1044,7 +1044,7 @@ impl Processor {
     /// Linux's own counters of every link, by ifindex (a link dump).
     pub fn linux_link_stats(&mut self) -> std::collections::BTreeMap<u32, (String, [u64; 6])> {
         let mut out = std::collections::BTreeMap::new();
-        let res = self.cmd.dump(wire::RTM_GETLINK, 0, |msg| match msg {
+        let res = self.cmd.route.dump(wire::RTM_GETLINK, 0, |msg| match msg {
             None => out.clear(),
             Some(m) => {
                 if let Ok(Some((ifindex, name, stats))) = wire::decode_link_stats(m.payload) {
