@@ -25,20 +25,9 @@ mod topology;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use fpsync_tests::{sh, Netns, TempDir};
+use fpsync_tests::{arg, sh, Netns, TempDir};
 use topology::{counter, ping, sysctl, Topology};
 
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map(|v| {
-            v.parse()
-                .unwrap_or_else(|_| panic!("{name} takes a number"))
-        })
-        .unwrap_or(default)
-}
 
 fn mac(ns: &Netns, dev: &str) -> String {
     let out = sh(&[
@@ -130,8 +119,8 @@ struct Run {
 }
 
 fn main() {
-    let seconds = arg("--seconds", 4).max(3);
-    let rounds = arg("--rounds", 2).max(1);
+    let seconds: u64 = arg("--seconds", 4u64).max(3);
+    let rounds: u64 = arg("--rounds", 2u64).max(1);
     let dir = TempDir::new("bdp");
     let mut t = Topology::new("bdp");
     let router_mac = mac(&t.r, "veth-a");
