@@ -28,7 +28,6 @@ use std::time::{Duration, Instant};
 use fpsync_tests::{arg, sh, Netns, TempDir};
 use topology::{counter, ping, sysctl, Topology};
 
-
 fn mac(ns: &Netns, dev: &str) -> String {
     let out = sh(&[
         "ip",
