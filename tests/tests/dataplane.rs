@@ -158,6 +158,76 @@ fn forwarded_by_linux(t: &Topology) -> u64 {
         .unwrap_or(0)
 }
 
+per_backend!(expired_and_unroutable_packets_are_answered_with_icmp_errors: expired_and_unroutable_packets_are_answered_with_icmp_errors_af_packet, expired_and_unroutable_packets_are_answered_with_icmp_errors_af_xdp);
+
+/// The router's Linux does not forward, so it drops a transit packet whose
+/// TTL expires, or that has no route, silently: fpd answers, as a
+/// forwarding Linux would (traceroute shows the hop).
+fn expired_and_unroutable_packets_are_answered_with_icmp_errors(backend: &str) {
+    let _serial = serial();
+    let mut t = Topology::new(&tag("dpi", backend));
+    // Without fpd, no answer.
+    let silent = ping_once(&t, &["-t", "1", "10.2.0.2"]);
+    assert!(!silent.contains("From "), "{silent}");
+    t.start_fast_path(&["--backend", backend]);
+    until_reachable(&t, "10.2.0.2");
+    until_reachable(&t, "fd02::2");
+    let before = t.stats();
+
+    for (args, expected) in [
+        (
+            &["-t", "1", "10.2.0.2"][..],
+            ["From 10.1.0.1 ", "Time to live exceeded"],
+        ),
+        (
+            &["-6", "-t", "1", "fd02::2"][..],
+            ["From fd01::1 ", "Time exceeded: Hop limit"],
+        ),
+        (
+            &["192.0.2.1"][..],
+            ["From 10.1.0.1 ", "Destination Net Unreachable"],
+        ),
+        (
+            &["-6", "fd99::1"][..],
+            ["From fd01::1 ", "Destination unreachable: No route"],
+        ),
+    ] {
+        let mut last = String::new();
+        assert!(
+            wait_until(Duration::from_secs(5), || {
+                last = ping_once(&t, args);
+                expected.iter().all(|e| last.contains(e))
+            }),
+            "ping {args:?}: {last}\n{:?}\n{}",
+            t.stats(),
+            t.logs()
+        );
+    }
+    // A normal TTL still crosses.
+    assert_eq!(ping(&t.a, "10.2.0.2", 2, "0.05"), 2);
+    let after = t.stats();
+    let sent = counter(&after, "veth-a", "icmp_errors_sent")
+        - counter(&before, "veth-a", "icmp_errors_sent");
+    assert!(sent >= 4, "{after:?}");
+    assert_eq!(
+        counter(&after, "veth-b", "icmp_errors_sent"),
+        0,
+        "{after:?}"
+    );
+}
+
+/// What `ping -c 1` from host-a with `args` prints.
+fn ping_once(t: &Topology, args: &[&str]) -> String {
+    let out = std::process::Command::new("ip")
+        .args([
+            "netns", "exec", &t.a.name, "ping", "-n", "-c", "1", "-W", "1",
+        ])
+        .args(args)
+        .output()
+        .expect("ping (Debian package iputils-ping)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 per_backend!(route_changes_move_and_stop_the_traffic_within_a_second: route_changes_move_and_stop_the_traffic_within_a_second_af_packet, route_changes_move_and_stop_the_traffic_within_a_second_af_xdp);
 
 fn route_changes_move_and_stop_the_traffic_within_a_second(backend: &str) {

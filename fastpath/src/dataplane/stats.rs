@@ -146,6 +146,9 @@ pub(crate) struct PortCounters {
     pub forwarded: Counter,
     /// Frames the kernel could not put in the receive ring (it was full).
     pub rx_ring_drops: Counter,
+    /// ICMP errors fpd sent for packets received here (TTL or hop limit
+    /// expired, no route).
+    pub icmp_errors_sent: Counter,
     pub exceptions: [Counter; Exception::ALL.len()],
     pub drops: [Counter; DropReason::ALL.len()],
 }
@@ -196,6 +199,7 @@ pub(crate) fn collect(
                 ("tx_bytes", sum(&|c| &c.tx_bytes)),
                 ("forwarded", sum(&|c| &c.forwarded)),
                 ("rx_ring_drops", sum(&|c| &c.rx_ring_drops)),
+                ("icmp_errors_sent", sum(&|c| &c.icmp_errors_sent)),
             ];
             let exceptions: u64 = Exception::ALL
                 .iter()

@@ -52,6 +52,11 @@ pub(crate) struct PortView {
     pub mac: Mac,
     pub mtu: u32,
     pub up: bool,
+    /// The source of the ICMP errors fpd sends for packets received here:
+    /// the interface's first IPv4 address, and its first global IPv6
+    /// address (else its link-local one).
+    pub addr4: Option<u32>,
+    pub addr6: Option<u128>,
 }
 
 /// A usable neighbour and its hit flag.
@@ -145,6 +150,24 @@ impl View {
                 IpAddr::V4(x) => v.local4.insert(x.into()),
                 IpAddr::V6(x) => v.local6.insert(x.into()),
             };
+            let Some(port) = v.ports.iter_mut().find(|p| p.ifindex == a.ifindex) else {
+                continue;
+            };
+            match a.addr {
+                IpAddr::V4(x) => {
+                    port.addr4.get_or_insert(x.into());
+                }
+                IpAddr::V6(x) => {
+                    let x = u128::from(x);
+                    let better = port.addr6.is_none_or(|old| {
+                        crate::wire::ipv6::is_link_local(old)
+                            && !crate::wire::ipv6::is_link_local(x)
+                    });
+                    if better {
+                        port.addr6 = Some(x);
+                    }
+                }
+            }
         }
         v
     }
@@ -243,5 +266,7 @@ fn port_view(p: &PortInfo) -> PortView {
         mac: p.mac,
         mtu: p.mtu,
         up: true,
+        addr4: None,
+        addr6: None,
     }
 }

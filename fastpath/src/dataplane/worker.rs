@@ -6,6 +6,8 @@
 //! loaded once per round (lock-free), counters are the worker's own, and a
 //! wanted neighbour is offered to a bounded channel without waiting (when
 //! it is full the request is dropped: the next packet asks again).
+//! ICMP errors fpd answers with are built in the worker's scratch buffer
+//! and limited by its token bucket.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -13,7 +15,7 @@ use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::forward::{forward, Verdict};
+use super::forward::{forward, icmp_error, IcmpError, Verdict};
 use super::port::{Fate, RxQueue, TxQueue};
 use super::stats::{DropReason, Exception, WorkerStats};
 use super::Shared;
@@ -24,6 +26,44 @@ const BURST: usize = 64;
 const POLL_MS: i32 = 100;
 /// How often the kernel's ring drop counters are read.
 const DROPS_EVERY: Duration = Duration::from_millis(500);
+/// ICMP errors a worker sends per second at most, and in a burst.
+const ICMP_PER_SEC: u32 = 1000;
+const ICMP_BURST: u32 = 100;
+/// Room for the largest ICMP error: Ethernet and 1280 bytes of IPv6.
+const SCRATCH_LEN: usize = 1536;
+
+/// A token bucket, refilled once per round (no clock read per packet).
+#[derive(Debug)]
+struct TokenBucket {
+    tokens: u32,
+    at: Instant,
+}
+
+impl TokenBucket {
+    fn new(now: Instant) -> Self {
+        TokenBucket {
+            tokens: ICMP_BURST,
+            at: now,
+        }
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let earned = now.duration_since(self.at).as_micros() * u128::from(ICMP_PER_SEC) / 1_000_000;
+        if earned > 0 {
+            self.tokens = u32::try_from(earned)
+                .unwrap_or(u32::MAX)
+                .saturating_add(self.tokens)
+                .min(ICMP_BURST);
+            self.at = now;
+        }
+    }
+
+    fn take(&mut self) -> bool {
+        let ok = self.tokens > 0;
+        self.tokens -= u32::from(ok);
+        ok
+    }
+}
 
 pub(crate) struct Worker {
     pub id: usize,
@@ -61,8 +101,11 @@ impl Worker {
             .collect();
         let mut pending = vec![false; self.tx.len()];
         let mut drops_at = Instant::now();
+        let mut scratch = [0u8; SCRATCH_LEN];
+        let mut bucket = TokenBucket::new(drops_at);
         while !stop.load(Relaxed) {
-            let got = self.round(&mut pending);
+            bucket.refill(Instant::now());
+            let got = self.round(&mut pending, &mut scratch, &mut bucket);
             if got == 0 {
                 // SAFETY: `pollfds` is a live array of the length given.
                 unsafe { libc::poll(pollfds.as_mut_ptr(), pollfds.len() as libc::nfds_t, POLL_MS) };
@@ -78,7 +121,12 @@ impl Worker {
     }
 
     /// One pass over every receive queue; returns the frames handled.
-    fn round(&mut self, pending: &mut [bool]) -> usize {
+    fn round(
+        &mut self,
+        pending: &mut [bool],
+        scratch: &mut [u8; SCRATCH_LEN],
+        bucket: &mut TokenBucket,
+    ) -> usize {
         let view = self.shared.view.load();
         let counters = &self.stats.ports;
         let tx = &mut self.tx;
@@ -90,7 +138,8 @@ impl Worker {
             got += rxq.recv_burst(BURST, &mut |frame, meta| {
                 c.rx_packets.add(1);
                 c.rx_bytes.add(frame.len() as u64);
-                match forward(&view, port, frame) {
+                let verdict = forward(&view, port, frame);
+                match verdict {
                     Verdict::Forward(out) => {
                         if meta.csum_partial {
                             crate::wire::complete_partial_checksum(frame);
@@ -114,6 +163,38 @@ impl Worker {
                     }
                     Verdict::Exception(e) => {
                         c.exception(e);
+                        // Linux, which does not forward, drops the packet
+                        // silently: answer it here. The packet itself is
+                        // still left to Linux, as counted.
+                        let Some(why) = IcmpError::for_verdict(verdict) else {
+                            return Fate::ToLinux;
+                        };
+                        if !bucket.take() {
+                            return Fate::ToLinux;
+                        }
+                        match icmp_error(&view, port, frame, why, scratch) {
+                            Ok((out, len)) => {
+                                let q = &mut tx[out];
+                                let reply = &scratch[..len];
+                                let mut sent = q.push(reply);
+                                if !sent {
+                                    q.flush();
+                                    sent = q.push(reply);
+                                }
+                                if sent {
+                                    pending[out] = true;
+                                    c.icmp_errors_sent.add(1);
+                                    counters[out].tx_packets.add(1);
+                                    counters[out].tx_bytes.add(len as u64);
+                                } else {
+                                    c.drop(DropReason::TxFull);
+                                }
+                            }
+                            Err(Some(Verdict::Resolve { ifindex, dst })) => {
+                                let _ = wanted.try_send((ifindex, dst));
+                            }
+                            Err(_) => {}
+                        }
                         Fate::ToLinux
                     }
                     Verdict::Resolve { ifindex, dst } => {
@@ -149,4 +230,20 @@ fn pin_to(cpu: usize) -> std::io::Result<()> {
         return Err(std::io::Error::last_os_error());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_bucket_limits_bursts_and_refills() {
+        let t0 = Instant::now();
+        let mut b = TokenBucket::new(t0);
+        assert_eq!((0..1000).filter(|_| b.take()).count(), ICMP_BURST as usize);
+        b.refill(t0 + Duration::from_millis(10));
+        assert_eq!((0..1000).filter(|_| b.take()).count(), 10);
+        b.refill(t0 + Duration::from_secs(60));
+        assert_eq!((0..1000).filter(|_| b.take()).count(), ICMP_BURST as usize);
+    }
 }

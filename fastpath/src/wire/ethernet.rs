@@ -72,6 +72,10 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Frame<T> {
         self.buffer.as_mut()[0..6].copy_from_slice(mac);
     }
 
+    pub fn set_ethertype(&mut self, ethertype: u16) {
+        self.buffer.as_mut()[12..14].copy_from_slice(&ethertype.to_be_bytes());
+    }
+
     pub fn set_src(&mut self, mac: &Mac) {
         self.buffer.as_mut()[6..12].copy_from_slice(mac);
     }

@@ -83,6 +83,12 @@ impl<T: AsRef<[u8]>> Packet<T> {
         self.u16_at(field::FLAGS_FRAG) & 0x3fff != 0
     }
 
+    /// The fragment offset, in 8-byte units: non-zero for every fragment
+    /// but the first.
+    pub fn frag_offset(&self) -> u16 {
+        self.u16_at(field::FLAGS_FRAG) & 0x1fff
+    }
+
     pub fn ttl(&self) -> u8 {
         self.buffer.as_ref()[field::TTL]
     }

@@ -8,6 +8,7 @@
 
 pub mod checksum;
 pub mod ethernet;
+pub mod icmp;
 pub mod ipv4;
 pub mod ipv6;
 
@@ -26,6 +27,7 @@ pub mod ip_proto {
     pub const ICMP: u8 = 1;
     pub const TCP: u8 = 6;
     pub const UDP: u8 = 17;
+    pub const FRAGMENT: u8 = 44;
     pub const ICMPV6: u8 = 58;
 }
 

@@ -180,6 +180,9 @@ impl Client {
                 Err(e) if e.kind() == io::ErrorKind::ConnectionReset && got == 0 => {
                     return Ok(None)
                 }
+                // A signal (a child of the test exiting) may interrupt a
+                // long wait: that is no answer from fpd, read again.
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         }

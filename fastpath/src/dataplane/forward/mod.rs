@@ -6,12 +6,19 @@
 //! (TTL or hop limit decremented, IPv4 checksum updated, MACs set); every
 //! other verdict leaves it as received, for Linux. Nothing here allocates,
 //! locks or logs.
+//!
+//! ICMP errors: the router's Linux does not forward (`ip_forward` off), so
+//! it drops a transit packet whose TTL expires, or that has no route,
+//! without a word. [`icmp_error`] lets the worker answer such a packet
+//! itself, from the ingress interface's address, routed like any packet.
+//! It never answers an ICMP error, a non-first fragment, or a multicast,
+//! broadcast or unspecified source (RFC 1812 4.3.2.7, RFC 4443 2.4 e).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::fpc::{rtn, NextHops};
 use crate::wire::ethernet::{self, ethertype, Frame, Mac};
-use crate::wire::{ip_proto, ipv4, ipv6};
+use crate::wire::{icmp, ip_proto, ipv4, ipv6};
 
 use super::stats::{DropReason, Exception};
 use super::view::{Lookup, View};
@@ -62,6 +69,129 @@ pub(crate) fn forward(view: &View, in_port: usize, frame: &mut [u8]) -> Verdict 
         }
         Err(v) => v,
     }
+}
+
+/// The ICMP errors fpd sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum IcmpError {
+    /// TTL or hop limit exceeded in transit.
+    TimeExceeded,
+    /// No route to the destination network.
+    NetUnreachable,
+}
+
+impl IcmpError {
+    /// The error a verdict calls for, if any.
+    pub fn for_verdict(v: Verdict) -> Option<IcmpError> {
+        match v {
+            Verdict::Exception(Exception::Ttl) => Some(IcmpError::TimeExceeded),
+            Verdict::Exception(Exception::NoRoute) => Some(IcmpError::NetUnreachable),
+            _ => None,
+        }
+    }
+}
+
+/// Writes into `out` the frame of the ICMP error `why` that answers
+/// `frame`, received on port `in_port` and left as received by
+/// [`forward`]. Returns the port to send it on and its length, or what to
+/// do with `frame` instead: `None` when no error is due or it cannot be
+/// sent (leave it to Linux as decided), `Some(Resolve)` when the way back
+/// needs a neighbour Linux should resolve.
+pub(crate) fn icmp_error(
+    view: &View,
+    in_port: usize,
+    frame: &[u8],
+    why: IcmpError,
+    out: &mut [u8],
+) -> Result<(usize, usize), Option<Verdict>> {
+    let port = view.ports.get(in_port).ok_or(None)?;
+    let eth = Frame::new_checked(frame).map_err(|_| None)?;
+    let ip_out = out.get_mut(ethernet::HEADER_LEN..).ok_or(None)?;
+    let eth_out = eth.ethertype();
+    let (len, back) = match eth_out {
+        ethertype::IPV4 => {
+            let p = ipv4::Packet::new_checked(eth.payload()).map_err(|_| None)?;
+            let src = p.src();
+            let non_first_fragment = p.frag_offset() != 0;
+            let l4 = p.payload();
+            let is_error =
+                p.protocol() == ip_proto::ICMP && l4.first().is_some_and(|&t| icmp::is_error_v4(t));
+            if non_first_fragment || is_error || src == 0 || src >> 28 >= 0xe || view.is_local4(src)
+            {
+                return Err(None);
+            }
+            let from = port.addr4.ok_or(None)?;
+            // RFC 792: the original header and its first 64 bits of data.
+            let quote_len = (p.header_len() + 8).min(p.total_len());
+            let quote = &eth.payload()[..quote_len];
+            let (icmp_type, code) = match why {
+                IcmpError::TimeExceeded => (icmp::v4::TIME_EXCEEDED, 0),
+                IcmpError::NetUnreachable => (icmp::v4::DEST_UNREACHABLE, 0),
+            };
+            let len = icmp::emit_error_v4(ip_out, from, src, icmp_type, code, quote).ok_or(None)?;
+            let attrs = match view.lookup4(src) {
+                Lookup::Route(a) => a,
+                _ => return Err(None),
+            };
+            check_type(attrs.rtype).map_err(|_| None)?;
+            let flow = flow_hash(
+                u64::from(from),
+                u64::from(src),
+                u64::from(ip_proto::ICMP) << 32,
+            );
+            let dst_ip = IpAddr::V4(Ipv4Addr::from(src));
+            (len, next_hop(view, &attrs.nexthops, flow, dst_ip, len))
+        }
+        ethertype::IPV6 => {
+            let p = ipv6::Packet::new_checked(eth.payload()).map_err(|_| None)?;
+            let src = p.src();
+            let l4 = p.payload();
+            let non_first_fragment = p.next_header() == ip_proto::FRAGMENT
+                && l4
+                    .get(2..4)
+                    .is_some_and(|o| u16::from_be_bytes([o[0], o[1]]) & 0xfff8 != 0);
+            let is_error = p.next_header() == ip_proto::ICMPV6
+                && l4.first().is_some_and(|&t| icmp::is_error_v6(t));
+            if non_first_fragment
+                || is_error
+                || src == 0
+                || ipv6::is_multicast(src)
+                || view.is_local6(src)
+            {
+                return Err(None);
+            }
+            let from = port.addr6.ok_or(None)?;
+            let (icmp_type, code) = match why {
+                IcmpError::TimeExceeded => (icmp::v6::TIME_EXCEEDED, 0),
+                IcmpError::NetUnreachable => (icmp::v6::DEST_UNREACHABLE, 0),
+            };
+            let original = &eth.payload()[..p.total_len()];
+            let len =
+                icmp::emit_error_v6(ip_out, from, src, icmp_type, code, original).ok_or(None)?;
+            let attrs = match view.lookup6(src) {
+                Lookup::Route(a) => a,
+                _ => return Err(None),
+            };
+            check_type(attrs.rtype).map_err(|_| None)?;
+            let flow = flow_hash(
+                (from as u64) ^ ((from >> 64) as u64),
+                (src as u64) ^ ((src >> 64) as u64),
+                u64::from(ip_proto::ICMPV6) << 32,
+            );
+            let dst_ip = IpAddr::V6(Ipv6Addr::from(src));
+            (len, next_hop(view, &attrs.nexthops, flow, dst_ip, len))
+        }
+        _ => return Err(None),
+    };
+    let (out_port, mac) = back.map_err(|v| match v {
+        Verdict::Resolve { .. } => Some(v),
+        _ => None,
+    })?;
+    let mut reply = Frame::new_checked(&mut out[..ethernet::HEADER_LEN + len]).map_err(|_| None)?;
+    reply.set_dst(&mac);
+    reply.set_src(&view.ports[out_port].mac);
+    reply.set_ethertype(eth_out);
+    Ok((out_port, ethernet::HEADER_LEN + len))
 }
 
 /// The output port and next-hop MAC of an IPv4 packet; rewrites its TTL

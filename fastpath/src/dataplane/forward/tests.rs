@@ -103,8 +103,10 @@ fn tables() -> Tables {
         (2, "10.1.0.1", 24),
         (3, "10.2.0.1", 24),
         (4, "10.3.0.1", 24),
+        (2, "fe80::a", 64),
         (2, "fd01::1", 64),
         (3, "fd02::1", 64),
+        (4, "fe80::c", 64),
     ] {
         objects.push(Object::Addr(Addr {
             ifindex,
@@ -153,6 +155,7 @@ fn tables() -> Tables {
             rtn::UNICAST,
             s(hop(Some("10.2.0.2"), 9)),
         ),
+        route(254, "fd01::", 64, rtn::UNICAST, s(hop(None, 2))),
         route(254, "fd02::", 64, rtn::UNICAST, s(hop(None, 3))),
         route(254, "fd09::", 64, rtn::UNICAST, s(hop(Some("fe80::b2"), 3))),
     ]);
@@ -186,6 +189,7 @@ fn tables() -> Tables {
         neigh(4, "10.3.0.2", &MAC_HOST_C, REACHABLE),
         neigh(3, "10.2.0.3", &[], INCOMPLETE),
         neigh(3, "fd02::2", &MAC_HOST_B, REACHABLE),
+        neigh(2, "fd01::2", &MAC_HOST_A, REACHABLE),
         neigh(3, "fe80::b2", &MAC_HOST_B, STALE),
     ]);
     for o in objects {
@@ -500,4 +504,203 @@ fn route_changes_take_effect_in_the_next_view() {
     let v = View::build(&t, &ports(), 3);
     let mut f = udp4(MAC_A, "10.1.0.2", "10.9.0.7", 64, 1);
     assert_eq!(run(&v, &mut f), Verdict::Exception(Exception::NoRoute));
+}
+
+/// The ICMP error fpd sends for `f`, received on veth-a, as
+/// (output port, frame).
+fn answer(v: &View, f: &[u8], why: IcmpError) -> Result<(usize, Vec<u8>), Option<Verdict>> {
+    let mut out = [0u8; 1536];
+    icmp_error(v, 0, f, why, &mut out).map(|(port, len)| (port, out[..len].to_vec()))
+}
+
+fn v6(s: &str) -> u128 {
+    s.parse::<Ipv6Addr>().unwrap().into()
+}
+
+#[test]
+fn ttl_expiry_is_answered_with_time_exceeded_from_the_ingress_address() {
+    let v = view();
+    let f = udp4(MAC_A, "10.1.0.2", "10.2.0.2", 1, 1234);
+    assert_eq!(run(&v, &mut f.clone()), Verdict::Exception(Exception::Ttl));
+    let (port, r) = answer(&v, &f, IcmpError::TimeExceeded).unwrap();
+    assert_eq!(port, 0, "back out of veth-a");
+    // Ethernet: to host-a, from veth-a.
+    assert_eq!(&r[0..6], &MAC_HOST_A);
+    assert_eq!(&r[6..12], &MAC_A);
+    assert_eq!(&r[12..14], &[0x08, 0x00]);
+    // IPv4: 20 + 8 + the quoted 20-byte header and 8 bytes of UDP.
+    #[rustfmt::skip]
+    let header = [
+        0x45, 0, 0, 56, 0, 0, 0, 0, 64, 1, 0, 0,
+        10, 1, 0, 1, 10, 1, 0, 2,
+    ];
+    assert_eq!(r.len(), 14 + 56);
+    assert_eq!(&r[14..24], &header[..10]);
+    assert_eq!(&r[26..34], &header[12..]);
+    assert!(Ip4::new_checked(&r[14..]).unwrap().verify_checksum());
+    // ICMP: type 11 code 0, a valid checksum, the original as received
+    // (TTL 1, its checksum) and the first 8 bytes of its payload.
+    assert_eq!(&r[34..36], &[11, 0]);
+    assert_eq!(&r[38..42], &[0; 4]);
+    assert_eq!(crate::wire::checksum::sum(&r[34..]), 0xffff);
+    assert_eq!(&r[42..], &f[14..14 + 28]);
+    // The neighbour of the way back is marked used.
+    let mut hits = Vec::new();
+    v.take_hits(&mut hits);
+    assert!(hits.contains(&crate::fpc::Hit::Neigh {
+        ifindex: 2,
+        dst: ip("10.1.0.2")
+    }));
+}
+
+#[test]
+fn hop_limit_expiry_is_answered_with_icmpv6_time_exceeded() {
+    let v = view();
+    let f = udp6(MAC_A, "fd01::2", "fd02::2", 1);
+    assert_eq!(run(&v, &mut f.clone()), Verdict::Exception(Exception::Ttl));
+    let (port, r) = answer(&v, &f, IcmpError::TimeExceeded).unwrap();
+    assert_eq!(port, 0);
+    assert_eq!(&r[0..6], &MAC_HOST_A);
+    assert_eq!(&r[6..12], &MAC_A);
+    assert_eq!(&r[12..14], &[0x86, 0xdd]);
+    let quoted = f.len() - 14;
+    assert_eq!(r.len(), 14 + 40 + 8 + quoted);
+    // IPv6: payload length, ICMPv6, hop limit 64; the global address of
+    // veth-a (not its link-local one) to host-a.
+    assert_eq!(&r[14..22], &[0x60, 0, 0, 0, 0, (8 + quoted) as u8, 58, 64]);
+    assert_eq!(&r[22..38], &v6("fd01::1").to_be_bytes());
+    assert_eq!(&r[38..54], &v6("fd01::2").to_be_bytes());
+    assert_eq!(&r[54..56], &[3, 0]);
+    assert_eq!(&r[58..62], &[0; 4]);
+    assert_eq!(
+        icmp::checksum_v6(v6("fd01::1"), v6("fd01::2"), &r[54..]),
+        0xffff
+    );
+    assert_eq!(&r[62..], &f[14..]);
+}
+
+#[test]
+fn icmpv6_errors_quote_at_most_1280_bytes_and_fall_back_to_link_local() {
+    let v = view();
+    let mut f = udp6(MAC_A, "fd01::2", "fd02::2", 1);
+    f.resize(14 + 1500, 0xab);
+    f[18..20].copy_from_slice(&(1500u16 - 40).to_be_bytes());
+    let (_, r) = answer(&v, &f, IcmpError::TimeExceeded).unwrap();
+    assert_eq!(r.len(), 14 + 1280);
+    assert_eq!(&r[62..], &f[14..14 + 1280 - 48]);
+    assert_eq!(
+        icmp::checksum_v6(v6("fd01::1"), v6("fd01::2"), &r[54..]),
+        0xffff
+    );
+    // veth-c has only a link-local address: that is the source there.
+    assert_eq!(v.ports[0].addr6, Some(v6("fd01::1")));
+    assert_eq!(v.ports[2].addr6, Some(v6("fe80::c")));
+    assert_eq!(v.ports[0].addr4, Some(0x0a01_0001));
+}
+
+#[test]
+fn no_route_is_answered_with_net_unreachable() {
+    let v = view();
+    let f = udp4(MAC_A, "10.1.0.2", "192.0.2.1", 64, 1);
+    assert_eq!(
+        run(&v, &mut f.clone()),
+        Verdict::Exception(Exception::NoRoute)
+    );
+    let why = IcmpError::for_verdict(Verdict::Exception(Exception::NoRoute)).unwrap();
+    let (port, r) = answer(&v, &f, why).unwrap();
+    assert_eq!(port, 0);
+    assert_eq!(&r[34..36], &[3, 0]);
+    assert_eq!(crate::wire::checksum::sum(&r[34..]), 0xffff);
+    assert_eq!(&r[42..], &f[14..14 + 28]);
+
+    let f = udp6(MAC_A, "fd01::2", "fd99::1", 64);
+    assert_eq!(
+        run(&v, &mut f.clone()),
+        Verdict::Exception(Exception::NoRoute)
+    );
+    let (_, r) = answer(&v, &f, IcmpError::NetUnreachable).unwrap();
+    assert_eq!(&r[54..56], &[1, 0]);
+    assert_eq!(
+        icmp::checksum_v6(v6("fd01::1"), v6("fd01::2"), &r[54..]),
+        0xffff
+    );
+    // Other exceptions call for no error.
+    assert_eq!(
+        IcmpError::for_verdict(Verdict::Exception(Exception::Local)),
+        None
+    );
+    assert_eq!(IcmpError::for_verdict(Verdict::Forward(1)), None);
+}
+
+#[test]
+fn errors_are_never_answered_nor_fragments_nor_group_sources() {
+    let v = view();
+    let te = IcmpError::TimeExceeded;
+    // An ICMP error (time exceeded) in transit.
+    let mut f = udp4(MAC_A, "10.1.0.2", "10.2.0.2", 1, 1);
+    f[23] = ip_proto::ICMP;
+    f[34] = 11;
+    Ip4::new_checked(&mut f[14..]).unwrap().fill_checksum();
+    assert_eq!(answer(&v, &f, te), Err(None));
+    // An echo request is answered.
+    f[34] = 8;
+    assert!(answer(&v, &f, te).is_ok());
+    // A non-first fragment is not; a first one is.
+    let mut f = udp4(MAC_A, "10.1.0.2", "10.2.0.2", 1, 1);
+    f[20..22].copy_from_slice(&[0x00, 0x10]);
+    Ip4::new_checked(&mut f[14..]).unwrap().fill_checksum();
+    assert_eq!(answer(&v, &f, te), Err(None));
+    f[20..22].copy_from_slice(&[0x20, 0x00]);
+    Ip4::new_checked(&mut f[14..]).unwrap().fill_checksum();
+    assert!(answer(&v, &f, te).is_ok());
+    // Multicast, broadcast, unspecified and local sources.
+    for src in [
+        "224.0.0.9",
+        "255.255.255.255",
+        "0.0.0.0",
+        "10.1.0.255",
+        "10.1.0.1",
+    ] {
+        let f = udp4(MAC_A, src, "10.2.0.2", 1, 1);
+        assert_eq!(answer(&v, &f, te), Err(None), "{src}");
+    }
+    // IPv6: an ICMPv6 error, a non-first fragment, a multicast source.
+    let mut f = udp6(MAC_A, "fd01::2", "fd02::2", 1);
+    f[20] = ip_proto::ICMPV6;
+    f[54] = 1;
+    assert_eq!(answer(&v, &f, te), Err(None));
+    f[54] = 128;
+    assert!(answer(&v, &f, te).is_ok());
+    let mut f = udp6(MAC_A, "fd01::2", "fd02::2", 1);
+    f[20] = ip_proto::FRAGMENT;
+    f[56..58].copy_from_slice(&[0x00, 0x08]);
+    assert_eq!(answer(&v, &f, te), Err(None));
+    let f = udp6(MAC_A, "ff02::1", "fd02::2", 1);
+    assert_eq!(answer(&v, &f, te), Err(None));
+    // Not IP.
+    let mut arp = udp4(MAC_A, "10.1.0.2", "10.2.0.2", 1, 1);
+    arp[12..14].copy_from_slice(&ethertype::ARP.to_be_bytes());
+    assert_eq!(answer(&v, &arp, te), Err(None));
+}
+
+#[test]
+fn the_way_back_needs_a_neighbour() {
+    let v = view();
+    let f = udp4(MAC_A, "10.1.0.77", "10.2.0.2", 1, 1);
+    assert_eq!(
+        answer(&v, &f, IcmpError::TimeExceeded),
+        Err(Some(Verdict::Resolve {
+            ifindex: 2,
+            dst: ip("10.1.0.77")
+        }))
+    );
+    // A source without a route back: nothing is sent.
+    let f = udp4(MAC_A, "192.0.2.9", "10.2.0.2", 1, 1);
+    assert_eq!(answer(&v, &f, IcmpError::TimeExceeded), Err(None));
+    // An interface without an address cannot be a source.
+    let f = udp4(MAC_C, "10.3.0.2", "10.2.0.2", 1, 1);
+    let mut out = [0u8; 1536];
+    assert!(icmp_error(&v, 2, &f, IcmpError::TimeExceeded, &mut out).is_ok());
+    let f = udp6(MAC_C, "fd01::2", "fd02::2", 1);
+    assert!(icmp_error(&v, 2, &f, IcmpError::TimeExceeded, &mut out).is_ok());
 }
