@@ -11,6 +11,7 @@
 //! * The kernel sends NEW and UPDATE both as IPCTNL_MSG_CT_NEW (NEW with
 //!   NLM_F_CREATE), DESTROY as IPCTNL_MSG_CT_DELETE.
 
+use super::wire::attrs;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use fastpath::fpc::{Conntrack, CtTuple, Object, ObjectKey};
@@ -45,25 +46,6 @@ const CTA_PROTO_ICMP_CODE: u16 = 6;
 const CTA_PROTO_ICMPV6_ID: u16 = 7;
 const CTA_PROTO_ICMPV6_TYPE: u16 = 8;
 const CTA_PROTO_ICMPV6_CODE: u16 = 9;
-
-/// Attributes (`struct nlattr`), flags masked off.
-fn attrs(buf: &[u8]) -> impl Iterator<Item = Result<(u16, &[u8]), WireError>> {
-    let mut buf = buf;
-    std::iter::from_fn(move || {
-        if buf.len() < 4 {
-            return None;
-        }
-        let len = u16::from_ne_bytes([buf[0], buf[1]]) as usize;
-        let kind = u16::from_ne_bytes([buf[2], buf[3]]) & 0x3fff;
-        if len < 4 || len > buf.len() {
-            buf = &[];
-            return Some(Err(WireError::BadAttr { kind, len }));
-        }
-        let value = &buf[4..len];
-        buf = &buf[((len + 3) & !3).min(buf.len())..];
-        Some(Ok((kind, value)))
-    })
-}
 
 fn be16(kind: u16, v: &[u8]) -> Result<u16, WireError> {
     v.get(..2)

@@ -6,6 +6,7 @@
 //! and RTA_EXPIRES (counters, last use) are left out, so a notified entry
 //! equals a dumped one; outgoing interfaces are kept sorted by ifindex.
 
+use super::wire::attrs;
 use std::net::IpAddr;
 
 use fastpath::fpc::{Mroute, Object, ObjectKey};
@@ -20,24 +21,6 @@ const RTA_SRC: u16 = 2;
 const RTA_IIF: u16 = 3;
 const RTA_MULTIPATH: u16 = 9;
 const RTA_TABLE: u16 = 15;
-
-fn attrs(buf: &[u8]) -> impl Iterator<Item = Result<(u16, &[u8]), WireError>> {
-    let mut buf = buf;
-    std::iter::from_fn(move || {
-        if buf.len() < 4 {
-            return None;
-        }
-        let len = u16::from_ne_bytes([buf[0], buf[1]]) as usize;
-        let kind = u16::from_ne_bytes([buf[2], buf[3]]) & 0x3fff;
-        if len < 4 || len > buf.len() {
-            buf = &[];
-            return Some(Err(WireError::BadAttr { kind, len }));
-        }
-        let value = &buf[4..len];
-        buf = &buf[((len + 3) & !3).min(buf.len())..];
-        Some(Ok((kind, value)))
-    })
-}
 
 fn ip(v: &[u8]) -> Result<IpAddr, WireError> {
     match v.len() {

@@ -13,6 +13,7 @@
 //!   announces each, and the processor also removes them (`Event::Del`
 //!   of a table or chain is followed by a sweep of its contents).
 
+use super::wire::attrs;
 use fastpath::fpc::{NftChain, NftRule, NftTable, Object, ObjectKey};
 
 use super::wire::{Event, NlMsg, WireError, NLMSG_HDRLEN, NLM_F_DUMP, NLM_F_REQUEST};
@@ -62,24 +63,6 @@ const STATEFUL: [&[u8]; 2] = [b"counter", b"last"];
 /// Expressions that translate addresses.
 const NAT_EXPRS: [&[u8]; 3] = [b"nat", b"masq", b"redir"];
 const NAT_TARGETS: [&[u8]; 5] = [b"SNAT", b"DNAT", b"MASQUERADE", b"REDIRECT", b"NETMAP"];
-
-fn attrs(buf: &[u8]) -> impl Iterator<Item = Result<(u16, &[u8]), WireError>> {
-    let mut buf = buf;
-    std::iter::from_fn(move || {
-        if buf.len() < 4 {
-            return None;
-        }
-        let len = u16::from_ne_bytes([buf[0], buf[1]]) as usize;
-        let kind = u16::from_ne_bytes([buf[2], buf[3]]) & 0x3fff;
-        if len < 4 || len > buf.len() {
-            buf = &[];
-            return Some(Err(WireError::BadAttr { kind, len }));
-        }
-        let value = &buf[4..len];
-        buf = &buf[((len + 3) & !3).min(buf.len())..];
-        Some(Ok((kind, value)))
-    })
-}
 
 fn string(v: &[u8]) -> String {
     let raw = v.split(|b| *b == 0).next().unwrap_or_default();

@@ -188,8 +188,9 @@ fn align(len: usize) -> usize {
     (len + 3) & !3
 }
 
-/// Iterates over route attributes (`struct rtattr`).
-struct Attrs<'a> {
+/// Iterates over netlink attributes (`struct rtattr` / `struct nlattr`,
+/// the same layout), flag bits masked off; every family's decoder uses it.
+pub(crate) struct Attrs<'a> {
     buf: &'a [u8],
 }
 
@@ -212,7 +213,7 @@ impl<'a> Iterator for Attrs<'a> {
     }
 }
 
-fn attrs(buf: &[u8]) -> Attrs<'_> {
+pub(crate) fn attrs(buf: &[u8]) -> Attrs<'_> {
     Attrs { buf }
 }
 

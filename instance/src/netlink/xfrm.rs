@@ -18,6 +18,7 @@
 //! * A hard expire (XFRM_MSG_EXPIRE, POLEXPIRE with `hard`) is the only
 //!   news of a deletion by timer.
 
+use super::wire::attrs;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use fastpath::fpc::{
@@ -176,25 +177,6 @@ fn addr_at(b: &[u8], at: usize, family: u16) -> Result<IpAddr, WireError> {
         ))),
         _ => Err(WireError::BadFamily(family as u8)),
     }
-}
-
-/// Attributes after a fixed header (`struct nlattr`), as `wire` walks them.
-fn attrs(buf: &[u8]) -> impl Iterator<Item = Result<(u16, &[u8]), WireError>> {
-    let mut buf = buf;
-    std::iter::from_fn(move || {
-        if buf.len() < 4 {
-            return None;
-        }
-        let len = u16_at(buf, 0) as usize;
-        let kind = u16_at(buf, 2) & 0x3fff;
-        if len < 4 || len > buf.len() {
-            buf = &[];
-            return Some(Err(WireError::BadAttr { kind, len }));
-        }
-        let value = &buf[4..len];
-        buf = &buf[((len + 3) & !3).min(buf.len())..];
-        Some(Ok((kind, value)))
-    })
 }
 
 fn split(payload: &[u8], n: usize) -> Result<(&[u8], &[u8]), WireError> {
