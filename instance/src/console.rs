@@ -255,6 +255,10 @@ fn show_conf(p: &Processor, json: bool) -> String {
         ("blades", json!(blades)),
         ("sync_mask", json!(format!("{:#07x}", c.features.mask))),
         ("sync_bpf_all", json!(c.bpf_all)),
+        (
+            "sync_bpf_pattern_only",
+            json!(c.features.bpf_pattern_only()),
+        ),
         ("sync_ipsec_replay", json!(c.ipsec_replay)),
         ("debug", json!(format!("{:#x}", c.debug))),
         ("foreground", json!(c.foreground)),
@@ -299,7 +303,9 @@ fn show_sync_features(p: &Processor, json: bool) -> String {
             .collect();
         return format!(
             "{}\n",
-            json!({"mask": format!("{:#07x}", features.mask), "features": map})
+            json!({"mask": format!("{:#07x}", features.mask),
+                   "bpf_pattern_only": features.bpf_pattern_only(),
+                   "features": map})
         );
     }
     let mut out = String::from(

@@ -129,7 +129,7 @@ pub const FEATURES: [Feature; 17] = [
         name: "tap-pattern-only",
         bit: TAP_PATTERN_ONLY,
         flag: None,
-        what: "BPF capture filters by pattern only",
+        what: "BPF capture filters of the capture tools only (-A lifts it)",
     },
     Feature {
         name: "multicast",
@@ -214,10 +214,12 @@ pub struct Features {
 }
 
 impl Default for Features {
-    /// All features, except the `tap pattern only` restriction.
+    /// Every bit, as the seed's "default is to synchronize all features";
+    /// with `tap pattern only` among them, BPF follows the seed's default
+    /// of the capture tools' filters only.
     fn default() -> Self {
         Features {
-            mask: ALL & !TAP_PATTERN_ONLY,
+            mask: ALL,
             bpf_all: false,
         }
     }
@@ -243,6 +245,16 @@ impl Features {
 
     pub fn enabled(&self, bit: u32) -> bool {
         self.mask & bit == bit
+    }
+
+    /// Whether only the capture tools' filters are synced: the `tap
+    /// pattern only` bit (the pattern being [`CAPTURE_TOOLS`]' names),
+    /// unless `-A` (`BPF_OPT`) asks for every process's. A mask without
+    /// the bit syncs every process's filters, as `-A` does.
+    ///
+    /// [`CAPTURE_TOOLS`]: crate::netlink::capture::CAPTURE_TOOLS
+    pub fn bpf_pattern_only(&self) -> bool {
+        self.enabled(TAP_PATTERN_ONLY) && !self.bpf_all
     }
 
     /// The feature a link kind belongs to, if any.
@@ -294,10 +306,9 @@ impl Features {
             Object::NftChain(c) => self.nft_family(c.family, c.chain_type == "nat"),
             Object::NftRule(r) => self.nft_family(r.family, r.nat),
             Object::Mroute(m) => self.enabled(MCAST) && (m.group.is_ipv4() || self.enabled(IPV6)),
-            // Without -A, only the seed's capture tools' filters.
             Object::CaptureFilter(c) => {
                 self.enabled(BPF)
-                    && (self.bpf_all
+                    && (!self.bpf_pattern_only()
                         || crate::netlink::capture::CAPTURE_TOOLS.contains(&c.process.as_str()))
             }
         }
@@ -328,6 +339,31 @@ mod tests {
         assert!(!f.enabled(NAT) && !f.enabled(CONNTRACK));
         let f = Features::from_mask(ALL & !IPSEC);
         assert!(!f.enabled(SVTI));
+    }
+
+    #[test]
+    fn tap_pattern_only_restricts_bpf_unless_dash_a() {
+        let filter = |process: &str| {
+            Object::CaptureFilter(fastpath::fpc::CaptureFilter {
+                inode: 1,
+                ifindex: 1,
+                protocol: 3,
+                process: process.into(),
+                program: vec![6, 0, 0, 0, 0, 0, 0, 0],
+            })
+        };
+        let default = Features::default();
+        assert!(default.bpf_pattern_only());
+        assert!(default.syncs(&filter("tcpdump")) && !default.syncs(&filter("python3")));
+        let all = Features {
+            bpf_all: true,
+            ..default
+        };
+        assert!(all.syncs(&filter("python3")));
+        let unrestricted = Features::from_mask(ALL & !TAP_PATTERN_ONLY);
+        assert!(!unrestricted.bpf_pattern_only() && unrestricted.syncs(&filter("python3")));
+        let no_bpf = Features::from_mask(ALL & !BPF);
+        assert!(!no_bpf.syncs(&filter("tcpdump")));
     }
 
     #[test]

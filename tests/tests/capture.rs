@@ -134,6 +134,39 @@ fn other_programs_only_with_dash_a() {
     assert!(wait_until(Duration::from_secs(5), || filters(&s).is_empty()));
 }
 
+/// The `tap pattern only` bit (0x4000) is what restricts BPF to the
+/// capture tools: a mask without it syncs any process's filter, as -A
+/// does; the full mask (the default) keeps the restriction.
+#[test]
+fn tap_pattern_only_bit_restricts_to_capture_tools() {
+    let s = Setup::with_args("bpf-nopattern", &["-S", "0x1bfff"]);
+    assert!(s
+        .console("show conf")
+        .contains("sync_bpf_pattern_only=false\n"));
+    let (stop, join) = own_filter(&s.ns.name);
+    assert!(wait_until(Duration::from_secs(5), || filters(&s).len() == 1));
+    s.assert_in_sync(SYNC);
+    drop(stop);
+    join.join().unwrap();
+    assert!(wait_until(Duration::from_secs(5), || filters(&s).is_empty()));
+    drop(s);
+
+    let s = Setup::with_args("bpf-pattern", &["-S", "0x1ffff"]);
+    assert!(s
+        .console("show conf")
+        .contains("sync_bpf_pattern_only=true\n"));
+    let (stop, join) = own_filter(&s.ns.name);
+    let _td = tcpdump(&s);
+    assert!(wait_until(Duration::from_secs(5), || filters(&s)
+        .iter()
+        .any(|c| c.process == "tcpdump")));
+    s.assert_in_sync(SYNC);
+    let f = filters(&s);
+    assert!(f.iter().all(|c| c.process == "tcpdump"), "{f:?}");
+    drop(stop);
+    join.join().unwrap();
+}
+
 #[test]
 fn disable_sync_bpf_keeps_them_out() {
     let s = Setup::with_args("bpf-off", &["--disable-sync-bpf"]);

@@ -225,7 +225,7 @@ fn cmgr_options_from_the_environment_replace_the_files_default() {
         &[("CMGR_OPTIONS", &format!("{common} --disable-sync-bridge"))],
         |s| {
             let f = s.console("show sync-features --json");
-            assert!(f.contains(r#""mask":"0x1bffd""#), "{f}");
+            assert!(f.contains(r#""mask":"0x1fffd""#), "{f}");
         },
     );
     s.with_started(&[], |s| {

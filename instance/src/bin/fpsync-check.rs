@@ -30,6 +30,9 @@ struct Cli {
     /// Compare only what cmgrd with this sync mask synchronizes (its -S).
     #[arg(short = 'S', long, value_name = "mask", value_parser = instance::features::parse_mask)]
     sync_mask: Option<u32>,
+    /// Compare capture filters of any process, as cmgrd -A syncs them.
+    #[arg(short = 'A', long)]
+    sync_bpf_all: bool,
     /// Print the fast path's tables instead of comparing.
     #[arg(long, conflicts_with = "dump_linux")]
     dump_fastpath: bool,
@@ -42,7 +45,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let endpoint = cli.fpc.unwrap_or_else(|| Endpoint::for_blade(cli.blade));
     let wait = Duration::from_secs_f64(cli.wait.max(0.0));
-    let features = cli.sync_mask.map(Features::from_mask).unwrap_or_default();
+    let features = Features {
+        bpf_all: cli.sync_bpf_all,
+        ..cli.sync_mask.map(Features::from_mask).unwrap_or_default()
+    };
     if cli.dump_fastpath || cli.dump_linux {
         let objects = if cli.dump_linux {
             instance::check::linux_objects(cli.netns.as_deref(), &features)
