@@ -96,7 +96,7 @@ pub fn command() -> Command {
             .help("Blade to sync, at unix:PATH or tcp:HOST:PORT (default /run/fpsync/fpd<B>.sock); repeatable; default blade 1"))
         .arg(Arg::new("sync-mask").short('S').long("sync-mask").value_name("mask")
             .value_parser(features::parse_mask)
-            .help("Features to synchronize, as the seed's flag mask (0x1ffff: all)"))
+            .help("Features to synchronize, as the seed's flag mask (default 0x1ffff: all; without 0x4000, tap pattern only, BPF syncs any application's filters)"))
         .arg(Arg::new("sync-bpf-all").short('A').long("sync-bpf-all").action(ArgAction::SetTrue)
             .help("BPF (tap): sync the capture filters of any application, not only tcpdump, ethereal, wireshark, tshark, nmap"))
         .arg(Arg::new("sync-ipsec-replay").short('R').long("sync-ipsec-replay").action(ArgAction::SetTrue)
