@@ -23,6 +23,11 @@
 //!   the plain link dump. `/proc/net/ip6_mr_vif` lists the MIFs of the
 //!   default table (RT6_TABLE_DFLT, 254) only, by device name.
 //! * Neither reports a VIF's threshold or rate limit.
+//! * MFC entries themselves are announced, also when MRT_DONE or the
+//!   socket's closing flushes them (mroute_clean_tables sends an
+//!   RTM_DELROUTE for each, after the VIFs are gone, so without RTA_IIF);
+//!   what changes silently is an entry's dump when a VIF it names goes:
+//!   mr_fill_mroute leaves out VIFs that no longer exist.
 
 use std::net::{IpAddr, Ipv4Addr};
 

@@ -992,6 +992,8 @@ pub fn type_name(kind: u16) -> String {
         RTM_DELNEIGH => "RTM_DELNEIGH",
         RTM_NEWNEXTHOP => "RTM_NEWNEXTHOP",
         RTM_DELNEXTHOP => "RTM_DELNEXTHOP",
+        super::mvif::RTM_NEWNETCONF => "RTM_NEWNETCONF",
+        super::mvif::RTM_DELNETCONF => "RTM_DELNETCONF",
         _ => return format!("RTM_[{kind}]"),
     };
     name.to_owned()
