@@ -22,6 +22,9 @@ const MRT_ADD_MFC: libc::c_int = 204;
 const MRT6_INIT: libc::c_int = 200;
 const MRT6_ADD_MIF: libc::c_int = 202;
 const MRT6_DEL_MIF: libc::c_int = 203;
+const MRT_TABLE: libc::c_int = 209;
+const MRT6_TABLE: libc::c_int = 209;
+const VIFF_REGISTER: u16 = 0x4;
 const VIFF_USE_IFINDEX: u16 = 0x8;
 
 fn fp_objects(s: &Setup) -> Vec<Object> {
@@ -94,12 +97,18 @@ struct Sockets {
 
 impl Sockets {
     fn add_vif(&self, vifi: u16, ifindex: u32) {
-        // struct vifctl: vifi, flags, threshold, rate_limit, ifindex, rmt.
+        self.add_vif_with(vifi, VIFF_USE_IFINDEX, ifindex.to_ne_bytes());
+    }
+
+    /// `local` is the ifindex with VIFF_USE_IFINDEX, else the address.
+    fn add_vif_with(&self, vifi: u16, flags: u16, local: [u8; 4]) {
+        // struct vifctl: vifi, flags, threshold, rate_limit, local
+        // (address or ifindex), remote.
         let mut vif = [0u8; 16];
         vif[0..2].copy_from_slice(&vifi.to_ne_bytes());
-        vif[2] = VIFF_USE_IFINDEX as u8;
+        vif[2] = flags as u8;
         vif[3] = 1;
-        vif[8..12].copy_from_slice(&ifindex.to_ne_bytes());
+        vif[8..12].copy_from_slice(&local);
         setsockopt(self.v4, libc::IPPROTO_IP, MRT_ADD_VIF, &vif);
     }
 
@@ -163,6 +172,11 @@ struct Router {
 
 impl Router {
     fn start(netns: &str) -> Router {
+        Self::start_in_table(netns, None)
+    }
+
+    /// With `table`, the sockets route that table (MRT_TABLE, MRT6_TABLE).
+    fn start_in_table(netns: &str, table: Option<u32>) -> Router {
         let (tx, rx) = mpsc::channel::<(Job, mpsc::Sender<()>)>();
         let ns = std::fs::File::open(format!("/run/netns/{netns}")).unwrap();
         let join = std::thread::spawn(move || {
@@ -181,6 +195,10 @@ impl Router {
                 v6: open(libc::AF_INET6, libc::IPPROTO_ICMPV6),
             };
             let one = 1i32.to_ne_bytes();
+            if let Some(t) = table {
+                setsockopt(socks.v4, libc::IPPROTO_IP, MRT_TABLE, &t.to_ne_bytes());
+                setsockopt(socks.v6, libc::IPPROTO_IPV6, MRT6_TABLE, &t.to_ne_bytes());
+            }
             setsockopt(socks.v4, libc::IPPROTO_IP, MRT_INIT, &one);
             setsockopt(socks.v6, libc::IPPROTO_IPV6, MRT6_INIT, &one);
             for (job, done) in rx {
@@ -317,6 +335,28 @@ fn vifs_and_mifs_follow_the_router_without_notifications() {
     let sync = s.console("show sync");
     assert!(!sync.contains("- silent changes: 0\n"), "{sync}");
 
+    // A VIF set up by its local address, and the register VIF (on the
+    // pimreg device the kernel makes for it).
+    r.run(|k| {
+        k.add_vif_with(2, 0, [10, 0, 1, 254]);
+        k.add_vif_with(3, VIFF_REGISTER, [0; 4]);
+    });
+    s.assert_in_sync(SYNC);
+    let pimreg = ifindex(&s, "pimreg");
+    assert_eq!(
+        vifs(&s, AF_INET),
+        vec![
+            (T4, 0, a, USE),
+            (T4, 2, b, 0),
+            (T4, 3, pimreg, VIFF_REGISTER)
+        ]
+    );
+    let by_addr = fp_objects(&s).into_iter().find_map(|o| match o {
+        Object::MrouteVif(v) if v.family == AF_INET && v.vif == 2 => Some(v),
+        _ => None,
+    });
+    assert_eq!(by_addr.unwrap().local, Some("10.0.1.254".parse().unwrap()));
+
     // MRT_DONE takes the IPv4 VIFs and MFC entries, closing the IPv6
     // socket the MIFs.
     r.run(|k| k.done_v4());
@@ -349,6 +389,30 @@ fn mc_forwarding_news_alone_bring_vif_changes() {
     s.assert_in_sync(SYNC);
     assert_eq!(vifs(&s, AF_INET), vec![(T4, 0, a, USE), (T4, 3, b, USE)]);
     r.stop();
+    s.assert_in_sync(SYNC);
+}
+
+#[test]
+fn vifs_of_every_ipv4_table() {
+    let s = Setup::new("mvif-tables");
+    let (a, b) = veths(&s);
+    let main = router(&s, a, b);
+    let other = Router::start_in_table(&s.ns.name, Some(7));
+    other.run(move |k| {
+        k.add_vif(4, b);
+        k.add_mif(4, b);
+    });
+    s.assert_in_sync(SYNC);
+    assert_eq!(
+        vifs(&s, AF_INET),
+        vec![(7, 4, b, USE), (T4, 0, a, USE), (T4, 1, b, USE)]
+    );
+    // IPv6 shows the MIFs of its default table only (/proc/net/ip6_mr_vif).
+    assert_eq!(vifs(&s, AF_INET6), vec![(T6, 0, a, 0), (T6, 1, b, 0)]);
+    other.stop();
+    s.assert_in_sync(SYNC);
+    assert_eq!(vifs(&s, AF_INET), vec![(T4, 0, a, USE), (T4, 1, b, USE)]);
+    main.stop();
     s.assert_in_sync(SYNC);
 }
 
