@@ -214,6 +214,8 @@ pub fn parse_ip6_mr_vif(text: &str) -> impl Iterator<Item = Result<ProcMif, VifE
 /// Whether a route-family message is netconf news of a device's (or
 /// "all"'s) mc_forwarding, which changes with every VIF or MIF added or
 /// deleted on it: the family (AF_INET, AF_INET6) whose VIFs to re-read.
+/// A new device's full netconf announcement mentions mc_forwarding too:
+/// one re-read more, harmless.
 pub fn mc_forwarding_news(kind: u16, payload: &[u8]) -> Option<u8> {
     if kind != RTM_NEWNETCONF && kind != RTM_DELNETCONF {
         return None;
