@@ -1282,6 +1282,7 @@ mod tests {
         );
         assert_eq!(req[NLMSG_HDRLEN], AF_INET6);
         assert_eq!(type_name(RTM_NEWROUTE), "RTM_NEWROUTE");
-        assert_eq!(type_name(80), "RTM_[80]");
+        assert_eq!(type_name(80), "RTM_NEWNETCONF");
+        assert_eq!(type_name(200), "RTM_[200]");
     }
 }
