@@ -512,7 +512,8 @@ impl Processor {
     /// ... type macvlan mode ...`), its master and a bridge port's state
     /// only while the link is up (netdev_state_change checks IFF_UP), and
     /// recomputes a bridge's MAC without telling: links and bridge ports
-    /// are re-dumped periodically, and what changed is counted.
+    /// are re-dumped periodically, and what changed is counted. So are
+    /// multicast VIFs and MIFs, never announced at all.
     fn poll_links(&mut self) {
         let before = self.pending.len();
         if let Err(e) = self.resync_scopes(&[Scope::Links, Scope::BridgePorts]) {
@@ -543,7 +544,10 @@ impl Processor {
                 });
             match res {
                 Ok(n) => found += n,
-                Err(e) => warn!("multicast VIF re-read failed: {e}"),
+                Err(e) => {
+                    warn!("multicast VIF re-read failed: {e}; retrying");
+                    self.schedule(&[Scope::MrouteVifs(f)]);
+                }
             }
         }
         if found > 0 {
