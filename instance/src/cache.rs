@@ -5,7 +5,8 @@
 //! one yields no op, so dumps and resyncs only send what changed; replay
 //! order is links, addresses, nexthops (single before groups), routes,
 //! neighbours, bridge ports, FDB, then IPsec SAs, their replay states and
-//! policies, so that a reference never precedes what it names.
+//! policies, ..., multicast VIFs before MFC entries, so that a reference
+//! never precedes what it names.
 
 use std::collections::HashMap;
 
@@ -29,6 +30,9 @@ pub enum Scope {
     NftTables,
     NftChains,
     NftRules,
+    /// Multicast virtual interfaces (VIFs, MIFs) of RTNL_FAMILY_IPMR or
+    /// IP6MR (re-read: the kernel does not notify them).
+    MrouteVifs(u8),
     /// Multicast routes of RTNL_FAMILY_IPMR (128) or IP6MR (129).
     Mroutes(u8),
     /// BPF capture filters (polled: the kernel does not notify them).
@@ -37,7 +41,7 @@ pub enum Scope {
 
 impl Scope {
     /// Every scope, in replay order.
-    pub const ALL: [Scope; 19] = [
+    pub const ALL: [Scope; 21] = [
         Scope::Links,
         Scope::Addrs,
         Scope::Nexthops,
@@ -54,6 +58,9 @@ impl Scope {
         Scope::NftTables,
         Scope::NftChains,
         Scope::NftRules,
+        // VIFs before the MFC entries that name them; IPv4 before IPv6.
+        Scope::MrouteVifs(crate::netlink::mroute::RTNL_FAMILY_IPMR),
+        Scope::MrouteVifs(crate::netlink::mroute::RTNL_FAMILY_IP6MR),
         Scope::Mroutes(crate::netlink::mroute::RTNL_FAMILY_IPMR),
         Scope::Mroutes(crate::netlink::mroute::RTNL_FAMILY_IP6MR),
         Scope::Captures,
@@ -80,6 +87,10 @@ impl Scope {
             }
             Object::Mroute(_) => Scope::Mroutes(crate::netlink::mroute::RTNL_FAMILY_IP6MR),
             Object::CaptureFilter(_) => Scope::Captures,
+            Object::MrouteVif(v) if v.family == AF_INET => {
+                Scope::MrouteVifs(crate::netlink::mroute::RTNL_FAMILY_IPMR)
+            }
+            Object::MrouteVif(_) => Scope::MrouteVifs(crate::netlink::mroute::RTNL_FAMILY_IP6MR),
         }
     }
 
@@ -100,6 +111,7 @@ impl Scope {
             Scope::NftChains => ObjectKind::NftChain,
             Scope::NftRules => ObjectKind::NftRule,
             Scope::Mroutes(_) => ObjectKind::Mroute,
+            Scope::MrouteVifs(_) => ObjectKind::MrouteVif,
             Scope::Captures => ObjectKind::CaptureFilter,
         }
     }
@@ -111,7 +123,8 @@ impl Scope {
 
 #[derive(Default)]
 pub struct Cache {
-    maps: [HashMap<ObjectKey, Object>; 16],
+    /// One map per wire kind number (1 to 19).
+    maps: [HashMap<ObjectKey, Object>; 19],
 }
 
 fn slot(kind: ObjectKind) -> usize {
@@ -210,6 +223,7 @@ impl Cache {
             .chain(self.maps[slot(ObjectKind::NftTable)].values())
             .chain(self.maps[slot(ObjectKind::NftChain)].values())
             .chain(self.maps[slot(ObjectKind::NftRule)].values())
+            .chain(self.maps[slot(ObjectKind::MrouteVif)].values())
             .chain(self.maps[slot(ObjectKind::Mroute)].values())
             .chain(self.maps[slot(ObjectKind::CaptureFilter)].values())
     }
@@ -329,6 +343,7 @@ fn key_kind(key: &ObjectKey) -> ObjectKind {
         ObjectKey::NftRule { .. } => ObjectKind::NftRule,
         ObjectKey::Mroute(_) => ObjectKind::Mroute,
         ObjectKey::CaptureFilter(_) => ObjectKind::CaptureFilter,
+        ObjectKey::MrouteVif(_) => ObjectKind::MrouteVif,
     }
 }
 

@@ -28,6 +28,7 @@ use tracing::{debug, error, info, info_span, trace, warn};
 use crate::blade::{BladeEvent, BladeTask, Outgoing};
 use crate::cache::{Cache, Scope};
 use crate::features::Features;
+use crate::netlink::mroute::{RTNL_FAMILY_IP6MR, RTNL_FAMILY_IPMR};
 use crate::netlink::xfrm::{self, XfrmEvent};
 use crate::netlink::{
     self, wire, CmdSockets, Event as NlEvent, Messages, NetlinkSocket, SocketError,
@@ -511,7 +512,8 @@ impl Processor {
     /// ... type macvlan mode ...`), its master and a bridge port's state
     /// only while the link is up (netdev_state_change checks IFF_UP), and
     /// recomputes a bridge's MAC without telling: links and bridge ports
-    /// are re-dumped periodically, and what changed is counted.
+    /// are re-dumped periodically, and what changed is counted. So are
+    /// multicast VIFs and MIFs, never announced at all.
     fn poll_links(&mut self) {
         let before = self.pending.len();
         if let Err(e) = self.resync_scopes(&[Scope::Links, Scope::BridgePorts]) {
@@ -523,6 +525,49 @@ impl Processor {
             self.sync.silent_changes += found as u64;
             debug!(found, "link poll found changes the kernel did not announce");
             self.flush();
+        }
+        self.reread_vifs(&[RTNL_FAMILY_IPMR, RTNL_FAMILY_IP6MR]);
+    }
+
+    /// Re-reads the VIFs and MIFs of `families` (RTNL_FAMILY_IPMR, IP6MR;
+    /// the kernel announces none of their changes, see [`crate::mvif`])
+    /// and, where they changed, the family's MFC entries, which the kernel
+    /// dumps with existing VIFs only. What it finds is a silent change.
+    fn reread_vifs(&mut self, families: &[u8]) {
+        let mut found = 0;
+        for &f in families {
+            let res = self
+                .resync_scopes(&[Scope::MrouteVifs(f)])
+                .and_then(|n| match n {
+                    0 => Ok(0),
+                    n => Ok(n + self.resync_scopes(&[Scope::Mroutes(f)])?),
+                });
+            match res {
+                Ok(n) => found += n,
+                Err(e) => {
+                    warn!("multicast VIF re-read failed: {e}; retrying");
+                    self.schedule(&[Scope::MrouteVifs(f)]);
+                }
+            }
+        }
+        if found > 0 {
+            self.sync.silent_changes += found as u64;
+            debug!(
+                found,
+                "VIF re-read found changes the kernel did not announce"
+            );
+            self.flush();
+        }
+    }
+
+    /// Schedules a VIF (`ipv4`) or MIF re-read, when multicast is synced.
+    fn schedule_vifs(&mut self, ipv4: bool) {
+        if self.config.features.enabled(crate::features::MCAST) {
+            self.schedule(&[Scope::MrouteVifs(if ipv4 {
+                RTNL_FAMILY_IPMR
+            } else {
+                RTNL_FAMILY_IP6MR
+            })]);
         }
     }
 
@@ -558,6 +603,9 @@ impl Processor {
             match source {
                 Source::Listener => self.listen_stats.count(msg.kind),
                 Source::Replay => self.replay_stats.count(msg.kind),
+            }
+            if let Some(af) = netlink::mvif::mc_forwarding_news(msg.kind, msg.payload) {
+                self.schedule_vifs(af == AF_INET);
             }
             let event = netlink::decode(&msg);
             trace!(kind = msg.kind, ?event, payload = ?msg.payload, "netlink message");
@@ -786,6 +834,10 @@ impl Processor {
     ///
     /// Each schedules a re-dump of what may have changed.
     fn watch_silent_changes(&mut self, obj: &Object) {
+        // MFC news name VIFs, which come and go unannounced.
+        if let Object::Mroute(m) = obj {
+            self.schedule_vifs(m.group.is_ipv4());
+        }
         let Object::Link(new) = obj else { return };
         const IFF_UP: u32 = 1;
         let old = self.cache.get(&ObjectKey::Link(new.ifindex));
@@ -815,10 +867,17 @@ impl Processor {
     }
 
     /// Deleting a link, an IPv4 address or a nexthop object also deletes,
-    /// without a notification, the routes (and nexthops) that used it.
+    /// without a notification, the routes (and nexthops) that used it; a
+    /// link's deletion also its VIFs and MIFs (ipmr_device_event).
     fn watch_silent_deletions_del(&mut self, key: &ObjectKey) {
         match key {
+            ObjectKey::Mroute(m) => self.schedule_vifs(m.group.is_ipv4()),
             ObjectKey::Link(ifindex) => {
+                let on = |o: &Object| matches!(o, Object::MrouteVif(v) if v.ifindex == *ifindex);
+                if self.cache.objects(ObjectKind::MrouteVif).any(on) {
+                    self.schedule_vifs(true);
+                    self.schedule_vifs(false);
+                }
                 if self.cache.routes_depend_on(*ifindex, None) {
                     self.schedule(&[
                         Scope::Nexthops,
@@ -855,12 +914,21 @@ impl Processor {
     }
 
     fn run_reconcile(&mut self) {
-        let scopes: Vec<Scope> = std::mem::take(&mut self.reconcile)
+        let (vifs, scopes): (Vec<Scope>, Vec<Scope>) = std::mem::take(&mut self.reconcile)
             .into_iter()
             .map(|s| Scope::ALL[s.0])
-            .collect();
+            .partition(|s| matches!(s, Scope::MrouteVifs(_)));
         self.reconcile_since = None;
         self.sync.reconciles += 1;
+        // VIF re-reads count what they find themselves (silent changes).
+        let families: Vec<u8> = vifs
+            .iter()
+            .filter_map(|s| match s {
+                Scope::MrouteVifs(f) => Some(*f),
+                _ => None,
+            })
+            .collect();
+        self.reread_vifs(&families);
         let before = self.pending.len();
         let t0 = Instant::now();
         let res = self.resync_scopes(&scopes);
@@ -888,10 +956,13 @@ impl Processor {
 
     /// Dumps every scope and makes the cache (and so the blades) equal to it.
     fn full_resync(&mut self) -> Result<(), SocketError> {
-        self.resync_scopes(&Scope::ALL)
+        self.resync_scopes(&Scope::ALL).map(drop)
     }
 
-    fn resync_scopes(&mut self, scopes: &[Scope]) -> Result<(), SocketError> {
+    /// Dumps `scopes` and reconciles the cache with them; how many ops
+    /// that made.
+    fn resync_scopes(&mut self, scopes: &[Scope]) -> Result<usize, SocketError> {
+        let mut changes = 0;
         for scope in scopes {
             let fresh = dump_scope(
                 &mut self.cmd,
@@ -903,12 +974,13 @@ impl Processor {
                 &mut self.sync,
             )?;
             let ops = self.cache.reconcile(*scope, fresh);
+            changes += ops.len();
             self.pending.extend(ops);
             if self.pending.len() >= BATCH {
                 self.flush();
             }
         }
-        Ok(())
+        Ok(changes)
     }
 
     fn on_blade(&mut self, event: BladeEvent) {
@@ -1110,6 +1182,9 @@ pub fn dump_scope(
     if matches!(scope, Scope::NftTables | Scope::NftChains | Scope::NftRules) {
         return dump_nftables(&mut socks.netfilter, scope, features, ct_stats, sync);
     }
+    if let Scope::MrouteVifs(family) = scope {
+        return crate::mvif::dump(&mut socks.route, family, features, stats, sync);
+    }
     let sock = &mut socks.route;
     let (kind, family) = match scope {
         Scope::Links => (wire::RTM_GETLINK, 0),
@@ -1127,6 +1202,7 @@ pub fn dump_scope(
         | Scope::NftTables
         | Scope::NftChains
         | Scope::NftRules
+        | Scope::MrouteVifs(_)
         | Scope::Captures => unreachable!("dumped above"),
     };
     let mut out = Vec::new();

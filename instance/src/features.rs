@@ -306,6 +306,9 @@ impl Features {
             Object::NftChain(c) => self.nft_family(c.family, c.chain_type == "nat"),
             Object::NftRule(r) => self.nft_family(r.family, r.nat),
             Object::Mroute(m) => self.enabled(MCAST) && (m.group.is_ipv4() || self.enabled(IPV6)),
+            Object::MrouteVif(v) => {
+                self.enabled(MCAST) && (v.family != AF_INET6 || self.enabled(IPV6))
+            }
             Object::CaptureFilter(c) => {
                 self.enabled(BPF)
                     && (!self.bpf_pattern_only()

@@ -12,6 +12,7 @@ pub mod daemonize;
 pub mod features;
 pub mod hitflags;
 mod migrate;
+pub mod mvif;
 pub mod netlink;
 pub mod netns;
 pub mod options;

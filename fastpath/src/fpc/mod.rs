@@ -22,7 +22,7 @@ pub use message::{
     ErrorCode, Header, Hello, Hit, InterfaceStats, Message, ObjectError, Op, Role, HEADER_LEN,
     MAGIC, MAX_BODY, VERSION,
 };
-pub use mroute::{Mroute, MrouteKey};
+pub use mroute::{Mroute, MrouteKey, MrouteVif, MrouteVifKey};
 pub use nftables::{NftChain, NftRule, NftTable};
 pub use object::{
     family_of, rtn, unspecified, Addr, BridgePort, Fdb, Hop, Link, LinkInfo, Neigh, NextHops,

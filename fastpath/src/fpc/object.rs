@@ -11,7 +11,7 @@ use super::capture::CaptureFilter;
 use super::codec::{DecodeError, Reader, Writer};
 use super::conntrack::{Conntrack, CtKey};
 pub use super::linkinfo::LinkInfo;
-use super::mroute::{Mroute, MrouteKey};
+use super::mroute::{Mroute, MrouteKey, MrouteVif, MrouteVifKey};
 use super::nftables::{NftChain, NftRule, NftTable};
 use super::xfrm::{SaKey, SpKey, XfrmReplay, XfrmSa, XfrmSp};
 
@@ -193,6 +193,7 @@ pub enum Object {
     NftRule(NftRule),
     Mroute(Mroute),
     CaptureFilter(CaptureFilter),
+    MrouteVif(MrouteVif),
 }
 
 /// The kinds of object, as numbered on the wire.
@@ -215,10 +216,11 @@ pub enum ObjectKind {
     NftRule = 14,
     Mroute = 15,
     CaptureFilter = 16,
+    MrouteVif = 19,
 }
 
 impl ObjectKind {
-    pub const ALL: [ObjectKind; 16] = [
+    pub const ALL: [ObjectKind; 17] = [
         ObjectKind::Link,
         ObjectKind::Addr,
         ObjectKind::Route,
@@ -235,6 +237,7 @@ impl ObjectKind {
         ObjectKind::NftRule,
         ObjectKind::Mroute,
         ObjectKind::CaptureFilter,
+        ObjectKind::MrouteVif,
     ];
 
     pub fn from_u8(v: u8) -> Result<Self, DecodeError> {
@@ -255,6 +258,7 @@ impl ObjectKind {
             14 => ObjectKind::NftRule,
             15 => ObjectKind::Mroute,
             16 => ObjectKind::CaptureFilter,
+            19 => ObjectKind::MrouteVif,
             _ => {
                 return Err(DecodeError::BadValue {
                     what: "object kind",
@@ -282,6 +286,7 @@ impl ObjectKind {
             ObjectKind::NftRule => "nft rule",
             ObjectKind::Mroute => "mroute",
             ObjectKind::CaptureFilter => "capture filter",
+            ObjectKind::MrouteVif => "mroute vif",
         }
     }
 }
@@ -334,6 +339,7 @@ pub enum ObjectKey {
     Mroute(MrouteKey),
     /// A packet socket's inode.
     CaptureFilter(u32),
+    MrouteVif(MrouteVifKey),
 }
 
 /// What tells two routes apart in the kernel's FIB.
@@ -432,6 +438,7 @@ impl Object {
             Object::NftRule(_) => ObjectKind::NftRule,
             Object::Mroute(_) => ObjectKind::Mroute,
             Object::CaptureFilter(_) => ObjectKind::CaptureFilter,
+            Object::MrouteVif(_) => ObjectKind::MrouteVif,
         }
     }
 
@@ -476,6 +483,7 @@ impl Object {
             },
             Object::Mroute(m) => ObjectKey::Mroute(m.key()),
             Object::CaptureFilter(c) => ObjectKey::CaptureFilter(c.inode),
+            Object::MrouteVif(v) => ObjectKey::MrouteVif(v.key()),
         }
     }
 
@@ -589,6 +597,7 @@ impl Object {
             Object::NftRule(r) => r.emit(&mut w),
             Object::Mroute(m) => m.emit(&mut w),
             Object::CaptureFilter(c) => c.emit(&mut w),
+            Object::MrouteVif(v) => v.emit(&mut w),
         }
         let body_len = (buf.len() - start) as u16;
         buf[len_at..len_at + 2].copy_from_slice(&body_len.to_be_bytes());
@@ -735,6 +744,7 @@ impl Object {
             ObjectKind::NftRule => Object::NftRule(NftRule::parse(&mut r)?),
             ObjectKind::Mroute => Object::Mroute(Mroute::parse(&mut r)?),
             ObjectKind::CaptureFilter => Object::CaptureFilter(CaptureFilter::parse(&mut r)?),
+            ObjectKind::MrouteVif => Object::MrouteVif(MrouteVif::parse(&mut r)?),
         };
         r.finish()?;
         Ok(obj)
@@ -936,6 +946,7 @@ impl fmt::Display for Object {
             Object::NftRule(r) => r.fmt(f),
             Object::Mroute(m) => m.fmt(f),
             Object::CaptureFilter(c) => c.fmt(f),
+            Object::MrouteVif(v) => v.fmt(f),
         }
     }
 }
@@ -1232,6 +1243,24 @@ pub(crate) mod tests {
                 protocol: 3,
                 process: "tcpdump".into(),
                 program: vec![0x06, 0, 0, 0, 0, 0, 4, 0],
+            }),
+            Object::MrouteVif(MrouteVif {
+                family: AF_INET,
+                table: 253,
+                vif: 2,
+                ifindex: 2,
+                flags: 0,
+                local: Some(ip("10.9.1.1")),
+                remote: Some(ip("192.0.2.9")),
+            }),
+            Object::MrouteVif(MrouteVif {
+                family: AF_INET6,
+                table: 254,
+                vif: 31,
+                ifindex: 7,
+                flags: 1,
+                local: None,
+                remote: None,
             }),
         ]
     }

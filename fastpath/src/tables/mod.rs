@@ -24,9 +24,9 @@ use std::hash::Hash;
 use std::net::IpAddr;
 
 use crate::fpc::{
-    Addr, BridgePort, CaptureFilter, Conntrack, CtKey, Fdb, Link, Mroute, MrouteKey, Neigh,
-    NextHops, Nexthop, NftChain, NftRule, NftTable, Object, ObjectError, Op, Route, RouteDisc,
-    SaKey, SpKey, XfrmReplay, XfrmSa, XfrmSp,
+    Addr, BridgePort, CaptureFilter, Conntrack, CtKey, Fdb, Link, Mroute, MrouteKey, MrouteVif,
+    MrouteVifKey, Neigh, NextHops, Nexthop, NftChain, NftRule, NftTable, Object, ObjectError, Op,
+    Route, RouteDisc, SaKey, SpKey, XfrmReplay, XfrmSa, XfrmSp,
 };
 use attrs::AttrTable;
 pub(crate) use attrs::RouteAttrs;
@@ -298,6 +298,7 @@ pub struct Tables {
     nft_chains: ObjectMap<(u8, String, String), NftChain>,
     nft_rules: ObjectMap<(u8, String, u64), NftRule>,
     mroutes: ObjectMap<MrouteKey, Mroute>,
+    mroute_vifs: ObjectMap<MrouteVifKey, MrouteVif>,
     captures: ObjectMap<u32, CaptureFilter>,
     routes4: Fibs<V4>,
     routes6: Fibs<V6>,
@@ -334,6 +335,7 @@ impl Tables {
             nft_chains: ObjectMap::new(),
             nft_rules: ObjectMap::new(),
             mroutes: ObjectMap::new(),
+            mroute_vifs: ObjectMap::new(),
             captures: ObjectMap::new(),
             routes4: Fibs::new(),
             routes6: Fibs::new(),
@@ -430,6 +432,12 @@ impl Tables {
                 }
                 self.mroutes.apply(op, m.key(), m)
             }
+            Object::MrouteVif(v) => {
+                if op != Op::Delete && !v.is_valid() {
+                    return Err(ObjectError::Invalid);
+                }
+                self.mroute_vifs.apply(op, v.key(), v)
+            }
             Object::CaptureFilter(c) => {
                 if op != Op::Delete && !c.program.len().is_multiple_of(8) {
                     return Err(ObjectError::Invalid);
@@ -496,6 +504,7 @@ impl Tables {
         self.nft_chains.mark_stale();
         self.nft_rules.mark_stale();
         self.mroutes.mark_stale();
+        self.mroute_vifs.mark_stale();
         self.captures.mark_stale();
         self.routes4.mark_stale();
         self.routes6.mark_stale();
@@ -536,6 +545,7 @@ impl Tables {
             + self.nft_chains.sweep()
             + self.nft_rules.sweep()
             + self.mroutes.sweep()
+            + self.mroute_vifs.sweep()
             + self.captures.sweep()
             + self.routes4.sweep(&mut self.attrs)
             + self.routes6.sweep(&mut self.attrs);
@@ -583,6 +593,10 @@ impl Tables {
         self.nft_rules
             .values()
             .for_each(|r| f(Object::NftRule(r.clone())));
+        // VIFs before the MFC entries that name them.
+        self.mroute_vifs
+            .values()
+            .for_each(|v| f(Object::MrouteVif(v.clone())));
         self.mroutes
             .values()
             .for_each(|m| f(Object::Mroute(m.clone())));
@@ -610,6 +624,7 @@ impl Tables {
             ("nft_chains", self.nft_chains.len() as u64),
             ("nft_rules", self.nft_rules.len() as u64),
             ("mroutes", self.mroutes.len() as u64),
+            ("mroute_vifs", self.mroute_vifs.len() as u64),
             ("capture_filters", self.captures.len() as u64),
             ("route_attrs", self.attrs.len() as u64),
             ("generation", self.generation),
@@ -638,6 +653,7 @@ impl Tables {
             + self.nft_chains.len()
             + self.nft_rules.len()
             + self.mroutes.len()
+            + self.mroute_vifs.len()
             + self.captures.len()
             + self.routes4.routes
             + self.routes6.routes

@@ -253,6 +253,10 @@ fn invalid_objects_are_rejected_and_change_nothing() {
                 c.program = vec![1, 2, 3];
                 Object::CaptureFilter(c)
             }
+            Object::MrouteVif(mut v) => {
+                v.vif = 32;
+                Object::MrouteVif(v)
+            }
             Object::Route(_)
             | Object::XfrmSp(_)
             | Object::XfrmReplay(_)
@@ -556,4 +560,43 @@ fn keys_match_object_keys() {
     keys.sort();
     keys.dedup();
     assert_eq!(keys.len(), t.len());
+}
+
+#[test]
+fn mroute_vifs_are_kept_swept_and_checked() {
+    use crate::fpc::MrouteVif;
+    let vif = |family, vif, ifindex, local: Option<&str>| MrouteVif {
+        family,
+        table: 253,
+        vif,
+        ifindex,
+        flags: 0,
+        local: local.map(ip),
+        remote: None,
+    };
+    let mut t = Tables::new();
+    let v4 = vif(2, 0, 3, Some("10.9.1.1"));
+    let v6 = vif(10, 0, 3, None);
+    t.apply(Op::Add, Object::MrouteVif(v4.clone())).unwrap();
+    t.apply(Op::Add, Object::MrouteVif(v6.clone())).unwrap();
+    assert_eq!(counter(&t, "mroute_vifs"), 2, "one key per family");
+    for bad in [
+        vif(2, 32, 3, None),
+        vif(2, 1, 0, None),
+        vif(10, 1, 3, Some("10.9.1.1")),
+        vif(2, 1, 3, Some("2001:db8::1")),
+        vif(7, 1, 3, None),
+    ] {
+        assert_eq!(
+            t.apply(Op::Add, Object::MrouteVif(bad.clone())),
+            Err(ObjectError::Invalid),
+            "{bad:?}"
+        );
+    }
+    t.begin_sync(5);
+    t.apply(Op::Add, Object::MrouteVif(v6.clone())).unwrap();
+    assert_eq!(t.end_sync(5), 1);
+    let mut left = Vec::new();
+    t.for_each(|o| left.push(o));
+    assert_eq!(left, vec![Object::MrouteVif(v6)]);
 }

@@ -4,6 +4,7 @@
 pub mod capture;
 pub mod conntrack;
 pub mod mroute;
+pub mod mvif;
 pub mod nftables;
 pub mod socket;
 pub mod wire;
@@ -13,7 +14,7 @@ pub use socket::{NetlinkSocket, SocketError};
 pub use wire::{decode, Event, Messages, NlMsg, WireError};
 
 /// The groups a route-family listener joins.
-pub const ROUTE_GROUPS: [u32; 9] = [
+pub const ROUTE_GROUPS: [u32; 11] = [
     wire::RTNLGRP_LINK,
     wire::RTNLGRP_NEIGH,
     wire::RTNLGRP_IPV4_IFADDR,
@@ -23,6 +24,9 @@ pub const ROUTE_GROUPS: [u32; 9] = [
     wire::RTNLGRP_IPV4_MROUTE,
     wire::RTNLGRP_IPV6_MROUTE,
     wire::RTNLGRP_NEXTHOP,
+    // No VIF or MIF news exists; mc_forwarding's netconf news stands in.
+    mvif::RTNLGRP_IPV4_NETCONF,
+    mvif::RTNLGRP_IPV6_NETCONF,
 ];
 
 /// The command sockets dumps go through, one per netlink protocol.

@@ -30,7 +30,7 @@ fn ip(v: &[u8]) -> Result<IpAddr, WireError> {
     }
 }
 
-fn u32_of(kind: u16, v: &[u8]) -> Result<u32, WireError> {
+pub(super) fn u32_of(kind: u16, v: &[u8]) -> Result<u32, WireError> {
     v.get(..4)
         .map(|b| u32::from_ne_bytes(b.try_into().unwrap()))
         .ok_or(WireError::BadAttr { kind, len: v.len() })

@@ -992,6 +992,8 @@ pub fn type_name(kind: u16) -> String {
         RTM_DELNEIGH => "RTM_DELNEIGH",
         RTM_NEWNEXTHOP => "RTM_NEWNEXTHOP",
         RTM_DELNEXTHOP => "RTM_DELNEXTHOP",
+        super::mvif::RTM_NEWNETCONF => "RTM_NEWNETCONF",
+        super::mvif::RTM_DELNETCONF => "RTM_DELNETCONF",
         _ => return format!("RTM_[{kind}]"),
     };
     name.to_owned()
@@ -1280,6 +1282,7 @@ mod tests {
         );
         assert_eq!(req[NLMSG_HDRLEN], AF_INET6);
         assert_eq!(type_name(RTM_NEWROUTE), "RTM_NEWROUTE");
-        assert_eq!(type_name(80), "RTM_[80]");
+        assert_eq!(type_name(80), "RTM_NEWNETCONF");
+        assert_eq!(type_name(200), "RTM_[200]");
     }
 }
