@@ -33,11 +33,15 @@ pub enum Scope {
     Mroutes(u8),
     /// BPF capture filters (polled: the kernel does not notify them).
     Captures,
+    /// Legacy x_tables chains and rules (iptables-legacy, ip6tables-legacy),
+    /// both families: read whole after each AUDIT_NETFILTER_CFG, or polled.
+    XtChains,
+    XtRules,
 }
 
 impl Scope {
     /// Every scope, in replay order.
-    pub const ALL: [Scope; 19] = [
+    pub const ALL: [Scope; 21] = [
         Scope::Links,
         Scope::Addrs,
         Scope::Nexthops,
@@ -57,6 +61,8 @@ impl Scope {
         Scope::Mroutes(crate::netlink::mroute::RTNL_FAMILY_IPMR),
         Scope::Mroutes(crate::netlink::mroute::RTNL_FAMILY_IP6MR),
         Scope::Captures,
+        Scope::XtChains,
+        Scope::XtRules,
     ];
 
     pub fn of(obj: &Object) -> Scope {
@@ -80,6 +86,8 @@ impl Scope {
             }
             Object::Mroute(_) => Scope::Mroutes(crate::netlink::mroute::RTNL_FAMILY_IP6MR),
             Object::CaptureFilter(_) => Scope::Captures,
+            Object::XtChain(_) => Scope::XtChains,
+            Object::XtRule(_) => Scope::XtRules,
         }
     }
 
@@ -101,6 +109,8 @@ impl Scope {
             Scope::NftRules => ObjectKind::NftRule,
             Scope::Mroutes(_) => ObjectKind::Mroute,
             Scope::Captures => ObjectKind::CaptureFilter,
+            Scope::XtChains => ObjectKind::XtChain,
+            Scope::XtRules => ObjectKind::XtRule,
         }
     }
 
@@ -111,7 +121,7 @@ impl Scope {
 
 #[derive(Default)]
 pub struct Cache {
-    maps: [HashMap<ObjectKey, Object>; 16],
+    maps: [HashMap<ObjectKey, Object>; ObjectKind::ALL.len()],
 }
 
 fn slot(kind: ObjectKind) -> usize {
@@ -212,6 +222,8 @@ impl Cache {
             .chain(self.maps[slot(ObjectKind::NftRule)].values())
             .chain(self.maps[slot(ObjectKind::Mroute)].values())
             .chain(self.maps[slot(ObjectKind::CaptureFilter)].values())
+            .chain(self.maps[slot(ObjectKind::XtChain)].values())
+            .chain(self.maps[slot(ObjectKind::XtRule)].values())
     }
 
     /// The objects of one kind.
@@ -329,6 +341,8 @@ fn key_kind(key: &ObjectKey) -> ObjectKind {
         ObjectKey::NftRule { .. } => ObjectKind::NftRule,
         ObjectKey::Mroute(_) => ObjectKind::Mroute,
         ObjectKey::CaptureFilter(_) => ObjectKind::CaptureFilter,
+        ObjectKey::XtChain { .. } => ObjectKind::XtChain,
+        ObjectKey::XtRule { .. } => ObjectKind::XtRule,
     }
 }
 

@@ -198,6 +198,7 @@ fn sockets(p: &Processor) -> Vec<&SocketStats> {
         &p.xfrm_cmd_stats,
         &p.ct_listen_stats,
         &p.ct_cmd_stats,
+        &p.audit_listen_stats,
     ];
     if p.replay_stats.packets > 0 {
         v.push(&p.replay_stats);
@@ -215,6 +216,7 @@ const MODULES: &[&str] = &[
     "xfrm-migrate",
     "netfilter-conntrack",
     "netfilter-nftables",
+    "netfilter-xtables-audit",
 ];
 
 fn blade_list(p: &Processor) -> String {
@@ -449,6 +451,8 @@ fn show_netlink(sockets: &[&SocketStats]) -> String {
         for (kind, n) in &s.by_type {
             let name = if xfrm {
                 crate::netlink::xfrm::type_name(*kind)
+            } else if s.name.starts_with("netlink-audit") {
+                crate::netlink::audit::type_name(*kind)
             } else if s.name.starts_with("netlink-netfilter") {
                 crate::netlink::nftables::type_name(*kind)
                     .map(str::to_owned)

@@ -14,6 +14,7 @@ pub use super::linkinfo::LinkInfo;
 use super::mroute::{Mroute, MrouteKey};
 use super::nftables::{NftChain, NftRule, NftTable};
 use super::xfrm::{SaKey, SpKey, XfrmReplay, XfrmSa, XfrmSp};
+use super::xtables::{XtChain, XtRule};
 
 /// Address family numbers as the kernel uses them.
 pub const AF_INET: u8 = 2;
@@ -193,6 +194,9 @@ pub enum Object {
     NftRule(NftRule),
     Mroute(Mroute),
     CaptureFilter(CaptureFilter),
+    XtChain(XtChain),
+    /// Boxed: a rule's match fields make it the largest object by far.
+    XtRule(Box<XtRule>),
 }
 
 /// The kinds of object, as numbered on the wire.
@@ -215,10 +219,12 @@ pub enum ObjectKind {
     NftRule = 14,
     Mroute = 15,
     CaptureFilter = 16,
+    XtChain = 17,
+    XtRule = 18,
 }
 
 impl ObjectKind {
-    pub const ALL: [ObjectKind; 16] = [
+    pub const ALL: [ObjectKind; 18] = [
         ObjectKind::Link,
         ObjectKind::Addr,
         ObjectKind::Route,
@@ -235,6 +241,8 @@ impl ObjectKind {
         ObjectKind::NftRule,
         ObjectKind::Mroute,
         ObjectKind::CaptureFilter,
+        ObjectKind::XtChain,
+        ObjectKind::XtRule,
     ];
 
     pub fn from_u8(v: u8) -> Result<Self, DecodeError> {
@@ -255,6 +263,8 @@ impl ObjectKind {
             14 => ObjectKind::NftRule,
             15 => ObjectKind::Mroute,
             16 => ObjectKind::CaptureFilter,
+            17 => ObjectKind::XtChain,
+            18 => ObjectKind::XtRule,
             _ => {
                 return Err(DecodeError::BadValue {
                     what: "object kind",
@@ -282,6 +292,8 @@ impl ObjectKind {
             ObjectKind::NftRule => "nft rule",
             ObjectKind::Mroute => "mroute",
             ObjectKind::CaptureFilter => "capture filter",
+            ObjectKind::XtChain => "xt chain",
+            ObjectKind::XtRule => "xt rule",
         }
     }
 }
@@ -334,6 +346,17 @@ pub enum ObjectKey {
     Mroute(MrouteKey),
     /// A packet socket's inode.
     CaptureFilter(u32),
+    XtChain {
+        family: u8,
+        table: String,
+        name: String,
+    },
+    XtRule {
+        family: u8,
+        table: String,
+        chain: String,
+        position: u32,
+    },
 }
 
 /// What tells two routes apart in the kernel's FIB.
@@ -432,6 +455,8 @@ impl Object {
             Object::NftRule(_) => ObjectKind::NftRule,
             Object::Mroute(_) => ObjectKind::Mroute,
             Object::CaptureFilter(_) => ObjectKind::CaptureFilter,
+            Object::XtChain(_) => ObjectKind::XtChain,
+            Object::XtRule(_) => ObjectKind::XtRule,
         }
     }
 
@@ -476,6 +501,17 @@ impl Object {
             },
             Object::Mroute(m) => ObjectKey::Mroute(m.key()),
             Object::CaptureFilter(c) => ObjectKey::CaptureFilter(c.inode),
+            Object::XtChain(c) => ObjectKey::XtChain {
+                family: c.family,
+                table: c.table.clone(),
+                name: c.name.clone(),
+            },
+            Object::XtRule(r) => ObjectKey::XtRule {
+                family: r.family,
+                table: r.table.clone(),
+                chain: r.chain.clone(),
+                position: r.position,
+            },
         }
     }
 
@@ -589,6 +625,8 @@ impl Object {
             Object::NftRule(r) => r.emit(&mut w),
             Object::Mroute(m) => m.emit(&mut w),
             Object::CaptureFilter(c) => c.emit(&mut w),
+            Object::XtChain(c) => c.emit(&mut w),
+            Object::XtRule(r) => r.emit(&mut w),
         }
         let body_len = (buf.len() - start) as u16;
         buf[len_at..len_at + 2].copy_from_slice(&body_len.to_be_bytes());
@@ -735,6 +773,8 @@ impl Object {
             ObjectKind::NftRule => Object::NftRule(NftRule::parse(&mut r)?),
             ObjectKind::Mroute => Object::Mroute(Mroute::parse(&mut r)?),
             ObjectKind::CaptureFilter => Object::CaptureFilter(CaptureFilter::parse(&mut r)?),
+            ObjectKind::XtChain => Object::XtChain(XtChain::parse(&mut r)?),
+            ObjectKind::XtRule => Object::XtRule(Box::new(XtRule::parse(&mut r)?)),
         };
         r.finish()?;
         Ok(obj)
@@ -936,6 +976,8 @@ impl fmt::Display for Object {
             Object::NftRule(r) => r.fmt(f),
             Object::Mroute(m) => m.fmt(f),
             Object::CaptureFilter(c) => c.fmt(f),
+            Object::XtChain(c) => c.fmt(f),
+            Object::XtRule(r) => r.fmt(f),
         }
     }
 }
@@ -1234,6 +1276,9 @@ pub(crate) mod tests {
                 program: vec![0x06, 0, 0, 0, 0, 0, 4, 0],
             }),
         ]
+        .into_iter()
+        .chain(crate::fpc::xtables::tests::samples())
+        .collect()
     }
 
     fn selector() -> Selector {

@@ -26,7 +26,7 @@ use std::net::IpAddr;
 use crate::fpc::{
     Addr, BridgePort, CaptureFilter, Conntrack, CtKey, Fdb, Link, Mroute, MrouteKey, Neigh,
     NextHops, Nexthop, NftChain, NftRule, NftTable, Object, ObjectError, Op, Route, RouteDisc,
-    SaKey, SpKey, XfrmReplay, XfrmSa, XfrmSp,
+    SaKey, SpKey, XfrmReplay, XfrmSa, XfrmSp, XtChain, XtRule,
 };
 use attrs::AttrTable;
 pub(crate) use attrs::RouteAttrs;
@@ -299,6 +299,9 @@ pub struct Tables {
     nft_rules: ObjectMap<(u8, String, u64), NftRule>,
     mroutes: ObjectMap<MrouteKey, Mroute>,
     captures: ObjectMap<u32, CaptureFilter>,
+    /// Legacy x_tables chains and rules, by (family, table, chain[, position]).
+    xt_chains: ObjectMap<(u8, String, String), XtChain>,
+    xt_rules: ObjectMap<(u8, String, String, u32), Box<XtRule>>,
     routes4: Fibs<V4>,
     routes6: Fibs<V6>,
     attrs: AttrTable,
@@ -335,6 +338,8 @@ impl Tables {
             nft_rules: ObjectMap::new(),
             mroutes: ObjectMap::new(),
             captures: ObjectMap::new(),
+            xt_chains: ObjectMap::new(),
+            xt_rules: ObjectMap::new(),
             routes4: Fibs::new(),
             routes6: Fibs::new(),
             attrs: AttrTable::default(),
@@ -436,6 +441,14 @@ impl Tables {
                 }
                 self.captures.apply(op, c.inode, c)
             }
+            Object::XtChain(c) => {
+                let key = (c.family, c.table.clone(), c.name.clone());
+                self.xt_chains.apply(op, key, c)
+            }
+            Object::XtRule(r) => {
+                let key = (r.family, r.table.clone(), r.chain.clone(), r.position);
+                self.xt_rules.apply(op, key, r)
+            }
         }
     }
 
@@ -497,6 +510,8 @@ impl Tables {
         self.nft_rules.mark_stale();
         self.mroutes.mark_stale();
         self.captures.mark_stale();
+        self.xt_chains.mark_stale();
+        self.xt_rules.mark_stale();
         self.routes4.mark_stale();
         self.routes6.mark_stale();
         self.syncing = Some(generation);
@@ -537,6 +552,8 @@ impl Tables {
             + self.nft_rules.sweep()
             + self.mroutes.sweep()
             + self.captures.sweep()
+            + self.xt_chains.sweep()
+            + self.xt_rules.sweep()
             + self.routes4.sweep(&mut self.attrs)
             + self.routes6.sweep(&mut self.attrs);
         self.syncing = None;
@@ -589,6 +606,12 @@ impl Tables {
         self.captures
             .values()
             .for_each(|c| f(Object::CaptureFilter(c.clone())));
+        self.xt_chains
+            .values()
+            .for_each(|c| f(Object::XtChain(c.clone())));
+        self.xt_rules
+            .values()
+            .for_each(|r| f(Object::XtRule(r.clone())));
     }
 
     /// How many objects of each kind, and the sync history.
@@ -611,6 +634,8 @@ impl Tables {
             ("nft_rules", self.nft_rules.len() as u64),
             ("mroutes", self.mroutes.len() as u64),
             ("capture_filters", self.captures.len() as u64),
+            ("xt_chains", self.xt_chains.len() as u64),
+            ("xt_rules", self.xt_rules.len() as u64),
             ("route_attrs", self.attrs.len() as u64),
             ("generation", self.generation),
             ("syncs", self.syncs),
@@ -639,6 +664,8 @@ impl Tables {
             + self.nft_rules.len()
             + self.mroutes.len()
             + self.captures.len()
+            + self.xt_chains.len()
+            + self.xt_rules.len()
             + self.routes4.routes
             + self.routes6.routes
     }
