@@ -586,6 +586,7 @@ fn show_sync(p: &Processor, json: bool) -> String {
         "silent_deletions": p.sync.silent_deletions,
         "silent_changes": p.sync.silent_changes,
         "decode_errors": p.sync.decode_errors,
+        "xtables": p.xtables_watch(),
         "cache": counts,
     });
     if json {
@@ -593,14 +594,16 @@ fn show_sync(p: &Processor, json: bool) -> String {
     }
     let mut out = format!(
         "Synchronization state: {}\n- overruns: {}\n- resyncs: {}\n- reconciles: {}\n\
-         - silent deletions: {}\n- silent changes: {}\n- decode errors: {}\nCached objects\n",
+         - silent deletions: {}\n- silent changes: {}\n- decode errors: {}\n\
+         - legacy iptables changes: {}\nCached objects\n",
         p.state.name(),
         p.sync.overruns,
         p.sync.resyncs,
         p.sync.reconciles,
         p.sync.silent_deletions,
         p.sync.silent_changes,
-        p.sync.decode_errors
+        p.sync.decode_errors,
+        p.xtables_watch(),
     );
     for k in ObjectKind::ALL {
         out += &format!("- {}: {}\n", k.name(), p.cache.len(k));

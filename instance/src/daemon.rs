@@ -489,7 +489,7 @@ fn listen(proto: Proto, mut sock: NetlinkSocket, buffer: usize, tx: Sender<Event
                         return;
                     }
                 }
-                warn!("netlink listener overran (ENOBUFS); resyncing");
+                warn!(?proto, "netlink listener overran (ENOBUFS); resyncing");
                 Event::Overrun
             }
             Err(e) => {
@@ -745,6 +745,16 @@ impl Processor {
                     }
                 }
             }
+        }
+    }
+
+    /// How legacy iptables changes are found now: `audit` (records) or
+    /// `poll`.
+    pub fn xtables_watch(&self) -> &'static str {
+        if self.xt_watch.events {
+            "audit"
+        } else {
+            "poll"
         }
     }
 
