@@ -710,6 +710,9 @@ impl Processor {
     /// silent. Switching to records reads the tables once more, for what
     /// changed since the last poll.
     fn watch_xtables(&mut self, poll: bool) {
+        if !self.config.features.enabled(crate::features::FILTER) {
+            return; // a switched-off feature reads nothing
+        }
         let w = &mut self.xt_watch;
         let status = match (&mut w.status, w.listening) {
             (_, false) => Err("cmgrd hears no audit records".to_owned()),
