@@ -1128,7 +1128,7 @@ impl Processor {
 
     fn resync_scopes(&mut self, scopes: &[Scope]) -> Result<(), SocketError> {
         for scope in scopes {
-            let fresh = dump_scope(
+            let fresh = match dump_scope(
                 &mut self.cmd,
                 *scope,
                 &self.config.features,
@@ -1136,7 +1136,19 @@ impl Processor {
                 &mut self.xfrm_cmd_stats,
                 &mut self.ct_cmd_stats,
                 &mut self.sync,
-            )?;
+            ) {
+                Ok(fresh) => fresh,
+                // A legacy table that cannot be read or decoded leaves the
+                // cache as it was (and cmgrd running): said, counted.
+                Err(SocketError::Io(e)) if matches!(scope, Scope::XtChains | Scope::XtRules) => {
+                    warn!("legacy iptables tables not read: {e}");
+                    if e.kind() == std::io::ErrorKind::InvalidData {
+                        self.sync.decode_errors += 1;
+                    }
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             let ops = self.cache.reconcile(*scope, fresh);
             self.pending.extend(ops);
             if self.pending.len() >= BATCH {

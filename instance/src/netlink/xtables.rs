@@ -418,9 +418,13 @@ pub fn decode_table(family: u8, info: &TableInfo, reply: &[u8]) -> Result<Vec<Ob
     }
     // User chains: from an ERROR entry to the next one (the last entry is
     // the end marker), less the RETURN libiptc appends.
-    let heads: Vec<usize> = (0..entries.len())
+    let mut heads: Vec<usize> = (0..entries.len())
         .filter(|i| entries[*i].error_name.is_some())
         .collect();
+    // A blob without its end marker ends its last chain at its end.
+    if heads.last() != Some(&entries.len().saturating_sub(1)) {
+        heads.push(entries.len());
+    }
     let mut starts = BTreeMap::new();
     for pair in heads.windows(2) {
         let (head, next_head) = (pair[0], pair[1]);
