@@ -9,6 +9,10 @@
 //! * After an overrun the listener reopens its socket before it reports
 //!   the overrun, and the processor dumps everything after that report:
 //!   whatever was lost is in the dump, whatever comes later is queued.
+//! * The audit listener's socket belongs to the init namespace (the only
+//!   one the kernel sends records to), whichever namespace cmgrd syncs;
+//!   each x_tables record has the legacy tables re-read, and while no
+//!   record can come (audit off) they are polled on the link poll's tick.
 //! * Every op reaches every connected blade in the order the cache saw it;
 //!   a blade that connects (or whose queue overflowed) first gets the whole
 //!   cache between SyncBegin and SyncEnd.
