@@ -37,11 +37,15 @@ pub enum Scope {
     Mroutes(u8),
     /// BPF capture filters (polled: the kernel does not notify them).
     Captures,
+    /// Legacy x_tables chains and rules (iptables-legacy, ip6tables-legacy),
+    /// both families: read whole after each AUDIT_NETFILTER_CFG, or polled.
+    XtChains,
+    XtRules,
 }
 
 impl Scope {
     /// Every scope, in replay order.
-    pub const ALL: [Scope; 21] = [
+    pub const ALL: [Scope; 23] = [
         Scope::Links,
         Scope::Addrs,
         Scope::Nexthops,
@@ -64,6 +68,8 @@ impl Scope {
         Scope::Mroutes(crate::netlink::mroute::RTNL_FAMILY_IPMR),
         Scope::Mroutes(crate::netlink::mroute::RTNL_FAMILY_IP6MR),
         Scope::Captures,
+        Scope::XtChains,
+        Scope::XtRules,
     ];
 
     pub fn of(obj: &Object) -> Scope {
@@ -91,6 +97,8 @@ impl Scope {
                 Scope::MrouteVifs(crate::netlink::mroute::RTNL_FAMILY_IPMR)
             }
             Object::MrouteVif(_) => Scope::MrouteVifs(crate::netlink::mroute::RTNL_FAMILY_IP6MR),
+            Object::XtChain(_) => Scope::XtChains,
+            Object::XtRule(_) => Scope::XtRules,
         }
     }
 
@@ -113,6 +121,8 @@ impl Scope {
             Scope::Mroutes(_) => ObjectKind::Mroute,
             Scope::MrouteVifs(_) => ObjectKind::MrouteVif,
             Scope::Captures => ObjectKind::CaptureFilter,
+            Scope::XtChains => ObjectKind::XtChain,
+            Scope::XtRules => ObjectKind::XtRule,
         }
     }
 
@@ -123,8 +133,7 @@ impl Scope {
 
 #[derive(Default)]
 pub struct Cache {
-    /// One map per wire kind number (1 to 19).
-    maps: [HashMap<ObjectKey, Object>; 19],
+    maps: [HashMap<ObjectKey, Object>; ObjectKind::ALL.len()],
 }
 
 fn slot(kind: ObjectKind) -> usize {
@@ -226,6 +235,8 @@ impl Cache {
             .chain(self.maps[slot(ObjectKind::MrouteVif)].values())
             .chain(self.maps[slot(ObjectKind::Mroute)].values())
             .chain(self.maps[slot(ObjectKind::CaptureFilter)].values())
+            .chain(self.maps[slot(ObjectKind::XtChain)].values())
+            .chain(self.maps[slot(ObjectKind::XtRule)].values())
     }
 
     /// The objects of one kind.
@@ -344,6 +355,8 @@ fn key_kind(key: &ObjectKey) -> ObjectKind {
         ObjectKey::Mroute(_) => ObjectKind::Mroute,
         ObjectKey::CaptureFilter(_) => ObjectKind::CaptureFilter,
         ObjectKey::MrouteVif(_) => ObjectKind::MrouteVif,
+        ObjectKey::XtChain { .. } => ObjectKind::XtChain,
+        ObjectKey::XtRule { .. } => ObjectKind::XtRule,
     }
 }
 

@@ -198,6 +198,7 @@ fn sockets(p: &Processor) -> Vec<&SocketStats> {
         &p.xfrm_cmd_stats,
         &p.ct_listen_stats,
         &p.ct_cmd_stats,
+        &p.audit_listen_stats,
     ];
     if p.replay_stats.packets > 0 {
         v.push(&p.replay_stats);
@@ -215,6 +216,7 @@ const MODULES: &[&str] = &[
     "xfrm-migrate",
     "netfilter-conntrack",
     "netfilter-nftables",
+    "netfilter-xtables-audit",
 ];
 
 fn blade_list(p: &Processor) -> String {
@@ -455,6 +457,8 @@ fn show_netlink(sockets: &[&SocketStats]) -> String {
         for (kind, n) in &s.by_type {
             let name = if xfrm {
                 crate::netlink::xfrm::type_name(*kind)
+            } else if s.name.starts_with("netlink-audit") {
+                crate::netlink::audit::type_name(*kind)
             } else if s.name.starts_with("netlink-netfilter") {
                 crate::netlink::nftables::type_name(*kind)
                     .map(str::to_owned)
@@ -588,6 +592,7 @@ fn show_sync(p: &Processor, json: bool) -> String {
         "silent_deletions": p.sync.silent_deletions,
         "silent_changes": p.sync.silent_changes,
         "decode_errors": p.sync.decode_errors,
+        "xtables": p.xtables_watch(),
         "cache": counts,
     });
     if json {
@@ -595,14 +600,16 @@ fn show_sync(p: &Processor, json: bool) -> String {
     }
     let mut out = format!(
         "Synchronization state: {}\n- overruns: {}\n- resyncs: {}\n- reconciles: {}\n\
-         - silent deletions: {}\n- silent changes: {}\n- decode errors: {}\nCached objects\n",
+         - silent deletions: {}\n- silent changes: {}\n- decode errors: {}\n\
+         - legacy iptables changes: {}\nCached objects\n",
         p.state.name(),
         p.sync.overruns,
         p.sync.resyncs,
         p.sync.reconciles,
         p.sync.silent_deletions,
         p.sync.silent_changes,
-        p.sync.decode_errors
+        p.sync.decode_errors,
+        p.xtables_watch(),
     );
     for k in ObjectKind::ALL {
         out += &format!("- {}: {}\n", k.name(), p.cache.len(k));

@@ -9,6 +9,10 @@
 //! * After an overrun the listener reopens its socket before it reports
 //!   the overrun, and the processor dumps everything after that report:
 //!   whatever was lost is in the dump, whatever comes later is queued.
+//! * The audit listener's socket belongs to the init namespace (the only
+//!   one the kernel sends records to), whichever namespace cmgrd syncs;
+//!   each x_tables record has the legacy tables re-read, and while no
+//!   record can come (audit off) they are polled on the link poll's tick.
 //! * Every op reaches every connected blade in the order the cache saw it;
 //!   a blade that connects (or whose queue overflowed) first gets the whole
 //!   cache between SyncBegin and SyncEnd.
@@ -39,6 +43,9 @@ use crate::stats::{QueueStats, SocketStats, SyncStats};
 const BATCH: usize = 1024;
 /// How often packet sockets' capture filters are looked for.
 const CAPTURE_POLL: Duration = Duration::from_millis(250);
+/// How often legacy tables are polled (and the audit status looked at)
+/// when `--link-poll` is off.
+const XT_POLL: Duration = Duration::from_millis(500);
 /// A pending reconcile waits at most this long for a quiet moment.
 const RECONCILE_DELAY: Duration = Duration::from_millis(50);
 
@@ -87,6 +94,10 @@ pub enum Event {
     Xfrm(Vec<u8>),
     /// One or more datagrams from the ctnetlink listener.
     Netfilter(Vec<u8>),
+    /// One or more datagrams (audit records) from the audit listener.
+    Audit(Vec<u8>),
+    /// The audit listener could not go on: legacy tables are polled.
+    AuditFailed(String),
     /// The listener overran, and has reopened its socket.
     Overrun,
     ListenerFailed(String),
@@ -111,6 +122,8 @@ pub enum Proto {
     Route,
     Xfrm,
     Netfilter,
+    /// NETLINK_AUDIT records (AUDIT_NETFILTER_CFG: legacy x_tables).
+    Audit,
 }
 
 impl Proto {
@@ -128,6 +141,7 @@ impl Proto {
                 ],
                 buffer,
             ),
+            Proto::Audit => crate::xtables::open_listener(buffer),
         }
     }
 }
@@ -182,6 +196,9 @@ pub struct Processor {
     pub xfrm_cmd_stats: SocketStats,
     pub ct_listen_stats: SocketStats,
     pub ct_cmd_stats: SocketStats,
+    pub audit_listen_stats: SocketStats,
+    /// How legacy x_tables changes are found (audit records, or polling).
+    xt_watch: XtWatch,
     /// Messages fed through `netlink replay` (captures, test fixtures).
     pub replay_stats: SocketStats,
     pub xfrm_replay_stats: SocketStats,
@@ -199,6 +216,19 @@ pub struct Processor {
     pub started: SystemTime,
 }
 
+/// How cmgrd learns of legacy x_tables changes: records on the init
+/// namespace's audit socket while audit is enabled, else by polling.
+struct XtWatch {
+    /// cmgrd listens on the init namespace's audit socket.
+    listening: bool,
+    /// The AUDIT_GET socket (None when it could not be opened).
+    status: Option<crate::xtables::AuditStatus>,
+    /// Changes arrive as records (audit was enabled at the last look).
+    events: bool,
+    /// Why not, as last warned (so each reason is warned once).
+    warned: Option<String>,
+}
+
 /// `Scope` ordered for a deterministic reconcile order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct ScopeOrd(usize);
@@ -210,6 +240,11 @@ fn scope_ord(s: Scope) -> ScopeOrd {
 /// Runs cmgrd until SIGTERM/SIGINT. `ready` is called once the initial
 /// dump is done and the console answers.
 pub fn run(config: Config, ready: impl FnOnce()) -> Result<(), DaemonError> {
+    // Audit records reach only the init namespace's audit socket, and a
+    // socket keeps the namespace it was made in: the listener is opened
+    // here, before --netns is entered, and its thread goes back to this
+    // namespace to reopen it after an overrun.
+    let audit = open_audit(&config);
     if let Some(ns) = &config.netns {
         crate::netns::enter(ns).map_err(DaemonError::Netns)?;
     }
@@ -246,6 +281,27 @@ pub fn run(config: Config, ready: impl FnOnce()) -> Result<(), DaemonError> {
             .spawn(move || {
                 let _e = listener_span.enter();
                 listen(proto, listener, nl_buffer, net_tx)
+            })
+            .map_err(DaemonError::Runtime)?;
+    }
+    let audit_listening = audit.is_some();
+    if let Some((listener, home)) = audit {
+        let nl_buffer = config.netlink_buffer;
+        let listener_span = span.clone();
+        let net_tx = net_tx.clone();
+        std::thread::Builder::new()
+            .name("cmgrd-audit-listener".into())
+            .spawn(move || {
+                let _e = listener_span.enter();
+                if let Some(home) = home {
+                    if let Err(e) = crate::netns::enter_fd(&home) {
+                        let _ = net_tx.send(Event::AuditFailed(format!(
+                            "cannot return to the init namespace: {e}"
+                        )));
+                        return;
+                    }
+                }
+                listen(Proto::Audit, listener, nl_buffer, net_tx)
             })
             .map_err(DaemonError::Runtime)?;
     }
@@ -316,6 +372,13 @@ pub fn run(config: Config, ready: impl FnOnce()) -> Result<(), DaemonError> {
         xfrm_cmd_stats: SocketStats::default(),
         ct_listen_stats: SocketStats::default(),
         ct_cmd_stats: SocketStats::default(),
+        audit_listen_stats: SocketStats::default(),
+        xt_watch: XtWatch {
+            listening: audit_listening,
+            status: None,
+            events: false,
+            warned: None,
+        },
         replay_stats: SocketStats::default(),
         xfrm_replay_stats: SocketStats::default(),
         sync: SyncStats::default(),
@@ -336,6 +399,15 @@ pub fn run(config: Config, ready: impl FnOnce()) -> Result<(), DaemonError> {
     p.xfrm_replay_stats = SocketStats::named(format!("netlink-xfrm-replay-{id}"));
     p.ct_listen_stats = SocketStats::named(format!("netlink-netfilter-conntrack-listen-{id}"));
     p.ct_cmd_stats = SocketStats::named(format!("netlink-netfilter-conntrack-cmd-{id}"));
+    p.audit_listen_stats = SocketStats::named(format!("netlink-audit-listen-{id}"));
+    p.xt_watch.status = match crate::xtables::AuditStatus::open() {
+        Ok(s) => Some(s),
+        Err(e) => {
+            warn!("cannot open an audit socket to read the audit status: {e}");
+            None
+        }
+    };
+    p.watch_xtables(false);
     let t0 = Instant::now();
     p.full_resync().map_err(DaemonError::Dump)?;
     p.state = SyncState::Synced;
@@ -380,6 +452,13 @@ fn listen(proto: Proto, mut sock: NetlinkSocket, buffer: usize, tx: Sender<Event
         Proto::Route => Event::Netlink(buf),
         Proto::Xfrm => Event::Xfrm(buf),
         Proto::Netfilter => Event::Netfilter(buf),
+        Proto::Audit => Event::Audit(buf),
+    };
+    // Without its listener cmgrd cannot go on, except for audit's: legacy
+    // tables are then polled.
+    let failed = |e: String| match proto {
+        Proto::Audit => Event::AuditFailed(e),
+        _ => Event::ListenerFailed(e),
     };
     // Coalescing what is already queued passes fewer, larger chunks; both
     // bounds keep a steady stream of changes from being held back (the
@@ -390,11 +469,12 @@ fn listen(proto: Proto, mut sock: NetlinkSocket, buffer: usize, tx: Sender<Event
     loop {
         buf.clear();
         let mut res = sock.recv(&mut buf, false);
+        pad(&mut buf);
         let mut datagrams = 1;
         while res.is_ok() && buf.len() < CHUNK && datagrams < DATAGRAMS {
             datagrams += 1;
             match sock.recv(&mut buf, true) {
-                Ok(_) => {}
+                Ok(_) => pad(&mut buf),
                 Err(SocketError::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(e) => res = Err(e),
             }
@@ -410,20 +490,72 @@ fn listen(proto: Proto, mut sock: NetlinkSocket, buffer: usize, tx: Sender<Event
                 match proto.open(buffer) {
                     Ok(s) => sock = s,
                     Err(e) => {
-                        let _ = tx.send(Event::ListenerFailed(e.to_string()));
+                        let _ = tx.send(failed(e.to_string()));
                         return;
                     }
                 }
-                warn!("netlink listener overran (ENOBUFS); resyncing");
+                warn!(?proto, "netlink listener overran (ENOBUFS); resyncing");
                 Event::Overrun
             }
             Err(e) => {
-                let _ = tx.send(Event::ListenerFailed(e.to_string()));
+                let _ = tx.send(failed(e.to_string()));
                 return;
             }
         };
         if tx.send(msg).is_err() {
             return;
+        }
+    }
+}
+
+/// Audit records are not padded to NLMSG_ALIGN (kauditd sets nlmsg_len
+/// to the end of the text): datagrams appended one after another are
+/// padded so that the next one starts where the message walker looks.
+fn pad(buf: &mut Vec<u8>) {
+    buf.resize(buf.len().next_multiple_of(4), 0);
+}
+
+/// The audit listener and, when cmgrd will leave it for --netns, the init
+/// namespace to come back to; None when records cannot reach cmgrd (it
+/// runs outside the init namespace, or may not read the audit log).
+fn open_audit(config: &Config) -> Option<(NetlinkSocket, Option<std::fs::File>)> {
+    if !config.features.enabled(crate::features::FILTER) {
+        return None;
+    }
+    match crate::xtables::in_init_netns() {
+        Ok(true) => {}
+        Ok(false) => {
+            warn!(
+                "cmgrd runs outside the init network namespace, where the kernel sends no \
+                 audit records: legacy iptables tables will be polled"
+            );
+            return None;
+        }
+        Err(e) => {
+            warn!("cannot compare network namespaces ({e}): legacy iptables tables will be polled");
+            return None;
+        }
+    }
+    let home = match &config.netns {
+        None => None,
+        Some(_) => {
+            match std::fs::File::open("/proc/thread-self/ns/net") {
+                Ok(f) => Some(f),
+                Err(e) => {
+                    warn!("cannot keep the init namespace ({e}): legacy iptables tables will be polled");
+                    return None;
+                }
+            }
+        }
+    };
+    match Proto::Audit.open(config.netlink_buffer) {
+        Ok(sock) => Some((sock, home)),
+        Err(e) => {
+            warn!(
+                "cannot listen to audit records (AUDIT_NLGRP_READLOG needs CAP_AUDIT_READ): {e}; \
+                 legacy iptables tables will be polled"
+            );
+            None
         }
     }
 }
@@ -439,7 +571,19 @@ impl Processor {
             .enabled(crate::features::BPF)
             .then_some(CAPTURE_POLL);
         let mut next_capture = Instant::now() + captures.unwrap_or(Duration::MAX / 4);
+        // Legacy x_tables: the audit status is looked at (and, without
+        // records, the tables polled) on the link poll's tick.
+        let xt_period = self
+            .config
+            .features
+            .enabled(crate::features::FILTER)
+            .then(|| poll.unwrap_or(XT_POLL));
+        let mut next_xt = Instant::now() + xt_period.unwrap_or(Duration::MAX / 4);
         loop {
+            if xt_period.is_some() && Instant::now() >= next_xt {
+                self.watch_xtables(true);
+                next_xt = Instant::now() + xt_period.unwrap_or_default();
+            }
             if poll.is_some() && Instant::now() >= next_poll {
                 self.poll_links();
                 next_poll = Instant::now() + poll.unwrap_or_default();
@@ -454,6 +598,7 @@ impl Processor {
             let event = if self.pending.is_empty() && self.reconcile.is_empty() {
                 let wait = next_poll
                     .min(next_capture)
+                    .min(next_xt)
                     .saturating_duration_since(Instant::now());
                 select! {
                     recv(net_rx) -> e => e.ok(),
@@ -475,6 +620,12 @@ impl Processor {
                 Event::Netlink(buf) => self.on_netlink(&buf, Source::Listener),
                 Event::Xfrm(buf) => self.on_xfrm(&buf, Source::Listener),
                 Event::Netfilter(buf) => self.on_netfilter(&buf),
+                Event::Audit(buf) => self.on_audit(&buf),
+                Event::AuditFailed(e) => {
+                    warn!("audit listener stopped: {e}; legacy iptables tables will be polled");
+                    self.xt_watch.listening = false;
+                    self.watch_xtables(true);
+                }
                 Event::Overrun => {
                     self.sync.overruns += 1;
                     self.state = SyncState::Resyncing;
@@ -568,6 +719,94 @@ impl Processor {
             } else {
                 RTNL_FAMILY_IP6MR
             })]);
+        }
+    }
+
+    /// Audit records: every x_tables one (the kernel does not say of which
+    /// namespace) has this namespace's legacy tables read again.
+    fn on_audit(&mut self, buf: &[u8]) {
+        let mut xt = false;
+        for msg in Messages::new(buf) {
+            let msg = match msg {
+                Ok(m) => m,
+                Err(e) => {
+                    self.sync.decode_errors += 1;
+                    warn!("malformed audit datagram: {e}");
+                    break;
+                }
+            };
+            self.audit_listen_stats.count(msg.kind);
+            xt |= netlink::audit::netfilter_cfg(&msg).is_some_and(|c| c.is_xtables());
+        }
+        if xt {
+            self.read_xtables();
+        }
+    }
+
+    fn read_xtables(&mut self) -> usize {
+        let before = self.pending.len();
+        if let Err(e) = self.resync_scopes(&[Scope::XtChains, Scope::XtRules]) {
+            warn!("reading the legacy iptables tables failed: {e}");
+        }
+        let changed = self.pending.len().saturating_sub(before);
+        self.flush();
+        changed
+    }
+
+    /// Looks at the audit status: while it is enabled (and cmgrd hears the
+    /// records) changes arrive as AUDIT_NETFILTER_CFG; otherwise the tables
+    /// are read on each tick (`poll`), and what changed is counted as
+    /// silent. Switching to records reads the tables once more, for what
+    /// changed since the last poll.
+    fn watch_xtables(&mut self, poll: bool) {
+        if !self.config.features.enabled(crate::features::FILTER) {
+            return; // a switched-off feature reads nothing
+        }
+        let w = &mut self.xt_watch;
+        let status = match (&mut w.status, w.listening) {
+            (_, false) => Err("cmgrd hears no audit records".to_owned()),
+            (None, true) => Err("the audit status cannot be read".to_owned()),
+            (Some(s), true) => match s.enabled() {
+                Ok(true) => Ok(()),
+                Ok(false) => Err("audit is disabled (auditctl -e 0)".to_owned()),
+                Err(e) => Err(format!("the audit status cannot be read: {e}")),
+            },
+        };
+        match status {
+            Ok(()) => {
+                if !w.events {
+                    w.events = true;
+                    w.warned = None;
+                    info!("legacy iptables changes arrive as AUDIT_NETFILTER_CFG records");
+                    if poll {
+                        self.read_xtables();
+                    }
+                }
+            }
+            Err(why) => {
+                w.events = false;
+                if w.warned.as_ref() != Some(&why) {
+                    warn!("{why}: legacy iptables tables are polled");
+                    w.warned = Some(why);
+                }
+                if poll {
+                    let found = self.read_xtables();
+                    if found > 0 {
+                        self.sync.silent_changes += found as u64;
+                        debug!(found, "legacy table poll found changes");
+                    }
+                }
+            }
+        }
+    }
+
+    /// How legacy iptables changes are found now: `audit` (records) or
+    /// `poll`.
+    pub fn xtables_watch(&self) -> &'static str {
+        if self.xt_watch.events {
+            "audit"
+        } else {
+            "poll"
         }
     }
 
@@ -964,7 +1203,7 @@ impl Processor {
     fn resync_scopes(&mut self, scopes: &[Scope]) -> Result<usize, SocketError> {
         let mut changes = 0;
         for scope in scopes {
-            let fresh = dump_scope(
+            let fresh = match dump_scope(
                 &mut self.cmd,
                 *scope,
                 &self.config.features,
@@ -972,7 +1211,19 @@ impl Processor {
                 &mut self.xfrm_cmd_stats,
                 &mut self.ct_cmd_stats,
                 &mut self.sync,
-            )?;
+            ) {
+                Ok(fresh) => fresh,
+                // A legacy table that cannot be read or decoded leaves the
+                // cache as it was (and cmgrd running): said, counted.
+                Err(SocketError::Io(e)) if matches!(scope, Scope::XtChains | Scope::XtRules) => {
+                    warn!("legacy iptables tables not read: {e}");
+                    if e.kind() == std::io::ErrorKind::InvalidData {
+                        self.sync.decode_errors += 1;
+                    }
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             let ops = self.cache.reconcile(*scope, fresh);
             changes += ops.len();
             self.pending.extend(ops);
@@ -1179,6 +1430,9 @@ pub fn dump_scope(
     if scope == Scope::Conntracks {
         return dump_conntrack(&mut socks.netfilter, features, ct_stats, sync);
     }
+    if matches!(scope, Scope::XtChains | Scope::XtRules) {
+        return crate::xtables::dump(scope, features);
+    }
     if matches!(scope, Scope::NftTables | Scope::NftChains | Scope::NftRules) {
         return dump_nftables(&mut socks.netfilter, scope, features, ct_stats, sync);
     }
@@ -1203,7 +1457,9 @@ pub fn dump_scope(
         | Scope::NftChains
         | Scope::NftRules
         | Scope::MrouteVifs(_)
-        | Scope::Captures => unreachable!("dumped above"),
+        | Scope::Captures
+        | Scope::XtChains
+        | Scope::XtRules => unreachable!("dumped above"),
     };
     let mut out = Vec::new();
     let mut bad = 0u64;

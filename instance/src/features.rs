@@ -280,6 +280,12 @@ impl Features {
         self.enabled(FILTER) && (!nat || self.enabled(NAT))
     }
 
+    fn xt_table(&self, family: u8, table: &str) -> bool {
+        self.enabled(FILTER)
+            && (table != "nat" || self.enabled(NAT))
+            && (family != AF_INET6 || self.enabled(IPV6))
+    }
+
     /// Whether `obj` is synchronized.
     pub fn syncs(&self, obj: &Object) -> bool {
         match obj {
@@ -305,6 +311,10 @@ impl Features {
             Object::NftTable(t) => self.nft_family(t.family, false),
             Object::NftChain(c) => self.nft_family(c.family, c.chain_type == "nat"),
             Object::NftRule(r) => self.nft_family(r.family, r.nat),
+            // Legacy x_tables: netfilter's; the nat table's also NAT's,
+            // ip6tables' also IPv6's.
+            Object::XtChain(c) => self.xt_table(c.family, &c.table),
+            Object::XtRule(r) => self.xt_table(r.family, &r.table),
             Object::Mroute(m) => self.enabled(MCAST) && (m.group.is_ipv4() || self.enabled(IPV6)),
             Object::MrouteVif(v) => {
                 self.enabled(MCAST) && (v.family != AF_INET6 || self.enabled(IPV6))

@@ -17,6 +17,7 @@ pub mod netlink;
 pub mod netns;
 pub mod options;
 pub mod stats;
+pub mod xtables;
 
 pub use daemon::{run, Config, DaemonError};
 pub use options::Options;

@@ -5,3 +5,14 @@
 //! every thread it spawns afterwards is born in that namespace.
 
 pub use fastpath::netns::enter;
+
+/// Moves the calling thread into the namespace of `ns` (a namespace file
+/// kept open, such as `/proc/thread-self/ns/net` taken before leaving it).
+pub fn enter_fd(ns: &std::fs::File) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: setns(2) on a descriptor we hold; the result is checked.
+    if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}

@@ -11,6 +11,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use fastpath::fpc::{Endpoint, QueryClient};
@@ -480,4 +481,75 @@ pub fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
                 .unwrap_or_else(|_| panic!("{name} takes a number"))
         })
         .unwrap_or(default)
+}
+
+/// Audit switched on or off, machine-wide, for one test; the previous
+/// setting comes back on drop, even when the test fails. Audit is one
+/// setting for the whole machine: the guard also holds a process-wide
+/// lock, so that the tests that depend on it run one at a time.
+pub struct AuditSetting {
+    previous: bool,
+    _lock: MutexGuard<'static, ()>,
+}
+
+static AUDIT_LOCK: Mutex<()> = Mutex::new(());
+
+impl AuditSetting {
+    pub fn set(enabled: bool) -> AuditSetting {
+        let lock = AUDIT_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let previous = audit_enabled();
+        audit_set(enabled);
+        assert_eq!(audit_enabled(), enabled, "AUDIT_SET did not take");
+        AuditSetting {
+            previous,
+            _lock: lock,
+        }
+    }
+}
+
+impl Drop for AuditSetting {
+    fn drop(&mut self) {
+        audit_set(self.previous);
+    }
+}
+
+/// Whether the kernel emits audit records (AUDIT_GET).
+pub fn audit_enabled() -> bool {
+    instance::xtables::AuditStatus::open()
+        .and_then(|mut s| s.enabled())
+        .expect("AUDIT_GET")
+}
+
+/// AUDIT_SET of `audit_status.enabled` alone (mask AUDIT_STATUS_ENABLED),
+/// acknowledged.
+fn audit_set(enabled: bool) {
+    use instance::netlink::{Messages, NetlinkSocket};
+    const AUDIT_SET: u16 = 1001;
+    const AUDIT_STATUS_ENABLED: u32 = 1;
+    let sock = NetlinkSocket::open_proto(9, &[], 64 << 10).expect("NETLINK_AUDIT socket");
+    // struct audit_status: mask, enabled, then nine fields left alone.
+    let mut body = Vec::new();
+    body.extend_from_slice(&AUDIT_STATUS_ENABLED.to_ne_bytes());
+    body.extend_from_slice(&u32::from(enabled).to_ne_bytes());
+    body.resize(44, 0);
+    let mut msg = Vec::new();
+    msg.extend_from_slice(&(16 + body.len() as u32).to_ne_bytes());
+    msg.extend_from_slice(&AUDIT_SET.to_ne_bytes());
+    msg.extend_from_slice(&(1u16 | 4).to_ne_bytes()); // NLM_F_REQUEST | NLM_F_ACK
+    msg.extend_from_slice(&1u32.to_ne_bytes());
+    msg.extend_from_slice(&0u32.to_ne_bytes());
+    msg.extend_from_slice(&body);
+    sock.send(&msg).expect("AUDIT_SET");
+    let mut sock = sock;
+    loop {
+        let mut buf = Vec::new();
+        sock.recv(&mut buf, false).expect("AUDIT_SET ack");
+        for m in Messages::new(&buf).flatten() {
+            if m.kind == 2 {
+                let code = instance::netlink::wire::error_code(m.payload);
+                assert_eq!(code, 0, "AUDIT_SET refused");
+                return;
+            }
+        }
+    }
 }

@@ -13,6 +13,7 @@ mod nftables;
 mod object;
 mod transport;
 mod xfrm;
+mod xtables;
 
 pub use capture::CaptureFilter;
 pub use codec::DecodeError;
@@ -33,3 +34,4 @@ pub use transport::{connect, read_frame, Endpoint, QueryClient, Stream, Transpor
 pub use xfrm::{
     Encap, Lifetime, SaKey, Selector, SpKey, XfrmAlgo, XfrmReplay, XfrmSa, XfrmSp, XfrmTmpl,
 };
+pub use xtables::{verdict_name, XtChain, XtMatch, XtRule, XtTarget, XT_F_GOTO};

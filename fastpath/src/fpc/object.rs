@@ -14,6 +14,7 @@ pub use super::linkinfo::LinkInfo;
 use super::mroute::{Mroute, MrouteKey, MrouteVif, MrouteVifKey};
 use super::nftables::{NftChain, NftRule, NftTable};
 use super::xfrm::{SaKey, SpKey, XfrmReplay, XfrmSa, XfrmSp};
+use super::xtables::{XtChain, XtRule};
 
 /// Address family numbers as the kernel uses them.
 pub const AF_INET: u8 = 2;
@@ -194,6 +195,9 @@ pub enum Object {
     Mroute(Mroute),
     CaptureFilter(CaptureFilter),
     MrouteVif(MrouteVif),
+    XtChain(XtChain),
+    /// Boxed: a rule's match fields make it the largest object by far.
+    XtRule(Box<XtRule>),
 }
 
 /// The kinds of object, as numbered on the wire.
@@ -216,11 +220,13 @@ pub enum ObjectKind {
     NftRule = 14,
     Mroute = 15,
     CaptureFilter = 16,
+    XtChain = 17,
+    XtRule = 18,
     MrouteVif = 19,
 }
 
 impl ObjectKind {
-    pub const ALL: [ObjectKind; 17] = [
+    pub const ALL: [ObjectKind; 19] = [
         ObjectKind::Link,
         ObjectKind::Addr,
         ObjectKind::Route,
@@ -238,6 +244,8 @@ impl ObjectKind {
         ObjectKind::Mroute,
         ObjectKind::CaptureFilter,
         ObjectKind::MrouteVif,
+        ObjectKind::XtChain,
+        ObjectKind::XtRule,
     ];
 
     pub fn from_u8(v: u8) -> Result<Self, DecodeError> {
@@ -259,6 +267,8 @@ impl ObjectKind {
             15 => ObjectKind::Mroute,
             16 => ObjectKind::CaptureFilter,
             19 => ObjectKind::MrouteVif,
+            17 => ObjectKind::XtChain,
+            18 => ObjectKind::XtRule,
             _ => {
                 return Err(DecodeError::BadValue {
                     what: "object kind",
@@ -287,6 +297,8 @@ impl ObjectKind {
             ObjectKind::Mroute => "mroute",
             ObjectKind::CaptureFilter => "capture filter",
             ObjectKind::MrouteVif => "mroute vif",
+            ObjectKind::XtChain => "xt chain",
+            ObjectKind::XtRule => "xt rule",
         }
     }
 }
@@ -340,6 +352,17 @@ pub enum ObjectKey {
     /// A packet socket's inode.
     CaptureFilter(u32),
     MrouteVif(MrouteVifKey),
+    XtChain {
+        family: u8,
+        table: String,
+        name: String,
+    },
+    XtRule {
+        family: u8,
+        table: String,
+        chain: String,
+        position: u32,
+    },
 }
 
 /// What tells two routes apart in the kernel's FIB.
@@ -439,6 +462,8 @@ impl Object {
             Object::Mroute(_) => ObjectKind::Mroute,
             Object::CaptureFilter(_) => ObjectKind::CaptureFilter,
             Object::MrouteVif(_) => ObjectKind::MrouteVif,
+            Object::XtChain(_) => ObjectKind::XtChain,
+            Object::XtRule(_) => ObjectKind::XtRule,
         }
     }
 
@@ -484,6 +509,17 @@ impl Object {
             Object::Mroute(m) => ObjectKey::Mroute(m.key()),
             Object::CaptureFilter(c) => ObjectKey::CaptureFilter(c.inode),
             Object::MrouteVif(v) => ObjectKey::MrouteVif(v.key()),
+            Object::XtChain(c) => ObjectKey::XtChain {
+                family: c.family,
+                table: c.table.clone(),
+                name: c.name.clone(),
+            },
+            Object::XtRule(r) => ObjectKey::XtRule {
+                family: r.family,
+                table: r.table.clone(),
+                chain: r.chain.clone(),
+                position: r.position,
+            },
         }
     }
 
@@ -598,6 +634,8 @@ impl Object {
             Object::Mroute(m) => m.emit(&mut w),
             Object::CaptureFilter(c) => c.emit(&mut w),
             Object::MrouteVif(v) => v.emit(&mut w),
+            Object::XtChain(c) => c.emit(&mut w),
+            Object::XtRule(r) => r.emit(&mut w),
         }
         let body_len = (buf.len() - start) as u16;
         buf[len_at..len_at + 2].copy_from_slice(&body_len.to_be_bytes());
@@ -745,6 +783,8 @@ impl Object {
             ObjectKind::Mroute => Object::Mroute(Mroute::parse(&mut r)?),
             ObjectKind::CaptureFilter => Object::CaptureFilter(CaptureFilter::parse(&mut r)?),
             ObjectKind::MrouteVif => Object::MrouteVif(MrouteVif::parse(&mut r)?),
+            ObjectKind::XtChain => Object::XtChain(XtChain::parse(&mut r)?),
+            ObjectKind::XtRule => Object::XtRule(Box::new(XtRule::parse(&mut r)?)),
         };
         r.finish()?;
         Ok(obj)
@@ -947,6 +987,8 @@ impl fmt::Display for Object {
             Object::Mroute(m) => m.fmt(f),
             Object::CaptureFilter(c) => c.fmt(f),
             Object::MrouteVif(v) => v.fmt(f),
+            Object::XtChain(c) => c.fmt(f),
+            Object::XtRule(r) => r.fmt(f),
         }
     }
 }
@@ -1263,6 +1305,9 @@ pub(crate) mod tests {
                 remote: None,
             }),
         ]
+        .into_iter()
+        .chain(crate::fpc::xtables::tests::samples())
+        .collect()
     }
 
     fn selector() -> Selector {

@@ -26,7 +26,7 @@ use std::net::IpAddr;
 use crate::fpc::{
     Addr, BridgePort, CaptureFilter, Conntrack, CtKey, Fdb, Link, Mroute, MrouteKey, MrouteVif,
     MrouteVifKey, Neigh, NextHops, Nexthop, NftChain, NftRule, NftTable, Object, ObjectError, Op,
-    Route, RouteDisc, SaKey, SpKey, XfrmReplay, XfrmSa, XfrmSp,
+    Route, RouteDisc, SaKey, SpKey, XfrmReplay, XfrmSa, XfrmSp, XtChain, XtRule,
 };
 use attrs::AttrTable;
 pub(crate) use attrs::RouteAttrs;
@@ -300,6 +300,9 @@ pub struct Tables {
     mroutes: ObjectMap<MrouteKey, Mroute>,
     mroute_vifs: ObjectMap<MrouteVifKey, MrouteVif>,
     captures: ObjectMap<u32, CaptureFilter>,
+    /// Legacy x_tables chains and rules, by (family, table, chain[, position]).
+    xt_chains: ObjectMap<(u8, String, String), XtChain>,
+    xt_rules: ObjectMap<(u8, String, String, u32), Box<XtRule>>,
     routes4: Fibs<V4>,
     routes6: Fibs<V6>,
     attrs: AttrTable,
@@ -337,6 +340,8 @@ impl Tables {
             mroutes: ObjectMap::new(),
             mroute_vifs: ObjectMap::new(),
             captures: ObjectMap::new(),
+            xt_chains: ObjectMap::new(),
+            xt_rules: ObjectMap::new(),
             routes4: Fibs::new(),
             routes6: Fibs::new(),
             attrs: AttrTable::default(),
@@ -444,6 +449,14 @@ impl Tables {
                 }
                 self.captures.apply(op, c.inode, c)
             }
+            Object::XtChain(c) => {
+                let key = (c.family, c.table.clone(), c.name.clone());
+                self.xt_chains.apply(op, key, c)
+            }
+            Object::XtRule(r) => {
+                let key = (r.family, r.table.clone(), r.chain.clone(), r.position);
+                self.xt_rules.apply(op, key, r)
+            }
         }
     }
 
@@ -506,6 +519,8 @@ impl Tables {
         self.mroutes.mark_stale();
         self.mroute_vifs.mark_stale();
         self.captures.mark_stale();
+        self.xt_chains.mark_stale();
+        self.xt_rules.mark_stale();
         self.routes4.mark_stale();
         self.routes6.mark_stale();
         self.syncing = Some(generation);
@@ -547,6 +562,8 @@ impl Tables {
             + self.mroutes.sweep()
             + self.mroute_vifs.sweep()
             + self.captures.sweep()
+            + self.xt_chains.sweep()
+            + self.xt_rules.sweep()
             + self.routes4.sweep(&mut self.attrs)
             + self.routes6.sweep(&mut self.attrs);
         self.syncing = None;
@@ -603,6 +620,12 @@ impl Tables {
         self.captures
             .values()
             .for_each(|c| f(Object::CaptureFilter(c.clone())));
+        self.xt_chains
+            .values()
+            .for_each(|c| f(Object::XtChain(c.clone())));
+        self.xt_rules
+            .values()
+            .for_each(|r| f(Object::XtRule(r.clone())));
     }
 
     /// How many objects of each kind, and the sync history.
@@ -626,6 +649,8 @@ impl Tables {
             ("mroutes", self.mroutes.len() as u64),
             ("mroute_vifs", self.mroute_vifs.len() as u64),
             ("capture_filters", self.captures.len() as u64),
+            ("xt_chains", self.xt_chains.len() as u64),
+            ("xt_rules", self.xt_rules.len() as u64),
             ("route_attrs", self.attrs.len() as u64),
             ("generation", self.generation),
             ("syncs", self.syncs),
@@ -655,6 +680,8 @@ impl Tables {
             + self.mroutes.len()
             + self.mroute_vifs.len()
             + self.captures.len()
+            + self.xt_chains.len()
+            + self.xt_rules.len()
             + self.routes4.routes
             + self.routes6.routes
     }

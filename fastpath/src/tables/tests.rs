@@ -262,7 +262,9 @@ fn invalid_objects_are_rejected_and_change_nothing() {
             | Object::XfrmReplay(_)
             | Object::NftTable(_)
             | Object::NftChain(_)
-            | Object::NftRule(_) => continue,
+            | Object::NftRule(_)
+            | Object::XtChain(_)
+            | Object::XtRule(_) => continue,
         };
         assert_eq!(t.apply(Op::Add, o), Err(ObjectError::Invalid));
     }

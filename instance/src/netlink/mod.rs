@@ -1,6 +1,7 @@
 //! Netlink: the sockets and messages of the route, XFRM and netfilter
 //! (ctnetlink, nf_tables) families.
 
+pub mod audit;
 pub mod capture;
 pub mod conntrack;
 pub mod mroute;
@@ -9,6 +10,7 @@ pub mod nftables;
 pub mod socket;
 pub mod wire;
 pub mod xfrm;
+pub mod xtables;
 
 pub use socket::{NetlinkSocket, SocketError};
 pub use wire::{decode, Event, Messages, NlMsg, WireError};
