@@ -203,7 +203,7 @@ fn command(conn: &mut BufReader<TcpStream>, line: &str) {
 
 #[test]
 fn ftp_through_nat_syncs_its_sequence_adjustments() {
-    let s = Setup::new("ct-ftp");
+    let mut s = Setup::new("ct-ftp");
     let (a, b) = (Netns::new("ct-fa"), Netns::new("ct-fb"));
     for (peer, net, dev) in [(&a, "10.10.1", "ra"), (&b, "10.10.2", "rb")] {
         s.ns.ip(&[
@@ -262,21 +262,32 @@ fn ftp_through_nat_syncs_its_sequence_adjustments() {
         command(&mut conn, "PORT 10,10,1,2,200,11\r\n");
         let _ = go_rx.recv(); // stays open until told
     });
-    let adjusted = |after: i32| {
+    let adjusted = |s: &Setup, after: i32| {
         wait_until(Duration::from_secs(5), || {
-            conntracks(&s).iter().any(|c| {
+            conntracks(s).iter().any(|c| {
                 c.orig.dport == 21
                     && matches!(c.seq_adj[0], Some(SeqAdj { offset_after, .. }) if offset_after == after)
             })
         })
     };
-    assert!(adjusted(2), "{:?}", conntracks(&s));
+    assert!(adjusted(&s, 2), "{:?}", conntracks(&s));
     s.assert_in_sync(SYNC);
     // The second rewrite moves the offsets without any event: the poll
     // of the adjusted entries finds it.
     go_tx.send(()).unwrap();
-    assert!(adjusted(4), "{:?}", conntracks(&s));
+    assert!(adjusted(&s, 4), "{:?}", conntracks(&s));
     s.assert_in_sync(SYNC);
+    // The replay to a restarted fpd and a restarted cmgrd's dump carry
+    // them.
+    s.fpd.as_mut().unwrap().kill();
+    s.start_fpd();
+    assert!(adjusted(&s, 4), "{:?}", conntracks(&s));
+    let syncs = s.fp_counter("syncs");
+    s.cmgrd.as_mut().unwrap().kill();
+    s.start_cmgrd();
+    assert!(wait_until(Duration::from_secs(5), || s.fp_counter("syncs") > syncs));
+    s.assert_in_sync(SYNC);
+    assert!(adjusted(&s, 4), "{:?}", conntracks(&s));
     drop(go_tx);
     client.join().unwrap();
     let seen = server.join().unwrap();

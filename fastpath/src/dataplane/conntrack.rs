@@ -38,6 +38,19 @@ struct Flow<A> {
     dport: u16,
 }
 
+impl<A> Flow<A> {
+    /// The flow of `tuple`, its addresses given as `src` and `dst`.
+    fn of(src: A, dst: A, tuple: &CtTuple) -> Flow<A> {
+        Flow {
+            src,
+            dst,
+            proto: tuple.proto,
+            sport: tuple.sport,
+            dport: tuple.dport,
+        }
+    }
+}
+
 impl<A: Hash> Hash for Flow<A> {
     fn hash<H: Hasher>(&self, h: &mut H) {
         self.src.hash(h);
@@ -118,28 +131,12 @@ impl FlowTable {
             for (dir, tuple) in [ct.orig, ct.reply].iter().enumerate() {
                 let slot = index * 2 + dir as u32;
                 next[dir] = match (tuple.src, tuple.dst) {
-                    (IpAddr::V4(s), IpAddr::V4(d)) => link(
-                        &mut t.heads4,
-                        Flow {
-                            src: s.into(),
-                            dst: d.into(),
-                            proto: tuple.proto,
-                            sport: tuple.sport,
-                            dport: tuple.dport,
-                        },
-                        slot,
-                    ),
-                    (IpAddr::V6(s), IpAddr::V6(d)) => link(
-                        &mut t.heads6,
-                        Flow {
-                            src: s.into(),
-                            dst: d.into(),
-                            proto: tuple.proto,
-                            sport: tuple.sport,
-                            dport: tuple.dport,
-                        },
-                        slot,
-                    ),
+                    (IpAddr::V4(s), IpAddr::V4(d)) => {
+                        link(&mut t.heads4, Flow::of(s.into(), d.into(), tuple), slot)
+                    }
+                    (IpAddr::V6(s), IpAddr::V6(d)) => {
+                        link(&mut t.heads6, Flow::of(s.into(), d.into(), tuple), slot)
+                    }
                     _ => END, // mixed families: fpd's tables refuse them
                 };
             }
