@@ -21,7 +21,8 @@
 //! timeout Linux itself chose for the entry's state (the protocol's, or
 //! `conntrack -I/-U --timeout`), so the entry lives as long as it would
 //! if Linux saw the packets; a fixed value would shorten long TCP timeouts
-//! or lengthen short ones. The kernel announces the update; cmgrd knows
+//! or lengthen short ones. (At least [`CT_MIN_TIMEOUT`]: a dump announces
+//! what is left, which can be nothing.) The kernel announces the update; cmgrd knows
 //! the echo by its port id and keeps the timeout it had (the echo can be a
 //! second lower, rounded down, which would otherwise shrink the timeout a
 //! little with each refresh).
@@ -54,6 +55,11 @@ const NDA_DST: u16 = 1;
 const QUEUE: usize = 256;
 /// Neighbours per netlink datagram.
 const CHUNK: usize = 256;
+/// The least timeout a conntrack refresh sets, in seconds: an entry last
+/// announced by a dump is announced with what was left of its timeout,
+/// which can be 0 or 1 near its end; refreshing to that would let it
+/// expire between two reports (every 500 ms).
+const CT_MIN_TIMEOUT: u32 = 2;
 
 /// What the refresher did, for the console.
 #[derive(Debug, Default)]
@@ -188,7 +194,8 @@ fn refresh(socks: &mut Sockets, rx: Receiver<(u32, Vec<Hit>)>, stats: &ReverseSt
                 } = hit
                 {
                     seq = seq.wrapping_add(1);
-                    conntrack::refresh_request(&mut buf, seq, orig, *zone, *timeout);
+                    let timeout = (*timeout).max(CT_MIN_TIMEOUT);
+                    conntrack::refresh_request(&mut buf, seq, orig, *zone, timeout);
                 }
             }
             let refused = send(
