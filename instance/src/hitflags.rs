@@ -33,14 +33,15 @@
 //! is done on a thread of its own, born in cmgrd's namespace (cmgrd enters
 //! it before starting any thread), so its socket talks to that namespace.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
-use fastpath::fpc::{Hit, InterfaceStats, Message};
+use fastpath::fpc::{CtKey, Hit, InterfaceStats, Message};
 use tracing::{debug, warn};
 
 use crate::netlink::wire::{self, Messages, NLMSG_ERROR, NLM_F_ACK, NLM_F_REQUEST, RTM_NEWNEIGH};
@@ -151,13 +152,49 @@ struct Sockets {
     conntrack: NetlinkSocket,
 }
 
+/// When each conntrack entry was last refreshed, and half its timeout:
+/// an entry is refreshed again only once that half has passed, so a busy
+/// flow costs Linux two updates (and cmgrd two echoes) per timeout, not
+/// one per report.
+#[derive(Default)]
+struct CtRefreshes(HashMap<CtKey, (Instant, Duration)>);
+
+impl CtRefreshes {
+    /// The hits due for a refresh at `now`, remembered as refreshed.
+    fn due(&mut self, hits: Vec<Hit>, now: Instant) -> Vec<Hit> {
+        self.0
+            .retain(|_, (at, half)| now.saturating_duration_since(*at) < *half);
+        hits.into_iter()
+            .filter(|hit| {
+                let Hit::Conntrack {
+                    orig,
+                    zone,
+                    timeout,
+                } = *hit
+                else {
+                    return false;
+                };
+                let half = Duration::from_secs(u64::from(timeout.max(CT_MIN_TIMEOUT))) / 2;
+                let key = CtKey { orig, zone };
+                if self.0.contains_key(&key) {
+                    return false;
+                }
+                self.0.insert(key, (now, half));
+                true
+            })
+            .collect()
+    }
+}
+
 fn refresh(socks: &mut Sockets, rx: Receiver<(u32, Vec<Hit>)>, stats: &ReverseStats) {
     let mut seq = 0u32;
     let mut buf = Vec::new();
+    let mut refreshes = CtRefreshes::default();
     while let Ok((blade, hits)) = rx.recv() {
         let (cts, neighs): (Vec<Hit>, Vec<Hit>) = hits
             .into_iter()
             .partition(|h| matches!(h, Hit::Conntrack { .. }));
+        let cts = refreshes.due(cts, Instant::now());
         for chunk in neighs.chunks(CHUNK) {
             buf.clear();
             for hit in chunk {
@@ -309,6 +346,38 @@ fn neigh_use(buf: &mut Vec<u8>, seq: u32, ifindex: u32, dst: IpAddr, create: boo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_entry_is_refreshed_once_per_half_timeout() {
+        let hit = |sport, timeout| Hit::Conntrack {
+            orig: fastpath::fpc::CtTuple {
+                src: "10.1.0.2".parse().unwrap(),
+                dst: "10.2.0.2".parse().unwrap(),
+                proto: 17,
+                sport,
+                dport: 5678,
+            },
+            zone: 0,
+            timeout,
+        };
+        let mut r = CtRefreshes::default();
+        let t0 = Instant::now();
+        let at = |ms| t0 + Duration::from_millis(ms);
+        assert_eq!(r.due(vec![hit(1, 4), hit(2, 60)], t0).len(), 2);
+        assert_eq!(r.due(vec![hit(1, 4), hit(2, 60)], at(500)), vec![]);
+        // Half of 4 s has passed for the first: it is due again.
+        assert_eq!(
+            r.due(vec![hit(1, 4), hit(2, 60)], at(2000)),
+            vec![hit(1, 4)]
+        );
+        // A timeout below the least one counts as the least (2 s).
+        assert_eq!(r.due(vec![hit(3, 0)], at(2000)).len(), 1);
+        assert_eq!(r.due(vec![hit(3, 0)], at(2500)), vec![]);
+        assert_eq!(r.due(vec![hit(3, 0)], at(3000)).len(), 1);
+        // Entries past their half are forgotten.
+        r.due(vec![], at(31_000));
+        assert_eq!(r.0.len(), 0);
+    }
 
     #[test]
     fn neigh_use_bytes() {

@@ -461,7 +461,8 @@ fn hit_flags_keep_a_fast_path_only_conntrack_entry_alive() {
     );
     // The refresh was cmgrd's (Linux saw none of these packets).
     let now = hit_counter(&t, "conntracks_refreshed");
-    assert!(now >= refreshed + 10, "refreshed {refreshed} -> {now}");
+    // At most one refresh per half timeout (1.5 s) over 12 s.
+    assert!(now >= refreshed + 4, "refreshed {refreshed} -> {now}");
     assert_eq!(hit_counter(&t, "conntrack_refresh_errors"), 0);
     // Once the traffic stops, nothing refreshes it: it expires too.
     assert!(
