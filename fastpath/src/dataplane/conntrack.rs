@@ -201,6 +201,30 @@ impl FlowTable {
         self.mark_from(heads.get(&flow).copied().unwrap_or(END))
     }
 
+    /// Sets the flag of each entry used in `old` (the view this one
+    /// replaces, let go by every worker), so that a rebuild between two
+    /// reports loses no hit.
+    pub fn carry_hits_from(&self, old: &FlowTable) {
+        for e in old.entries.iter().filter(|e| e.hit.load(Relaxed)) {
+            let head = match (e.orig.src, e.orig.dst) {
+                (IpAddr::V4(s), IpAddr::V4(d)) => {
+                    self.heads4.get(&Flow::of(s.into(), d.into(), &e.orig))
+                }
+                (IpAddr::V6(s), IpAddr::V6(d)) => {
+                    self.heads6.get(&Flow::of(s.into(), d.into(), &e.orig))
+                }
+                _ => None,
+            };
+            let mut slot = head.copied().unwrap_or(END);
+            while let Some(x) = self.entries.get((slot / 2) as usize) {
+                if x.orig == e.orig && x.zone == e.zone {
+                    x.hit.store(true, Relaxed);
+                }
+                slot = x.next[(slot % 2) as usize];
+            }
+        }
+    }
+
     /// Appends every entry used since the last call, and clears its flag.
     pub fn take_hits(&self, out: &mut Vec<Hit>) {
         let used = self
@@ -298,6 +322,33 @@ mod tests {
         // The reply as it was before the NAT is no flow of this entry.
         assert!(!t.mark4(v4("10.2.0.2"), v4("10.1.0.2"), 17, &udp(5678, 4000)));
         assert_eq!(taken(&t), vec![]);
+    }
+
+    #[test]
+    fn a_rebuilt_table_keeps_the_hits_of_the_one_it_replaces() {
+        let (ct, other) = (
+            snat(),
+            entry(
+                tuple("10.1.0.3", "10.2.0.2", 17, 4000, 5678),
+                tuple("10.2.0.2", "10.1.0.3", 17, 5678, 4000),
+                0,
+            ),
+        );
+        let old = FlowTable::build([&ct, &other].into_iter());
+        assert!(old.mark4(v4("10.2.0.2"), v4("10.2.0.1"), 17, &udp(5678, 4000)));
+        // The entry changed (its timeout), the other one went.
+        let changed = Conntrack {
+            timeout: 30,
+            ..snat()
+        };
+        let new = FlowTable::build([&changed].into_iter());
+        new.carry_hits_from(&old);
+        let hits = taken(&new);
+        assert_eq!(hits.len(), 1);
+        assert!(
+            matches!(hits[0], Hit::Conntrack { timeout: 30, .. }),
+            "{hits:?}"
+        );
     }
 
     #[test]

@@ -300,6 +300,7 @@ impl Shared {
         while Arc::strong_count(&old) > 1 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_micros(200));
         }
+        self.view.load().carry_hits_from(&old);
     }
 
     /// Per-interface statistics, every worker summed.

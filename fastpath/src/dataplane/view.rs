@@ -230,6 +230,24 @@ impl View {
         }
     }
 
+    /// Sets the hit flags of what was used in `old`, the view this one
+    /// replaced, once no worker holds `old`: a rebuild between two reports
+    /// (one per applied frame, so frequent while conntrack entries come
+    /// and go) loses no hit.
+    pub fn carry_hits_from(&self, old: &View) {
+        for (k, e) in &old.neigh4 {
+            if let (true, Some(n)) = (e.hit.load(Relaxed), self.neigh4.get(k)) {
+                n.mark_hit();
+            }
+        }
+        for (k, e) in &old.neigh6 {
+            if let (true, Some(n)) = (e.hit.load(Relaxed), self.neigh6.get(k)) {
+                n.mark_hit();
+            }
+        }
+        self.conntracks.carry_hits_from(&old.conntracks);
+    }
+
     /// Appends every neighbour and conntrack entry used since the last
     /// call, and clears its flag.
     pub fn take_hits(&self, out: &mut Vec<Hit>) {
