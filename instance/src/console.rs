@@ -594,6 +594,7 @@ fn show_sync(p: &Processor, json: bool) -> String {
         "decode_errors": p.sync.decode_errors,
         "xtables": p.xtables_watch(),
         "cache": counts,
+        "hit_flags": hit_flags(p),
     });
     if json {
         return format!("{v}\n");
@@ -614,5 +615,25 @@ fn show_sync(p: &Processor, json: bool) -> String {
     for k in ObjectKind::ALL {
         out += &format!("- {}: {}\n", k.name(), p.cache.len(k));
     }
+    out += "Hit flags (refreshed in Linux for the fast paths)\n";
+    if let serde_json::Value::Object(m) = hit_flags(p) {
+        for (k, v) in m {
+            out += &format!("- {}: {v}\n", k.replace('_', " "));
+        }
+    }
     out
+}
+
+/// What the hit-flags refresher did (`crate::hitflags`).
+fn hit_flags(p: &Processor) -> serde_json::Value {
+    use std::sync::atomic::Ordering::Relaxed;
+    let r = &p.reverse;
+    json!({
+        "neighbours_refreshed": r.refreshed.load(Relaxed),
+        "neighbour_resolve_requests": r.resolve_requests.load(Relaxed),
+        "neighbour_errors": r.errors.load(Relaxed),
+        "conntracks_refreshed": r.ct_refreshed.load(Relaxed),
+        "conntrack_refresh_errors": r.ct_errors.load(Relaxed),
+        "dropped_reports": r.dropped_reports.load(Relaxed),
+    })
 }

@@ -17,6 +17,8 @@
 //!   a blade that connects (or whose queue overflowed) first gets the whole
 //!   cache between SyncBegin and SyncEnd.
 
+mod conntrack_sync;
+
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -586,6 +588,7 @@ impl Processor {
             }
             if poll.is_some() && Instant::now() >= next_poll {
                 self.poll_links();
+                self.poll_seq_adj();
                 next_poll = Instant::now() + poll.unwrap_or_default();
             }
             if captures.is_some() && Instant::now() >= next_capture {
@@ -893,6 +896,7 @@ impl Processor {
             };
             match event {
                 Ok(NlEvent::New(obj)) if self.config.features.syncs(&obj) => {
+                    let obj = self.conntrack_event(msg.pid, obj);
                     self.pending.extend(self.cache.upsert(obj));
                 }
                 Ok(NlEvent::Del(key)) => {

@@ -1,13 +1,17 @@
 //! Conntrack entries from the real kernel: made by `conntrack -I`/`-D` and
 //! by real traffic between two namespaces routed through the synced one
-//! (an nftables rule there makes conntrack track its packets); and the
-//! disable flags.
+//! (an nftables rule there makes conntrack track its packets); timeouts as
+//! announced, across restarts; NAT sequence adjustments of an FTP control
+//! connection through the kernel's FTP NAT helper; and the disable flags.
 
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
 use std::process::Command;
-use std::time::Duration;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
-use fastpath::fpc::{Object, QueryClient};
-use fpsync_tests::{sh, Netns, Setup};
+use fastpath::fpc::{Object, QueryClient, SeqAdj};
+use fpsync_tests::{sh, wait_until, Netns, Setup};
 
 const SYNC: Duration = Duration::from_secs(2);
 
@@ -129,4 +133,166 @@ fn disable_flags_keep_conntrack_out() {
         assert!(conntracks(&s).is_empty(), "{flag}");
         assert_eq!(s.fp_counter("conntracks"), 0);
     }
+}
+
+/// The fast path's entry whose original source port is `sport`.
+fn entry_by_sport(s: &Setup, sport: u16) -> Option<fastpath::fpc::Conntrack> {
+    conntracks(s).into_iter().find(|c| c.orig.sport == sport)
+}
+
+const UDP: [&str; 10] = [
+    "-p", "udp", "-s", "10.0.0.1", "-d", "10.0.0.2", "--sport", "1000", "--dport", "53",
+];
+
+#[test]
+fn the_timeout_is_synced_as_announced_and_survives_restarts() {
+    let mut s = Setup::new("ct-timeout");
+    conntrack(&s.ns, "-I", &[&UDP[..], &["--timeout", "120"]].concat());
+    let holds = |s: &Setup, t: u32| {
+        wait_until(SYNC, || {
+            entry_by_sport(s, 1000).is_some_and(|c| c.timeout == t)
+        })
+    };
+    assert!(holds(&s, 120), "{:?}", conntracks(&s));
+    // A timeout-only change is announced (an update event).
+    conntrack(&s.ns, "-U", &[&UDP[..4], &["--timeout", "300"]].concat());
+    let changed = Instant::now();
+    assert!(holds(&s, 300), "{:?}", conntracks(&s));
+    // Linux counts down without telling; the check does not call that a
+    // difference.
+    std::thread::sleep(Duration::from_millis(1200));
+    s.assert_in_sync(SYNC);
+    // fpd killed: the replay carries the value cmgrd was told.
+    s.fpd.as_mut().unwrap().kill();
+    s.start_fpd();
+    assert!(holds(&s, 300), "{:?}", conntracks(&s));
+    s.assert_in_sync(SYNC);
+    // cmgrd restarted: its dump carries what Linux says now, counted down.
+    std::thread::sleep(Duration::from_secs(2).saturating_sub(changed.elapsed()));
+    s.cmgrd.as_mut().unwrap().kill();
+    s.start_cmgrd();
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            entry_by_sport(&s, 1000).is_some_and(|c| (200..300).contains(&c.timeout))
+        }),
+        "{:?}",
+        conntracks(&s)
+    );
+    s.assert_in_sync(SYNC);
+}
+
+/// Runs `f` on a new thread inside the namespace `ns`.
+fn in_netns<T: Send + 'static>(
+    ns: &Netns,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::thread::JoinHandle<T> {
+    let name = ns.name.clone();
+    std::thread::spawn(move || {
+        instance::netns::enter(&name).expect("setns");
+        f()
+    })
+}
+
+/// Sends one FTP command line and reads the one-line answer.
+fn command(conn: &mut BufReader<TcpStream>, line: &str) {
+    conn.get_mut().write_all(line.as_bytes()).unwrap();
+    let mut answer = String::new();
+    conn.read_line(&mut answer).unwrap();
+    assert!(answer.starts_with("200"), "{answer:?}");
+}
+
+#[test]
+fn ftp_through_nat_syncs_its_sequence_adjustments() {
+    let mut s = Setup::new("ct-ftp");
+    let (a, b) = (Netns::new("ct-fa"), Netns::new("ct-fb"));
+    for (peer, net, dev) in [(&a, "10.10.1", "ra"), (&b, "10.10.2", "rb")] {
+        s.ns.ip(&[
+            "link", "add", dev, "type", "veth", "peer", "name", "eth0", "netns", &peer.name,
+        ]);
+        s.ns.ip(&["addr", "add", &format!("{net}.1/24"), "dev", dev]);
+        s.ns.ip(&["link", "set", dev, "up"]);
+        peer.ip(&["addr", "add", &format!("{net}.2/24"), "dev", "eth0"]);
+        peer.ip(&["link", "set", "eth0", "up"]);
+        peer.ip(&["route", "add", "default", "via", &format!("{net}.1")]);
+    }
+    // SNAT to an address two characters longer than the client's: the
+    // NAT helper rewrites "PORT 10,10,1,2,..." to "PORT 10,10,2,100,...",
+    // and the connection's sequence numbers shift by two from there.
+    s.ns.ip(&["addr", "add", "10.10.2.100/24", "dev", "rb"]);
+    in_ns(&s.ns, &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    in_ns(
+        &s.ns,
+        &[
+            "nft",
+            "add table ip ftp; \
+             add ct helper ip ftp std { type \"ftp\" protocol tcp; }; \
+             add chain ip ftp pre { type filter hook prerouting priority 0; }; \
+             add rule ip ftp pre tcp dport 21 ct helper set \"std\"; \
+             add chain ip ftp post { type nat hook postrouting priority 100; }; \
+             add rule ip ftp post oifname \"rb\" snat to 10.10.2.100",
+        ],
+    );
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let server = in_netns(&b, move || {
+        let listener = TcpListener::bind("0.0.0.0:21").unwrap();
+        ready_tx.send(()).unwrap();
+        let (conn, _) = listener.accept().unwrap();
+        let mut conn = BufReader::new(conn);
+        conn.get_mut().write_all(b"220 ready\r\n").unwrap();
+        let mut seen = Vec::new();
+        loop {
+            let mut line = String::new();
+            if conn.read_line(&mut line).unwrap_or(0) == 0 {
+                return seen;
+            }
+            conn.get_mut().write_all(b"200 ok\r\n").unwrap();
+            seen.push(line);
+        }
+    });
+    ready_rx.recv().unwrap();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let client = in_netns(&a, move || {
+        let mut conn = BufReader::new(TcpStream::connect("10.10.2.2:21").unwrap());
+        let mut banner = String::new();
+        conn.read_line(&mut banner).unwrap();
+        // The helper parses a command only after a line it has seen end.
+        command(&mut conn, "USER test\r\n");
+        command(&mut conn, "PORT 10,10,1,2,200,10\r\n");
+        let _ = go_rx.recv();
+        command(&mut conn, "PORT 10,10,1,2,200,11\r\n");
+        let _ = go_rx.recv(); // stays open until told
+    });
+    let adjusted = |s: &Setup, after: i32| {
+        wait_until(Duration::from_secs(5), || {
+            conntracks(s).iter().any(|c| {
+                c.orig.dport == 21
+                    && matches!(c.seq_adj[0], Some(SeqAdj { offset_after, .. }) if offset_after == after)
+            })
+        })
+    };
+    assert!(adjusted(&s, 2), "{:?}", conntracks(&s));
+    s.assert_in_sync(SYNC);
+    // The second rewrite moves the offsets without any event: the poll
+    // of the adjusted entries finds it.
+    go_tx.send(()).unwrap();
+    assert!(adjusted(&s, 4), "{:?}", conntracks(&s));
+    s.assert_in_sync(SYNC);
+    // The replay to a restarted fpd and a restarted cmgrd's dump carry
+    // them.
+    s.fpd.as_mut().unwrap().kill();
+    s.start_fpd();
+    assert!(adjusted(&s, 4), "{:?}", conntracks(&s));
+    let syncs = s.fp_counter("syncs");
+    s.cmgrd.as_mut().unwrap().kill();
+    s.start_cmgrd();
+    assert!(wait_until(Duration::from_secs(5), || s.fp_counter("syncs") > syncs));
+    s.assert_in_sync(SYNC);
+    assert!(adjusted(&s, 4), "{:?}", conntracks(&s));
+    drop(go_tx);
+    client.join().unwrap();
+    let seen = server.join().unwrap();
+    assert_eq!(
+        seen[1], "PORT 10,10,2,100,200,10\r\n",
+        "the helper rewrote it"
+    );
 }

@@ -15,7 +15,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use fpsync_tests::wait_until;
-use topology::{counter, ping, sysctl, Sink, Source, Topology};
+use topology::{counter, in_netns, ping, sysctl, Sink, Source, Topology, SINK_PORT};
 
 /// The scenarios measure time and rates: one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -357,5 +357,121 @@ fn hit_flags_keep_a_fast_path_only_neighbour_reachable(backend: &str) {
     eprintln!(
         "REACHABLE in {reachable} of {} samples over 10 s, never STALE",
         states.len()
+    );
+}
+
+/// `conntrack` in the router namespace.
+fn conntrack(t: &Topology, args: &[&str]) -> std::process::Output {
+    std::process::Command::new("ip")
+        .args(["netns", "exec", &t.r.name, "conntrack"])
+        .args(args)
+        .output()
+        .expect("conntrack runs")
+}
+
+/// The router's entry of the UDP flow from host-a's port `sport` to the
+/// sink, as `conntrack -L` prints it (empty: none).
+fn ct_entry(t: &Topology, sport: u16) -> String {
+    let sport = sport.to_string();
+    let out = conntrack(t, &["-L", "-p", "udp", "--sport", &sport]);
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// A number in cmgrd's `show sync --json` hit-flags section.
+fn hit_counter(t: &Topology, name: &str) -> u64 {
+    let console = std::path::PathBuf::from(format!("/tmp/.cmgrd{}", t.instance));
+    let v: serde_json::Value =
+        serde_json::from_str(fpsync_tests::console(&console, "show sync --json").trim())
+            .expect("show sync --json");
+    v["hit_flags"][name]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{v}"))
+}
+
+/// A flow that only fpd forwards keeps its conntrack entry alive in Linux:
+/// fpd marks the entry its packets match, reports it, and cmgrd pushes
+/// its timeout back. AF_XDP only: with AF_PACKET Linux sees a copy of
+/// every frame, and its own conntrack lookup would refresh the entry
+/// without any hit flag.
+#[test]
+fn hit_flags_keep_a_fast_path_only_conntrack_entry_alive() {
+    let _serial = serial();
+    let mut t = Topology::new("dpcx");
+    t.start_fast_path(&["--backend", "af_xdp"]);
+    until_reachable(&t, "10.2.0.2");
+    // The flow's entry and a control of the same timeout that no packet
+    // matches (another source port), both 3 s.
+    let dport = SINK_PORT.to_string();
+    for sport in ["4000", "4001"] {
+        let out = conntrack(
+            &t,
+            &[
+                "-I", "-p", "udp", "-s", "10.1.0.2", "-d", "10.2.0.2", "--sport", sport, "--dport",
+                &dport, "-t", "3",
+            ],
+        );
+        assert!(out.status.success(), "{out:?}");
+    }
+    let ep = t.endpoint.clone();
+    let synced = wait_until(Duration::from_secs(5), || {
+        fastpath::fpc::QueryClient::connect(&ep, "test", Duration::from_secs(1))
+            .and_then(|mut c| c.counters())
+            .is_ok_and(|cs| {
+                cs.iter()
+                    .any(|(n, v)| n == "dataplane_conntracks" && *v == 2)
+            })
+    });
+    assert!(synced, "fpd's view never held both entries\n{}", t.logs());
+    let refreshed = hit_counter(&t, "conntracks_refreshed");
+    let sink = Sink::start(&t.b);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    let sender = in_netns(&t.a, move || {
+        let sock = std::net::UdpSocket::bind("0.0.0.0:4000").expect("bind port 4000");
+        let mut sent = 0u64;
+        while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+            if sock.send_to(&[0x5a; 64], ("10.2.0.2", SINK_PORT)).is_ok() {
+                sent += 1;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        sent
+    });
+    // Four times the timeout: the control goes, the flow's entry stays.
+    let start = Instant::now();
+    let mut missing = Vec::new();
+    while start.elapsed() < Duration::from_secs(12) {
+        if ct_entry(&t, 4000).is_empty() {
+            missing.push(start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let sent = sender.join().unwrap();
+    let received = sink.count();
+    assert!(
+        missing.is_empty(),
+        "the entry was gone at {missing:?}\n{}",
+        t.logs()
+    );
+    assert!(ct_entry(&t, 4001).is_empty(), "the control never expired");
+    assert!(
+        received * 10 >= sent * 9 && sent > 300,
+        "host-b received {received} of {sent}"
+    );
+    // The refresh was cmgrd's (Linux saw none of these packets).
+    let now = hit_counter(&t, "conntracks_refreshed");
+    // At most one refresh per half timeout (1.5 s) over 12 s.
+    assert!(now >= refreshed + 4, "refreshed {refreshed} -> {now}");
+    assert_eq!(hit_counter(&t, "conntrack_refresh_errors"), 0);
+    // Once the traffic stops, nothing refreshes it: it expires too.
+    assert!(
+        wait_until(Duration::from_secs(6), || ct_entry(&t, 4000).is_empty()),
+        "the flow's entry outlived its traffic: {}",
+        ct_entry(&t, 4000)
+    );
+    eprintln!(
+        "{sent} sent, {received} received, {} refreshes",
+        now - refreshed
     );
 }

@@ -21,6 +21,7 @@
 //! * The old view is dropped by the builder, never by a worker, so a large
 //!   deallocation never lands on the hot path.
 
+mod conntrack;
 mod forward;
 mod port;
 mod stats;
@@ -299,6 +300,7 @@ impl Shared {
         while Arc::strong_count(&old) > 1 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_micros(200));
         }
+        self.view.load().carry_hits_from(&old);
     }
 
     /// Per-interface statistics, every worker summed.
@@ -316,7 +318,7 @@ impl Shared {
             .collect()
     }
 
-    /// Neighbours used since the last call.
+    /// Neighbours and conntrack entries used since the last call.
     pub(crate) fn take_hits(&self, out: &mut Vec<Hit>) {
         self.view.load().take_hits(out);
     }
@@ -332,6 +334,10 @@ impl Shared {
                 self.builds.load(Relaxed),
             ),
             ("dataplane_neighbours".to_owned(), view.neighbours() as u64),
+            (
+                "dataplane_conntracks".to_owned(),
+                view.conntracks.len() as u64,
+            ),
         ]
     }
 }

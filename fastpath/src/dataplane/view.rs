@@ -13,13 +13,14 @@
 //! change, O(routes): about a millisecond per 100,000 routes.
 //!
 //! Invariants: a view is never mutated once published, except for the
-//! neighbours' hit flags (relaxed atomics, set by workers and cleared by the
-//! reporter); a lookup allocates nothing.
+//! neighbours' and conntrack entries' hit flags (relaxed atomics, set by
+//! workers and cleared by the reporter); a lookup allocates nothing.
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
+use super::conntrack::FlowTable;
 use crate::fpc::{rtn, Hit, Nexthop};
 use crate::tables::{FibSnapshot, PrefixHash, RouteAttrs, Tables};
 use crate::wire::ethernet::Mac;
@@ -95,6 +96,8 @@ pub(crate) struct View {
     neigh6: HashMap<(u32, u128), NeighEntry, PrefixHash>,
     local4: HashSet<u32, PrefixHash>,
     local6: HashSet<u128, PrefixHash>,
+    /// The conntrack entries, by flow.
+    pub conntracks: FlowTable,
 }
 
 impl View {
@@ -110,6 +113,7 @@ impl View {
             neigh6: HashMap::with_hasher(h.clone()),
             local4: HashSet::with_hasher(h.clone()),
             local6: HashSet::with_hasher(h),
+            conntracks: FlowTable::new(),
         }
     }
 
@@ -126,6 +130,7 @@ impl View {
                 view.up = l.flags & IFF_UP != 0;
             }
         }
+        v.conntracks = FlowTable::build(tables.conntracks());
         for n in tables.nexthops() {
             v.nexthops.insert(n.id, n.clone());
         }
@@ -225,8 +230,26 @@ impl View {
         }
     }
 
-    /// Appends every neighbour used since the last call, and clears its
-    /// flag.
+    /// Sets the hit flags of what was used in `old`, the view this one
+    /// replaced, once no worker holds `old`: a rebuild between two reports
+    /// (one per applied frame, so frequent while conntrack entries come
+    /// and go) loses no hit.
+    pub fn carry_hits_from(&self, old: &View) {
+        for (k, e) in &old.neigh4 {
+            if let (true, Some(n)) = (e.hit.load(Relaxed), self.neigh4.get(k)) {
+                n.mark_hit();
+            }
+        }
+        for (k, e) in &old.neigh6 {
+            if let (true, Some(n)) = (e.hit.load(Relaxed), self.neigh6.get(k)) {
+                n.mark_hit();
+            }
+        }
+        self.conntracks.carry_hits_from(&old.conntracks);
+    }
+
+    /// Appends every neighbour and conntrack entry used since the last
+    /// call, and clears its flag.
     pub fn take_hits(&self, out: &mut Vec<Hit>) {
         let hits4 = self
             .neigh4
@@ -246,6 +269,7 @@ impl View {
                 dst: IpAddr::V6(a.into()),
             });
         out.extend(hits6);
+        self.conntracks.take_hits(out);
     }
 
     pub fn neighbours(&self) -> usize {

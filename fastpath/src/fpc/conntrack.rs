@@ -6,9 +6,17 @@
 //!   its zone.
 //! * Only what the kernel announces is kept: tuples (the reply tuple says
 //!   the NAT), the status bits that change with an event (expected, seen
-//!   reply, assured, confirmed, the NAT bits), mark and zone. The timeout,
-//!   the counters, the TCP state and the use count change without one and
-//!   are left out, so that an event-fed copy equals a fresh dump.
+//!   reply, assured, confirmed, the NAT bits), mark, zone, the NAT
+//!   sequence adjustments a helper made (FTP), and the timeout as the
+//!   latest event or dump announced it. The counters, the TCP state and
+//!   the use count change without an event and are left out.
+//! * The timeout is the announced value, in seconds, not a deadline: it
+//!   counts down in Linux without events (and Linux's own packets push it
+//!   back silently), so a fresh dump differs from an event-fed copy only
+//!   there, and the equivalence check leaves it out. fpd does not age
+//!   entries itself: Linux does and announces their destruction; the
+//!   announced value is what cmgrd sets again when fpd reports the entry
+//!   used (hit flags), the timeout Linux itself last gave the entry.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -36,6 +44,41 @@ pub struct Conntrack {
     /// IPS_* bits of [`Conntrack::STATUS_SYNCED`].
     pub status: u32,
     pub mark: u32,
+    /// Seconds left, as last announced (CTA_TIMEOUT).
+    pub timeout: u32,
+    /// The TCP sequence adjustments of each direction (original, reply)
+    /// after a NAT helper resized the payload (CTA_SEQ_ADJ_ORIG/_REPLY).
+    pub seq_adj: [Option<SeqAdj>; 2],
+}
+
+/// A TCP sequence adjustment (`struct nf_ct_seqadj`): packets whose
+/// sequence number is after `correction_pos` are shifted by
+/// `offset_after`, earlier ones by `offset_before`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SeqAdj {
+    pub correction_pos: u32,
+    pub offset_before: i32,
+    pub offset_after: i32,
+}
+
+impl CtTuple {
+    pub(crate) fn emit(&self, w: &mut Writer<'_>) {
+        w.ip(self.src);
+        w.ip(self.dst);
+        w.u8(self.proto);
+        w.u16(self.sport);
+        w.u16(self.dport);
+    }
+
+    pub(crate) fn parse(r: &mut Reader<'_>) -> Result<CtTuple, DecodeError> {
+        Ok(CtTuple {
+            src: r.ip()?,
+            dst: r.ip()?,
+            proto: r.u8()?,
+            sport: r.u16()?,
+            dport: r.u16()?,
+        })
+    }
 }
 
 /// The identity of a conntrack entry.
@@ -51,6 +94,8 @@ impl Conntrack {
     pub const STATUS_SYNCED: u32 = 0x1ff;
     pub const IPS_SRC_NAT: u32 = 1 << 4;
     pub const IPS_DST_NAT: u32 = 1 << 5;
+    /// A NAT helper resized a payload: [`Conntrack::seq_adj`] applies.
+    pub const IPS_SEQ_ADJUST: u32 = 1 << 6;
 
     pub fn key(&self) -> CtKey {
         CtKey {
@@ -60,36 +105,44 @@ impl Conntrack {
     }
 
     pub(crate) fn emit(&self, w: &mut Writer<'_>) {
-        for t in [&self.orig, &self.reply] {
-            w.ip(t.src);
-            w.ip(t.dst);
-            w.u8(t.proto);
-            w.u16(t.sport);
-            w.u16(t.dport);
-        }
+        self.orig.emit(w);
+        self.reply.emit(w);
         w.u16(self.zone);
         w.u32(self.status);
         w.u32(self.mark);
+        w.u32(self.timeout);
+        for adj in &self.seq_adj {
+            w.bool(adj.is_some());
+            if let Some(a) = adj {
+                w.u32(a.correction_pos);
+                w.i32(a.offset_before);
+                w.i32(a.offset_after);
+            }
+        }
     }
 
     pub(crate) fn parse(r: &mut Reader<'_>) -> Result<Conntrack, DecodeError> {
-        let mut tuple = || -> Result<CtTuple, DecodeError> {
-            Ok(CtTuple {
-                src: r.ip()?,
-                dst: r.ip()?,
-                proto: r.u8()?,
-                sport: r.u16()?,
-                dport: r.u16()?,
-            })
-        };
-        let orig = tuple()?;
-        let reply = tuple()?;
+        let orig = CtTuple::parse(r)?;
+        let reply = CtTuple::parse(r)?;
+        let (zone, status, mark, timeout) = (r.u16()?, r.u32()?, r.u32()?, r.u32()?);
+        let mut seq_adj = [None; 2];
+        for adj in &mut seq_adj {
+            if r.bool()? {
+                *adj = Some(SeqAdj {
+                    correction_pos: r.u32()?,
+                    offset_before: r.i32()?,
+                    offset_after: r.i32()?,
+                });
+            }
+        }
         Ok(Conntrack {
             orig,
             reply,
-            zone: r.u16()?,
-            status: r.u32()?,
-            mark: r.u32()?,
+            zone,
+            status,
+            mark,
+            timeout,
+            seq_adj,
         })
     }
 }
@@ -108,8 +161,18 @@ impl fmt::Display for Conntrack {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "conntrack proto {} {} {} zone {} status {:#x} mark {:#x}",
-            self.orig.proto, self.orig, self.reply, self.zone, self.status, self.mark
-        )
+            "conntrack proto {} {} {} zone {} status {:#x} mark {:#x} timeout {}",
+            self.orig.proto, self.orig, self.reply, self.zone, self.status, self.mark, self.timeout
+        )?;
+        for (dir, adj) in ["orig", "reply"].iter().zip(&self.seq_adj) {
+            if let Some(a) = adj {
+                write!(
+                    f,
+                    " seq-adj-{dir} pos {} before {} after {}",
+                    a.correction_pos, a.offset_before, a.offset_after
+                )?;
+            }
+        }
+        Ok(())
     }
 }

@@ -16,11 +16,13 @@
 use super::codec::{DecodeError, Reader, Writer};
 use std::net::IpAddr;
 
+use super::conntrack::CtTuple;
 use super::object::{Object, ObjectKind};
 
 pub const MAGIC: u16 = 0xFB5C;
-/// Bumped on any incompatible change of a message or object layout.
-pub const VERSION: u16 = 1;
+/// Bumped on any incompatible change of a message or object layout
+/// (2: conntrack entries carry their timeout and sequence adjustments).
+pub const VERSION: u16 = 2;
 pub const HEADER_LEN: usize = 16;
 /// The largest body accepted (a batch of some 100,000 routes).
 pub const MAX_BODY: usize = 8 << 20;
@@ -115,8 +117,8 @@ pub struct InterfaceStats {
 }
 
 /// One entry of a hit-flags report (fpd -> cmgrd): what the fast path used
-/// or needed since its last report. Kinds are numbered on the wire; the
-/// next one is conntracks (by original tuple and zone).
+/// or needed since its last report. Kinds are numbered on the wire, each
+/// followed by its own fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Hit {
     /// A neighbour that forwarded packets used: Linux should keep it fresh
@@ -125,6 +127,15 @@ pub enum Hit {
     /// A next hop packets needed and the fast path has no usable neighbour
     /// for: Linux should resolve it (NTF_USE creates and probes it).
     NeighWanted { ifindex: u32, dst: IpAddr },
+    /// A conntrack entry that forwarded packets matched (either tuple):
+    /// Linux should push its timeout back (to `timeout`, the value fpd
+    /// holds: the one Linux last announced), since Linux itself no longer
+    /// sees that traffic.
+    Conntrack {
+        orig: CtTuple,
+        zone: u16,
+        timeout: u32,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -362,13 +373,27 @@ impl Message {
             Message::HitFlags(hits) => {
                 w.u32(hits.len() as u32);
                 for hit in hits {
-                    let (kind, ifindex, dst) = match hit {
-                        Hit::Neigh { ifindex, dst } => (1, ifindex, dst),
-                        Hit::NeighWanted { ifindex, dst } => (2, ifindex, dst),
-                    };
-                    w.u8(kind);
-                    w.u32(*ifindex);
-                    w.ip(*dst);
+                    match hit {
+                        Hit::Neigh { ifindex, dst } | Hit::NeighWanted { ifindex, dst } => {
+                            w.u8(if matches!(hit, Hit::Neigh { .. }) {
+                                1
+                            } else {
+                                2
+                            });
+                            w.u32(*ifindex);
+                            w.ip(*dst);
+                        }
+                        Hit::Conntrack {
+                            orig,
+                            zone,
+                            timeout,
+                        } => {
+                            w.u8(3);
+                            orig.emit(&mut w);
+                            w.u16(*zone);
+                            w.u32(*timeout);
+                        }
+                    }
                 }
             }
         }
@@ -526,11 +551,20 @@ impl Message {
                 }
                 let mut hits = Vec::with_capacity(count);
                 for _ in 0..count {
-                    let kind = r.u8()?;
-                    let (ifindex, dst) = (r.u32()?, r.ip()?);
-                    hits.push(match kind {
-                        1 => Hit::Neigh { ifindex, dst },
-                        2 => Hit::NeighWanted { ifindex, dst },
+                    hits.push(match r.u8()? {
+                        1 => Hit::Neigh {
+                            ifindex: r.u32()?,
+                            dst: r.ip()?,
+                        },
+                        2 => Hit::NeighWanted {
+                            ifindex: r.u32()?,
+                            dst: r.ip()?,
+                        },
+                        3 => Hit::Conntrack {
+                            orig: CtTuple::parse(&mut r)?,
+                            zone: r.u16()?,
+                            timeout: r.u32()?,
+                        },
                         v => {
                             return Err(DecodeError::BadValue {
                                 what: "hit kind",
@@ -671,6 +705,17 @@ mod tests {
                     ifindex: 4,
                     dst: "fe80::1".parse().unwrap(),
                 },
+                Hit::Conntrack {
+                    orig: CtTuple {
+                        src: "fd01::2".parse().unwrap(),
+                        dst: "fd02::2".parse().unwrap(),
+                        proto: 17,
+                        sport: 4000,
+                        dport: 5678,
+                    },
+                    zone: 7,
+                    timeout: 30,
+                },
             ]),
         ]
     }
@@ -695,6 +740,42 @@ mod tests {
         let mut bad = frame.clone();
         bad[20] = 9;
         assert!(parse_frame(&bad).is_err());
+    }
+
+    #[test]
+    fn conntrack_hit_bytes() {
+        let mut frame = Vec::new();
+        let hit = Hit::Conntrack {
+            orig: CtTuple {
+                src: "10.1.0.2".parse().unwrap(),
+                dst: "10.2.0.2".parse().unwrap(),
+                proto: 17,
+                sport: 4000,
+                dport: 5678,
+            },
+            zone: 2,
+            timeout: 3,
+        };
+        Message::HitFlags(vec![hit]).emit(0, &mut frame);
+        #[rustfmt::skip]
+        let expected = [
+            0xfb, 0x5c, 15, 0, 0, 0, 0, 26, 0, 0, 0, 0, 0, 0, 0, 0,
+            0, 0, 0, 1,             // one hit
+            3,                      // a conntrack entry used
+            4, 10, 1, 0, 2,         // original source 10.1.0.2
+            4, 10, 2, 0, 2,         // original destination 10.2.0.2
+            17,                     // UDP
+            0x0f, 0xa0, 0x16, 0x2e, // ports 4000 -> 5678
+            0, 2,                   // zone
+            0, 0, 0, 3,             // timeout
+        ];
+        assert_eq!(frame, expected);
+        assert_eq!(parse_frame(&frame).unwrap().1, Message::HitFlags(vec![hit]));
+        for cut in HEADER_LEN..frame.len() {
+            let mut short = frame[..cut].to_vec();
+            short[4..8].copy_from_slice(&((cut - HEADER_LEN) as u32).to_be_bytes());
+            assert!(parse_frame(&short).is_err(), "cut at {cut}");
+        }
     }
 
     #[test]

@@ -17,7 +17,7 @@ mod xtables;
 
 pub use capture::CaptureFilter;
 pub use codec::DecodeError;
-pub use conntrack::{Conntrack, CtKey, CtTuple};
+pub use conntrack::{Conntrack, CtKey, CtTuple, SeqAdj};
 pub use message::{
     all_capabilities, hello_version, kind_capability, parse_frame, parse_header, Counter,
     ErrorCode, Header, Hello, Hit, InterfaceStats, Message, ObjectError, Op, Role, HEADER_LEN,

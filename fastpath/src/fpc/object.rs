@@ -996,7 +996,7 @@ impl fmt::Display for Object {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::fpc::conntrack::CtTuple;
+    use crate::fpc::conntrack::{CtTuple, SeqAdj};
     use crate::fpc::xfrm::{Encap, Lifetime, Selector, XfrmAlgo, XfrmTmpl};
 
     fn ip(s: &str) -> IpAddr {
@@ -1249,6 +1249,15 @@ pub(crate) mod tests {
                 zone: 3,
                 status: 0x3e,
                 mark: 0xdead,
+                timeout: 431_999,
+                seq_adj: [
+                    None,
+                    Some(SeqAdj {
+                        correction_pos: 0x8000_0001,
+                        offset_before: 0,
+                        offset_after: -3,
+                    }),
+                ],
             }),
             Object::NftTable(NftTable {
                 family: 1,

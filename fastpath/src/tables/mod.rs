@@ -498,6 +498,10 @@ impl Tables {
         self.neighs.values()
     }
 
+    pub(crate) fn conntracks(&self) -> impl Iterator<Item = &Conntrack> {
+        self.conntracks.values()
+    }
+
     /// Starts a full resync: every object is stale until applied again.
     pub fn begin_sync(&mut self, generation: u64) {
         if let Some(previous) = self.syncing {

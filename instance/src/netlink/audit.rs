@@ -135,6 +135,7 @@ mod tests {
             kind: AUDIT_NETFILTER_CFG,
             flags: 0,
             seq: 0,
+            pid: 0,
             payload: text,
         };
         assert!(!netfilter_cfg(&m).unwrap().is_xtables());

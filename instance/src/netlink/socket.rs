@@ -83,6 +83,23 @@ impl NetlinkSocket {
         Ok(sock)
     }
 
+    /// The port id the kernel gave this socket at bind (the nlmsg_pid of
+    /// the notifications its requests cause).
+    pub fn portid(&self) -> io::Result<u32> {
+        // SAFETY: sockaddr_nl is plain data; zeroed is a valid value.
+        let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t;
+        // SAFETY: addr and len are valid for writing, len its size.
+        check(unsafe {
+            libc::getsockname(
+                self.fd.as_raw_fd(),
+                &mut addr as *mut _ as *mut libc::sockaddr,
+                &mut len,
+            )
+        })?;
+        Ok(addr.nl_pid)
+    }
+
     fn setsockopt(
         &self,
         level: libc::c_int,

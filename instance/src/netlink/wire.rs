@@ -142,6 +142,9 @@ pub struct NlMsg<'a> {
     pub kind: u16,
     pub flags: u16,
     pub seq: u32,
+    /// nlmsg_pid: in a notification, the port id of the socket whose
+    /// request caused it (0 for the kernel's own changes).
+    pub pid: u32,
     pub payload: &'a [u8],
 }
 
@@ -177,6 +180,7 @@ impl<'a> Iterator for Messages<'a> {
             kind: u16::from_ne_bytes([self.buf[4], self.buf[5]]),
             flags: u16::from_ne_bytes([self.buf[6], self.buf[7]]),
             seq: u32::from_ne_bytes(self.buf[8..12].try_into().unwrap()),
+            pid: u32::from_ne_bytes(self.buf[12..16].try_into().unwrap()),
             payload: &self.buf[NLMSG_HDRLEN..len],
         };
         self.buf = &self.buf[align(len).min(self.buf.len())..];

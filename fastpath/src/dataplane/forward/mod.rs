@@ -2,6 +2,9 @@
 //! hop, rewrite in place. No I/O: it takes the view and the frame, so unit
 //! tests need no sockets.
 //!
+//! A forwarded packet marks the conntrack entries of its flow used (hit
+//! flags, reported to cmgrd, which keeps them alive in Linux).
+//!
 //! Invariants: a frame is only rewritten when the verdict is `Forward`
 //! (TTL or hop limit decremented, IPv4 checksum updated, MACs set); every
 //! other verdict leaves it as received, for Linux. Nothing here allocates,
@@ -229,6 +232,10 @@ fn route4(view: &View, payload: &mut [u8]) -> Result<(usize, Mac), Verdict> {
     );
     let dst_ip = IpAddr::V4(Ipv4Addr::from(dst));
     let (out, mac) = next_hop(view, &attrs.nexthops, flow, dst_ip, p.total_len())?;
+    if !p.is_fragment() {
+        view.conntracks
+            .mark4(p.src(), dst, p.protocol(), p.payload());
+    }
     p.decrement_ttl();
     Ok((out, mac))
 }
@@ -266,6 +273,8 @@ fn route6(view: &View, payload: &mut [u8]) -> Result<(usize, Mac), Verdict> {
     );
     let dst_ip = IpAddr::V6(Ipv6Addr::from(dst));
     let (out, mac) = next_hop(view, &attrs.nexthops, flow, dst_ip, p.total_len())?;
+    view.conntracks
+        .mark6(src, dst, p.next_header(), p.payload());
     p.decrement_hop_limit();
     Ok((out, mac))
 }

@@ -704,3 +704,56 @@ fn the_way_back_needs_a_neighbour() {
     let f = udp6(MAC_C, "fd01::2", "fd02::2", 1);
     assert!(icmp_error(&v, 2, &f, IcmpError::TimeExceeded, &mut out).is_ok());
 }
+
+#[test]
+fn a_forwarded_packet_marks_its_conntrack_entry() {
+    use crate::fpc::{Conntrack, CtTuple, Hit};
+    let tuple = |src: &str, dst: &str, sport, dport| CtTuple {
+        src: ip(src),
+        dst: ip(dst),
+        proto: 17,
+        sport,
+        dport,
+    };
+    let mut t = tables();
+    for (a, b) in [("10.1.0.2", "10.2.0.2"), ("fd01::2", "fd02::2")] {
+        let ct = Conntrack {
+            orig: tuple(a, b, 1234, 5678),
+            reply: tuple(b, a, 5678, 1234),
+            zone: 0,
+            status: 0x8,
+            mark: 0,
+            timeout: 30,
+            seq_adj: [None; 2],
+        };
+        t.apply(Op::Add, Object::Conntrack(ct)).unwrap();
+    }
+    let v = View::build(&t, &ports(), 2);
+    let hits = |v: &View| {
+        let mut out = Vec::new();
+        v.take_hits(&mut out);
+        out.retain(|h| matches!(h, Hit::Conntrack { .. }));
+        out
+    };
+    // Left to Linux (TTL expires here): not fpd's to mark.
+    let mut f = udp4(MAC_A, "10.1.0.2", "10.2.0.2", 1, 1234);
+    assert_eq!(run(&v, &mut f), Verdict::Exception(Exception::Ttl));
+    assert_eq!(hits(&v), vec![]);
+    let mut f = udp4(MAC_A, "10.1.0.2", "10.2.0.2", 64, 1234);
+    assert_eq!(run(&v, &mut f), Verdict::Forward(1));
+    assert_eq!(
+        hits(&v),
+        vec![Hit::Conntrack {
+            orig: tuple("10.1.0.2", "10.2.0.2", 1234, 5678),
+            zone: 0,
+            timeout: 30,
+        }]
+    );
+    // Another source port is another flow.
+    let mut f = udp4(MAC_A, "10.1.0.2", "10.2.0.2", 64, 1235);
+    assert_eq!(run(&v, &mut f), Verdict::Forward(1));
+    assert_eq!(hits(&v), vec![]);
+    let mut f = udp6(MAC_A, "fd01::2", "fd02::2", 64);
+    assert_eq!(run(&v, &mut f), Verdict::Forward(1));
+    assert_eq!(hits(&v).len(), 1);
+}
