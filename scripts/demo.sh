@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job, end to end: a namespace, an fpd (blade 1) and a cmgrd
-# syncing it, a few `ip` changes, then the fast path's tables and the
+# syncing it, a few `ip`, `nft`, `iptables-legacy` and `conntrack`
+# changes, then the fast path's tables and the
 # equivalence check. Everything it creates is removed when it ends.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,6 +41,16 @@ ip -n "$ns" route add 192.168.30.0/24 nhid 5 table 100
 ip -n "$ns" route add blackhole 198.51.100.0/24
 ip -n "$ns" -6 route add 2001:db8:99::/64 via 2001:db8::2
 ip -n "$ns" neigh add 10.0.0.2 lladdr 02:00:00:00:00:02 dev veth0
+set +x
+
+echo "== changing netfilter with nft, iptables-legacy and conntrack"
+set -x
+ip netns exec "$ns" nft add table inet demo
+ip netns exec "$ns" nft add chain inet demo input '{ type filter hook input priority 0; policy accept; }'
+ip netns exec "$ns" nft add rule inet demo input tcp dport 22 counter accept
+ip netns exec "$ns" iptables-legacy -A INPUT -s 10.0.0.0/24 -p udp --dport 53 -j ACCEPT
+ip netns exec "$ns" iptables-legacy -t nat -A POSTROUTING -o veth0 -j MASQUERADE
+ip netns exec "$ns" conntrack -I -p udp -s 10.0.0.1 -d 10.0.0.9 --sport 5000 --dport 53 --timeout 120 2>/dev/null
 set +x
 
 echo "== equivalence check (no output: in sync)"
