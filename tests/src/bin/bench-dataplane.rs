@@ -15,7 +15,12 @@
 //! AF_PACKET and the TPACKET_V2 receive ring (the default), with V3, and
 //! with AF_XDP (`--backend af_xdp`).
 //!
-//! Usage: bench-dataplane [--seconds N] [--rounds N] (defaults 4, 2).
+//! Usage: bench-dataplane [--seconds N] [--rounds N] [--conntracks N]
+//! (defaults 4, 2, 10000).
+//!
+//! Last, fpd (AF_XDP) forwards the same flow again with N conntrack
+//! entries synced into it, the flow's own among them: every packet then
+//! finds and marks its entry (the hit flags that keep it alive in Linux).
 //! Run the release build as root.
 
 #[path = "../../tests/dataplane/topology.rs"]
@@ -93,6 +98,25 @@ fn blast(t: &Topology, cfg: &std::path::Path, seconds: u64) -> (f64, f64) {
     );
     let _ = child.wait();
     ((tx1 - tx0) as f64 / dt, (rx1 - rx0) as f64 / dt)
+}
+
+/// `count` conntrack entries in `ns`, plus the benchmark flow's own
+/// (10.1.0.2:9 -> 10.2.0.2:5678), all UDP with an hour to live.
+fn load_conntracks(ns: &Netns, count: u32) {
+    let script = format!(
+        "conntrack -I -p udp -s 10.1.0.2 -d 10.2.0.2 --sport 9 --dport 5678 --timeout 3600 && \
+         i=0; while [ $i -lt {count} ]; do \
+           conntrack -I -p udp -s 10.8.$((i / 250 % 250)).$((i % 250 + 1)) -d 10.2.0.2 \
+             --sport $((1024 + i / 62500)) --dport 5678 --timeout 3600 2>/dev/null || exit 1; \
+           i=$((i + 1)); done"
+    );
+    let started = Instant::now();
+    sh(&["ip", "netns", "exec", &ns.name, "sh", "-c", &script]);
+    eprintln!(
+        "{} conntrack entries made in {:.1} s",
+        count + 1,
+        started.elapsed().as_secs_f64()
+    );
 }
 
 /// Average ping round trip through the router, in microseconds.
@@ -197,6 +221,42 @@ fn main() {
             }
         }
     }
+    // The same with conntrack entries: the flow's own and `conntracks`
+    // others, made before fpd starts so that the first sync carries them.
+    let conntracks: u32 = arg("--conntracks", 10_000u32);
+    load_conntracks(&t.r, conntracks);
+    let ct_mode = format!("fpd af_xdp, {} conntracks", conntracks + 1);
+    let mut fpd_ct = Vec::new();
+    for round in 1..=rounds {
+        // The kernel releases a killed fpd's AF_XDP sockets a little after
+        // its exit (EBUSY on bind until then).
+        std::thread::sleep(Duration::from_secs(2));
+        t.start_fast_path(&["--cpus", "1", "--backend", "af_xdp"]);
+        let synced = t
+            .counters()
+            .into_iter()
+            .find(|(n, _)| n == "conntracks")
+            .map_or(0, |(_, v)| v);
+        assert_eq!(synced, u64::from(conntracks) + 1, "conntracks in fpd");
+        let mut tries = 0;
+        while ping(&t.a, "10.2.0.2", 1, "0.1") == 0 {
+            tries += 1;
+            assert!(tries < 50, "fpd does not forward\n{}", t.logs());
+        }
+        for (frame, cfg) in sizes.iter().zip(&cfgs) {
+            let (offered, delivered) = blast(&t, cfg, seconds);
+            eprintln!("round {round} {ct_mode} {frame}B: offered {offered:.0} pps, delivered {delivered:.0} pps");
+            fpd_ct.push(Run {
+                frame: *frame,
+                offered,
+                delivered,
+            });
+        }
+        t.stop_fast_path();
+        for dev in ["veth-a", "veth-b", "veth-c"] {
+            t.r.ip(&["link", "set", "dev", dev, "xdp", "off"]);
+        }
+    }
     let best = |runs: &[Run], frame: usize| {
         runs.iter()
             .filter(|r| r.frame == frame)
@@ -213,6 +273,11 @@ fn main() {
             let (f, fo) = best(&fpd[m], frame);
             println!("| {frame} B | {mode} | {f:.0} ({fo:.0}) | {:.2}x |", f / k);
         }
+        let (f, fo) = best(&fpd_ct, frame);
+        println!(
+            "| {frame} B | {ct_mode} | {f:.0} ({fo:.0}) | {:.2}x |",
+            f / k
+        );
     }
     let rk = avg(&rtt_kernel);
     println!("\nping round trip through the router (500 pings, 2 ms apart): kernel {rk:.0} us");

@@ -190,6 +190,13 @@ impl Topology {
         )
     }
 
+    /// fpd's counters (objects per table, syncs, ...).
+    pub fn counters(&self) -> Vec<(String, u64)> {
+        QueryClient::connect(&self.endpoint, "test", Duration::from_secs(5))
+            .and_then(|mut c| c.counters())
+            .expect("fpd counters")
+    }
+
     /// fpd's per-interface statistics.
     pub fn stats(&self) -> Vec<InterfaceStats> {
         QueryClient::connect(&self.endpoint, "test", Duration::from_secs(5))
