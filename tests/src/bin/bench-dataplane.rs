@@ -100,6 +100,57 @@ fn blast(t: &Topology, cfg: &std::path::Path, seconds: u64) -> (f64, f64) {
     ((tx1 - tx0) as f64 / dt, (rx1 - rx0) as f64 / dt)
 }
 
+/// Starts fpd (and cmgrd) on the router with `args`, and waits until a
+/// ping crosses it.
+fn start_forwarding(t: &mut Topology, args: &[&str]) {
+    t.start_fast_path(args);
+    let mut tries = 0;
+    while ping(&t.a, "10.2.0.2", 1, "0.1") == 0 {
+        tries += 1;
+        assert!(tries < 50, "fpd does not forward\n{}", t.logs());
+    }
+}
+
+/// One blast of each frame size through the running fpd.
+fn blast_each_size(
+    t: &Topology,
+    sizes: &[usize],
+    cfgs: &[std::path::PathBuf],
+    seconds: u64,
+    label: &str,
+) -> Vec<Run> {
+    let mut runs = Vec::new();
+    for (frame, cfg) in sizes.iter().zip(cfgs) {
+        let before = t.stats();
+        let (offered, delivered) = blast(t, cfg, seconds);
+        let after = t.stats();
+        let d = |name: &str| counter(&after, "veth-a", name) - counter(&before, "veth-a", name);
+        eprintln!(
+            "{label} {frame}B: offered {offered:.0} pps, delivered {delivered:.0} pps \
+             (fpd: forwarded {}, ring drops {}, tx full {})",
+            d("forwarded"),
+            d("rx_ring_drops"),
+            d("drop_tx_full"),
+        );
+        runs.push(Run {
+            frame: *frame,
+            offered,
+            delivered,
+        });
+    }
+    runs
+}
+
+/// Stops fpd and cmgrd. A killed fpd leaves its XDP program attached
+/// (passing every frame to Linux, but still on the path): off, for the
+/// next run.
+fn stop_forwarding(t: &mut Topology) {
+    t.stop_fast_path();
+    for dev in ["veth-a", "veth-b", "veth-c"] {
+        t.r.ip(&["link", "set", "dev", dev, "xdp", "off"]);
+    }
+}
+
 /// `count` conntrack entries in `ns`, plus the benchmark flow's own
 /// (10.1.0.2:9 -> 10.2.0.2:5678), all UDP with an hour to live.
 fn load_conntracks(ns: &Netns, count: u32) {
@@ -186,39 +237,11 @@ fn main() {
         // fpd forwards; the kernel does not.
         sysctl(&t.r, &["net.ipv4.ip_forward=0"]);
         for (m, (mode, args)) in modes.iter().enumerate() {
-            t.start_fast_path(args);
-            let mut tries = 0;
-            while ping(&t.a, "10.2.0.2", 1, "0.1") == 0 {
-                tries += 1;
-                assert!(tries < 50, "fpd does not forward\n{}", t.logs());
-            }
+            start_forwarding(&mut t, args);
             rtt_fpd[m].push(rtt_us(&t));
-            for (frame, cfg) in sizes.iter().zip(&cfgs) {
-                let before = t.stats();
-                let (offered, delivered) = blast(&t, cfg, seconds);
-                let after = t.stats();
-                let d =
-                    |name: &str| counter(&after, "veth-a", name) - counter(&before, "veth-a", name);
-                eprintln!(
-                "round {round} {mode} {frame}B: offered {offered:.0} pps, delivered {delivered:.0} pps \
-                 (fpd: forwarded {}, ring drops {}, tx full {})",
-                d("forwarded"),
-                d("rx_ring_drops"),
-                d("drop_tx_full"),
-            );
-                fpd[m].push(Run {
-                    frame: *frame,
-                    offered,
-                    delivered,
-                });
-            }
-            t.stop_fast_path();
-            // A killed fpd leaves its XDP program attached (passing every
-            // frame to Linux, but still on the path): off, for the next
-            // kernel run.
-            for dev in ["veth-a", "veth-b", "veth-c"] {
-                t.r.ip(&["link", "set", "dev", dev, "xdp", "off"]);
-            }
+            let label = format!("round {round} {mode}");
+            fpd[m].extend(blast_each_size(&t, &sizes, &cfgs, seconds, &label));
+            stop_forwarding(&mut t);
         }
     }
     // The same with conntrack entries: the flow's own and `conntracks`
@@ -231,31 +254,16 @@ fn main() {
         // The kernel releases a killed fpd's AF_XDP sockets a little after
         // its exit (EBUSY on bind until then).
         std::thread::sleep(Duration::from_secs(2));
-        t.start_fast_path(&["--cpus", "1", "--backend", "af_xdp"]);
+        start_forwarding(&mut t, &["--cpus", "1", "--backend", "af_xdp"]);
         let synced = t
             .counters()
             .into_iter()
             .find(|(n, _)| n == "conntracks")
             .map_or(0, |(_, v)| v);
         assert_eq!(synced, u64::from(conntracks) + 1, "conntracks in fpd");
-        let mut tries = 0;
-        while ping(&t.a, "10.2.0.2", 1, "0.1") == 0 {
-            tries += 1;
-            assert!(tries < 50, "fpd does not forward\n{}", t.logs());
-        }
-        for (frame, cfg) in sizes.iter().zip(&cfgs) {
-            let (offered, delivered) = blast(&t, cfg, seconds);
-            eprintln!("round {round} {ct_mode} {frame}B: offered {offered:.0} pps, delivered {delivered:.0} pps");
-            fpd_ct.push(Run {
-                frame: *frame,
-                offered,
-                delivered,
-            });
-        }
-        t.stop_fast_path();
-        for dev in ["veth-a", "veth-b", "veth-c"] {
-            t.r.ip(&["link", "set", "dev", dev, "xdp", "off"]);
-        }
+        let label = format!("round {round} {ct_mode}");
+        fpd_ct.extend(blast_each_size(&t, &sizes, &cfgs, seconds, &label));
+        stop_forwarding(&mut t);
     }
     let best = |runs: &[Run], frame: usize| {
         runs.iter()
