@@ -22,10 +22,12 @@
 //! `conntrack -I/-U --timeout`), so the entry lives as long as it would
 //! if Linux saw the packets; a fixed value would shorten long TCP timeouts
 //! or lengthen short ones. (At least [`CT_MIN_TIMEOUT`]: a dump announces
-//! what is left, which can be nothing.) The kernel announces the update; cmgrd knows
-//! the echo by its port id and keeps the timeout it had (the echo can be a
-//! second lower, rounded down, which would otherwise shrink the timeout a
-//! little with each refresh).
+//! what is left, which can be nothing; so after a restart of cmgrd an
+//! entry is refreshed to what its dump had left, not to its state's full
+//! timeout, until its next event.) The kernel announces the update; cmgrd
+//! knows the echo by its port id and keeps the timeout it had (the echo
+//! can be a second lower, rounded down, which would otherwise shrink the
+//! timeout a little with each refresh).
 //!
 //! Invariants: the blade tasks only hand messages over (a bounded channel,
 //! never waiting: a report that does not fit is dropped and counted, the
