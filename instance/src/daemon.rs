@@ -1207,7 +1207,7 @@ impl Processor {
     fn resync_scopes(&mut self, scopes: &[Scope]) -> Result<usize, SocketError> {
         let mut changes = 0;
         for scope in scopes {
-            let fresh = match dump_scope(
+            let mut fresh = match dump_scope(
                 &mut self.cmd,
                 *scope,
                 &self.config.features,
@@ -1228,6 +1228,9 @@ impl Processor {
                 }
                 Err(e) => return Err(e),
             };
+            if *scope == Scope::Conntracks {
+                self.complete_dumped_conntracks(&mut fresh);
+            }
             let ops = self.cache.reconcile(*scope, fresh);
             changes += ops.len();
             self.pending.extend(ops);

@@ -181,6 +181,42 @@ fn the_timeout_is_synced_as_announced_and_survives_restarts() {
     s.assert_in_sync(SYNC);
 }
 
+/// A full resync (here after an overrun) finds every entry with less of
+/// its timeout left than announced: that is no change, so the blades keep
+/// the announced timeout and get no op for it.
+#[test]
+fn a_resync_keeps_the_announced_timeouts() {
+    let s = Setup::with_args("ct-resync", &["-l", "256K"]);
+    conntrack(&s.ns, "-I", &[&UDP[..], &["--timeout", "120"]].concat());
+    assert!(
+        wait_until(SYNC, || entry_by_sport(&s, 1000)
+            .is_some_and(|c| c.timeout == 120)),
+        "{:?}",
+        conntracks(&s)
+    );
+    std::thread::sleep(Duration::from_millis(1500)); // Linux counts down
+    s.ns.batch("link add v0 type veth peer name v1\nlink set v0 up\naddr add 10.9.0.1/16 dev v0\n");
+    s.cmgrd.as_ref().unwrap().signal(libc::SIGSTOP);
+    let routes: String = (0..20_000u32)
+        .map(|i| format!("route add 100.{}.{}.0/24 via 10.9.0.2\n", i / 256, i % 256))
+        .collect();
+    s.ns.batch(&routes);
+    s.cmgrd.as_ref().unwrap().signal(libc::SIGCONT);
+    s.assert_in_sync(Duration::from_secs(30));
+    let sync = s.console("show sync");
+    assert!(
+        !sync.contains("- resyncs: 0\n"),
+        "no resync happened: {sync}"
+    );
+    let left: u32 = in_ns(&s.ns, &["conntrack", "-L", "-p", "udp", "--sport", "1000"])
+        .split_whitespace()
+        .nth(2)
+        .and_then(|t| t.parse().ok())
+        .expect("the entry in Linux");
+    assert!(left < 120, "Linux counted down: {left}");
+    assert_eq!(entry_by_sport(&s, 1000).map(|c| c.timeout), Some(120));
+}
+
 /// Runs `f` on a new thread inside the namespace `ns`.
 fn in_netns<T: Send + 'static>(
     ns: &Netns,

@@ -16,6 +16,13 @@
 //!   cmgrd's own refresh (hit flags, `crate::hitflags`), which carries the
 //!   refresher socket's port id: that one keeps the cached timeout.
 //!
+//! * A dump announces what is left of each entry's timeout, less than the
+//!   cached (announced) one when nothing changed but time: a dumped entry
+//!   keeps its cached timeout unless the dump's is larger (an update the
+//!   dump is the only news of). So a resync after an overrun sends only
+//!   the entries that really changed, and refreshes (hit flags) keep
+//!   setting the state's full timeout rather than a remainder.
+//!
 //! Invariant: only `seq_adj` and `timeout` are ever taken from the cache;
 //! every other field is the kernel's latest word.
 
@@ -36,7 +43,26 @@ pub(super) fn merge_event(cached: &Conntrack, new: &mut Conntrack, echo: bool) {
     }
 }
 
+/// Completes `dumped`, a dump's entry, from `cached`: what is left of the
+/// cached timeout is no change.
+pub(super) fn merge_dump(cached: &Conntrack, dumped: &mut Conntrack) {
+    if dumped.timeout <= cached.timeout {
+        dumped.timeout = cached.timeout;
+    }
+}
+
 impl Processor {
+    /// Completes a dump's entries from the cache, as [`merge_dump`] says.
+    pub(super) fn complete_dumped_conntracks(&self, fresh: &mut [Object]) {
+        for obj in fresh {
+            let Object::Conntrack(ct) = obj else { continue };
+            if let Some(Object::Conntrack(cached)) = self.cache.get(&ObjectKey::Conntrack(ct.key()))
+            {
+                merge_dump(cached, ct);
+            }
+        }
+    }
+
     /// An object of a ctnetlink event from the socket of port id `pid`,
     /// completed as [`merge_event`] says when it is a cached entry.
     pub(super) fn conntrack_event(&self, pid: u32, obj: Object) -> Object {
@@ -154,6 +180,24 @@ mod tests {
         let mut new = entry(0x19e, 100, [None, None]);
         merge_event(&cached, &mut new, false);
         assert_eq!(new.seq_adj, [None, None]);
+    }
+
+    #[test]
+    fn a_dump_keeps_the_cached_timeout_unless_it_grew() {
+        let cached = entry(0x18e, 120, [None, None]);
+        let mut dumped = entry(0x18e, 97, [Some(ADJ), None]);
+        merge_dump(&cached, &mut dumped);
+        assert_eq!(
+            dumped,
+            Conntrack {
+                seq_adj: [Some(ADJ), None],
+                ..cached
+            }
+        );
+        // An update that only the dump tells of (its event lost).
+        let mut dumped = entry(0x18e, 299, [None, None]);
+        merge_dump(&cached, &mut dumped);
+        assert_eq!(dumped.timeout, 299);
     }
 
     #[test]
