@@ -40,7 +40,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn, Instrument, Span};
 
-use crate::dataplane::DataplaneHandle;
+use crate::dataplane::{DataplaneHandle, Parts};
 use crate::fpc::{
     all_capabilities, hello_version, parse_header, Counter, Endpoint, ErrorCode, Header, Hello,
     Message, Object, ObjectError, Op, Role, Stream, HEADER_LEN, VERSION,
@@ -844,6 +844,15 @@ async fn apply_frame(
             return Err(Close::Replaced);
         }
         let mut errors = Vec::new();
+        // What of the dataplane's view this frame changes (a sweep at
+        // SyncEnd may touch anything).
+        let parts = match &msg {
+            Message::Batch(ops) => ops
+                .iter()
+                .fold(Parts::default(), |p, (_, o)| p.union(Parts::of(o.kind()))),
+            Message::SyncEnd { .. } => Parts::ALL,
+            _ => Parts::default(),
+        };
         match msg {
             Message::SyncBegin { generation } => {
                 tables.begin_sync(generation);
@@ -868,7 +877,7 @@ async fn apply_frame(
             _ => {}
         }
         if let Some(dp) = &shared.dataplane {
-            dp.0.changed();
+            dp.0.changed(parts);
         }
         Ok(errors)
     })

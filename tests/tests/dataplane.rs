@@ -475,3 +475,55 @@ fn hit_flags_keep_a_fast_path_only_conntrack_entry_alive() {
         now - refreshed
     );
 }
+
+/// fpd's counter `name` (0 when it has none).
+fn fp_counter(t: &Topology, name: &str) -> u64 {
+    t.counters()
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .map_or(0, |(_, v)| v)
+}
+
+/// Conntrack entries come and go far more often than routes: their news
+/// make new views that share the routing part (no copy of the FIB), and
+/// the entries are in the view fpd forwards with.
+#[test]
+fn conntrack_news_copy_no_routes() {
+    let _serial = serial();
+    let mut t = Topology::new("dpcr");
+    t.start_fast_path(&[]);
+    until_reachable(&t, "10.2.0.2");
+    let routing = fp_counter(&t, "dataplane_routing_builds");
+    let views = fp_counter(&t, "dataplane_view_builds");
+    for sport in 5000..5020u16 {
+        let sport = sport.to_string();
+        let out = conntrack(
+            &t,
+            &[
+                "-I", "-p", "udp", "-s", "10.1.0.2", "-d", "10.2.0.2", "--sport", &sport,
+                "--dport", "53", "-t", "60",
+            ],
+        );
+        assert!(out.status.success(), "{out:?}");
+    }
+    assert!(
+        wait_until(Duration::from_secs(5), || fp_counter(
+            &t,
+            "dataplane_conntracks"
+        ) == 20),
+        "{:?}",
+        t.counters()
+    );
+    assert!(fp_counter(&t, "dataplane_view_builds") > views);
+    assert_eq!(
+        fp_counter(&t, "dataplane_routing_builds"),
+        routing,
+        "a conntrack change copied the routes"
+    );
+    // A route still makes a routing part of its own.
+    t.r.ip(&["route", "add", "10.77.0.0/24", "via", "10.2.0.2"]);
+    assert!(wait_until(Duration::from_secs(5), || fp_counter(
+        &t,
+        "dataplane_routing_builds"
+    ) > routing));
+}

@@ -44,6 +44,7 @@ use crate::fpc::{Counter, Hit, InterfaceStats};
 use crate::tables::Tables;
 use port::Backend;
 use stats::WorkerStats;
+pub(crate) use view::Parts;
 use view::{PortInfo, View};
 
 /// Wanted neighbours waiting for the next report, at most.
@@ -101,12 +102,16 @@ pub(crate) struct Shared {
     changes: Mutex<Changes>,
     changed: Condvar,
     builds: AtomicU64,
+    /// Views whose routing part was built anew (not shared).
+    routing_builds: AtomicU64,
     backend: &'static str,
 }
 
 #[derive(Default)]
 struct Changes {
     count: u64,
+    /// The parts of the view the changes since the last build touched.
+    parts: Parts,
     closing: bool,
 }
 
@@ -172,6 +177,7 @@ impl Dataplane {
             changes: Mutex::new(Changes::default()),
             changed: Condvar::new(),
             builds: AtomicU64::new(0),
+            routing_builds: AtomicU64::new(0),
             backend: backend.name(),
         });
         // Open everything before any thread starts: a bad port fails fpd
@@ -256,9 +262,16 @@ impl Shared {
         self.changes.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The tables changed: the builder makes a new view.
-    pub(crate) fn changed(&self) {
-        self.changes().count += 1;
+    /// The tables changed in `parts`: the builder makes a new view (none
+    /// when `parts` is empty: nothing forwarding reads changed).
+    pub(crate) fn changed(&self, parts: Parts) {
+        if parts.is_empty() {
+            return;
+        }
+        let mut c = self.changes();
+        c.count += 1;
+        c.parts = c.parts.union(parts);
+        drop(c);
         self.changed.notify_one();
     }
 
@@ -267,15 +280,16 @@ impl Shared {
         self.changed.notify_all();
     }
 
-    /// Waits for a change after `seen`; `None` once closing.
-    fn wait_change(&self, seen: u64) -> Option<u64> {
+    /// Waits for a change after `seen`: its count and the parts changed
+    /// since the last call; `None` once closing.
+    fn wait_change(&self, seen: u64) -> Option<(u64, Parts)> {
         let mut c = self.changes();
         loop {
             if c.closing {
                 return None;
             }
             if c.count != seen {
-                return Some(c.count);
+                return Some((c.count, std::mem::take(&mut c.parts)));
             }
             c = self
                 .changed
@@ -285,10 +299,14 @@ impl Shared {
         }
     }
 
-    /// A view of `tables` (locked by the caller, briefly).
-    fn build(&self, tables: &Tables) -> View {
-        let generation = self.builds.fetch_add(1, Relaxed) + 1;
-        View::build(tables, &self.ports, generation)
+    /// The view after a change of `parts` of `tables` (locked by the
+    /// caller, briefly): the parts not changed are the current view's.
+    fn build(&self, tables: &Tables, parts: Parts) -> View {
+        self.builds.fetch_add(1, Relaxed);
+        if parts.routing {
+            self.routing_builds.fetch_add(1, Relaxed);
+        }
+        self.view.load().rebuild(tables, &self.ports, parts)
     }
 
     /// Publishes `view` (the tables unlocked).
@@ -333,6 +351,10 @@ impl Shared {
                 "dataplane_view_builds".to_owned(),
                 self.builds.load(Relaxed),
             ),
+            (
+                "dataplane_routing_builds".to_owned(),
+                self.routing_builds.load(Relaxed),
+            ),
             ("dataplane_neighbours".to_owned(), view.neighbours() as u64),
             (
                 "dataplane_conntracks".to_owned(),
@@ -352,11 +374,12 @@ impl DataplaneHandle {
     {
         let shared = &self.0;
         let mut seen = 0;
+        let mut parts = Parts::ALL;
         loop {
-            let view = shared.build(&lock());
+            let view = shared.build(&lock(), parts);
             shared.publish(view);
             match shared.wait_change(seen) {
-                Some(now) => seen = now,
+                Some((now, changed)) => (seen, parts) = (now, changed),
                 None => return,
             }
         }

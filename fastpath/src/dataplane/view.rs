@@ -12,16 +12,25 @@
 //! about as large as the first, only when ports are attached) and a copy per
 //! change, O(routes): about a millisecond per 100,000 routes.
 //!
+//! A view has two parts, each shared (`Arc`) with the view before it unless
+//! the change touched it: [`Routing`] (ports, routes, nexthops, neighbours,
+//! local addresses) and the conntrack [`FlowTable`]. Conntrack entries come
+//! and go far more often than routes, so a conntrack change copies no FIB,
+//! and a change of what forwarding does not read (IPsec, rules, ...) makes
+//! no view at all (see [`Parts`]).
+//!
 //! Invariants: a view is never mutated once published, except for the
 //! neighbours' and conntrack entries' hit flags (relaxed atomics, set by
 //! workers and cleared by the reporter); a lookup allocates nothing.
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
+use std::ops::Deref;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
 
 use super::conntrack::FlowTable;
-use crate::fpc::{rtn, Hit, Nexthop};
+use crate::fpc::{rtn, Hit, Nexthop, ObjectKind};
 use crate::tables::{FibSnapshot, PrefixHash, RouteAttrs, Tables};
 use crate::wire::ethernet::Mac;
 
@@ -86,9 +95,49 @@ pub(crate) enum Lookup<'a> {
     NoRoute,
 }
 
-/// See the module documentation.
+/// Which parts of the view a change of the tables touches.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Parts {
+    pub routing: bool,
+    pub flows: bool,
+}
+
+impl Parts {
+    pub const ALL: Parts = Parts {
+        routing: true,
+        flows: true,
+    };
+
+    /// What objects of `kind` change in the view.
+    pub fn of(kind: ObjectKind) -> Parts {
+        use ObjectKind::*;
+        Parts {
+            routing: matches!(kind, Link | Addr | Route | Nexthop | Neigh),
+            flows: kind == Conntrack,
+        }
+    }
+
+    pub fn union(self, other: Parts) -> Parts {
+        Parts {
+            routing: self.routing || other.routing,
+            flows: self.flows || other.flows,
+        }
+    }
+
+    pub fn is_empty(self) -> bool {
+        self == Parts::default()
+    }
+}
+
+/// See the module documentation. Derefs to its [`Routing`].
 pub(crate) struct View {
-    pub generation: u64,
+    routing: Arc<Routing>,
+    /// The conntrack entries, by flow.
+    pub conntracks: Arc<FlowTable>,
+}
+
+/// What forwarding reads but the conntrack entries.
+pub(crate) struct Routing {
     pub ports: Vec<PortView>,
     fib: Option<FibSnapshot>,
     nexthops: HashMap<u32, Nexthop, PrefixHash>,
@@ -96,16 +145,74 @@ pub(crate) struct View {
     neigh6: HashMap<(u32, u128), NeighEntry, PrefixHash>,
     local4: HashSet<u32, PrefixHash>,
     local6: HashSet<u128, PrefixHash>,
-    /// The conntrack entries, by flow.
-    pub conntracks: FlowTable,
+}
+
+impl Deref for View {
+    type Target = Routing;
+    fn deref(&self) -> &Routing {
+        &self.routing
+    }
 }
 
 impl View {
     /// Nothing is forwarded (before the first sync).
     pub fn empty(ports: &[PortInfo]) -> View {
-        let h = PrefixHash::new();
         View {
-            generation: 0,
+            routing: Arc::new(Routing::empty(ports)),
+            conntracks: Arc::new(FlowTable::new()),
+        }
+    }
+
+    /// A whole view of `tables`.
+    #[cfg(test)]
+    pub fn build(tables: &Tables, ports: &[PortInfo]) -> View {
+        View::empty(ports).rebuild(tables, ports, Parts::ALL)
+    }
+
+    /// The view after a change of `parts` of `tables`: the other part is
+    /// this view's, shared.
+    pub fn rebuild(&self, tables: &Tables, ports: &[PortInfo], parts: Parts) -> View {
+        View {
+            routing: match parts.routing {
+                true => Arc::new(Routing::build(tables, ports)),
+                false => self.routing.clone(),
+            },
+            conntracks: match parts.flows {
+                true => Arc::new(FlowTable::build(tables.conntracks())),
+                false => self.conntracks.clone(),
+            },
+        }
+    }
+
+    /// Whether `other` shares this view's routing part (no copy was made).
+    pub fn shares_routing(&self, other: &View) -> bool {
+        Arc::ptr_eq(&self.routing, &other.routing)
+    }
+
+    /// Sets the hit flags of what was used in `old`, the view this one
+    /// replaced, once no worker holds `old`: a rebuild between two reports
+    /// loses no hit. A shared part has the same flags already.
+    pub fn carry_hits_from(&self, old: &View) {
+        if !self.shares_routing(old) {
+            self.routing.carry_hits_from(&old.routing);
+        }
+        if !Arc::ptr_eq(&self.conntracks, &old.conntracks) {
+            self.conntracks.carry_hits_from(&old.conntracks);
+        }
+    }
+
+    /// Appends every neighbour and conntrack entry used since the last
+    /// call, and clears its flag.
+    pub fn take_hits(&self, out: &mut Vec<Hit>) {
+        self.routing.take_hits(out);
+        self.conntracks.take_hits(out);
+    }
+}
+
+impl Routing {
+    fn empty(ports: &[PortInfo]) -> Routing {
+        let h = PrefixHash::new();
+        Routing {
             ports: ports.iter().map(port_view).collect(),
             fib: None,
             nexthops: HashMap::with_hasher(h.clone()),
@@ -113,13 +220,11 @@ impl View {
             neigh6: HashMap::with_hasher(h.clone()),
             local4: HashSet::with_hasher(h.clone()),
             local6: HashSet::with_hasher(h),
-            conntracks: FlowTable::new(),
         }
     }
 
-    pub fn build(tables: &Tables, ports: &[PortInfo], generation: u64) -> View {
-        let mut v = View::empty(ports);
-        v.generation = generation;
+    fn build(tables: &Tables, ports: &[PortInfo]) -> Routing {
+        let mut v = Routing::empty(ports);
         v.fib = Some(tables.fib_snapshot());
         for (view, info) in v.ports.iter_mut().zip(ports) {
             if let Some(l) = tables.links().find(|l| l.ifindex == info.ifindex) {
@@ -130,7 +235,6 @@ impl View {
                 view.up = l.flags & IFF_UP != 0;
             }
         }
-        v.conntracks = FlowTable::build(tables.conntracks());
         for n in tables.nexthops() {
             v.nexthops.insert(n.id, n.clone());
         }
@@ -230,11 +334,8 @@ impl View {
         }
     }
 
-    /// Sets the hit flags of what was used in `old`, the view this one
-    /// replaced, once no worker holds `old`: a rebuild between two reports
-    /// (one per applied frame, so frequent while conntrack entries come
-    /// and go) loses no hit.
-    pub fn carry_hits_from(&self, old: &View) {
+    /// Sets the hit flags of the neighbours used in `old`.
+    fn carry_hits_from(&self, old: &Routing) {
         for (k, e) in &old.neigh4 {
             if let (true, Some(n)) = (e.hit.load(Relaxed), self.neigh4.get(k)) {
                 n.mark_hit();
@@ -245,12 +346,11 @@ impl View {
                 n.mark_hit();
             }
         }
-        self.conntracks.carry_hits_from(&old.conntracks);
     }
 
-    /// Appends every neighbour and conntrack entry used since the last
-    /// call, and clears its flag.
-    pub fn take_hits(&self, out: &mut Vec<Hit>) {
+    /// Appends every neighbour used since the last call, and clears its
+    /// flag.
+    fn take_hits(&self, out: &mut Vec<Hit>) {
         let hits4 = self
             .neigh4
             .iter()
@@ -269,7 +369,6 @@ impl View {
                 dst: IpAddr::V6(a.into()),
             });
         out.extend(hits6);
-        self.conntracks.take_hits(out);
     }
 
     pub fn neighbours(&self) -> usize {

@@ -199,7 +199,7 @@ fn tables() -> Tables {
 }
 
 fn view() -> View {
-    View::build(&tables(), &ports(), 1)
+    View::build(&tables(), &ports())
 }
 
 /// An Ethernet frame to `dst_mac` carrying UDP from `src` to `dst`.
@@ -456,18 +456,18 @@ fn mtu_and_port_state_come_from_the_synced_link() {
         info: LinkInfo::None,
     };
     t.apply(Op::Replace, Object::Link(link.clone())).unwrap();
-    let v = View::build(&t, &ports(), 2);
+    let v = View::build(&t, &ports());
     let mut f = udp4(MAC_A, "10.1.0.2", "10.2.0.2", 64, 1);
     assert_eq!(run(&v, &mut f), Verdict::Exception(Exception::Mtu));
     link.mtu = 1500;
     t.apply(Op::Replace, Object::Link(link.clone())).unwrap();
-    let v = View::build(&t, &ports(), 3);
+    let v = View::build(&t, &ports());
     let mut f = udp4(MAC_A, "10.1.0.2", "10.2.0.2", 64, 1);
     assert_eq!(run(&v, &mut f), Verdict::Forward(1));
     assert_eq!(&f[6..12], &MAC_C, "the new MAC of veth-b");
     link.flags = 0;
     t.apply(Op::Replace, Object::Link(link)).unwrap();
-    let v = View::build(&t, &ports(), 4);
+    let v = View::build(&t, &ports());
     let mut f = udp4(MAC_A, "10.1.0.2", "10.2.0.2", 64, 1);
     assert_eq!(run(&v, &mut f), Verdict::Drop(DropReason::PortDown));
 }
@@ -493,7 +493,7 @@ fn route_changes_take_effect_in_the_next_view() {
         ),
     )
     .unwrap();
-    let v = View::build(&t, &ports(), 2);
+    let v = View::build(&t, &ports());
     let mut f = udp4(MAC_A, "10.1.0.2", "10.9.0.7", 64, 1);
     assert_eq!(run(&v, &mut f), Verdict::Forward(2));
     t.apply(
@@ -501,7 +501,7 @@ fn route_changes_take_effect_in_the_next_view() {
         route(254, "10.9.0.0", 24, rtn::UNICAST, NextHops::None),
     )
     .unwrap();
-    let v = View::build(&t, &ports(), 3);
+    let v = View::build(&t, &ports());
     let mut f = udp4(MAC_A, "10.1.0.2", "10.9.0.7", 64, 1);
     assert_eq!(run(&v, &mut f), Verdict::Exception(Exception::NoRoute));
 }
@@ -728,7 +728,7 @@ fn a_forwarded_packet_marks_its_conntrack_entry() {
         };
         t.apply(Op::Add, Object::Conntrack(ct)).unwrap();
     }
-    let v = View::build(&t, &ports(), 2);
+    let v = View::build(&t, &ports());
     let hits = |v: &View| {
         let mut out = Vec::new();
         v.take_hits(&mut out);
@@ -756,4 +756,73 @@ fn a_forwarded_packet_marks_its_conntrack_entry() {
     let mut f = udp6(MAC_A, "fd01::2", "fd02::2", 64);
     assert_eq!(run(&v, &mut f), Verdict::Forward(1));
     assert_eq!(hits(&v).len(), 1);
+}
+
+#[test]
+fn a_conntrack_change_copies_no_routes_and_keeps_every_hit() {
+    use crate::dataplane::view::Parts;
+    use crate::fpc::{Conntrack, CtTuple, Hit, ObjectKind};
+    let tuple = |src: &str, dst: &str, sport, dport| CtTuple {
+        src: ip(src),
+        dst: ip(dst),
+        proto: 17,
+        sport,
+        dport,
+    };
+    let entry = |sport| {
+        Object::Conntrack(Conntrack {
+            orig: tuple("10.1.0.2", "10.2.0.2", sport, 5678),
+            reply: tuple("10.2.0.2", "10.1.0.2", 5678, sport),
+            zone: 0,
+            status: 0x8,
+            mark: 0,
+            timeout: 30,
+            seq_adj: [None; 2],
+        })
+    };
+    let mut t = tables();
+    t.apply(Op::Add, entry(1234)).unwrap();
+    let v1 = View::build(&t, &ports());
+    let mut f = udp4(MAC_A, "10.1.0.2", "10.2.0.2", 64, 1234);
+    assert_eq!(run(&v1, &mut f), Verdict::Forward(1));
+
+    // A new conntrack entry: a new flow table, the same routing part.
+    t.apply(Op::Add, entry(1235)).unwrap();
+    let flows = Parts::of(ObjectKind::Conntrack);
+    let v2 = v1.rebuild(&t, &ports(), flows);
+    assert!(v2.shares_routing(&v1));
+    assert_eq!(v2.conntracks.len(), 2);
+    v2.carry_hits_from(&v1);
+    let mut hits = Vec::new();
+    v2.take_hits(&mut hits);
+    assert!(
+        hits.iter().any(|h| matches!(h, Hit::Neigh { .. })),
+        "{hits:?}"
+    );
+    assert!(
+        hits.iter()
+            .any(|h| matches!(h, Hit::Conntrack { orig, .. } if orig.sport == 1234)),
+        "{hits:?}"
+    );
+
+    // A route: a new routing part, the same flow table.
+    t.apply(
+        Op::Replace,
+        route(
+            254,
+            "10.9.0.0",
+            24,
+            rtn::UNICAST,
+            NextHops::Single(hop(Some("10.3.0.2"), 4)),
+        ),
+    )
+    .unwrap();
+    let v3 = v2.rebuild(&t, &ports(), Parts::of(ObjectKind::Route));
+    assert!(!v3.shares_routing(&v2));
+    assert!(std::sync::Arc::ptr_eq(&v3.conntracks, &v2.conntracks));
+    let mut f = udp4(MAC_A, "10.1.0.2", "10.9.0.7", 64, 1);
+    assert_eq!(run(&v3, &mut f), Verdict::Forward(2));
+    // What forwarding does not read changes nothing.
+    assert!(Parts::of(ObjectKind::XfrmSa).is_empty());
+    assert!(Parts::of(ObjectKind::NftRule).is_empty());
 }
