@@ -479,9 +479,8 @@ fn an_empty_view_forwards_nothing() {
     assert_eq!(run(&v, &mut f), Verdict::Exception(Exception::NoRoute));
 }
 
-#[test]
-fn route_changes_take_effect_in_the_next_view() {
-    let mut t = tables();
+/// 10.9.0.0/24 via 10.3.0.2 (veth-c, port 2).
+fn add_route_via_veth_c(t: &mut Tables) {
     t.apply(
         Op::Replace,
         route(
@@ -493,6 +492,12 @@ fn route_changes_take_effect_in_the_next_view() {
         ),
     )
     .unwrap();
+}
+
+#[test]
+fn route_changes_take_effect_in_the_next_view() {
+    let mut t = tables();
+    add_route_via_veth_c(&mut t);
     let v = View::build(&t, &ports());
     let mut f = udp4(MAC_A, "10.1.0.2", "10.9.0.7", 64, 1);
     assert_eq!(run(&v, &mut f), Verdict::Forward(2));
@@ -806,17 +811,7 @@ fn a_conntrack_change_copies_no_routes_and_keeps_every_hit() {
     );
 
     // A route: a new routing part, the same flow table.
-    t.apply(
-        Op::Replace,
-        route(
-            254,
-            "10.9.0.0",
-            24,
-            rtn::UNICAST,
-            NextHops::Single(hop(Some("10.3.0.2"), 4)),
-        ),
-    )
-    .unwrap();
+    add_route_via_veth_c(&mut t);
     let v3 = v2.rebuild(&t, &ports(), Parts::of(ObjectKind::Route));
     assert!(!v3.shares_routing(&v2));
     assert!(std::sync::Arc::ptr_eq(&v3.conntracks, &v2.conntracks));
