@@ -710,16 +710,20 @@ fn the_way_back_needs_a_neighbour() {
     assert!(icmp_error(&v, 2, &f, IcmpError::TimeExceeded, &mut out).is_ok());
 }
 
-#[test]
-fn a_forwarded_packet_marks_its_conntrack_entry() {
-    use crate::fpc::{Conntrack, CtTuple, Hit};
-    let tuple = |src: &str, dst: &str, sport, dport| CtTuple {
+/// A UDP conntrack tuple.
+fn tuple(src: &str, dst: &str, sport: u16, dport: u16) -> crate::fpc::CtTuple {
+    crate::fpc::CtTuple {
         src: ip(src),
         dst: ip(dst),
         proto: 17,
         sport,
         dport,
-    };
+    }
+}
+
+#[test]
+fn a_forwarded_packet_marks_its_conntrack_entry() {
+    use crate::fpc::{Conntrack, Hit};
     let mut t = tables();
     for (a, b) in [("10.1.0.2", "10.2.0.2"), ("fd01::2", "fd02::2")] {
         let ct = Conntrack {
@@ -766,14 +770,7 @@ fn a_forwarded_packet_marks_its_conntrack_entry() {
 #[test]
 fn a_conntrack_change_copies_no_routes_and_keeps_every_hit() {
     use crate::dataplane::view::Parts;
-    use crate::fpc::{Conntrack, CtTuple, Hit, ObjectKind};
-    let tuple = |src: &str, dst: &str, sport, dport| CtTuple {
-        src: ip(src),
-        dst: ip(dst),
-        proto: 17,
-        sport,
-        dport,
-    };
+    use crate::fpc::{Conntrack, Hit, ObjectKind};
     let entry = |sport| {
         Object::Conntrack(Conntrack {
             orig: tuple("10.1.0.2", "10.2.0.2", sport, 5678),
