@@ -23,6 +23,7 @@
 
 mod conntrack;
 mod forward;
+mod gates;
 mod port;
 mod stats;
 mod view;
@@ -70,11 +71,14 @@ pub struct DataplaneConfig {
 /// The port backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum PortBackend {
-    /// AF_PACKET rings: Linux keeps a copy of every frame.
+    /// AF_PACKET rings: Linux keeps a copy of every frame, so the router
+    /// runs with forwarding off and what fpd leaves to Linux is not
+    /// forwarded (TTL expiry and missing routes fpd answers itself).
     #[default]
     AfPacket,
-    /// AF_XDP sockets and a redirect program; exceptions go back to Linux
-    /// through a TAP per port.
+    /// AF_XDP sockets and a redirect program; exceptions go back to Linux,
+    /// through a TAP per port, as received on the port: the router runs
+    /// with Linux's forwarding on, and Linux forwards what fpd does not.
     AfXdp,
 }
 
@@ -105,6 +109,11 @@ pub(crate) struct Shared {
     /// Views whose routing part was built anew (not shared).
     routing_builds: AtomicU64,
     backend: &'static str,
+    /// Whether Linux forwards what fpd hands it (AF_XDP: the exception
+    /// path reaches Linux as if from the wire) or not (AF_PACKET: Linux
+    /// holds a copy of every frame, so it must not forward, and fpd
+    /// answers TTL expiry and missing routes itself).
+    pub linux_forwards: bool,
 }
 
 #[derive(Default)]
@@ -179,6 +188,7 @@ impl Dataplane {
             builds: AtomicU64::new(0),
             routing_builds: AtomicU64::new(0),
             backend: backend.name(),
+            linux_forwards: config.backend == PortBackend::AfXdp,
         });
         // Open everything before any thread starts: a bad port fails fpd
         // at once.

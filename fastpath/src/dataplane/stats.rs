@@ -44,10 +44,29 @@ pub(crate) enum Exception {
     Mtu,
     /// The route leaves through an interface fpd does not forward on.
     NotAPort,
+    /// The family's forwarding path has netfilter hooks (nf_tables base
+    /// chains, legacy x_tables rules) fpd does not evaluate.
+    Netfilter,
+    /// The family has IPsec policies for forwarded or outgoing packets.
+    Xfrm,
+    /// An IPv4 fragment or an IPv6 packet with a fragment header.
+    Fragment,
+    /// A source or destination Linux refuses to route (loopback,
+    /// unspecified, multicast or broadcast source, one of its own
+    /// addresses as source, IPv4-mapped IPv6).
+    Martian,
+    /// The packet would leave through the port it came in on: Linux also
+    /// sends an ICMP redirect.
+    Redirect,
+    /// The frame is longer than its IP packet (Ethernet padding): Linux
+    /// forwards the packet without it.
+    Padded,
+    /// The output port is down or has no carrier.
+    LinkDown,
 }
 
 impl Exception {
-    pub const ALL: [Exception; 13] = [
+    pub const ALL: [Exception; 20] = [
         Exception::NotIp,
         Exception::OtherHost,
         Exception::L2Multicast,
@@ -61,6 +80,13 @@ impl Exception {
         Exception::IpOptions,
         Exception::Mtu,
         Exception::NotAPort,
+        Exception::Netfilter,
+        Exception::Xfrm,
+        Exception::Fragment,
+        Exception::Martian,
+        Exception::Redirect,
+        Exception::Padded,
+        Exception::LinkDown,
     ];
 
     pub fn name(self) -> &'static str {
@@ -78,6 +104,13 @@ impl Exception {
             Exception::IpOptions => "exception_ip_options",
             Exception::Mtu => "exception_mtu",
             Exception::NotAPort => "exception_not_a_port",
+            Exception::Netfilter => "exception_netfilter",
+            Exception::Xfrm => "exception_xfrm",
+            Exception::Fragment => "exception_fragment",
+            Exception::Martian => "exception_martian",
+            Exception::Redirect => "exception_redirect",
+            Exception::Padded => "exception_padded",
+            Exception::LinkDown => "exception_link_down",
         }
     }
 }

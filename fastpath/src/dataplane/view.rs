@@ -16,8 +16,10 @@
 //! the change touched it: [`Routing`] (ports, routes, nexthops, neighbours,
 //! local addresses) and the conntrack [`FlowTable`]. Conntrack entries come
 //! and go far more often than routes, so a conntrack change copies no FIB,
-//! and a change of what forwarding does not read (IPsec, rules, ...) makes
-//! no view at all (see [`Parts`]).
+//! and a change of what forwarding does not read (IPsec SAs, capture
+//! filters, ...) makes no view at all (see [`Parts`]). What closes a
+//! family's fast path ([`Gates`]: netfilter hooks, IPsec policies) is a
+//! third, small part.
 //!
 //! Invariants: a view is never mutated once published, except for the
 //! neighbours' and conntrack entries' hit flags (relaxed atomics, set by
@@ -30,6 +32,7 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 
 use super::conntrack::FlowTable;
+use super::gates::Gates;
 use crate::fpc::{rtn, Hit, Nexthop, ObjectKind};
 use crate::tables::{FibSnapshot, PrefixHash, RouteAttrs, Tables};
 use crate::wire::ethernet::Mac;
@@ -37,6 +40,7 @@ use crate::wire::ethernet::Mac;
 /// `NUD_*` states whose link-layer address can be used.
 const NUD_USABLE: u16 = 0x02 | 0x04 | 0x08 | 0x10 | 0x40 | 0x80;
 const IFF_UP: u32 = 0x1;
+const IFF_LOWER_UP: u32 = 0x1_0000;
 
 /// The main, local and default tables, in the order the kernel's default
 /// rules look them up (policy routing rules are not synced yet).
@@ -100,12 +104,15 @@ pub(crate) enum Lookup<'a> {
 pub(crate) struct Parts {
     pub routing: bool,
     pub flows: bool,
+    /// What closes a family's fast path ([`Gates`]).
+    pub gates: bool,
 }
 
 impl Parts {
     pub const ALL: Parts = Parts {
         routing: true,
         flows: true,
+        gates: true,
     };
 
     /// What objects of `kind` change in the view.
@@ -114,6 +121,10 @@ impl Parts {
         Parts {
             routing: matches!(kind, Link | Addr | Route | Nexthop | Neigh),
             flows: kind == Conntrack,
+            gates: matches!(
+                kind,
+                NftTable | NftChain | NftRule | XtChain | XtRule | XfrmSp
+            ),
         }
     }
 
@@ -121,6 +132,7 @@ impl Parts {
         Parts {
             routing: self.routing || other.routing,
             flows: self.flows || other.flows,
+            gates: self.gates || other.gates,
         }
     }
 
@@ -134,6 +146,8 @@ pub(crate) struct View {
     routing: Arc<Routing>,
     /// The conntrack entries, by flow.
     pub conntracks: Arc<FlowTable>,
+    /// Which families must go to Linux whatever the packet.
+    pub gates: Gates,
 }
 
 /// What forwarding reads but the conntrack entries.
@@ -160,6 +174,7 @@ impl View {
         View {
             routing: Arc::new(Routing::empty(ports)),
             conntracks: Arc::new(FlowTable::new()),
+            gates: Gates::default(),
         }
     }
 
@@ -180,6 +195,10 @@ impl View {
             conntracks: match parts.flows {
                 true => Arc::new(FlowTable::build(tables.conntracks())),
                 false => self.conntracks.clone(),
+            },
+            gates: match parts.gates {
+                true => Gates::build(tables),
+                false => self.gates,
             },
         }
     }
@@ -232,7 +251,10 @@ impl Routing {
                     view.mac = mac;
                 }
                 view.mtu = l.mtu;
-                view.up = l.flags & IFF_UP != 0;
+                // Up and with carrier: without it, Linux keeps IPv4
+                // routes through the port (flagged linkdown) unless told
+                // to ignore them, and fpd cannot tell which.
+                view.up = l.flags & IFF_UP != 0 && l.flags & IFF_LOWER_UP != 0;
             }
         }
         for n in tables.nexthops() {

@@ -131,6 +131,7 @@ impl Worker {
         let counters = &self.stats.ports;
         let tx = &mut self.tx;
         let wanted = &self.wanted;
+        let linux_forwards = self.shared.linux_forwards;
         let mut got = 0;
         for (port, rxq) in &mut self.rx {
             let port = *port;
@@ -163,9 +164,13 @@ impl Worker {
                     }
                     Verdict::Exception(e) => {
                         c.exception(e);
-                        // Linux, which does not forward, drops the packet
-                        // silently: answer it here. The packet itself is
-                        // still left to Linux, as counted.
+                        // A Linux that forwards answers it itself. One that
+                        // does not (AF_PACKET) drops it silently: answer it
+                        // here. The packet itself is still left to Linux,
+                        // as counted.
+                        if linux_forwards {
+                            return Fate::ToLinux;
+                        }
                         let Some(why) = IcmpError::for_verdict(verdict) else {
                             return Fate::ToLinux;
                         };

@@ -502,6 +502,22 @@ impl Tables {
         self.conntracks.values()
     }
 
+    pub(crate) fn nft_chains(&self) -> impl Iterator<Item = &NftChain> {
+        self.nft_chains.values()
+    }
+
+    pub(crate) fn xt_chains(&self) -> impl Iterator<Item = &XtChain> {
+        self.xt_chains.values()
+    }
+
+    pub(crate) fn xt_rules(&self) -> impl Iterator<Item = &XtRule> {
+        self.xt_rules.values().map(|r| &**r)
+    }
+
+    pub(crate) fn xfrm_policies(&self) -> impl Iterator<Item = &XfrmSp> {
+        self.sps.values()
+    }
+
     /// Starts a full resync: every object is stale until applied again.
     pub fn begin_sync(&mut self, generation: u64) {
         if let Some(previous) = self.syncing {

@@ -5,6 +5,13 @@
 //! A forwarded packet marks the conntrack entries of its flow used (hit
 //! flags, reported to cmgrd, which keeps them alive in Linux).
 //!
+//! The first rule: fpd forwards a packet only when it knows Linux would
+//! forward it the same way (same output, same bytes, no ICMP error, no
+//! redirect); anything else is an exception, which Linux handles with its
+//! full semantics (on AF_XDP, as if received on the port: see
+//! `port::xdp`). A family whose configuration fpd does not evaluate
+//! (netfilter hooks, IPsec policies: [`Gates`]) goes to Linux whole.
+//!
 //! Invariants: a frame is only rewritten when the verdict is `Forward`
 //! (TTL or hop limit decremented, IPv4 checksum updated, MACs set); every
 //! other verdict leaves it as received, for Linux. Nothing here allocates,
@@ -24,6 +31,7 @@ use crate::wire::ethernet::{self, ethertype, Frame, Mac};
 use crate::wire::{icmp, ip_proto, ipv4, ipv6};
 
 use super::stats::{DropReason, Exception};
+use super::gates::Gates;
 use super::view::{Lookup, View};
 
 /// What to do with a frame.
@@ -59,9 +67,12 @@ pub(crate) fn forward(view: &View, in_port: usize, frame: &mut [u8]) -> Verdict 
             Exception::OtherHost
         });
     }
-    let next = match eth.ethertype() {
-        ethertype::IPV4 => route4(view, eth.payload_mut()),
-        ethertype::IPV6 => route6(view, eth.payload_mut()),
+    let next = match (eth.ethertype(), view.gates) {
+        (ethertype::IPV4, Gates { v4: Some(e), .. }) | (ethertype::IPV6, Gates { v6: Some(e), .. }) => {
+            Err(Verdict::Exception(e))
+        }
+        (ethertype::IPV4, _) => route4(view, in_port, eth.payload_mut()),
+        (ethertype::IPV6, _) => route6(view, in_port, eth.payload_mut()),
         _ => Err(Verdict::Exception(Exception::NotIp)),
     };
     match next {
@@ -197,9 +208,10 @@ pub(crate) fn icmp_error(
     Ok((out_port, ethernet::HEADER_LEN + len))
 }
 
-/// The output port and next-hop MAC of an IPv4 packet; rewrites its TTL
-/// and checksum when it is to be forwarded.
-fn route4(view: &View, payload: &mut [u8]) -> Result<(usize, Mac), Verdict> {
+/// The output port and next-hop MAC of an IPv4 packet received on
+/// `in_port`; rewrites its TTL and checksum when it is to be forwarded.
+fn route4(view: &View, in_port: usize, payload: &mut [u8]) -> Result<(usize, Mac), Verdict> {
+    let frame_len = payload.len();
     let mut p =
         ipv4::Packet::new_checked(payload).map_err(|_| Verdict::Drop(DropReason::Malformed))?;
     if !p.verify_checksum() {
@@ -208,12 +220,23 @@ fn route4(view: &View, payload: &mut [u8]) -> Result<(usize, Mac), Verdict> {
     if p.header_len() > ipv4::HEADER_LEN {
         return Err(Verdict::Exception(Exception::IpOptions));
     }
-    let dst = p.dst();
+    let (src, dst) = (p.src(), p.dst());
     if dst >> 28 == 0xe || dst == u32::MAX {
         return Err(Verdict::Exception(Exception::Multicast));
     }
     if view.is_local4(dst) {
         return Err(Verdict::Exception(Exception::Local));
+    }
+    if martian4(src, dst) || view.is_local4(src) {
+        return Err(Verdict::Exception(Exception::Martian));
+    }
+    // Linux trims the frame to the packet; so does it reassemble and
+    // refragment as soon as conntrack runs, which fpd cannot see.
+    if p.total_len() != frame_len {
+        return Err(Verdict::Exception(Exception::Padded));
+    }
+    if p.is_fragment() {
+        return Err(Verdict::Exception(Exception::Fragment));
     }
     let attrs = match view.lookup4(dst) {
         Lookup::Local => return Err(Verdict::Exception(Exception::Local)),
@@ -232,15 +255,16 @@ fn route4(view: &View, payload: &mut [u8]) -> Result<(usize, Mac), Verdict> {
     );
     let dst_ip = IpAddr::V4(Ipv4Addr::from(dst));
     let (out, mac) = next_hop(view, &attrs.nexthops, flow, dst_ip, p.total_len())?;
-    if !p.is_fragment() {
-        view.conntracks
-            .mark4(p.src(), dst, p.protocol(), p.payload());
+    if out == in_port {
+        return Err(Verdict::Exception(Exception::Redirect));
     }
+    view.conntracks.mark4(src, dst, p.protocol(), p.payload());
     p.decrement_ttl();
     Ok((out, mac))
 }
 
-fn route6(view: &View, payload: &mut [u8]) -> Result<(usize, Mac), Verdict> {
+fn route6(view: &View, in_port: usize, payload: &mut [u8]) -> Result<(usize, Mac), Verdict> {
+    let frame_len = payload.len();
     let mut p =
         ipv6::Packet::new_checked(payload).map_err(|_| Verdict::Drop(DropReason::Malformed))?;
     let (src, dst) = (p.src(), p.dst());
@@ -255,6 +279,15 @@ fn route6(view: &View, payload: &mut [u8]) -> Result<(usize, Mac), Verdict> {
     }
     if view.is_local6(dst) {
         return Err(Verdict::Exception(Exception::Local));
+    }
+    if martian6(src) || martian6(dst) || ipv6::is_multicast(src) || view.is_local6(src) {
+        return Err(Verdict::Exception(Exception::Martian));
+    }
+    if p.total_len() != frame_len {
+        return Err(Verdict::Exception(Exception::Padded));
+    }
+    if p.next_header() == ip_proto::FRAGMENT {
+        return Err(Verdict::Exception(Exception::Fragment));
     }
     let attrs = match view.lookup6(dst) {
         Lookup::Local => return Err(Verdict::Exception(Exception::Local)),
@@ -273,10 +306,27 @@ fn route6(view: &View, payload: &mut [u8]) -> Result<(usize, Mac), Verdict> {
     );
     let dst_ip = IpAddr::V6(Ipv6Addr::from(dst));
     let (out, mac) = next_hop(view, &attrs.nexthops, flow, dst_ip, p.total_len())?;
+    if out == in_port {
+        return Err(Verdict::Exception(Exception::Redirect));
+    }
     view.conntracks
         .mark6(src, dst, p.next_header(), p.payload());
     p.decrement_hop_limit();
     Ok((out, mac))
+}
+
+/// An IPv4 source or destination Linux will not route (RFC 1812 5.3.7,
+/// `ip_route_input_slow`): `0.0.0.0/8` and `127.0.0.0/8` either way, a
+/// multicast or limited-broadcast source (the destination was checked).
+fn martian4(src: u32, dst: u32) -> bool {
+    let zero_or_loopback = |a: u32| a >> 24 == 0 || a >> 24 == 127;
+    zero_or_loopback(src) || zero_or_loopback(dst) || src >> 28 == 0xe || src == u32::MAX
+}
+
+/// An IPv6 address Linux will not forward to or from: unspecified,
+/// loopback, IPv4-mapped.
+fn martian6(a: u128) -> bool {
+    a == 0 || a == 1 || a >> 32 == 0xffff
 }
 
 fn check_type(rtype: u8) -> Result<(), Verdict> {
@@ -332,7 +382,7 @@ fn next_hop(
         .ok_or(Verdict::Exception(Exception::NotAPort))?;
     let port = &view.ports[out];
     if !port.up {
-        return Err(Verdict::Drop(DropReason::PortDown));
+        return Err(Verdict::Exception(Exception::LinkDown));
     }
     if ip_len > port.mtu as usize {
         return Err(Verdict::Exception(Exception::Mtu));

@@ -88,7 +88,7 @@ fn tables() -> Tables {
             ifindex,
             name: name.into(),
             kind: "veth".into(),
-            flags: 0x1003,
+            flags: 0x11043,
             mtu: 1500,
             link_type: 1,
             mac: mac.to_vec(),
@@ -445,7 +445,7 @@ fn mtu_and_port_state_come_from_the_synced_link() {
         ifindex: 3,
         name: "veth-b".into(),
         kind: "veth".into(),
-        flags: 0x1003,
+        flags: 0x11043,
         mtu: 30,
         link_type: 1,
         mac: MAC_C.to_vec(),
@@ -469,7 +469,7 @@ fn mtu_and_port_state_come_from_the_synced_link() {
     t.apply(Op::Replace, Object::Link(link)).unwrap();
     let v = View::build(&t, &ports());
     let mut f = udp4(MAC_A, "10.1.0.2", "10.2.0.2", 64, 1);
-    assert_eq!(run(&v, &mut f), Verdict::Drop(DropReason::PortDown));
+    assert_eq!(run(&v, &mut f), Verdict::Exception(Exception::LinkDown));
 }
 
 #[test]
@@ -816,5 +816,115 @@ fn a_conntrack_change_copies_no_routes_and_keeps_every_hit() {
     assert_eq!(run(&v3, &mut f), Verdict::Forward(2));
     // What forwarding does not read changes nothing.
     assert!(Parts::of(ObjectKind::XfrmSa).is_empty());
-    assert!(Parts::of(ObjectKind::NftRule).is_empty());
+    assert!(Parts::of(ObjectKind::CaptureFilter).is_empty());
+    // Netfilter rules and IPsec policies only touch the gates.
+    for kind in [ObjectKind::NftRule, ObjectKind::XfrmSp] {
+        let p = Parts::of(kind);
+        assert!(p.gates && !p.routing && !p.flows, "{kind:?}");
+    }
+}
+
+/// A frame fpd must leave to Linux, and why.
+fn left_to_linux(v: &View, mut f: Vec<u8>) -> Verdict {
+    let before = f.clone();
+    let verdict = run(v, &mut f);
+    assert_eq!(f, before, "a frame left to Linux is left as received");
+    verdict
+}
+
+#[test]
+fn what_linux_would_treat_otherwise_goes_to_linux() {
+    let v = view();
+    let exception = |e| Verdict::Exception(e);
+    // Martians: loopback and zero sources or destinations, a multicast
+    // source, one of the router's own addresses as source.
+    for (src, dst) in [
+        ("127.0.0.1", "10.2.0.2"),
+        ("0.1.2.3", "10.2.0.2"),
+        ("224.0.0.9", "10.2.0.2"),
+        ("10.1.0.1", "10.2.0.2"),
+        ("10.1.0.2", "127.0.0.1"),
+    ] {
+        let f = udp4(MAC_A, src, dst, 64, 1);
+        assert_eq!(left_to_linux(&v, f), exception(Exception::Martian), "{src} > {dst}");
+    }
+    for (src, dst) in [("::1", "fd02::2"), ("fd01::2", "::ffff:10.2.0.2"), ("fd01::1", "fd02::2")] {
+        let f = udp6(MAC_A, src, dst, 64);
+        assert_eq!(left_to_linux(&v, f), exception(Exception::Martian), "{src} > {dst}");
+    }
+    // Fragments (Linux reassembles them once conntrack runs).
+    let mut f = udp4(MAC_A, "10.1.0.2", "10.2.0.2", 64, 1);
+    f[14 + 6] = 0x20; // MF
+    Ip4::new_checked(&mut f[14..]).unwrap().fill_checksum();
+    assert_eq!(left_to_linux(&v, f), exception(Exception::Fragment));
+    let mut f = udp6(MAC_A, "fd01::2", "fd02::2", 64);
+    f[14 + 6] = ip_proto::FRAGMENT;
+    assert_eq!(left_to_linux(&v, f), exception(Exception::Fragment));
+    // Ethernet padding after the packet: Linux forwards the packet alone.
+    let mut f = udp4(MAC_A, "10.1.0.2", "10.2.0.2", 64, 1);
+    f.extend_from_slice(&[0; 6]);
+    assert_eq!(left_to_linux(&v, f), exception(Exception::Padded));
+    // Out through the port it came in on: Linux also sends a redirect.
+    let f = udp4(MAC_A, "10.1.0.3", "10.1.0.2", 64, 1);
+    assert_eq!(forward(&v, 0, &mut f.clone()), exception(Exception::Redirect));
+}
+
+#[test]
+fn netfilter_hooks_and_ipsec_policies_send_their_family_to_linux() {
+    use crate::fpc::{NftChain, Selector, XfrmSp};
+    let mut t = tables();
+    t.apply(
+        Op::Add,
+        Object::NftChain(NftChain {
+            family: 2, // ip
+            table: "f".into(),
+            name: "fw".into(),
+            hook: Some((2, 0)), // forward
+            chain_type: "filter".into(),
+            policy: Some(1),
+            flags: 0,
+        }),
+    )
+    .unwrap();
+    let v = View::build(&t, &ports());
+    let f = udp4(MAC_A, "10.1.0.2", "10.2.0.2", 64, 1);
+    assert_eq!(left_to_linux(&v, f), Verdict::Exception(Exception::Netfilter));
+    // IPv6 has no hook: still fpd's.
+    let mut f = udp6(MAC_A, "fd01::2", "fd02::2", 64);
+    assert_eq!(run(&v, &mut f), Verdict::Forward(1));
+
+    let mut t = tables();
+    let any6: IpAddr = "::".parse().unwrap();
+    let sel = Selector {
+        daddr: any6,
+        saddr: any6,
+        prefixlen_d: 0,
+        prefixlen_s: 0,
+        dport: 0,
+        dport_mask: 0,
+        sport: 0,
+        sport_mask: 0,
+        proto: 0,
+        ifindex: 0,
+        user: 0,
+    };
+    let sp = XfrmSp {
+        sel,
+        dir: 2, // fwd
+        index: 8,
+        ptype: 0,
+        priority: 0,
+        action: 1, // block
+        flags: 0,
+        mark: (0, 0),
+        if_id: 0,
+        lifetime: Default::default(),
+        tmpls: vec![],
+    };
+    t.apply(Op::Add, Object::XfrmSp(sp)).unwrap();
+    let v = View::build(&t, &ports());
+    let f = udp6(MAC_A, "fd01::2", "fd02::2", 64);
+    assert_eq!(left_to_linux(&v, f), Verdict::Exception(Exception::Xfrm));
+    let mut f = udp4(MAC_A, "10.1.0.2", "10.2.0.2", 64, 1);
+    assert_eq!(run(&v, &mut f), Verdict::Forward(1));
 }

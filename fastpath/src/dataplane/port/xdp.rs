@@ -12,12 +12,15 @@
 //!
 //! Exception path: the XDP program takes IPv4 and IPv6 away from Linux,
 //! so what fpd leaves to Linux (local destination, no route, no
-//! neighbour, TTL expiry, options, multicast) is written to a TAP named
-//! after the port (`fpx-<port>`), with the port's MAC, on which Linux
-//! receives it as if on the port (IPv4 and IPv6 accept local addresses of
-//! any interface; the router runs without rp_filter). ARP and IPv6
-//! neighbour discovery are never redirected: they must reach Linux on the
-//! port itself.
+//! neighbour, TTL expiry, options, multicast, and whatever the
+//! configuration makes fpd unable to decide exactly) is written to a TAP
+//! named after the port (`fpx-<port>`), with the port's MAC, whose tcx
+//! program hands it to the port's own receive path
+//! ([`IngressRedirect`]): Linux takes it as if it came from the wire on
+//! the port, so `iif` rules, rp_filter, conntrack and Linux's own
+//! forwarding treat it exactly as they would without fpd. ARP and IPv6
+//! neighbour discovery are never redirected: they reach Linux on the port
+//! itself.
 //!
 //! Kernel quirks:
 //! * Without a driver that supports zero-copy (veth has none) the socket is
@@ -49,7 +52,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use super::afpacket::TxRing;
-use super::xdp_prog::XdpAttachment;
+use super::xdp_prog::{
+    IngressRedirect, XdpAttachment, LINUX_MARK_ETHERTYPE, LINUX_MARK_LEN, LINUX_MARK_SRC,
+};
 use super::{Backend, Fate, RxMeta, RxQueue, TxQueue};
 use crate::dataplane::view::PortInfo;
 
@@ -361,8 +366,8 @@ fn open_socket(port: &PortInfo) -> io::Result<(XskRx, XskTx)> {
         },
         "bind AF_XDP",
     )?;
-    let tap = Tap::open(port)?;
     let xdp = XdpAttachment::attach(port.ifindex)?;
+    let tap = Tap::open(port, xdp.generic())?;
     xdp.insert(0, &fd)?;
     tracing::info!(port = %port.name, mode = xdp.mode(), tap = %tap.name, "AF_XDP port");
     let socket = Arc::new(Socket {
@@ -558,14 +563,22 @@ impl TxQueue for XskTx {
     }
 }
 
-/// A TAP with the port's MAC: what is written to it, Linux receives.
+/// A TAP with the port's MAC: what is written to it, Linux receives as
+/// received on the port itself (a tcx redirect on the TAP's receive path).
 struct Tap {
     fd: OwnedFd,
     name: String,
+    /// The header put before each frame, when the port's XDP program
+    /// must recognise it.
+    mark: Option<[u8; LINUX_MARK_LEN]>,
+    /// Hands what is written to the TAP to the port's receive path.
+    _redirect: IngressRedirect,
 }
 
 impl Tap {
-    fn open(port: &PortInfo) -> io::Result<Tap> {
+    /// `marked`: frames written get the header the port's XDP program
+    /// strips (generic mode, where it sees them again).
+    fn open(port: &PortInfo, marked: bool) -> io::Result<Tap> {
         let name: String = format!("fpx-{}", port.name)
             .chars()
             .take(libc::IFNAMSIZ - 1)
@@ -589,9 +602,6 @@ impl Tap {
             unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF, &mut req) },
             "TUNSETIFF",
         )?;
-        // The kernel ignores reverse-path checks when rp_filter is 0 for
-        // "all" and the device: the frames come from the port's network.
-        let _ = std::fs::write(format!("/proc/sys/net/ipv4/conf/{name}/rp_filter"), "0");
         // SAFETY: a plain socket(2) call; the descriptor is owned below.
         let raw = check(
             unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) },
@@ -626,13 +636,46 @@ impl Tap {
             unsafe { libc::ioctl(ctl.as_raw_fd(), libc::SIOCSIFFLAGS, &mut req) },
             "SIOCSIFFLAGS",
         )?;
-        Ok(Tap { fd, name })
+        let cname = std::ffi::CString::new(name.clone()).map_err(io::Error::other)?;
+        // SAFETY: a NUL-terminated name; 0 means no such device.
+        let tap_ifindex = unsafe { libc::if_nametoindex(cname.as_ptr()) };
+        if tap_ifindex == 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let redirect = IngressRedirect::attach(tap_ifindex, port.ifindex)
+            .map_err(|e| io::Error::new(e.kind(), format!("{name} -> {}: {e}", port.name)))?;
+        let mut mark = [0u8; LINUX_MARK_LEN];
+        mark[..6].copy_from_slice(&port.mac);
+        mark[6..12].copy_from_slice(&LINUX_MARK_SRC);
+        mark[12..].copy_from_slice(&LINUX_MARK_ETHERTYPE.to_be_bytes());
+        Ok(Tap {
+            fd,
+            name,
+            mark: marked.then_some(mark),
+            _redirect: redirect,
+        })
     }
 
     /// Hands `frame` to Linux; lost when the TAP's queue is full.
     fn write(&self, frame: &[u8]) {
-        // SAFETY: `frame` is a live buffer of the length given.
-        unsafe { libc::write(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len()) };
+        let Some(mark) = &self.mark else {
+            // SAFETY: `frame` is a live buffer of the length given.
+            unsafe { libc::write(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len()) };
+            return;
+        };
+        let iov = [
+            libc::iovec {
+                iov_base: mark.as_ptr() as *mut libc::c_void,
+                iov_len: mark.len(),
+            },
+            libc::iovec {
+                iov_base: frame.as_ptr() as *mut libc::c_void,
+                iov_len: frame.len(),
+            },
+        ];
+        // SAFETY: both iovecs point at live buffers of the lengths given,
+        // which the kernel only reads.
+        unsafe { libc::writev(self.fd.as_raw_fd(), iov.as_ptr(), iov.len() as libc::c_int) };
     }
 }
 

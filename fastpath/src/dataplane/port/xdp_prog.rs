@@ -5,8 +5,9 @@
 //! The program (hand-assembled below) sends IPv4 and IPv6 frames to the
 //! AF_XDP socket of their receive queue and passes the rest (ARP, IPv6
 //! neighbour discovery, anything shorter than its headers) to Linux:
-//! neighbour discovery must reach Linux on the interface it came in on,
-//! which re-injection through a TAP cannot do.
+//! neighbour discovery must reach Linux on the interface it came in on.
+//! A frame fpd hands back carries a mark the program strips before
+//! passing it (generic mode only, see [`LINUX_MARK_SRC`]).
 //!
 //! Kernel quirks:
 //! * `bpf_redirect_map(map, key, XDP_PASS)` returns XDP_PASS when the map
@@ -22,6 +23,14 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 const BPF_MAP_CREATE: libc::c_long = 0;
 const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
 const BPF_PROG_LOAD: libc::c_long = 5;
+const BPF_LINK_CREATE: libc::c_long = 28;
+const BPF_PROG_TYPE_SCHED_CLS: u32 = 3;
+/// enum bpf_attach_type: the tcx hook on a device's receive path.
+const BPF_TCX_INGRESS: u32 = 46;
+/// The helper `bpf_redirect`, and its flag to deliver to the device's
+/// receive path rather than send on it.
+const BPF_FUNC_REDIRECT: i32 = 23;
+const BPF_F_INGRESS: i32 = 1;
 const BPF_MAP_TYPE_XSKMAP: u32 = 17;
 const BPF_PROG_TYPE_XDP: u32 = 6;
 const XDP_PASS: i32 = 2;
@@ -78,34 +87,62 @@ const EXIT: u8 = 0x95; // BPF_JMP | BPF_EXIT
 const PSEUDO_MAP_FD: u8 = 1;
 
 /// Where the map descriptor goes (the first half of the ld_imm64).
-const MAP_FD_INSN: usize = 19;
+const MAP_FD_INSN: usize = 20;
+
+/// The helper `bpf_xdp_adjust_head`.
+const BPF_FUNC_XDP_ADJUST_HEAD: i32 = 44;
+
+/// The header fpd puts before a frame it hands back to Linux on an
+/// interface whose XDP program runs in generic mode: there, a frame
+/// redirected to the interface's receive path (see [`IngressRedirect`])
+/// meets the XDP program again, which would send it back to fpd forever.
+/// The program recognises this header (ethertype 0x88B5, IEEE's local
+/// experimental one, and a locally administered source address spelling
+/// "fpd"), strips it and passes the frame to Linux. A frame from the wire
+/// that carries it only reaches Linux without fpd, which is what Linux
+/// alone would do with the inner frame.
+pub(crate) const LINUX_MARK_SRC: [u8; 6] = [0x02, b'f', b'p', b'd', 0x4c, 0x58];
+pub(crate) const LINUX_MARK_ETHERTYPE: u16 = 0x88b5;
+pub(crate) const LINUX_MARK_LEN: usize = 14;
 
 /// The program; jump offsets count instructions after the jump.
 ///
 /// ```text
-///  0  r6 = ctx                      11  if r4 > r3 goto pass
-///  1  r2 = ctx->data                12  r5 = byte 20 (next header)
-///  2  r3 = ctx->data_end            13  if r5 != 58 goto redirect
-///  3  r4 = r2                       14  r5 = byte 54 (ICMPv6 type)
-///  4  r4 += 14                      15  if r5 < 133 goto redirect
-///  5  if r4 > r3 goto pass          16  if r5 > 137 goto redirect
-///  6  r5 = ethertype (as loaded)    17  goto pass (neighbour discovery)
-///  7  if r5 == IPv4 goto redirect   18  redirect: r2 = ctx->rx_queue_index
-///  8  if r5 != IPv6 goto pass       19  r1 = map (ld_imm64, 2 slots)
-///  9  r4 = r2                       21  r3 = XDP_PASS
-/// 10  r4 += 55                      22  call bpf_redirect_map; 23 exit
-///                                   24  pass: r0 = XDP_PASS; 25 exit
+///  0  r6 = ctx                      12  if r4 > r3 goto pass
+///  1  r2 = ctx->data                13  r5 = byte 20 (next header)
+///  2  r3 = ctx->data_end            14  if r5 != 58 goto redirect
+///  3  r4 = r2                       15  r5 = byte 54 (ICMPv6 type)
+///  4  r4 += 14                      16  if r5 < 133 goto redirect
+///  5  if r4 > r3 goto pass          17  if r5 > 137 goto redirect
+///  6  r5 = ethertype (as loaded)    18  goto pass (neighbour discovery)
+///  7  if r5 == mark goto marked     19  redirect: r2 = ctx->rx_queue_index
+///  8  if r5 == IPv4 goto redirect   20  r1 = map (ld_imm64, 2 slots)
+///  9  if r5 != IPv6 goto pass       22  r3 = XDP_PASS
+/// 10  r4 = r2                       23  call bpf_redirect_map; 24 exit
+/// 11  r4 += 55                      25  pass: r0 = XDP_PASS; 26 exit
+///
+/// 27  marked: r5 = word at 6 (source, bytes 0-3)
+/// 28  if r5 != mark goto pass
+/// 29  r5 = half at 10 (source, bytes 4-5)
+/// 30  if r5 != mark goto pass
+/// 31  r1 = r6; 32 r2 = 14; 33 call bpf_xdp_adjust_head
+/// 34  r0 = XDP_PASS; 35 exit
 /// ```
-fn program(map_fd: i32) -> [Insn; 26] {
+fn program(map_fd: i32) -> [Insn; 36] {
+    let src = LINUX_MARK_SRC;
+    let mark_lo = i32::from_le_bytes([src[0], src[1], src[2], src[3]]);
+    let mark_hi = i32::from(u16::from_le_bytes([src[4], src[5]]));
+    let mark_type = i32::from(LINUX_MARK_ETHERTYPE.swap_bytes());
     let mut p = [
         insn(MOV64_X, 6, 1, 0, 0),
         insn(LDX_W, 2, 6, 0, 0),
         insn(LDX_W, 3, 6, 4, 0),
         insn(MOV64_X, 4, 2, 0, 0),
         insn(ADD64_K, 4, 0, 0, 14),
-        insn(JGT_X, 4, 3, 18, 0),
+        insn(JGT_X, 4, 3, 19, 0),
         insn(LDX_H, 5, 2, 12, 0),
         // Ethertypes as a little-endian load sees them.
+        insn(JEQ_K, 5, 0, 19, mark_type),
         insn(JEQ_K, 5, 0, 10, 0x0008),
         insn(JNE_K, 5, 0, 15, 0xdd86),
         insn(MOV64_X, 4, 2, 0, 0),
@@ -125,6 +162,16 @@ fn program(map_fd: i32) -> [Insn; 26] {
         insn(CALL, 0, 0, 0, BPF_FUNC_REDIRECT_MAP),
         insn(EXIT, 0, 0, 0, 0),
         // pass:
+        insn(MOV64_K, 0, 0, 0, XDP_PASS),
+        insn(EXIT, 0, 0, 0, 0),
+        // marked:
+        insn(LDX_W, 5, 2, 6, 0),
+        insn(JNE_K, 5, 0, -4, mark_lo),
+        insn(LDX_H, 5, 2, 10, 0),
+        insn(JNE_K, 5, 0, -6, mark_hi),
+        insn(MOV64_X, 1, 6, 0, 0),
+        insn(MOV64_K, 2, 0, 0, LINUX_MARK_LEN as i32),
+        insn(CALL, 0, 0, 0, BPF_FUNC_XDP_ADJUST_HEAD),
         insn(MOV64_K, 0, 0, 0, XDP_PASS),
         insn(EXIT, 0, 0, 0, 0),
     ];
@@ -148,6 +195,29 @@ fn bpf(cmd: libc::c_long, attr: &mut [u64], what: &str) -> io::Result<libc::c_lo
         return Err(io::Error::new(e.kind(), format!("{what}: {e}")));
     }
     Ok(ret)
+}
+
+/// Loads `insns` as a program of `prog_type`; a verifier refusal comes
+/// back with the verifier's log.
+fn load(prog_type: u32, insns: &[Insn]) -> io::Result<OwnedFd> {
+    let license = c"GPL";
+    let mut log = [0u8; 4096];
+    // bpf_attr for BPF_PROG_LOAD: prog_type, insn_cnt, insns, license,
+    // log_level, log_size, log_buf.
+    let mut attr = [0u64; 16];
+    attr[0] = u64::from(prog_type) | ((insns.len() as u64) << 32);
+    attr[1] = insns.as_ptr() as u64;
+    attr[2] = license.as_ptr() as u64;
+    attr[3] = 1 | ((log.len() as u64) << 32);
+    attr[4] = log.as_mut_ptr() as u64;
+    match bpf(BPF_PROG_LOAD, &mut attr, "BPF_PROG_LOAD") {
+        Ok(fd) => Ok(owned(fd)),
+        Err(e) => {
+            let end = log.iter().position(|b| *b == 0).unwrap_or(log.len());
+            let log = String::from_utf8_lossy(&log[..end]);
+            Err(io::Error::new(e.kind(), format!("{e}: {}", log.trim())))
+        }
+    }
 }
 
 fn owned(fd: libc::c_long) -> OwnedFd {
@@ -177,25 +247,7 @@ impl XdpAttachment {
         attr[0] = u64::from(BPF_MAP_TYPE_XSKMAP) | (4u64 << 32);
         attr[1] = 4 | (u64::from(MAP_ENTRIES) << 32);
         let map = owned(bpf(BPF_MAP_CREATE, &mut attr, "BPF_MAP_CREATE xskmap")?);
-        let insns = program(map.as_raw_fd());
-        let license = c"GPL";
-        let mut log = [0u8; 4096];
-        // bpf_attr for BPF_PROG_LOAD: prog_type, insn_cnt, insns, license,
-        // log_level, log_size, log_buf.
-        let mut attr = [0u64; 16];
-        attr[0] = u64::from(BPF_PROG_TYPE_XDP) | ((insns.len() as u64) << 32);
-        attr[1] = insns.as_ptr() as u64;
-        attr[2] = license.as_ptr() as u64;
-        attr[3] = 1 | ((log.len() as u64) << 32);
-        attr[4] = log.as_mut_ptr() as u64;
-        let prog = match bpf(BPF_PROG_LOAD, &mut attr, "BPF_PROG_LOAD") {
-            Ok(fd) => owned(fd),
-            Err(e) => {
-                let end = log.iter().position(|b| *b == 0).unwrap_or(log.len());
-                let log = String::from_utf8_lossy(&log[..end]);
-                return Err(io::Error::new(e.kind(), format!("{e}: {}", log.trim())));
-            }
-        };
+        let prog = load(BPF_PROG_TYPE_XDP, &program(map.as_raw_fd()))?;
         let mut last = None;
         for flags in [XDP_FLAGS_SKB_MODE, XDP_FLAGS_DRV_MODE] {
             match set_link_xdp(ifindex, prog.as_raw_fd(), flags) {
@@ -211,6 +263,12 @@ impl XdpAttachment {
             }
         }
         Err(last.unwrap_or_else(|| io::Error::other("cannot attach XDP")))
+    }
+
+    /// Whether the program runs in generic (SKB) mode, where a frame
+    /// redirected to the interface's receive path meets it again.
+    pub(crate) fn generic(&self) -> bool {
+        self.flags != XDP_FLAGS_DRV_MODE
     }
 
     /// "native" or "generic".
@@ -240,6 +298,40 @@ impl Drop for XdpAttachment {
         if let Err(e) = set_link_xdp(self.ifindex, -1, self.flags) {
             tracing::warn!(ifindex = self.ifindex, "cannot detach XDP: {e}");
         }
+    }
+}
+
+/// A tcx program on a device's receive path that hands every frame to
+/// another device's receive path (`bpf_redirect(target, BPF_F_INGRESS)`),
+/// so that Linux takes a frame written to the first (fpd's TAP) as
+/// received on the second (the port it came in on): `iif` rules,
+/// rp_filter, conntrack zones and forwarding see the port. Detached when
+/// dropped: the BPF link is not pinned and ends with its descriptor.
+///
+/// XDP does not run again on the target (it runs in the driver's receive
+/// path, before this hook): a frame handed back never loops into fpd.
+pub(crate) struct IngressRedirect {
+    _link: OwnedFd,
+}
+
+impl IngressRedirect {
+    /// Attaches to `from` a redirect to `to`'s receive path.
+    pub(crate) fn attach(from: u32, to: u32) -> io::Result<IngressRedirect> {
+        let insns = [
+            insn(MOV64_K, 1, 0, 0, to as i32),
+            insn(MOV64_K, 2, 0, 0, BPF_F_INGRESS),
+            insn(CALL, 0, 0, 0, BPF_FUNC_REDIRECT),
+            insn(EXIT, 0, 0, 0, 0),
+        ];
+        let prog = load(BPF_PROG_TYPE_SCHED_CLS, &insns)?;
+        // bpf_attr for BPF_LINK_CREATE: prog_fd, target_ifindex,
+        // attach_type, flags, then tcx's relative_fd and
+        // expected_revision (zero: anywhere, any revision).
+        let mut attr = [0u64; 8];
+        attr[0] = prog.as_raw_fd() as u64 | (u64::from(from) << 32);
+        attr[1] = u64::from(BPF_TCX_INGRESS);
+        let link = owned(bpf(BPF_LINK_CREATE, &mut attr, "BPF_LINK_CREATE tcx")?);
+        Ok(IngressRedirect { _link: link })
     }
 }
 
