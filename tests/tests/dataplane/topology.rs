@@ -111,6 +111,20 @@ impl Topology {
         }
     }
 
+    /// The topology as a router with `backend` runs: AF_XDP hands Linux
+    /// what fpd does not forward, so the router's Linux forwards; with
+    /// AF_PACKET Linux receives every frame too, so it must not.
+    pub fn for_backend(tag: &str, backend: &str) -> Topology {
+        let t = Topology::new(tag);
+        if backend == "af_xdp" {
+            sysctl(
+                &t.r,
+                &["net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"],
+            );
+        }
+        t
+    }
+
     /// Starts fpd on the router's three interfaces (`extra` appended to
     /// its command line), then cmgrd syncing the router into it, and waits
     /// for sync.
