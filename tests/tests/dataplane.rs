@@ -172,7 +172,11 @@ fn expired_and_unroutable_packets_are_answered_with_icmp_errors(backend: &str) {
     let linux_forwards = backend == "af_xdp";
     // Without fpd, only a forwarding Linux answers.
     let alone = ping_once(&t, &["-t", "1", "10.2.0.2"]);
-    assert_eq!(alone.contains("Time to live exceeded"), linux_forwards, "{alone}");
+    assert_eq!(
+        alone.contains("Time to live exceeded"),
+        linux_forwards,
+        "{alone}"
+    );
     t.start_fast_path(&["--backend", backend]);
     until_reachable(&t, "10.2.0.2");
     until_reachable(&t, "fd02::2");
@@ -512,7 +516,17 @@ fn conntrack_news_copy_no_routes() {
         else {
             continue;
         };
-        t.r.ip(&["neigh", "replace", dst, "lladdr", mac, "dev", dev, "nud", "permanent"]);
+        t.r.ip(&[
+            "neigh",
+            "replace",
+            dst,
+            "lladdr",
+            mac,
+            "dev",
+            dev,
+            "nud",
+            "permanent",
+        ]);
     }
     let pinned = |t: &Topology| {
         let out = t.r.ip(&["-j", "neigh", "show"]);

@@ -1,0 +1,696 @@
+//! The fast path never forwards a packet differently from Linux: on the
+//! dataplane topology (host-a, router, host-b), each router configuration
+//! below is made with the usual tools, the same probe frames are sent from
+//! host-a twice, once with fpd (AF_XDP) on the router's ports and once
+//! with the router's kernel alone, and what host-b receives (on both its
+//! links) and what comes back to host-a are compared byte for byte. Each
+//! scenario runs twice: configured before fpd starts (the configuration
+//! reaches fpd with cmgrd's first dump), and configured while fpd runs
+//! (as news).
+//!
+//! Probes are whole Ethernet frames written to an AF_PACKET socket on
+//! host-a (fixed IP IDs and checksums: the same bytes both times), each
+//! carrying a marker that the captures look for. Only the IPv4 ID and
+//! header checksum of ICMP errors the router itself sends are left out of
+//! the comparison: Linux picks a new ID for each.
+//!
+//! Needs root, `ip`, `nft`, `iptables-legacy`, `conntrack`; run with
+//! `cargo build --bins && cargo test -p fpsync-tests --test equivalence`.
+
+#[path = "dataplane/topology.rs"]
+#[allow(dead_code)]
+mod topology;
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use fpsync_tests::{sh, Netns};
+use topology::{counter, in_netns, Topology};
+
+/// The scenarios start fpd on fixed interface names: one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+const MAGIC: &[u8; 8] = b"FPSYNCEQ";
+
+/// One router configuration: shell commands run in the router's
+/// namespace (`ip netns exec`), and the probes.
+struct Scenario {
+    name: &'static str,
+    setup: &'static [&'static str],
+    probes: Vec<Vec<u8>>,
+}
+
+/// What a probe run saw: frames received on host-b's links, and on
+/// host-a's (both sorted).
+#[derive(Debug, PartialEq, Eq)]
+struct Seen {
+    at_b: Vec<String>,
+    at_a: Vec<String>,
+}
+
+fn mac_of(ns: &Netns, dev: &str) -> [u8; 6] {
+    let out = ns.ip(&["-j", "link", "show", dev]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let text = v[0]["address"].as_str().unwrap().to_owned();
+    let mut mac = [0u8; 6];
+    for (m, part) in mac.iter_mut().zip(text.split(':')) {
+        *m = u8::from_str_radix(part, 16).unwrap();
+    }
+    mac
+}
+
+fn sum(data: &[u8], mut acc: u32) -> u32 {
+    for c in data.chunks(2) {
+        acc += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+    }
+    acc
+}
+
+fn fold(mut acc: u32) -> u16 {
+    while acc > 0xffff {
+        acc = (acc & 0xffff) + (acc >> 16);
+    }
+    !(acc as u16)
+}
+
+/// Addresses of the probes: a = host-a, b = host-b, and the router's.
+struct Macs {
+    host_a: [u8; 6],
+    router_a: [u8; 6],
+}
+
+/// IPv4 header fields of a probe beyond its addresses: TTL, DF, its
+/// payload length and its ID (also its source port's offset).
+struct Ip4Fields {
+    ttl: u8,
+    df: bool,
+    len: usize,
+    id: u16,
+}
+
+/// An Ethernet frame from host-a to the router carrying UDP.
+fn udp4(m: &Macs, src: [u8; 4], dst: [u8; 4], dport: u16, f: Ip4Fields) -> Vec<u8> {
+    let Ip4Fields { ttl, df, len, id } = f;
+    let mut payload = MAGIC.to_vec();
+    payload.extend((0..len.saturating_sub(MAGIC.len())).map(|i| i as u8));
+    let udp_len = 8 + payload.len();
+    let total = 20 + udp_len;
+    let mut ip = vec![0x45, 0];
+    ip.extend((total as u16).to_be_bytes());
+    ip.extend(id.to_be_bytes());
+    ip.extend(if df { [0x40, 0] } else { [0, 0] });
+    ip.extend([ttl, 17, 0, 0]);
+    ip.extend(src);
+    ip.extend(dst);
+    let c = fold(sum(&ip, 0));
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    // A source port per probe: two probes of one flow would make NAT
+    // choose a port at random for the second.
+    let mut udp = Vec::new();
+    udp.extend((4000 + id).to_be_bytes());
+    udp.extend(dport.to_be_bytes());
+    udp.extend((udp_len as u16).to_be_bytes());
+    udp.extend([0, 0]);
+    udp.extend(&payload);
+    let mut pseudo = Vec::new();
+    pseudo.extend(src);
+    pseudo.extend(dst);
+    pseudo.extend([0, 17]);
+    pseudo.extend((udp_len as u16).to_be_bytes());
+    let c = fold(sum(&udp, sum(&pseudo, 0)));
+    udp[6..8].copy_from_slice(&c.to_be_bytes());
+    let mut f = m.router_a.to_vec();
+    f.extend(m.host_a);
+    f.extend([0x08, 0x00]);
+    f.extend(ip);
+    f.extend(udp);
+    f
+}
+
+fn v6(s: &str) -> [u8; 16] {
+    s.parse::<std::net::Ipv6Addr>().unwrap().octets()
+}
+
+fn v4(s: &str) -> [u8; 4] {
+    s.parse::<std::net::Ipv4Addr>().unwrap().octets()
+}
+
+fn udp6(m: &Macs, src: &str, dst: &str, dport: u16, hops: u8, len: usize) -> Vec<u8> {
+    let (src, dst) = (v6(src), v6(dst));
+    let mut payload = MAGIC.to_vec();
+    payload.extend((0..len.saturating_sub(MAGIC.len())).map(|i| i as u8));
+    let udp_len = 8 + payload.len();
+    let mut udp = Vec::new();
+    udp.extend(4000u16.to_be_bytes());
+    udp.extend(dport.to_be_bytes());
+    udp.extend((udp_len as u16).to_be_bytes());
+    udp.extend([0, 0]);
+    udp.extend(&payload);
+    let mut pseudo = Vec::new();
+    pseudo.extend(src);
+    pseudo.extend(dst);
+    pseudo.extend((udp_len as u32).to_be_bytes());
+    pseudo.extend([0, 0, 0, 17]);
+    let c = fold(sum(&udp, sum(&pseudo, 0)));
+    udp[6..8].copy_from_slice(&c.to_be_bytes());
+    let mut f = m.router_a.to_vec();
+    f.extend(m.host_a);
+    f.extend([0x86, 0xdd]);
+    f.extend([0x60, 0, 0, 0]);
+    f.extend((udp_len as u16).to_be_bytes());
+    f.extend([17, hops]);
+    f.extend(src);
+    f.extend(dst);
+    f.extend(udp);
+    f
+}
+
+fn packet_socket(ifname: &str) -> OwnedFd {
+    let proto = (libc::ETH_P_ALL as u16).to_be();
+    // SAFETY: a plain socket(2) call; checked below.
+    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from(proto)) };
+    assert!(fd >= 0, "AF_PACKET: {}", std::io::Error::last_os_error());
+    // SAFETY: a fresh descriptor that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let name = std::ffi::CString::new(ifname).unwrap();
+    // SAFETY: a NUL-terminated name.
+    let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    assert!(ifindex != 0, "{ifname}");
+    // SAFETY: sockaddr_ll is plain data; zeroed is valid.
+    let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    addr.sll_family = libc::AF_PACKET as u16;
+    addr.sll_protocol = proto;
+    addr.sll_ifindex = ifindex as i32;
+    // SAFETY: a valid sockaddr_ll of the size given.
+    let ret = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            &addr as *const _ as *const libc::sockaddr,
+            std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(ret, 0, "bind {ifname}");
+    fd
+}
+
+/// Frames with the marker received on some interfaces of a namespace.
+struct Capture {
+    frames: Arc<Mutex<Vec<Vec<u8>>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Capture {
+    fn start(ns: &Netns, ifnames: &[&str]) -> Capture {
+        let frames = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (f, s) = (frames.clone(), stop.clone());
+        let names: Vec<String> = ifnames.iter().map(|n| n.to_string()).collect();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let thread = in_netns(ns, move || {
+            let socks: Vec<OwnedFd> = names.iter().map(|n| packet_socket(n)).collect();
+            let _ = ready_tx.send(());
+            let mut buf = vec![0u8; 65536];
+            while !s.load(Ordering::Relaxed) {
+                let mut fds: Vec<libc::pollfd> = socks
+                    .iter()
+                    .map(|s| libc::pollfd {
+                        fd: s.as_raw_fd(),
+                        events: libc::POLLIN,
+                        revents: 0,
+                    })
+                    .collect();
+                // SAFETY: a live array of the length given.
+                unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 20) };
+                for (sock, p) in socks.iter().zip(&fds) {
+                    if p.revents & libc::POLLIN == 0 {
+                        continue;
+                    }
+                    // SAFETY: `buf` is live and as long as given.
+                    let n = unsafe {
+                        libc::recv(
+                            sock.as_raw_fd(),
+                            buf.as_mut_ptr().cast(),
+                            buf.len(),
+                            libc::MSG_DONTWAIT,
+                        )
+                    };
+                    if n > 0 {
+                        let frame = &buf[..n as usize];
+                        if frame.windows(MAGIC.len()).any(|w| w == MAGIC) {
+                            f.lock().unwrap().push(frame.to_vec());
+                        }
+                    }
+                }
+            }
+        });
+        ready_rx.recv().expect("the capture starts");
+        Capture {
+            frames,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn finish(mut self) -> Vec<Vec<u8>> {
+        std::thread::sleep(Duration::from_millis(400));
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+        std::mem::take(&mut *self.frames.lock().unwrap())
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A frame as compared: hex, with the IPv4 ID and header checksum of an
+/// ICMP error left out (Linux picks the ID anew each time).
+fn shown(frame: &[u8]) -> String {
+    let mut f = frame.to_vec();
+    if f.len() >= 34 && f[12..14] == [0x08, 0x00] && f[23] == 1 {
+        f[18..20].fill(0);
+        f[24..26].fill(0);
+    }
+    f.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Sends the probes from host-a and returns what was seen.
+fn probe(t: &Topology, probes: &[Vec<u8>]) -> Seen {
+    let at_b = Capture::start(&t.b, &["eth0", "eth1"]);
+    let at_a = Capture::start(&t.a, &["eth0"]);
+    let frames = probes.to_vec();
+    in_netns(&t.a, move || {
+        let sock = packet_socket("eth0");
+        for f in frames {
+            // SAFETY: `f` is live and as long as given.
+            let n = unsafe { libc::send(sock.as_raw_fd(), f.as_ptr().cast(), f.len(), 0) };
+            assert_eq!(
+                n as usize,
+                f.len(),
+                "send: {}",
+                std::io::Error::last_os_error()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    })
+    .join()
+    .unwrap();
+    let mut b: Vec<String> = at_b.finish().iter().map(|f| shown(f)).collect();
+    // host-a's own sends are seen by its capture too: keep what came in.
+    let sent: Vec<String> = probes.iter().map(|f| shown(f)).collect();
+    let mut a: Vec<String> = at_a
+        .finish()
+        .iter()
+        .map(|f| shown(f))
+        .filter(|f| !sent.contains(f))
+        .collect();
+    b.sort();
+    a.sort();
+    Seen { at_b: b, at_a: a }
+}
+
+/// The frames one run saw and the other did not, one a line.
+fn difference(alone: &Seen, with_fpd: &Seen) -> String {
+    let mut out = String::new();
+    for (place, l, r) in [
+        ("host-b", &alone.at_b, &with_fpd.at_b),
+        ("host-a", &alone.at_a, &with_fpd.at_a),
+    ] {
+        for f in l.iter().filter(|f| !r.contains(f)) {
+            out += &format!(
+                "only with the kernel alone, at {place}: {} bytes {}\n",
+                f.len() / 2,
+                &f[..f.len().min(140)]
+            );
+        }
+        for f in r.iter().filter(|f| !l.contains(f)) {
+            out += &format!(
+                "only with fpd, at {place}: {} bytes {}\n",
+                f.len() / 2,
+                &f[..f.len().min(140)]
+            );
+        }
+    }
+    out
+}
+
+fn router(t: &Topology, commands: &[&str]) {
+    for c in commands {
+        sh(&["ip", "netns", "exec", &t.r.name, "sh", "-c", c]);
+    }
+}
+
+/// When the configuration is made.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum When {
+    /// Before fpd starts: it arrives with cmgrd's first dump.
+    BeforeFpd,
+    /// While fpd runs: it arrives as news.
+    Live,
+}
+
+/// Runs the scenario `name` on a topology of its own (the probes are
+/// built for its MACs), with fpd and with the kernel alone; returns fpd's
+/// counters of veth-a (received, forwarded) over its run.
+fn equivalent(name: &str, when: When) -> (u64, u64) {
+    let mut t = Topology::for_backend("eqv", "af_xdp");
+    let s = scenarios(&macs(&t))
+        .into_iter()
+        .find(|s| s.name == name)
+        .expect("a scenario");
+    // ICMP errors are rate-limited per peer: the second run would get
+    // fewer. Without the limit, both runs get every one.
+    for ns in [&t.r, &t.b] {
+        topology::sysctl(
+            ns,
+            &["net.ipv4.icmp_ratelimit=0", "net.ipv6.icmp.ratelimit=0"],
+        );
+    }
+    // Both runs find the neighbours resolved and the same conntrack state.
+    for dst in ["10.2.0.2", "10.1.0.2", "10.3.0.2", "fd02::2", "fd01::2"] {
+        sh(&[
+            "ip", "netns", "exec", &t.r.name, "ping", "-c", "1", "-W", "1", dst,
+        ]);
+    }
+    let flush = |t: &Topology| {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "exec", &t.r.name, "conntrack", "-F"])
+            .output();
+    };
+    if when == When::BeforeFpd {
+        router(&t, s.setup);
+    }
+    flush(&t);
+    t.start_fast_path(&["--backend", "af_xdp"]);
+    if when == When::Live {
+        router(&t, s.setup);
+        let features = instance::Options::try_parse_from(["cmgrd"])
+            .unwrap()
+            .features;
+        let diffs = instance::check::check_until(
+            Some(&t.r.name),
+            &t.endpoint,
+            &features,
+            Duration::from_secs(10),
+        );
+        assert_eq!(
+            diffs.ok(),
+            Some(vec![]),
+            "{}: not synced\n{}",
+            s.name,
+            t.logs()
+        );
+        flush(&t);
+    }
+    let before = t.stats();
+    let with_fpd = probe(&t, &s.probes);
+    let after = t.stats();
+    let logs = t.logs();
+    // The kernel alone: fpd gone (its XDP program, left attached, passes
+    // every frame to Linux once its sockets are closed).
+    t.stop_fast_path();
+    flush(&t);
+    let alone = probe(&t, &s.probes);
+    assert!(
+        alone == with_fpd,
+        "{}: the kernel alone and fpd differ\n{}\n{after:?}\n{logs}",
+        s.name,
+        difference(&alone, &with_fpd),
+    );
+    assert!(
+        !alone.at_b.is_empty(),
+        "{}: nothing crossed the router: the comparison proves nothing",
+        s.name
+    );
+    let delta = |name: &str| counter(&after, "veth-a", name) - counter(&before, "veth-a", name);
+    let rx = delta("rx_packets");
+    assert!(
+        rx >= s.probes.len() as u64,
+        "{}: fpd saw {rx} probes",
+        s.name
+    );
+    (rx, delta("forwarded"))
+}
+
+fn macs(t: &Topology) -> Macs {
+    Macs {
+        host_a: mac_of(&t.a, "eth0"),
+        router_a: mac_of(&t.r, "veth-a"),
+    }
+}
+
+/// The probes every scenario sends: UDP to host-b's sink port and to
+/// 9999, IPv4 and IPv6, small and large (with and without DF), TTL 1,
+/// to the unreachable, prohibit and blackhole prefixes.
+fn probes(m: &Macs) -> Vec<Vec<u8>> {
+    let (a, b, c) = (v4("10.1.0.2"), v4("10.2.0.2"), v4("10.9.0.2"));
+    vec![
+        udp4(
+            m,
+            a,
+            b,
+            5678,
+            Ip4Fields {
+                ttl: 64,
+                df: true,
+                len: 64,
+                id: 1,
+            },
+        ),
+        udp4(
+            m,
+            a,
+            b,
+            9999,
+            Ip4Fields {
+                ttl: 64,
+                df: true,
+                len: 64,
+                id: 2,
+            },
+        ),
+        udp4(
+            m,
+            a,
+            c,
+            5678,
+            Ip4Fields {
+                ttl: 64,
+                df: true,
+                len: 64,
+                id: 3,
+            },
+        ),
+        udp4(
+            m,
+            a,
+            b,
+            5678,
+            Ip4Fields {
+                ttl: 64,
+                df: true,
+                len: 1400,
+                id: 4,
+            },
+        ),
+        udp4(
+            m,
+            a,
+            b,
+            5678,
+            Ip4Fields {
+                ttl: 64,
+                df: false,
+                len: 1400,
+                id: 5,
+            },
+        ),
+        udp4(
+            m,
+            a,
+            b,
+            5678,
+            Ip4Fields {
+                ttl: 1,
+                df: true,
+                len: 64,
+                id: 6,
+            },
+        ),
+        udp4(
+            m,
+            a,
+            v4("10.77.0.1"),
+            5678,
+            Ip4Fields {
+                ttl: 64,
+                df: true,
+                len: 64,
+                id: 7,
+            },
+        ),
+        udp4(
+            m,
+            a,
+            v4("10.78.0.1"),
+            5678,
+            Ip4Fields {
+                ttl: 64,
+                df: true,
+                len: 64,
+                id: 8,
+            },
+        ),
+        udp4(
+            m,
+            a,
+            v4("10.79.0.1"),
+            5678,
+            Ip4Fields {
+                ttl: 64,
+                df: true,
+                len: 64,
+                id: 9,
+            },
+        ),
+        udp4(
+            m,
+            a,
+            v4("10.2.0.99"),
+            80,
+            Ip4Fields {
+                ttl: 64,
+                df: true,
+                len: 64,
+                id: 10,
+            },
+        ),
+        udp6(m, "fd01::2", "fd02::2", 5678, 64, 64),
+        udp6(m, "fd01::2", "fd02::2", 9999, 64, 64),
+        udp6(m, "fd01::2", "fd02::2", 5678, 64, 1400),
+        udp6(m, "fd01::2", "fd02::2", 5678, 1, 64),
+    ]
+}
+
+/// Routes every scenario has: to host-b's loopback through veth-c, and
+/// the special route types.
+const ROUTES: &str = "ip route add 10.9.0.0/24 via 10.3.0.2; \
+     ip route add unreachable 10.77.0.0/16; ip route add prohibit 10.78.0.0/16; \
+     ip route add blackhole 10.79.0.0/16";
+
+fn scenarios(m: &Macs) -> Vec<Scenario> {
+    let p = probes(m);
+    let s = |name, setup| Scenario {
+        name,
+        setup,
+        probes: p.clone(),
+    };
+    vec![
+        s("routes alone", &[ROUTES]),
+        s(
+            "nft forward drop",
+            &[
+                ROUTES,
+                "nft add table inet f; nft add chain inet f fw '{ type filter hook forward priority 0; }'; \
+                 nft add rule inet f fw udp dport 9999 drop",
+            ],
+        ),
+        s(
+            "nft reject, set lookup, iifname",
+            &[
+                ROUTES,
+                "nft add table inet f; nft add chain inet f fw '{ type filter hook forward priority 0; }'; \
+                 nft add set inet f ports '{ type inet_service; }'; nft add element inet f ports '{ 9999 }'; \
+                 nft add rule inet f fw udp dport @ports reject; \
+                 nft add rule inet f fw iifname veth-a ip daddr 10.9.0.0/24 drop",
+            ],
+        ),
+        s(
+            "nft ct state established,related accept, policy drop",
+            &[
+                ROUTES,
+                "nft add table inet f; nft add chain inet f fw '{ type filter hook forward priority 0; policy drop; }'; \
+                 nft add rule inet f fw ct state established,related accept; \
+                 nft add rule inet f fw ip daddr 10.2.0.2 udp dport 5678 accept",
+            ],
+        ),
+        s(
+            "nft dnat",
+            &[
+                ROUTES,
+                "nft add table ip n; nft add chain ip n pre '{ type nat hook prerouting priority -100; }'; \
+                 nft add rule ip n pre ip daddr 10.2.0.99 udp dport 80 dnat to 10.2.0.2:5678",
+            ],
+        ),
+        s(
+            "iptables-legacy FORWARD drop and REJECT, ip6tables-legacy drop",
+            &[
+                ROUTES,
+                "iptables-legacy -A FORWARD -p udp --dport 9999 -j DROP; \
+                 iptables-legacy -A FORWARD -d 10.9.0.0/24 -j REJECT; \
+                 ip6tables-legacy -A FORWARD -p udp --dport 9999 -j DROP",
+            ],
+        ),
+        s(
+            "iptables-legacy MASQUERADE",
+            &[
+                ROUTES,
+                "iptables-legacy -t nat -A POSTROUTING -o veth-b -j MASQUERADE",
+            ],
+        ),
+        s(
+            "xfrm policy block fwd",
+            &[
+                ROUTES,
+                "ip xfrm policy add src 10.1.0.0/24 dst 10.2.0.0/24 dir fwd action block; \
+                 ip xfrm policy add src fd01::/64 dst fd02::/64 dir fwd action block",
+            ],
+        ),
+        s(
+            "egress MTU 1280",
+            &[ROUTES, "ip link set veth-b mtu 1280"],
+        ),
+    ]
+}
+
+/// One test per scenario, so that a failure names its configuration.
+macro_rules! scenario_tests {
+    ($($test:ident: $name:literal, $fpd_forwards:expr;)*) => {$(
+        #[test]
+        fn $test() {
+            let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+            for when in [When::BeforeFpd, When::Live] {
+                let (rx, forwarded) = equivalent($name, when);
+                eprintln!("{}: fpd received {rx}, forwarded {forwarded} itself", $name);
+                // Where fpd can decide exactly it forwards itself: the
+                // comparison then tests its own forwarding, not Linux's.
+                if $fpd_forwards {
+                    assert!(forwarded > 0, "{}: fpd forwarded nothing itself", $name);
+                }
+            }
+        }
+    )*};
+}
+
+scenario_tests! {
+    routes_alone: "routes alone", true;
+    nft_forward_drop: "nft forward drop", false;
+    nft_reject_set_lookup_iifname: "nft reject, set lookup, iifname", false;
+    nft_ct_state_policy_drop: "nft ct state established,related accept, policy drop", false;
+    nft_dnat: "nft dnat", false;
+    iptables_legacy_drop_reject: "iptables-legacy FORWARD drop and REJECT, ip6tables-legacy drop", false;
+    iptables_legacy_masquerade: "iptables-legacy MASQUERADE", false;
+    xfrm_policy_block: "xfrm policy block fwd", false;
+    egress_mtu_1280: "egress MTU 1280", true;
+}
