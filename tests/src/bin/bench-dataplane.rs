@@ -10,10 +10,12 @@
 //! worker (`-P 1`) on its TX ring; delivered packets are host-b's eth0
 //! rx_packets over the measuring window. Kernel run: the router forwards
 //! (ip_forward=1), in softirq on the sender's CPU (veth runs sender,
-//! router and receiver there). fpd runs: ip_forward=0, fpd's one worker
-//! pinned to CPU 1 (`--cpus`), which also carries host-b's receive; with
-//! AF_PACKET and the TPACKET_V2 receive ring (the default), with V3, and
-//! with AF_XDP (`--backend af_xdp`).
+//! router and receiver there). fpd runs: fpd's one worker pinned to CPU 1
+//! (`--cpus`), which also carries host-b's receive; with AF_PACKET
+//! (ip_forward=0: Linux sees every frame too) and the TPACKET_V2 receive
+//! ring (the default), with V3, and with AF_XDP (`--backend af_xdp`;
+//! ip_forward=1, as a router with fpd runs: Linux forwards what fpd hands
+//! it, and never sees what fpd forwards).
 //!
 //! Usage: bench-dataplane [--seconds N] [--rounds N] [--conntracks N]
 //! (defaults 4, 2, 10000).
@@ -234,9 +236,19 @@ fn main() {
                 delivered,
             });
         }
-        // fpd forwards; the kernel does not.
-        sysctl(&t.r, &["net.ipv4.ip_forward=0"]);
+        // fpd forwards. With AF_PACKET the kernel must not (it sees every
+        // frame too); with AF_XDP it forwards what fpd hands it, as a
+        // router with fpd runs.
         for (m, (mode, args)) in modes.iter().enumerate() {
+            let xdp = args.contains(&"af_xdp");
+            sysctl(
+                &t.r,
+                &[if xdp {
+                    "net.ipv4.ip_forward=1"
+                } else {
+                    "net.ipv4.ip_forward=0"
+                }],
+            );
             start_forwarding(&mut t, args);
             rtt_fpd[m].push(rtt_us(&t));
             let label = format!("round {round} {mode}");
@@ -250,6 +262,7 @@ fn main() {
     load_conntracks(&t.r, conntracks);
     let ct_mode = format!("fpd af_xdp, {} conntracks", conntracks + 1);
     let mut fpd_ct = Vec::new();
+    sysctl(&t.r, &["net.ipv4.ip_forward=1"]);
     for round in 1..=rounds {
         // The kernel releases a killed fpd's AF_XDP sockets a little after
         // its exit (EBUSY on bind until then).
