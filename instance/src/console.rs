@@ -573,6 +573,18 @@ fn show_stats(p: &mut Processor, json: bool) -> String {
                 ltx
             );
         }
+        // Why packets left the fast path for Linux, by reason.
+        for i in ifaces {
+            let reasons: Vec<String> = i
+                .counters
+                .iter()
+                .filter(|(k, v)| k.starts_with("exception_") && *v > 0)
+                .map(|(k, v)| format!("{} {v}", &k["exception_".len()..]))
+                .collect();
+            if !reasons.is_empty() {
+                out += &format!("{} to Linux: {}\n", i.name, reasons.join(", "));
+            }
+        }
     }
     out
 }

@@ -39,6 +39,8 @@ const MAGIC: &[u8; 8] = b"FPSYNCEQ";
 /// namespace (`ip netns exec`), and the probes.
 struct Scenario {
     name: &'static str,
+    /// A reason `show stats` must give for packets left to Linux.
+    reason: &'static str,
     setup: &'static [&'static str],
     probes: Vec<Vec<u8>>,
 }
@@ -417,6 +419,19 @@ fn equivalent(name: &str, when: When) -> (u64, u64) {
     let with_fpd = probe(&t, &s.probes);
     let after = t.stats();
     let logs = t.logs();
+    // `show stats` says why packets left the fast path (fpd reports its
+    // counters to cmgrd every second or so).
+    let console = std::path::PathBuf::from(format!("/tmp/.cmgrd{}", t.instance));
+    let mut stats = String::new();
+    let said = fpsync_tests::wait_until(Duration::from_secs(5), || {
+        stats = fpsync_tests::console(&console, "show stats");
+        stats.contains(&format!("veth-a to Linux: ")) && stats.contains(s.reason)
+    });
+    assert!(
+        said,
+        "{}: show stats does not name {}:\n{stats}",
+        s.name, s.reason
+    );
     // The kernel alone: fpd gone (its XDP program, left attached, passes
     // every frame to Linux once its sockets are closed).
     t.stop_fast_path();
@@ -591,15 +606,17 @@ const ROUTES: &str = "ip route add 10.9.0.0/24 via 10.3.0.2; \
 
 fn scenarios(m: &Macs) -> Vec<Scenario> {
     let p = probes(m);
-    let s = |name, setup| Scenario {
+    let s = |name, reason, setup| Scenario {
         name,
+        reason,
         setup,
         probes: p.clone(),
     };
     vec![
-        s("routes alone", &[ROUTES]),
+        s("routes alone", "ttl", &[ROUTES]),
         s(
             "nft forward drop",
+            "netfilter",
             &[
                 ROUTES,
                 "nft add table inet f; nft add chain inet f fw '{ type filter hook forward priority 0; }'; \
@@ -608,6 +625,7 @@ fn scenarios(m: &Macs) -> Vec<Scenario> {
         ),
         s(
             "nft reject, set lookup, iifname",
+            "netfilter",
             &[
                 ROUTES,
                 "nft add table inet f; nft add chain inet f fw '{ type filter hook forward priority 0; }'; \
@@ -618,6 +636,7 @@ fn scenarios(m: &Macs) -> Vec<Scenario> {
         ),
         s(
             "nft ct state established,related accept, policy drop",
+            "netfilter",
             &[
                 ROUTES,
                 "nft add table inet f; nft add chain inet f fw '{ type filter hook forward priority 0; policy drop; }'; \
@@ -627,6 +646,7 @@ fn scenarios(m: &Macs) -> Vec<Scenario> {
         ),
         s(
             "nft dnat",
+            "netfilter",
             &[
                 ROUTES,
                 "nft add table ip n; nft add chain ip n pre '{ type nat hook prerouting priority -100; }'; \
@@ -635,6 +655,7 @@ fn scenarios(m: &Macs) -> Vec<Scenario> {
         ),
         s(
             "iptables-legacy FORWARD drop and REJECT, ip6tables-legacy drop",
+            "netfilter",
             &[
                 ROUTES,
                 "iptables-legacy -A FORWARD -p udp --dport 9999 -j DROP; \
@@ -644,6 +665,7 @@ fn scenarios(m: &Macs) -> Vec<Scenario> {
         ),
         s(
             "iptables-legacy MASQUERADE",
+            "netfilter",
             &[
                 ROUTES,
                 "iptables-legacy -t nat -A POSTROUTING -o veth-b -j MASQUERADE",
@@ -651,6 +673,7 @@ fn scenarios(m: &Macs) -> Vec<Scenario> {
         ),
         s(
             "xfrm policy block fwd",
+            "xfrm",
             &[
                 ROUTES,
                 "ip xfrm policy add src 10.1.0.0/24 dst 10.2.0.0/24 dir fwd action block; \
@@ -659,6 +682,7 @@ fn scenarios(m: &Macs) -> Vec<Scenario> {
         ),
         s(
             "egress MTU 1280",
+            "mtu",
             &[ROUTES, "ip link set veth-b mtu 1280"],
         ),
     ]
