@@ -425,7 +425,7 @@ fn equivalent(name: &str, when: When) -> (u64, u64) {
     let mut stats = String::new();
     let said = fpsync_tests::wait_until(Duration::from_secs(5), || {
         stats = fpsync_tests::console(&console, "show stats");
-        stats.contains(&format!("veth-a to Linux: ")) && stats.contains(s.reason)
+        stats.contains("veth-a to Linux: ") && stats.contains(s.reason)
     });
     assert!(
         said,
