@@ -37,6 +37,7 @@ fn route(dst: IpAddr, dst_len: u8, i: u32) -> Route {
         protocol: 3,
         scope: 0,
         prefsrc: None,
+        mtu: 0,
         nexthops: NextHops::Single(Hop {
             gateway: Some(gateway),
             oif: 2 + i % 4,

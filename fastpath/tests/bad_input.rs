@@ -46,6 +46,7 @@ fn route(prefix: &str, gw: &str) -> Object {
         protocol: 3,
         scope: 0,
         prefsrc: None,
+        mtu: 0,
         nexthops: NextHops::Single(Hop {
             gateway: Some(ip(gw)),
             oif: 2,

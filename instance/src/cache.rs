@@ -377,6 +377,7 @@ mod tests {
             protocol: 3,
             scope: 0,
             prefsrc: None,
+            mtu: 0,
             nexthops: NextHops::Single(fastpath::fpc::Hop {
                 gateway: None,
                 oif,

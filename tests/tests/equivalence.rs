@@ -591,6 +591,30 @@ fn probes(m: &Macs) -> Vec<Vec<u8>> {
                 id: 10,
             },
         ),
+        udp4(
+            m,
+            a,
+            c,
+            5678,
+            Ip4Fields {
+                ttl: 64,
+                df: true,
+                len: 1400,
+                id: 11,
+            },
+        ),
+        udp4(
+            m,
+            a,
+            c,
+            5678,
+            Ip4Fields {
+                ttl: 64,
+                df: false,
+                len: 1400,
+                id: 12,
+            },
+        ),
         udp6(m, "fd01::2", "fd02::2", 5678, 64, 64),
         udp6(m, "fd01::2", "fd02::2", 9999, 64, 64),
         udp6(m, "fd01::2", "fd02::2", 5678, 64, 1400),
@@ -685,6 +709,11 @@ fn scenarios(m: &Macs) -> Vec<Scenario> {
             "mtu",
             &[ROUTES, "ip link set veth-b mtu 1280"],
         ),
+        s(
+            "route MTU metric 1280",
+            "mtu",
+            &[ROUTES, "ip route change 10.9.0.0/24 via 10.3.0.2 mtu 1280"],
+        ),
     ]
 }
 
@@ -717,4 +746,5 @@ scenario_tests! {
     iptables_legacy_masquerade: "iptables-legacy MASQUERADE", false;
     xfrm_policy_block: "xfrm policy block fwd", false;
     egress_mtu_1280: "egress MTU 1280", true;
+    route_mtu_metric_1280: "route MTU metric 1280", true;
 }

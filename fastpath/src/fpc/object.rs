@@ -143,6 +143,9 @@ pub struct Route {
     pub protocol: u8,
     pub scope: u8,
     pub prefsrc: Option<IpAddr>,
+    /// The `mtu` metric (`RTAX_MTU` in `RTA_METRICS`; 0: none): forwarding
+    /// honours it before the device's.
+    pub mtu: u32,
     pub nexthops: NextHops,
 }
 
@@ -563,6 +566,7 @@ impl Object {
                 w.u8(r.protocol);
                 w.u8(r.scope);
                 w.opt_ip(r.prefsrc);
+                w.u32(r.mtu);
                 match &r.nexthops {
                     NextHops::None => w.u8(0),
                     NextHops::Single(h) => {
@@ -684,6 +688,7 @@ impl Object {
                     protocol: r.u8()?,
                     scope: r.u8()?,
                     prefsrc: r.opt_ip()?,
+                    mtu: r.u32()?,
                     nexthops: match r.u8()? {
                         0 => NextHops::None,
                         1 => NextHops::Single(parse_hop(&mut r)?),
@@ -894,6 +899,9 @@ impl fmt::Display for Object {
                 if let Some(src) = r.prefsrc {
                     write!(f, " src {src}")?;
                 }
+                if r.mtu != 0 {
+                    write!(f, " mtu {}", r.mtu)?;
+                }
                 match &r.nexthops {
                     NextHops::None => Ok(()),
                     NextHops::Single(h) => fmt_hop(f, h),
@@ -1023,6 +1031,7 @@ pub(crate) mod tests {
             protocol: 3,
             scope: 0,
             prefsrc: None,
+            mtu: 0,
             nexthops,
         }
     }

@@ -20,6 +20,7 @@ pub(crate) struct RouteAttrs {
     pub protocol: u8,
     pub scope: u8,
     pub prefsrc: Option<IpAddr>,
+    pub mtu: u32,
     pub nexthops: NextHops,
 }
 
@@ -30,6 +31,7 @@ impl RouteAttrs {
             protocol: r.protocol,
             scope: r.scope,
             prefsrc: r.prefsrc,
+            mtu: r.mtu,
             nexthops: r.nexthops,
         }
     }
@@ -116,6 +118,7 @@ mod tests {
             protocol,
             scope: 0,
             prefsrc: None,
+            mtu: 0,
             nexthops: NextHops::Id(7),
         }
     }

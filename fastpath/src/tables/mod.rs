@@ -205,6 +205,7 @@ fn route_of(table: u32, dst: IpAddr, dst_len: u8, e: &fib::Entry, a: &RouteAttrs
         protocol: a.protocol,
         scope: a.scope,
         prefsrc: a.prefsrc,
+        mtu: a.mtu,
         nexthops: a.nexthops.clone(),
     }
 }

@@ -22,6 +22,7 @@ fn route(table: u32, prefix: &str, priority: u32, gw: &str) -> Route {
         protocol: 3,
         scope: 0,
         prefsrc: None,
+        mtu: 0,
         nexthops: if gw.is_empty() {
             NextHops::None
         } else {

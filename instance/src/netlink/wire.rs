@@ -90,6 +90,9 @@ const RTA_OIF: u16 = 4;
 const RTA_GATEWAY: u16 = 5;
 const RTA_PRIORITY: u16 = 6;
 const RTA_PREFSRC: u16 = 7;
+const RTA_METRICS: u16 = 8;
+/// In `RTA_METRICS`: the path MTU.
+const RTAX_MTU: u16 = 2;
 const RTA_MULTIPATH: u16 = 9;
 const RTA_TABLE: u16 = 15;
 const RTA_VIA: u16 = 18;
@@ -790,6 +793,19 @@ fn decode_multipath(mut v: &[u8]) -> Result<Vec<Hop>, WireError> {
     Ok(hops)
 }
 
+/// The `RTAX_MTU` metric of a route's nested `RTA_METRICS` (0 when the
+/// route has none). The other metrics (advmss, window, rtt, hoplimit,
+/// ...) only shape what the router itself sends: forwarding reads none.
+fn metric_mtu(nested: &[u8]) -> Result<u32, WireError> {
+    for attr in attrs(nested) {
+        let (kind, v) = attr?;
+        if kind == RTAX_MTU {
+            return get_u32(kind, v);
+        }
+    }
+    Ok(0)
+}
+
 fn decode_route(payload: &[u8]) -> Result<Option<Route>, WireError> {
     // struct rtmsg: family, dst_len, src_len, tos, table, protocol, scope,
     // type, flags u32
@@ -812,6 +828,7 @@ fn decode_route(payload: &[u8]) -> Result<Option<Route>, WireError> {
         protocol: h[5],
         scope: h[6],
         prefsrc: None,
+        mtu: 0,
         nexthops: NextHops::None,
     };
     let mut single = Hop {
@@ -828,6 +845,7 @@ fn decode_route(payload: &[u8]) -> Result<Option<Route>, WireError> {
             RTA_TABLE => route.table = get_u32(kind, v)?,
             RTA_PRIORITY => route.priority = get_u32(kind, v)?,
             RTA_PREFSRC => route.prefsrc = Some(get_ip(v)?),
+            RTA_METRICS => route.mtu = metric_mtu(v)?,
             RTA_OIF => single.oif = get_u32(kind, v)?,
             RTA_GATEWAY => single.gateway = Some(get_ip(v)?),
             RTA_VIA => single.gateway = Some(get_via(v)?),
@@ -1149,6 +1167,37 @@ mod tests {
         assert_eq!(hops[0].gateway, Some("10.0.0.2".parse().unwrap()));
         assert_eq!((hops[0].oif, hops[0].weight), (2, 1));
         assert_eq!((hops[1].oif, hops[1].weight), (3, 3));
+    }
+
+    /// What this kernel announced for `ip route add 10.9.0.0/24 dev lo mtu
+    /// lock 1280`: RTA_METRICS holds RTAX_LOCK (the MTU's bit) and RTAX_MTU.
+    const ROUTE_MTU_LOCK_1280: &str = "4800000018000006bc43116bbf0c000002180000fe03fd0100000000\
+        08000f00fe000000080001000a09000014000800080001000400000008000200000500000800040001000000";
+
+    #[test]
+    fn a_routes_mtu_metric_is_kept() {
+        let hex = ROUTE_MTU_LOCK_1280.replace(char::is_whitespace, "");
+        let buf: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        let Event::New(Object::Route(r)) = decode_one(&buf).unwrap() else {
+            panic!("not a route")
+        };
+        assert_eq!((r.dst_len, r.mtu), (24, 1280));
+        // Without RTA_METRICS, no MTU; a truncated metric is an error.
+        let plain = Msg::new(RTM_NEWROUTE, &rtmsg(AF_INET, 24, 254, rtn::UNICAST, 0))
+            .attr(RTA_DST, &[10, 9, 0, 0])
+            .done();
+        let Event::New(Object::Route(r)) = decode_one(&plain).unwrap() else {
+            panic!("not a route")
+        };
+        assert_eq!(r.mtu, 0);
+        let bad = Msg(Vec::new()).attr(RTAX_MTU, &[5, 0]).0;
+        let cut = Msg::new(RTM_NEWROUTE, &rtmsg(AF_INET, 24, 254, rtn::UNICAST, 0))
+            .attr(RTA_METRICS, &bad)
+            .done();
+        assert!(decode_one(&cut).is_err());
     }
 
     #[test]

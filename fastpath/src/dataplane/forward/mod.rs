@@ -27,6 +27,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::fpc::{rtn, NextHops};
+use crate::tables::RouteAttrs;
 use crate::wire::ethernet::{self, ethertype, Frame, Mac};
 use crate::wire::{icmp, ip_proto, ipv4, ipv6};
 
@@ -153,7 +154,7 @@ pub(crate) fn icmp_error(
                 u64::from(ip_proto::ICMP) << 32,
             );
             let dst_ip = IpAddr::V4(Ipv4Addr::from(src));
-            (len, next_hop(view, &attrs.nexthops, flow, dst_ip, len))
+            (len, next_hop(view, attrs, flow, dst_ip, len))
         }
         ethertype::IPV6 => {
             let p = ipv6::Packet::new_checked(eth.payload()).map_err(|_| None)?;
@@ -192,7 +193,7 @@ pub(crate) fn icmp_error(
                 u64::from(ip_proto::ICMPV6) << 32,
             );
             let dst_ip = IpAddr::V6(Ipv6Addr::from(src));
-            (len, next_hop(view, &attrs.nexthops, flow, dst_ip, len))
+            (len, next_hop(view, attrs, flow, dst_ip, len))
         }
         _ => return Err(None),
     };
@@ -253,7 +254,7 @@ fn route4(view: &View, in_port: usize, payload: &mut [u8]) -> Result<(usize, Mac
         u64::from(p.protocol()) << 32 | u64::from(sport) << 16 | u64::from(dport),
     );
     let dst_ip = IpAddr::V4(Ipv4Addr::from(dst));
-    let (out, mac) = next_hop(view, &attrs.nexthops, flow, dst_ip, p.total_len())?;
+    let (out, mac) = next_hop(view, attrs, flow, dst_ip, p.total_len())?;
     if out == in_port {
         return Err(Verdict::Exception(Exception::Redirect));
     }
@@ -304,7 +305,7 @@ fn route6(view: &View, in_port: usize, payload: &mut [u8]) -> Result<(usize, Mac
         u64::from(p.next_header()) << 32 | u64::from(sport) << 16 | u64::from(dport),
     );
     let dst_ip = IpAddr::V6(Ipv6Addr::from(dst));
-    let (out, mac) = next_hop(view, &attrs.nexthops, flow, dst_ip, p.total_len())?;
+    let (out, mac) = next_hop(view, attrs, flow, dst_ip, p.total_len())?;
     if out == in_port {
         return Err(Verdict::Exception(Exception::Redirect));
     }
@@ -342,15 +343,17 @@ fn check_type(rtype: u8) -> Result<(), Verdict> {
 /// Resolves the route's next hops to an output port and a MAC: picks one
 /// hop by flow hash and weight (multipath, nexthop groups), finds its port
 /// and its neighbour (the gateway, or the destination itself on a
-/// connected route), and marks the neighbour used.
+/// connected route), and marks the neighbour used. A packet larger than
+/// the route's MTU metric or the port's MTU is Linux's (which answers or
+/// fragments it).
 fn next_hop(
     view: &View,
-    nexthops: &NextHops,
+    route: &RouteAttrs,
     flow: u64,
     dst: IpAddr,
     ip_len: usize,
 ) -> Result<(usize, Mac), Verdict> {
-    let (gateway, oif) = match nexthops {
+    let (gateway, oif) = match &route.nexthops {
         NextHops::None => return Err(Verdict::Exception(Exception::NoRoute)),
         NextHops::Single(h) => (h.gateway, h.oif),
         NextHops::Multipath(hops) => {
@@ -383,7 +386,7 @@ fn next_hop(
     if !port.up {
         return Err(Verdict::Exception(Exception::LinkDown));
     }
-    if ip_len > port.mtu as usize {
+    if ip_len > port.mtu as usize || (route.mtu != 0 && ip_len > route.mtu as usize) {
         return Err(Verdict::Exception(Exception::Mtu));
     }
     let via = gateway.unwrap_or(dst);

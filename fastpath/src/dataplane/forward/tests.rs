@@ -51,6 +51,7 @@ fn route(table: u32, dst: &str, len: u8, rtype: u8, nexthops: NextHops) -> Objec
         protocol: 4,
         scope: 0,
         prefsrc: None,
+        mtu: 0,
         nexthops,
     })
 }
