@@ -578,3 +578,46 @@ fn conntrack_news_copy_no_routes() {
         "dataplane_routing_builds"
     ) > routing));
 }
+
+/// AF_PACKET cannot hand a packet to a Linux that forwards (Linux holds a
+/// copy of every frame, so it must not forward): when the configuration
+/// needs Linux (here an nftables forward chain, which fpd does not
+/// evaluate), fpd forwards nothing of that family, says so in its log and
+/// counts why; it forwards again once the chain is gone.
+#[test]
+fn af_packet_forwards_nothing_a_firewall_would_see() {
+    let _serial = serial();
+    let mut t = Topology::for_backend("dpg", "af_packet");
+    t.start_fast_path(&["--backend", "af_packet"]);
+    until_reachable(&t, "10.2.0.2");
+    fpsync_tests::sh(&[
+        "ip", "netns", "exec", &t.r.name, "nft", "add table inet f; add chain inet f fw { type filter hook forward priority 0; }; add rule inet f fw udp dport 9999 drop",
+    ]);
+    assert!(
+        wait_until(Duration::from_secs(5), || ping(&t.a, "10.2.0.2", 1, "0.2")
+            == 0),
+        "still forwarded with a forward chain\n{}",
+        t.logs()
+    );
+    let log = t.fpd.as_ref().unwrap().log();
+    assert!(
+        log.contains("the configuration needs Linux to forward IPv4"),
+        "{log}"
+    );
+    assert!(counter(&t.stats(), "veth-a", "exception_netfilter") > 0);
+    fpsync_tests::sh(&[
+        "ip",
+        "netns",
+        "exec",
+        &t.r.name,
+        "nft",
+        "delete table inet f",
+    ]);
+    until_reachable(&t, "10.2.0.2");
+    assert!(t
+        .fpd
+        .as_ref()
+        .unwrap()
+        .log()
+        .contains("fpd forwards IPv4 again"));
+}

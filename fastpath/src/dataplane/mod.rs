@@ -267,6 +267,27 @@ impl Drop for Dataplane {
     }
 }
 
+/// With AF_PACKET, Linux does not forward (it holds a copy of every
+/// frame), so a family whose configuration needs Linux crosses nothing:
+/// say so whenever that changes.
+fn warn_af_packet_gates(old: view::Gates, new: view::Gates) {
+    for (family, was, gate) in [("IPv4", old.v4, new.v4), ("IPv6", old.v6, new.v6)] {
+        if was == gate {
+            continue;
+        }
+        match gate {
+            Some(why) => tracing::warn!(
+                family,
+                reason = why.name(),
+                "the configuration needs Linux to forward {family}, which it does not \
+                 beside AF_PACKET: {family} transit packets are not forwarded \
+                 (fpd --backend af_xdp hands them to Linux)"
+            ),
+            None => tracing::info!(family, "fpd forwards {family} again"),
+        }
+    }
+}
+
 impl Shared {
     fn changes(&self) -> std::sync::MutexGuard<'_, Changes> {
         self.changes.lock().unwrap_or_else(PoisonError::into_inner)
@@ -322,6 +343,9 @@ impl Shared {
     /// Publishes `view` (the tables unlocked).
     fn publish(&self, view: View) {
         let old = self.view.swap(Arc::new(view));
+        if !self.linux_forwards {
+            warn_af_packet_gates(old.gates, self.view.load().gates);
+        }
         // Wait for the workers to let go of the old view, so that its
         // memory is freed here and not on the hot path.
         let deadline = Instant::now() + Duration::from_secs(1);

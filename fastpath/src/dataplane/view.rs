@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 
 use super::conntrack::FlowTable;
-use super::gates::Gates;
+pub(crate) use super::gates::Gates;
 use crate::fpc::{rtn, Hit, Nexthop, ObjectKind};
 use crate::tables::{FibSnapshot, PrefixHash, RouteAttrs, Tables};
 use crate::wire::ethernet::Mac;
