@@ -33,15 +33,49 @@ use topology::{counter, in_netns, Topology};
 /// The scenarios start fpd on fixed interface names: one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
 
+/// Linux answers a packet without a route (or to an unreachable or
+/// prohibit route) at most once a second per source after a burst of five
+/// (`net.ipv4.route.error_cost`, `error_burst`): a budget of the whole
+/// machine, not of a namespace, so two runs a few seconds apart would not
+/// get the same answers. While a scenario runs, the cost is 0; the old
+/// value comes back on drop.
+struct NoRouteErrorLimit(Option<String>);
+
+const ERROR_COST: &str = "/proc/sys/net/ipv4/route/error_cost";
+
+impl NoRouteErrorLimit {
+    fn new() -> NoRouteErrorLimit {
+        let old = std::fs::read_to_string(ERROR_COST).ok();
+        if old.is_some() {
+            std::fs::write(ERROR_COST, "0").expect("net.ipv4.route.error_cost");
+        }
+        NoRouteErrorLimit(old)
+    }
+}
+
+impl Drop for NoRouteErrorLimit {
+    fn drop(&mut self) {
+        if let Some(old) = &self.0 {
+            let _ = std::fs::write(ERROR_COST, old.trim());
+        }
+    }
+}
+
+/// One scenario at a time, without the route error limit.
+fn serial() -> (std::sync::MutexGuard<'static, ()>, NoRouteErrorLimit) {
+    let lock = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    (lock, NoRouteErrorLimit::new())
+}
+
 const MAGIC: &[u8; 8] = b"FPSYNCEQ";
 
 /// One router configuration: shell commands run in the router's
 /// namespace (`ip netns exec`), and the probes.
 struct Scenario {
-    name: &'static str,
+    name: String,
     /// A reason `show stats` must give for packets left to Linux.
-    reason: &'static str,
-    setup: &'static [&'static str],
+    reason: Option<&'static str>,
+    setup: Vec<String>,
     probes: Vec<Vec<u8>>,
 }
 
@@ -347,7 +381,7 @@ fn difference(alone: &Seen, with_fpd: &Seen) -> String {
     out
 }
 
-fn router(t: &Topology, commands: &[&str]) {
+fn router(t: &Topology, commands: &[String]) {
     for c in commands {
         sh(&["ip", "netns", "exec", &t.r.name, "sh", "-c", c]);
     }
@@ -366,17 +400,33 @@ enum When {
 /// built for its MACs), with fpd and with the kernel alone; returns fpd's
 /// counters of veth-a (received, forwarded) over its run.
 fn equivalent(name: &str, when: When) -> (u64, u64) {
+    equivalent_with(
+        |m| {
+            scenarios(m)
+                .into_iter()
+                .find(|s| s.name == name)
+                .expect("a scenario")
+        },
+        when,
+    )
+}
+
+/// The same for the scenario `make` builds for a topology's MACs.
+fn equivalent_with(make: impl Fn(&Macs) -> Scenario, when: When) -> (u64, u64) {
     let mut t = Topology::for_backend("eqv", "af_xdp");
-    let s = scenarios(&macs(&t))
-        .into_iter()
-        .find(|s| s.name == name)
-        .expect("a scenario");
-    // ICMP errors are rate-limited per peer: the second run would get
-    // fewer. Without the limit, both runs get every one.
+    let s = make(&macs(&t));
+    // ICMP errors are rate-limited per peer, and by a global budget that
+    // other traffic spends too: either run could get fewer. Without the
+    // limits, both runs get every one.
     for ns in [&t.r, &t.b] {
         topology::sysctl(
             ns,
-            &["net.ipv4.icmp_ratelimit=0", "net.ipv6.icmp.ratelimit=0"],
+            &[
+                "net.ipv4.icmp_ratelimit=0",
+                "net.ipv6.icmp.ratelimit=0",
+                "net.ipv4.icmp_msgs_per_sec=1000000",
+                "net.ipv4.icmp_msgs_burst=1000000",
+            ],
         );
     }
     // Both runs find the neighbours resolved and the same conntrack state.
@@ -391,12 +441,12 @@ fn equivalent(name: &str, when: When) -> (u64, u64) {
             .output();
     };
     if when == When::BeforeFpd {
-        router(&t, s.setup);
+        router(&t, &s.setup);
     }
     flush(&t);
     t.start_fast_path(&["--backend", "af_xdp"]);
     if when == When::Live {
-        router(&t, s.setup);
+        router(&t, &s.setup);
         let features = instance::Options::try_parse_from(["cmgrd"])
             .unwrap()
             .features;
@@ -425,11 +475,12 @@ fn equivalent(name: &str, when: When) -> (u64, u64) {
     let mut stats = String::new();
     let said = fpsync_tests::wait_until(Duration::from_secs(5), || {
         stats = fpsync_tests::console(&console, "show stats");
-        stats.contains("veth-a to Linux: ") && stats.contains(s.reason)
+        s.reason
+            .is_none_or(|r| stats.contains("veth-a to Linux: ") && stats.contains(r))
     });
     assert!(
         said,
-        "{}: show stats does not name {}:\n{stats}",
+        "{}: show stats does not name {:?}:\n{stats}",
         s.name, s.reason
     );
     // The kernel alone: fpd gone (its XDP program, left attached, passes
@@ -439,12 +490,13 @@ fn equivalent(name: &str, when: When) -> (u64, u64) {
     let alone = probe(&t, &s.probes);
     assert!(
         alone == with_fpd,
-        "{}: the kernel alone and fpd differ\n{}\n{after:?}\n{logs}",
+        "{}: the kernel alone and fpd differ\n{}\nrouter configuration:\n{}\n{after:?}\n{logs}",
         s.name,
         difference(&alone, &with_fpd),
+        s.setup.join("\n"),
     );
     assert!(
-        !alone.at_b.is_empty(),
+        s.reason.is_none() || !alone.at_b.is_empty(),
         "{}: nothing crossed the router: the comparison proves nothing",
         s.name
     );
@@ -630,10 +682,10 @@ const ROUTES: &str = "ip route add 10.9.0.0/24 via 10.3.0.2; \
 
 fn scenarios(m: &Macs) -> Vec<Scenario> {
     let p = probes(m);
-    let s = |name, reason, setup| Scenario {
-        name,
-        reason,
-        setup,
+    let s = |name: &str, reason, setup: &[&str]| Scenario {
+        name: name.to_owned(),
+        reason: Some(reason),
+        setup: setup.iter().map(|c| c.to_string()).collect(),
         probes: p.clone(),
     };
     vec![
@@ -722,7 +774,7 @@ macro_rules! scenario_tests {
     ($($test:ident: $name:literal, $fpd_forwards:expr;)*) => {$(
         #[test]
         fn $test() {
-            let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+            let _serial = serial();
             for when in [When::BeforeFpd, When::Live] {
                 let (rx, forwarded) = equivalent($name, when);
                 eprintln!("{}: fpd received {rx}, forwarded {forwarded} itself", $name);
@@ -747,4 +799,174 @@ scenario_tests! {
     xfrm_policy_block: "xfrm policy block fwd", false;
     egress_mtu_1280: "egress MTU 1280", true;
     route_mtu_metric_1280: "route MTU metric 1280", true;
+}
+
+/// A small seeded generator (xorshift64*): the same seed, the same run.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len() as u64) as usize]
+    }
+
+    fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+}
+
+/// A random router configuration and random probes, from a grammar over
+/// routes (every type, MTU metrics), policy rules (the selectors and
+/// actions fpd evaluates, and some it leaves to Linux), nftables rules
+/// (expressions fpd evaluates and some it does not), legacy iptables
+/// rules, and packets to every kind of destination.
+fn random_scenario(seed: u64, m: &Macs) -> Scenario {
+    let mut r = Rng(seed.max(1));
+    let mut setup = vec![ROUTES.to_string()];
+    let nets: Vec<String> = (1..=6).map(|i| format!("10.9.{i}")).collect();
+    for net in &nets {
+        let route = match r.below(6) {
+            0 => format!("ip route add {net}.0/24 via 10.3.0.2"),
+            1 => format!("ip route add {net}.0/24 via 10.2.0.2"),
+            2 => format!(
+                "ip route add {net}.0/24 via 10.3.0.2 mtu {}",
+                r.pick(&[576, 1280, 1400])
+            ),
+            3 => format!(
+                "ip route add {} {net}.0/24",
+                r.pick(&["unreachable", "prohibit", "blackhole"])
+            ),
+            4 => format!("ip route add {net}.0/24 via 10.2.0.2 table 100"),
+            _ => continue,
+        };
+        setup.push(route);
+    }
+    setup.push(format!(
+        "ip route add default via {} table 100",
+        r.pick(&["10.3.0.2", "10.2.0.2"])
+    ));
+    setup.push("ip route add blackhole default table 101".into());
+    for _ in 0..r.below(4) {
+        let pref = 100 + r.below(900);
+        let selector = match r.below(6) {
+            0 => "from 10.1.0.2".to_string(),
+            1 => format!("to {}.0/24", r.pick(&nets)),
+            2 => "iif veth-a".to_string(),
+            3 => format!("ipproto udp dport {}", r.pick(&[5678, 9999])),
+            4 => "fwmark 0x1".to_string(),
+            _ => "not from 10.1.0.0/24".to_string(),
+        };
+        let action = match r.below(5) {
+            0 => "table 100".to_string(),
+            1 => "table 101".to_string(),
+            2 => "unreachable".to_string(),
+            3 => "prohibit".to_string(),
+            _ => "table 100 suppress_prefixlength 0".to_string(),
+        };
+        setup.push(format!("ip rule add pref {pref} {selector} {action}"));
+    }
+    if r.chance(60) {
+        let policy = if r.chance(30) { "drop" } else { "accept" };
+        setup.push(format!(
+            "nft add table inet f; nft add chain inet f fw '{{ type filter hook forward priority 0; policy {policy}; }}'"
+        ));
+        for _ in 0..1 + r.below(5) {
+            let net = r.pick(&nets).clone();
+            let rule = match r.below(9) {
+                0 => format!("udp dport {} drop", r.pick(&[5678, 9999])),
+                1 => format!("ip daddr {net}.0/24 accept"),
+                2 => format!("ip daddr {net}.0/24 drop"),
+                3 => "iifname veth-a udp dport 9999 drop".to_string(),
+                4 => "ct state established,related accept".to_string(),
+                5 => "meta l4proto udp counter accept".to_string(),
+                6 => "udp dport 5678 limit rate 1/second accept".to_string(),
+                7 => "ip6 daddr fd02::2 udp dport 5678 accept".to_string(),
+                _ => format!("ip daddr {net}.0/24 reject"),
+            };
+            setup.push(format!("nft add rule inet f fw {rule}"));
+        }
+    }
+    if r.chance(20) {
+        setup.push("iptables-legacy -A FORWARD -p udp --dport 9999 -j DROP".into());
+    }
+    if r.chance(15) {
+        setup.push("iptables-legacy -t nat -A POSTROUTING -o veth-c -j MASQUERADE".into());
+    }
+    let a = v4("10.1.0.2");
+    let mut probes = Vec::new();
+    for id in 0..16u16 {
+        let dst = match r.below(4) {
+            0 => v4("10.2.0.2"),
+            1 => v4("10.9.0.2"),
+            _ => {
+                let net = r.pick(&nets);
+                v4(&format!("{net}.{}", 1 + r.below(3)))
+            }
+        };
+        let f = Ip4Fields {
+            ttl: *r.pick(&[64, 64, 64, 1]),
+            df: r.chance(70),
+            len: *r.pick(&[64, 64, 600, 1400]),
+            id: 100 + id,
+        };
+        probes.push(udp4(m, a, dst, *r.pick(&[5678, 9999]), f));
+    }
+    for _ in 0..4 {
+        let len = *r.pick(&[64, 1400]);
+        probes.push(udp6(
+            m,
+            "fd01::2",
+            "fd02::2",
+            *r.pick(&[5678, 9999]),
+            *r.pick(&[64, 1]),
+            len,
+        ));
+    }
+    Scenario {
+        name: format!("random seed {seed}"),
+        reason: None,
+        setup,
+        probes,
+    }
+}
+
+/// Seeded random configurations and packets: for each, what crosses with
+/// fpd equals what crosses with the kernel alone. `FPSYNC_SEED=N` replays
+/// a run (the seed is printed); `FPSYNC_RANDOM_RUNS` sets how many.
+#[test]
+fn random_configurations_forward_as_the_kernel_does() {
+    let _serial = serial();
+    let first: u64 = std::env::var("FPSYNC_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs()
+        });
+    let runs: u64 = std::env::var("FPSYNC_RANDOM_RUNS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(6);
+    for seed in first..first + runs {
+        eprintln!("random configuration: FPSYNC_SEED={seed}");
+        let when = if seed % 2 == 0 {
+            When::Live
+        } else {
+            When::BeforeFpd
+        };
+        let (rx, forwarded) = equivalent_with(|m| random_scenario(seed, m), when);
+        eprintln!("seed {seed}: fpd received {rx}, forwarded {forwarded} itself");
+    }
 }
