@@ -3,7 +3,7 @@
 //! Invariants: the cache holds exactly what the blades were told (every
 //! change returns the op that tells them); an object equal to the cached
 //! one yields no op, so dumps and resyncs only send what changed; replay
-//! order is links, addresses, nexthops (single before groups), routes,
+//! order is links, their IP settings (netconf), addresses, nexthops (single before groups), routes,
 //! neighbours, bridge ports, FDB, then IPsec SAs, their replay states and
 //! policies, ..., multicast VIFs before MFC entries, so that a reference
 //! never precedes what it names.
@@ -16,6 +16,8 @@ use fastpath::fpc::{Hop, NextHops, Object, ObjectKey, ObjectKind, Op, Route, AF_
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Scope {
     Links,
+    /// Per-device IP settings (netconf) of AF_INET or AF_INET6.
+    NetConfs(u8),
     Addrs,
     Nexthops,
     Routes(u8),
@@ -45,8 +47,10 @@ pub enum Scope {
 
 impl Scope {
     /// Every scope, in replay order.
-    pub const ALL: [Scope; 23] = [
+    pub const ALL: [Scope; 25] = [
         Scope::Links,
+        Scope::NetConfs(AF_INET),
+        Scope::NetConfs(AF_INET6),
         Scope::Addrs,
         Scope::Nexthops,
         Scope::Routes(AF_INET),
@@ -99,6 +103,7 @@ impl Scope {
             Object::MrouteVif(_) => Scope::MrouteVifs(crate::netlink::mroute::RTNL_FAMILY_IP6MR),
             Object::XtChain(_) => Scope::XtChains,
             Object::XtRule(_) => Scope::XtRules,
+            Object::NetConf(c) => Scope::NetConfs(c.family),
         }
     }
 
@@ -123,6 +128,7 @@ impl Scope {
             Scope::Captures => ObjectKind::CaptureFilter,
             Scope::XtChains => ObjectKind::XtChain,
             Scope::XtRules => ObjectKind::XtRule,
+            Scope::NetConfs(_) => ObjectKind::NetConf,
         }
     }
 
@@ -131,9 +137,22 @@ impl Scope {
     }
 }
 
+/// One map per wire kind number, 1 to the highest (numbers may have gaps).
+const SLOTS: usize = {
+    let mut max = 0;
+    let mut i = 0;
+    while i < ObjectKind::ALL.len() {
+        if ObjectKind::ALL[i] as usize > max {
+            max = ObjectKind::ALL[i] as usize;
+        }
+        i += 1;
+    }
+    max
+};
+
 #[derive(Default)]
 pub struct Cache {
-    maps: [HashMap<ObjectKey, Object>; ObjectKind::ALL.len()],
+    maps: [HashMap<ObjectKey, Object>; SLOTS],
 }
 
 fn slot(kind: ObjectKind) -> usize {
@@ -218,6 +237,7 @@ impl Cache {
             .partition(|o| matches!(o, Object::Nexthop(n) if n.group.is_empty()));
         self.maps[slot(ObjectKind::Link)]
             .values()
+            .chain(self.maps[slot(ObjectKind::NetConf)].values())
             .chain(self.maps[slot(ObjectKind::Addr)].values())
             .chain(single)
             .chain(groups)
@@ -357,6 +377,7 @@ fn key_kind(key: &ObjectKey) -> ObjectKind {
         ObjectKey::MrouteVif(_) => ObjectKind::MrouteVif,
         ObjectKey::XtChain { .. } => ObjectKind::XtChain,
         ObjectKey::XtRule { .. } => ObjectKind::XtRule,
+        ObjectKey::NetConf(_) => ObjectKind::NetConf,
     }
 }
 

@@ -25,8 +25,9 @@ use std::net::IpAddr;
 
 use crate::fpc::{
     Addr, BridgePort, CaptureFilter, Conntrack, CtKey, Fdb, Link, Mroute, MrouteKey, MrouteVif,
-    MrouteVifKey, Neigh, NextHops, Nexthop, NftChain, NftRule, NftTable, Object, ObjectError, Op,
-    Route, RouteDisc, SaKey, SpKey, XfrmReplay, XfrmSa, XfrmSp, XtChain, XtRule,
+    MrouteVifKey, Neigh, NetConf, NetConfKey, NextHops, Nexthop, NftChain, NftRule, NftTable,
+    Object, ObjectError, Op, Route, RouteDisc, SaKey, SpKey, XfrmReplay, XfrmSa, XfrmSp, XtChain,
+    XtRule,
 };
 use attrs::AttrTable;
 pub(crate) use attrs::RouteAttrs;
@@ -303,6 +304,9 @@ pub struct Tables {
     /// Legacy x_tables chains and rules, by (family, table, chain[, position]).
     xt_chains: ObjectMap<(u8, String, String), XtChain>,
     xt_rules: ObjectMap<(u8, String, String, u32), Box<XtRule>>,
+    /// Per-device IP settings (forwarding, rp_filter, ...), by (family,
+    /// ifindex), `all` and `default` included.
+    netconfs: ObjectMap<NetConfKey, NetConf>,
     routes4: Fibs<V4>,
     routes6: Fibs<V6>,
     attrs: AttrTable,
@@ -342,6 +346,7 @@ impl Tables {
             captures: ObjectMap::new(),
             xt_chains: ObjectMap::new(),
             xt_rules: ObjectMap::new(),
+            netconfs: ObjectMap::new(),
             routes4: Fibs::new(),
             routes6: Fibs::new(),
             attrs: AttrTable::default(),
@@ -457,6 +462,12 @@ impl Tables {
                 let key = (r.family, r.table.clone(), r.chain.clone(), r.position);
                 self.xt_rules.apply(op, key, r)
             }
+            Object::NetConf(c) => {
+                if op != Op::Delete && !c.is_valid() {
+                    return Err(ObjectError::Invalid);
+                }
+                self.netconfs.apply(op, c.key(), c)
+            }
         }
     }
 
@@ -502,6 +513,12 @@ impl Tables {
         self.conntracks.values()
     }
 
+    /// Every device's IP settings, and `all`'s and `default`'s, of both
+    /// families.
+    pub fn netconfs(&self) -> impl Iterator<Item = &NetConf> {
+        self.netconfs.values()
+    }
+
     /// Starts a full resync: every object is stale until applied again.
     pub fn begin_sync(&mut self, generation: u64) {
         if let Some(previous) = self.syncing {
@@ -525,6 +542,7 @@ impl Tables {
         self.captures.mark_stale();
         self.xt_chains.mark_stale();
         self.xt_rules.mark_stale();
+        self.netconfs.mark_stale();
         self.routes4.mark_stale();
         self.routes6.mark_stale();
         self.syncing = Some(generation);
@@ -568,6 +586,7 @@ impl Tables {
             + self.captures.sweep()
             + self.xt_chains.sweep()
             + self.xt_rules.sweep()
+            + self.netconfs.sweep()
             + self.routes4.sweep(&mut self.attrs)
             + self.routes6.sweep(&mut self.attrs);
         self.syncing = None;
@@ -582,6 +601,9 @@ impl Tables {
     pub fn for_each(&self, mut f: impl FnMut(Object)) {
         self.links.values().for_each(|l| f(Object::Link(l.clone())));
         self.addrs.values().for_each(|a| f(Object::Addr(a.clone())));
+        self.netconfs
+            .values()
+            .for_each(|c| f(Object::NetConf(c.clone())));
         for groups in [false, true] {
             self.nexthops
                 .values()
@@ -655,6 +677,7 @@ impl Tables {
             ("capture_filters", self.captures.len() as u64),
             ("xt_chains", self.xt_chains.len() as u64),
             ("xt_rules", self.xt_rules.len() as u64),
+            ("netconfs", self.netconfs.len() as u64),
             ("route_attrs", self.attrs.len() as u64),
             ("generation", self.generation),
             ("syncs", self.syncs),
@@ -686,6 +709,7 @@ impl Tables {
             + self.captures.len()
             + self.xt_chains.len()
             + self.xt_rules.len()
+            + self.netconfs.len()
             + self.routes4.routes
             + self.routes6.routes
     }
