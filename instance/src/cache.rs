@@ -419,6 +419,33 @@ mod tests {
     }
 
     #[test]
+    fn every_kind_has_its_map_despite_gaps_in_the_numbers() {
+        // NetConf is kind 21 while ObjectKind::ALL has fewer entries.
+        let mut c = Cache::default();
+        let conf = |family, ifindex| {
+            Object::NetConf(fastpath::fpc::NetConf {
+                family,
+                ifindex,
+                forwarding: Some(1),
+                rp_filter: None,
+                mc_forwarding: None,
+                proxy_neigh: None,
+                ignore_routes_with_linkdown: None,
+            })
+        };
+        c.upsert(route("10.0.0.0", 8, 1));
+        c.upsert(conf(AF_INET, -1));
+        c.upsert(conf(AF_INET6, 3));
+        assert_eq!(c.len(ObjectKind::NetConf), 2);
+        assert!(c.get(&conf(AF_INET6, 3).key()).is_some());
+        let ops = c.reconcile(Scope::NetConfs(AF_INET6), vec![]);
+        assert_eq!(ops.len(), 1, "only the IPv6 one is swept");
+        assert_eq!(c.len(ObjectKind::NetConf), 1);
+        let order: Vec<ObjectKind> = c.replay().map(Object::kind).collect();
+        assert_eq!(order, vec![ObjectKind::NetConf, ObjectKind::Route]);
+    }
+
+    #[test]
     fn reconcile_sweeps_only_its_scope() {
         let mut c = Cache::default();
         c.upsert(route("10.0.0.0", 8, 1));

@@ -887,8 +887,9 @@ impl Processor {
             return; // a switched-off feature sends nothing
         }
         // IPv4 copies some `default` values into every device that never
-        // had them written, and announces `default` only: re-dumped.
-        if netlink::netconf::copied_to_devices(&news) {
+        // had them written, and announces `default` only; IPv6 sets
+        // `default` with some `all` values, unannounced: re-dumped.
+        if netlink::netconf::implies_unannounced_changes(&news) {
             self.schedule(&[Scope::NetConfs(family)]);
         }
         match self.cache.get(&ObjectKey::NetConf(news.key())) {

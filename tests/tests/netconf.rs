@@ -170,6 +170,16 @@ fn sysctl_changes_reach_fpd_as_the_kernel_sees_them() {
     assert_eq!(sysctl_n(&s, "net.ipv4.conf.va.rp_filter"), 2, "its own");
     assert_as_kernel(&s, BOTH, &everything);
     assert!(silent_changes(&s) > before, "the copies are silent changes");
+    // IPv6 sets default's ignore_routes_with_linkdown with all's, and
+    // announces all's and the devices' only.
+    sysctl_w(&s, "net.ipv6.conf.default.ignore_routes_with_linkdown", 0);
+    assert_as_kernel(&s, BOTH, &everything);
+    sysctl_w(&s, "net.ipv6.conf.all.ignore_routes_with_linkdown", 1);
+    assert_eq!(
+        sysctl_n(&s, "net.ipv6.conf.default.ignore_routes_with_linkdown"),
+        1
+    );
+    assert_as_kernel(&s, BOTH, &everything);
 
     // fpsync-check --dump-fastpath prints them.
     let out = std::process::Command::new(bin("fpsync-check"))

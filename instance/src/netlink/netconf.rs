@@ -27,9 +27,11 @@
 //! * Silent: writing IPv4 `conf.default.{rp_filter, proxy_arp,
 //!   ignore_routes_with_linkdown, ...}` copies the value into every
 //!   device that never had that value written (devinet_copy_dflt_conf),
-//!   and only `default` is announced; [`copied_to_devices`] recognises
-//!   that news (cmgrd re-dumps the family). `default.forwarding` is not
-//!   copied; IPv6 copies nothing.
+//!   and only `default` is announced (`default.forwarding` is not copied).
+//!   Writing IPv6 `conf.all.ignore_routes_with_linkdown` sets every
+//!   device's (announced) and `default`'s (not announced:
+//!   addrconf_fixup_linkdown). [`implies_unannounced_changes`] recognises
+//!   both news; cmgrd re-dumps the family on them.
 
 use fastpath::fpc::{NetConf, NetConfKey, Object, ObjectKey, AF_INET, AF_INET6};
 
@@ -112,16 +114,23 @@ pub fn decode(kind: u16, payload: &[u8]) -> Result<Event, WireError> {
     })
 }
 
-/// Whether a netconf news is one the kernel also applies, silently, to
-/// the devices that never had the value written: IPv4 `conf.default`'s
-/// rp_filter, proxy_arp and ignore_routes_with_linkdown (forwarding is
-/// not copied, mc_forwarding is read-only, IPv6 copies nothing).
-pub fn copied_to_devices(news: &NetConf) -> bool {
-    news.family == AF_INET
-        && news.ifindex == fastpath::fpc::NETCONFA_IFINDEX_DEFAULT
-        && (news.rp_filter.is_some()
-            || news.proxy_neigh.is_some()
-            || news.ignore_routes_with_linkdown.is_some())
+/// Whether the change a netconf news announces came with others the
+/// kernel does not announce: an IPv4 `conf.default` rp_filter, proxy_arp
+/// or ignore_routes_with_linkdown is also copied into the devices that
+/// never had theirs written (forwarding is not copied, mc_forwarding is
+/// read-only); an IPv6 `conf.all` ignore_routes_with_linkdown also sets
+/// `default`'s.
+pub fn implies_unannounced_changes(news: &NetConf) -> bool {
+    use fastpath::fpc::{NETCONFA_IFINDEX_ALL, NETCONFA_IFINDEX_DEFAULT};
+    match (news.family, news.ifindex) {
+        (AF_INET, NETCONFA_IFINDEX_DEFAULT) => {
+            news.rp_filter.is_some()
+                || news.proxy_neigh.is_some()
+                || news.ignore_routes_with_linkdown.is_some()
+        }
+        (AF_INET6, NETCONFA_IFINDEX_ALL) => news.ignore_routes_with_linkdown.is_some(),
+        _ => false,
+    }
 }
 
 #[cfg(test)]
@@ -225,17 +234,30 @@ mod tests {
                 ..conf(AF_INET, NETCONFA_IFINDEX_ALL)
             }
         );
-        assert!(!copied_to_devices(&c), "all is not copied");
+        assert!(!implies_unannounced_changes(&c), "all is not copied");
         let Event::NetConfChange(c) = decode_fixture(fixtures::V6_DEFAULT_FORWARDING) else {
             panic!("a one-value news is a change");
         };
         assert_eq!(c.ifindex, NETCONFA_IFINDEX_DEFAULT);
         assert_eq!(c.family, AF_INET6);
-        assert!(!copied_to_devices(&c));
+        assert!(!implies_unannounced_changes(&c));
         let Event::NetConfChange(c) = decode_fixture(fixtures::V4_DEFAULT_RP_FILTER) else {
             panic!("a one-value news is a change");
         };
-        assert!(copied_to_devices(&c), "IPv4 default rp_filter is copied");
+        assert!(
+            implies_unannounced_changes(&c),
+            "IPv4 default rp_filter is copied"
+        );
+        let v6_all_linkdown = NetConf {
+            ignore_routes_with_linkdown: Some(1),
+            ..conf(AF_INET6, NETCONFA_IFINDEX_ALL)
+        };
+        assert!(implies_unannounced_changes(&v6_all_linkdown));
+        let v6_all_proxy = NetConf {
+            proxy_neigh: Some(1),
+            ..conf(AF_INET6, NETCONFA_IFINDEX_ALL)
+        };
+        assert!(!implies_unannounced_changes(&v6_all_proxy));
     }
 
     #[test]
