@@ -326,3 +326,26 @@ fn disable_sync_ipv6_keeps_ipv6_netconf_out() {
     let fp = fp_netconfs(&s);
     assert!(fp.keys().all(|(f, _)| *f == AF_INET), "{fp:?}");
 }
+
+#[test]
+fn an_overrun_loses_no_netconf_change() {
+    let s = Setup::with_args("netconf-overrun", &["-l", "256K"]);
+    s.ns.batch("link add va type veth peer name vb\nlink set va up\naddr add 10.0.0.1/16 dev va\n");
+    assert_as_kernel(&s, BOTH, &["all", "default", "va", "vb"]);
+    s.cmgrd.as_ref().unwrap().signal(libc::SIGSTOP);
+    // Fill the stopped listener's socket past its buffer, then change
+    // netconf: those news are dropped (ENOBUFS), the resync finds them.
+    let batch: String = (0..20_000u32)
+        .map(|i| format!("route add 100.{}.{}.0/24 via 10.0.0.2\n", i / 256, i % 256))
+        .collect();
+    s.ns.batch(&batch);
+    sysctl_w(&s, "net.ipv4.ip_forward", 1);
+    sysctl_w(&s, "net.ipv4.conf.va.rp_filter", 2);
+    sysctl_w(&s, "net.ipv6.conf.all.forwarding", 1);
+    sysctl_w(&s, "net.ipv6.conf.vb.proxy_ndp", 1);
+    s.cmgrd.as_ref().unwrap().signal(libc::SIGCONT);
+    s.assert_in_sync(Duration::from_secs(30));
+    assert_as_kernel(&s, BOTH, &["all", "default", "lo", "va", "vb"]);
+    let sync = s.console("show sync");
+    assert!(!sync.contains("- overruns: 0\n"), "{sync}");
+}
