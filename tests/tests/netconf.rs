@@ -349,3 +349,63 @@ fn an_overrun_loses_no_netconf_change() {
     let sync = s.console("show sync");
     assert!(!sync.contains("- overruns: 0\n"), "{sync}");
 }
+
+/// One RTM_NEWNETCONF message: `family`, `ifindex` (None: left out) and
+/// NETCONFA_* attributes (kind, value).
+fn news(family: u8, ifindex: Option<i32>, values: &[(u16, u32)]) -> Vec<u8> {
+    let mut attrs = Vec::new();
+    let mut attr = |kind: u16, v: [u8; 4]| {
+        attrs.extend_from_slice(&8u16.to_ne_bytes());
+        attrs.extend_from_slice(&kind.to_ne_bytes());
+        attrs.extend_from_slice(&v);
+    };
+    if let Some(i) = ifindex {
+        attr(1, i.to_ne_bytes());
+    }
+    for (kind, v) in values {
+        attr(*kind, v.to_ne_bytes());
+    }
+    let len = 16 + 4 + attrs.len();
+    let mut m = Vec::new();
+    m.extend_from_slice(&(len as u32).to_ne_bytes());
+    m.extend_from_slice(&80u16.to_ne_bytes()); // RTM_NEWNETCONF
+    m.extend_from_slice(&[0; 10]);
+    m.extend_from_slice(&[family, 0, 0, 0]);
+    m.extend_from_slice(&attrs);
+    m
+}
+
+#[test]
+fn odd_news_change_nothing_and_cmgrd_goes_on() {
+    let s = Setup::new("netconf-odd");
+    let replay = |bytes: Vec<u8>| {
+        let path = s.dir.path.join(format!("news.{}", fpsync_tests::unique()));
+        std::fs::write(&path, bytes).unwrap();
+        s.console(&format!("netlink replay {}", path.display()))
+    };
+    let decode_errors = || -> u64 {
+        let out = s.console("show sync");
+        out.lines()
+            .find_map(|l| l.strip_prefix("- decode errors: "))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    // A change of a device never announced whole (as after a lost
+    // announcement): not taken as the device's settings; the family is
+    // dumped again instead, which does not have it.
+    let answer = replay(news(AF_INET, Some(9999), &[(3, 1)]));
+    assert!(answer.contains("replayed 1"), "{answer}");
+    // A news without NETCONFA_IFINDEX: a decode error, nothing else.
+    let before = decode_errors();
+    replay(news(AF_INET6, None, &[(2, 1)]));
+    assert_eq!(decode_errors(), before + 1);
+    // Another family's (AF_MPLS) is not ours.
+    replay(news(28, Some(1), &[(7, 1)]));
+    s.assert_in_sync(SYNC);
+    let fp = fp_netconfs(&s);
+    assert!(!fp.contains_key(&(AF_INET, 9999)), "{fp:?}");
+    assert!(fp.keys().all(|(f, _)| *f == AF_INET || *f == AF_INET6));
+    assert_as_kernel(&s, BOTH, &["all", "default", "lo"]);
+}
