@@ -3,10 +3,10 @@
 //! Invariants: the cache holds exactly what the blades were told (every
 //! change returns the op that tells them); an object equal to the cached
 //! one yields no op, so dumps and resyncs only send what changed; replay
-//! order is links, their IP settings (netconf), addresses, nexthops (single before groups), routes,
-//! neighbours, bridge ports, FDB, then IPsec SAs, their replay states and
-//! policies, ..., multicast VIFs before MFC entries, so that a reference
-//! never precedes what it names.
+//! order is links, their IP settings (netconf), addresses, nexthops
+//! (single before groups), routes, neighbours, bridge ports, FDB, then
+//! IPsec SAs, their replay states and policies, ..., multicast VIFs
+//! before MFC entries, so that a reference never precedes what it names.
 
 use std::collections::HashMap;
 

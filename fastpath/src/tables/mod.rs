@@ -595,15 +595,15 @@ impl Tables {
         swept
     }
 
-    /// Every object, in an order fit for replay: links, addresses, single
-    /// nexthops, nexthop groups, routes, neighbours, bridge ports, FDB,
+    /// Every object, in an order fit for replay: links, netconf, addresses,
+    /// single nexthops, nexthop groups, routes, neighbours, bridge ports, FDB,
     /// IPsec SAs, their replay states, policies, conntrack entries.
     pub fn for_each(&self, mut f: impl FnMut(Object)) {
         self.links.values().for_each(|l| f(Object::Link(l.clone())));
-        self.addrs.values().for_each(|a| f(Object::Addr(a.clone())));
         self.netconfs
             .values()
             .for_each(|c| f(Object::NetConf(c.clone())));
+        self.addrs.values().for_each(|a| f(Object::Addr(a.clone())));
         for groups in [false, true] {
             self.nexthops
                 .values()
