@@ -3,10 +3,10 @@
 //! Invariants: the cache holds exactly what the blades were told (every
 //! change returns the op that tells them); an object equal to the cached
 //! one yields no op, so dumps and resyncs only send what changed; replay
-//! order is links, addresses, nexthops (single before groups), routes,
-//! neighbours, bridge ports, FDB, then IPsec SAs, their replay states and
-//! policies, ..., multicast VIFs before MFC entries, so that a reference
-//! never precedes what it names.
+//! order is links, their IP settings (netconf), addresses, nexthops
+//! (single before groups), routes, neighbours, bridge ports, FDB, then
+//! IPsec SAs, their replay states and policies, ..., multicast VIFs
+//! before MFC entries, so that a reference never precedes what it names.
 
 use std::collections::HashMap;
 
@@ -16,6 +16,8 @@ use fastpath::fpc::{Hop, NextHops, Object, ObjectKey, ObjectKind, Op, Route, AF_
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Scope {
     Links,
+    /// Per-device IP settings (netconf) of AF_INET or AF_INET6.
+    NetConfs(u8),
     Addrs,
     Nexthops,
     Routes(u8),
@@ -45,8 +47,10 @@ pub enum Scope {
 
 impl Scope {
     /// Every scope, in replay order.
-    pub const ALL: [Scope; 23] = [
+    pub const ALL: [Scope; 25] = [
         Scope::Links,
+        Scope::NetConfs(AF_INET),
+        Scope::NetConfs(AF_INET6),
         Scope::Addrs,
         Scope::Nexthops,
         Scope::Routes(AF_INET),
@@ -99,6 +103,7 @@ impl Scope {
             Object::MrouteVif(_) => Scope::MrouteVifs(crate::netlink::mroute::RTNL_FAMILY_IP6MR),
             Object::XtChain(_) => Scope::XtChains,
             Object::XtRule(_) => Scope::XtRules,
+            Object::NetConf(c) => Scope::NetConfs(c.family),
         }
     }
 
@@ -123,6 +128,7 @@ impl Scope {
             Scope::Captures => ObjectKind::CaptureFilter,
             Scope::XtChains => ObjectKind::XtChain,
             Scope::XtRules => ObjectKind::XtRule,
+            Scope::NetConfs(_) => ObjectKind::NetConf,
         }
     }
 
@@ -131,9 +137,22 @@ impl Scope {
     }
 }
 
+/// One map per wire kind number, 1 to the highest (numbers may have gaps).
+const SLOTS: usize = {
+    let mut max = 0;
+    let mut i = 0;
+    while i < ObjectKind::ALL.len() {
+        if ObjectKind::ALL[i] as usize > max {
+            max = ObjectKind::ALL[i] as usize;
+        }
+        i += 1;
+    }
+    max
+};
+
 #[derive(Default)]
 pub struct Cache {
-    maps: [HashMap<ObjectKey, Object>; ObjectKind::ALL.len()],
+    maps: [HashMap<ObjectKey, Object>; SLOTS],
 }
 
 fn slot(kind: ObjectKind) -> usize {
@@ -218,6 +237,7 @@ impl Cache {
             .partition(|o| matches!(o, Object::Nexthop(n) if n.group.is_empty()));
         self.maps[slot(ObjectKind::Link)]
             .values()
+            .chain(self.maps[slot(ObjectKind::NetConf)].values())
             .chain(self.maps[slot(ObjectKind::Addr)].values())
             .chain(single)
             .chain(groups)
@@ -357,6 +377,7 @@ fn key_kind(key: &ObjectKey) -> ObjectKind {
         ObjectKey::MrouteVif(_) => ObjectKind::MrouteVif,
         ObjectKey::XtChain { .. } => ObjectKind::XtChain,
         ObjectKey::XtRule { .. } => ObjectKind::XtRule,
+        ObjectKey::NetConf(_) => ObjectKind::NetConf,
     }
 }
 
@@ -396,6 +417,33 @@ mod tests {
         assert_eq!(c.len(ObjectKind::Route), 1);
         assert!(c.routes_depend_on(2, None));
         assert!(!c.routes_depend_on(1, None));
+    }
+
+    #[test]
+    fn every_kind_has_its_map_despite_gaps_in_the_numbers() {
+        // NetConf is kind 21 while ObjectKind::ALL has fewer entries.
+        let mut c = Cache::default();
+        let conf = |family, ifindex| {
+            Object::NetConf(fastpath::fpc::NetConf {
+                family,
+                ifindex,
+                forwarding: Some(1),
+                rp_filter: None,
+                mc_forwarding: None,
+                proxy_neigh: None,
+                ignore_routes_with_linkdown: None,
+            })
+        };
+        c.upsert(route("10.0.0.0", 8, 1));
+        c.upsert(conf(AF_INET, -1));
+        c.upsert(conf(AF_INET6, 3));
+        assert_eq!(c.len(ObjectKind::NetConf), 2);
+        assert!(c.get(&conf(AF_INET6, 3).key()).is_some());
+        let ops = c.reconcile(Scope::NetConfs(AF_INET6), vec![]);
+        assert_eq!(ops.len(), 1, "only the IPv6 one is swept");
+        assert_eq!(c.len(ObjectKind::NetConf), 1);
+        let order: Vec<ObjectKind> = c.replay().map(Object::kind).collect();
+        assert_eq!(order, vec![ObjectKind::NetConf, ObjectKind::Route]);
     }
 
     #[test]

@@ -865,6 +865,7 @@ impl Processor {
                 Ok(NlEvent::DelRoute(route)) => {
                     self.pending.extend(self.cache.remove_route(route));
                 }
+                Ok(NlEvent::NetConfChange(news)) => self.netconf_change(news),
                 Ok(NlEvent::Ignored | NlEvent::Unknown) => {}
                 Err(e) => {
                     self.sync.decode_errors += 1;
@@ -874,6 +875,57 @@ impl Processor {
             if self.pending.len() >= BATCH {
                 self.flush();
             }
+        }
+    }
+
+    /// A netconf news of one value. The kernel sends only the attribute
+    /// that changed, so it is merged into the cached object (the other
+    /// values stay); see [`netlink::netconf`] for what it announces.
+    fn netconf_change(&mut self, news: fastpath::fpc::NetConf) {
+        let family = news.family;
+        if !self.config.features.syncs(&Object::NetConf(news.clone())) {
+            return; // a switched-off feature sends nothing
+        }
+        // IPv4 copies some `default` values into every device that never
+        // had them written, and announces `default` only; IPv6 sets
+        // `default` with some `all` values, unannounced: re-dumped.
+        if netlink::netconf::implies_unannounced_changes(&news) {
+            self.schedule(&[Scope::NetConfs(family)]);
+        }
+        match self.cache.get(&ObjectKey::NetConf(news.key())) {
+            Some(Object::NetConf(cached)) => {
+                let merged = Object::NetConf(cached.merged(&news));
+                self.pending.extend(self.cache.upsert(merged));
+            }
+            // A change of something never announced whole (its
+            // announcement was lost): the family is dumped again.
+            _ => {
+                debug!(?news, "netconf change of an unknown device: re-dumping");
+                self.schedule(&[Scope::NetConfs(family)]);
+            }
+        }
+    }
+
+    /// Re-dumps the netconf of `families` (AF_INET, AF_INET6); what it
+    /// finds the kernel changed without telling.
+    fn redump_netconfs(&mut self, families: &[u8]) {
+        let mut found = 0;
+        for &f in families {
+            match self.resync_scopes(&[Scope::NetConfs(f)]) {
+                Ok(n) => found += n,
+                Err(e) => {
+                    warn!("netconf re-dump failed: {e}; retrying");
+                    self.schedule(&[Scope::NetConfs(f)]);
+                }
+            }
+        }
+        if found > 0 {
+            self.sync.silent_changes += found as u64;
+            debug!(
+                found,
+                "netconf re-dump found changes the kernel did not announce"
+            );
+            self.flush();
         }
     }
 
@@ -1161,8 +1213,20 @@ impl Processor {
             .into_iter()
             .map(|s| Scope::ALL[s.0])
             .partition(|s| matches!(s, Scope::MrouteVifs(_)));
+        let (netconfs, scopes): (Vec<Scope>, Vec<Scope>) = scopes
+            .into_iter()
+            .partition(|s| matches!(s, Scope::NetConfs(_)));
         self.reconcile_since = None;
         self.sync.reconciles += 1;
+        // Netconf re-dumps, too, count what they find as silent changes.
+        let families: Vec<u8> = netconfs
+            .iter()
+            .filter_map(|s| match s {
+                Scope::NetConfs(f) => Some(*f),
+                _ => None,
+            })
+            .collect();
+        self.redump_netconfs(&families);
         // VIF re-reads count what they find themselves (silent changes).
         let families: Vec<u8> = vifs
             .iter()
@@ -1456,6 +1520,7 @@ pub fn dump_scope(
         Scope::BridgePorts => (wire::RTM_GETLINK, wire::AF_BRIDGE),
         Scope::Fdb => (wire::RTM_GETNEIGH, wire::AF_BRIDGE),
         Scope::Mroutes(f) => (wire::RTM_GETROUTE, f),
+        Scope::NetConfs(f) => (netlink::netconf::RTM_GETNETCONF, f),
         Scope::XfrmSas
         | Scope::XfrmReplays
         | Scope::XfrmSps
@@ -1491,10 +1556,13 @@ pub fn dump_scope(
     match res {
         Ok(()) => Ok(out),
         // A kernel without nexthop objects answers EOPNOTSUPP or EINVAL.
-        // So does one without IPv4/IPv6 multicast routing.
+        // So does one without IPv4/IPv6 multicast routing, or without
+        // IPv6 (no netconf handler for AF_INET6).
         Err(SocketError::Kernel(e))
-            if matches!(scope, Scope::Nexthops | Scope::Mroutes(_))
-                && (e == libc::EOPNOTSUPP || e == libc::EINVAL || e == libc::EAFNOSUPPORT) =>
+            if matches!(
+                scope,
+                Scope::Nexthops | Scope::Mroutes(_) | Scope::NetConfs(_)
+            ) && (e == libc::EOPNOTSUPP || e == libc::EINVAL || e == libc::EAFNOSUPPORT) =>
         {
             Ok(Vec::new())
         }

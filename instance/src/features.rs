@@ -319,6 +319,12 @@ impl Features {
             Object::MrouteVif(v) => {
                 self.enabled(MCAST) && (v.family != AF_INET6 || self.enabled(IPV6))
             }
+            // A device's IP settings ride with their family's routing:
+            // IPv4's always (as IPv4 links, addresses and routes), IPv6's
+            // with the IPv6 bit. mc_forwarding is a setting like the others
+            // (read-only, a count of multicast daemons), not the multicast
+            // bit's.
+            Object::NetConf(c) => c.family != AF_INET6 || self.enabled(IPV6),
             Object::CaptureFilter(c) => {
                 self.enabled(BPF)
                     && (!self.bpf_pattern_only()

@@ -9,6 +9,7 @@ mod fuzz;
 mod linkinfo;
 mod message;
 mod mroute;
+mod netconf;
 mod nftables;
 mod object;
 mod transport;
@@ -24,6 +25,7 @@ pub use message::{
     MAGIC, MAX_BODY, VERSION,
 };
 pub use mroute::{Mroute, MrouteKey, MrouteVif, MrouteVifKey};
+pub use netconf::{NetConf, NetConfKey, NETCONFA_IFINDEX_ALL, NETCONFA_IFINDEX_DEFAULT};
 pub use nftables::{NftChain, NftRule, NftTable};
 pub use object::{
     family_of, rtn, unspecified, Addr, BridgePort, Fdb, Hop, Link, LinkInfo, Neigh, NextHops,

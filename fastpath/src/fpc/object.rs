@@ -12,6 +12,7 @@ use super::codec::{DecodeError, Reader, Writer};
 use super::conntrack::{Conntrack, CtKey};
 pub use super::linkinfo::LinkInfo;
 use super::mroute::{Mroute, MrouteKey, MrouteVif, MrouteVifKey};
+use super::netconf::{NetConf, NetConfKey};
 use super::nftables::{NftChain, NftRule, NftTable};
 use super::xfrm::{SaKey, SpKey, XfrmReplay, XfrmSa, XfrmSp};
 use super::xtables::{XtChain, XtRule};
@@ -201,6 +202,7 @@ pub enum Object {
     XtChain(XtChain),
     /// Boxed: a rule's match fields make it the largest object by far.
     XtRule(Box<XtRule>),
+    NetConf(NetConf),
 }
 
 /// The kinds of object, as numbered on the wire.
@@ -226,10 +228,12 @@ pub enum ObjectKind {
     XtChain = 17,
     XtRule = 18,
     MrouteVif = 19,
+    // 20: policy routing rules.
+    NetConf = 21,
 }
 
 impl ObjectKind {
-    pub const ALL: [ObjectKind; 19] = [
+    pub const ALL: [ObjectKind; 20] = [
         ObjectKind::Link,
         ObjectKind::Addr,
         ObjectKind::Route,
@@ -249,6 +253,7 @@ impl ObjectKind {
         ObjectKind::MrouteVif,
         ObjectKind::XtChain,
         ObjectKind::XtRule,
+        ObjectKind::NetConf,
     ];
 
     pub fn from_u8(v: u8) -> Result<Self, DecodeError> {
@@ -272,6 +277,7 @@ impl ObjectKind {
             19 => ObjectKind::MrouteVif,
             17 => ObjectKind::XtChain,
             18 => ObjectKind::XtRule,
+            21 => ObjectKind::NetConf,
             _ => {
                 return Err(DecodeError::BadValue {
                     what: "object kind",
@@ -302,6 +308,7 @@ impl ObjectKind {
             ObjectKind::MrouteVif => "mroute vif",
             ObjectKind::XtChain => "xt chain",
             ObjectKind::XtRule => "xt rule",
+            ObjectKind::NetConf => "netconf",
         }
     }
 }
@@ -366,6 +373,7 @@ pub enum ObjectKey {
         chain: String,
         position: u32,
     },
+    NetConf(NetConfKey),
 }
 
 /// What tells two routes apart in the kernel's FIB.
@@ -467,6 +475,7 @@ impl Object {
             Object::MrouteVif(_) => ObjectKind::MrouteVif,
             Object::XtChain(_) => ObjectKind::XtChain,
             Object::XtRule(_) => ObjectKind::XtRule,
+            Object::NetConf(_) => ObjectKind::NetConf,
         }
     }
 
@@ -523,6 +532,7 @@ impl Object {
                 chain: r.chain.clone(),
                 position: r.position,
             },
+            Object::NetConf(c) => ObjectKey::NetConf(c.key()),
         }
     }
 
@@ -640,6 +650,7 @@ impl Object {
             Object::MrouteVif(v) => v.emit(&mut w),
             Object::XtChain(c) => c.emit(&mut w),
             Object::XtRule(r) => r.emit(&mut w),
+            Object::NetConf(c) => c.emit(&mut w),
         }
         let body_len = (buf.len() - start) as u16;
         buf[len_at..len_at + 2].copy_from_slice(&body_len.to_be_bytes());
@@ -790,6 +801,7 @@ impl Object {
             ObjectKind::MrouteVif => Object::MrouteVif(MrouteVif::parse(&mut r)?),
             ObjectKind::XtChain => Object::XtChain(XtChain::parse(&mut r)?),
             ObjectKind::XtRule => Object::XtRule(Box::new(XtRule::parse(&mut r)?)),
+            ObjectKind::NetConf => Object::NetConf(NetConf::parse(&mut r)?),
         };
         r.finish()?;
         Ok(obj)
@@ -997,6 +1009,7 @@ impl fmt::Display for Object {
             Object::MrouteVif(v) => v.fmt(f),
             Object::XtChain(c) => c.fmt(f),
             Object::XtRule(r) => r.fmt(f),
+            Object::NetConf(c) => c.fmt(f),
         }
     }
 }
@@ -1321,6 +1334,24 @@ pub(crate) mod tests {
                 flags: 1,
                 local: None,
                 remote: None,
+            }),
+            Object::NetConf(NetConf {
+                family: AF_INET,
+                ifindex: 3,
+                forwarding: Some(1),
+                rp_filter: Some(2),
+                mc_forwarding: Some(0),
+                proxy_neigh: Some(0),
+                ignore_routes_with_linkdown: Some(1),
+            }),
+            Object::NetConf(NetConf {
+                family: AF_INET6,
+                ifindex: crate::fpc::netconf::NETCONFA_IFINDEX_ALL,
+                forwarding: Some(0),
+                rp_filter: None,
+                mc_forwarding: None,
+                proxy_neigh: Some(1),
+                ignore_routes_with_linkdown: None,
             }),
         ]
         .into_iter()

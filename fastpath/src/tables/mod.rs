@@ -25,8 +25,9 @@ use std::net::IpAddr;
 
 use crate::fpc::{
     Addr, BridgePort, CaptureFilter, Conntrack, CtKey, Fdb, Link, Mroute, MrouteKey, MrouteVif,
-    MrouteVifKey, Neigh, NextHops, Nexthop, NftChain, NftRule, NftTable, Object, ObjectError, Op,
-    Route, RouteDisc, SaKey, SpKey, XfrmReplay, XfrmSa, XfrmSp, XtChain, XtRule,
+    MrouteVifKey, Neigh, NetConf, NetConfKey, NextHops, Nexthop, NftChain, NftRule, NftTable,
+    Object, ObjectError, Op, Route, RouteDisc, SaKey, SpKey, XfrmReplay, XfrmSa, XfrmSp, XtChain,
+    XtRule,
 };
 use attrs::AttrTable;
 pub(crate) use attrs::RouteAttrs;
@@ -304,6 +305,9 @@ pub struct Tables {
     /// Legacy x_tables chains and rules, by (family, table, chain[, position]).
     xt_chains: ObjectMap<(u8, String, String), XtChain>,
     xt_rules: ObjectMap<(u8, String, String, u32), Box<XtRule>>,
+    /// Per-device IP settings (forwarding, rp_filter, ...), by (family,
+    /// ifindex), `all` and `default` included.
+    netconfs: ObjectMap<NetConfKey, NetConf>,
     routes4: Fibs<V4>,
     routes6: Fibs<V6>,
     attrs: AttrTable,
@@ -343,6 +347,7 @@ impl Tables {
             captures: ObjectMap::new(),
             xt_chains: ObjectMap::new(),
             xt_rules: ObjectMap::new(),
+            netconfs: ObjectMap::new(),
             routes4: Fibs::new(),
             routes6: Fibs::new(),
             attrs: AttrTable::default(),
@@ -458,6 +463,12 @@ impl Tables {
                 let key = (r.family, r.table.clone(), r.chain.clone(), r.position);
                 self.xt_rules.apply(op, key, r)
             }
+            Object::NetConf(c) => {
+                if op != Op::Delete && !c.is_valid() {
+                    return Err(ObjectError::Invalid);
+                }
+                self.netconfs.apply(op, c.key(), c)
+            }
         }
     }
 
@@ -519,6 +530,12 @@ impl Tables {
         self.sps.values()
     }
 
+    /// Every device's IP settings, and `all`'s and `default`'s, of both
+    /// families.
+    pub fn netconfs(&self) -> impl Iterator<Item = &NetConf> {
+        self.netconfs.values()
+    }
+
     /// Starts a full resync: every object is stale until applied again.
     pub fn begin_sync(&mut self, generation: u64) {
         if let Some(previous) = self.syncing {
@@ -542,6 +559,7 @@ impl Tables {
         self.captures.mark_stale();
         self.xt_chains.mark_stale();
         self.xt_rules.mark_stale();
+        self.netconfs.mark_stale();
         self.routes4.mark_stale();
         self.routes6.mark_stale();
         self.syncing = Some(generation);
@@ -585,6 +603,7 @@ impl Tables {
             + self.captures.sweep()
             + self.xt_chains.sweep()
             + self.xt_rules.sweep()
+            + self.netconfs.sweep()
             + self.routes4.sweep(&mut self.attrs)
             + self.routes6.sweep(&mut self.attrs);
         self.syncing = None;
@@ -593,11 +612,14 @@ impl Tables {
         swept
     }
 
-    /// Every object, in an order fit for replay: links, addresses, single
-    /// nexthops, nexthop groups, routes, neighbours, bridge ports, FDB,
+    /// Every object, in an order fit for replay: links, netconf, addresses,
+    /// single nexthops, nexthop groups, routes, neighbours, bridge ports, FDB,
     /// IPsec SAs, their replay states, policies, conntrack entries.
     pub fn for_each(&self, mut f: impl FnMut(Object)) {
         self.links.values().for_each(|l| f(Object::Link(l.clone())));
+        self.netconfs
+            .values()
+            .for_each(|c| f(Object::NetConf(c.clone())));
         self.addrs.values().for_each(|a| f(Object::Addr(a.clone())));
         for groups in [false, true] {
             self.nexthops
@@ -672,6 +694,7 @@ impl Tables {
             ("capture_filters", self.captures.len() as u64),
             ("xt_chains", self.xt_chains.len() as u64),
             ("xt_rules", self.xt_rules.len() as u64),
+            ("netconfs", self.netconfs.len() as u64),
             ("route_attrs", self.attrs.len() as u64),
             ("generation", self.generation),
             ("syncs", self.syncs),
@@ -703,6 +726,7 @@ impl Tables {
             + self.captures.len()
             + self.xt_chains.len()
             + self.xt_rules.len()
+            + self.netconfs.len()
             + self.routes4.routes
             + self.routes6.routes
     }

@@ -183,7 +183,7 @@ fn delete_of_missing_key_is_not_found() {
             assert_eq!(del(&mut t, o), Err(ObjectError::NotFound));
         }
     }
-    assert_eq!(counter(&t, "rejected"), 13);
+    assert_eq!(counter(&t, "rejected"), 15);
     assert!(t.is_empty());
 }
 
@@ -258,6 +258,10 @@ fn invalid_objects_are_rejected_and_change_nothing() {
                 v.vif = 32;
                 Object::MrouteVif(v)
             }
+            Object::NetConf(mut c) => {
+                c.ifindex = 0;
+                Object::NetConf(c)
+            }
             Object::Route(_)
             | Object::XfrmSp(_)
             | Object::XfrmReplay(_)
@@ -271,7 +275,7 @@ fn invalid_objects_are_rejected_and_change_nothing() {
     }
     assert!(t.is_empty());
     assert_eq!(counter(&t, "route_attrs"), 0);
-    assert_eq!(counter(&t, "rejected"), 15);
+    assert_eq!(counter(&t, "rejected"), 17);
 }
 
 /// One object of every kind and form.
@@ -389,6 +393,24 @@ fn sample_objects() -> Vec<Object> {
             lladdr: vec![],
             state: 0x20,
             flags: 0x80,
+        }),
+        Object::NetConf(crate::fpc::NetConf {
+            family: 2,
+            ifindex: 2,
+            forwarding: Some(1),
+            rp_filter: Some(2),
+            mc_forwarding: Some(0),
+            proxy_neigh: Some(0),
+            ignore_routes_with_linkdown: Some(0),
+        }),
+        Object::NetConf(crate::fpc::NetConf {
+            family: 10,
+            ifindex: crate::fpc::NETCONFA_IFINDEX_ALL,
+            forwarding: Some(0),
+            rp_filter: None,
+            mc_forwarding: None,
+            proxy_neigh: Some(1),
+            ignore_routes_with_linkdown: Some(0),
         }),
     ]
 }
@@ -602,4 +624,40 @@ fn mroute_vifs_are_kept_swept_and_checked() {
     let mut left = Vec::new();
     t.for_each(|o| left.push(o));
     assert_eq!(left, vec![Object::MrouteVif(v6)]);
+}
+
+#[test]
+fn netconfs_are_kept_listed_and_swept() {
+    use crate::fpc::{NetConf, NETCONFA_IFINDEX_ALL};
+    let conf = |family, ifindex, forwarding| NetConf {
+        family,
+        ifindex,
+        forwarding: Some(forwarding),
+        rp_filter: (family == 2).then_some(0),
+        mc_forwarding: Some(0),
+        proxy_neigh: Some(0),
+        ignore_routes_with_linkdown: Some(0),
+    };
+    let mut t = Tables::new();
+    let all4 = conf(2, NETCONFA_IFINDEX_ALL, 1);
+    let dev6 = conf(10, 3, 0);
+    t.apply(Op::Add, Object::NetConf(all4.clone())).unwrap();
+    t.apply(Op::Add, Object::NetConf(conf(10, 3, 1))).unwrap();
+    t.apply(Op::Replace, Object::NetConf(dev6.clone())).unwrap();
+    t.apply(Op::Add, Object::NetConf(conf(2, 3, 1))).unwrap();
+    assert_eq!(counter(&t, "netconfs"), 3, "one key per (family, ifindex)");
+    let mut listed: Vec<NetConf> = t.netconfs().cloned().collect();
+    listed.sort_by_key(|c| c.key());
+    assert_eq!(listed, vec![all4.clone(), conf(2, 3, 1), dev6.clone()]);
+    let mut v6_rp = dev6.clone();
+    v6_rp.rp_filter = Some(1);
+    assert_eq!(
+        t.apply(Op::Add, Object::NetConf(v6_rp)),
+        Err(ObjectError::Invalid)
+    );
+    t.apply(Op::Delete, Object::NetConf(conf(2, 3, 1))).unwrap();
+    t.begin_sync(9);
+    t.apply(Op::Add, Object::NetConf(dev6.clone())).unwrap();
+    assert_eq!(t.end_sync(9), 1);
+    assert_eq!(t.netconfs().cloned().collect::<Vec<_>>(), vec![dev6]);
 }

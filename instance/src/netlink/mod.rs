@@ -6,6 +6,7 @@ pub mod capture;
 pub mod conntrack;
 pub mod mroute;
 pub mod mvif;
+pub mod netconf;
 pub mod nftables;
 pub mod socket;
 pub mod wire;
@@ -26,7 +27,8 @@ pub const ROUTE_GROUPS: [u32; 11] = [
     wire::RTNLGRP_IPV4_MROUTE,
     wire::RTNLGRP_IPV6_MROUTE,
     wire::RTNLGRP_NEXTHOP,
-    // No VIF or MIF news exists; mc_forwarding's netconf news stands in.
+    // Per-device IP settings (netconf); no VIF or MIF news exists either,
+    // and mc_forwarding's netconf news stands in.
     mvif::RTNLGRP_IPV4_NETCONF,
     mvif::RTNLGRP_IPV6_NETCONF,
 ];

@@ -137,6 +137,8 @@ pub enum WireError {
     BadAddress(usize),
     #[error("unknown address family {0}")]
     BadFamily(u8),
+    #[error("message without {0}")]
+    Missing(&'static str),
 }
 
 /// One netlink message: header fields and payload.
@@ -267,6 +269,9 @@ pub enum Event {
     /// reports the removal of one sibling of a multipath route with that
     /// sibling alone.
     DelRoute(Route),
+    /// A netconf news of the one value that changed (the others are None):
+    /// merged into the cached object, see [`super::netconf`].
+    NetConfChange(fastpath::fpc::NetConf),
     /// A message about something this layer does not sync (cloned routes,
     /// proxy or multicast neighbours, other families).
     Ignored,
@@ -327,6 +332,9 @@ pub fn decode(msg: &NlMsg<'_>) -> Result<Event, WireError> {
         },
         RTM_NEWNEXTHOP => Event::New(Object::Nexthop(decode_nexthop(msg.payload)?)),
         RTM_DELNEXTHOP => Event::Del(ObjectKey::Nexthop(decode_nexthop(msg.payload)?.id)),
+        super::netconf::RTM_NEWNETCONF | super::netconf::RTM_DELNETCONF => {
+            super::netconf::decode(msg.kind, msg.payload)?
+        }
         _ => Event::Unknown,
     })
 }
@@ -969,6 +977,8 @@ pub fn dump_request(kind: u16, family: u8, seq: u32) -> Vec<u8> {
     let body_len = match kind {
         RTM_GETLINK => 16,
         RTM_GETADDR | RTM_GETNEXTHOP => 8,
+        // A bare netconfmsg: a strict-checking kernel refuses more.
+        super::netconf::RTM_GETNETCONF => 4,
         _ => 12, // rtmsg, ndmsg
     };
     // A bridge port dump asks for the ports' VLANs too.
