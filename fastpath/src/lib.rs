@@ -14,6 +14,7 @@ pub mod logging;
 mod manager;
 pub mod netns;
 mod tables;
+pub mod units;
 pub mod wire;
 
 pub use dataplane::{

@@ -27,6 +27,8 @@ use std::time::Duration;
 
 use fastpath::fpc::Endpoint;
 
+pub use fastpath::units::{parse_duration, quoted_prefix, MAX_DURATION};
+
 use crate::envfile::{split_words, Origin, ParseError, Vars};
 use crate::policy::RestartPolicy;
 
@@ -194,7 +196,10 @@ impl Config {
             return Err(bad(
                 &global,
                 "FPD_OPTIONS",
-                format!("{w} is set by fpsyncd (from BLADES and FPSYNC_RUN_DIR)"),
+                format!(
+                    "{} is set by fpsyncd (from BLADES and FPSYNC_RUN_DIR)",
+                    quoted_prefix(w)
+                ),
             ));
         }
         let dur = |name: &str, default: &str| -> Result<Duration, ConfigError> {
@@ -204,9 +209,13 @@ impl Config {
         let count = |name: &str, default: u32| -> Result<u32, ConfigError> {
             match global.non_empty(name) {
                 None => Ok(default),
-                Some(v) => v
-                    .parse()
-                    .map_err(|_| bad(&global, name, format!("{v:?} is not a count"))),
+                Some(v) => v.parse().map_err(|_| {
+                    bad(
+                        &global,
+                        name,
+                        format!("{} is not a count", quoted_prefix(v)),
+                    )
+                }),
             }
         };
         let policy = RestartPolicy {
@@ -316,7 +325,7 @@ fn parse_ids(vars: &Vars, name: &str, default: &str, what: &str) -> Result<Vec<u
         }
         let id: u32 = word
             .parse()
-            .map_err(|_| bad(vars, name, format!("{word:?} is not {what}")))?;
+            .map_err(|_| bad(vars, name, format!("{} is not {what}", quoted_prefix(word))))?;
         if ids.contains(&id) {
             return Err(bad(vars, name, format!("{id} is listed twice")));
         }
@@ -336,7 +345,7 @@ fn instance_config(
             return Err(bad(
                 vars,
                 "CMGR_NETNS",
-                format!("{ns:?} is not a network namespace name"),
+                format!("{} is not a network namespace name", quoted_prefix(ns)),
             ))
         }
         Some(ns) => Some(ns.to_owned()),
@@ -376,7 +385,10 @@ fn instance_config(
             return Err(bad(
                 vars,
                 "CMGR_OPTIONS",
-                format!("{w} is set by fpsyncd (from INSTANCES, CMGR_NETNS and CMGR_BLADES)"),
+                format!(
+                    "{} is set by fpsyncd (from INSTANCES, CMGR_NETNS and CMGR_BLADES)",
+                    quoted_prefix(w)
+                ),
             ));
         }
     }
@@ -395,29 +407,12 @@ fn is_true(vars: &Vars, name: &str) -> Result<bool, ConfigError> {
         None => Ok(false),
         Some("true" | "yes" | "1" | "on") => Ok(true),
         Some("false" | "no" | "0" | "off") => Ok(false),
-        Some(v) => Err(bad(vars, name, format!("{v:?} is not true or false"))),
+        Some(v) => Err(bad(
+            vars,
+            name,
+            format!("{} is not true or false", quoted_prefix(v)),
+        )),
     }
-}
-
-/// systemd's time spans: `100ms`, `5s`, `2min`, `1.5` (seconds), `0`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a time span (e.g. 100ms, 5s, 2min)"))?;
-    let scale = match unit.trim() {
-        "" | "s" | "sec" => 1.0,
-        "ms" | "msec" => 1e-3,
-        "us" | "usec" => 1e-6,
-        "m" | "min" => 60.0,
-        "h" | "hr" => 3600.0,
-        u => return Err(format!("{s:?}: unknown unit {u:?} (us, ms, s, min, h)")),
-    };
-    Ok(Duration::from_secs_f64(value * scale))
 }
 
 #[cfg(test)]

@@ -25,8 +25,8 @@ struct Cli {
     #[arg(long, value_name = "ENDPOINT")]
     fpc: Option<Endpoint>,
     /// Compare again until in sync or this many seconds have passed.
-    #[arg(long, value_name = "SECS", default_value_t = 0.0)]
-    wait: f64,
+    #[arg(long, value_name = "SECS", default_value = "0", value_parser = fastpath::units::parse_seconds)]
+    wait: Duration,
     /// Compare only what cmgrd with this sync mask synchronizes (its -S).
     #[arg(short = 'S', long, value_name = "mask", value_parser = instance::features::parse_mask)]
     sync_mask: Option<u32>,
@@ -44,7 +44,7 @@ struct Cli {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let endpoint = cli.fpc.unwrap_or_else(|| Endpoint::for_blade(cli.blade));
-    let wait = Duration::from_secs_f64(cli.wait.max(0.0));
+    let wait = cli.wait;
     let features = Features {
         bpf_all: cli.sync_bpf_all,
         ..cli.sync_mask.map(Features::from_mask).unwrap_or_default()
