@@ -8,6 +8,7 @@
 //! by every fpsync daemon ([`logging`]).
 
 pub mod bus;
+pub mod cli;
 mod dataplane;
 pub mod fpc;
 pub mod logging;

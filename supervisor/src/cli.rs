@@ -172,6 +172,11 @@ impl From<zbus::Error> for CliError {
     }
 }
 
+/// fpsync's clap command, for its man page and completions.
+pub fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
+}
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_current_thread()

@@ -15,6 +15,7 @@ pub mod config;
 mod core;
 mod daemon;
 mod envfile;
+pub mod fpsyncd_cli;
 mod install;
 mod policy;
 mod probe;
