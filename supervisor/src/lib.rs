@@ -17,6 +17,7 @@ mod daemon;
 mod envfile;
 pub mod fpsyncd_cli;
 mod install;
+mod notify;
 mod policy;
 mod probe;
 mod process;
