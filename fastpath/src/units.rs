@@ -229,3 +229,143 @@ mod tests {
         assert!(p.ends_with("... (200 bytes)"), "{p}");
     }
 }
+
+/// Property test, from a fixed seed: random and mutated time spans and
+/// sizes never panic; what parses is in range and equals the same value
+/// computed independently (in u128 nanoseconds), and whatever is out of
+/// range is an error, not a wrapped value.
+#[cfg(test)]
+mod fuzz {
+    use rand::rngs::SmallRng;
+    use rand::{Rng, SeedableRng};
+
+    use super::*;
+
+    const UNITS: &[(&str, u128)] = &[
+        ("", 1_000_000_000),
+        ("s", 1_000_000_000),
+        ("sec", 1_000_000_000),
+        ("ms", 1_000_000),
+        ("msec", 1_000_000),
+        ("us", 1_000),
+        ("usec", 1_000),
+        ("m", 60_000_000_000),
+        ("min", 60_000_000_000),
+        ("h", 3_600_000_000_000),
+        ("hr", 3_600_000_000_000),
+    ];
+    const ALPHABET: &[char] = &[
+        '0', '1', '9', '.', 's', 'm', 'h', 'u', 'K', 'M', 'G', '-', '+', 'e', ' ', '\t', 'é',
+        '\u{0}', '_', 'x',
+    ];
+
+    fn mutate(s: &str, rng: &mut SmallRng) -> String {
+        let mut chars: Vec<char> = s.chars().collect();
+        for _ in 0..rng.random_range(1..=3) {
+            let len = chars.len();
+            match rng.random_range(0..4) {
+                0 => chars.insert(
+                    rng.random_range(0..=len),
+                    ALPHABET[rng.random_range(0..ALPHABET.len())],
+                ),
+                1 if len > 0 => {
+                    chars.remove(rng.random_range(0..len));
+                }
+                2 => chars.truncate(rng.random_range(0..=len)),
+                _ if len > 0 => {
+                    let i = rng.random_range(0..len);
+                    let run: Vec<char> = chars[i..].iter().copied().take(8).collect();
+                    let at = rng.random_range(0..=len);
+                    chars.splice(at..at, run);
+                }
+                _ => {}
+            }
+        }
+        chars.into_iter().collect()
+    }
+
+    #[test]
+    fn durations_survive_random_input_and_agree_with_u128_arithmetic() {
+        let mut rng = SmallRng::seed_from_u64(0x5eed_d0a7);
+        let max = MAX_DURATION.as_nanos();
+        let (mut ok, mut refused) = (0, 0);
+        for _ in 0..60_000 {
+            // A well-formed span, of any magnitude.
+            let digits = rng.random_range(1..=24);
+            let int: String = (0..digits)
+                .map(|_| char::from(b'0' + rng.random_range(0..10u8)))
+                .collect();
+            let frac_len = if rng.random_bool(0.3) {
+                rng.random_range(1..=12)
+            } else {
+                0
+            };
+            let frac: String = (0..frac_len)
+                .map(|_| char::from(b'0' + rng.random_range(0..10u8)))
+                .collect();
+            let (unit, scale) = UNITS[rng.random_range(0..UNITS.len())];
+            let text = if frac_len > 0 {
+                format!("{int}.{frac}{unit}")
+            } else {
+                format!("{int}{unit}")
+            };
+            let whole: u128 = int.parse().unwrap();
+            let mut frac_ns = 0u128;
+            let mut place = scale;
+            for d in frac.bytes() {
+                place /= 10;
+                frac_ns += u128::from(d - b'0') * place;
+            }
+            let expected = whole
+                .checked_mul(scale)
+                .and_then(|n| n.checked_add(frac_ns))
+                .filter(|n| *n <= max);
+            match (parse_duration(&text), expected) {
+                (Ok(d), Some(ns)) => {
+                    assert_eq!(d.as_nanos(), ns, "{text}");
+                    ok += 1;
+                }
+                (Err(e), None) => {
+                    assert!(e.contains("too long"), "{text}: {e}");
+                    refused += 1;
+                }
+                (got, want) => panic!("{text}: got {got:?}, want {want:?}"),
+            }
+            // Its mutations: anything, but never a panic or an out-of-range
+            // value, and an error quotes a short prefix only.
+            let m = mutate(&text, &mut rng);
+            match parse_duration(&m) {
+                Ok(d) => assert!(d <= MAX_DURATION, "{m:?}"),
+                Err(e) => assert!(e.len() < 200, "{m:?}: {e}"),
+            }
+            let _ = parse_seconds(&m);
+            if let Ok(n) = parse_size(&m, 1 << 31) {
+                assert!((1..=1 << 31).contains(&n), "{m:?}");
+            }
+        }
+        assert!(
+            ok > 10_000 && refused > 10_000,
+            "{ok} parsed, {refused} refused"
+        );
+    }
+
+    #[test]
+    fn sizes_agree_with_u128_arithmetic() {
+        let mut rng = SmallRng::seed_from_u64(0x512e);
+        for _ in 0..30_000 {
+            let n: u64 = match rng.random_range(0..3) {
+                0 => rng.random_range(0..4096),
+                1 => rng.random(),
+                _ => rng.random_range(0..(1 << 34)),
+            };
+            let (suffix, mult) = [("", 1u128), ("K", 1 << 10), ("m", 1 << 20), ("G", 1 << 30)]
+                [rng.random_range(0..4)];
+            let text = format!("{n}{suffix}");
+            let want = (u128::from(n) * mult)
+                .try_into()
+                .ok()
+                .filter(|v: &u64| (1..=1 << 31).contains(v));
+            assert_eq!(parse_size(&text, 1 << 31).ok(), want, "{text}");
+        }
+    }
+}

@@ -39,8 +39,10 @@ pub const DEFAULT_RUN_DIR: &str = "/run/fpsync";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read {}", path.display())]
+    /// `via`: the variable that named the file, as "origin: NAME: ", or "".
+    #[error("{via}cannot read {}", short_path(path))]
     Read {
+        via: String,
         path: PathBuf,
         #[source]
         source: std::io::Error,
@@ -110,7 +112,8 @@ impl Config {
         let mut global = base.clone();
         read_into(
             &mut global,
-            base.non_empty("CONF_FILE_linux_fp_sync"),
+            &base,
+            "CONF_FILE_linux_fp_sync",
             DEFAULT_GLOBAL_FILE,
             &mut files,
         )?;
@@ -136,12 +139,20 @@ impl Config {
             let mut ifiles = Vec::new();
             read_into(
                 &mut vars,
-                base.non_empty("CONF_FILE_cmgr"),
+                &base,
+                "CONF_FILE_cmgr",
                 DEFAULT_CMGR_FILE,
                 &mut ifiles,
             )?;
             let own = instance_pattern.replace("%i", &id.to_string());
-            read_optional(&mut vars, Path::new(&own), &mut ifiles)?;
+            let via = match global.non_empty("CMGR_INSTANCE_CONF") {
+                Some(_) => format!(
+                    "{}: CMGR_INSTANCE_CONF: ",
+                    global.origin("CMGR_INSTANCE_CONF")
+                ),
+                None => String::new(),
+            };
+            read_optional(&mut vars, Path::new(&own), &via, &mut ifiles)?;
             let instance = instance_config(id, &vars, ifiles)?;
             for b in &instance.blades {
                 if let Some(other) = owner.insert(*b, id) {
@@ -275,17 +286,50 @@ impl Config {
     }
 }
 
-/// Applies `named` (required) or else `default` (skipped when absent).
+/// The largest configuration file read: far more than any real one, and a
+/// bound when a variable names /dev/zero or a huge file.
+pub const MAX_FILE_SIZE: u64 = 1 << 20;
+
+/// A file's text, at most [`MAX_FILE_SIZE`] bytes.
+fn read_text(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(MAX_FILE_SIZE + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_FILE_SIZE {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("larger than {MAX_FILE_SIZE} bytes"),
+        ));
+    }
+    Ok(text)
+}
+
+/// A path for a message: whole when reasonably short, else a prefix.
+fn short_path(path: &Path) -> String {
+    let shown = path.display().to_string();
+    if shown.len() <= 200 {
+        shown
+    } else {
+        quoted_prefix(&shown)
+    }
+}
+
+/// Applies the file the variable `name` of `env` names (required), or else
+/// `default` (skipped when absent).
 fn read_into(
     vars: &mut Vars,
-    named: Option<&str>,
+    env: &Vars,
+    name: &str,
     default: &str,
     files: &mut Vec<PathBuf>,
 ) -> Result<(), ConfigError> {
-    match named {
+    match env.non_empty(name) {
         Some(path) => {
             let path = PathBuf::from(path);
-            let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+            let text = read_text(&path).map_err(|source| ConfigError::Read {
+                via: format!("{}: {name}: ", env.origin(name)),
                 path: path.clone(),
                 source,
             })?;
@@ -293,16 +337,17 @@ fn read_into(
             files.push(path);
             Ok(())
         }
-        None => read_optional(vars, Path::new(default), files),
+        None => read_optional(vars, Path::new(default), "", files),
     }
 }
 
 fn read_optional(
     vars: &mut Vars,
     path: &Path,
+    via: &str,
     files: &mut Vec<PathBuf>,
 ) -> Result<(), ConfigError> {
-    match std::fs::read_to_string(path) {
+    match read_text(path) {
         Ok(text) => {
             vars.apply(path, &text)?;
             files.push(path.to_owned());
@@ -310,6 +355,7 @@ fn read_optional(
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(source) => Err(ConfigError::Read {
+            via: via.to_owned(),
             path: path.to_owned(),
             source,
         }),
@@ -559,6 +605,17 @@ mod tests {
         assert!(
             e.to_string().contains("cannot read /nonexistent/lfs.env"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn a_named_file_is_read_with_a_bound_and_named_by_its_variable() {
+        let e = Config::load_from(vec![("CONF_FILE_linux_fp_sync".into(), "/dev/zero".into())])
+            .unwrap_err();
+        let text = fastpath::error_chain(&e);
+        assert_eq!(
+            text,
+            "the environment: CONF_FILE_linux_fp_sync: cannot read /dev/zero: larger than 1048576 bytes"
         );
     }
 

@@ -16,6 +16,8 @@ mod core;
 mod daemon;
 mod envfile;
 pub mod fpsyncd_cli;
+#[cfg(test)]
+mod fuzz;
 mod install;
 mod notify;
 mod policy;
