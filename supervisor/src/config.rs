@@ -19,7 +19,9 @@
 //! at most one instance (an fpd has one sync owner), every blade an
 //! instance feeds is started, and `CMGR_OPTIONS` does not set what fpsyncd
 //! sets itself (`-I`, `--netns`, `--blade`, `-F`). Any wrong value names its
-//! file and line.
+//! variable and its file and line (or the environment), quoting at most a
+//! short prefix; time spans are parsed without overflow, at most a year
+//! (`fastpath::units`), and files are read up to [`MAX_FILE_SIZE`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

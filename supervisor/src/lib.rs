@@ -7,7 +7,9 @@
 //! `policy` (restart and start limit, pure), `process` (spawning children
 //! that die with fpsyncd), `probe` (asking children how they are), `core`
 //! (the one task that owns the children), `report` (aggregated views),
-//! `bus` (D-Bus), `daemon` (fpsyncd's life), `cli` and `install` (fpsync).
+//! `bus` (D-Bus), `notify` (systemd's READY/STATUS/WATCHDOG), `daemon`
+//! (fpsyncd's life), `fpsyncd_cli` (its options), `cli` and `install`
+//! (fpsync).
 
 mod bus;
 pub mod cli;
