@@ -134,6 +134,46 @@ pub fn parse_size(s: &str, max: u64) -> Result<u64, String> {
         .ok_or_else(bad)
 }
 
+/// A clap value parser over one of the parsers above whose error names
+/// the option and quotes at most a short prefix of the value (clap's own
+/// "invalid value" message would echo a value of any length whole).
+#[derive(Debug)]
+pub struct Checked<T>(pub fn(&str) -> Result<T, String>);
+
+impl<T> Clone for Checked<T> {
+    fn clone(&self) -> Self {
+        Checked(self.0)
+    }
+}
+
+impl<T: Clone + Send + Sync + 'static> clap::builder::TypedValueParser for Checked<T> {
+    type Value = T;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<T, clap::Error> {
+        let name = arg.map(|a| a.to_string()).unwrap_or_else(|| "...".into());
+        let fail = |text: &str, why: String| {
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!(
+                    "invalid value {} for '{name}': {why}\n\nFor more information, try '--help'.\n",
+                    quoted_prefix(text)
+                ),
+            )
+            .with_cmd(cmd)
+        };
+        let text = value.to_string_lossy();
+        if value.to_str().is_none() {
+            return Err(fail(&text, "not UTF-8".into()));
+        }
+        (self.0)(&text).map_err(|why| fail(&text, why))
+    }
+}
+
 /// `2G`, `512M`, `3K` or bytes, exact.
 fn human_size(n: u64) -> String {
     for (shift, unit) in [(30, "G"), (20, "M"), (10, "K")] {

@@ -54,6 +54,16 @@ const VALUES: &[&str] = &[
     "-",
 ];
 
+/// The options that take a duration or a size (fastpath::units).
+const BOUNDED: &[(&str, &str)] = &[
+    ("cmgrd", "-b"),
+    ("cmgrd", "-l"),
+    ("cmgrd", "--max-queue"),
+    ("cmgrd", "--link-poll"),
+    ("fpsync-check", "--wait"),
+    ("fpsync", "--timeout"),
+];
+
 const ALPHABET: &[char] = &[
     '0', '9', '.', ',', ':', '=', '[', ']', '-', 'x', 'K', 'M', 'G', 's', ' ', 'é', '\u{0}', '/',
 ];
@@ -181,6 +191,14 @@ fn fuzz_command(
                         ErrorKind::ValueValidation | ErrorKind::InvalidValue
                     ) {
                         assert!(text.contains(&flag), "{program} {argv:?}: {text}");
+                    }
+                    // The durations and sizes quote a short prefix only.
+                    if BOUNDED.contains(&(program, flag.as_str())) {
+                        assert!(
+                            text.lines().all(|l| l.len() < 400),
+                            "{program} {flag}: {}",
+                            &text[..text.len().min(500)]
+                        );
                     }
                     assert_ne!(e.exit_code(), 0, "{argv:?}");
                 }
