@@ -24,6 +24,9 @@ pub struct Program {
     pub command: fn() -> Command,
     /// Roff paragraphs for a FILES section (empty: none).
     pub files: &'static str,
+    /// Roff sections written after the options (EXIT STATUS,
+    /// ENVIRONMENT, ...), each starting with `.SH`.
+    pub extra: &'static str,
 }
 
 /// Every binary an operator runs.
@@ -37,12 +40,27 @@ pub const PROGRAMS: &[Program] = &[
                 .TP\n/run/fpsync/cmgrd<id>.pid\nthe pid file when daemonized (--pid-file)\n\
                 .TP\n/tmp/.cmgrd<id>\nthe console socket, for daemonctl(1)\n\
                 .TP\n/run/fpsync/fpd<B>.sock\na local blade's FPC socket (--blade)\n",
+        extra: concat!(
+            ".SH \"EXIT STATUS\"\n0 after a clean stop (SIGTERM, SIGINT); 1 when cmgrd cannot run \
+             (the reason on one line of standard error, and in the log); 2 for a bad command \
+             line (the option named).\n",
+            ".SH ENVIRONMENT\n",
+            ".TP\nFPSYNC_LOG\nthe log filter when -d is not given; default info\n",
+            ".TP\nFPSYNC_NO_JOURNAL\nlog to standard error even when a journal runs\n",
+            ".TP\nFPSYNC_BUS_ADDRESS\nthe supervisor's bus, joined as org.fpsync.CacheManager1.I<id>\n",
+        ),
     },
     Program {
         name: "fpd",
         section: 8,
         command: fastpath::cli::command,
         files: ".TP\n/run/fpsync/fpd<B>.sock\nthe default FPC socket of blade <B> (--listen)\n",
+        extra: ".SH \"EXIT STATUS\"\n0 after a clean stop (SIGTERM, SIGINT); 1 when fpd cannot \
+                start (the reason on one line of standard error); 2 for a bad command line.\n\
+                .SH ENVIRONMENT\n\
+                .TP\nFPSYNC_LOG\nthe log filter; default info\n\
+                .TP\nFPSYNC_NO_JOURNAL\nlog to standard error even when a journal runs\n\
+                .TP\nFPSYNC_BUS_ADDRESS\nthe supervisor's bus, joined as org.fpsync.FastPath1.B<B>\n",
     },
     Program {
         name: "fpsyncd",
@@ -57,6 +75,18 @@ pub const PROGRAMS: &[Program] = &[
                 fpsyncd sends READY=1 once every child has been started, STATUS= with how many \
                 instances are in sync and blades running, and WATCHDOG=1 from its main loop \
                 at half of $WATCHDOG_USEC\n",
+        extra: ".SH \"EXIT STATUS\"\n0 after a clean stop (every child stopped, instances \
+                first); 1 when fpsyncd cannot run, e.g. a configuration value out of range (the \
+                variable, its file and line on one line of standard error); 2 for a bad command \
+                line.\n\
+                .SH ENVIRONMENT\n\
+                .TP\nCONF_FILE_linux_fp_sync, CONF_FILE_cmgr\nthe configuration files instead \
+                of /etc/linux-fp-sync.env and /etc/cmgr.env; any variable of those files, which \
+                yields to the file's VAR=value but wins over its : ${VAR:=value}\n\
+                .TP\nNOTIFY_SOCKET, WATCHDOG_USEC, WATCHDOG_PID\nsystemd's notification \
+                socket and watchdog (sd_notify(3)); not passed on to the children\n\
+                .TP\nFPSYNC_LOG\nthe log filter; default info\n\
+                .TP\nFPSYNC_NO_JOURNAL\nlog to standard error even when a journal runs\n",
     },
     Program {
         name: "fpsync",
@@ -65,18 +95,26 @@ pub const PROGRAMS: &[Program] = &[
         files: ".TP\n/run/fpsync/bus\nthe supervisor's private bus address\n\
                 .TP\n/etc/linux-fp-sync.env\nread by `fpsync start` to check the configuration \
                 before starting fpsyncd\n",
+        extra: ".SH \"EXIT STATUS\"\n0 done; 1 failed; 2 a bad command line; 3 status of a \
+                stopped fpsyncd (as LSB scripts do).\n\
+                .SH ENVIRONMENT\n\
+                .TP\nFPSYNC_BUS_ADDRESS\nthe supervisor's bus, when --address is not given\n\
+                .TP\nCONF_FILE_linux_fp_sync\nthe configuration file fpsync start checks\n",
     },
     Program {
         name: "daemonctl",
         section: 1,
         command: instance::cli::daemonctl_command,
         files: ".TP\n/tmp/.cmgrd<id>\nthe console socket of cmgrd -I <id>\n",
+        extra: "",
     },
     Program {
         name: "fpsync-check",
         section: 1,
         command: instance::cli::check_command,
         files: ".TP\n/run/fpsync/fpd<B>.sock\nblade <B>'s FPC socket (--blade, --fpc)\n",
+        extra: ".SH \"EXIT STATUS\"\n0 in sync (no output); 1 differences (one a line) or an \
+                error; 2 a bad command line.\n",
     },
 ];
 
@@ -122,9 +160,9 @@ fn see_also(except: &str) -> String {
     out
 }
 
-/// The roff text of one page: clap_mangen's sections, then FILES and SEE
-/// ALSO.
-pub fn render_page(cmd: &Command, section: u8, files: &str, top: &str) -> Vec<u8> {
+/// The roff text of one page: clap_mangen's sections, then `extra`, FILES
+/// and SEE ALSO.
+pub fn render_page(cmd: &Command, section: u8, files: &str, extra: &str, top: &str) -> Vec<u8> {
     let man = clap_mangen::Man::new(cmd.clone())
         .section(section.to_string())
         .date(page_date())
@@ -136,6 +174,7 @@ pub fn render_page(cmd: &Command, section: u8, files: &str, top: &str) -> Vec<u8
         });
     let mut out = Vec::new();
     man.render(&mut out).expect("writing to memory");
+    out.extend_from_slice(extra.as_bytes());
     if !files.is_empty() {
         out.extend_from_slice(b".SH FILES\n");
         out.extend_from_slice(files.as_bytes());
@@ -170,15 +209,22 @@ fn page_date() -> String {
 }
 
 /// A page per command and per visible subcommand (named `parent-sub`).
-fn pages(cmd: Command, section: u8, files: &str, top: &str, out: &mut Vec<(String, Vec<u8>)>) {
+fn pages(
+    cmd: Command,
+    section: u8,
+    files: &str,
+    extra: &str,
+    top: &str,
+    out: &mut Vec<(String, Vec<u8>)>,
+) {
     for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
-        pages(sub.clone(), section, "", top, out);
+        pages(sub.clone(), section, "", "", top, out);
     }
     let name = cmd
         .get_display_name()
         .unwrap_or_else(|| cmd.get_name())
         .to_owned();
-    let page = render_page(&cmd, section, files, top);
+    let page = render_page(&cmd, section, files, extra, top);
     out.push((format!("{name}.{section}"), page));
 }
 
@@ -189,7 +235,7 @@ pub fn all_pages() -> Vec<(String, u8, Vec<u8>)> {
         let mut cmd = (p.command)().disable_help_subcommand(true);
         cmd.build();
         let mut out = Vec::new();
-        pages(cmd, p.section, p.files, p.name, &mut out);
+        pages(cmd, p.section, p.files, p.extra, p.name, &mut out);
         result.extend(out.into_iter().map(|(n, b)| (n, p.section, b)));
     }
     result

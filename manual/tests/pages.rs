@@ -101,6 +101,13 @@ fn every_page_renders_and_names_its_program_and_options() {
             }
         }
         assert!(text.contains("SEE ALSO"), "{}", p.name);
+        if p.section == 8 {
+            assert!(
+                text.contains("EXIT STATUS") && text.contains("ENVIRONMENT"),
+                "{}",
+                p.name
+            );
+        }
     }
     // What the issue asked by name.
     let cmgrd = man(&dir.0.join("man8/cmgrd.8"));
