@@ -18,13 +18,14 @@ cleanup() {
   rm -rf "$dir"
 }
 trap cleanup EXIT
-for ns in fpsync-red fpsync-blue; do ip netns del $ns 2>/dev/null || true; ip netns add $ns; done
+for ns in fpsync-red fpsync-blue; do ip netns del "$ns" 2>/dev/null || true; ip netns add "$ns"; done
 
 cat >"$dir/linux-fp-sync.env" <<CONF
 INSTANCES="1 2"
 FPSYNC_RUN_DIR=$dir/run
 CMGR_INSTANCE_CONF=$dir/cmgr@%i.env
 CONF
+# shellcheck disable=SC2016 # the file's own syntax, written literally
 echo ': ${CMGR_OPTIONS:=}' >"$dir/cmgr.env"
 printf 'CMGR_NETNS=fpsync-red\nCMGR_BLADES=1\n' >"$dir/cmgr@1.env"
 printf 'CMGR_NETNS=fpsync-blue\nCMGR_BLADES=2\n' >"$dir/cmgr@2.env"

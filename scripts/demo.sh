@@ -65,7 +65,7 @@ ip -n "$ns" link set veth0 down
 
 echo "== cmgrd console: show sync, show queue, show netlink"
 for c in "show sync" "show queue" "show netlink"; do
-  "$bin/daemonctl" cmgrd0 $c
+  "$bin/daemonctl" cmgrd0 "$c"
 done
 
 echo "== the supervisor: fpsyncd with two instances and two blades"

@@ -30,9 +30,32 @@ FPD=${FPD:-fpd}
 CMGR_SH=${CMGR_SH:-cmgr.sh}
 : "${BLADES:=1}"
 
+# BLADES is split on blanks, never glob-expanded; each word is a number.
+set -f
+for b in $BLADES; do
+  case "$b" in
+    ""|*[!0-9]*) echo "linux-fp-sync.sh: BLADES=$BLADES in $conf: $b is not a blade number" >&2; exit 2 ;;
+    *) ;;
+  esac
+done
+
+# The pid of blade $1's fpd, from its pid file, when the pid is an fpd
+# (/proc/PID/comm) serving that blade (--blade on its command line): a
+# stale file naming another process is ignored, and that process left alone.
 fpd_pid() {
   f=/run/fpsync/fpd$1.pid
-  [ -r "$f" ] && pid=$(cat "$f") && kill -0 "$pid" 2>/dev/null && echo "$pid"
+  [ -r "$f" ] || return 1
+  pid=$(head -c 32 "$f" 2>/dev/null | tr -d '[:space:]')
+  case "$pid" in
+    ""|*[!0-9]*) return 1 ;;
+    *) ;;
+  esac
+  kill -0 "$pid" 2>/dev/null || return 1
+  [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = fpd ] || return 1
+  blade=$(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null |
+    sed -n '/^--blade$/{n;p;q;}; s/^--blade=//p' | head -n 1)
+  [ "$blade" = "$1" ] || return 1
+  echo "$pid"
 }
 
 start() {
@@ -63,7 +86,16 @@ stop() {
   for b in $BLADES; do
     if pid=$(fpd_pid "$b"); then
       kill -TERM "$pid"
-      while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+      i=0
+      while kill -0 "$pid" 2>/dev/null; do
+        i=$((i + 1))
+        if [ $i -gt 100 ]; then
+          echo "fpd$b (pid $pid) did not stop in 10 s; killing it" >&2
+          kill -KILL "$pid"
+          break
+        fi
+        sleep 0.1
+      done
       echo "fpd$b stopped"
     fi
     rm -f "/run/fpsync/fpd$b.pid"
@@ -95,4 +127,5 @@ case "$1" in
   stop) stop ;;
   restart) stop; start ;;
   status) status "${2:-}" ;;
+  *) usage ;;
 esac

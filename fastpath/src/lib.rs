@@ -8,12 +8,14 @@
 //! by every fpsync daemon ([`logging`]).
 
 pub mod bus;
+pub mod cli;
 mod dataplane;
 pub mod fpc;
 pub mod logging;
 mod manager;
 pub mod netns;
 mod tables;
+pub mod units;
 pub mod wire;
 
 pub use dataplane::{

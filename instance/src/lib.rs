@@ -6,6 +6,7 @@ mod blade;
 mod bus;
 pub mod cache;
 pub mod check;
+pub mod cli;
 pub mod console;
 pub mod daemon;
 pub mod daemonize;

@@ -36,22 +36,24 @@ pub struct Options {
     pub pid_file: PathBuf,
 }
 
-/// Parses `64M`, `2K`, `1G` or a plain number of bytes.
+/// Parses `64M`, `2K`, `1G` or a plain number of bytes (1 to 2G).
 pub fn parse_size(s: &str) -> Result<usize, String> {
-    let (digits, mult) = match s.chars().last() {
-        Some('K' | 'k') => (&s[..s.len() - 1], 1 << 10),
-        Some('M' | 'm') => (&s[..s.len() - 1], 1 << 20),
-        Some('G' | 'g') => (&s[..s.len() - 1], 1 << 30),
-        _ => (s, 1),
-    };
-    digits
-        .parse::<usize>()
+    fastpath::units::parse_size(s, 1 << 31).map(|n| n as usize)
+}
+
+/// The longest `--link-poll` period: a day (longer is as good as never,
+/// which is 0).
+pub const MAX_LINK_POLL_MS: u64 = 24 * 3600 * 1000;
+
+/// Parses `--link-poll`'s milliseconds, 0 to a day.
+pub fn parse_link_poll(s: &str) -> Result<u64, String> {
+    s.parse::<u64>()
         .ok()
-        .and_then(|n| n.checked_mul(mult))
-        .filter(|n| *n > 0 && *n <= (1 << 31))
+        .filter(|ms| *ms <= MAX_LINK_POLL_MS)
         .ok_or_else(|| {
             format!(
-                "bad size {s:?}: expected a number of bytes (1 to 2G) with an optional K, M or G"
+                "bad period {}: expected milliseconds, 0 (never) to {MAX_LINK_POLL_MS}",
+                fastpath::units::quoted_prefix(s)
             )
         })
 }
@@ -106,14 +108,14 @@ pub fn command() -> Command {
         .arg(Arg::new("foreground").short('F').action(ArgAction::SetTrue)
             .help("Foreground (without it, cmgrd daemonizes once ready and writes its pid file)"))
         .arg(Arg::new("socket-buffer").short('b').value_name("val").default_value("2M")
-            .value_parser(parse_size).help("FPC socket buffer size"))
+            .value_parser(fastpath::units::Checked(parse_size)).help("FPC socket buffer size"))
         .arg(Arg::new("netlink-buffer").short('l').value_name("val").default_value("64M")
-            .value_parser(parse_size).help("Netlink socket buffer size (set with SO_RCVBUFFORCE)"))
+            .value_parser(fastpath::units::Checked(parse_size)).help("Netlink socket buffer size (set with SO_RCVBUFFORCE)"))
         .arg(Arg::new("max-queue").long("max-queue").value_name("SIZE").default_value("256M")
-            .value_parser(parse_size)
+            .value_parser(fastpath::units::Checked(parse_size))
             .help("Largest outgoing queue per blade; a blade past it gets a full resync once drained"))
         .arg(Arg::new("link-poll").long("link-poll").value_name("MS").default_value("500")
-            .value_parser(clap::value_parser!(u64))
+            .value_parser(fastpath::units::Checked(parse_link_poll))
             .help("Re-dump links and bridge ports every MS milliseconds, for the changes the kernel does not announce (0: never)"))
         .arg(Arg::new("pid-file").long("pid-file").value_name("PATH")
             .value_parser(clap::value_parser!(PathBuf))

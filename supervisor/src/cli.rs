@@ -44,8 +44,8 @@ enum Cmd {
         #[arg(short = 'b', value_name = "B")]
         blade: Option<u32>,
         /// How long to wait for sync, in seconds.
-        #[arg(long, default_value_t = 120.0)]
-        timeout: f64,
+        #[arg(long, default_value = "120", value_parser = fastpath::units::Checked(fastpath::units::parse_seconds))]
+        timeout: Duration,
         /// The bus fpsyncd serves on: auto, system, private or an address.
         #[arg(long, default_value = "auto")]
         bus: String,
@@ -63,8 +63,8 @@ enum Cmd {
         instance: Option<u32>,
         #[arg(short = 'b', value_name = "B")]
         blade: Option<u32>,
-        #[arg(long, default_value_t = 120.0)]
-        timeout: f64,
+        #[arg(long, default_value = "120", value_parser = fastpath::units::Checked(fastpath::units::parse_seconds))]
+        timeout: Duration,
     },
     /// The running children; `status complete` also checks the installation.
     Status {
@@ -172,6 +172,11 @@ impl From<zbus::Error> for CliError {
     }
 }
 
+/// fpsync's clap command, for its man page and completions.
+pub fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
+}
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -271,7 +276,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
             bus,
         } => match unit(instance, blade) {
             Some(u) => child_action(&address, "start", u).await,
-            None => start(&address, &bus, Duration::from_secs_f64(timeout.max(0.0))).await,
+            None => start(&address, &bus, timeout).await,
         },
         Cmd::Stop { instance, blade } => match unit(instance, blade) {
             Some(u) => child_action(&address, "stop", u).await,
@@ -285,7 +290,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
             Some(u) => child_action(&address, "restart", u).await,
             None => {
                 stop().await?;
-                start(&address, "auto", Duration::from_secs_f64(timeout.max(0.0))).await
+                start(&address, "auto", timeout).await
             }
         },
         Cmd::Status { complete, json } => status(&address, complete.is_some(), json).await,

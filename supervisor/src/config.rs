@@ -19,13 +19,17 @@
 //! at most one instance (an fpd has one sync owner), every blade an
 //! instance feeds is started, and `CMGR_OPTIONS` does not set what fpsyncd
 //! sets itself (`-I`, `--netns`, `--blade`, `-F`). Any wrong value names its
-//! file and line.
+//! variable and its file and line (or the environment), quoting at most a
+//! short prefix; time spans are parsed without overflow, at most a year
+//! (`fastpath::units`), and files are read up to [`MAX_FILE_SIZE`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use fastpath::fpc::Endpoint;
+
+pub use fastpath::units::{parse_duration, quoted_prefix, MAX_DURATION};
 
 use crate::envfile::{split_words, Origin, ParseError, Vars};
 use crate::policy::RestartPolicy;
@@ -37,8 +41,10 @@ pub const DEFAULT_RUN_DIR: &str = "/run/fpsync";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read {}", path.display())]
+    /// `via`: the variable that named the file, as "origin: NAME: ", or "".
+    #[error("{via}cannot read {}", short_path(path))]
     Read {
+        via: String,
         path: PathBuf,
         #[source]
         source: std::io::Error,
@@ -108,7 +114,8 @@ impl Config {
         let mut global = base.clone();
         read_into(
             &mut global,
-            base.non_empty("CONF_FILE_linux_fp_sync"),
+            &base,
+            "CONF_FILE_linux_fp_sync",
             DEFAULT_GLOBAL_FILE,
             &mut files,
         )?;
@@ -134,12 +141,20 @@ impl Config {
             let mut ifiles = Vec::new();
             read_into(
                 &mut vars,
-                base.non_empty("CONF_FILE_cmgr"),
+                &base,
+                "CONF_FILE_cmgr",
                 DEFAULT_CMGR_FILE,
                 &mut ifiles,
             )?;
             let own = instance_pattern.replace("%i", &id.to_string());
-            read_optional(&mut vars, Path::new(&own), &mut ifiles)?;
+            let via = match global.non_empty("CMGR_INSTANCE_CONF") {
+                Some(_) => format!(
+                    "{}: CMGR_INSTANCE_CONF: ",
+                    global.origin("CMGR_INSTANCE_CONF")
+                ),
+                None => String::new(),
+            };
+            read_optional(&mut vars, Path::new(&own), &via, &mut ifiles)?;
             let instance = instance_config(id, &vars, ifiles)?;
             for b in &instance.blades {
                 if let Some(other) = owner.insert(*b, id) {
@@ -194,7 +209,10 @@ impl Config {
             return Err(bad(
                 &global,
                 "FPD_OPTIONS",
-                format!("{w} is set by fpsyncd (from BLADES and FPSYNC_RUN_DIR)"),
+                format!(
+                    "{} is set by fpsyncd (from BLADES and FPSYNC_RUN_DIR)",
+                    quoted_prefix(w)
+                ),
             ));
         }
         let dur = |name: &str, default: &str| -> Result<Duration, ConfigError> {
@@ -204,9 +222,13 @@ impl Config {
         let count = |name: &str, default: u32| -> Result<u32, ConfigError> {
             match global.non_empty(name) {
                 None => Ok(default),
-                Some(v) => v
-                    .parse()
-                    .map_err(|_| bad(&global, name, format!("{v:?} is not a count"))),
+                Some(v) => v.parse().map_err(|_| {
+                    bad(
+                        &global,
+                        name,
+                        format!("{} is not a count", quoted_prefix(v)),
+                    )
+                }),
             }
         };
         let policy = RestartPolicy {
@@ -266,17 +288,50 @@ impl Config {
     }
 }
 
-/// Applies `named` (required) or else `default` (skipped when absent).
+/// The largest configuration file read: far more than any real one, and a
+/// bound when a variable names /dev/zero or a huge file.
+pub const MAX_FILE_SIZE: u64 = 1 << 20;
+
+/// A file's text, at most [`MAX_FILE_SIZE`] bytes.
+fn read_text(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(MAX_FILE_SIZE + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_FILE_SIZE {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("larger than {MAX_FILE_SIZE} bytes"),
+        ));
+    }
+    Ok(text)
+}
+
+/// A path for a message: whole when reasonably short, else a prefix.
+fn short_path(path: &Path) -> String {
+    let shown = path.display().to_string();
+    if shown.len() <= 200 {
+        shown
+    } else {
+        quoted_prefix(&shown)
+    }
+}
+
+/// Applies the file the variable `name` of `env` names (required), or else
+/// `default` (skipped when absent).
 fn read_into(
     vars: &mut Vars,
-    named: Option<&str>,
+    env: &Vars,
+    name: &str,
     default: &str,
     files: &mut Vec<PathBuf>,
 ) -> Result<(), ConfigError> {
-    match named {
+    match env.non_empty(name) {
         Some(path) => {
             let path = PathBuf::from(path);
-            let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+            let text = read_text(&path).map_err(|source| ConfigError::Read {
+                via: format!("{}: {name}: ", env.origin(name)),
                 path: path.clone(),
                 source,
             })?;
@@ -284,16 +339,17 @@ fn read_into(
             files.push(path);
             Ok(())
         }
-        None => read_optional(vars, Path::new(default), files),
+        None => read_optional(vars, Path::new(default), "", files),
     }
 }
 
 fn read_optional(
     vars: &mut Vars,
     path: &Path,
+    via: &str,
     files: &mut Vec<PathBuf>,
 ) -> Result<(), ConfigError> {
-    match std::fs::read_to_string(path) {
+    match read_text(path) {
         Ok(text) => {
             vars.apply(path, &text)?;
             files.push(path.to_owned());
@@ -301,6 +357,7 @@ fn read_optional(
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(source) => Err(ConfigError::Read {
+            via: via.to_owned(),
             path: path.to_owned(),
             source,
         }),
@@ -316,7 +373,7 @@ fn parse_ids(vars: &Vars, name: &str, default: &str, what: &str) -> Result<Vec<u
         }
         let id: u32 = word
             .parse()
-            .map_err(|_| bad(vars, name, format!("{word:?} is not {what}")))?;
+            .map_err(|_| bad(vars, name, format!("{} is not {what}", quoted_prefix(word))))?;
         if ids.contains(&id) {
             return Err(bad(vars, name, format!("{id} is listed twice")));
         }
@@ -336,7 +393,7 @@ fn instance_config(
             return Err(bad(
                 vars,
                 "CMGR_NETNS",
-                format!("{ns:?} is not a network namespace name"),
+                format!("{} is not a network namespace name", quoted_prefix(ns)),
             ))
         }
         Some(ns) => Some(ns.to_owned()),
@@ -376,7 +433,10 @@ fn instance_config(
             return Err(bad(
                 vars,
                 "CMGR_OPTIONS",
-                format!("{w} is set by fpsyncd (from INSTANCES, CMGR_NETNS and CMGR_BLADES)"),
+                format!(
+                    "{} is set by fpsyncd (from INSTANCES, CMGR_NETNS and CMGR_BLADES)",
+                    quoted_prefix(w)
+                ),
             ));
         }
     }
@@ -395,29 +455,12 @@ fn is_true(vars: &Vars, name: &str) -> Result<bool, ConfigError> {
         None => Ok(false),
         Some("true" | "yes" | "1" | "on") => Ok(true),
         Some("false" | "no" | "0" | "off") => Ok(false),
-        Some(v) => Err(bad(vars, name, format!("{v:?} is not true or false"))),
+        Some(v) => Err(bad(
+            vars,
+            name,
+            format!("{} is not true or false", quoted_prefix(v)),
+        )),
     }
-}
-
-/// systemd's time spans: `100ms`, `5s`, `2min`, `1.5` (seconds), `0`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a time span (e.g. 100ms, 5s, 2min)"))?;
-    let scale = match unit.trim() {
-        "" | "s" | "sec" => 1.0,
-        "ms" | "msec" => 1e-3,
-        "us" | "usec" => 1e-6,
-        "m" | "min" => 60.0,
-        "h" | "hr" => 3600.0,
-        u => return Err(format!("{s:?}: unknown unit {u:?} (us, ms, s, min, h)")),
-    };
-    Ok(Duration::from_secs_f64(value * scale))
 }
 
 #[cfg(test)]
@@ -564,6 +607,17 @@ mod tests {
         assert!(
             e.to_string().contains("cannot read /nonexistent/lfs.env"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn a_named_file_is_read_with_a_bound_and_named_by_its_variable() {
+        let e = Config::load_from(vec![("CONF_FILE_linux_fp_sync".into(), "/dev/zero".into())])
+            .unwrap_err();
+        let text = fastpath::error_chain(&e);
+        assert_eq!(
+            text,
+            "the environment: CONF_FILE_linux_fp_sync: cannot read /dev/zero: larger than 1048576 bytes"
         );
     }
 

@@ -31,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::config::Config;
+use crate::notify::{self, Watch};
 use crate::policy::{Outcome, StartHistory};
 use crate::probe;
 use crate::process::{self, Handle, Registry};
@@ -259,6 +260,8 @@ pub struct Core {
     state: String,
     next_poll: Instant,
     bus_address: String,
+    /// systemd's notification socket and watchdog, when it listens.
+    watch: Option<Watch>,
 }
 
 impl Core {
@@ -298,12 +301,19 @@ impl Core {
             state: "starting".into(),
             next_poll: Instant::now(),
             bus_address,
+            watch: None,
         }
     }
 
     /// Sets the bus address shown by Status.
     pub fn with_bus_address(mut self, address: String) -> Core {
         self.bus_address = address;
+        self
+    }
+
+    /// Tells systemd how the children are, from the main loop.
+    pub fn with_watch(mut self, watch: Option<Watch>) -> Core {
+        self.watch = watch;
         self
     }
 
@@ -333,6 +343,7 @@ impl Core {
             self.start_pending();
             self.advance_shutdown();
             self.update_state();
+            self.notify_progress();
             if self.stopping && self.children.values().all(|c| !c.is_running()) {
                 break;
             }
@@ -783,6 +794,9 @@ impl Core {
 
     fn on_timers(&mut self) {
         let now = Instant::now();
+        if let Some(w) = self.watch.as_mut() {
+            w.ping_if_due(now);
+        }
         if now >= self.next_poll {
             self.next_poll = now + SYNC_POLL;
             let units: Vec<Unit> = self
@@ -841,6 +855,9 @@ impl Core {
 
     fn next_deadline(&self) -> Instant {
         let mut next = self.next_poll;
+        if let Some(t) = self.watch.as_ref().and_then(Watch::next_ping) {
+            next = next.min(t);
+        }
         for c in self.children.values() {
             for t in [c.restart_at, c.start_deadline, c.stop_deadline]
                 .into_iter()
@@ -930,6 +947,25 @@ impl Core {
             self.state = state.to_owned();
             let _ = self.publish.send(Publish::State(state.to_owned()));
         }
+    }
+
+    /// READY=1, STATUS= and STOPPING=1 for systemd (see `notify::Watch`).
+    fn notify_progress(&mut self) {
+        let Some(watch) = self.watch.as_mut() else {
+            return;
+        };
+        let count = |instances: bool, ok: &dyn Fn(&Child) -> bool| {
+            let of_kind = self
+                .children
+                .values()
+                .filter(|c| matches!(c.unit, Unit::Instance(_)) == instances);
+            let all: Vec<&Child> = of_kind.collect();
+            (all.iter().filter(|c| ok(c)).count(), all.len())
+        };
+        let (synced, instances) = count(true, &|c| c.sync_state() == "synced");
+        let (running, blades) = count(false, &|c| c.active == "active");
+        let status = notify::status_line(synced, instances, running, blades);
+        watch.progress(!self.starting, self.stopping, status);
     }
 
     // ---- commands ------------------------------------------------------------

@@ -15,6 +15,7 @@ use tracing::{error, info, warn, Instrument};
 use crate::bus::{self, BusChoice, BusError};
 use crate::config::{Config, ConfigError};
 use crate::core::{Core, Programs};
+use crate::notify::{Notifier, Watch};
 use crate::process::{LockError, PidLock};
 
 #[derive(Debug, thiserror::Error)]
@@ -103,7 +104,15 @@ async fn serve(
         core.initial_props(),
     )
     .await?;
-    let core = core.with_bus_address(address.clone());
+    // READY=1, STATUS= and WATCHDOG=1 come from the core's loop.
+    let watch = match Notifier::from_env() {
+        Ok(n) => n.map(Watch::new),
+        Err(e) => {
+            warn!("not telling systemd: {}", crate::chain(&e));
+            None
+        }
+    };
+    let core = core.with_bus_address(address.clone()).with_watch(watch);
     info!(
         version = env!("CARGO_PKG_VERSION"),
         "fpsyncd serves org.fpsync.Supervisor1 on {address}: instances {instances:?}, blades {blades:?}"
@@ -114,7 +123,6 @@ async fn serve(
             bus::address_file(&config.run_dir).display()
         );
     }
-    sd_notify("READY=1");
 
     let publisher = Publisher::new(conn.clone(), requests_tx);
     let publish_task = tokio::spawn(bus::publish(publisher, publish_rx).in_current_span());
@@ -131,7 +139,6 @@ async fn serve(
                     }
                 }
             }
-            sd_notify("STOPPING=1");
             stop.cancel();
         }
         .in_current_span(),
@@ -164,26 +171,4 @@ async fn serve(
     }
     info!("fpsyncd stopped");
     Ok(())
-}
-
-/// Tells systemd (Type=notify) about our state, when it listens.
-fn sd_notify(state: &str) {
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
-        return;
-    };
-    let sock = match std::os::unix::net::UnixDatagram::unbound() {
-        Ok(s) => s,
-        Err(_) => return,
-    };
-    let path = path.to_string_lossy().into_owned();
-    let res = if let Some(abstract_name) = path.strip_prefix('@') {
-        use std::os::linux::net::SocketAddrExt;
-        std::os::unix::net::SocketAddr::from_abstract_name(abstract_name.as_bytes())
-            .and_then(|a| sock.send_to_addr(state.as_bytes(), &a))
-    } else {
-        sock.send_to(state.as_bytes(), &path)
-    };
-    if let Err(e) = res {
-        warn!("sd_notify {state}: {e}");
-    }
 }

@@ -94,15 +94,17 @@ impl Vars {
             if s.is_empty() || s.starts_with('#') {
                 continue;
             }
+            // Messages quote a short prefix of the line, never all of it.
+            let q = crate::config::quoted_prefix(s);
             if let Some(rest) = s.strip_prefix(':') {
                 // : ${VAR:=value}  or  : ${VAR=value}
                 let rest = rest.trim_start();
                 let inner = rest
                     .strip_prefix("${")
-                    .ok_or_else(|| err(format!("expected `: ${{VAR:=value}}`, found {s:?}")))?;
+                    .ok_or_else(|| err(format!("expected `: ${{VAR:=value}}`, found {q}")))?;
                 let name_end = inner
                     .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                    .ok_or_else(|| err(format!("unterminated `${{` in {s:?}")))?;
+                    .ok_or_else(|| err(format!("unterminated `${{` in {q}")))?;
                 let name = &inner[..name_end];
                 check_name(name).map_err(&err)?;
                 let after = &inner[name_end..];
@@ -111,14 +113,15 @@ impl Vars {
                 } else if let Some(v) = after.strip_prefix('=') {
                     (false, v)
                 } else {
+                    let name = crate::config::quoted_prefix(name);
                     return Err(err(format!(
-                        "expected `:=` after ${{{name} in {s:?} (as in `: ${{{name}:=value}}`)"
+                        "expected `:=` after the name {name} in {q} (as in `: ${{VAR:=value}}`)"
                     )));
                 };
                 let (value, rest) = self.word(value_text, Some('}')).map_err(&err)?;
                 let rest = rest
                     .strip_prefix('}')
-                    .ok_or_else(|| err(format!("missing `}}` in {s:?}")))?;
+                    .ok_or_else(|| err(format!("missing `}}` in {q}")))?;
                 trailing(rest).map_err(&err)?;
                 let unset = match self.get(name) {
                     None => true,
@@ -132,13 +135,13 @@ impl Vars {
             let body = s.strip_prefix("export ").map(str::trim_start).unwrap_or(s);
             let Some(eq) = body.find('=') else {
                 return Err(err(format!(
-                    "cannot parse {s:?}: expected VAR=value, : ${{VAR:=value}}, a comment or an empty line"
+                    "cannot parse {q}: expected VAR=value, : ${{VAR:=value}}, a comment or an empty line"
                 )));
             };
             let name = &body[..eq];
             if name.contains(char::is_whitespace) {
                 return Err(err(format!(
-                    "cannot parse {s:?}: expected VAR=value, : ${{VAR:=value}}, a comment or an empty line"
+                    "cannot parse {q}: expected VAR=value, : ${{VAR:=value}}, a comment or an empty line"
                 )));
             }
             check_name(name).map_err(&err)?;
@@ -304,7 +307,10 @@ fn check_name(name: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!("{name:?} is not a variable name"))
+        Err(format!(
+            "{} is not a variable name",
+            crate::config::quoted_prefix(name)
+        ))
     }
 }
 
@@ -314,7 +320,8 @@ fn trailing(rest: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "unexpected {rest:?} after the value (quote values with spaces)"
+            "unexpected {} after the value (quote values with spaces)",
+            crate::config::quoted_prefix(rest)
         ))
     }
 }
@@ -338,7 +345,10 @@ pub fn split_words(s: &str) -> Result<Vec<String>, String> {
                     cur.push(q);
                 }
                 if !closed {
-                    return Err(format!("unterminated quote in {s:?}"));
+                    return Err(format!(
+                        "unterminated quote in {}",
+                        crate::config::quoted_prefix(s)
+                    ));
                 }
             }
             c if c.is_whitespace() => {

@@ -7,7 +7,9 @@
 //! `policy` (restart and start limit, pure), `process` (spawning children
 //! that die with fpsyncd), `probe` (asking children how they are), `core`
 //! (the one task that owns the children), `report` (aggregated views),
-//! `bus` (D-Bus), `daemon` (fpsyncd's life), `cli` and `install` (fpsync).
+//! `bus` (D-Bus), `notify` (systemd's READY/STATUS/WATCHDOG), `daemon`
+//! (fpsyncd's life), `fpsyncd_cli` (its options), `cli` and `install`
+//! (fpsync).
 
 mod bus;
 pub mod cli;
@@ -15,7 +17,11 @@ pub mod config;
 mod core;
 mod daemon;
 mod envfile;
+pub mod fpsyncd_cli;
+#[cfg(test)]
+mod fuzz;
 mod install;
+mod notify;
 mod policy;
 mod probe;
 mod process;

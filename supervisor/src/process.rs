@@ -53,6 +53,14 @@ impl Handle {
 pub fn command(program: &Path, args: &[String]) -> tokio::process::Command {
     let mut cmd = std::process::Command::new(program);
     cmd.args(args).process_group(0);
+    // systemd's notification socket is fpsyncd's alone (NotifyAccess=main).
+    for var in [
+        crate::notify::NOTIFY_SOCKET,
+        crate::notify::WATCHDOG_USEC,
+        crate::notify::WATCHDOG_PID,
+    ] {
+        cmd.env_remove(var);
+    }
     let parent = std::process::id() as libc::pid_t;
     // SAFETY: only async-signal-safe calls (prctl, getppid, _exit) between
     // fork and exec.

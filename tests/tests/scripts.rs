@@ -326,3 +326,127 @@ impl<F: Fn(&[&str]) -> Output> Drop for Guard<'_, F> {
         let _ = (self.0)(&["stop"]);
     }
 }
+
+/// A process this test started and kills (by pid) when dropped.
+struct Bystander(std::process::Child);
+impl Bystander {
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+    fn alive(&mut self) -> bool {
+        matches!(self.0.try_wait(), Ok(None))
+    }
+}
+impl Drop for Bystander {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_pid_file_naming_another_process_is_not_trusted() {
+    let s = Service::new("pidother", BASE);
+    // Another program entirely (comm "sleep").
+    let mut sleeper = Bystander(Command::new("sleep").arg("1000").spawn().unwrap());
+    // A process named cmgrd, but of another instance (-I on its command
+    // line): a script whose comm is its file name.
+    let fake = s.dir.path.join("cmgrd");
+    // (No exec in it: the shell running it keeps the comm "cmgrd".)
+    std::fs::write(&fake, "#!/bin/sh\nwhile :; do sleep 1; done\n").unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let other = s.id + 1_000_000;
+    let spawn = || Command::new(&fake).args(["-I", &other.to_string()]).spawn();
+    // ETXTBSY while another test thread's fork still holds the file open.
+    let mut tries = 0;
+    let mut impostor = loop {
+        match spawn() {
+            Ok(c) => break Bystander(c),
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 50 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert!(wait_until(Duration::from_secs(5), || {
+        std::fs::read_to_string(format!("/proc/{}/cmdline", impostor.pid()))
+            .is_ok_and(|c| c.contains(&format!("-I\0{other}")))
+    }));
+    for (who, what) in [(&mut sleeper, "sleep"), (&mut impostor, "cmgrd")] {
+        std::fs::write(s.pid_file(), format!("{}\n", who.pid())).unwrap();
+        let out = s.cmgr_sh("status", &[]);
+        assert_eq!(out.status.code(), Some(3), "{what}: {}", text(&out));
+        assert!(
+            text(&out).contains(&format!("cmgrd{} is not running", s.id))
+                && text(&out).contains("ignored"),
+            "{what}: {}",
+            text(&out)
+        );
+        let out = s.cmgr_sh("stop", &[]);
+        assert!(out.status.success(), "{what}: {}", text(&out));
+        assert!(text(&out).contains("is not running"), "{}", text(&out));
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(who.alive(), "cmgr.sh stop killed the {what} process");
+    }
+    // And start starts this instance despite the stale file.
+    s.with_started(&[], |s| {
+        let out = s.cmgr_sh("status", &[]);
+        assert!(out.status.success(), "{}", text(&out));
+        assert!(s
+            .console("show pid")
+            .contains(std::fs::read_to_string(s.pid_file()).unwrap().trim()));
+    });
+    assert!(sleeper.alive() && impostor.alive());
+}
+
+#[test]
+fn the_instance_is_the_word_after_dash_i_not_a_pid_file_path() {
+    // --pid-file /x-I7.pid made the seed's script act on cmgrd7.
+    let s = Service::new(
+        "pidpath",
+        "CMGR_OPTIONS=\"-I @ID@ --netns @NS@ --pid-file @DIR@/x-I7.pid --blade 1=unix:@DIR@/fpd.sock\"\n",
+    );
+    let pid_file = s.dir.path.join("x-I7.pid");
+    let out = s.cmgr_sh("start", &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let _guard = StopOnDrop(&s);
+    assert!(
+        text(&out).contains(&format!("cmgrd{} started (pid ", s.id)),
+        "{}",
+        text(&out)
+    );
+    let pid = std::fs::read_to_string(&pid_file).unwrap();
+    let out = s.cmgr_sh("status", &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("cmgrd{} is running (pid {})", s.id, pid.trim())),
+        "{}",
+        text(&out)
+    );
+    // The other spellings of -I and --pid-file, and a glob that must not
+    // expand (it would, from the current directory, in the seed's script).
+    let s2 = Service::new(
+        "pidforms",
+        "CMGR_OPTIONS=\"--netns @NS@ --pid-file=@DIR@/p.pid -I@ID@ --blade 1=unix:@DIR@/fpd.sock\"\n",
+    );
+    let out = s2.cmgr_sh("start", &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let _guard2 = StopOnDrop(&s2);
+    assert!(s2.dir.path.join("p.pid").exists());
+    let out = s2.cmgr_sh("status", &[]);
+    assert!(
+        text(&out).contains(&format!("cmgrd{} is running", s2.id)),
+        "{}",
+        text(&out)
+    );
+    let s3 = Service::new("glob", "CMGR_OPTIONS=\"-I @ID@ --netns @DIR@/*\"\n");
+    std::fs::write(s3.dir.path.join("decoy"), "").unwrap();
+    let out = s3.cmgr_sh("start", &[]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("/*"),
+        "the glob was expanded: {}",
+        text(&out)
+    );
+}
