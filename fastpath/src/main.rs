@@ -206,7 +206,8 @@ fn fit_descriptor_limit(max_connections: usize) -> usize {
     if lim.rlim_cur >= want {
         return max_connections;
     }
-    let fits = lim.rlim_cur.saturating_sub(SPARE_FDS).max(1) as usize;
+    // With a small limit, keep half for the connections.
+    let fits = (lim.rlim_cur - SPARE_FDS.min(lim.rlim_cur / 2)).max(1) as usize;
     warn!(
         max_connections,
         descriptors = lim.rlim_cur,
