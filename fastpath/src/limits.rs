@@ -36,7 +36,7 @@ pub struct Limits {
     /// `--hello-timeout`: how long a new connection has to say Hello.
     pub hello_timeout: Duration,
     /// `--idle-timeout`: how long a query connection may stay silent (or
-    /// take to send one frame) before it is closed.
+    /// take to send one frame, or to take one dump) before it is closed.
     pub idle_timeout: Duration,
     /// `--write-timeout`: how long one frame may take to go to a peer that
     /// does not read; then the peer is dropped.

@@ -65,7 +65,7 @@ struct Cli {
     #[arg(long, value_name = "SECONDS", default_value = "5", value_parser = parse_seconds)]
     hello_timeout: Duration,
     /// Seconds a query connection may stay silent between requests (or
-    /// take to send one).
+    /// take to send one, or to take one dump).
     #[arg(long, value_name = "SECONDS", default_value = "60", value_parser = parse_seconds)]
     idle_timeout: Duration,
     /// Seconds one frame may take to reach a peer that does not read; then

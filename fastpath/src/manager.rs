@@ -1156,7 +1156,8 @@ async fn query_session(
 /// to make (9 ms for 100,000 routes), so the lock is held for the copy
 /// only; at most `max_dumps` copies exist at once (a
 /// dump beyond that waits, holding nothing), and a peer that does not
-/// take a frame within the write timeout is dropped, which frees its copy.
+/// take a frame within the write timeout, or the whole dump within the
+/// idle timeout, is dropped, which frees its copy.
 /// The dump is a consistent snapshot of one moment.
 async fn dump(io: &mut FrameIo, shared: &Arc<Shared>, seq: u64) -> Result<(), Close> {
     let _permit = shared
@@ -1185,10 +1186,28 @@ async fn dump(io: &mut FrameIo, shared: &Arc<Shared>, seq: u64) -> Result<(), Cl
         batch.count
     });
     // Forward frames until the producer is done and the channel drained; on
-    // error `rx` goes, and the producer stops at its next frame.
-    while let Some(frame) = rx.recv().await {
-        io.w.send_raw(&frame).await?;
-    }
+    // error `rx` goes, and the producer stops at its next frame. The whole
+    // dump gets the idle timeout, so that a reader taking a frame now and
+    // then does not hold a copy (and a turn) for ever.
+    let deadline = shared.limits.idle_timeout;
+    let forward = async {
+        while let Some(frame) = rx.recv().await {
+            io.w.send_raw(&frame).await?;
+        }
+        Ok(())
+    };
+    tokio::time::timeout(deadline, forward)
+        .await
+        .map_err(|_| {
+            Close::refused(
+                Refusal::WriteTimeout,
+                ErrorCode::Limit,
+                format!(
+                    "the peer reads too slowly: its dump did not go out within {} s",
+                    deadline.as_secs_f32()
+                ),
+            )
+        })??;
     let count = producer.await.map_err(|e| Close::Internal(e.to_string()))?;
     debug!(count, "dump sent");
     io.send(&Message::DumpEnd { count }, seq).await

@@ -355,3 +355,32 @@ fn the_socket_is_0600_whatever_the_umask_or_0660_with_its_group() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no such group"));
 }
+
+#[test]
+fn a_reader_that_trickles_a_dump_is_dropped_after_the_idle_timeout() {
+    let fpd = Fpd::start_with("trickle", &["--idle-timeout", "2", "--write-timeout", "10"]);
+    let mut sync = Client::connect(&fpd.socket).unwrap();
+    sync.hello(Role::Sync, VERSION);
+    let routes: Vec<Object> = (0..20_000).map(route).collect();
+    for chunk in routes.chunks(1_000) {
+        assert_eq!(sync.apply(&batch(chunk)), vec![]);
+    }
+    let mut slow = Client::connect(&fpd.socket).unwrap();
+    slow.hello(Role::Query, VERSION);
+    slow.send(&Message::DumpRequest);
+    // 16 KiB every 300 ms: each frame goes within the write timeout, the
+    // whole dump (about 700 KB) not within the idle timeout.
+    let started = Instant::now();
+    let mut got = 0;
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        match std::io::Read::read(&mut slow.stream, &mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "never dropped");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(got < 20_000 * 30, "the whole dump came ({got} bytes)");
+    assert_eq!(counter(&fpd, "write_timeouts"), 1);
+}
