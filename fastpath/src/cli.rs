@@ -4,8 +4,10 @@
 
 use clap::{CommandFactory, Parser};
 
+use std::time::Duration;
+
 use crate::fpc::Endpoint;
-use crate::{PortBackend, RxRingVersion};
+use crate::{Limits, PortBackend, RxRingVersion};
 
 /// One fast path blade: applies what a cache manager sends over FPC to its
 /// tables.
@@ -44,6 +46,125 @@ pub struct Cli {
     /// what it does not forward back to Linux through a TAP per port).
     #[arg(long, value_name = "af_packet|af_xdp", default_value = "af_packet", value_parser = parse_backend)]
     pub backend: PortBackend,
+    /// Connections served at once, every role. One more closes the oldest
+    /// connection without Hello, else the query connection idle longest
+    /// (never the sync session), or is refused if none may go.
+    #[arg(long, value_name = "N", default_value = "256", value_parser = parse_count)]
+    pub max_connections: usize,
+    /// Seconds a new connection has to say Hello.
+    #[arg(long, value_name = "SECONDS", default_value = "5", value_parser = parse_timeout)]
+    pub hello_timeout: Duration,
+    /// Seconds a query connection may stay silent between requests (or
+    /// take to send one, or to take one dump).
+    #[arg(long, value_name = "SECONDS", default_value = "60", value_parser = parse_timeout)]
+    pub idle_timeout: Duration,
+    /// Seconds one frame may take to reach a peer that does not read; then
+    /// the peer is dropped.
+    #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = parse_timeout)]
+    pub write_timeout: Duration,
+    /// The largest frame body a connection may send before Hello and on a
+    /// query connection (bytes, or with K or M); above it the frame is
+    /// refused at once. A sync session may send up to 8M.
+    #[arg(long, value_name = "SIZE", default_value = "16K", value_parser = parse_frame_size)]
+    pub max_query_frame: usize,
+    /// Dumps in progress at once (each holds a copy of the tables); more
+    /// wait for their turn.
+    #[arg(long, value_name = "N", default_value = "4", value_parser = parse_count)]
+    pub max_dumps: usize,
+    /// Give the Unix sockets this group (a name or a number) and mode 0660;
+    /// without it they are 0600 (root only), whatever the umask.
+    #[arg(long, value_name = "GROUP", value_parser = parse_group)]
+    pub socket_group: Option<u32>,
+}
+
+impl Cli {
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_connections: self.max_connections,
+            hello_timeout: self.hello_timeout,
+            idle_timeout: self.idle_timeout,
+            write_timeout: self.write_timeout,
+            max_query_frame: self.max_query_frame,
+            max_dumps: self.max_dumps,
+        }
+    }
+}
+
+/// A count from 1 to 1,000,000.
+fn parse_count(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (1..=1_000_000).contains(&n) => Ok(n),
+        _ => Err(format!("{s:?}: expected a whole number from 1 to 1000000")),
+    }
+}
+
+/// Seconds, possibly fractional, above 0 and at most a day.
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a number of seconds"))?;
+    if !(secs > 0.0 && secs <= 86_400.0) {
+        return Err(format!(
+            "{s:?}: expected more than 0 and at most 86400 seconds"
+        ));
+    }
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("{s:?}: {e}"))
+}
+
+/// Bytes, or with a K or M suffix (binary), from 1K to 8M.
+fn parse_frame_size(s: &str) -> Result<usize, String> {
+    let (digits, unit) = match s.strip_suffix(['K', 'k']) {
+        Some(d) => (d, 1024),
+        None => match s.strip_suffix(['M', 'm']) {
+            Some(d) => (d, 1024 * 1024),
+            None => (s, 1),
+        },
+    };
+    let bytes = digits
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit))
+        .ok_or_else(|| format!("{s:?}: expected a size in bytes, or with K or M"))?;
+    if !(1024..=crate::fpc::MAX_BODY).contains(&bytes) {
+        return Err(format!("{s:?}: expected from 1K to 8M"));
+    }
+    Ok(bytes)
+}
+
+/// A group name or number.
+fn parse_group(s: &str) -> Result<u32, String> {
+    if let Ok(gid) = s.parse::<u32>() {
+        return Ok(gid);
+    }
+    let name = std::ffi::CString::new(s).map_err(|_| format!("{s:?}: not a group name"))?;
+    let mut buf = vec![0u8; 1024];
+    loop {
+        // SAFETY: getgrnam_r writes only into `group`, `buf` (of the length
+        // given) and `result`, all live for the call; `name` is a C string.
+        let (ret, found) = unsafe {
+            let mut group: libc::group = std::mem::zeroed();
+            let mut result: *mut libc::group = std::ptr::null_mut();
+            let ret = libc::getgrnam_r(
+                name.as_ptr(),
+                &mut group,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                &mut result,
+            );
+            (ret, (!result.is_null()).then_some(group.gr_gid))
+        };
+        match (ret, found) {
+            (libc::ERANGE, _) if buf.len() < 1 << 20 => buf.resize(buf.len() * 2, 0),
+            (0, Some(gid)) => return Ok(gid),
+            (0, None) => return Err(format!("{s:?}: no such group")),
+            (e, _) => {
+                return Err(format!(
+                    "{s:?}: cannot look the group up: {}",
+                    std::io::Error::from_raw_os_error(e)
+                ))
+            }
+        }
+    }
 }
 
 pub fn parse_backend(s: &str) -> Result<PortBackend, String> {
@@ -65,4 +186,62 @@ pub fn parse_rx_ring(s: &str) -> Result<RxRingVersion, String> {
 /// The clap command, for the man page and completions.
 pub fn command() -> clap::Command {
     Cli::command()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn the_defaults_are_the_library_s() {
+        let cli = Cli::try_parse_from(["fpd", "--blade", "1"]).unwrap();
+        assert_eq!(cli.limits(), Limits::default());
+        assert_eq!(cli.socket_group, None);
+    }
+
+    #[test]
+    fn limits_parse_with_checks() {
+        let cli = Cli::try_parse_from([
+            "fpd",
+            "--blade",
+            "1",
+            "--max-connections",
+            "10",
+            "--hello-timeout",
+            "0.5",
+            "--max-query-frame",
+            "64K",
+            "--socket-group",
+            "0",
+        ])
+        .unwrap();
+        assert_eq!(cli.max_connections, 10);
+        assert_eq!(cli.hello_timeout, Duration::from_millis(500));
+        assert_eq!(cli.max_query_frame, 65536);
+        assert_eq!(cli.socket_group, Some(0));
+        assert_eq!(parse_group("root"), Ok(0));
+        for bad in [
+            &["--max-connections", "0"][..],
+            &["--max-connections", "99999999999999999999999"],
+            &["--idle-timeout", "0"],
+            &["--idle-timeout", "1e300"],
+            &["--idle-timeout", "NaN"],
+            &["--write-timeout=-1"],
+            &["--max-query-frame", "99999999999999999999M"],
+            &["--max-query-frame", "9M"],
+            &["--max-query-frame", "12"],
+            &["--socket-group", "no-such-group-here"],
+        ] {
+            let args = ["fpd", "--blade", "1"]
+                .into_iter()
+                .chain(bad.iter().copied());
+            let err = Cli::try_parse_from(args).unwrap_err();
+            assert_eq!(
+                err.kind(),
+                clap::error::ErrorKind::ValueValidation,
+                "{bad:?}"
+            );
+        }
+    }
 }

@@ -11,6 +11,7 @@ pub mod bus;
 pub mod cli;
 mod dataplane;
 pub mod fpc;
+mod limits;
 pub mod logging;
 mod manager;
 pub mod netns;
@@ -21,6 +22,7 @@ pub mod wire;
 pub use dataplane::{
     Dataplane, DataplaneConfig, DataplaneError, DataplaneHandle, PortBackend, RxRingVersion,
 };
+pub use limits::Limits;
 pub use manager::{serve, Server, ServerConfig, ServerError};
 pub use tables::Tables;
 /// The token that stops [`serve`] and [`Server::run`].

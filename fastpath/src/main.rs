@@ -14,7 +14,46 @@ use fastpath::cli::Cli;
 use fastpath::{Dataplane, DataplaneConfig, DataplaneError, Server, ServerConfig, ServerError};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, Instrument};
+use tracing::{info, warn, Instrument};
+
+/// Descriptors fpd keeps for itself beside its connections (listeners,
+/// the dataplane's sockets, the bus, logs).
+const SPARE_FDS: u64 = 64;
+
+/// Raises the descriptor limit to what `max_connections` needs, as far as
+/// the hard limit allows; returns how many connections it allows.
+fn fit_descriptor_limit(max_connections: usize) -> usize {
+    let want = max_connections as u64 + SPARE_FDS;
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit into `lim`, which lives.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return max_connections;
+    }
+    if lim.rlim_cur < want {
+        let raised = libc::rlimit {
+            rlim_cur: want.min(lim.rlim_max),
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: setrlimit reads one rlimit, which lives.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            lim.rlim_cur = raised.rlim_cur;
+        }
+    }
+    if lim.rlim_cur >= want {
+        return max_connections;
+    }
+    // With a small limit, keep half for the connections.
+    let fits = (lim.rlim_cur - SPARE_FDS.min(lim.rlim_cur / 2)).max(1) as usize;
+    warn!(
+        max_connections,
+        descriptors = lim.rlim_cur,
+        "the descriptor limit allows {fits} connections only: serving at most {fits}"
+    );
+    fits
+}
 
 #[derive(Debug, thiserror::Error)]
 enum FpdError {
@@ -77,6 +116,9 @@ fn run(cli: Cli) -> Result<(), FpdError> {
 
 async fn serve(cli: Cli, dataplane: Option<fastpath::DataplaneHandle>) -> Result<(), FpdError> {
     let mut config = ServerConfig::new(cli.blade);
+    config.limits = cli.limits();
+    config.limits.max_connections = fit_descriptor_limit(cli.max_connections);
+    config.socket_group = cli.socket_group;
     if !cli.listen.is_empty() {
         config.endpoints = cli.listen;
     }

@@ -10,13 +10,28 @@
 //!   (that is how a restarted cmgrd resumes); the owner is checked under the
 //!   tables lock before each frame is applied, so once the newer session is
 //!   registered the older one applies nothing more.
+//! * One cache manager per blade: a sync Hello naming another blade is
+//!   refused, and so is one from another instance while the blade has an
+//!   owner ("blade 1 is owned by instance 5"); the owner keeps the blade.
+//!   Only the same instance takes over (a restarted cmgrd whose old
+//!   connection fpd has not yet seen close).
 //! * Input never makes fpd panic: any bad frame (undecodable, wrong magic,
 //!   oversize, unexpected for the role, or before Hello) is logged with the
 //!   peer and the reason, answered with an `Error` frame when possible, and
 //!   closes that connection only.
 //! * The tables lock is only taken on blocking threads (`spawn_blocking`),
-//!   never on a runtime worker, since a large batch or a dump holds it long.
+//!   never on a runtime worker, since a large batch holds it long.
 //!   Lock order: tables, then sync owner.
+//! * No lock is held across socket I/O. A dump copies the tables under the
+//!   lock (their compact form: 9 ms for 100,000 routes) and encodes
+//!   and writes from the copy, so a reader that does not read slows only
+//!   itself; at most `max_dumps` copies exist at once (the memory bound),
+//!   and a peer that takes over `write_timeout` to take one frame is
+//!   dropped.
+//! * Every peer is bounded (see [`crate::limits`]): connections admitted
+//!   at once, time to Hello, a query connection's idle time, the frame a
+//!   connection may announce (before Hello and for queries, a small bound;
+//!   a body is buffered only up to it, refused at once above it).
 //! * When a dataplane is attached, every applied frame tells its view
 //!   builder (a thread of its own, which takes the tables lock only to
 //!   copy), and the sync session sends the dataplane's reports to its peer
@@ -25,6 +40,8 @@
 //!   writer half so that a report never cuts into a frame being read.
 //! * A Unix socket file is created at bind (after removing a stale one, never
 //!   a live one) and removed when its listener goes, if it is still ours.
+//!   Its mode is 0600 (0660 with a group), whatever the umask: it is bound
+//!   under umask 0177, so it is never more open, even for a moment.
 
 use std::convert::Infallible;
 use std::io;
@@ -43,14 +60,11 @@ use tracing::{debug, error, info, warn, Instrument, Span};
 use crate::dataplane::{DataplaneHandle, Parts};
 use crate::fpc::{
     all_capabilities, hello_version, parse_header, Counter, Endpoint, ErrorCode, Header, Hello,
-    Message, Object, ObjectError, Op, Role, Stream, HEADER_LEN, VERSION,
+    Message, Object, ObjectError, Op, Role, Stream, HEADER_LEN, MAX_BODY, VERSION,
 };
+use crate::limits::{Limits, Phase, Refusal, Refusals, Register};
 use crate::tables::Tables;
 
-/// How long a peer has to say Hello.
-pub(crate) const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long a frame may take to be written to a peer that does not read.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// The largest dump frame (one object more may spill over).
 const DUMP_FRAME: usize = 64 * 1024;
 /// I/O buffers larger than this are freed after use rather than kept.
@@ -72,8 +86,10 @@ const STATS_REPORT_TICKS: u64 = 10;
 pub struct ServerConfig {
     pub blade: u32,
     pub endpoints: Vec<Endpoint>,
-    /// How long a new connection has to send Hello.
-    pub hello_timeout: Duration,
+    /// What a peer may hold: connections, time, memory.
+    pub limits: Limits,
+    /// The group of the Unix sockets (mode 0660); without one, 0600.
+    pub socket_group: Option<u32>,
     /// The dataplane fed by the tables, if fpd forwards.
     pub dataplane: Option<DataplaneHandle>,
 }
@@ -84,7 +100,8 @@ impl ServerConfig {
         ServerConfig {
             blade,
             endpoints: vec![Endpoint::for_blade(blade)],
-            hello_timeout: HELLO_TIMEOUT,
+            limits: Limits::default(),
+            socket_group: None,
             dataplane: None,
         }
     }
@@ -136,7 +153,7 @@ impl Server {
         let mut listeners = Vec::new();
         for endpoint in &config.endpoints {
             let listener = match endpoint {
-                Endpoint::Unix(path) => bind_unix(endpoint, path)?,
+                Endpoint::Unix(path) => bind_unix(endpoint, path, config.socket_group)?,
                 Endpoint::Tcp(addr) => {
                     Listener::Tcp(TcpListener::bind(addr).await.map_err(|source| {
                         ServerError::Listen {
@@ -154,12 +171,14 @@ impl Server {
                 tables: Mutex::new(Tables::new()),
                 sync_owner: Mutex::new(None),
                 blade: config.blade,
-                hello_timeout: config.hello_timeout,
+                limits: config.limits,
+                register: Register::new(config.limits.max_connections),
+                refusals: Refusals::default(),
+                dumps: tokio::sync::Semaphore::new(config.limits.max_dumps.max(1)),
                 next_conn: AtomicU64::new(0),
                 open: AtomicU64::new(0),
                 bad_frames: AtomicU64::new(0),
                 version_mismatches: AtomicU64::new(0),
-                hello_timeouts: AtomicU64::new(0),
                 dataplane: config.dataplane,
             }),
         })
@@ -223,18 +242,24 @@ struct Shared {
     tables: Mutex<Tables>,
     sync_owner: Mutex<Option<SyncOwner>>,
     blade: u32,
-    hello_timeout: Duration,
+    limits: Limits,
+    /// The admitted connections, for the connection limit.
+    register: Register,
+    refusals: Refusals,
+    /// One permit per dump in progress (each holds a copy of the tables).
+    dumps: tokio::sync::Semaphore,
     next_conn: AtomicU64,
     open: AtomicU64,
     bad_frames: AtomicU64,
     version_mismatches: AtomicU64,
-    hello_timeouts: AtomicU64,
     dataplane: Option<DataplaneHandle>,
 }
 
 /// The sync session that owns the tables.
 struct SyncOwner {
     conn: u64,
+    /// The cache manager's instance, from its Hello.
+    instance: u32,
     cancel: CancellationToken,
 }
 
@@ -259,13 +284,14 @@ impl Shared {
             [
                 ("sync_connected", u64::from(sync)),
                 ("connections", load(&self.open)),
+                ("max_connections", self.register.max() as u64),
                 ("bad_frames", load(&self.bad_frames)),
                 ("version_mismatches", load(&self.version_mismatches)),
-                ("hello_timeouts", load(&self.hello_timeouts)),
             ]
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v)),
         );
+        out.extend(self.refusals.counters());
         if let Some(dp) = &self.dataplane {
             out.extend(dp.0.counters());
         }
@@ -334,13 +360,24 @@ impl Listener {
     }
 }
 
-fn bind_unix(endpoint: &Endpoint, path: &Path) -> Result<Listener, ServerError> {
+fn bind_unix(
+    endpoint: &Endpoint,
+    path: &Path,
+    group: Option<u32>,
+) -> Result<Listener, ServerError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     let listen_error = |source| ServerError::Listen {
         endpoint: endpoint.clone(),
         source,
     };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(listen_error)?;
+        // Not world-writable whatever the umask: nobody else may replace
+        // the socket file.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(dir)
+            .map_err(listen_error)?;
     }
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_socket() => {
@@ -354,15 +391,31 @@ fn bind_unix(endpoint: &Endpoint, path: &Path) -> Result<Listener, ServerError> 
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(listen_error(e)),
     }
-    let listener = UnixListener::bind(path).map_err(listen_error)?;
+    // The socket file takes its mode from the umask at bind: bind under
+    // 0177 (mode 0600), so that it is never open to others, then give it
+    // its group and 0660 if asked.
+    // SAFETY: umask(2) only swaps the process's file mode mask; fpd
+    // creates no other file while its listeners are being bound.
+    let umask = unsafe { libc::umask(0o177) };
+    let bound = UnixListener::bind(path);
+    // SAFETY: as above, restoring the mask.
+    unsafe { libc::umask(umask) };
+    let listener = bound.map_err(listen_error)?;
     let meta = std::fs::symlink_metadata(path).map_err(listen_error)?;
+    // Made first, so that the file goes if what follows fails.
+    let file = SocketFile {
+        path: path.to_owned(),
+        dev: meta.dev(),
+        ino: meta.ino(),
+    };
+    if let Some(gid) = group {
+        std::os::unix::fs::chown(path, None, Some(gid)).map_err(listen_error)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+            .map_err(listen_error)?;
+    }
     Ok(Listener::Unix {
         listener,
-        _file: SocketFile {
-            path: path.to_owned(),
-            dev: meta.dev(),
-            ino: meta.ino(),
-        },
+        _file: file,
     })
 }
 
@@ -381,14 +434,43 @@ async fn accept_loop(listener: Listener, shared: Arc<Shared>, shutdown: Cancella
                         role = tracing::field::Empty,
                         peer_name = tracing::field::Empty,
                     );
-                    conns.spawn(
-                        connection(stream, conn, shared.clone(), shutdown.clone()).instrument(span),
-                    );
+                    let evict = shutdown.child_token();
+                    match shared.register.admit(conn, evict.clone()) {
+                        Ok(evicted) => {
+                            if let Some(old) = evicted {
+                                note_eviction(&shared, old, "a new connection");
+                            }
+                            conns.spawn(
+                                connection(stream, conn, shared.clone(), shutdown.clone(), evict)
+                                    .instrument(span),
+                            );
+                        }
+                        Err(_full) => {
+                            let reason = format!(
+                                "fpd{} is at its limit of {} connections, none of them idle",
+                                shared.blade,
+                                shared.register.max()
+                            );
+                            shared.refusals.note(Refusal::ConnectionLimit, || {
+                                format!("refusing a connection from {peer}: {reason}")
+                            });
+                            conns.spawn(refuse(stream, ErrorCode::Limit, reason).instrument(span));
+                        }
+                    }
                 }
                 Err(e) => {
-                    // EMFILE and the like: wait rather than spin.
-                    warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    shared
+                        .refusals
+                        .note(Refusal::AcceptError, || format!("accept failed: {e}"));
+                    // Out of descriptors: free one if a connection may go
+                    // (the peer waiting may be the cache manager), else
+                    // wait rather than spin.
+                    let out_of_fds = matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE));
+                    let freed = out_of_fds && shared.register.evict_one().inspect(|old| {
+                        note_eviction(&shared, *old, "a descriptor");
+                    }).is_some();
+                    let pause = if freed { 10 } else { 100 };
+                    tokio::time::sleep(Duration::from_millis(pause)).await;
                 }
             },
             Some(done) = conns.join_next(), if !conns.is_empty() => {
@@ -405,6 +487,31 @@ async fn accept_loop(listener: Listener, shared: Arc<Shared>, shutdown: Cancella
     }
 }
 
+fn note_eviction(shared: &Shared, old: u64, wanted: &str) {
+    shared.refusals.note(Refusal::Evicted, || {
+        format!(
+            "at the limit of {} connections: closing connection {old} (no Hello yet, or the query idle longest) for {wanted}",
+            shared.register.max()
+        )
+    });
+}
+
+/// Answers a connection that is not admitted with an Error frame.
+async fn refuse(stream: Box<dyn Stream>, code: ErrorCode, message: String) {
+    let mut stream = stream;
+    let mut frame = Vec::new();
+    Message::Error {
+        code: code as u16,
+        message,
+    }
+    .emit(0, &mut frame);
+    let send = async {
+        stream.write_all(&frame).await?;
+        stream.shutdown().await
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), send).await;
+}
+
 /// Why a connection ends.
 enum Close {
     /// The peer closed between frames.
@@ -412,7 +519,12 @@ enum Close {
     Shutdown,
     /// A newer sync session took over.
     Replaced,
-    HelloTimeout,
+    /// Turned away by a limit or a rule (counted and logged rate-limited).
+    Refused {
+        refusal: Refusal,
+        code: ErrorCode,
+        reason: String,
+    },
     /// The peer's Hello announced this version.
     Version(u16),
     /// Bad input: counted, answered with an Error frame.
@@ -420,6 +532,8 @@ enum Close {
         code: ErrorCode,
         reason: String,
     },
+    /// Closed to make room for a new connection.
+    Evicted,
     /// The peer said goodbye with an Error frame.
     PeerError {
         code: u16,
@@ -436,14 +550,22 @@ impl Close {
     fn malformed(reason: String) -> Close {
         Close::bad(ErrorCode::Malformed, reason)
     }
+    fn refused(refusal: Refusal, code: ErrorCode, reason: String) -> Close {
+        Close::Refused {
+            refusal,
+            code,
+            reason,
+        }
+    }
 }
 
-/// Counts the connection as open while it lives.
-struct OpenGuard(Arc<Shared>);
+/// Counts the connection as open, and admitted, while it lives.
+struct OpenGuard(Arc<Shared>, u64);
 
 impl Drop for OpenGuard {
     fn drop(&mut self) {
         self.0.open.fetch_sub(1, Ordering::Relaxed);
+        self.0.register.remove(self.1);
     }
 }
 
@@ -452,9 +574,10 @@ async fn connection(
     conn: u64,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
+    evict: CancellationToken,
 ) {
     shared.count(&shared.open);
-    let _open = OpenGuard(shared.clone());
+    let _open = OpenGuard(shared.clone(), conn);
     debug!("connection accepted");
     let (reader, writer) = tokio::io::split(stream);
     let mut io = FrameIo {
@@ -462,14 +585,18 @@ async fn connection(
             reader,
             body: Vec::new(),
             last_seq: 0,
+            limit: shared.limits.max_query_frame.min(MAX_BODY),
         },
         w: FrameWriter {
             writer,
             out: Vec::new(),
+            timeout: shared.limits.write_timeout,
         },
     };
-    let close = match session(&mut io, &shared, conn, &shutdown).await {
+    // `evict` is a child of `shutdown`: cancelled alone, it is an eviction.
+    let close = match session(&mut io, &shared, conn, &evict).await {
         Ok(never) => match never {},
+        Err(Close::Shutdown) if !shutdown.is_cancelled() => Close::Evicted,
         Err(close) => close,
     };
     let reply = match close {
@@ -481,18 +608,35 @@ async fn connection(
             debug!("closing the connection: fpd stops");
             None
         }
+        Close::Evicted => {
+            // Counted and logged (rate-limited) where it was decided.
+            debug!("closing the connection: evicted for a new one");
+            Some((
+                ErrorCode::Limit,
+                format!(
+                    "closed to make room: fpd{} is at its limit of {} connections",
+                    shared.blade,
+                    shared.register.max()
+                ),
+            ))
+        }
+        Close::Refused {
+            refusal,
+            code,
+            reason,
+        } => {
+            shared
+                .refusals
+                .note(refusal, || format!("closing the connection: {reason}"));
+            // A peer that does not read gets no last frame either.
+            (refusal != Refusal::WriteTimeout).then_some((code, reason))
+        }
         Close::Replaced => {
             info!("closing the sync session: a newer one took over");
             Some((
                 ErrorCode::Replaced,
                 "replaced by a newer sync session".to_owned(),
             ))
-        }
-        Close::HelloTimeout => {
-            shared.count(&shared.hello_timeouts);
-            let reason = format!("no Hello within {} s", shared.hello_timeout.as_secs_f32());
-            warn!("closing the connection: {reason}");
-            Some((ErrorCode::Unexpected, reason))
         }
         Close::Version(peer) => {
             shared.count(&shared.version_mismatches);
@@ -553,11 +697,15 @@ struct FrameReader {
     body: Vec<u8>,
     /// The sequence number of the last frame read, for the Error frame.
     last_seq: u64,
+    /// The largest body this connection may announce (and so buffer).
+    limit: usize,
 }
 
 struct FrameWriter {
     writer: WriteHalf<Box<dyn Stream>>,
     out: Vec<u8>,
+    /// How long one frame may take to go out.
+    timeout: Duration,
 }
 
 impl FrameIo {
@@ -592,6 +740,18 @@ impl FrameReader {
         let header =
             parse_header(&raw).map_err(|e| Close::malformed(format!("bad frame header: {e}")))?;
         self.last_seq = header.seq;
+        if header.body_len > self.limit {
+            // Refused before any of it is read: a partial frame never
+            // holds more than the bound.
+            return Err(Close::refused(
+                Refusal::Oversize,
+                ErrorCode::Limit,
+                format!(
+                    "a frame of {} bytes is over this connection's limit of {} bytes",
+                    header.body_len, self.limit
+                ),
+            ));
+        }
         // Grows with what arrives, so a header alone allocates little.
         self.body.clear();
         let n = (&mut self.reader)
@@ -624,21 +784,35 @@ impl FrameWriter {
     async fn send(&mut self, msg: &Message, seq: u64) -> Result<(), Close> {
         self.out.clear();
         msg.emit(seq, &mut self.out);
-        let result = write_frame(&mut self.writer, &self.out).await;
+        let result = write_frame(&mut self.writer, &self.out, self.timeout).await;
         if self.out.capacity() > KEEP_BUFFER {
             self.out = Vec::new();
         }
         result
     }
+
+    /// Writes an encoded frame.
+    async fn send_raw(&mut self, frame: &[u8]) -> Result<(), Close> {
+        write_frame(&mut self.writer, frame, self.timeout).await
+    }
 }
 
-async fn write_frame<W: AsyncWrite + Unpin>(stream: &mut W, frame: &[u8]) -> Result<(), Close> {
-    match tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(frame)).await {
+async fn write_frame<W: AsyncWrite + Unpin>(
+    stream: &mut W,
+    frame: &[u8],
+    timeout: Duration,
+) -> Result<(), Close> {
+    match tokio::time::timeout(timeout, stream.write_all(frame)).await {
         Ok(result) => result.map_err(Close::Io),
-        Err(_) => Err(Close::Io(io::Error::new(
-            io::ErrorKind::TimedOut,
-            "the peer does not read: write timed out",
-        ))),
+        Err(_) => Err(Close::refused(
+            Refusal::WriteTimeout,
+            ErrorCode::Limit,
+            format!(
+                "the peer does not read: a frame of {} bytes did not go out within {} s",
+                frame.len(),
+                timeout.as_secs_f32()
+            ),
+        )),
     }
 }
 
@@ -669,11 +843,19 @@ async fn session(
     conn: u64,
     shutdown: &CancellationToken,
 ) -> Result<Infallible, Close> {
+    let hello_timeout = shared.limits.hello_timeout;
     let first = tokio::select! {
         _ = shutdown.cancelled() => return Err(Close::Shutdown),
-        first = tokio::time::timeout(shared.hello_timeout, io.read()) => first,
+        first = tokio::time::timeout(hello_timeout, io.read()) => first,
     };
-    let (header, hello) = match first.map_err(|_| Close::HelloTimeout)?? {
+    let timed_out = |_| {
+        Close::refused(
+            Refusal::HelloTimeout,
+            ErrorCode::Unexpected,
+            format!("no Hello within {} s", hello_timeout.as_secs_f32()),
+        )
+    };
+    let (header, hello) = match first.map_err(timed_out)?? {
         (header, Message::Hello(hello)) => (header, hello),
         (_, other) => {
             return Err(Close::bad(
@@ -701,7 +883,8 @@ async fn session(
         Role::Query => {
             debug!("query session");
             io.send(&reply, header.seq).await?;
-            query_session(io, shared, shutdown).await
+            shared.register.set(conn, Phase::Idle);
+            query_session(io, shared, conn, shutdown).await
         }
     }
 }
@@ -730,11 +913,37 @@ async fn sync_session(
     hello: &Hello,
     (seq, reply): (u64, Message),
 ) -> Result<Infallible, Close> {
+    if hello.blade != shared.blade {
+        return Err(Close::refused(
+            Refusal::WrongBlade,
+            ErrorCode::Refused,
+            format!(
+                "{} asks for blade {}: this is fpd{}, blade {}",
+                hello.name, hello.blade, shared.blade, shared.blade
+            ),
+        ));
+    }
     let cancel = shutdown.child_token();
-    let previous = shared.sync_owner().replace(SyncOwner {
-        conn,
-        cancel: cancel.clone(),
-    });
+    let previous = {
+        let mut owner = shared.sync_owner();
+        if let Some(o) = owner.as_ref().filter(|o| o.instance != hello.instance) {
+            return Err(Close::refused(
+                Refusal::BladeOwned,
+                ErrorCode::Refused,
+                format!(
+                    "blade {} is owned by instance {} (connection {}): instance {} is refused",
+                    shared.blade, o.instance, o.conn, hello.instance
+                ),
+            ));
+        }
+        owner.replace(SyncOwner {
+            conn,
+            instance: hello.instance,
+            cancel: cancel.clone(),
+        })
+    };
+    shared.register.set(conn, Phase::Sync);
+    io.r.limit = MAX_BODY;
     let _owner = OwnerGuard {
         shared: shared.clone(),
         conn,
@@ -887,13 +1096,23 @@ async fn apply_frame(
 async fn query_session(
     io: &mut FrameIo,
     shared: &Arc<Shared>,
+    conn: u64,
     shutdown: &CancellationToken,
 ) -> Result<Infallible, Close> {
+    let idle = shared.limits.idle_timeout;
     loop {
+        shared.register.set(conn, Phase::Idle);
         let (header, msg) = tokio::select! {
             _ = shutdown.cancelled() => return Err(Close::Shutdown),
-            frame = io.read() => frame?,
+            frame = tokio::time::timeout(idle, io.read()) => frame.map_err(|_| {
+                Close::refused(
+                    Refusal::IdleTimeout,
+                    ErrorCode::Limit,
+                    format!("a query connection idle for {} s", idle.as_secs_f32()),
+                )
+            })??,
         };
+        shared.register.set(conn, Phase::Busy);
         let seq = header.seq;
         match msg {
             Message::DumpRequest => dump(io, shared, seq).await?,
@@ -928,18 +1147,31 @@ async fn query_session(
 }
 
 /// Streams every object as Batch frames of at most about [`DUMP_FRAME`]
-/// bytes, then `DumpEnd`. The tables stay locked (on a blocking thread)
-/// while the frames go out, a few at a time: memory stays small and the
-/// dump is a consistent snapshot; a peer that stops reading is dropped after
-/// [`WRITE_TIMEOUT`], which unlocks the tables.
+/// bytes, then `DumpEnd`.
+///
+/// The tables are copied under their lock, and the copy encoded and
+/// written without it: a reader that does not read holds no lock, so the
+/// sync session goes on. A copy (the tables' compact form, some 36 bytes a
+/// route) is about as large as the encoded dump but three times quicker
+/// to make (9 ms for 100,000 routes), so the lock is held for the copy
+/// only; at most `max_dumps` copies exist at once (a
+/// dump beyond that waits, holding nothing), and a peer that does not
+/// take a frame within the write timeout, or the whole dump within the
+/// idle timeout, is dropped, which frees its copy.
+/// The dump is a consistent snapshot of one moment.
 async fn dump(io: &mut FrameIo, shared: &Arc<Shared>, seq: u64) -> Result<(), Close> {
+    let _permit = shared
+        .dumps
+        .acquire()
+        .await
+        .map_err(|e| Close::Internal(e.to_string()))?;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
     let s = shared.clone();
     let span = Span::current();
     // Spawned now (not on first poll) so that it fills the channel.
     let producer = tokio::task::spawn_blocking(move || {
         let _span = span.enter();
-        let tables = s.tables();
+        let copy = s.tables().clone();
         let mut batch = DumpBatch {
             ops: Vec::new(),
             size: 0,
@@ -949,15 +1181,33 @@ async fn dump(io: &mut FrameIo, shared: &Arc<Shared>, seq: u64) -> Result<(), Cl
             count: 0,
             open: true,
         };
-        tables.for_each(|obj| batch.push(obj));
+        copy.for_each(|obj| batch.push(obj));
         batch.flush();
         batch.count
     });
     // Forward frames until the producer is done and the channel drained; on
-    // error `rx` goes, and the producer stops at its next frame.
-    while let Some(frame) = rx.recv().await {
-        write_frame(&mut io.w.writer, &frame).await?;
-    }
+    // error `rx` goes, and the producer stops at its next frame. The whole
+    // dump gets the idle timeout, so that a reader taking a frame now and
+    // then does not hold a copy (and a turn) for ever.
+    let deadline = shared.limits.idle_timeout;
+    let forward = async {
+        while let Some(frame) = rx.recv().await {
+            io.w.send_raw(&frame).await?;
+        }
+        Ok(())
+    };
+    tokio::time::timeout(deadline, forward)
+        .await
+        .map_err(|_| {
+            Close::refused(
+                Refusal::WriteTimeout,
+                ErrorCode::Limit,
+                format!(
+                    "the peer reads too slowly: its dump did not go out within {} s",
+                    deadline.as_secs_f32()
+                ),
+            )
+        })??;
     let count = producer.await.map_err(|e| Close::Internal(e.to_string()))?;
     debug!(count, "dump sent");
     io.send(&Message::DumpEnd { count }, seq).await
@@ -996,7 +1246,7 @@ impl DumpBatch {
         let mut frame = Vec::with_capacity(HEADER_LEN + 4 + self.size);
         Message::Batch(std::mem::take(&mut self.ops)).emit(self.seq, &mut frame);
         self.size = 0;
-        // Fails when the connection has gone: stop, which unlocks the tables.
+        // Fails when the connection has gone: stop, which frees the copy.
         if self.tx.blocking_send(frame).is_err() {
             self.open = false;
         }

@@ -528,7 +528,7 @@ fn listens_on_tcp_and_unix_at_once() {
     assert_eq!(q.peer.blade, 4);
     assert_eq!(q.peer.name, "fpd4");
     let mut sync = Client::connect(&path).unwrap();
-    sync.hello(Role::Sync, VERSION);
+    sync.hello_to(Role::Sync, VERSION, 4);
     assert_eq!(sync.apply(&batch(&[link(2, "eth0")])), vec![]);
     assert_eq!(q.dump().unwrap(), vec![link(2, "eth0")]);
     // A peer that says goodbye with an Error frame is not bad input.

@@ -51,6 +51,12 @@ pub struct BladeTask {
 }
 
 const RETRY: Duration = Duration::from_millis(100);
+/// The longest wait between attempts when fpd answers and refuses (another
+/// instance owns the blade, another blade, a limit): back-off from
+/// [`RETRY`], doubling.
+const MAX_REFUSED_RETRY: Duration = Duration::from_secs(5);
+/// A failure that goes on is logged again this often.
+const RELOG: Duration = Duration::from_secs(60);
 
 impl BladeTask {
     pub async fn run(
@@ -60,19 +66,45 @@ impl BladeTask {
     ) {
         let mut conn = 0u64;
         let mut failures = 0u64;
+        let mut retry = RETRY;
+        // The last failure logged, and when.
+        let mut logged: Option<(String, tokio::time::Instant)> = None;
         loop {
             let stream = match self.handshake().await {
                 Ok(s) => s,
                 Err(e) => {
-                    if failures == 0 {
-                        warn!(endpoint = %self.endpoint, "cannot reach fast path: {e}; retrying");
-                    }
                     failures += 1;
-                    tokio::time::sleep(RETRY).await;
+                    // Refused by a live fpd: asking again at once changes
+                    // nothing, so back off; a fast path not (yet) there is
+                    // tried every RETRY, to be quick when it starts.
+                    let refused = matches!(
+                        e,
+                        TransportError::Refused(_) | TransportError::VersionMismatch { .. }
+                    );
+                    retry = if refused {
+                        (retry * 2).min(MAX_REFUSED_RETRY)
+                    } else {
+                        RETRY
+                    };
+                    let reason = e.to_string();
+                    let due = logged
+                        .as_ref()
+                        .is_none_or(|(last, at)| *last != reason || at.elapsed() >= RELOG);
+                    if due {
+                        if refused {
+                            warn!(endpoint = %self.endpoint, attempts = failures, "the fast path refuses this cache manager: {reason}; retrying every {} s at most", MAX_REFUSED_RETRY.as_secs());
+                        } else {
+                            warn!(endpoint = %self.endpoint, attempts = failures, "cannot reach fast path: {reason}; retrying");
+                        }
+                        logged = Some((reason, tokio::time::Instant::now()));
+                    }
+                    tokio::time::sleep(retry).await;
                     continue;
                 }
             };
             failures = 0;
+            retry = RETRY;
+            logged = None;
             conn += 1;
             info!(endpoint = %self.endpoint, conn, "connected to fast path");
             self.stats.connects.fetch_add(1, Relaxed);

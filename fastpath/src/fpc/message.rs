@@ -84,7 +84,9 @@ impl ObjectError {
     }
 }
 
-/// Why a connection is being closed.
+/// Why a connection is being closed. An `Error` frame carries the code as
+/// a plain number, so a peer that does not know a code still reads the
+/// frame and its message (5 and 6 were added without a version change).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u16)]
 pub enum ErrorCode {
@@ -92,6 +94,12 @@ pub enum ErrorCode {
     Malformed = 2,
     Unexpected = 3,
     Replaced = 4,
+    /// The peer is not accepted: a Hello for another blade, or from
+    /// another instance while the blade has an owner.
+    Refused = 5,
+    /// A limit of fpd: connections, frame size, idle time, a peer that
+    /// does not read.
+    Limit = 6,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -35,6 +35,7 @@ pub(crate) use fib::PrefixHash;
 use fib::{Entry, Fib, PrefixKey, Upsert, V4, V6};
 
 /// Objects of one kind by key, each with its stale mark.
+#[derive(Clone)]
 struct ObjectMap<K, V> {
     map: HashMap<K, (V, bool)>,
 }
@@ -283,7 +284,9 @@ impl FibSnapshot {
     }
 }
 
-/// The fast path tables of one blade.
+/// The fast path tables of one blade. A clone is a snapshot, as a dump
+/// takes one (the interned route attributes are shared).
+#[derive(Clone)]
 pub struct Tables {
     links: ObjectMap<u32, Link>,
     addrs: ObjectMap<(u32, IpAddr, u8), Addr>,

@@ -50,20 +50,23 @@ pub struct Fpd {
 impl Fpd {
     /// Starts fpd (blade 7) on `DIR/sub/fpd.sock` and waits until it answers.
     pub fn start(tag: &str) -> Fpd {
+        Self::start_with(tag, &[])
+    }
+
+    /// As `start`, with more options.
+    pub fn start_with(tag: &str, options: &[&str]) -> Fpd {
         let dir = TempDir::new(tag);
         // A directory fpd has to create.
         let socket = dir.0.join("sub").join("fpd.sock");
         let log = dir.0.join("fpd.log");
-        let child = fpd_command(&[
-            "--blade",
-            "7",
-            "--listen",
-            &format!("unix:{}", socket.display()),
-        ])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("start fpd");
+        let listen = format!("unix:{}", socket.display());
+        let mut args = vec!["--blade", "7", "--listen", &listen];
+        args.extend_from_slice(options);
+        let child = fpd_command(&args)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start fpd");
         let fpd = Fpd {
             child: Some(child),
             socket,
@@ -199,12 +202,17 @@ impl Client {
             .expect("a frame, not the end of the stream")
     }
 
+    /// Says Hello as instance 3 to blade 7 (`Fpd::start`'s).
     pub fn hello(&mut self, role: Role, version: u16) -> Hello {
+        self.hello_to(role, version, 7)
+    }
+
+    pub fn hello_to(&mut self, role: Role, version: u16, blade: u32) -> Hello {
         self.send(&Message::Hello(Hello {
             version,
             role,
             instance: 3,
-            blade: 7,
+            blade,
             capabilities: all_capabilities(),
             name: "fpsync-test".into(),
         }));
