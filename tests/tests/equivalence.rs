@@ -667,6 +667,20 @@ fn probes(m: &Macs) -> Vec<Vec<u8>> {
                 id: 12,
             },
         ),
+        // A source that strict reverse-path filtering refuses on veth-a
+        // (its route leaves through veth-c).
+        udp4(
+            m,
+            v4("10.9.0.77"),
+            b,
+            5678,
+            Ip4Fields {
+                ttl: 64,
+                df: true,
+                len: 64,
+                id: 13,
+            },
+        ),
         udp6(m, "fd01::2", "fd02::2", 5678, 64, 64),
         udp6(m, "fd01::2", "fd02::2", 9999, 64, 64),
         udp6(m, "fd01::2", "fd02::2", 5678, 64, 1400),
@@ -762,6 +776,16 @@ fn scenarios(m: &Macs) -> Vec<Scenario> {
             &[ROUTES, "ip link set veth-b mtu 1280"],
         ),
         s(
+            "rp_filter strict",
+            "rp_filter",
+            &[ROUTES, "sysctl -qw net.ipv4.conf.all.rp_filter=1"],
+        ),
+        s(
+            "IPv4 forwarding off on the input port",
+            "forwarding",
+            &[ROUTES, "sysctl -qw net.ipv4.conf.veth-a.forwarding=0"],
+        ),
+        s(
             "route MTU metric 1280",
             "mtu",
             &[ROUTES, "ip route change 10.9.0.0/24 via 10.3.0.2 mtu 1280"],
@@ -799,6 +823,8 @@ scenario_tests! {
     xfrm_policy_block: "xfrm policy block fwd", false;
     egress_mtu_1280: "egress MTU 1280", true;
     route_mtu_metric_1280: "route MTU metric 1280", true;
+    rp_filter_strict: "rp_filter strict", true;
+    forwarding_off_on_the_input_port: "IPv4 forwarding off on the input port", true;
 }
 
 /// A small seeded generator (xorshift64*): the same seed, the same run.

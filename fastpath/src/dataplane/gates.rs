@@ -18,14 +18,23 @@
 //!   chains are reached only through such rules); tables with empty
 //!   builtin chains and ACCEPT policies change nothing;
 //! * any IPsec policy of direction out or fwd closes its family: forwarded
-//!   packets are checked against fwd policies and looked up in out ones.
+//!   packets are checked against fwd policies and looked up in out ones;
+//! * where Linux forwards what fpd hands it (AF_XDP), Linux's own
+//!   settings for the port a packet came in on (netconf): IPv4 is fpd's
+//!   only when the port's `forwarding` is on and `rp_filter` is off for
+//!   both the port and `all` (Linux applies the higher of the two), IPv6
+//!   only when `all.forwarding` is on (what `ip6_forward` checks). A
+//!   setting not synced yet closes the gate: Linux decides. With
+//!   AF_PACKET Linux's forwarding is off by design and these do not apply.
 //!
-//! Invariants: built off the hot path with the view; a worker reads two
-//! words per packet.
+//! Invariants: built off the hot path with the view; a worker reads one
+//! word per packet (its port's gate, the family's folded in).
 
 use std::net::IpAddr;
 
 use super::stats::Exception;
+use super::view::PortInfo;
+use crate::fpc::{NetConf, NETCONFA_IFINDEX_ALL};
 use crate::tables::Tables;
 
 /// NFPROTO_* families of nf_tables.
@@ -53,7 +62,65 @@ pub(crate) struct Gates {
     pub v6: Option<Exception>,
 }
 
+/// The gates of the packets received on each port: the family's, and the
+/// port's own settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct PortGates {
+    /// Whatever the port.
+    pub family: Gates,
+    /// By port index.
+    pub ports: Vec<Gates>,
+}
+
+impl PortGates {
+    /// `linux_forwards`: Linux forwards what fpd hands it (AF_XDP), so its
+    /// netconf settings decide too.
+    pub fn build(tables: &Tables, ports: &[PortInfo], linux_forwards: bool) -> PortGates {
+        let family = Gates::build(tables);
+        let ports = ports
+            .iter()
+            .map(|p| {
+                let mut g = family;
+                if linux_forwards {
+                    g.close_by_netconf(tables, p.ifindex);
+                }
+                g
+            })
+            .collect();
+        PortGates { family, ports }
+    }
+
+    /// The gate of packets received on port `index` (a port fpd does not
+    /// know gets its family's).
+    #[inline]
+    pub fn port(&self, index: usize) -> Gates {
+        self.ports.get(index).copied().unwrap_or(self.family)
+    }
+}
+
 impl Gates {
+    /// Closes what Linux's settings for device `ifindex` make Linux's.
+    fn close_by_netconf(&mut self, tables: &Tables, ifindex: u32) {
+        let find = |family: u8, ifindex: i32| -> Option<&NetConf> {
+            tables
+                .netconfs()
+                .find(|c| c.family == family && c.ifindex == ifindex)
+        };
+        let dev4 = find(AF_INET, ifindex as i32);
+        let all4 = find(AF_INET, NETCONFA_IFINDEX_ALL);
+        if dev4.and_then(|c| c.forwarding) != Some(1) {
+            self.close(true, false, Exception::Forwarding);
+        }
+        let rp = |c: Option<&NetConf>| c.and_then(|c| c.rp_filter);
+        match (rp(dev4), rp(all4)) {
+            (Some(0), Some(0)) => {}
+            _ => self.close(true, false, Exception::RpFilter),
+        }
+        if find(AF_INET6, NETCONFA_IFINDEX_ALL).and_then(|c| c.forwarding) != Some(1) {
+            self.close(false, true, Exception::Forwarding);
+        }
+    }
+
     pub fn build(tables: &Tables) -> Gates {
         let mut g = Gates::default();
         for c in tables.nft_chains() {

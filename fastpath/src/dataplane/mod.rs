@@ -179,7 +179,7 @@ impl Dataplane {
             .map(|_| Arc::new(WorkerStats::new(ports.len())))
             .collect();
         let shared = Arc::new(Shared {
-            view: ArcSwap::from_pointee(View::empty(&ports)),
+            view: ArcSwap::from_pointee(View::empty(&ports, config.backend == PortBackend::AfXdp)),
             ports,
             workers: stats.clone(),
             wanted: Mutex::new(wanted_rx),
@@ -344,7 +344,7 @@ impl Shared {
     fn publish(&self, view: View) {
         let old = self.view.swap(Arc::new(view));
         if !self.linux_forwards {
-            warn_af_packet_gates(old.gates, self.view.load().gates);
+            warn_af_packet_gates(old.gates.family, self.view.load().gates.family);
         }
         // Wait for the workers to let go of the old view, so that its
         // memory is freed here and not on the hot path.

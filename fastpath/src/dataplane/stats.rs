@@ -63,10 +63,15 @@ pub(crate) enum Exception {
     Padded,
     /// The output port is down or has no carrier.
     LinkDown,
+    /// Linux does not forward this family from the input port
+    /// (`forwarding` off), or its setting is not synced yet.
+    Forwarding,
+    /// Reverse-path filtering is on for the input port.
+    RpFilter,
 }
 
 impl Exception {
-    pub const ALL: [Exception; 20] = [
+    pub const ALL: [Exception; 22] = [
         Exception::NotIp,
         Exception::OtherHost,
         Exception::L2Multicast,
@@ -87,6 +92,8 @@ impl Exception {
         Exception::Redirect,
         Exception::Padded,
         Exception::LinkDown,
+        Exception::Forwarding,
+        Exception::RpFilter,
     ];
 
     pub fn name(self) -> &'static str {
@@ -111,6 +118,8 @@ impl Exception {
             Exception::Redirect => "exception_redirect",
             Exception::Padded => "exception_padded",
             Exception::LinkDown => "exception_link_down",
+            Exception::Forwarding => "exception_forwarding",
+            Exception::RpFilter => "exception_rp_filter",
         }
     }
 }

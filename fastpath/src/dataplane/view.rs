@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 
 use super::conntrack::FlowTable;
-pub(crate) use super::gates::Gates;
+pub(crate) use super::gates::{Gates, PortGates};
 use crate::fpc::{rtn, Hit, Nexthop, ObjectKind};
 use crate::tables::{FibSnapshot, PrefixHash, RouteAttrs, Tables};
 use crate::wire::ethernet::Mac;
@@ -123,7 +123,7 @@ impl Parts {
             flows: kind == Conntrack,
             gates: matches!(
                 kind,
-                NftTable | NftChain | NftRule | XtChain | XtRule | XfrmSp
+                NftTable | NftChain | NftRule | XtChain | XtRule | XfrmSp | NetConf
             ),
         }
     }
@@ -146,8 +146,10 @@ pub(crate) struct View {
     routing: Arc<Routing>,
     /// The conntrack entries, by flow.
     pub conntracks: Arc<FlowTable>,
-    /// Which families must go to Linux whatever the packet.
-    pub gates: Gates,
+    /// Which families must go to Linux whatever the packet, per input port.
+    pub gates: Arc<PortGates>,
+    /// Whether Linux forwards what fpd hands it (AF_XDP).
+    linux_forwards: bool,
 }
 
 /// What forwarding reads but the conntrack entries.
@@ -169,19 +171,21 @@ impl Deref for View {
 }
 
 impl View {
-    /// Nothing is forwarded (before the first sync).
-    pub fn empty(ports: &[PortInfo]) -> View {
+    /// Nothing is forwarded (before the first sync). `linux_forwards`:
+    /// Linux forwards what fpd hands it (AF_XDP).
+    pub fn empty(ports: &[PortInfo], linux_forwards: bool) -> View {
         View {
             routing: Arc::new(Routing::empty(ports)),
             conntracks: Arc::new(FlowTable::new()),
-            gates: Gates::default(),
+            gates: Arc::new(PortGates::build(&Tables::new(), ports, linux_forwards)),
+            linux_forwards,
         }
     }
 
-    /// A whole view of `tables`.
+    /// A whole view of `tables`, for a Linux that does not forward.
     #[cfg(test)]
     pub fn build(tables: &Tables, ports: &[PortInfo]) -> View {
-        View::empty(ports).rebuild(tables, ports, Parts::ALL)
+        View::empty(ports, false).rebuild(tables, ports, Parts::ALL)
     }
 
     /// The view after a change of `parts` of `tables`: the other part is
@@ -197,9 +201,10 @@ impl View {
                 false => self.conntracks.clone(),
             },
             gates: match parts.gates {
-                true => Gates::build(tables),
-                false => self.gates,
+                true => Arc::new(PortGates::build(tables, ports, self.linux_forwards)),
+                false => self.gates.clone(),
             },
+            linux_forwards: self.linux_forwards,
         }
     }
 

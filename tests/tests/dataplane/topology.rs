@@ -117,9 +117,20 @@ impl Topology {
     pub fn for_backend(tag: &str, backend: &str) -> Topology {
         let t = Topology::new(tag);
         if backend == "af_xdp" {
+            // rp_filter comes from init_net's settings: off, so that fpd
+            // (which leaves a port with reverse-path filtering to Linux)
+            // forwards whatever this machine's defaults.
             sysctl(
                 &t.r,
-                &["net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"],
+                &[
+                    "net.ipv4.ip_forward=1",
+                    "net.ipv6.conf.all.forwarding=1",
+                    "net.ipv4.conf.all.rp_filter=0",
+                    "net.ipv4.conf.default.rp_filter=0",
+                    "net.ipv4.conf.veth-a.rp_filter=0",
+                    "net.ipv4.conf.veth-b.rp_filter=0",
+                    "net.ipv4.conf.veth-c.rp_filter=0",
+                ],
             );
         }
         t

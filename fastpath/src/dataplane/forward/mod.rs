@@ -68,7 +68,7 @@ pub(crate) fn forward(view: &View, in_port: usize, frame: &mut [u8]) -> Verdict 
             Exception::OtherHost
         });
     }
-    let next = match (eth.ethertype(), view.gates) {
+    let next = match (eth.ethertype(), view.gates.port(in_port)) {
         (ethertype::IPV4, Gates { v4: Some(e), .. })
         | (ethertype::IPV6, Gates { v6: Some(e), .. }) => Err(Verdict::Exception(e)),
         (ethertype::IPV4, _) => route4(view, in_port, eth.payload_mut()),

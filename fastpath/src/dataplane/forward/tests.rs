@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 
 use super::*;
-use crate::dataplane::view::PortInfo;
+use crate::dataplane::view::{Parts, PortInfo};
 use crate::fpc::{Addr, Hop, Link, LinkInfo, Neigh, Nexthop, Object, Op, Route};
 use crate::tables::Tables;
 use crate::wire::ipv4::Packet as Ip4;
@@ -475,7 +475,7 @@ fn mtu_and_port_state_come_from_the_synced_link() {
 
 #[test]
 fn an_empty_view_forwards_nothing() {
-    let v = View::empty(&ports());
+    let v = View::empty(&ports(), false);
     let mut f = udp4(MAC_A, "10.1.0.2", "10.2.0.2", 64, 1);
     assert_eq!(run(&v, &mut f), Verdict::Exception(Exception::NoRoute));
 }
@@ -946,4 +946,63 @@ fn netfilter_hooks_and_ipsec_policies_send_their_family_to_linux() {
     assert_eq!(left_to_linux(&v, f), Verdict::Exception(Exception::Xfrm));
     let mut f = udp4(MAC_A, "10.1.0.2", "10.2.0.2", 64, 1);
     assert_eq!(run(&v, &mut f), Verdict::Forward(1));
+}
+
+#[test]
+fn where_linux_forwards_its_own_settings_for_the_input_port_decide() {
+    use crate::fpc::{NetConf, NETCONFA_IFINDEX_ALL};
+    let conf = |family, ifindex, forwarding, rp_filter| {
+        Object::NetConf(NetConf {
+            family,
+            ifindex,
+            forwarding: Some(forwarding),
+            rp_filter: (family == 2).then_some(rp_filter),
+            mc_forwarding: Some(0),
+            proxy_neigh: Some(0),
+            ignore_routes_with_linkdown: Some(0),
+        })
+    };
+    let forwarding_view = |t: &Tables| View::empty(&ports(), true).rebuild(t, &ports(), Parts::ALL);
+    let run_v4 = |v: &View| forward(v, 0, &mut udp4(MAC_A, "10.1.0.2", "10.2.0.2", 64, 1));
+    let run_v6 = |v: &View| forward(v, 0, &mut udp6(MAC_A, "fd01::2", "fd02::2", 64));
+    // Nothing synced yet: Linux decides.
+    let mut t = tables();
+    let v = forwarding_view(&t);
+    assert_eq!(run_v4(&v), Verdict::Exception(Exception::Forwarding));
+    assert_eq!(run_v6(&v), Verdict::Exception(Exception::Forwarding));
+    // Forwarding on, rp_filter off: fpd's.
+    for o in [
+        conf(2, 2, 1, 0),
+        conf(2, NETCONFA_IFINDEX_ALL, 1, 0),
+        conf(10, NETCONFA_IFINDEX_ALL, 1, 0),
+    ] {
+        t.apply(Op::Replace, o).unwrap();
+    }
+    let v = forwarding_view(&t);
+    assert_eq!(run_v4(&v), Verdict::Forward(1));
+    assert_eq!(run_v6(&v), Verdict::Forward(1));
+    // rp_filter on for all (Linux takes the higher): Linux checks.
+    t.apply(Op::Replace, conf(2, NETCONFA_IFINDEX_ALL, 1, 2))
+        .unwrap();
+    assert_eq!(
+        run_v4(&forwarding_view(&t)),
+        Verdict::Exception(Exception::RpFilter)
+    );
+    t.apply(Op::Replace, conf(2, NETCONFA_IFINDEX_ALL, 1, 0))
+        .unwrap();
+    // The input port's forwarding off: Linux does not forward.
+    t.apply(Op::Replace, conf(2, 2, 0, 0)).unwrap();
+    t.apply(Op::Replace, conf(10, NETCONFA_IFINDEX_ALL, 0, 0))
+        .unwrap();
+    let v = forwarding_view(&t);
+    assert_eq!(run_v4(&v), Verdict::Exception(Exception::Forwarding));
+    assert_eq!(run_v6(&v), Verdict::Exception(Exception::Forwarding));
+    // Where Linux does not forward (AF_PACKET), its settings do not count.
+    assert_eq!(
+        run(
+            &View::build(&t, &ports()),
+            &mut udp4(MAC_A, "10.1.0.2", "10.2.0.2", 64, 1)
+        ),
+        Verdict::Forward(1)
+    );
 }
