@@ -4,7 +4,7 @@
 //! change returns the op that tells them); an object equal to the cached
 //! one yields no op, so dumps and resyncs only send what changed; replay
 //! order is links, addresses, nexthops (single before groups), routes,
-//! neighbours, bridge ports, FDB, then IPsec SAs, their replay states and
+//! policy routing rules, neighbours, bridge ports, FDB, then IPsec SAs, their replay states and
 //! policies, ..., multicast VIFs before MFC entries, so that a reference
 //! never precedes what it names.
 
@@ -19,6 +19,8 @@ pub enum Scope {
     Addrs,
     Nexthops,
     Routes(u8),
+    /// Policy routing rules of AF_INET or AF_INET6 (`ip rule`).
+    Rules(u8),
     Neighs(u8),
     BridgePorts,
     Fdb,
@@ -45,12 +47,14 @@ pub enum Scope {
 
 impl Scope {
     /// Every scope, in replay order.
-    pub const ALL: [Scope; 23] = [
+    pub const ALL: [Scope; 25] = [
         Scope::Links,
         Scope::Addrs,
         Scope::Nexthops,
         Scope::Routes(AF_INET),
         Scope::Routes(AF_INET6),
+        Scope::Rules(AF_INET),
+        Scope::Rules(AF_INET6),
         Scope::Neighs(AF_INET),
         Scope::Neighs(AF_INET6),
         Scope::BridgePorts,
@@ -99,6 +103,7 @@ impl Scope {
             Object::MrouteVif(_) => Scope::MrouteVifs(crate::netlink::mroute::RTNL_FAMILY_IP6MR),
             Object::XtChain(_) => Scope::XtChains,
             Object::XtRule(_) => Scope::XtRules,
+            Object::Rule(r) => Scope::Rules(r.spec.family),
         }
     }
 
@@ -123,6 +128,7 @@ impl Scope {
             Scope::Captures => ObjectKind::CaptureFilter,
             Scope::XtChains => ObjectKind::XtChain,
             Scope::XtRules => ObjectKind::XtRule,
+            Scope::Rules(_) => ObjectKind::Rule,
         }
     }
 
@@ -222,6 +228,7 @@ impl Cache {
             .chain(single)
             .chain(groups)
             .chain(self.maps[slot(ObjectKind::Route)].values())
+            .chain(self.maps[slot(ObjectKind::Rule)].values())
             .chain(self.maps[slot(ObjectKind::Neigh)].values())
             .chain(self.maps[slot(ObjectKind::BridgePort)].values())
             .chain(self.maps[slot(ObjectKind::Fdb)].values())
@@ -357,6 +364,7 @@ fn key_kind(key: &ObjectKey) -> ObjectKind {
         ObjectKey::MrouteVif(_) => ObjectKind::MrouteVif,
         ObjectKey::XtChain { .. } => ObjectKind::XtChain,
         ObjectKey::XtRule { .. } => ObjectKind::XtRule,
+        ObjectKey::Rule(_) => ObjectKind::Rule,
     }
 }
 

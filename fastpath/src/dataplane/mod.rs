@@ -24,6 +24,7 @@
 mod conntrack;
 mod forward;
 mod port;
+mod rules;
 mod stats;
 mod view;
 mod worker;

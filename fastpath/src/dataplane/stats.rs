@@ -44,10 +44,12 @@ pub(crate) enum Exception {
     Mtu,
     /// The route leaves through an interface fpd does not forward on.
     NotAPort,
+    /// A policy routing rule fpd cannot evaluate exactly could match.
+    Rule,
 }
 
 impl Exception {
-    pub const ALL: [Exception; 13] = [
+    pub const ALL: [Exception; 14] = [
         Exception::NotIp,
         Exception::OtherHost,
         Exception::L2Multicast,
@@ -61,6 +63,7 @@ impl Exception {
         Exception::IpOptions,
         Exception::Mtu,
         Exception::NotAPort,
+        Exception::Rule,
     ];
 
     pub fn name(self) -> &'static str {
@@ -78,6 +81,7 @@ impl Exception {
             Exception::IpOptions => "exception_ip_options",
             Exception::Mtu => "exception_mtu",
             Exception::NotAPort => "exception_not_a_port",
+            Exception::Rule => "exception_rule",
         }
     }
 }

@@ -13,6 +13,7 @@ use super::conntrack::{Conntrack, CtKey};
 pub use super::linkinfo::LinkInfo;
 use super::mroute::{Mroute, MrouteKey, MrouteVif, MrouteVifKey};
 use super::nftables::{NftChain, NftRule, NftTable};
+use super::rule::{Rule, RuleKey};
 use super::xfrm::{SaKey, SpKey, XfrmReplay, XfrmSa, XfrmSp};
 use super::xtables::{XtChain, XtRule};
 
@@ -198,6 +199,8 @@ pub enum Object {
     XtChain(XtChain),
     /// Boxed: a rule's match fields make it the largest object by far.
     XtRule(Box<XtRule>),
+    /// Boxed: every selector of `ip rule` makes it large.
+    Rule(Box<Rule>),
 }
 
 /// The kinds of object, as numbered on the wire.
@@ -223,10 +226,12 @@ pub enum ObjectKind {
     XtChain = 17,
     XtRule = 18,
     MrouteVif = 19,
+    /// Policy routing rules (`ip rule`). 21 is taken by another kind.
+    Rule = 20,
 }
 
 impl ObjectKind {
-    pub const ALL: [ObjectKind; 19] = [
+    pub const ALL: [ObjectKind; 20] = [
         ObjectKind::Link,
         ObjectKind::Addr,
         ObjectKind::Route,
@@ -246,6 +251,7 @@ impl ObjectKind {
         ObjectKind::MrouteVif,
         ObjectKind::XtChain,
         ObjectKind::XtRule,
+        ObjectKind::Rule,
     ];
 
     pub fn from_u8(v: u8) -> Result<Self, DecodeError> {
@@ -269,6 +275,7 @@ impl ObjectKind {
             19 => ObjectKind::MrouteVif,
             17 => ObjectKind::XtChain,
             18 => ObjectKind::XtRule,
+            20 => ObjectKind::Rule,
             _ => {
                 return Err(DecodeError::BadValue {
                     what: "object kind",
@@ -299,6 +306,7 @@ impl ObjectKind {
             ObjectKind::MrouteVif => "mroute vif",
             ObjectKind::XtChain => "xt chain",
             ObjectKind::XtRule => "xt rule",
+            ObjectKind::Rule => "rule",
         }
     }
 }
@@ -363,6 +371,7 @@ pub enum ObjectKey {
         chain: String,
         position: u32,
     },
+    Rule(Box<RuleKey>),
 }
 
 /// What tells two routes apart in the kernel's FIB.
@@ -464,6 +473,7 @@ impl Object {
             Object::MrouteVif(_) => ObjectKind::MrouteVif,
             Object::XtChain(_) => ObjectKind::XtChain,
             Object::XtRule(_) => ObjectKind::XtRule,
+            Object::Rule(_) => ObjectKind::Rule,
         }
     }
 
@@ -520,6 +530,7 @@ impl Object {
                 chain: r.chain.clone(),
                 position: r.position,
             },
+            Object::Rule(r) => ObjectKey::Rule(Box::new(r.key())),
         }
     }
 
@@ -636,6 +647,7 @@ impl Object {
             Object::MrouteVif(v) => v.emit(&mut w),
             Object::XtChain(c) => c.emit(&mut w),
             Object::XtRule(r) => r.emit(&mut w),
+            Object::Rule(r) => r.emit(&mut w),
         }
         let body_len = (buf.len() - start) as u16;
         buf[len_at..len_at + 2].copy_from_slice(&body_len.to_be_bytes());
@@ -785,6 +797,7 @@ impl Object {
             ObjectKind::MrouteVif => Object::MrouteVif(MrouteVif::parse(&mut r)?),
             ObjectKind::XtChain => Object::XtChain(XtChain::parse(&mut r)?),
             ObjectKind::XtRule => Object::XtRule(Box::new(XtRule::parse(&mut r)?)),
+            ObjectKind::Rule => Object::Rule(Box::new(Rule::parse(&mut r)?)),
         };
         r.finish()?;
         Ok(obj)
@@ -989,6 +1002,7 @@ impl fmt::Display for Object {
             Object::MrouteVif(v) => v.fmt(f),
             Object::XtChain(c) => c.fmt(f),
             Object::XtRule(r) => r.fmt(f),
+            Object::Rule(r) => r.fmt(f),
         }
     }
 }
@@ -1316,6 +1330,7 @@ pub(crate) mod tests {
         ]
         .into_iter()
         .chain(crate::fpc::xtables::tests::samples())
+        .chain(crate::fpc::rule::tests::samples())
         .collect()
     }
 

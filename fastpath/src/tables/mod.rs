@@ -26,7 +26,7 @@ use std::net::IpAddr;
 use crate::fpc::{
     Addr, BridgePort, CaptureFilter, Conntrack, CtKey, Fdb, Link, Mroute, MrouteKey, MrouteVif,
     MrouteVifKey, Neigh, NextHops, Nexthop, NftChain, NftRule, NftTable, Object, ObjectError, Op,
-    Route, RouteDisc, SaKey, SpKey, XfrmReplay, XfrmSa, XfrmSp, XtChain, XtRule,
+    Route, RouteDisc, Rule, RuleKey, SaKey, SpKey, XfrmReplay, XfrmSa, XfrmSp, XtChain, XtRule,
 };
 use attrs::AttrTable;
 pub(crate) use attrs::RouteAttrs;
@@ -153,10 +153,17 @@ impl<K: PrefixKey> Fibs<K> {
         ))
     }
 
-    /// The attributes of the route `addr` takes, without allocating.
-    fn lookup<'a>(&self, attrs: &'a AttrTable, table: u32, addr: K) -> Option<&'a RouteAttrs> {
-        let (_, _, e) = self.tables.get(&table)?.longest_match(addr)?;
-        attrs.get(e.attrs)
+    /// The attributes of the route `addr` takes, without allocating, and
+    /// the matched prefix's length (what a rule's suppress_prefixlength
+    /// compares).
+    fn lookup_len<'a>(
+        &self,
+        attrs: &'a AttrTable,
+        table: u32,
+        addr: K,
+    ) -> Option<(u8, &'a RouteAttrs)> {
+        let (_, len, e) = self.tables.get(&table)?.longest_match(addr)?;
+        attrs.get(e.attrs).map(|a| (len, a))
     }
 
     fn mark_stale(&mut self) {
@@ -270,14 +277,16 @@ pub(crate) struct FibSnapshot {
 }
 
 impl FibSnapshot {
-    /// The route an IPv4 destination (host order) takes in `table`.
-    pub(crate) fn lookup4(&self, table: u32, addr: u32) -> Option<&RouteAttrs> {
-        self.routes4.lookup(&self.attrs, table, V4::from_bits(addr))
+    /// The route an IPv4 destination (host order) takes in `table`, and
+    /// its prefix length.
+    pub(crate) fn lookup4_len(&self, table: u32, addr: u32) -> Option<(u8, &RouteAttrs)> {
+        self.routes4
+            .lookup_len(&self.attrs, table, V4::from_bits(addr))
     }
 
-    /// The route an IPv6 destination takes in `table`.
-    pub(crate) fn lookup6(&self, table: u32, addr: u128) -> Option<&RouteAttrs> {
-        self.routes6.lookup(&self.attrs, table, V6::from_u128(addr))
+    pub(crate) fn lookup6_len(&self, table: u32, addr: u128) -> Option<(u8, &RouteAttrs)> {
+        self.routes6
+            .lookup_len(&self.attrs, table, V6::from_u128(addr))
     }
 }
 
@@ -303,6 +312,8 @@ pub struct Tables {
     /// Legacy x_tables chains and rules, by (family, table, chain[, position]).
     xt_chains: ObjectMap<(u8, String, String), XtChain>,
     xt_rules: ObjectMap<(u8, String, String, u32), Box<XtRule>>,
+    /// Policy routing rules, by (content, copy).
+    rules: ObjectMap<RuleKey, Box<Rule>>,
     routes4: Fibs<V4>,
     routes6: Fibs<V6>,
     attrs: AttrTable,
@@ -342,6 +353,7 @@ impl Tables {
             captures: ObjectMap::new(),
             xt_chains: ObjectMap::new(),
             xt_rules: ObjectMap::new(),
+            rules: ObjectMap::new(),
             routes4: Fibs::new(),
             routes6: Fibs::new(),
             attrs: AttrTable::default(),
@@ -457,6 +469,12 @@ impl Tables {
                 let key = (r.family, r.table.clone(), r.chain.clone(), r.position);
                 self.xt_rules.apply(op, key, r)
             }
+            Object::Rule(r) => {
+                if op != Op::Delete && !r.is_valid() {
+                    return Err(ObjectError::Invalid);
+                }
+                self.rules.apply(op, r.key(), r)
+            }
         }
     }
 
@@ -502,6 +520,11 @@ impl Tables {
         self.conntracks.values()
     }
 
+    /// The policy routing rules, in no particular order.
+    pub(crate) fn rules(&self) -> impl Iterator<Item = &Rule> {
+        self.rules.values().map(|r| &**r)
+    }
+
     /// Starts a full resync: every object is stale until applied again.
     pub fn begin_sync(&mut self, generation: u64) {
         if let Some(previous) = self.syncing {
@@ -525,6 +548,7 @@ impl Tables {
         self.captures.mark_stale();
         self.xt_chains.mark_stale();
         self.xt_rules.mark_stale();
+        self.rules.mark_stale();
         self.routes4.mark_stale();
         self.routes6.mark_stale();
         self.syncing = Some(generation);
@@ -568,6 +592,7 @@ impl Tables {
             + self.captures.sweep()
             + self.xt_chains.sweep()
             + self.xt_rules.sweep()
+            + self.rules.sweep()
             + self.routes4.sweep(&mut self.attrs)
             + self.routes6.sweep(&mut self.attrs);
         self.syncing = None;
@@ -630,6 +655,7 @@ impl Tables {
         self.xt_rules
             .values()
             .for_each(|r| f(Object::XtRule(r.clone())));
+        self.rules.values().for_each(|r| f(Object::Rule(r.clone())));
     }
 
     /// How many objects of each kind, and the sync history.
@@ -655,6 +681,7 @@ impl Tables {
             ("capture_filters", self.captures.len() as u64),
             ("xt_chains", self.xt_chains.len() as u64),
             ("xt_rules", self.xt_rules.len() as u64),
+            ("rules", self.rules.len() as u64),
             ("route_attrs", self.attrs.len() as u64),
             ("generation", self.generation),
             ("syncs", self.syncs),
@@ -686,6 +713,7 @@ impl Tables {
             + self.captures.len()
             + self.xt_chains.len()
             + self.xt_rules.len()
+            + self.rules.len()
             + self.routes4.routes
             + self.routes6.routes
     }

@@ -23,8 +23,9 @@ use crate::fpc::{rtn, NextHops};
 use crate::wire::ethernet::{self, ethertype, Frame, Mac};
 use crate::wire::{icmp, ip_proto, ipv4, ipv6};
 
+use super::rules::{dissected_ports, LOOPBACK_IFINDEX};
 use super::stats::{DropReason, Exception};
-use super::view::{Lookup, View};
+use super::view::{Flow, Lookup, ToLinux, View};
 
 /// What to do with a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,9 +60,10 @@ pub(crate) fn forward(view: &View, in_port: usize, frame: &mut [u8]) -> Verdict 
             Exception::OtherHost
         });
     }
+    let iif = port.ifindex;
     let next = match eth.ethertype() {
-        ethertype::IPV4 => route4(view, eth.payload_mut()),
-        ethertype::IPV6 => route6(view, eth.payload_mut()),
+        ethertype::IPV4 => route4(view, iif, eth.payload_mut()),
+        ethertype::IPV6 => route6(view, iif, eth.payload_mut()),
         _ => Err(Verdict::Exception(Exception::NotIp)),
     };
     match next {
@@ -132,7 +134,22 @@ pub(crate) fn icmp_error(
                 IcmpError::NetUnreachable => (icmp::v4::DEST_UNREACHABLE, 0),
             };
             let len = icmp::emit_error_v4(ip_out, from, src, icmp_type, code, quote).ok_or(None)?;
-            let attrs = match view.lookup4(src) {
+            // What Linux's own ICMP error would carry (icmp_route_lookup):
+            // iif loopback, oif 0, mark 0, the type and code where the
+            // ports are; its TOS derives from the original's: unknown.
+            let flow = Flow {
+                src: from,
+                dst: src,
+                iif: LOOPBACK_IFINDEX,
+                mark: 0,
+                tos: None,
+                flowlabel: 0,
+                proto: ip_proto::ICMP,
+                sport: 0,
+                dport: u16::from_be_bytes([icmp_type, code]),
+                l4_known: true,
+            };
+            let attrs = match view.lookup4(&flow) {
                 Lookup::Route(a) => a,
                 _ => return Err(None),
             };
@@ -171,7 +188,19 @@ pub(crate) fn icmp_error(
             let original = &eth.payload()[..p.total_len()];
             let len =
                 icmp::emit_error_v6(ip_out, from, src, icmp_type, code, original).ok_or(None)?;
-            let attrs = match view.lookup6(src) {
+            let flow = Flow {
+                src: from,
+                dst: src,
+                iif: LOOPBACK_IFINDEX,
+                mark: 0,
+                tos: None,
+                flowlabel: 0,
+                proto: ip_proto::ICMPV6,
+                sport: 0,
+                dport: u16::from_be_bytes([icmp_type, code]),
+                l4_known: true,
+            };
+            let attrs = match view.lookup6(&flow) {
                 Lookup::Route(a) => a,
                 _ => return Err(None),
             };
@@ -199,7 +228,7 @@ pub(crate) fn icmp_error(
 
 /// The output port and next-hop MAC of an IPv4 packet; rewrites its TTL
 /// and checksum when it is to be forwarded.
-fn route4(view: &View, payload: &mut [u8]) -> Result<(usize, Mac), Verdict> {
+fn route4(view: &View, iif: u32, payload: &mut [u8]) -> Result<(usize, Mac), Verdict> {
     let mut p =
         ipv4::Packet::new_checked(payload).map_err(|_| Verdict::Drop(DropReason::Malformed))?;
     if !p.verify_checksum() {
@@ -215,10 +244,22 @@ fn route4(view: &View, payload: &mut [u8]) -> Result<(usize, Mac), Verdict> {
     if view.is_local4(dst) {
         return Err(Verdict::Exception(Exception::Local));
     }
-    let attrs = match view.lookup4(dst) {
-        Lookup::Local => return Err(Verdict::Exception(Exception::Local)),
-        Lookup::NoRoute => return Err(Verdict::Exception(Exception::NoRoute)),
+    let (sport, dport) = dissected_ports(p.protocol(), p.is_fragment(), p.payload());
+    let flow = Flow {
+        src: p.src(),
+        dst,
+        iif,
+        mark: 0,
+        tos: Some(p.tos()),
+        flowlabel: 0,
+        proto: p.protocol(),
+        sport,
+        dport,
+        l4_known: true,
+    };
+    let attrs = match view.lookup4(&flow) {
         Lookup::Route(a) => a,
+        other => return Err(not_routed(other)),
     };
     check_type(attrs.rtype)?;
     if p.ttl() <= 1 {
@@ -240,7 +281,7 @@ fn route4(view: &View, payload: &mut [u8]) -> Result<(usize, Mac), Verdict> {
     Ok((out, mac))
 }
 
-fn route6(view: &View, payload: &mut [u8]) -> Result<(usize, Mac), Verdict> {
+fn route6(view: &View, iif: u32, payload: &mut [u8]) -> Result<(usize, Mac), Verdict> {
     let mut p =
         ipv6::Packet::new_checked(payload).map_err(|_| Verdict::Drop(DropReason::Malformed))?;
     let (src, dst) = (p.src(), p.dst());
@@ -256,10 +297,24 @@ fn route6(view: &View, payload: &mut [u8]) -> Result<(usize, Mac), Verdict> {
     if view.is_local6(dst) {
         return Err(Verdict::Exception(Exception::Local));
     }
-    let attrs = match view.lookup6(dst) {
-        Lookup::Local => return Err(Verdict::Exception(Exception::Local)),
-        Lookup::NoRoute => return Err(Verdict::Exception(Exception::NoRoute)),
+    // The kernel's dissector walks extension headers; fpd does not.
+    let l4_known = !matches!(p.next_header(), 43 | 44 | 50 | 51 | 60 | 135 | 139 | 140);
+    let (sport, dport) = dissected_ports(p.next_header(), false, p.payload());
+    let flow = Flow {
+        src,
+        dst,
+        iif,
+        mark: 0,
+        tos: Some(p.traffic_class()),
+        flowlabel: p.flow_label(),
+        proto: p.next_header(),
+        sport,
+        dport,
+        l4_known,
+    };
+    let attrs = match view.lookup6(&flow) {
         Lookup::Route(a) => a,
+        other => return Err(not_routed(other)),
     };
     check_type(attrs.rtype)?;
     if p.hop_limit() <= 1 {
@@ -277,6 +332,19 @@ fn route6(view: &View, payload: &mut [u8]) -> Result<(usize, Mac), Verdict> {
         .mark6(src, dst, p.next_header(), p.payload());
     p.decrement_hop_limit();
     Ok((out, mac))
+}
+
+/// The verdict for a lookup that gave no route to forward by.
+fn not_routed(l: Lookup<'_>) -> Verdict {
+    match l {
+        Lookup::Route(_) | Lookup::Local => Verdict::Exception(Exception::Local),
+        Lookup::NoRoute => Verdict::Exception(Exception::NoRoute),
+        Lookup::Blackhole => Verdict::Drop(DropReason::Blackhole),
+        Lookup::Linux(ToLinux::Unreachable | ToLinux::Prohibit) => {
+            Verdict::Exception(Exception::Unreachable)
+        }
+        Lookup::Linux(ToLinux::Unsupported) => Verdict::Exception(Exception::Rule),
+    }
 }
 
 fn check_type(rtype: u8) -> Result<(), Verdict> {
