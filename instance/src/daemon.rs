@@ -882,7 +882,8 @@ impl Processor {
 
     /// A rule added or deleted: the kernel's list changes as the kernel
     /// changes it (see `netlink::rule::RuleList`), and the family's rules
-    /// are renumbered from it; only what moved is sent.
+    /// are renumbered from it; only what moved is sent. Then the family
+    /// is re-dumped (see below).
     fn on_rule(&mut self, spec: fastpath::fpc::RuleSpec, new: bool) {
         let family = spec.family;
         let probe = Object::Rule(Box::new(fastpath::fpc::Rule {
@@ -909,6 +910,11 @@ impl Processor {
         }
         let ops = self.cache.reconcile(Scope::Rules(family), list.objects());
         self.pending.extend(ops);
+        // Adding is not idempotent: a notification read after a dump that
+        // already listed its rule (the listener opens before the dump at
+        // start and on overruns) would add a second copy. A re-dump of the
+        // family, coalesced and run once the queue is drained, settles it.
+        self.schedule(&[Scope::Rules(family)]);
     }
 
     /// ctnetlink events: conntrack entries created, updated, destroyed.

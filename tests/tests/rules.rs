@@ -349,3 +349,57 @@ fn disable_sync_ipv6_keeps_only_ipv6_rules_out() {
     rule(&s, false, "del pref 100");
     assert_eq!(priorities(&s, AF_INET), [0, 32766, 32767]);
 }
+
+/// The kernel's RTM_NEWRULE message (from a dump) of the rule of `family`
+/// at `priority`, as a notification would carry it.
+fn rule_message(s: &Setup, family: u8, priority: u32) -> Vec<u8> {
+    let ns = s.ns.name.clone();
+    std::thread::spawn(move || {
+        instance::netns::enter(&ns).unwrap();
+        let mut sock = instance::netlink::NetlinkSocket::open(&[], 1 << 16).unwrap();
+        let mut found = None;
+        sock.dump(instance::netlink::rule::RTM_GETRULE, family, |m| {
+            let Some(m) = m else { return };
+            let spec = instance::netlink::rule::decode(m.payload).unwrap();
+            if spec.priority == priority {
+                let mut msg = ((16 + m.payload.len()) as u32).to_ne_bytes().to_vec();
+                msg.extend_from_slice(&m.kind.to_ne_bytes());
+                msg.extend_from_slice(&[0; 10]);
+                msg.extend_from_slice(m.payload);
+                found = Some(msg);
+            }
+        })
+        .unwrap();
+        found.expect("the rule")
+    })
+    .join()
+    .unwrap()
+}
+
+#[test]
+fn a_late_or_stray_notification_is_settled_by_a_re_dump() {
+    let s = Setup::new("rules-late");
+    rule(&s, false, "add pref 100 from 10.1.0.2 table 100");
+    let msg = rule_message(&s, AF_INET, 100);
+    let path = s.dir.path.join("late-newrule");
+    // The notification of a rule the dump already had (as after a start
+    // or an overrun): no second copy stays.
+    std::fs::write(&path, &msg).unwrap();
+    let answer = s.console(&format!("netlink replay {}", path.display()));
+    assert_eq!(answer.trim(), "replayed 1 netlink messages");
+    s.assert_in_sync(SYNC);
+    assert_eq!(priorities(&s, AF_INET), [0, 100, 32766, 32767]);
+    // Its deletion, while Linux keeps the rule: it comes back.
+    let mut del = msg.clone();
+    del[4..6].copy_from_slice(&33u16.to_ne_bytes()); // RTM_DELRULE
+    std::fs::write(&path, &del).unwrap();
+    s.console(&format!("netlink replay {}", path.display()));
+    s.assert_in_sync(SYNC);
+    assert_eq!(priorities(&s, AF_INET), [0, 100, 32766, 32767]);
+    // A rule Linux never had: gone again.
+    rule(&s, false, "del pref 100");
+    std::fs::write(&path, &msg).unwrap();
+    s.console(&format!("netlink replay {}", path.display()));
+    s.assert_in_sync(SYNC);
+    assert_eq!(priorities(&s, AF_INET), [0, 32766, 32767]);
+}
