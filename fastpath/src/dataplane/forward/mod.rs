@@ -23,7 +23,6 @@ use crate::fpc::{rtn, NextHops};
 use crate::wire::ethernet::{self, ethertype, Frame, Mac};
 use crate::wire::{icmp, ip_proto, ipv4, ipv6};
 
-use super::rules::{dissected_ports, LOOPBACK_IFINDEX};
 use super::stats::{DropReason, Exception};
 use super::view::{Flow, Lookup, ToLinux, View};
 
@@ -134,21 +133,7 @@ pub(crate) fn icmp_error(
                 IcmpError::NetUnreachable => (icmp::v4::DEST_UNREACHABLE, 0),
             };
             let len = icmp::emit_error_v4(ip_out, from, src, icmp_type, code, quote).ok_or(None)?;
-            // What Linux's own ICMP error would carry (icmp_route_lookup):
-            // iif loopback, oif 0, mark 0, the type and code where the
-            // ports are; its TOS derives from the original's: unknown.
-            let flow = Flow {
-                src: from,
-                dst: src,
-                iif: LOOPBACK_IFINDEX,
-                mark: 0,
-                tos: None,
-                flowlabel: 0,
-                proto: ip_proto::ICMP,
-                sport: 0,
-                dport: u16::from_be_bytes([icmp_type, code]),
-                l4_known: true,
-            };
+            let flow = Flow::icmp_error(from, src, ip_proto::ICMP, icmp_type, code);
             let attrs = match view.lookup4(&flow) {
                 Lookup::Route(a) => a,
                 _ => return Err(None),
@@ -188,18 +173,7 @@ pub(crate) fn icmp_error(
             let original = &eth.payload()[..p.total_len()];
             let len =
                 icmp::emit_error_v6(ip_out, from, src, icmp_type, code, original).ok_or(None)?;
-            let flow = Flow {
-                src: from,
-                dst: src,
-                iif: LOOPBACK_IFINDEX,
-                mark: 0,
-                tos: None,
-                flowlabel: 0,
-                proto: ip_proto::ICMPV6,
-                sport: 0,
-                dport: u16::from_be_bytes([icmp_type, code]),
-                l4_known: true,
-            };
+            let flow = Flow::icmp_error(from, src, ip_proto::ICMPV6, icmp_type, code);
             let attrs = match view.lookup6(&flow) {
                 Lookup::Route(a) => a,
                 _ => return Err(None),
@@ -244,20 +218,7 @@ fn route4(view: &View, iif: u32, payload: &mut [u8]) -> Result<(usize, Mac), Ver
     if view.is_local4(dst) {
         return Err(Verdict::Exception(Exception::Local));
     }
-    let (sport, dport) = dissected_ports(p.protocol(), p.is_fragment(), p.payload());
-    let flow = Flow {
-        src: p.src(),
-        dst,
-        iif,
-        mark: 0,
-        tos: Some(p.tos()),
-        flowlabel: 0,
-        proto: p.protocol(),
-        sport,
-        dport,
-        l4_known: true,
-    };
-    let attrs = match view.lookup4(&flow) {
+    let attrs = match view.lookup4(&Flow::of_ipv4(&p, iif)) {
         Lookup::Route(a) => a,
         other => return Err(not_routed(other)),
     };
@@ -297,22 +258,7 @@ fn route6(view: &View, iif: u32, payload: &mut [u8]) -> Result<(usize, Mac), Ver
     if view.is_local6(dst) {
         return Err(Verdict::Exception(Exception::Local));
     }
-    // The kernel's dissector walks extension headers; fpd does not.
-    let l4_known = !matches!(p.next_header(), 43 | 44 | 50 | 51 | 60 | 135 | 139 | 140);
-    let (sport, dport) = dissected_ports(p.next_header(), false, p.payload());
-    let flow = Flow {
-        src,
-        dst,
-        iif,
-        mark: 0,
-        tos: Some(p.traffic_class()),
-        flowlabel: p.flow_label(),
-        proto: p.next_header(),
-        sport,
-        dport,
-        l4_known,
-    };
-    let attrs = match view.lookup6(&flow) {
+    let attrs = match view.lookup6(&Flow::of_ipv6(&p, iif)) {
         Lookup::Route(a) => a,
         other => return Err(not_routed(other)),
     };

@@ -42,6 +42,7 @@ use std::ops::{BitAnd, BitXor};
 use crate::fpc::{rtn, Link};
 use crate::fpc::{rule_action as action, PortMatch, Rule, RuleSpec, AF_INET, FIB_RULE_INVERT};
 use crate::tables::RouteAttrs;
+use crate::wire::{ipv4, ipv6};
 
 /// The kernel's default rules: local, main, default.
 pub(crate) const RT_TABLE_LOCAL: u32 = 255;
@@ -72,6 +73,70 @@ pub(crate) struct Flow<A> {
     /// finds: false for an IPv6 packet with extension headers, which it
     /// walks and fpd does not.
     pub l4_known: bool,
+}
+
+impl<A: RuleAddr> Flow<A> {
+    /// What Linux's own ICMP error would carry (icmp_route_lookup): iif
+    /// loopback, oif 0, mark 0, the type and code where the ports are
+    /// (the flow's union); its TOS derives from the original's: unknown.
+    pub fn icmp_error(src: A, dst: A, proto: u8, icmp_type: u8, code: u8) -> Flow<A> {
+        Flow {
+            src,
+            dst,
+            iif: LOOPBACK_IFINDEX,
+            mark: 0,
+            tos: None,
+            flowlabel: 0,
+            proto,
+            sport: 0,
+            dport: u16::from_be_bytes([icmp_type, code]),
+            l4_known: true,
+        }
+    }
+}
+
+impl Flow<u32> {
+    /// A forwarded IPv4 packet received on `iif`.
+    #[inline]
+    pub fn of_ipv4<T: AsRef<[u8]>>(p: &ipv4::Packet<T>, iif: u32) -> Flow<u32> {
+        let (sport, dport) = dissected_ports(p.protocol(), p.is_fragment(), p.payload());
+        Flow {
+            src: p.src(),
+            dst: p.dst(),
+            iif,
+            mark: 0,
+            tos: Some(p.tos()),
+            flowlabel: 0,
+            proto: p.protocol(),
+            sport,
+            dport,
+            l4_known: true,
+        }
+    }
+}
+
+impl Flow<u128> {
+    /// A forwarded IPv6 packet received on `iif`.
+    #[inline]
+    pub fn of_ipv6<T: AsRef<[u8]>>(p: &ipv6::Packet<T>, iif: u32) -> Flow<u128> {
+        // Routing (43), fragment (44), ESP, AH, destination options (60)
+        // and the other extension headers: the kernel's dissector walks
+        // or reads them, fpd does not look past them.
+        let l4_known = !matches!(p.next_header(), 43 | 44 | 50 | 51 | 60 | 135 | 139 | 140);
+        let (sport, dport) = dissected_ports(p.next_header(), false, p.payload());
+        Flow {
+            src: p.src(),
+            dst: p.dst(),
+            iif,
+            mark: 0,
+            tos: Some(p.traffic_class()),
+            flowlabel: p.flow_label(),
+            proto: p.next_header(),
+            sport,
+            dport,
+            l4_known,
+        }
+    }
 }
 
 /// Why a lookup must be left to Linux.
