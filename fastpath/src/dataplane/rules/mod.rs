@@ -256,6 +256,9 @@ struct Compiled<A> {
     invert: bool,
     /// A selector fpd cannot evaluate (l3mdev, tun_id, unknown attributes).
     unsupported: bool,
+    /// No selector at all (`from all`, as the default rules): matches
+    /// every packet (unless inverted), without a look at it.
+    all: bool,
     action: Action,
 }
 
@@ -380,6 +383,9 @@ impl<A: RuleAddr> Compiled<A> {
     /// fib_rule_match and the family's match, then the inversion.
     #[inline]
     fn matches(&self, f: &Flow<A>) -> Match {
+        if self.all {
+            return if self.invert { Match::No } else { Match::Yes };
+        }
         let known = self.selectors(f);
         match known {
             Some(false) if !self.invert => Match::No,
@@ -472,6 +478,19 @@ fn compile<A: RuleAddr>(s: &RuleSpec, links: &[&Link]) -> Compiled<A> {
         action::PROHIBIT => Action::Prohibit,
         _ => Action::Unknown,
     };
+    let unsupported = s.l3mdev || s.tun_id != 0 || !s.unknown.is_empty();
+    let all = src_mask == A::default()
+        && dst_mask == A::default()
+        && iif == Iif::Any
+        && s.oif.is_empty()
+        && s.fwmask == 0
+        && tos == Tos::Any
+        && s.flowlabel.is_none()
+        && s.ip_proto == 0
+        && s.sport.is_none()
+        && s.dport.is_none()
+        && s.uid_range.is_none()
+        && !unsupported;
     Compiled {
         priority: s.priority,
         src,
@@ -489,7 +508,8 @@ fn compile<A: RuleAddr>(s: &RuleSpec, links: &[&Link]) -> Compiled<A> {
         dport: s.dport,
         uid: s.uid_range,
         invert: s.flags & FIB_RULE_INVERT != 0,
-        unsupported: s.l3mdev || s.tun_id != 0 || !s.unknown.is_empty(),
+        unsupported,
+        all,
         action: act,
     }
 }

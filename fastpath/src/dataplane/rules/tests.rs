@@ -485,3 +485,51 @@ fn ipv6_rules() {
     f.src = v6("2001:db8:9::2");
     assert_eq!(out(v.lookup6(&f)), Out::Oif(3));
 }
+
+/// The cost of a lookup: the defaults, and 20 `from` rules that do not
+/// match before them. `cargo test -p fastpath --release --lib
+/// lookup_cost -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement, not a check"]
+fn lookup_cost() {
+    let mut extra = Vec::new();
+    for i in 0..20u32 {
+        let mut s = spec(AF_INET, 100 + i, action::TO_TBL, 100);
+        s.src = Some(ip(&format!("10.200.{i}.0")));
+        s.src_len = 24;
+        extra.push(rule(s, 0));
+    }
+    for (name, rules) in [
+        ("defaults", defaults(AF_INET)),
+        ("20 more", with_defaults(extra)),
+    ] {
+        let t = tables(rules);
+        let v = view(&t);
+        let f = flow4("10.1.0.2", "10.2.0.2", 2);
+        const N: u32 = 2_000_000;
+        let start = std::time::Instant::now();
+        let mut hits = 0u32;
+        for i in 0..N {
+            let mut f = f;
+            f.dst ^= i & 0xff;
+            if matches!(v.lookup4(std::hint::black_box(&f)), Lookup::Route(_)) {
+                hits += 1;
+            }
+        }
+        let ns = start.elapsed().as_nanos() as f64 / f64::from(N);
+        eprintln!("{name}: {ns:.1} ns a lookup ({hits} routes)");
+        // What the lookup did before rules: local, then main, directly.
+        let fib = t.fib_snapshot();
+        let start = std::time::Instant::now();
+        let mut hits = 0u32;
+        for i in 0..N {
+            let dst = std::hint::black_box(f.dst ^ (i & 0xff));
+            let local = fib.lookup4_len(RT_TABLE_LOCAL, dst);
+            if local.is_none() && fib.lookup4_len(RT_TABLE_MAIN, dst).is_some() {
+                hits += 1;
+            }
+        }
+        let ns = start.elapsed().as_nanos() as f64 / f64::from(N);
+        eprintln!("  local then main, no rules: {ns:.1} ns ({hits} routes)");
+    }
+}
