@@ -31,7 +31,9 @@ pub use object::{
     Nexthop, Object, ObjectKey, ObjectKind, Route, RouteDisc, RouteKey, AF_INET, AF_INET6,
     RTNH_F_ONLINK,
 };
-pub use rule::{action as rule_action, PortMatch, Rule, RuleKey, RuleSpec, FIB_RULE_INVERT};
+pub use rule::{
+    action as rule_action, PortMatch, Rule, RuleKey, RuleSpec, FIB_RULE_FIND_SADDR, FIB_RULE_INVERT,
+};
 pub use transport::{connect, read_frame, Endpoint, QueryClient, Stream, TransportError};
 pub use xfrm::{
     Encap, Lifetime, SaKey, Selector, SpKey, XfrmAlgo, XfrmReplay, XfrmSa, XfrmSp, XfrmTmpl,

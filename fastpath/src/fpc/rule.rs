@@ -15,7 +15,8 @@
 //! kernel's order (what a dump lists). It is not part of the key: deleting
 //! an earlier rule of the same priority shifts it (a Replace).
 //!
-//! Invariants: flags are configuration only (FIB_RULE_INVERT); the
+//! Invariants: flags are configuration only (FIB_RULE_INVERT and IPv6's
+//! FIB_RULE_FIND_SADDR); the
 //! kernel's state flags (FIB_RULE_UNRESOLVED for a goto whose target
 //! priority has no rule, FIB_RULE_IIF_DETACHED / OIF_DETACHED for a
 //! device name that names no device) change without a notification when
@@ -47,6 +48,10 @@ pub mod action {
 
 /// `FIB_RULE_INVERT`: the selectors' result is negated (`ip rule add not`).
 pub const FIB_RULE_INVERT: u32 = 0x2;
+/// `FIB_RULE_FIND_SADDR` (IPv6): a `from` selector on a lookup without a
+/// source address defers to the source the route would choose. Forwarded
+/// packets always have one, so it changes nothing for fpd.
+pub const FIB_RULE_FIND_SADDR: u32 = 0x1_0000;
 
 /// A source or destination port selector (FRA_SPORT_RANGE and
 /// FRA_SPORT_MASK, or the DPORT pair).
@@ -119,7 +124,7 @@ pub struct RuleSpec {
     pub suppress_ifgroup: Option<u32>,
     /// FR_ACT_* (see [`action`]).
     pub action: u8,
-    /// Configuration flags only: FIB_RULE_INVERT.
+    /// Configuration flags only: FIB_RULE_INVERT, FIB_RULE_FIND_SADDR.
     pub flags: u32,
     /// FRA_PROTOCOL (RTPROT_*: who made the rule; 2 kernel for the
     /// defaults).

@@ -22,7 +22,8 @@
 use std::net::IpAddr;
 
 use fastpath::fpc::{
-    rule_action, Object, PortMatch, Rule, RuleSpec, AF_INET, AF_INET6, FIB_RULE_INVERT,
+    rule_action, Object, PortMatch, Rule, RuleSpec, AF_INET, AF_INET6, FIB_RULE_FIND_SADDR,
+    FIB_RULE_INVERT,
 };
 
 use super::wire::{attrs, WireError};
@@ -155,7 +156,7 @@ pub fn decode(payload: &[u8]) -> Result<RuleSpec, WireError> {
         suppress_prefixlen: None,
         suppress_ifgroup: None,
         action: payload[7],
-        flags: flags & FIB_RULE_INVERT,
+        flags: flags & (FIB_RULE_INVERT | FIB_RULE_FIND_SADDR),
         protocol: 0,
         unknown: Vec::new(),
     };
