@@ -4,9 +4,10 @@
 //! change returns the op that tells them); an object equal to the cached
 //! one yields no op, so dumps and resyncs only send what changed; replay
 //! order is links, their IP settings (netconf), addresses, nexthops
-//! (single before groups), routes, neighbours, bridge ports, FDB, then
-//! IPsec SAs, their replay states and policies, ..., multicast VIFs
-//! before MFC entries, so that a reference never precedes what it names.
+//! (single before groups), routes, policy routing rules, neighbours,
+//! bridge ports, FDB, then IPsec SAs, their replay states and policies,
+//! ..., multicast VIFs before MFC entries, so that a reference never
+//! precedes what it names.
 
 use std::collections::HashMap;
 
@@ -21,6 +22,8 @@ pub enum Scope {
     Addrs,
     Nexthops,
     Routes(u8),
+    /// Policy routing rules of AF_INET or AF_INET6 (`ip rule`).
+    Rules(u8),
     Neighs(u8),
     BridgePorts,
     Fdb,
@@ -47,7 +50,7 @@ pub enum Scope {
 
 impl Scope {
     /// Every scope, in replay order.
-    pub const ALL: [Scope; 25] = [
+    pub const ALL: [Scope; 27] = [
         Scope::Links,
         Scope::NetConfs(AF_INET),
         Scope::NetConfs(AF_INET6),
@@ -55,6 +58,8 @@ impl Scope {
         Scope::Nexthops,
         Scope::Routes(AF_INET),
         Scope::Routes(AF_INET6),
+        Scope::Rules(AF_INET),
+        Scope::Rules(AF_INET6),
         Scope::Neighs(AF_INET),
         Scope::Neighs(AF_INET6),
         Scope::BridgePorts,
@@ -104,6 +109,7 @@ impl Scope {
             Object::XtChain(_) => Scope::XtChains,
             Object::XtRule(_) => Scope::XtRules,
             Object::NetConf(c) => Scope::NetConfs(c.family),
+            Object::Rule(r) => Scope::Rules(r.spec.family),
         }
     }
 
@@ -129,6 +135,7 @@ impl Scope {
             Scope::XtChains => ObjectKind::XtChain,
             Scope::XtRules => ObjectKind::XtRule,
             Scope::NetConfs(_) => ObjectKind::NetConf,
+            Scope::Rules(_) => ObjectKind::Rule,
         }
     }
 
@@ -242,6 +249,7 @@ impl Cache {
             .chain(single)
             .chain(groups)
             .chain(self.maps[slot(ObjectKind::Route)].values())
+            .chain(self.maps[slot(ObjectKind::Rule)].values())
             .chain(self.maps[slot(ObjectKind::Neigh)].values())
             .chain(self.maps[slot(ObjectKind::BridgePort)].values())
             .chain(self.maps[slot(ObjectKind::Fdb)].values())
@@ -378,6 +386,7 @@ fn key_kind(key: &ObjectKey) -> ObjectKind {
         ObjectKey::XtChain { .. } => ObjectKind::XtChain,
         ObjectKey::XtRule { .. } => ObjectKind::XtRule,
         ObjectKey::NetConf(_) => ObjectKind::NetConf,
+        ObjectKey::Rule(_) => ObjectKind::Rule,
     }
 }
 

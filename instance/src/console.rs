@@ -107,6 +107,7 @@ interfaces - show registered interfaces
 sync-features - show synchronized feartures
 sync - show synchronization state
 stats - show fast path statistics beside Linux's own counters
+rules - show the policy routing rules synced, in the order they apply
 (add --json to any show for JSON)
 ";
 
@@ -155,6 +156,7 @@ pub fn answer(p: &mut Processor, line: &str) -> String {
         }
         ["show", "queue"] => show_queue(p),
         ["show", "sync"] => show_sync(p, json),
+        ["show", "rules"] => show_rules(p, json),
         ["show", "stats"] => show_stats(p, json),
         ["show", "conf"] => show_conf(p, json),
         ["show", "modules"] if json => out(json!(MODULES)),
@@ -587,6 +589,26 @@ fn show_stats(p: &mut Processor, json: bool) -> String {
         }
     }
     out
+}
+
+/// The synced rules of each family by priority, then the kernel's order,
+/// as `ip rule` lists them.
+fn show_rules(p: &Processor, json: bool) -> String {
+    use fastpath::fpc::{Object, ObjectKind};
+    let mut rules: Vec<_> = p
+        .cache
+        .objects(ObjectKind::Rule)
+        .filter_map(|o| match o {
+            Object::Rule(r) => Some(r),
+            _ => None,
+        })
+        .collect();
+    rules.sort_by_key(|r| (r.spec.family, r.spec.priority, r.position));
+    if json {
+        let v: Vec<_> = rules.iter().map(|r| json!(r.to_string())).collect();
+        return format!("{}\n", serde_json::Value::Array(v));
+    }
+    rules.iter().map(|r| format!("{r}\n")).collect()
 }
 
 fn show_sync(p: &Processor, json: bool) -> String {

@@ -35,6 +35,7 @@ use crate::blade::{BladeEvent, BladeTask, Outgoing};
 use crate::cache::{Cache, Scope};
 use crate::features::Features;
 use crate::netlink::mroute::{RTNL_FAMILY_IP6MR, RTNL_FAMILY_IPMR};
+use crate::netlink::rule::RuleList;
 use crate::netlink::xfrm::{self, XfrmEvent};
 use crate::netlink::{
     self, wire, CmdSockets, Event as NlEvent, Messages, NetlinkSocket, SocketError,
@@ -866,6 +867,8 @@ impl Processor {
                     self.pending.extend(self.cache.remove_route(route));
                 }
                 Ok(NlEvent::NetConfChange(news)) => self.netconf_change(news),
+                Ok(NlEvent::NewRule(spec)) => self.on_rule(spec, true),
+                Ok(NlEvent::DelRule(spec)) => self.on_rule(spec, false),
                 Ok(NlEvent::Ignored | NlEvent::Unknown) => {}
                 Err(e) => {
                     self.sync.decode_errors += 1;
@@ -927,6 +930,43 @@ impl Processor {
             );
             self.flush();
         }
+    }
+
+    /// A rule added or deleted: the kernel's list changes as the kernel
+    /// changes it (see `netlink::rule::RuleList`), and the family's rules
+    /// are renumbered from it; only what moved is sent. Then the family
+    /// is re-dumped (see below).
+    fn on_rule(&mut self, spec: fastpath::fpc::RuleSpec, new: bool) {
+        let family = spec.family;
+        let probe = Object::Rule(Box::new(fastpath::fpc::Rule {
+            spec,
+            nth: 0,
+            position: 0,
+        }));
+        if !self.config.features.syncs(&probe) {
+            return;
+        }
+        let Object::Rule(probe) = probe else {
+            unreachable!("made above")
+        };
+        let mut list = RuleList::from_objects(self.cache.objects(ObjectKind::Rule).filter_map(
+            |o| match o {
+                Object::Rule(r) if r.spec.family == family => Some(&**r),
+                _ => None,
+            },
+        ));
+        if new {
+            list.insert(probe.spec);
+        } else if !list.remove(&probe.spec) {
+            return; // not synced (it came before a resync that had it gone)
+        }
+        let ops = self.cache.reconcile(Scope::Rules(family), list.objects());
+        self.pending.extend(ops);
+        // Adding is not idempotent: a notification read after a dump that
+        // already listed its rule (the listener opens before the dump at
+        // start and on overruns) would add a second copy. A re-dump of the
+        // family, coalesced and run once the queue is drained, settles it.
+        self.schedule(&[Scope::Rules(family)]);
     }
 
     /// ctnetlink events: conntrack entries created, updated, destroyed.
@@ -1510,6 +1550,9 @@ pub fn dump_scope(
     if let Scope::MrouteVifs(family) = scope {
         return crate::mvif::dump(&mut socks.route, family, features, stats, sync);
     }
+    if let Scope::Rules(family) = scope {
+        return dump_rules(&mut socks.route, family, features, stats, sync);
+    }
     let sock = &mut socks.route;
     let (kind, family) = match scope {
         Scope::Links => (wire::RTM_GETLINK, 0),
@@ -1529,6 +1572,7 @@ pub fn dump_scope(
         | Scope::NftChains
         | Scope::NftRules
         | Scope::MrouteVifs(_)
+        | Scope::Rules(_)
         | Scope::Captures
         | Scope::XtChains
         | Scope::XtRules => unreachable!("dumped above"),
@@ -1568,6 +1612,39 @@ pub fn dump_scope(
         }
         Err(e) => Err(e),
     }
+}
+
+/// Dumps one family's policy routing rules (RTM_GETRULE), numbered as
+/// notifications number them.
+fn dump_rules(
+    sock: &mut NetlinkSocket,
+    family: u8,
+    features: &Features,
+    stats: &mut SocketStats,
+    sync: &mut SyncStats,
+) -> Result<Vec<Object>, SocketError> {
+    let mut list = RuleList::default();
+    let mut bad = 0u64;
+    let res = sock.dump(netlink::rule::RTM_GETRULE, family, |msg| {
+        let Some(msg) = msg else {
+            list = RuleList::default(); // an interrupted dump starts again
+            return;
+        };
+        stats.count(msg.kind);
+        match netlink::decode(msg) {
+            Ok(NlEvent::NewRule(s)) if s.family == family => list.push_dumped(s),
+            Ok(_) => {}
+            Err(e) => {
+                bad += 1;
+                warn!(kind = msg.kind, "malformed rule in dump: {e}");
+            }
+        }
+    });
+    sync.decode_errors += bad;
+    res?;
+    let mut out = list.objects();
+    out.retain(|o| features.syncs(o));
+    Ok(out)
 }
 
 /// Dumps SAs (with their replay states) or policies from the kernel.

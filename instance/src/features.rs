@@ -315,6 +315,10 @@ impl Features {
             // ip6tables' also IPv6's.
             Object::XtChain(c) => self.xt_table(c.family, &c.table),
             Object::XtRule(r) => self.xt_table(r.family, &r.table),
+            // Policy routing rules are routing: IPv4's always synced, as
+            // IPv4 routes are (the seed has no bit for routing), IPv6's
+            // under the IPv6 routing bit.
+            Object::Rule(r) => r.spec.family != AF_INET6 || self.enabled(IPV6),
             Object::Mroute(m) => self.enabled(MCAST) && (m.group.is_ipv4() || self.enabled(IPV6)),
             Object::MrouteVif(v) => {
                 self.enabled(MCAST) && (v.family != AF_INET6 || self.enabled(IPV6))

@@ -621,3 +621,152 @@ fn af_packet_forwards_nothing_a_firewall_would_see() {
         .log()
         .contains("fpd forwards IPv4 again"));
 }
+
+/// `rx_packets` of `dev` in `ns`.
+fn rx_packets(ns: &fpsync_tests::Netns, dev: &str) -> u64 {
+    let path = format!("/sys/class/net/{dev}/statistics/rx_packets");
+    fpsync_tests::sh(&["ip", "netns", "exec", &ns.name, "cat", &path])
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// The router's policy routing rules, both families, as `ip rule` lists
+/// them (to wait for fpd to hold as many).
+fn linux_rules(t: &Topology) -> u64 {
+    let v4 = t.r.ip(&["rule"]).lines().count();
+    let v6 = t.r.ip(&["-6", "rule"]).lines().count();
+    (v4 + v6) as u64
+}
+
+/// What host-b got of a UDP stream from host-a to 10.2.0.2: how many
+/// datagrams, and whether they came in on eth1 (the veth-c side) rather
+/// than eth0.
+fn delivered(t: &Topology) -> (u64, bool) {
+    const N: u64 = 300;
+    let sink = Sink::start(&t.b);
+    let eth1 = rx_packets(&t.b, "eth1");
+    let sent = Source::start(&t.a, "10.2.0.2", 64, 3_000, Some(N)).join();
+    assert_eq!(sent, N);
+    // Settled: no datagram in flight.
+    let mut last = u64::MAX;
+    wait_until(Duration::from_secs(2), || {
+        std::thread::sleep(Duration::from_millis(150));
+        std::mem::replace(&mut last, sink.count()) == sink.count()
+    });
+    let got = sink.count();
+    (got, got > 0 && rx_packets(&t.b, "eth1") - eth1 >= got)
+}
+
+/// Each router configuration of the policy-routing cases: the commands
+/// that set it up (undone in reverse by `ip ... del`).
+const RULE_CASES: [(&str, &[&str]); 5] = [
+    ("no rule", &[]),
+    // The case: the kernel drops, fpd must too.
+    (
+        "from 10.1.0.2 to a blackhole table",
+        &[
+            "rule add pref 100 from 10.1.0.2 table 100",
+            "route add blackhole default table 100",
+        ],
+    ),
+    // Another table, another next hop: host-b receives on eth1.
+    (
+        "from 10.1.0.2 to a table via veth-c",
+        &[
+            "rule add pref 100 from 10.1.0.2 table 100",
+            "route add default via 10.3.0.2 table 100",
+        ],
+    ),
+    // Kernel facts fpd relies on: a forwarded packet's flow has oif 0
+    // (an oif rule never matches it) and uid 0 (uidrange 0-0 matches).
+    (
+        "oif veth-b blackhole",
+        &["rule add pref 50 oif veth-b blackhole"],
+    ),
+    (
+        "uidrange 0-0 blackhole",
+        &["rule add pref 50 uidrange 0-0 blackhole"],
+    ),
+];
+
+/// Runs every case of [`RULE_CASES`] on the router as it is (the kernel
+/// forwarding, or fpd), returns what host-b got in each.
+fn run_rule_cases(t: &Topology, fpd: bool) -> Vec<(u64, bool)> {
+    let mut out = Vec::new();
+    for (name, setup) in RULE_CASES {
+        for cmd in setup {
+            t.r.ip(&cmd.split_whitespace().collect::<Vec<_>>());
+        }
+        if fpd {
+            let want = linux_rules(t);
+            assert!(
+                wait_until(Duration::from_secs(3), || fp_counter(t, "rules") == want),
+                "{name}: rules not synced: {:?}",
+                t.counters()
+            );
+            std::thread::sleep(Duration::from_millis(100)); // the view
+        }
+        out.push(delivered(t));
+        for cmd in setup.iter().rev() {
+            let del = cmd.replacen(" add ", " del ", 1);
+            t.r.ip(&del.split_whitespace().collect::<Vec<_>>());
+        }
+        // Neighbours the next case needs: Linux resolves them.
+        assert!(ping(&t.r, "10.3.0.2", 1, "0.2") == 1 && ping(&t.r, "10.2.0.2", 1, "0.2") == 1);
+    }
+    out
+}
+
+per_backend!(policy_rules_forward_as_the_kernel_does: policy_rules_forward_as_the_kernel_does_af_packet, policy_rules_forward_as_the_kernel_does_af_xdp);
+
+/// `ip rule` on the router: host-b gets from fpd what it gets from the
+/// kernel alone, case by case (dropped by a blackhole table, moved to
+/// another next hop, untouched by an oif rule, dropped by a uid-0 rule).
+fn policy_rules_forward_as_the_kernel_does(backend: &str) {
+    let _serial = serial();
+    let mut t = Topology::new(&tag("dpu", backend));
+    assert_eq!(ping(&t.r, "10.3.0.2", 1, "0.2"), 1);
+    assert_eq!(ping(&t.r, "10.2.0.2", 1, "0.2"), 1);
+    // The kernel alone.
+    sysctl(&t.r, &["net.ipv4.ip_forward=1"]);
+    let kernel = run_rule_cases(&t, false);
+    sysctl(&t.r, &["net.ipv4.ip_forward=0"]);
+    assert_eq!(
+        kernel,
+        [
+            (300, false),
+            (0, false),
+            (300, true),
+            (300, false),
+            (0, false)
+        ],
+        "the kernel's own answers: {:?}",
+        RULE_CASES
+            .iter()
+            .map(|c| c.0)
+            .zip(&kernel)
+            .collect::<Vec<_>>()
+    );
+    // fpd, with Linux not forwarding.
+    t.start_fast_path(&["--backend", backend]);
+    until_reachable(&t, "10.2.0.2");
+    until_reachable(&t, "10.3.0.2");
+    let linux_before = forwarded_by_linux(&t);
+    let before = t.stats();
+    let fast = run_rule_cases(&t, true);
+    assert_eq!(
+        fast,
+        kernel,
+        "fpd against the kernel: {:?}\n{:?}\n{}",
+        RULE_CASES.iter().map(|c| c.0).collect::<Vec<_>>(),
+        t.stats(),
+        t.logs()
+    );
+    // fpd did it: Linux forwarded none, fpd dropped the blackholed ones.
+    assert_eq!(forwarded_by_linux(&t), linux_before);
+    let after = t.stats();
+    let blackholed =
+        counter(&after, "veth-a", "drop_blackhole") - counter(&before, "veth-a", "drop_blackhole");
+    assert!(blackholed >= 600, "{after:?}");
+}

@@ -25,6 +25,7 @@ mod conntrack;
 mod forward;
 mod gates;
 mod port;
+mod rules;
 mod stats;
 mod view;
 mod worker;

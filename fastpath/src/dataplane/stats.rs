@@ -68,10 +68,12 @@ pub(crate) enum Exception {
     Forwarding,
     /// Reverse-path filtering is on for the input port.
     RpFilter,
+    /// A policy routing rule fpd cannot evaluate exactly could match.
+    Rule,
 }
 
 impl Exception {
-    pub const ALL: [Exception; 22] = [
+    pub const ALL: [Exception; 23] = [
         Exception::NotIp,
         Exception::OtherHost,
         Exception::L2Multicast,
@@ -94,6 +96,7 @@ impl Exception {
         Exception::LinkDown,
         Exception::Forwarding,
         Exception::RpFilter,
+        Exception::Rule,
     ];
 
     pub fn name(self) -> &'static str {
@@ -120,6 +123,7 @@ impl Exception {
             Exception::LinkDown => "exception_link_down",
             Exception::Forwarding => "exception_forwarding",
             Exception::RpFilter => "exception_rp_filter",
+            Exception::Rule => "exception_rule",
         }
     }
 }

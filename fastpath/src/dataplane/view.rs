@@ -17,9 +17,11 @@
 //! local addresses) and the conntrack [`FlowTable`]. Conntrack entries come
 //! and go far more often than routes, so a conntrack change copies no FIB,
 //! and a change of what forwarding does not read (IPsec SAs, capture
-//! filters, ...) makes no view at all (see [`Parts`]). What closes a
-//! family's fast path ([`Gates`]: netfilter hooks, IPsec policies) is a
-//! third, small part.
+//! filters, ...) makes no view at all (see [`Parts`]). Policy routing
+//! rules are part of routing: each build sorts and compiles them (see
+//! [`super::rules`]), and `lookup4`/`lookup6` walk them per packet. What
+//! closes a family's fast path ([`Gates`]: netfilter hooks, IPsec
+//! policies, netconf) is a third, small part.
 //!
 //! Invariants: a view is never mutated once published, except for the
 //! neighbours' and conntrack entries' hit flags (relaxed atomics, set by
@@ -33,7 +35,9 @@ use std::sync::Arc;
 
 use super::conntrack::FlowTable;
 pub(crate) use super::gates::{Gates, PortGates};
-use crate::fpc::{rtn, Hit, Nexthop, ObjectKind};
+pub(crate) use super::rules::{Flow, ToLinux};
+use super::rules::{RuleList, Verdict as RuleVerdict};
+use crate::fpc::{rtn, Hit, Nexthop, ObjectKind, AF_INET, AF_INET6};
 use crate::tables::{FibSnapshot, PrefixHash, RouteAttrs, Tables};
 use crate::wire::ethernet::Mac;
 
@@ -41,12 +45,6 @@ use crate::wire::ethernet::Mac;
 const NUD_USABLE: u16 = 0x02 | 0x04 | 0x08 | 0x10 | 0x40 | 0x80;
 const IFF_UP: u32 = 0x1;
 const IFF_LOWER_UP: u32 = 0x1_0000;
-
-/// The main, local and default tables, in the order the kernel's default
-/// rules look them up (policy routing rules are not synced yet).
-pub(crate) const RT_TABLE_LOCAL: u32 = 255;
-pub(crate) const RT_TABLE_MAIN: u32 = 254;
-pub(crate) const RT_TABLE_DEFAULT: u32 = 253;
 
 /// What a port is, as found when it was opened.
 #[derive(Debug, Clone)]
@@ -91,12 +89,17 @@ impl NeighEntry {
     }
 }
 
-/// Where a destination goes, per the route tables.
+/// Where a packet goes, per the policy routing rules and route tables.
 pub(crate) enum Lookup<'a> {
     /// An address of this host (or a broadcast): Linux's.
     Local,
     Route(&'a RouteAttrs),
     NoRoute,
+    /// A `blackhole` rule: drop without an ICMP error.
+    Blackhole,
+    /// Linux decides: an `unreachable` or `prohibit` rule (whose ICMP
+    /// error Linux sends), or a rule fpd cannot evaluate.
+    Linux(ToLinux),
 }
 
 /// Which parts of the view a change of the tables touches.
@@ -119,7 +122,7 @@ impl Parts {
     pub fn of(kind: ObjectKind) -> Parts {
         use ObjectKind::*;
         Parts {
-            routing: matches!(kind, Link | Addr | Route | Nexthop | Neigh),
+            routing: matches!(kind, Link | Addr | Route | Nexthop | Neigh | Rule),
             flows: kind == Conntrack,
             gates: matches!(
                 kind,
@@ -161,6 +164,9 @@ pub(crate) struct Routing {
     neigh6: HashMap<(u32, u128), NeighEntry, PrefixHash>,
     local4: HashSet<u32, PrefixHash>,
     local6: HashSet<u128, PrefixHash>,
+    /// Policy routing rules, sorted and compiled.
+    rules4: RuleList<u32>,
+    rules6: RuleList<u128>,
 }
 
 impl Deref for View {
@@ -244,12 +250,17 @@ impl Routing {
             neigh6: HashMap::with_hasher(h.clone()),
             local4: HashSet::with_hasher(h.clone()),
             local6: HashSet::with_hasher(h),
+            rules4: RuleList::build(AF_INET, std::iter::empty(), &[]),
+            rules6: RuleList::build(AF_INET6, std::iter::empty(), &[]),
         }
     }
 
     fn build(tables: &Tables, ports: &[PortInfo]) -> Routing {
         let mut v = Routing::empty(ports);
         v.fib = Some(tables.fib_snapshot());
+        let links: Vec<_> = tables.links().collect();
+        v.rules4 = RuleList::build(AF_INET, tables.rules(), &links);
+        v.rules6 = RuleList::build(AF_INET6, tables.rules(), &links);
         for (view, info) in v.ports.iter_mut().zip(ports) {
             if let Some(l) = tables.links().find(|l| l.ifindex == info.ifindex) {
                 if let Ok(mac) = <Mac>::try_from(&l.mac[..]) {
@@ -322,30 +333,26 @@ impl Routing {
         self.local6.contains(&a)
     }
 
-    pub fn lookup4(&self, dst: u32) -> Lookup<'_> {
+    /// Where `flow` goes: the policy routing rules in order, each table
+    /// lookup by longest match. Allocates nothing, locks nothing.
+    pub fn lookup4(&self, flow: &Flow<u32>) -> Lookup<'_> {
         let Some(fib) = &self.fib else {
             return Lookup::NoRoute;
         };
-        if fib.lookup4(RT_TABLE_LOCAL, dst).is_some_and(is_local) {
-            return Lookup::Local;
-        }
-        [RT_TABLE_MAIN, RT_TABLE_DEFAULT]
-            .into_iter()
-            .find_map(|t| fib.lookup4(t, dst))
-            .map_or(Lookup::NoRoute, Lookup::Route)
+        lookup_of(self.rules4.lookup(flow, |t, dst| fib.lookup4_len(t, dst)))
     }
 
-    pub fn lookup6(&self, dst: u128) -> Lookup<'_> {
+    pub fn lookup6(&self, flow: &Flow<u128>) -> Lookup<'_> {
         let Some(fib) = &self.fib else {
             return Lookup::NoRoute;
         };
-        if fib.lookup6(RT_TABLE_LOCAL, dst).is_some_and(is_local) {
-            return Lookup::Local;
-        }
-        [RT_TABLE_MAIN, RT_TABLE_DEFAULT]
-            .into_iter()
-            .find_map(|t| fib.lookup6(t, dst))
-            .map_or(Lookup::NoRoute, Lookup::Route)
+        lookup_of(self.rules6.lookup(flow, |t, dst| fib.lookup6_len(t, dst)))
+    }
+
+    /// How many rules each family's lookup walks (IPv4, IPv6).
+    #[cfg(test)]
+    pub fn rule_counts(&self) -> (usize, usize) {
+        (self.rules4.len(), self.rules6.len())
     }
 
     pub fn nexthop(&self, id: u32) -> Option<&Nexthop> {
@@ -400,6 +407,16 @@ impl Routing {
 
     pub fn neighbours(&self) -> usize {
         self.neigh4.len() + self.neigh6.len()
+    }
+}
+
+fn lookup_of(v: RuleVerdict<'_>) -> Lookup<'_> {
+    match v {
+        RuleVerdict::Route(a) if is_local(a) => Lookup::Local,
+        RuleVerdict::Route(a) => Lookup::Route(a),
+        RuleVerdict::NoRoute => Lookup::NoRoute,
+        RuleVerdict::Blackhole => Lookup::Blackhole,
+        RuleVerdict::Linux(why) => Lookup::Linux(why),
     }
 }
 

@@ -22,7 +22,9 @@ use super::object::{Object, ObjectKind};
 pub const MAGIC: u16 = 0xFB5C;
 /// Bumped on any incompatible change of a message or object layout
 /// (2: conntrack entries carry their timeout and sequence adjustments;
-/// 3: routes carry their MTU metric).
+/// 3: routes carry their MTU metric; policy routing rules, kind 20, and
+/// netconf, kind 21, which a version-2 peer would refuse as unknown
+/// kinds, failing the whole batch).
 pub const VERSION: u16 = 3;
 pub const HEADER_LEN: usize = 16;
 /// The largest body accepted (a batch of some 100,000 routes).

@@ -12,6 +12,7 @@ mod mroute;
 mod netconf;
 mod nftables;
 mod object;
+mod rule;
 mod transport;
 mod xfrm;
 mod xtables;
@@ -31,6 +32,9 @@ pub use object::{
     family_of, rtn, unspecified, Addr, BridgePort, Fdb, Hop, Link, LinkInfo, Neigh, NextHops,
     Nexthop, Object, ObjectKey, ObjectKind, Route, RouteDisc, RouteKey, AF_INET, AF_INET6,
     RTNH_F_ONLINK,
+};
+pub use rule::{
+    action as rule_action, PortMatch, Rule, RuleKey, RuleSpec, FIB_RULE_FIND_SADDR, FIB_RULE_INVERT,
 };
 pub use transport::{connect, read_frame, Endpoint, QueryClient, Stream, TransportError};
 pub use xfrm::{

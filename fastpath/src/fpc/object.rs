@@ -14,6 +14,7 @@ pub use super::linkinfo::LinkInfo;
 use super::mroute::{Mroute, MrouteKey, MrouteVif, MrouteVifKey};
 use super::netconf::{NetConf, NetConfKey};
 use super::nftables::{NftChain, NftRule, NftTable};
+use super::rule::{Rule, RuleKey};
 use super::xfrm::{SaKey, SpKey, XfrmReplay, XfrmSa, XfrmSp};
 use super::xtables::{XtChain, XtRule};
 
@@ -203,6 +204,8 @@ pub enum Object {
     /// Boxed: a rule's match fields make it the largest object by far.
     XtRule(Box<XtRule>),
     NetConf(NetConf),
+    /// Boxed: every selector of `ip rule` makes it large.
+    Rule(Box<Rule>),
 }
 
 /// The kinds of object, as numbered on the wire.
@@ -228,12 +231,14 @@ pub enum ObjectKind {
     XtChain = 17,
     XtRule = 18,
     MrouteVif = 19,
-    // 20: policy routing rules.
+    /// Policy routing rules (`ip rule`).
+    Rule = 20,
+    /// Per-device IP settings (`ip netconf`).
     NetConf = 21,
 }
 
 impl ObjectKind {
-    pub const ALL: [ObjectKind; 20] = [
+    pub const ALL: [ObjectKind; 21] = [
         ObjectKind::Link,
         ObjectKind::Addr,
         ObjectKind::Route,
@@ -253,6 +258,7 @@ impl ObjectKind {
         ObjectKind::MrouteVif,
         ObjectKind::XtChain,
         ObjectKind::XtRule,
+        ObjectKind::Rule,
         ObjectKind::NetConf,
     ];
 
@@ -277,6 +283,7 @@ impl ObjectKind {
             19 => ObjectKind::MrouteVif,
             17 => ObjectKind::XtChain,
             18 => ObjectKind::XtRule,
+            20 => ObjectKind::Rule,
             21 => ObjectKind::NetConf,
             _ => {
                 return Err(DecodeError::BadValue {
@@ -309,6 +316,7 @@ impl ObjectKind {
             ObjectKind::XtChain => "xt chain",
             ObjectKind::XtRule => "xt rule",
             ObjectKind::NetConf => "netconf",
+            ObjectKind::Rule => "rule",
         }
     }
 }
@@ -374,6 +382,7 @@ pub enum ObjectKey {
         position: u32,
     },
     NetConf(NetConfKey),
+    Rule(Box<RuleKey>),
 }
 
 /// What tells two routes apart in the kernel's FIB.
@@ -476,6 +485,7 @@ impl Object {
             Object::XtChain(_) => ObjectKind::XtChain,
             Object::XtRule(_) => ObjectKind::XtRule,
             Object::NetConf(_) => ObjectKind::NetConf,
+            Object::Rule(_) => ObjectKind::Rule,
         }
     }
 
@@ -533,6 +543,7 @@ impl Object {
                 position: r.position,
             },
             Object::NetConf(c) => ObjectKey::NetConf(c.key()),
+            Object::Rule(r) => ObjectKey::Rule(Box::new(r.key())),
         }
     }
 
@@ -651,6 +662,7 @@ impl Object {
             Object::XtChain(c) => c.emit(&mut w),
             Object::XtRule(r) => r.emit(&mut w),
             Object::NetConf(c) => c.emit(&mut w),
+            Object::Rule(r) => r.emit(&mut w),
         }
         let body_len = (buf.len() - start) as u16;
         buf[len_at..len_at + 2].copy_from_slice(&body_len.to_be_bytes());
@@ -802,6 +814,7 @@ impl Object {
             ObjectKind::XtChain => Object::XtChain(XtChain::parse(&mut r)?),
             ObjectKind::XtRule => Object::XtRule(Box::new(XtRule::parse(&mut r)?)),
             ObjectKind::NetConf => Object::NetConf(NetConf::parse(&mut r)?),
+            ObjectKind::Rule => Object::Rule(Box::new(Rule::parse(&mut r)?)),
         };
         r.finish()?;
         Ok(obj)
@@ -1010,6 +1023,7 @@ impl fmt::Display for Object {
             Object::XtChain(c) => c.fmt(f),
             Object::XtRule(r) => r.fmt(f),
             Object::NetConf(c) => c.fmt(f),
+            Object::Rule(r) => r.fmt(f),
         }
     }
 }
@@ -1356,6 +1370,7 @@ pub(crate) mod tests {
         ]
         .into_iter()
         .chain(crate::fpc::xtables::tests::samples())
+        .chain(crate::fpc::rule::tests::samples())
         .collect()
     }
 

@@ -26,8 +26,8 @@ use std::net::IpAddr;
 use crate::fpc::{
     Addr, BridgePort, CaptureFilter, Conntrack, CtKey, Fdb, Link, Mroute, MrouteKey, MrouteVif,
     MrouteVifKey, Neigh, NetConf, NetConfKey, NextHops, Nexthop, NftChain, NftRule, NftTable,
-    Object, ObjectError, Op, Route, RouteDisc, SaKey, SpKey, XfrmReplay, XfrmSa, XfrmSp, XtChain,
-    XtRule,
+    Object, ObjectError, Op, Route, RouteDisc, Rule, RuleKey, SaKey, SpKey, XfrmReplay, XfrmSa,
+    XfrmSp, XtChain, XtRule,
 };
 use attrs::AttrTable;
 pub(crate) use attrs::RouteAttrs;
@@ -155,10 +155,17 @@ impl<K: PrefixKey> Fibs<K> {
         ))
     }
 
-    /// The attributes of the route `addr` takes, without allocating.
-    fn lookup<'a>(&self, attrs: &'a AttrTable, table: u32, addr: K) -> Option<&'a RouteAttrs> {
-        let (_, _, e) = self.tables.get(&table)?.longest_match(addr)?;
-        attrs.get(e.attrs)
+    /// The attributes of the route `addr` takes, without allocating, and
+    /// the matched prefix's length (what a rule's suppress_prefixlength
+    /// compares).
+    fn lookup_len<'a>(
+        &self,
+        attrs: &'a AttrTable,
+        table: u32,
+        addr: K,
+    ) -> Option<(u8, &'a RouteAttrs)> {
+        let (_, len, e) = self.tables.get(&table)?.longest_match(addr)?;
+        attrs.get(e.attrs).map(|a| (len, a))
     }
 
     fn mark_stale(&mut self) {
@@ -273,14 +280,16 @@ pub(crate) struct FibSnapshot {
 }
 
 impl FibSnapshot {
-    /// The route an IPv4 destination (host order) takes in `table`.
-    pub(crate) fn lookup4(&self, table: u32, addr: u32) -> Option<&RouteAttrs> {
-        self.routes4.lookup(&self.attrs, table, V4::from_bits(addr))
+    /// The route an IPv4 destination (host order) takes in `table`, and
+    /// its prefix length.
+    pub(crate) fn lookup4_len(&self, table: u32, addr: u32) -> Option<(u8, &RouteAttrs)> {
+        self.routes4
+            .lookup_len(&self.attrs, table, V4::from_bits(addr))
     }
 
-    /// The route an IPv6 destination takes in `table`.
-    pub(crate) fn lookup6(&self, table: u32, addr: u128) -> Option<&RouteAttrs> {
-        self.routes6.lookup(&self.attrs, table, V6::from_u128(addr))
+    pub(crate) fn lookup6_len(&self, table: u32, addr: u128) -> Option<(u8, &RouteAttrs)> {
+        self.routes6
+            .lookup_len(&self.attrs, table, V6::from_u128(addr))
     }
 }
 
@@ -311,6 +320,8 @@ pub struct Tables {
     /// Per-device IP settings (forwarding, rp_filter, ...), by (family,
     /// ifindex), `all` and `default` included.
     netconfs: ObjectMap<NetConfKey, NetConf>,
+    /// Policy routing rules, by (content, copy).
+    rules: ObjectMap<RuleKey, Box<Rule>>,
     routes4: Fibs<V4>,
     routes6: Fibs<V6>,
     attrs: AttrTable,
@@ -351,6 +362,7 @@ impl Tables {
             xt_chains: ObjectMap::new(),
             xt_rules: ObjectMap::new(),
             netconfs: ObjectMap::new(),
+            rules: ObjectMap::new(),
             routes4: Fibs::new(),
             routes6: Fibs::new(),
             attrs: AttrTable::default(),
@@ -472,6 +484,12 @@ impl Tables {
                 }
                 self.netconfs.apply(op, c.key(), c)
             }
+            Object::Rule(r) => {
+                if op != Op::Delete && !r.is_valid() {
+                    return Err(ObjectError::Invalid);
+                }
+                self.rules.apply(op, r.key(), r)
+            }
         }
     }
 
@@ -539,6 +557,11 @@ impl Tables {
         self.netconfs.values()
     }
 
+    /// The policy routing rules, in no particular order.
+    pub(crate) fn rules(&self) -> impl Iterator<Item = &Rule> {
+        self.rules.values().map(|r| &**r)
+    }
+
     /// Starts a full resync: every object is stale until applied again.
     pub fn begin_sync(&mut self, generation: u64) {
         if let Some(previous) = self.syncing {
@@ -563,6 +586,7 @@ impl Tables {
         self.xt_chains.mark_stale();
         self.xt_rules.mark_stale();
         self.netconfs.mark_stale();
+        self.rules.mark_stale();
         self.routes4.mark_stale();
         self.routes6.mark_stale();
         self.syncing = Some(generation);
@@ -607,6 +631,7 @@ impl Tables {
             + self.xt_chains.sweep()
             + self.xt_rules.sweep()
             + self.netconfs.sweep()
+            + self.rules.sweep()
             + self.routes4.sweep(&mut self.attrs)
             + self.routes6.sweep(&mut self.attrs);
         self.syncing = None;
@@ -672,6 +697,7 @@ impl Tables {
         self.xt_rules
             .values()
             .for_each(|r| f(Object::XtRule(r.clone())));
+        self.rules.values().for_each(|r| f(Object::Rule(r.clone())));
     }
 
     /// How many objects of each kind, and the sync history.
@@ -698,6 +724,7 @@ impl Tables {
             ("xt_chains", self.xt_chains.len() as u64),
             ("xt_rules", self.xt_rules.len() as u64),
             ("netconfs", self.netconfs.len() as u64),
+            ("rules", self.rules.len() as u64),
             ("route_attrs", self.attrs.len() as u64),
             ("generation", self.generation),
             ("syncs", self.syncs),
@@ -730,6 +757,7 @@ impl Tables {
             + self.xt_chains.len()
             + self.xt_rules.len()
             + self.netconfs.len()
+            + self.rules.len()
             + self.routes4.routes
             + self.routes6.routes
     }

@@ -262,6 +262,11 @@ fn invalid_objects_are_rejected_and_change_nothing() {
                 c.ifindex = 0;
                 Object::NetConf(c)
             }
+            Object::Rule(mut r) => {
+                r.spec.src = Some(ip("192.0.2.1"));
+                r.spec.src_len = 129;
+                Object::Rule(r)
+            }
             Object::Route(_)
             | Object::XfrmSp(_)
             | Object::XfrmReplay(_)

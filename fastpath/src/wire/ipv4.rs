@@ -89,6 +89,11 @@ impl<T: AsRef<[u8]>> Packet<T> {
         self.u16_at(field::FLAGS_FRAG) & 0x1fff
     }
 
+    /// The TOS byte (DSCP and ECN).
+    pub fn tos(&self) -> u8 {
+        self.buffer.as_ref()[1]
+    }
+
     pub fn ttl(&self) -> u8 {
         self.buffer.as_ref()[field::TTL]
     }

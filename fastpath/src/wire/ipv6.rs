@@ -64,6 +64,18 @@ impl<T: AsRef<[u8]>> Packet<T> {
         self.buffer.as_ref()[field::NEXT_HEADER]
     }
 
+    /// The traffic class (DSCP and ECN).
+    pub fn traffic_class(&self) -> u8 {
+        let b = self.buffer.as_ref();
+        (b[0] << 4) | (b[1] >> 4)
+    }
+
+    /// The flow label (20 bits).
+    pub fn flow_label(&self) -> u32 {
+        let b = self.buffer.as_ref();
+        u32::from_be_bytes([0, b[1] & 0x0f, b[2], b[3]])
+    }
+
     pub fn hop_limit(&self) -> u8 {
         self.buffer.as_ref()[field::HOP_LIMIT]
     }

@@ -8,6 +8,7 @@ pub mod mroute;
 pub mod mvif;
 pub mod netconf;
 pub mod nftables;
+pub mod rule;
 pub mod socket;
 pub mod wire;
 pub mod xfrm;
@@ -17,7 +18,7 @@ pub use socket::{NetlinkSocket, SocketError};
 pub use wire::{decode, Event, Messages, NlMsg, WireError};
 
 /// The groups a route-family listener joins.
-pub const ROUTE_GROUPS: [u32; 11] = [
+pub const ROUTE_GROUPS: [u32; 13] = [
     wire::RTNLGRP_LINK,
     wire::RTNLGRP_NEIGH,
     wire::RTNLGRP_IPV4_IFADDR,
@@ -31,6 +32,8 @@ pub const ROUTE_GROUPS: [u32; 11] = [
     // and mc_forwarding's netconf news stands in.
     mvif::RTNLGRP_IPV4_NETCONF,
     mvif::RTNLGRP_IPV6_NETCONF,
+    rule::RTNLGRP_IPV4_RULE,
+    rule::RTNLGRP_IPV6_RULE,
 ];
 
 /// The command sockets dumps go through, one per netlink protocol.

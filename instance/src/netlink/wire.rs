@@ -14,7 +14,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use fastpath::fpc::{
     unspecified, Addr, BridgePort, Fdb, Hop, Link, LinkInfo, Neigh, NextHops, Nexthop, Object,
-    ObjectKey, Route, AF_INET, AF_INET6, RTNH_F_ONLINK,
+    ObjectKey, Route, RuleSpec, AF_INET, AF_INET6, RTNH_F_ONLINK,
 };
 
 pub const NLMSG_HDRLEN: usize = 16;
@@ -272,6 +272,11 @@ pub enum Event {
     /// A netconf news of the one value that changed (the others are None):
     /// merged into the cached object, see [`super::netconf`].
     NetConfChange(fastpath::fpc::NetConf),
+    /// A policy routing rule was added: where it goes in the list is the
+    /// kernel's rule (see `rule::RuleList`).
+    NewRule(RuleSpec),
+    /// A rule was deleted: the first one equal to this.
+    DelRule(RuleSpec),
     /// A message about something this layer does not sync (cloned routes,
     /// proxy or multicast neighbours, other families).
     Ignored,
@@ -330,6 +335,14 @@ pub fn decode(msg: &NlMsg<'_>) -> Result<Event, WireError> {
             NeighMsg::Synced(n) => Event::Del(Object::Neigh(n).key()),
             NeighMsg::Unsynced(key) => key.map(Event::Del).unwrap_or(Event::Ignored),
         },
+        super::rule::RTM_NEWRULE if super::rule::is_synced_family(msg.payload) => {
+            Event::NewRule(super::rule::decode(msg.payload)?)
+        }
+        super::rule::RTM_DELRULE if super::rule::is_synced_family(msg.payload) => {
+            Event::DelRule(super::rule::decode(msg.payload)?)
+        }
+        // Multicast routing's own rules (`ip mrule`).
+        super::rule::RTM_NEWRULE | super::rule::RTM_DELRULE => Event::Ignored,
         RTM_NEWNEXTHOP => Event::New(Object::Nexthop(decode_nexthop(msg.payload)?)),
         RTM_DELNEXTHOP => Event::Del(ObjectKey::Nexthop(decode_nexthop(msg.payload)?.id)),
         super::netconf::RTM_NEWNETCONF | super::netconf::RTM_DELNETCONF => {
@@ -1024,6 +1037,8 @@ pub fn type_name(kind: u16) -> String {
         RTM_DELNEIGH => "RTM_DELNEIGH",
         RTM_NEWNEXTHOP => "RTM_NEWNEXTHOP",
         RTM_DELNEXTHOP => "RTM_DELNEXTHOP",
+        super::rule::RTM_NEWRULE => "RTM_NEWRULE",
+        super::rule::RTM_DELRULE => "RTM_DELRULE",
         super::mvif::RTM_NEWNETCONF => "RTM_NEWNETCONF",
         super::mvif::RTM_DELNETCONF => "RTM_DELNETCONF",
         _ => return format!("RTM_[{kind}]"),

@@ -33,7 +33,7 @@ use crate::wire::{icmp, ip_proto, ipv4, ipv6};
 
 use super::gates::Gates;
 use super::stats::{DropReason, Exception};
-use super::view::{Lookup, View};
+use super::view::{Flow, Lookup, ToLinux, View};
 
 /// What to do with a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,7 +143,8 @@ pub(crate) fn icmp_error(
                 IcmpError::NetUnreachable => (icmp::v4::DEST_UNREACHABLE, 0),
             };
             let len = icmp::emit_error_v4(ip_out, from, src, icmp_type, code, quote).ok_or(None)?;
-            let attrs = match view.lookup4(src) {
+            let flow = Flow::icmp_error(from, src, ip_proto::ICMP, icmp_type, code);
+            let attrs = match view.lookup4(&flow) {
                 Lookup::Route(a) => a,
                 _ => return Err(None),
             };
@@ -182,7 +183,8 @@ pub(crate) fn icmp_error(
             let original = &eth.payload()[..p.total_len()];
             let len =
                 icmp::emit_error_v6(ip_out, from, src, icmp_type, code, original).ok_or(None)?;
-            let attrs = match view.lookup6(src) {
+            let flow = Flow::icmp_error(from, src, ip_proto::ICMPV6, icmp_type, code);
+            let attrs = match view.lookup6(&flow) {
                 Lookup::Route(a) => a,
                 _ => return Err(None),
             };
@@ -212,6 +214,7 @@ pub(crate) fn icmp_error(
 /// `in_port`; rewrites its TTL and checksum when it is to be forwarded.
 fn route4(view: &View, in_port: usize, payload: &mut [u8]) -> Result<(usize, Mac), Verdict> {
     let frame_len = payload.len();
+    let iif = view.ports[in_port].ifindex;
     let mut p =
         ipv4::Packet::new_checked(payload).map_err(|_| Verdict::Drop(DropReason::Malformed))?;
     if !p.verify_checksum() {
@@ -238,10 +241,9 @@ fn route4(view: &View, in_port: usize, payload: &mut [u8]) -> Result<(usize, Mac
     if p.is_fragment() {
         return Err(Verdict::Exception(Exception::Fragment));
     }
-    let attrs = match view.lookup4(dst) {
-        Lookup::Local => return Err(Verdict::Exception(Exception::Local)),
-        Lookup::NoRoute => return Err(Verdict::Exception(Exception::NoRoute)),
+    let attrs = match view.lookup4(&Flow::of_ipv4(&p, iif)) {
         Lookup::Route(a) => a,
+        other => return Err(not_routed(other)),
     };
     check_type(attrs.rtype)?;
     if p.ttl() <= 1 {
@@ -265,6 +267,7 @@ fn route4(view: &View, in_port: usize, payload: &mut [u8]) -> Result<(usize, Mac
 
 fn route6(view: &View, in_port: usize, payload: &mut [u8]) -> Result<(usize, Mac), Verdict> {
     let frame_len = payload.len();
+    let iif = view.ports[in_port].ifindex;
     let mut p =
         ipv6::Packet::new_checked(payload).map_err(|_| Verdict::Drop(DropReason::Malformed))?;
     let (src, dst) = (p.src(), p.dst());
@@ -289,10 +292,9 @@ fn route6(view: &View, in_port: usize, payload: &mut [u8]) -> Result<(usize, Mac
     if p.next_header() == ip_proto::FRAGMENT {
         return Err(Verdict::Exception(Exception::Fragment));
     }
-    let attrs = match view.lookup6(dst) {
-        Lookup::Local => return Err(Verdict::Exception(Exception::Local)),
-        Lookup::NoRoute => return Err(Verdict::Exception(Exception::NoRoute)),
+    let attrs = match view.lookup6(&Flow::of_ipv6(&p, iif)) {
         Lookup::Route(a) => a,
+        other => return Err(not_routed(other)),
     };
     check_type(attrs.rtype)?;
     if p.hop_limit() <= 1 {
@@ -327,6 +329,19 @@ fn martian4(src: u32, dst: u32) -> bool {
 /// loopback, IPv4-mapped.
 fn martian6(a: u128) -> bool {
     a == 0 || a == 1 || a >> 32 == 0xffff
+}
+
+/// The verdict for a lookup that gave no route to forward by.
+fn not_routed(l: Lookup<'_>) -> Verdict {
+    match l {
+        Lookup::Route(_) | Lookup::Local => Verdict::Exception(Exception::Local),
+        Lookup::NoRoute => Verdict::Exception(Exception::NoRoute),
+        Lookup::Blackhole => Verdict::Drop(DropReason::Blackhole),
+        Lookup::Linux(ToLinux::Unreachable | ToLinux::Prohibit) => {
+            Verdict::Exception(Exception::Unreachable)
+        }
+        Lookup::Linux(ToLinux::Unsupported) => Verdict::Exception(Exception::Rule),
+    }
 }
 
 fn check_type(rtype: u8) -> Result<(), Verdict> {
