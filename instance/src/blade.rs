@@ -33,8 +33,19 @@ pub struct Outgoing {
 /// What a blade task tells the processor.
 #[derive(Debug)]
 pub enum BladeEvent {
-    Up { blade: usize, conn: u64 },
-    Down { blade: usize, conn: u64 },
+    Up {
+        blade: usize,
+        conn: u64,
+    },
+    Down {
+        blade: usize,
+        conn: u64,
+    },
+    /// The queue emptied after the processor asked (`want_drain`): an
+    /// overflowed blade's replay can start.
+    Drained {
+        blade: usize,
+    },
 }
 
 pub struct BladeTask {
@@ -102,7 +113,11 @@ impl BladeTask {
                             acks.abort();
                             return;
                         };
-                        self.stats.dequeued(frame.frames, frame.bytes.len() as u64);
+                        if self.stats.dequeued(frame.frames, frame.bytes.len() as u64)
+                            && events.send(event(BladeEvent::Drained { blade: self.index })).is_err()
+                        {
+                            return;
+                        }
                         if frame.conn != conn {
                             debug!(frame_conn = frame.conn, conn, "dropping a frame of an earlier connection");
                             continue;
@@ -247,7 +262,7 @@ async fn read_acks(
         let (header, msg) = fpc::read_frame(&mut r, &mut body).await?;
         match msg {
             Message::Ack(errors) => {
-                stats.acked.store(header.seq, Relaxed);
+                stats.acked_up_to(header.seq);
                 if !errors.is_empty() {
                     stats.rejected.fetch_add(errors.len() as u64, Relaxed);
                     for (index, err) in &errors {
@@ -258,10 +273,6 @@ async fn read_acks(
                             "fast path rejected an object"
                         );
                     }
-                }
-                let end = stats.sync_end_seq.load(Relaxed);
-                if end != 0 && header.seq >= end {
-                    stats.in_sync.store(1, Relaxed);
                 }
             }
             Message::Error { code, message } => {

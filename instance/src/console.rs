@@ -584,7 +584,7 @@ fn show_sync(p: &Processor, json: bool) -> String {
         .map(|k| (k.name().to_owned(), json!(p.cache.len(*k))))
         .collect();
     let v = json!({
-        "state": p.state.name(),
+        "state": p.sync_state().name(),
         "generation": p.generation(),
         "overruns": p.sync.overruns,
         "resyncs": p.sync.resyncs,
@@ -603,7 +603,7 @@ fn show_sync(p: &Processor, json: bool) -> String {
         "Synchronization state: {}\n- overruns: {}\n- resyncs: {}\n- reconciles: {}\n\
          - silent deletions: {}\n- silent changes: {}\n- decode errors: {}\n\
          - legacy iptables changes: {}\nCached objects\n",
-        p.state.name(),
+        p.sync_state().name(),
         p.sync.overruns,
         p.sync.resyncs,
         p.sync.reconciles,

@@ -186,6 +186,17 @@ pub struct BladeLink {
     tx: mpsc::UnboundedSender<Outgoing>,
     state: LinkState,
     seq: u64,
+    /// The queue overflowed on this connection: the instance is resyncing
+    /// until the replay that follows is acked.
+    recovering: bool,
+}
+
+impl BladeLink {
+    /// Out of sync because of an overflow (replay owed or not yet acked).
+    fn recovering(&self) -> bool {
+        matches!(self.state, LinkState::Overflowed { .. })
+            || (self.recovering && self.stats.in_sync.load(Relaxed) == 0)
+    }
 }
 
 pub struct Processor {
@@ -338,6 +349,7 @@ pub fn run(config: Config, ready: impl FnOnce()) -> Result<(), DaemonError> {
             tx,
             state: LinkState::Down,
             seq: 0,
+            recovering: false,
         });
     }
 
@@ -1248,6 +1260,7 @@ impl Processor {
                 let link = &mut self.blades[blade];
                 link.state = LinkState::Up { conn };
                 link.seq = 0;
+                link.recovering = false;
                 self.replay(blade);
             }
             BladeEvent::Down { blade, conn } => {
@@ -1255,8 +1268,20 @@ impl Processor {
                 if matches!(link.state, LinkState::Up { conn: c } | LinkState::Overflowed { conn: c } if c == conn)
                 {
                     link.state = LinkState::Down;
+                    link.recovering = false;
                 }
             }
+            BladeEvent::Drained { .. } => self.check_overflowed(),
+        }
+    }
+
+    /// The instance's SyncState: `resyncing` also while a blade whose
+    /// queue overflowed waits for (or has not yet acked) its replay.
+    pub fn sync_state(&self) -> SyncState {
+        if self.state == SyncState::Synced && self.blades.iter().any(BladeLink::recovering) {
+            SyncState::Resyncing
+        } else {
+            self.state
         }
     }
 
@@ -1290,7 +1315,9 @@ impl Processor {
             send(link, conn, &Message::Batch(batch), &mut frames);
         }
         // Known before it is sent, so that its ack cannot come first.
-        link.stats.sync_end_seq.store(link.seq + 1, Relaxed);
+        link.stats
+            .sync_end_seq
+            .store(link.seq + 1, std::sync::atomic::Ordering::SeqCst);
         send(link, conn, &Message::SyncEnd { generation }, &mut frames);
     }
 
@@ -1351,15 +1378,21 @@ impl Processor {
                 "fast path queue passed its limit; will resync it"
             );
             link.stats.overflows.fetch_add(1, Relaxed);
+            link.stats.lost_sync();
+            link.recovering = true;
             link.state = LinkState::Overflowed { conn };
         }
     }
 
+    /// Replays each overflowed blade whose queue has drained. Called after
+    /// every flush and on `BladeEvent::Drained`, which the writer sends
+    /// when an overflowed queue empties: the replay starts on a quiet
+    /// system too, with no later change to carry it.
     fn check_overflowed(&mut self) {
         for index in 0..self.blades.len() {
             let link = &mut self.blades[index];
             if let LinkState::Overflowed { conn } = link.state {
-                if link.stats.in_queue.load(Relaxed) == 0 {
+                if link.stats.want_drain() {
                     link.state = LinkState::Up { conn };
                     self.replay(index);
                 }
@@ -1406,7 +1439,7 @@ fn send(link: &mut BladeLink, conn: u64, msg: &Message, buf: &mut Vec<u8>) {
         })
         .is_err()
     {
-        link.stats.dequeued(1, len);
+        let _ = link.stats.dequeued(1, len);
     }
 }
 

@@ -159,7 +159,10 @@ mod tests {
             Gates::default()
         );
         // A netdev chain runs on the ports: both families.
-        assert_eq!(gates(vec![chain(NFPROTO_NETDEV, 0)]), Gates { v4: nf, v6: nf });
+        assert_eq!(
+            gates(vec![chain(NFPROTO_NETDEV, 0)]),
+            Gates { v4: nf, v6: nf }
+        );
     }
 
     #[test]

@@ -30,8 +30,8 @@ use crate::fpc::{rtn, NextHops};
 use crate::wire::ethernet::{self, ethertype, Frame, Mac};
 use crate::wire::{icmp, ip_proto, ipv4, ipv6};
 
-use super::stats::{DropReason, Exception};
 use super::gates::Gates;
+use super::stats::{DropReason, Exception};
 use super::view::{Lookup, View};
 
 /// What to do with a frame.
@@ -68,9 +68,8 @@ pub(crate) fn forward(view: &View, in_port: usize, frame: &mut [u8]) -> Verdict 
         });
     }
     let next = match (eth.ethertype(), view.gates) {
-        (ethertype::IPV4, Gates { v4: Some(e), .. }) | (ethertype::IPV6, Gates { v6: Some(e), .. }) => {
-            Err(Verdict::Exception(e))
-        }
+        (ethertype::IPV4, Gates { v4: Some(e), .. })
+        | (ethertype::IPV6, Gates { v6: Some(e), .. }) => Err(Verdict::Exception(e)),
         (ethertype::IPV4, _) => route4(view, in_port, eth.payload_mut()),
         (ethertype::IPV6, _) => route6(view, in_port, eth.payload_mut()),
         _ => Err(Verdict::Exception(Exception::NotIp)),

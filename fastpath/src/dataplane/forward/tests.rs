@@ -846,11 +846,23 @@ fn what_linux_would_treat_otherwise_goes_to_linux() {
         ("10.1.0.2", "127.0.0.1"),
     ] {
         let f = udp4(MAC_A, src, dst, 64, 1);
-        assert_eq!(left_to_linux(&v, f), exception(Exception::Martian), "{src} > {dst}");
+        assert_eq!(
+            left_to_linux(&v, f),
+            exception(Exception::Martian),
+            "{src} > {dst}"
+        );
     }
-    for (src, dst) in [("::1", "fd02::2"), ("fd01::2", "::ffff:10.2.0.2"), ("fd01::1", "fd02::2")] {
+    for (src, dst) in [
+        ("::1", "fd02::2"),
+        ("fd01::2", "::ffff:10.2.0.2"),
+        ("fd01::1", "fd02::2"),
+    ] {
         let f = udp6(MAC_A, src, dst, 64);
-        assert_eq!(left_to_linux(&v, f), exception(Exception::Martian), "{src} > {dst}");
+        assert_eq!(
+            left_to_linux(&v, f),
+            exception(Exception::Martian),
+            "{src} > {dst}"
+        );
     }
     // Fragments (Linux reassembles them once conntrack runs).
     let mut f = udp4(MAC_A, "10.1.0.2", "10.2.0.2", 64, 1);
@@ -866,7 +878,10 @@ fn what_linux_would_treat_otherwise_goes_to_linux() {
     assert_eq!(left_to_linux(&v, f), exception(Exception::Padded));
     // Out through the port it came in on: Linux also sends a redirect.
     let f = udp4(MAC_A, "10.1.0.3", "10.1.0.2", 64, 1);
-    assert_eq!(forward(&v, 0, &mut f.clone()), exception(Exception::Redirect));
+    assert_eq!(
+        forward(&v, 0, &mut f.clone()),
+        exception(Exception::Redirect)
+    );
 }
 
 #[test]
@@ -888,7 +903,10 @@ fn netfilter_hooks_and_ipsec_policies_send_their_family_to_linux() {
     .unwrap();
     let v = View::build(&t, &ports());
     let f = udp4(MAC_A, "10.1.0.2", "10.2.0.2", 64, 1);
-    assert_eq!(left_to_linux(&v, f), Verdict::Exception(Exception::Netfilter));
+    assert_eq!(
+        left_to_linux(&v, f),
+        Verdict::Exception(Exception::Netfilter)
+    );
     // IPv6 has no hook: still fpd's.
     let mut f = udp6(MAC_A, "fd01::2", "fd02::2", 64);
     assert_eq!(run(&v, &mut f), Verdict::Forward(1));
