@@ -52,6 +52,9 @@ pub struct BladeTask {
     pub index: usize,
     pub blade: u32,
     pub endpoint: Endpoint,
+    /// The namespace cmgrd entered (`--netns`): TCP endpoints are dialled
+    /// from inside it.
+    pub netns: Option<String>,
     pub instance: u32,
     pub name: String,
     /// `-b`: the socket's send buffer.
@@ -76,7 +79,7 @@ impl BladeTask {
                 Ok(s) => s,
                 Err(e) => {
                     if failures == 0 {
-                        warn!(endpoint = %self.endpoint, "cannot reach fast path: {e}; retrying");
+                        warn!(endpoint = %self.endpoint, "{}; retrying", self.unreachable(&e));
                     }
                     failures += 1;
                     tokio::time::sleep(RETRY).await;
@@ -150,6 +153,31 @@ impl BladeTask {
                 return;
             }
             tokio::time::sleep(RETRY).await;
+        }
+    }
+
+    /// Why the blade could not be reached, naming the endpoint, the
+    /// namespace it was dialled from and the error (errno included), e.g.
+    /// "blade 2: connect tcp:127.0.0.1:9000 from netns red: Connection
+    /// refused (os error 111)".
+    fn unreachable(&self, e: &TransportError) -> String {
+        let from = match &self.netns {
+            Some(ns) => format!("netns {ns}"),
+            None => "the initial netns".to_owned(),
+        };
+        match e {
+            TransportError::Io(io) => {
+                format!(
+                    "blade {}: connect {} from {from}: {io}",
+                    self.blade, self.endpoint
+                )
+            }
+            other => format!(
+                "blade {}: {} (dialled from {from}): {}",
+                self.blade,
+                self.endpoint,
+                fastpath::error_chain(other)
+            ),
         }
     }
 

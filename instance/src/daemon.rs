@@ -84,7 +84,7 @@ pub enum DaemonError {
     Console {
         path: PathBuf,
         #[source]
-        source: std::io::Error,
+        source: crate::console::ConsoleError,
     },
 }
 
@@ -106,6 +106,12 @@ pub enum Event {
     Blade(BladeEvent),
     Console {
         line: String,
+        reply: Sender<String>,
+    },
+    /// `netlink replay [xfrm] FILE`, the file read by the console thread.
+    Replay {
+        xfrm: bool,
+        bytes: Vec<u8>,
         reply: Sender<String>,
     },
     Shutdown,
@@ -330,6 +336,7 @@ pub fn run(config: Config, ready: impl FnOnce()) -> Result<(), DaemonError> {
             index,
             blade: *blade,
             endpoint: endpoint.clone(),
+            netns: config.netns.clone(),
             instance: config.instance_id(),
             name: config.identifier(),
             socket_buffer: config.socket_buffer,
@@ -353,7 +360,8 @@ pub fn run(config: Config, ready: impl FnOnce()) -> Result<(), DaemonError> {
         });
     }
 
-    crate::console::spawn(&config.console(), ctl_tx.clone()).map_err(|source| {
+    // Removes the console's socket file when dropped (if still ours).
+    let _console = crate::console::spawn(&config.console(), ctl_tx.clone()).map_err(|source| {
         DaemonError::Console {
             path: config.console(),
             source,
@@ -432,10 +440,8 @@ pub fn run(config: Config, ready: impl FnOnce()) -> Result<(), DaemonError> {
     );
     ready();
     p.run_loop(net_rx, ctl_rx);
-    let console = p.config.console();
     drop(p); // closes the blades' queues: their tasks end
     runtime.shutdown_timeout(Duration::from_secs(1));
-    let _ = std::fs::remove_file(console);
     info!("stopped");
     Ok(())
 }
@@ -659,6 +665,9 @@ impl Processor {
                 Event::Blade(e) => self.on_blade(e),
                 Event::Console { line, reply } => {
                     let _ = reply.send(crate::console::answer(self, &line));
+                }
+                Event::Replay { xfrm, bytes, reply } => {
+                    let _ = reply.send(crate::console::replayed(self, xfrm, &bytes));
                 }
                 Event::Shutdown => return,
             }
