@@ -195,6 +195,8 @@ pub struct BladeLink {
     /// The queue overflowed on this connection: the instance is resyncing
     /// until the replay that follows is acked.
     recovering: bool,
+    /// The size of the last replay queued (bytes).
+    replay_bytes: u64,
 }
 
 impl BladeLink {
@@ -357,6 +359,7 @@ pub fn run(config: Config, ready: impl FnOnce()) -> Result<(), DaemonError> {
             state: LinkState::Down,
             seq: 0,
             recovering: false,
+            replay_bytes: 0,
         });
     }
 
@@ -1317,17 +1320,18 @@ impl Processor {
             "replaying the cache"
         );
         let mut frames = Vec::new();
-        send(link, conn, &Message::SyncBegin { generation }, &mut frames);
+        let mut bytes = send(link, conn, &Message::SyncBegin { generation }, &mut frames);
         let mut it = objects.into_iter().peekable();
         while it.peek().is_some() {
             let batch: Vec<(Op, Object)> = it.by_ref().take(BATCH).map(|o| (Op::Add, o)).collect();
-            send(link, conn, &Message::Batch(batch), &mut frames);
+            bytes += send(link, conn, &Message::Batch(batch), &mut frames);
         }
         // Known before it is sent, so that its ack cannot come first.
         link.stats
             .sync_end_seq
             .store(link.seq + 1, std::sync::atomic::Ordering::SeqCst);
-        send(link, conn, &Message::SyncEnd { generation }, &mut frames);
+        bytes += send(link, conn, &Message::SyncEnd { generation }, &mut frames);
+        link.replay_bytes = bytes;
     }
 
     /// Sends the pending ops to every blade that is up.
@@ -1367,7 +1371,16 @@ impl Processor {
                 _ => &msg,
             };
             send(link, conn, msg, &mut frame);
-            if link.stats.in_queue_bytes.load(Relaxed) > self.config.max_queue as u64 {
+            // Until its replay is acked, a blade may hold that replay on
+            // top of the limit: a replay larger than --max-queue is not
+            // abandoned by the next change (and replayed again, forever).
+            let allowance = match link.stats.in_sync.load(Relaxed) {
+                0 => link.replay_bytes,
+                _ => 0,
+            };
+            if link.stats.in_queue_bytes.load(Relaxed)
+                > (self.config.max_queue as u64).saturating_add(allowance)
+            {
                 overflowed.push(index);
             }
         }
@@ -1431,8 +1444,9 @@ impl Processor {
     }
 }
 
-/// Encodes `msg` with the blade's next sequence number and queues it.
-fn send(link: &mut BladeLink, conn: u64, msg: &Message, buf: &mut Vec<u8>) {
+/// Encodes `msg` with the blade's next sequence number and queues it;
+/// returns its size in bytes.
+fn send(link: &mut BladeLink, conn: u64, msg: &Message, buf: &mut Vec<u8>) -> u64 {
     link.seq += 1;
     buf.clear();
     msg.emit(link.seq, buf);
@@ -1450,6 +1464,7 @@ fn send(link: &mut BladeLink, conn: u64, msg: &Message, buf: &mut Vec<u8>) {
     {
         let _ = link.stats.dequeued(1, len);
     }
+    len
 }
 
 fn now_ns() -> u64 {

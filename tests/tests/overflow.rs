@@ -174,3 +174,59 @@ fn overflow_on_a_quiet_system_is_replayed_and_shown_resyncing() {
     let log = s.cmgrd.as_ref().unwrap().log();
     assert!(log.contains("queue passed its limit"), "{log}");
 }
+
+/// The number after `- NAME: ` in `show queue`.
+fn queue_field(s: &Setup, name: &str) -> u64 {
+    let q = show_queue(s);
+    q.lines()
+        .find_map(|l| l.strip_prefix(&format!("- {name}: ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {q}"))
+}
+
+#[test]
+fn a_replay_larger_than_the_limit_survives_changes_during_it() {
+    let s = Setup::with_args("overflow-churn", &["--max-queue", "1M"]);
+    s.ns.batch("link add v0 type veth peer name v1\nlink set v0 up\nlink set v1 up\naddr add 10.0.0.1/16 dev v0\n");
+    s.assert_in_sync(Duration::from_secs(10));
+    let fpd = s.fpd.as_ref().unwrap();
+    fpd.signal(libc::SIGSTOP);
+    let batch: String = (0..200_000u32)
+        .map(|i| {
+            format!(
+                "route add {}.{}.{}.0/24 via 10.0.0.2\n",
+                100 + i / 65536,
+                (i / 256) % 256,
+                i % 256
+            )
+        })
+        .collect();
+    s.ns.batch(&batch);
+    assert!(
+        wait_until(Duration::from_secs(20), || queue_field(&s, "overflows")
+            == 1),
+        "{}",
+        show_queue(&s)
+    );
+    fpd.signal(libc::SIGCONT);
+    // Changes keep coming while the (12 MB) replay is queued: each one
+    // must not abandon it for yet another replay.
+    assert!(
+        wait_until(Duration::from_secs(30), || queue_field(&s, "replays") >= 2),
+        "{}",
+        show_queue(&s)
+    );
+    for i in 0..30 {
+        s.ns.ip(&[
+            "route",
+            "add",
+            &format!("198.51.100.{i}/32"),
+            "via",
+            "10.0.0.2",
+        ]);
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    s.assert_in_sync(Duration::from_secs(60));
+    assert_eq!(queue_field(&s, "overflows"), 1, "{}", show_queue(&s));
+    assert_eq!(queue_field(&s, "replays"), 2, "{}", show_queue(&s));
+}
