@@ -16,6 +16,10 @@
 //! * Every op reaches every connected blade in the order the cache saw it;
 //!   a blade that connects (or whose queue overflowed) first gets the whole
 //!   cache between SyncBegin and SyncEnd.
+//! * A blade whose queue passed `--max-queue` is out of sync from that
+//!   moment (SyncState `resyncing`) until its replay is acked; the replay
+//!   is queued when its writer reports the queue drained, with no later
+//!   change needed.
 
 mod conntrack_sync;
 
