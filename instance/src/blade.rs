@@ -33,19 +33,11 @@ pub struct Outgoing {
 /// What a blade task tells the processor.
 #[derive(Debug)]
 pub enum BladeEvent {
-    Up {
-        blade: usize,
-        conn: u64,
-    },
-    Down {
-        blade: usize,
-        conn: u64,
-    },
-    /// The queue emptied after the processor asked (`want_drain`): an
-    /// overflowed blade's replay can start.
-    Drained {
-        blade: usize,
-    },
+    Up { blade: usize, conn: u64 },
+    Down { blade: usize, conn: u64 },
+    // The queue emptied after the processor asked (`want_drain`): an
+    // overflowed blade's replay can start.
+    Drained { blade: usize },
 }
 
 pub struct BladeTask {
