@@ -35,12 +35,18 @@ pub struct Outgoing {
 pub enum BladeEvent {
     Up { blade: usize, conn: u64 },
     Down { blade: usize, conn: u64 },
+    // The queue emptied after the processor asked (`want_drain`): an
+    // overflowed blade's replay can start.
+    Drained { blade: usize },
 }
 
 pub struct BladeTask {
     pub index: usize,
     pub blade: u32,
     pub endpoint: Endpoint,
+    /// The namespace cmgrd entered (`--netns`): TCP endpoints are dialled
+    /// from inside it.
+    pub netns: Option<String>,
     pub instance: u32,
     pub name: String,
     /// `-b`: the socket's send buffer.
@@ -94,7 +100,7 @@ impl BladeTask {
                         if refused {
                             warn!(endpoint = %self.endpoint, attempts = failures, "the fast path refuses this cache manager: {reason}; retrying every {} s at most", MAX_REFUSED_RETRY.as_secs());
                         } else {
-                            warn!(endpoint = %self.endpoint, attempts = failures, "cannot reach fast path: {reason}; retrying");
+                            warn!(endpoint = %self.endpoint, attempts = failures, "{}; retrying", self.unreachable(&e));
                         }
                         logged = Some((reason, tokio::time::Instant::now()));
                     }
@@ -134,7 +140,11 @@ impl BladeTask {
                             acks.abort();
                             return;
                         };
-                        self.stats.dequeued(frame.frames, frame.bytes.len() as u64);
+                        if self.stats.dequeued(frame.frames, frame.bytes.len() as u64)
+                            && events.send(event(BladeEvent::Drained { blade: self.index })).is_err()
+                        {
+                            return;
+                        }
                         if frame.conn != conn {
                             debug!(frame_conn = frame.conn, conn, "dropping a frame of an earlier connection");
                             continue;
@@ -167,6 +177,31 @@ impl BladeTask {
                 return;
             }
             tokio::time::sleep(RETRY).await;
+        }
+    }
+
+    /// Why the blade could not be reached, naming the endpoint, the
+    /// namespace it was dialled from and the error (errno included), e.g.
+    /// "blade 2: connect tcp:127.0.0.1:9000 from netns red: Connection
+    /// refused (os error 111)".
+    fn unreachable(&self, e: &TransportError) -> String {
+        let from = match &self.netns {
+            Some(ns) => format!("netns {ns}"),
+            None => "the initial netns".to_owned(),
+        };
+        match e {
+            TransportError::Io(io) => {
+                format!(
+                    "blade {}: connect {} from {from}: {io}",
+                    self.blade, self.endpoint
+                )
+            }
+            other => format!(
+                "blade {}: {} (dialled from {from}): {}",
+                self.blade,
+                self.endpoint,
+                fastpath::error_chain(other)
+            ),
         }
     }
 
@@ -279,7 +314,7 @@ async fn read_acks(
         let (header, msg) = fpc::read_frame(&mut r, &mut body).await?;
         match msg {
             Message::Ack(errors) => {
-                stats.acked.store(header.seq, Relaxed);
+                stats.acked_up_to(header.seq);
                 if !errors.is_empty() {
                     stats.rejected.fetch_add(errors.len() as u64, Relaxed);
                     for (index, err) in &errors {
@@ -290,10 +325,6 @@ async fn read_acks(
                             "fast path rejected an object"
                         );
                     }
-                }
-                let end = stats.sync_end_seq.load(Relaxed);
-                if end != 0 && header.seq >= end {
-                    stats.in_sync.store(1, Relaxed);
                 }
             }
             Message::Error { code, message } => {

@@ -18,16 +18,9 @@ struct Core {
 
 impl CacheManagerCore for Core {
     fn console(&self, command: &str) -> Result<String, String> {
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        self.events
-            .send(Event::Console {
-                line: command.to_owned(),
-                reply: tx,
-            })
-            .map_err(|_| "the cache manager is stopping".to_owned())?;
-        let answer = rx
-            .recv_timeout(Duration::from_secs(30))
-            .map_err(|_| "no answer from the cache manager".to_owned())?;
+        // Replay files are read here (a blocking thread), not by the
+        // processor.
+        let answer = crate::console::submit(&self.events, command);
         match answer.strip_prefix("error: ") {
             Some(e) => Err(e.trim().to_owned()),
             None => Ok(answer),

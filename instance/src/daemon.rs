@@ -16,6 +16,10 @@
 //! * Every op reaches every connected blade in the order the cache saw it;
 //!   a blade that connects (or whose queue overflowed) first gets the whole
 //!   cache between SyncBegin and SyncEnd.
+//! * A blade whose queue passed `--max-queue` is out of sync from that
+//!   moment (SyncState `resyncing`) until its replay is acked; the replay
+//!   is queued when its writer reports the queue drained, with no later
+//!   change needed.
 
 mod conntrack_sync;
 
@@ -85,7 +89,7 @@ pub enum DaemonError {
     Console {
         path: PathBuf,
         #[source]
-        source: std::io::Error,
+        source: crate::console::ConsoleError,
     },
 }
 
@@ -107,6 +111,12 @@ pub enum Event {
     Blade(BladeEvent),
     Console {
         line: String,
+        reply: Sender<String>,
+    },
+    /// `netlink replay [xfrm] FILE`, the file read by the console thread.
+    Replay {
+        xfrm: bool,
+        bytes: Vec<u8>,
         reply: Sender<String>,
     },
     Shutdown,
@@ -187,6 +197,19 @@ pub struct BladeLink {
     tx: mpsc::UnboundedSender<Outgoing>,
     state: LinkState,
     seq: u64,
+    /// The queue overflowed on this connection: the instance is resyncing
+    /// until the replay that follows is acked.
+    recovering: bool,
+    /// The size of the last replay queued (bytes).
+    replay_bytes: u64,
+}
+
+impl BladeLink {
+    /// Out of sync because of an overflow (replay owed or not yet acked).
+    fn recovering(&self) -> bool {
+        matches!(self.state, LinkState::Overflowed { .. })
+            || (self.recovering && self.stats.in_sync.load(Relaxed) == 0)
+    }
 }
 
 pub struct Processor {
@@ -320,6 +343,7 @@ pub fn run(config: Config, ready: impl FnOnce()) -> Result<(), DaemonError> {
             index,
             blade: *blade,
             endpoint: endpoint.clone(),
+            netns: config.netns.clone(),
             instance: config.instance_id(),
             name: config.identifier(),
             socket_buffer: config.socket_buffer,
@@ -339,10 +363,13 @@ pub fn run(config: Config, ready: impl FnOnce()) -> Result<(), DaemonError> {
             tx,
             state: LinkState::Down,
             seq: 0,
+            recovering: false,
+            replay_bytes: 0,
         });
     }
 
-    crate::console::spawn(&config.console(), ctl_tx.clone()).map_err(|source| {
+    // Removes the console's socket file when dropped (if still ours).
+    let _console = crate::console::spawn(&config.console(), ctl_tx.clone()).map_err(|source| {
         DaemonError::Console {
             path: config.console(),
             source,
@@ -421,10 +448,8 @@ pub fn run(config: Config, ready: impl FnOnce()) -> Result<(), DaemonError> {
     );
     ready();
     p.run_loop(net_rx, ctl_rx);
-    let console = p.config.console();
     drop(p); // closes the blades' queues: their tasks end
     runtime.shutdown_timeout(Duration::from_secs(1));
-    let _ = std::fs::remove_file(console);
     info!("stopped");
     Ok(())
 }
@@ -648,6 +673,9 @@ impl Processor {
                 Event::Blade(e) => self.on_blade(e),
                 Event::Console { line, reply } => {
                     let _ = reply.send(crate::console::answer(self, &line));
+                }
+                Event::Replay { xfrm, bytes, reply } => {
+                    let _ = reply.send(crate::console::replayed(self, xfrm, &bytes));
                 }
                 Event::Shutdown => return,
             }
@@ -1352,6 +1380,7 @@ impl Processor {
                 let link = &mut self.blades[blade];
                 link.state = LinkState::Up { conn };
                 link.seq = 0;
+                link.recovering = false;
                 self.replay(blade);
             }
             BladeEvent::Down { blade, conn } => {
@@ -1359,8 +1388,20 @@ impl Processor {
                 if matches!(link.state, LinkState::Up { conn: c } | LinkState::Overflowed { conn: c } if c == conn)
                 {
                     link.state = LinkState::Down;
+                    link.recovering = false;
                 }
             }
+            BladeEvent::Drained { .. } => self.check_overflowed(),
+        }
+    }
+
+    /// The instance's SyncState: `resyncing` also while a blade whose
+    /// queue overflowed waits for (or has not yet acked) its replay.
+    pub fn sync_state(&self) -> SyncState {
+        if self.state == SyncState::Synced && self.blades.iter().any(BladeLink::recovering) {
+            SyncState::Resyncing
+        } else {
+            self.state
         }
     }
 
@@ -1387,15 +1428,18 @@ impl Processor {
             "replaying the cache"
         );
         let mut frames = Vec::new();
-        send(link, conn, &Message::SyncBegin { generation }, &mut frames);
+        let mut bytes = send(link, conn, &Message::SyncBegin { generation }, &mut frames);
         let mut it = objects.into_iter().peekable();
         while it.peek().is_some() {
             let batch: Vec<(Op, Object)> = it.by_ref().take(BATCH).map(|o| (Op::Add, o)).collect();
-            send(link, conn, &Message::Batch(batch), &mut frames);
+            bytes += send(link, conn, &Message::Batch(batch), &mut frames);
         }
         // Known before it is sent, so that its ack cannot come first.
-        link.stats.sync_end_seq.store(link.seq + 1, Relaxed);
-        send(link, conn, &Message::SyncEnd { generation }, &mut frames);
+        link.stats
+            .sync_end_seq
+            .store(link.seq + 1, std::sync::atomic::Ordering::SeqCst);
+        bytes += send(link, conn, &Message::SyncEnd { generation }, &mut frames);
+        link.replay_bytes = bytes;
     }
 
     /// Sends the pending ops to every blade that is up.
@@ -1435,7 +1479,16 @@ impl Processor {
                 _ => &msg,
             };
             send(link, conn, msg, &mut frame);
-            if link.stats.in_queue_bytes.load(Relaxed) > self.config.max_queue as u64 {
+            // Until its replay is acked, a blade may hold that replay on
+            // top of the limit: a replay larger than --max-queue is not
+            // abandoned by the next change (and replayed again, forever).
+            let allowance = match link.stats.in_sync.load(Relaxed) {
+                0 => link.replay_bytes,
+                _ => 0,
+            };
+            if link.stats.in_queue_bytes.load(Relaxed)
+                > (self.config.max_queue as u64).saturating_add(allowance)
+            {
                 overflowed.push(index);
             }
         }
@@ -1455,15 +1508,21 @@ impl Processor {
                 "fast path queue passed its limit; will resync it"
             );
             link.stats.overflows.fetch_add(1, Relaxed);
+            link.stats.lost_sync();
+            link.recovering = true;
             link.state = LinkState::Overflowed { conn };
         }
     }
 
+    /// Replays each overflowed blade whose queue has drained. Called after
+    /// every flush and on `BladeEvent::Drained`, which the writer sends
+    /// when an overflowed queue empties: the replay starts on a quiet
+    /// system too, with no later change to carry it.
     fn check_overflowed(&mut self) {
         for index in 0..self.blades.len() {
             let link = &mut self.blades[index];
             if let LinkState::Overflowed { conn } = link.state {
-                if link.stats.in_queue.load(Relaxed) == 0 {
+                if link.stats.want_drain() {
                     link.state = LinkState::Up { conn };
                     self.replay(index);
                 }
@@ -1493,8 +1552,9 @@ impl Processor {
     }
 }
 
-/// Encodes `msg` with the blade's next sequence number and queues it.
-fn send(link: &mut BladeLink, conn: u64, msg: &Message, buf: &mut Vec<u8>) {
+/// Encodes `msg` with the blade's next sequence number and queues it;
+/// returns its size in bytes.
+fn send(link: &mut BladeLink, conn: u64, msg: &Message, buf: &mut Vec<u8>) -> u64 {
     link.seq += 1;
     buf.clear();
     msg.emit(link.seq, buf);
@@ -1510,8 +1570,9 @@ fn send(link: &mut BladeLink, conn: u64, msg: &Message, buf: &mut Vec<u8>) {
         })
         .is_err()
     {
-        link.stats.dequeued(1, len);
+        let _ = link.stats.dequeued(1, len);
     }
+    len
 }
 
 fn now_ns() -> u64 {

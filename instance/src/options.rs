@@ -95,7 +95,7 @@ pub fn command() -> Command {
             .help("Network namespace to listen in (as `ip netns` names it)"))
         .arg(Arg::new("blade").long("blade").value_name("B[=ENDPOINT]").action(ArgAction::Append)
             .value_parser(parse_blade)
-            .help("Blade to sync, at unix:PATH or tcp:HOST:PORT (default /run/fpsync/fpd<B>.sock); repeatable; default blade 1"))
+            .help("Blade to sync, at unix:PATH or tcp:HOST:PORT (default /run/fpsync/fpd<B>.sock); repeatable; default blade 1. TCP endpoints are dialled from inside --netns (127.0.0.1 is that namespace's loopback)"))
         .arg(Arg::new("sync-mask").short('S').long("sync-mask").value_name("mask")
             .value_parser(features::parse_mask)
             .help("Features to synchronize, as the seed's flag mask (default 0x1ffff: all; without 0x4000, tap pattern only, BPF syncs any application's filters)"))

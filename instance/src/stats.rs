@@ -2,7 +2,7 @@
 //! netlink`), per blade queue (`show queue`), and sync events.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 
 use serde::Serialize;
 
@@ -74,8 +74,12 @@ pub struct QueueStats {
     pub overflows: AtomicU64,
     pub connected: AtomicU64,
     /// Sequence number of the last SyncEnd sent, and whether it was acked.
+    /// `u64::MAX` while a replay is owed (the queue overflowed).
     pub sync_end_seq: AtomicU64,
     pub in_sync: AtomicU64,
+    /// Set by the processor when the queue overflowed: the writer tells it
+    /// (`BladeEvent::Drained`) when the queue next reaches empty.
+    pub drain_wanted: AtomicBool,
 }
 
 impl QueueStats {
@@ -88,9 +92,49 @@ impl QueueStats {
         self.highest_in_queue.fetch_max(before + frames, Relaxed);
     }
 
-    pub fn dequeued(&self, frames: u64, bytes: u64) {
-        self.in_queue.fetch_sub(frames, Relaxed);
+    /// Counts frames taken off the queue; true when that emptied a queue
+    /// the processor waits on (`drain_wanted`), which is then cleared.
+    /// SeqCst pairs with [`QueueStats::want_drain`]: either the writer
+    /// sees the wish or the processor sees the empty queue.
+    pub fn dequeued(&self, frames: u64, bytes: u64) -> bool {
         self.in_queue_bytes.fetch_sub(bytes, Relaxed);
+        let left = self.in_queue.fetch_sub(frames, SeqCst) - frames;
+        left == 0 && self.drain_wanted.swap(false, SeqCst)
+    }
+
+    /// Asks the writer to report the queue's next drain; true when it is
+    /// already empty (then nothing will be reported).
+    pub fn want_drain(&self) -> bool {
+        self.drain_wanted.store(true, SeqCst);
+        if self.in_queue.load(SeqCst) == 0 {
+            self.drain_wanted.store(false, SeqCst);
+            return true;
+        }
+        false
+    }
+
+    /// The queue overflowed: out of sync until a new replay is acked.
+    pub fn lost_sync(&self) {
+        self.sync_end_seq.store(u64::MAX, SeqCst);
+        self.in_sync.store(0, SeqCst);
+    }
+
+    /// An ack of `seq` arrived: in sync when it covers the last SyncEnd.
+    pub fn acked_up_to(&self, seq: u64) {
+        self.acked.store(seq, Relaxed);
+        loop {
+            let end = self.sync_end_seq.load(SeqCst);
+            if end == 0 || seq < end {
+                return;
+            }
+            self.in_sync.store(1, SeqCst);
+            // The processor may have marked the blade out of sync (or
+            // sent a new replay) between the load and the store.
+            if self.sync_end_seq.load(SeqCst) == end {
+                return;
+            }
+            self.in_sync.store(0, SeqCst);
+        }
     }
 
     pub fn snapshot(&self) -> QueueSnapshot {

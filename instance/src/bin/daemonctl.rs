@@ -1,12 +1,17 @@
 //! `daemonctl cmgrd[<id>] [command...]`: the cache manager's console
 //! client. With a command, prints its answer; without, reads commands from
 //! standard input, one a line, until `quit` or end of input.
+//!
+//! An answer is trusted only from a server run by root or by the caller's
+//! own uid (SO_PEERCRED), and, when the instance's pid file
+//! (`/run/fpsync/cmgrd<id>.pid`) names a live process, from that process:
+//! `/tmp` is world-writable, so anyone could have bound the path first.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::process::ExitCode;
 
-use instance::console::console_path;
+use instance::console::{console_path, peer_cred, user_name};
 
 fn usage() -> ExitCode {
     eprintln!("usage: daemonctl cmgrd[<id>] [command...]   (try: daemonctl cmgrd help)");
@@ -43,6 +48,13 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if let Err(why) = trusted(&stream, instance) {
+        eprintln!(
+            "daemonctl: not trusting {}: {why}; is someone squatting the console path?",
+            path.display()
+        );
+        return ExitCode::from(1);
+    }
     let commands: Vec<String> = if args.len() > 1 {
         vec![args[1..].join(" ")]
     } else {
@@ -60,6 +72,44 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// Whether the console's server may be believed: root or our own uid, and
+/// the pid of the instance's pid file when that names a live process.
+fn trusted(stream: &UnixStream, instance: Option<u32>) -> Result<(), String> {
+    let cred = peer_cred(stream).map_err(|e| format!("cannot read its credentials: {e}"))?;
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let ours = unsafe { libc::getuid() };
+    if cred.uid != 0 && cred.uid != ours {
+        return Err(format!(
+            "its server runs as uid {} ({}, pid {}), neither root nor uid {ours}",
+            cred.uid,
+            user_name(cred.uid),
+            cred.pid
+        ));
+    }
+    let pid_file = match instance {
+        Some(i) => format!("/run/fpsync/cmgrd{i}.pid"),
+        None => "/run/fpsync/cmgrd.pid".to_owned(),
+    };
+    let recorded = std::fs::read_to_string(&pid_file)
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok())
+        .filter(|pid| *pid > 0 && alive(*pid));
+    match recorded {
+        Some(pid) if pid != cred.pid => Err(format!(
+            "its server is pid {}, but {pid_file} names pid {pid}",
+            cred.pid
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Whether a process with this pid exists (kill with signal 0).
+fn alive(pid: i32) -> bool {
+    // SAFETY: kill with signal 0 only checks that the process exists.
+    let ret = unsafe { libc::kill(pid, 0) };
+    ret == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
 /// Sends each command and prints each answer (answers end with an empty
