@@ -1071,7 +1071,7 @@ impl Processor {
 
     /// Changes the kernel makes without telling, that follow a link's news:
     /// * IPv4 routes (and nexthop objects) are deleted without RTM_DELROUTE
-    ///   when their link goes down;
+    ///   when their link goes down, administratively or by carrier loss;
     /// * the first end of a new veth pair is announced before its peer
     ///   exists (IFLA_LINK 0), and gets its peer's index silently.
     ///
@@ -1083,9 +1083,20 @@ impl Processor {
         }
         let Object::Link(new) = obj else { return };
         const IFF_UP: u32 = 1;
+        // The kernel reports IFF_LOWER_UP (carrier) only while IFF_UP.
+        const IFF_LOWER_UP: u32 = 0x1_0000;
         let old = self.cache.get(&ObjectKey::Link(new.ifindex));
         let new_veth = old.is_none() && new.kind == "veth";
         let was_up = matches!(old, Some(Object::Link(old)) if old.flags & IFF_UP != 0);
+        // Carrier loss with the link left up (its veth peer down, a cable
+        // pulled; NETDEV_CHANGE) flushes like admin down, also silently:
+        // nexthop_flush_dev deletes the nexthop objects on the link (both
+        // families) and shrinks their groups, which deletes the IPv4
+        // routes using them (an IPv6 route's deletion is announced);
+        // fib_sync_down_dev only marks other routes linkdown, which is not
+        // synced. Its non-permanent neighbours go with RTM_DELNEIGH.
+        let had_carrier = matches!(old, Some(Object::Link(old)) if old.flags & IFF_LOWER_UP != 0);
+        let carrier_lost = had_carrier && new.flags & IFF_LOWER_UP == 0;
         // A port's or a bridge's MAC change re-points the bridge's local
         // FDB entries without telling (br_fdb_changeaddr).
         let mac_moved = matches!(old, Some(Object::Link(old)) if old.mac != new.mac)
@@ -1096,10 +1107,11 @@ impl Processor {
         if mac_moved {
             self.schedule(&[Scope::Fdb]);
         }
-        if was_up && new.flags & IFF_UP == 0 && self.cache.routes_depend_on(new.ifindex, None) {
+        let went_down = (was_up && new.flags & IFF_UP == 0) || carrier_lost;
+        if went_down && self.cache.routes_depend_on(new.ifindex, None) {
             debug!(
                 ifindex = new.ifindex,
-                "link down: re-dumping routes and nexthops"
+                carrier_lost, "link down: re-dumping routes and nexthops"
             );
             self.schedule(&[
                 Scope::Nexthops,
