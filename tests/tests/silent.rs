@@ -80,3 +80,206 @@ fn carrier_loss_and_recovery() {
     );
     p.s.assert_in_sync(SYNC);
 }
+
+/// Runs `ip` in the near namespace, then the fast path must equal Linux.
+fn step(p: &Pair, cmd: &str) {
+    let args: Vec<&str> = cmd.split_whitespace().collect();
+    p.s.ns.ip(&args);
+    p.s.assert_in_sync(SYNC);
+}
+
+/// `ip link set c1 netns FAR`: to its old namespace the link is
+/// unregistered (RTM_DELLINK, its addresses' RTM_DELADDR), its IPv4
+/// routes and its nexthops go silently.
+#[test]
+fn link_moved_to_another_namespace() {
+    let p = Pair::new("netns");
+    step(&p, &format!("link set c1 netns {}", p.far.name));
+    // And one moved in: announced with none of its addresses.
+    p.far.ip(&["link", "set", "c1", "netns", &p.s.ns.name]);
+    p.s.assert_in_sync(SYNC);
+    step(&p, "link set c1 up");
+}
+
+/// The far end deletes its end of the pair: the near end goes too.
+#[test]
+fn veth_peer_deleted() {
+    let p = Pair::new("peerdel");
+    p.far.ip(&["link", "del", "c2"]);
+    p.s.assert_in_sync(SYNC);
+}
+
+/// Deleting a group's member shrinks the group silently, and the IPv4
+/// routes on the member alone go silently; deleting its last member
+/// deletes the group and the routes on it.
+#[test]
+fn nexthop_group_member_deleted() {
+    let p = Pair::new("nhmember");
+    step(&p, "nexthop del id 1");
+    step(&p, "nexthop del id 2");
+    step(&p, "nexthop del id 3");
+    step(&p, "nexthop del id 4");
+}
+
+/// Addresses without their prefix route (`noprefixroute`), and switching
+/// an address's prefix route off and on with `ip addr change`.
+#[test]
+fn noprefixroute_addresses() {
+    let p = Pair::new("noprefix");
+    step(&p, "addr add 10.3.0.1/24 dev c1 noprefixroute");
+    step(&p, "route add 10.9.0.0/24 dev c1 src 10.3.0.1");
+    step(&p, "addr del 10.3.0.1/24 dev c1");
+    step(&p, "addr change 10.1.0.1/24 dev c1 noprefixroute");
+    step(&p, "addr change 10.1.0.1/24 dev c1");
+    step(&p, "addr add 2001:db8:3::1/64 dev c1 nodad noprefixroute");
+    step(&p, "addr del 2001:db8:3::1/64 dev c1");
+    step(
+        &p,
+        "addr change 2001:db8:1::1/64 dev c1 nodad noprefixroute",
+    );
+    step(&p, "addr change 2001:db8:1::1/64 dev c1 nodad");
+}
+
+/// Enslaving a link with addresses, routes and nexthops to a bridge, and
+/// releasing it; with the port down; and deleting the bridge under it.
+#[test]
+fn master_and_nomaster() {
+    let p = Pair::new("master");
+    step(&p, "link add br0 type bridge");
+    step(&p, "link set br0 up");
+    step(&p, "link set d1 master br0");
+    step(&p, "link set d1 nomaster");
+    step(&p, "link set d1 down");
+    step(&p, "link set d1 master br0");
+    step(&p, "link set d1 up");
+    step(&p, "link set c1 master br0");
+    step(&p, "link del br0");
+}
+
+/// MTU changes: below 1280 IPv6 leaves the link (addrconf_ifdown: its
+/// addresses, routes and IPv6 nexthops), back above it returns with a
+/// new link-local address only.
+#[test]
+fn mtu_changes() {
+    let p = Pair::new("mtu");
+    step(&p, "link set c1 mtu 9000");
+    step(&p, "link set c1 mtu 1280");
+    step(&p, "link set c1 mtu 1200");
+    step(&p, "link set c1 mtu 1500");
+    step(
+        &p,
+        "route add 10.8.0.0/24 via 10.1.0.2 dev c1 mtu lock 1400",
+    );
+    step(&p, "link set c1 mtu 1300");
+}
+
+/// Neighbour flushes: on admin down, a MAC change, the last IPv4 address
+/// removed (arp_ifdown), IPv6 switched off on the link.
+#[test]
+fn neighbour_flushes() {
+    let p = Pair::new("neigh");
+    step(&p, "link set c1 address 02:00:00:00:01:01");
+    step(
+        &p,
+        "neigh add 10.1.0.7 lladdr 02:00:00:00:00:07 dev c1 nud stale",
+    );
+    step(&p, "addr del 10.1.0.1/24 dev c1");
+    step(
+        &p,
+        "neigh add 2001:db8:1::7 lladdr 02:00:00:00:00:07 dev c1 nud stale",
+    );
+    sysctl(&p.s.ns, "net.ipv6.conf.c1.disable_ipv6=1");
+    p.s.assert_in_sync(SYNC);
+    sysctl(&p.s.ns, "net.ipv6.conf.c1.disable_ipv6=0");
+    p.s.assert_in_sync(SYNC);
+    step(
+        &p,
+        "neigh add 10.1.0.8 lladdr 02:00:00:00:00:08 dev c1 nud reachable",
+    );
+    step(&p, "link set c1 down");
+}
+
+/// With net.ipv6.route.skip_notify_on_dev_down=1 the kernel deletes a
+/// downed link's IPv6 routes without RTM_DELROUTE (rt6_sync_down_dev).
+#[test]
+fn ipv6_routes_deleted_without_notification_on_link_down() {
+    let p = Pair::new("skipnotify");
+    sysctl(&p.s.ns, "net.ipv6.route.skip_notify_on_dev_down=1");
+    step(&p, "link set c1 down");
+    step(&p, "link set c1 up");
+    p.far.ip(&["link", "set", "d2", "down"]);
+    p.s.assert_in_sync(SYNC);
+    step(&p, "link set d1 down");
+}
+
+/// `sysctl -w` inside a namespace.
+fn sysctl(ns: &Netns, setting: &str) {
+    fpsync_tests::sh(&["ip", "netns", "exec", &ns.name, "sysctl", "-qw", setting]);
+}
+
+/// The far end moves to a third namespace: the near end loses carrier
+/// and its link-netnsid changes (announced); then that namespace goes,
+/// and the pair with it.
+#[test]
+fn veth_peer_moved_to_another_namespace() {
+    let p = Pair::new("peermove");
+    let third = Netns::new("peermove-third");
+    p.far.ip(&["link", "set", "c2", "netns", &third.name]);
+    p.s.assert_in_sync(SYNC);
+    third.ip(&["link", "set", "c2", "up"]);
+    p.s.assert_in_sync(SYNC);
+    drop(third);
+    p.s.assert_in_sync(SYNC);
+}
+
+/// Removing a link's primary IPv4 address: without promotion its
+/// secondaries go (announced), and with the last address every IPv4 route
+/// through the link (fib_disable_ip, silent); with promote_secondaries a
+/// secondary becomes primary and routes using the old one as source go.
+#[test]
+fn primary_address_removed() {
+    let p = Pair::new("primary");
+    step(&p, "addr add 10.1.0.100/24 dev c1");
+    step(&p, "route add 10.9.0.0/24 dev c1 src 10.1.0.100");
+    step(&p, "addr del 10.1.0.1/24 dev c1");
+    sysctl(&p.s.ns, "net.ipv4.conf.d1.promote_secondaries=1");
+    step(&p, "addr add 10.2.0.100/24 dev d1");
+    step(&p, "route add 10.10.0.0/24 dev d1 src 10.2.0.1");
+    step(&p, "route add 10.11.0.0/24 dev d1 src 10.2.0.100");
+    step(&p, "addr del 10.2.0.1/24 dev d1");
+}
+
+/// A bridge whose only port loses carrier loses carrier itself: the
+/// nexthops and routes on the bridge go as on any link (NETDEV_CHANGE).
+#[test]
+fn bridge_loses_carrier_with_its_port() {
+    let p = Pair::new("brcarrier");
+    p.s.ns.batch(
+        "link add br0 type bridge\nlink set d1 master br0\nlink set br0 up\n\
+         addr add 10.5.0.1/24 dev br0\nnexthop add id 5 via 10.5.0.2 dev br0\n\
+         route add 10.50.0.0/24 nhid 5\nroute add 10.51.0.0/24 via 10.5.0.2 dev br0\n",
+    );
+    fpsync_tests::sh(&[
+        "bridge",
+        "-n",
+        &p.s.ns.name,
+        "fdb",
+        "add",
+        "02:00:00:00:00:09",
+        "dev",
+        "d1",
+        "master",
+        "dynamic",
+    ]);
+    assert!(wait_until(SYNC, || p
+        .s
+        .ns
+        .ip(&["link", "show", "br0"])
+        .contains("LOWER_UP")));
+    p.s.assert_in_sync(SYNC);
+    p.far.ip(&["link", "set", "d2", "down"]);
+    assert!(wait_until(SYNC, || !p.nexthops().contains("id 5 ")));
+    p.s.assert_in_sync(SYNC);
+    p.far.ip(&["link", "set", "d2", "up"]);
+    p.s.assert_in_sync(SYNC);
+}
