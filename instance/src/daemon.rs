@@ -1087,7 +1087,6 @@ impl Processor {
         const IFF_LOWER_UP: u32 = 0x1_0000;
         let old = self.cache.get(&ObjectKey::Link(new.ifindex));
         let new_veth = old.is_none() && new.kind == "veth";
-        let was_up = matches!(old, Some(Object::Link(old)) if old.flags & IFF_UP != 0);
         // Carrier loss with the link left up (its veth peer down, a cable
         // pulled; NETDEV_CHANGE) flushes like admin down, also silently:
         // nexthop_flush_dev deletes the nexthop objects on the link (both
@@ -1095,8 +1094,14 @@ impl Processor {
         // routes using them (an IPv6 route's deletion is announced);
         // fib_sync_down_dev only marks other routes linkdown, which is not
         // synced. Its non-permanent neighbours go with RTM_DELNEIGH.
-        let had_carrier = matches!(old, Some(Object::Link(old)) if old.flags & IFF_LOWER_UP != 0);
-        let carrier_lost = had_carrier && new.flags & IFF_LOWER_UP == 0;
+        //
+        // Judged on the link's state, not on a change from the cached one:
+        // the link poll's dump may have cached the new flags before the
+        // announcement (queued behind the listener) is processed. Both
+        // flushes run before their announcement (linkwatch's carrier
+        // change is a notifier call, then RTM_NEWLINK), so a re-dump it
+        // schedules finds them done.
+        let carrier_lost = new.flags & IFF_UP != 0 && new.flags & IFF_LOWER_UP == 0;
         // A port's or a bridge's MAC change re-points the bridge's local
         // FDB entries without telling (br_fdb_changeaddr).
         let mac_moved = matches!(old, Some(Object::Link(old)) if old.mac != new.mac)
@@ -1107,7 +1112,7 @@ impl Processor {
         if mac_moved {
             self.schedule(&[Scope::Fdb]);
         }
-        let went_down = (was_up && new.flags & IFF_UP == 0) || carrier_lost;
+        let went_down = new.flags & IFF_UP == 0 || carrier_lost;
         if went_down && self.cache.routes_depend_on(new.ifindex, None) {
             debug!(
                 ifindex = new.ifindex,
