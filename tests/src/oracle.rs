@@ -1029,7 +1029,7 @@ struct CtText {
 impl CtText {
     fn text(&self, proto: &str) -> String {
         format!(
-            "{proto} {}:{} > {}:{}",
+            "proto {proto} {}:{} > {}:{}",
             self.src, self.sport, self.dst, self.dport
         )
     }
@@ -1040,6 +1040,8 @@ impl CtText {
 /// zone=3 use=1`; the first tuple is the original, the second the reply.
 fn conntrack(side: &mut Side, line: &str, ipv6: bool) {
     let words: Vec<&str> = line.split_whitespace().collect();
+    // The protocol's number (the second word), not its name, which
+    // conntrack spells its own way.
     let Some(proto) = words.get(1) else { return };
     let mut tuples = [CtText::default(), CtText::default()];
     let mut at = 0usize;
@@ -1302,19 +1304,12 @@ pub fn fastpath(objects: &[Object], features: &Features) -> Side {
                 put(&mut side, "nft rule", key, r);
             }
             Object::Conntrack(ct) => {
-                let proto = match ct.orig.proto {
-                    6 => "tcp".to_owned(),
-                    17 => "udp".into(),
-                    1 => "icmp".into(),
-                    58 => "icmpv6".into(),
-                    132 => "sctp".into(),
-                    33 => "dccp".into(),
-                    136 => "udplite".into(),
-                    47 => "gre".into(),
-                    n => format!("unknown-{n}"),
-                };
+                let proto = ct.orig.proto;
                 let text = |t: &fastpath::fpc::CtTuple| {
-                    format!("{proto} {}:{} > {}:{}", t.src, t.sport, t.dst, t.dport)
+                    format!(
+                        "proto {proto} {}:{} > {}:{}",
+                        t.src, t.sport, t.dst, t.dport
+                    )
                 };
                 let mut r = Record::new();
                 r.insert("reply", text(&ct.reply));
@@ -1355,8 +1350,8 @@ mod tests {
             true,
         );
         let (key, r) = side.iter().next().unwrap();
-        assert_eq!(key.1, "zone 0 icmp 10.1.0.1:55 > 10.1.0.2:2048");
-        assert_eq!(r["reply"], "icmp 10.1.0.2:55 > 10.1.0.1:0");
+        assert_eq!(key.1, "zone 0 proto 1 10.1.0.1:55 > 10.1.0.2:2048");
+        assert_eq!(r["reply"], "proto 1 10.1.0.2:55 > 10.1.0.1:0");
         assert_eq!(r["seen_reply"], "false");
     }
 
