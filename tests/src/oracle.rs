@@ -855,11 +855,13 @@ fn fdb(side: &mut Side, e: &Value, ix: &Names, f: &Features) {
         return;
     }
     // A learned entry ages from REACHABLE to STALE silently: only
-    // permanent and static (NUD_NOARP) are configuration.
+    // permanent and static (NUD_NOARP) are configuration. bridge prints
+    // one name per state, PERMANENT before NOARP (a VXLAN remote's
+    // 0xc0 reads "permanent"): the state is compared as that name.
     let state = match s(&e["state"]).as_str() {
-        "permanent" => "0x80",
-        "static" => "0x40",
-        _ => "0x2",
+        "permanent" => "permanent",
+        "static" => "static",
+        _ => "dynamic",
     };
     let vlan = named(&[], &e["vlan"], 0);
     // The entry's identity: its bridge for a bridge's entry (it moves
@@ -1264,7 +1266,12 @@ pub fn fastpath(objects: &[Object], features: &Features) -> Side {
                 r.insert("dev", e.ifindex.to_string());
                 r.insert("master", e.master.to_string());
                 r.insert("vni", e.vni.to_string());
-                r.insert("state", format!("{:#x}", e.state));
+                let state = match e.state {
+                    st if st & 0x80 != 0 => "permanent",
+                    st if st & 0x40 != 0 => "static",
+                    _ => "dynamic",
+                };
+                r.insert("state", state.into());
                 r.insert("flags", format!("{:#x}", e.flags));
                 let key = format!(
                     "domain #{} {} vlan {} dst {}",
