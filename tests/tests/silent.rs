@@ -313,3 +313,51 @@ fn bridge_loses_carrier_with_its_port() {
     p.far.ip(&["link", "set", "d2", "up"]);
     p.s.assert_equal_to_linux(SYNC);
 }
+
+/// A macvlan on c1 loses carrier with it (the kernel stacks the lower
+/// link's operstate onto it: NETDEV_CHANGE on the macvlan too), and its
+/// nexthops and routes go as on any link.
+#[test]
+fn stacked_link_loses_carrier_with_its_lower() {
+    let p = Pair::new("stacked");
+    p.s.ns.batch(
+        "link add mv0 link c1 type macvlan mode bridge\nlink set mv0 up\n\
+         addr add 10.6.0.1/24 dev mv0\nnexthop add id 6 via 10.6.0.2 dev mv0\n\
+         route add 10.60.0.0/24 nhid 6\n",
+    );
+    p.s.assert_equal_to_linux(SYNC);
+    p.far.ip(&["link", "set", "c2", "down"]);
+    p.await_flush(6);
+    p.s.assert_equal_to_linux(SYNC);
+    p.far.ip(&["link", "set", "c2", "up"]);
+    p.s.assert_equal_to_linux(SYNC);
+}
+
+/// A bridge port with learned-like (dynamic) and static FDB entries moved
+/// to another namespace: it leaves the bridge on the way (br_del_if), its
+/// entries go, the bridge may take another MAC.
+#[test]
+fn bridge_port_moved_to_another_namespace() {
+    let p = Pair::new("portmove");
+    p.s.ns
+        .batch("link add br0 type bridge\nlink set d1 master br0\nlink set br0 up\n");
+    for (mac, how) in [
+        ("02:00:00:00:00:09", "dynamic"),
+        ("02:00:00:00:00:0a", "static"),
+    ] {
+        fpsync_tests::sh(&[
+            "bridge",
+            "-n",
+            &p.s.ns.name,
+            "fdb",
+            "add",
+            mac,
+            "dev",
+            "d1",
+            "master",
+            how,
+        ]);
+    }
+    p.s.assert_equal_to_linux(SYNC);
+    step(&p, &format!("link set d1 netns {}", p.far.name));
+}
