@@ -372,11 +372,14 @@ impl Setup {
         oracle::compare(&self.ns.name, &self.endpoint, &self.features)
     }
 
-    /// Waits until the check is empty, then until the oracle is; panics
-    /// with the differences and the daemons' logs otherwise.
+    /// Waits until the check is empty, then until the oracle is, both
+    /// within `timeout` of the call (the oracle compares at least once);
+    /// panics with the differences and the daemons' logs otherwise.
     pub fn assert_equal_to_linux(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
         self.assert_in_sync(timeout);
-        let diffs = oracle::compare_until(&self.ns.name, &self.endpoint, &self.features, timeout);
+        let left = deadline.saturating_duration_since(Instant::now());
+        let diffs = oracle::compare_until(&self.ns.name, &self.endpoint, &self.features, left);
         if !diffs.is_empty() {
             let n = diffs.len();
             let shown: Vec<_> = diffs.into_iter().take(40).collect();
