@@ -57,8 +57,8 @@ impl Pair {
     }
 
     /// Waits until the kernel has flushed nexthop `id` (linkwatch runs a
-    /// carrier change's flush up to a second after the carrier went: until
-    /// then there is nothing to find).
+    /// carrier change's flush from a work queue, a moment after the carrier
+    /// went: until then there is nothing to find).
     fn await_flush(&self, id: u32) {
         let gone = || !self.nexthops().contains(&format!("id {id} "));
         assert!(wait_until(SYNC, gone), "{}", self.nexthops());
@@ -137,9 +137,10 @@ fn veth_peer_deleted() {
     p.s.assert_equal_to_linux(SYNC);
 }
 
-/// Deleting a group's member shrinks the group silently, and the IPv4
-/// routes on the member alone go silently; deleting its last member
-/// deletes the group and the routes on it.
+/// Deleting a group's member: the group's shrinking is announced
+/// (RTM_NEWNEXTHOP), the IPv4 routes on the member alone go silently;
+/// deleting its last member deletes the group (announced) and the IPv4
+/// routes on it (silently).
 #[test]
 fn nexthop_group_member_deleted() {
     let p = Pair::new("nhmember");
@@ -185,8 +186,9 @@ fn master_and_nomaster() {
 }
 
 /// MTU changes: below 1280 IPv6 leaves the link (addrconf_ifdown: its
-/// addresses, routes and IPv6 nexthops), back above it returns with a
-/// new link-local address only.
+/// addresses, routes and neighbours, each announced; its IPv6 nexthop
+/// objects stay), back above it returns with a new link-local address
+/// only. An IPv4 route with `mtu lock` keeps its metric.
 #[test]
 fn mtu_changes() {
     let p = Pair::new("mtu");
