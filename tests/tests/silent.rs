@@ -363,3 +363,31 @@ fn bridge_port_moved_to_another_namespace() {
     p.s.assert_equal_to_linux(SYNC);
     step(&p, &format!("link set d1 netns {}", p.far.name));
 }
+
+/// Lifetimes running out: an IPv4 address's valid_lft (its deletion is
+/// announced, the routes using it as source go silently, as on `addr
+/// del`) and an IPv6 route's `expires` (the route's deletion by the
+/// garbage collector is announced).
+#[test]
+fn lifetimes_expire() {
+    let p = Pair::new("lifetimes");
+    sysctl(&p.s.ns, "net.ipv6.route.gc_interval=1");
+    p.s.ns.batch(
+        "addr add 10.7.0.1/24 dev d1 valid_lft 2 preferred_lft 1\n\
+         route add 10.70.0.0/24 dev d1 src 10.7.0.1\n\
+         route add 2001:db8:300::/64 via 2001:db8:1::2 expires 2\n",
+    );
+    p.s.assert_equal_to_linux(SYNC);
+    let gone = || {
+        !p.s.ns
+            .ip(&["addr", "show", "dev", "d1"])
+            .contains("10.7.0.1")
+            && p.s
+                .ns
+                .ip(&["-6", "route", "show", "2001:db8:300::/64"])
+                .trim()
+                .is_empty()
+    };
+    assert!(wait_until(Duration::from_secs(10), gone));
+    p.s.assert_equal_to_linux(SYNC);
+}
