@@ -854,6 +854,7 @@ impl Processor {
             match event {
                 Ok(NlEvent::New(obj)) if self.config.features.syncs(&obj) => {
                     self.watch_silent_changes(&obj);
+                    self.watch_replaced(&obj, msg.flags);
                     self.pending.extend(self.cache.upsert(obj));
                 }
                 // A switched-off feature sends nothing.
@@ -1123,6 +1124,24 @@ impl Processor {
                 Scope::Routes(AF_INET),
                 Scope::Routes(AF_INET6),
             ]);
+        }
+    }
+
+    /// `ip -6 route replace` may replace a route of another identity (IPv6
+    /// keys apart a gateway route, a device route and a nexthop-object
+    /// route of one prefix and metric): the kernel's RTM_NEWROUTE carries
+    /// NLM_F_REPLACE and the route that came, not the one that went. A
+    /// replacement whose route is not cached under its own key replaced
+    /// another: the IPv6 routes are re-dumped.
+    fn watch_replaced(&mut self, obj: &Object, nlmsg_flags: u16) {
+        const NLM_F_REPLACE: u16 = 0x100;
+        if let Object::Route(r) = obj {
+            if nlmsg_flags & NLM_F_REPLACE != 0
+                && r.dst.is_ipv6()
+                && self.cache.get(&obj.key()).is_none()
+            {
+                self.schedule(&[Scope::Routes(AF_INET6)]);
+            }
         }
     }
 

@@ -391,3 +391,20 @@ fn lifetimes_expire() {
     assert!(wait_until(Duration::from_secs(10), gone));
     p.s.assert_equal_to_linux(SYNC);
 }
+
+/// `ip -6 route replace` of a prefix by a route of another identity (a
+/// gateway route by one on a nexthop object, that by a device route, and
+/// back): the kernel announces the route that came (RTM_NEWROUTE with
+/// NLM_F_REPLACE), not the one it replaced, which IPv6 keys apart.
+#[test]
+fn ipv6_route_replaced_by_another_identity() {
+    let p = Pair::new("replace6");
+    step(&p, "route add 2001:db8:127::/64 via 2001:db8:1::5 dev c1");
+    step(&p, "route replace 2001:db8:127::/64 nhid 3");
+    step(&p, "route replace 2001:db8:127::/64 dev d1");
+    step(
+        &p,
+        "route replace 2001:db8:127::/64 via 2001:db8:2::5 dev d1",
+    );
+    step(&p, "route replace 2001:db8:127::/64 nhid 11");
+}
