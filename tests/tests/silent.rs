@@ -408,3 +408,20 @@ fn ipv6_route_replaced_by_another_identity() {
     );
     step(&p, "route replace 2001:db8:127::/64 nhid 11");
 }
+
+/// An IPv6 multipath route with a hop on each link: a link's admin down
+/// only marks its hop dead (rt6_sync_down_dev, silently), its up revives
+/// it, and its unregistering deletes that hop alone.
+#[test]
+fn ipv6_multipath_hop_on_a_link_that_goes() {
+    let p = Pair::new("mpath6");
+    step(&p, "route add 2001:db8:11a::/64 via 2001:db8:1::5 dev c1");
+    step(
+        &p,
+        "route append 2001:db8:11a::/64 via 2001:db8:2::4 dev d1",
+    );
+    step(&p, "link set c1 down");
+    step(&p, "link set c1 up");
+    step(&p, "addr add 2001:db8:1::1/64 dev c1 nodad");
+    step(&p, &format!("link set c1 netns {}", p.far.name));
+}
