@@ -196,17 +196,34 @@ impl Cache {
 
     /// Applies an RTM_DELROUTE. For an IPv6 multipath route, a message that
     /// names only some of its hops removes those hops (the route stays,
-    /// single-hop when one is left); otherwise the route goes.
+    /// single-hop when one is left); otherwise the route goes. An IPv6
+    /// deletion that names none of the cached route's hops is left alone:
+    /// it is of a version the cache no longer holds (a re-dump, run while
+    /// the message waited in the listener's queue, already has the route
+    /// without that hop).
     pub fn remove_route(&mut self, gone: Route) -> Option<(Op, Object)> {
         let key = ObjectKey::Route(gone.key());
         if let (Some(Object::Route(cached)), true) = (self.get(&key), gone.dst.is_ipv6()) {
+            let removed: Vec<&Hop> = match &gone.nexthops {
+                NextHops::Single(h) => vec![h],
+                NextHops::Multipath(hs) => hs.iter().collect(),
+                _ => Vec::new(),
+            };
+            let same = |a: &Hop, b: &Hop| a.gateway == b.gateway && a.oif == b.oif;
+            let cached_hops: &[Hop] = match &cached.nexthops {
+                NextHops::Single(h) => std::slice::from_ref(h),
+                NextHops::Multipath(hs) => hs,
+                _ => &[],
+            };
+            if !removed.is_empty()
+                && !cached_hops.is_empty()
+                && !cached_hops
+                    .iter()
+                    .any(|h| removed.iter().any(|r| same(h, r)))
+            {
+                return None;
+            }
             if let NextHops::Multipath(hops) = &cached.nexthops {
-                let removed: Vec<&Hop> = match &gone.nexthops {
-                    NextHops::Single(h) => vec![h],
-                    NextHops::Multipath(hs) => hs.iter().collect(),
-                    _ => Vec::new(),
-                };
-                let same = |a: &Hop, b: &Hop| a.gateway == b.gateway && a.oif == b.oif;
                 let left: Vec<Hop> = hops
                     .iter()
                     .filter(|h| !removed.iter().any(|r| same(h, r)))
@@ -415,6 +432,31 @@ mod tests {
                 flags: 0,
             }),
         })
+    }
+
+    /// An IPv6 route via a gateway (ECMP-able: keyed without its hop) on
+    /// `oif`.
+    fn route6_via(gw: &str, oif: u32) -> Route {
+        let Object::Route(mut r) = route("2001:db8:11a::", 64, oif) else {
+            unreachable!()
+        };
+        if let NextHops::Single(h) = &mut r.nexthops {
+            h.gateway = Some(gw.parse().unwrap());
+        }
+        r
+    }
+
+    #[test]
+    fn a_deletion_naming_none_of_a_routes_hops_is_stale() {
+        let mut c = Cache::default();
+        // A re-dump already left the route on its d1 hop (oif 3) when the
+        // deletion of its c1 hop (oif 2), queued before, is applied.
+        c.upsert(Object::Route(route6_via("2001:db8:2::4", 3)));
+        assert!(c.remove_route(route6_via("2001:db8:1::5", 2)).is_none());
+        assert_eq!(c.len(ObjectKind::Route), 1);
+        // The deletion of its own hop removes it.
+        let (op, _) = c.remove_route(route6_via("2001:db8:2::4", 3)).unwrap();
+        assert_eq!((op, c.len(ObjectKind::Route)), (Op::Delete, 0));
     }
 
     #[test]

@@ -883,6 +883,7 @@ impl Processor {
             match event {
                 Ok(NlEvent::New(obj)) if self.config.features.syncs(&obj) => {
                     self.watch_silent_changes(&obj);
+                    self.watch_replaced(&obj, msg.flags);
                     self.pending.extend(self.cache.upsert(obj));
                 }
                 // A switched-off feature sends nothing.
@@ -1191,7 +1192,7 @@ impl Processor {
 
     /// Changes the kernel makes without telling, that follow a link's news:
     /// * IPv4 routes (and nexthop objects) are deleted without RTM_DELROUTE
-    ///   when their link goes down;
+    ///   when their link goes down, administratively or by carrier loss;
     /// * the first end of a new veth pair is announced before its peer
     ///   exists (IFLA_LINK 0), and gets its peer's index silently.
     ///
@@ -1203,9 +1204,25 @@ impl Processor {
         }
         let Object::Link(new) = obj else { return };
         const IFF_UP: u32 = 1;
+        // The kernel reports IFF_LOWER_UP (carrier) only while IFF_UP.
+        const IFF_LOWER_UP: u32 = 0x1_0000;
         let old = self.cache.get(&ObjectKey::Link(new.ifindex));
         let new_veth = old.is_none() && new.kind == "veth";
-        let was_up = matches!(old, Some(Object::Link(old)) if old.flags & IFF_UP != 0);
+        // Carrier loss with the link left up (its veth peer down, a cable
+        // pulled; NETDEV_CHANGE) flushes like admin down, also silently:
+        // nexthop_flush_dev deletes the nexthop objects on the link (both
+        // families) and shrinks their groups, which deletes the IPv4
+        // routes using them (an IPv6 route's deletion is announced);
+        // fib_sync_down_dev only marks other routes linkdown, which is not
+        // synced. Its non-permanent neighbours go with RTM_DELNEIGH.
+        //
+        // Judged on the link's state, not on a change from the cached one:
+        // the link poll's dump may have cached the new flags before the
+        // announcement (queued behind the listener) is processed. Both
+        // flushes run before their announcement (linkwatch's carrier
+        // change is a notifier call, then RTM_NEWLINK), so a re-dump it
+        // schedules finds them done.
+        let carrier_lost = new.flags & IFF_UP != 0 && new.flags & IFF_LOWER_UP == 0;
         // A port's or a bridge's MAC change re-points the bridge's local
         // FDB entries without telling (br_fdb_changeaddr).
         let mac_moved = matches!(old, Some(Object::Link(old)) if old.mac != new.mac)
@@ -1216,16 +1233,35 @@ impl Processor {
         if mac_moved {
             self.schedule(&[Scope::Fdb]);
         }
-        if was_up && new.flags & IFF_UP == 0 && self.cache.routes_depend_on(new.ifindex, None) {
+        let went_down = new.flags & IFF_UP == 0 || carrier_lost;
+        if went_down && self.cache.routes_depend_on(new.ifindex, None) {
             debug!(
                 ifindex = new.ifindex,
-                "link down: re-dumping routes and nexthops"
+                carrier_lost, "link down: re-dumping routes and nexthops"
             );
             self.schedule(&[
                 Scope::Nexthops,
                 Scope::Routes(AF_INET),
                 Scope::Routes(AF_INET6),
             ]);
+        }
+    }
+
+    /// `ip -6 route replace` may replace a route of another identity (IPv6
+    /// keys apart a gateway route, a device route and a nexthop-object
+    /// route of one prefix and metric): the kernel's RTM_NEWROUTE carries
+    /// NLM_F_REPLACE and the route that came, not the one that went. A
+    /// replacement whose route is not cached under its own key replaced
+    /// another: the IPv6 routes are re-dumped.
+    fn watch_replaced(&mut self, obj: &Object, nlmsg_flags: u16) {
+        const NLM_F_REPLACE: u16 = 0x100;
+        if let Object::Route(r) = obj {
+            if nlmsg_flags & NLM_F_REPLACE != 0
+                && r.dst.is_ipv6()
+                && self.cache.get(&obj.key()).is_none()
+            {
+                self.schedule(&[Scope::Routes(AF_INET6)]);
+            }
         }
     }
 

@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 
 use fastpath::fpc::{Endpoint, QueryClient};
 
+pub mod oracle;
+
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// A number unique to this test process and call.
@@ -360,6 +362,31 @@ impl Setup {
                 shown.join("\n"),
                 tail(&self.cmgrd.as_ref().map(Daemon::log).unwrap_or_default()),
                 tail(&self.fpd.as_ref().map(Daemon::log).unwrap_or_default()),
+            );
+        }
+    }
+
+    /// The oracle's differences right now: Linux as its own tools print
+    /// it against fpd's dump ([`oracle`]).
+    pub fn oracle_diff(&self) -> Vec<String> {
+        oracle::compare(&self.ns.name, &self.endpoint, &self.features)
+    }
+
+    /// Waits until the check is empty, then until the oracle is, both
+    /// within `timeout` of the call (the oracle compares at least once);
+    /// panics with the differences and the daemons' logs otherwise.
+    pub fn assert_equal_to_linux(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        self.assert_in_sync(timeout);
+        let left = deadline.saturating_duration_since(Instant::now());
+        let diffs = oracle::compare_until(&self.ns.name, &self.endpoint, &self.features, left);
+        if !diffs.is_empty() {
+            let n = diffs.len();
+            let shown: Vec<_> = diffs.into_iter().take(40).collect();
+            panic!(
+                "the check is empty but the oracle finds {n} differences after {timeout:?}:\n{}\n--- cmgrd log:\n{}",
+                shown.join("\n"),
+                tail(&self.cmgrd.as_ref().map(Daemon::log).unwrap_or_default()),
             );
         }
     }

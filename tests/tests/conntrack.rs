@@ -62,17 +62,17 @@ fn conntrack(ns: &Netns, verb: &str, extra: &[&str]) {
 fn conntrack_tool_insert_update_delete() {
     let s = Setup::new("ct-tool");
     conntrack(&s.ns, "-I", &ENTRY);
-    s.assert_in_sync(SYNC);
+    s.assert_equal_to_linux(SYNC);
     let cts = conntracks(&s);
     assert_eq!(cts.len(), 1, "{cts:?}");
     assert_eq!((cts[0].orig.sport, cts[0].orig.dport), (1000, 80));
     assert_eq!(cts[0].reply.src, cts[0].orig.dst);
     // A mark change is an update event.
     conntrack(&s.ns, "-U", &["-p", "tcp", "-s", "10.0.0.1", "--mark", "5"]);
-    s.assert_in_sync(SYNC);
+    s.assert_equal_to_linux(SYNC);
     assert_eq!(conntracks(&s)[0].mark, 5);
     conntrack(&s.ns, "-D", &["-p", "tcp", "-s", "10.0.0.1"]);
-    s.assert_in_sync(SYNC);
+    s.assert_equal_to_linux(SYNC);
     assert!(conntracks(&s).is_empty());
     let netlink = s.console("show netlink");
     assert!(netlink.contains("IPCTNL_MSG_CT_DELETE"), "{netlink}");
@@ -110,7 +110,7 @@ fn traffic_between_two_namespaces_through_the_synced_one() {
         .output()
         .unwrap();
     assert!(ping.status.success(), "{ping:?}");
-    s.assert_in_sync(SYNC);
+    s.assert_equal_to_linux(SYNC);
     let cts = conntracks(&s);
     assert!(
         cts.iter()
@@ -119,7 +119,7 @@ fn traffic_between_two_namespaces_through_the_synced_one() {
     );
     // Flushed entries are destroyed, with events.
     in_ns(&s.ns, &["conntrack", "-F"]);
-    s.assert_in_sync(SYNC);
+    s.assert_equal_to_linux(SYNC);
     assert!(conntracks(&s).is_empty());
 }
 
@@ -128,7 +128,7 @@ fn disable_flags_keep_conntrack_out() {
     for flag in ["--disable-sync-conntrack", "--disable-sync-netfilter"] {
         let s = Setup::with_args("ct-off", &[flag]);
         conntrack(&s.ns, "-I", &ENTRY);
-        s.assert_in_sync(SYNC);
+        s.assert_equal_to_linux(SYNC);
         std::thread::sleep(Duration::from_millis(200));
         assert!(conntracks(&s).is_empty(), "{flag}");
         assert_eq!(s.fp_counter("conntracks"), 0);
@@ -161,12 +161,12 @@ fn the_timeout_is_synced_as_announced_and_survives_restarts() {
     // Linux counts down without telling; the check does not call that a
     // difference.
     std::thread::sleep(Duration::from_millis(1200));
-    s.assert_in_sync(SYNC);
+    s.assert_equal_to_linux(SYNC);
     // fpd killed: the replay carries the value cmgrd was told.
     s.fpd.as_mut().unwrap().kill();
     s.start_fpd();
     assert!(holds(&s, 300), "{:?}", conntracks(&s));
-    s.assert_in_sync(SYNC);
+    s.assert_equal_to_linux(SYNC);
     // cmgrd restarted: its dump carries what Linux says now, counted down.
     std::thread::sleep(Duration::from_secs(2).saturating_sub(changed.elapsed()));
     s.cmgrd.as_mut().unwrap().kill();
@@ -178,7 +178,7 @@ fn the_timeout_is_synced_as_announced_and_survives_restarts() {
         "{:?}",
         conntracks(&s)
     );
-    s.assert_in_sync(SYNC);
+    s.assert_equal_to_linux(SYNC);
 }
 
 /// A full resync (here after an overrun) finds every entry with less of
@@ -202,7 +202,7 @@ fn a_resync_keeps_the_announced_timeouts() {
         .collect();
     s.ns.batch(&routes);
     s.cmgrd.as_ref().unwrap().signal(libc::SIGCONT);
-    s.assert_in_sync(Duration::from_secs(30));
+    s.assert_equal_to_linux(Duration::from_secs(30));
     let sync = s.console("show sync");
     assert!(
         !sync.contains("- resyncs: 0\n"),
@@ -307,12 +307,12 @@ fn ftp_through_nat_syncs_its_sequence_adjustments() {
         })
     };
     assert!(adjusted(&s, 2), "{:?}", conntracks(&s));
-    s.assert_in_sync(SYNC);
+    s.assert_equal_to_linux(SYNC);
     // The second rewrite moves the offsets without any event: the poll
     // of the adjusted entries finds it.
     go_tx.send(()).unwrap();
     assert!(adjusted(&s, 4), "{:?}", conntracks(&s));
-    s.assert_in_sync(SYNC);
+    s.assert_equal_to_linux(SYNC);
     // The replay to a restarted fpd and a restarted cmgrd's dump carry
     // them.
     s.fpd.as_mut().unwrap().kill();
@@ -322,7 +322,7 @@ fn ftp_through_nat_syncs_its_sequence_adjustments() {
     s.cmgrd.as_mut().unwrap().kill();
     s.start_cmgrd();
     assert!(wait_until(Duration::from_secs(5), || s.fp_counter("syncs") > syncs));
-    s.assert_in_sync(SYNC);
+    s.assert_equal_to_linux(SYNC);
     assert!(adjusted(&s, 4), "{:?}", conntracks(&s));
     drop(go_tx);
     client.join().unwrap();

@@ -50,7 +50,7 @@ fn steps(s: &Setup, cmds: &[&str]) {
         let mut full = vec![words[0], "-n", &s.ns.name];
         full.extend_from_slice(&words[1..]);
         fpsync_tests::sh(&full);
-        s.assert_in_sync(SYNC);
+        s.assert_equal_to_linux(SYNC);
     }
 }
 
@@ -114,7 +114,7 @@ fn bridge_ports_and_fdb() {
             "netns", "exec", &peer.name, "ping", "-c", "2", "-i", "0.2", "-W", "1", "10.7.0.1",
         ])
         .output();
-    s.assert_in_sync(SYNC);
+    s.assert_equal_to_linux(SYNC);
     let learned = fp(&s).into_iter().any(|o| {
         matches!(o, Object::Fdb(e) if e.ifindex == v0 && e.state == 0x02 && e.mac != [2, 0, 0, 0, 0, 2])
     });
@@ -660,7 +660,7 @@ fn disable_flags_per_family() {
             "dst",
             "10.0.0.2",
         ]);
-        s.assert_in_sync(SYNC);
+        s.assert_equal_to_linux(SYNC);
         let objects = fp(&s);
         let kinds: Vec<String> = objects
             .iter()
@@ -742,7 +742,7 @@ fn bridge_churn() {
                     .stderr(std::process::Stdio::null())
                     .status();
             }
-            s.assert_in_sync(Duration::from_secs(2));
+            s.assert_equal_to_linux(Duration::from_secs(2));
         }
     }
     let objects = fp(&s);

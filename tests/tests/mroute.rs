@@ -485,3 +485,29 @@ fn disable_sync_ipv6_keeps_only_the_mifs_out() {
     r.stop();
     s.assert_in_sync(SYNC);
 }
+
+/// Carrier loss on a link carrying VIFs and MIFs (its veth peer down,
+/// the link left up): ipmr and ip6mr act on unregister only, so the VIFs,
+/// MIFs and the MFC entry stay, and so they must in fpd; carrier back,
+/// the same. Admin down and the link's deletion then take them.
+#[test]
+fn carrier_loss_under_vifs() {
+    let s = Setup::new("mrcarrier");
+    let (a, b) = veths(&s);
+    let _r = router(&s, a, b);
+    s.assert_equal_to_linux(SYNC);
+    s.ns.ip(&["link", "set", "mr1", "down"]);
+    let no_carrier = || s.ns.ip(&["link", "show", "mr0"]).contains("NO-CARRIER");
+    assert!(fpsync_tests::wait_until(SYNC, no_carrier));
+    s.assert_equal_to_linux(SYNC);
+    assert_eq!(vifs(&s, AF_INET).len(), 2);
+    assert_eq!(vifs(&s, AF_INET6).len(), 2);
+    assert_eq!(mroutes(&s).len(), 1);
+    s.ns.ip(&["link", "set", "mr1", "up"]);
+    s.assert_equal_to_linux(SYNC);
+    s.ns.ip(&["link", "set", "mr0", "down"]);
+    s.assert_equal_to_linux(SYNC);
+    s.ns.ip(&["link", "del", "mr0"]);
+    s.assert_equal_to_linux(SYNC);
+    assert_eq!(vifs(&s, AF_INET).len(), 1);
+}

@@ -35,7 +35,7 @@ fn in_ns(ns: &Netns, args: &[&str]) -> String {
 
 fn nft(s: &Setup, cmd: &str) {
     in_ns(&s.ns, &["nft", cmd]);
-    s.assert_in_sync(SYNC);
+    s.assert_equal_to_linux(SYNC);
 }
 
 #[test]
@@ -92,7 +92,7 @@ fn iptables_append_delete_and_nat() {
         let mut full = vec!["iptables"];
         full.extend(args.split_whitespace());
         in_ns(&s.ns, &full);
-        s.assert_in_sync(SYNC);
+        s.assert_equal_to_linux(SYNC);
     };
     ipt("-A INPUT -s 10.0.0.0/8 -j DROP");
     ipt("-A INPUT -p tcp --dport 22 -j ACCEPT");
@@ -165,7 +165,7 @@ fn ebtables_rules_answer_to_their_own_flag() {
             "DROP",
         ],
     );
-    s.assert_in_sync(SYNC);
+    s.assert_equal_to_linux(SYNC);
     assert_eq!(count(&s, is_bridge_rule), 1);
     in_ns(
         &s.ns,
@@ -179,7 +179,7 @@ fn ebtables_rules_answer_to_their_own_flag() {
             "DROP",
         ],
     );
-    s.assert_in_sync(SYNC);
+    s.assert_equal_to_linux(SYNC);
     assert_eq!(count(&s, is_bridge_rule), 0);
     drop(s);
     let s = Setup::with_args("ebt-off", &["--disable-sync-ebtables"]);
@@ -196,7 +196,7 @@ fn ebtables_rules_answer_to_their_own_flag() {
         ],
     );
     nft(&s, "add table ip f");
-    s.assert_in_sync(SYNC);
+    s.assert_equal_to_linux(SYNC);
     assert_eq!(
         count(&s, |o| matches!(o, Object::NftTable(t) if t.family == 7)),
         0

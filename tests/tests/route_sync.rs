@@ -12,7 +12,7 @@ fn steps(s: &Setup, cmds: &[&str]) {
     for cmd in cmds {
         let args: Vec<&str> = cmd.split_whitespace().collect();
         s.ns.ip(&args);
-        s.assert_in_sync(SYNC);
+        s.assert_equal_to_linux(SYNC);
     }
 }
 
@@ -180,21 +180,21 @@ fn silent_ipv4_deletions() {
     );
     // Address removal takes the routes whose source it was.
     s.ns.ip(&["addr", "del", "10.0.0.9/24", "dev", "v0"]);
-    s.assert_in_sync(SYNC);
+    s.assert_equal_to_linux(SYNC);
     // A nexthop's removal takes its routes.
     s.ns.ip(&["nexthop", "del", "id", "7"]);
-    s.assert_in_sync(SYNC);
+    s.assert_equal_to_linux(SYNC);
     s.ns.ip(&["route", "add", "192.168.5.0/24", "via", "10.0.0.2"]);
-    s.assert_in_sync(SYNC);
+    s.assert_equal_to_linux(SYNC);
     // Link down takes every route through the link, in every table.
     s.ns.ip(&["link", "set", "v0", "down"]);
-    s.assert_in_sync(SYNC);
+    s.assert_equal_to_linux(SYNC);
     s.ns.ip(&["link", "set", "v0", "up"]);
     s.ns.ip(&["route", "add", "192.168.6.0/24", "via", "10.0.0.2"]);
-    s.assert_in_sync(SYNC);
+    s.assert_equal_to_linux(SYNC);
     // Removing the last address of the subnet takes the routes via it.
     s.ns.ip(&["addr", "del", "10.0.0.1/24", "dev", "v0"]);
-    s.assert_in_sync(SYNC);
+    s.assert_equal_to_linux(SYNC);
     let sync = s.console("show sync");
     assert!(sync.contains("silent deletions"), "{sync}");
     assert!(
@@ -211,11 +211,11 @@ fn fpd_restart_gets_a_full_replay() {
          route add 192.168.1.0/24 via 10.0.0.2\nroute add 192.168.2.0/24 via 10.0.0.2 table 7\n\
          route add 2001:db8:9::/64 dev v0\nneigh add 10.0.0.2 lladdr 02:00:00:00:00:02 dev v0\n",
     );
-    s.assert_in_sync(SYNC);
+    s.assert_equal_to_linux(SYNC);
     s.fpd.as_mut().unwrap().kill();
     s.start_fpd();
     // No change to Linux: the replay alone brings fpd back.
-    s.assert_in_sync(Duration::from_secs(5));
+    s.assert_equal_to_linux(Duration::from_secs(5));
     let q = s.console("show queue");
     assert!(q.contains("- replays: 2"), "{q}");
 }
@@ -227,14 +227,14 @@ fn cmgrd_restart_resyncs_with_a_new_generation() {
         "link add v0 type veth peer name v1\nlink set v0 up\naddr add 10.0.0.1/24 dev v0\n\
          route add 192.168.1.0/24 via 10.0.0.2\nroute add 192.168.2.0/24 via 10.0.0.2\n",
     );
-    s.assert_in_sync(SYNC);
+    s.assert_equal_to_linux(SYNC);
     let generation = s.fp_counter("generation");
     s.cmgrd.as_mut().unwrap().kill();
     // Changes while cmgrd is down: one route gone, one new.
     s.ns.ip(&["route", "del", "192.168.1.0/24"]);
     s.ns.ip(&["route", "add", "192.168.3.0/24", "via", "10.0.0.2"]);
     s.start_cmgrd();
-    s.assert_in_sync(Duration::from_secs(5));
+    s.assert_equal_to_linux(Duration::from_secs(5));
     assert!(s.fp_counter("generation") > generation);
     assert!(s.fp_counter("swept") >= 1, "the deleted route was swept");
 }
@@ -243,10 +243,10 @@ fn cmgrd_restart_resyncs_with_a_new_generation() {
 fn killed_cmgrd_restarts_without_linux_changes() {
     let mut s = Setup::new("cmgrdkill");
     s.ns.batch("link add v0 type veth peer name v1\nlink set v0 up\naddr add 10.0.0.1/24 dev v0\n");
-    s.assert_in_sync(SYNC);
+    s.assert_equal_to_linux(SYNC);
     s.cmgrd.as_mut().unwrap().kill();
     s.start_cmgrd();
-    s.assert_in_sync(Duration::from_secs(5));
+    s.assert_equal_to_linux(Duration::from_secs(5));
     assert!(wait_until(Duration::from_secs(5), || {
         std::os::unix::net::UnixStream::connect(s.console_path()).is_ok()
             && s.console("show queue").contains("- in sync: 1")
