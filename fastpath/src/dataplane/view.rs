@@ -67,6 +67,9 @@ pub(crate) struct PortView {
     /// address (else its link-local one).
     pub addr4: Option<u32>,
     pub addr6: Option<u128>,
+    /// The interface's name as netfilter's `iifname`/`oifname` see it:
+    /// NUL-padded to IFNAMSIZ (the synced link's, else the one at open).
+    pub ifname: [u8; 16],
 }
 
 /// A usable neighbour and its hit flag.
@@ -233,6 +236,7 @@ impl Routing {
                 }
                 view.mtu = l.mtu;
                 view.up = l.flags & IFF_UP != 0;
+                view.ifname = crate::dataplane::netfilter::ifname(&l.name);
             }
         }
         for n in tables.nexthops() {
@@ -391,5 +395,6 @@ fn port_view(p: &PortInfo) -> PortView {
         up: true,
         addr4: None,
         addr6: None,
+        ifname: crate::dataplane::netfilter::ifname(&p.name),
     }
 }

@@ -502,6 +502,29 @@ impl Tables {
         self.conntracks.values()
     }
 
+    /// The nf_tables tables, chains and rules, in no order (the
+    /// netfilter evaluator orders them).
+    pub(crate) fn nft_tables(&self) -> impl Iterator<Item = &NftTable> {
+        self.nft_tables.values()
+    }
+
+    pub(crate) fn nft_chains(&self) -> impl Iterator<Item = &NftChain> {
+        self.nft_chains.values()
+    }
+
+    pub(crate) fn nft_rules(&self) -> impl Iterator<Item = &NftRule> {
+        self.nft_rules.values()
+    }
+
+    /// The legacy x_tables chains and rules, in no order.
+    pub(crate) fn xt_chains(&self) -> impl Iterator<Item = &XtChain> {
+        self.xt_chains.values()
+    }
+
+    pub(crate) fn xt_rules(&self) -> impl Iterator<Item = &XtRule> {
+        self.xt_rules.values().map(|r| &**r)
+    }
+
     /// Starts a full resync: every object is stale until applied again.
     pub fn begin_sync(&mut self, generation: u64) {
         if let Some(previous) = self.syncing {
