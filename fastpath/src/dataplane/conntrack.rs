@@ -113,6 +113,14 @@ impl FlowEntry {
     pub fn mark(&self) -> u32 {
         self.mark
     }
+    /// Marks this entry used (what [`FlowTable::mark4`] does for every
+    /// entry of a flow), for a caller that found it with `find4`/`find6`.
+    #[allow(dead_code)] // until the forwarding path runs the netfilter evaluator
+    pub fn mark_hit(&self) {
+        if !self.hit.load(Relaxed) {
+            self.hit.store(true, Relaxed);
+        }
+    }
 }
 
 /// See the module documentation.
