@@ -123,6 +123,64 @@ const NF_VERDICT_MASK: i32 = 0xff;
 const JUMP_STACK: usize = 16;
 /// Words of `struct nft_regs`.
 const REG_WORDS: usize = 20;
+/// The register file as the kernel's: 32-bit words in host order, each
+/// written whole (a byte store followed by a wider load would stall the
+/// CPU's store forwarding, per comparison).
+type Regs = [u32; REG_WORDS];
+
+/// The `words` words at `at` as their bytes read big-endian, left-aligned:
+/// comparing two such values masked to a length compares those bytes as
+/// the kernel's `memcmp` does.
+#[inline]
+fn load_be(regs: &Regs, at: usize, words: usize) -> u128 {
+    let mut acc = 0u128;
+    for (i, w) in regs[at..at + words].iter().enumerate() {
+        acc |= u128::from(u32::from_be(*w)) << (96 - 32 * i);
+    }
+    acc
+}
+
+/// Writes `bytes` from word `at` on, as the kernel copies data into a
+/// register: the last word's bytes past the data are zeroed.
+#[inline]
+fn store_bytes(regs: &mut Regs, at: usize, bytes: &[u8]) {
+    // The usual lengths without a copy call (protocols, ports, addresses).
+    match *bytes {
+        [a] => regs[at] = u32::from_ne_bytes([a, 0, 0, 0]),
+        [a, b] => regs[at] = u32::from_ne_bytes([a, b, 0, 0]),
+        [a, b, c, d] => regs[at] = u32::from_ne_bytes([a, b, c, d]),
+        _ => {
+            for (i, chunk) in bytes.chunks(4).enumerate() {
+                let mut w = [0u8; 4];
+                for (k, x) in chunk.iter().enumerate() {
+                    w[k] = *x;
+                }
+                regs[at + i] = u32::from_ne_bytes(w);
+            }
+        }
+    }
+}
+
+/// The bytes of `words` words from `at` (bitwise, byteorder).
+fn bytes_of(regs: &Regs, at: usize, words: usize) -> [u8; REG_WORDS * 4] {
+    let mut out = [0u8; REG_WORDS * 4];
+    for (i, w) in regs[at..at + words].iter().enumerate() {
+        out[4 * i..4 * i + 4].copy_from_slice(&w.to_ne_bytes());
+    }
+    out
+}
+
+/// `data` (at most 16 bytes) left-aligned as [`load16`] reads it, and
+/// the mask of its length.
+fn left_aligned(data: &[u8]) -> Result<(u128, u128), Reason> {
+    if data.is_empty() || data.len() > 16 {
+        return Err(Reason::BadExpression);
+    }
+    let mut b = [0u8; 16];
+    b[..data.len()].copy_from_slice(data);
+    let mask = u128::MAX << (8 * (16 - data.len()));
+    Ok((u128::from_be_bytes(b), mask))
+}
 
 /// The IPS_* bits the synced status has (Conntrack::STATUS_SYNCED).
 const CT_STATUS_SYNCED: u32 = crate::fpc::Conntrack::STATUS_SYNCED;
@@ -139,7 +197,12 @@ enum CmpOp {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum BitOp {
-    MaskXor { mask: Vec<u8>, xor: Vec<u8> },
+    /// Per word, host order (zero-padded to the last word, as the
+    /// kernel's zeroed `nft_data`).
+    MaskXor {
+        mask: Vec<u32>,
+        xor: Vec<u32>,
+    },
     Shl(u32),
     Shr(u32),
     And(usize),
@@ -168,16 +231,22 @@ enum Step {
         len: usize,
         dreg: usize,
     },
+    /// `data` and `mask` as [`left_aligned`] makes them, over `words`
+    /// register words.
     Cmp {
         sreg: usize,
+        words: usize,
         op: CmpOp,
-        data: Vec<u8>,
+        data: u128,
+        mask: u128,
     },
     Range {
         sreg: usize,
+        words: usize,
         eq: bool,
-        from: Vec<u8>,
-        to: Vec<u8>,
+        from: u128,
+        to: u128,
+        mask: u128,
     },
     Bitwise {
         sreg: usize,
@@ -250,7 +319,7 @@ fn be32(v: &[u8]) -> Result<u32, Reason> {
         .ok_or(Reason::BadExpression)
 }
 
-/// The byte offset in the register file of register number `reg` holding
+/// The word index in the register file of register number `reg` holding
 /// `len` bytes (NFT_REG_1..4 or NFT_REG32_00..15; nft_parse_register).
 fn register(reg: u32, len: usize) -> Result<usize, Reason> {
     let word = match reg {
@@ -258,10 +327,10 @@ fn register(reg: u32, len: usize) -> Result<usize, Reason> {
         8..=23 => reg as usize - 4,
         _ => return Err(Reason::BadExpression),
     };
-    if len == 0 || word * 4 + len > REG_WORDS * 4 {
+    if len == 0 || len > 64 || word * 4 + len > REG_WORDS * 4 {
         return Err(Reason::BadExpression);
     }
-    Ok(word * 4)
+    Ok(word)
 }
 
 /// The expressions of `exprs` as (name, data) pairs.
@@ -382,10 +451,15 @@ fn compile_step(name: &[u8], d: &[u8], ctx: &Ctx<'_>) -> Result<Step, Reason> {
                 5 => CmpOp::Gte,
                 _ => return Err(Reason::BadExpression),
             };
+            let sreg = register(be32(need(&f, NFTA_CMP_SREG)?)?, data.len())?;
+            let words = data.len().div_ceil(4);
+            let (data, mask) = left_aligned(&data)?;
             Step::Cmp {
-                sreg: register(be32(need(&f, NFTA_CMP_SREG)?)?, data.len())?,
+                sreg,
+                words,
                 op,
                 data,
+                mask,
             }
         }
         b"range" => {
@@ -399,11 +473,16 @@ fn compile_step(name: &[u8], d: &[u8], ctx: &Ctx<'_>) -> Result<Step, Reason> {
                 1 => false,
                 _ => return Err(Reason::BadExpression),
             };
+            let sreg = register(be32(need(&f, NFTA_RANGE_SREG)?)?, from.len())?;
+            let words = from.len().div_ceil(4);
+            let ((from, mask), (to, _)) = (left_aligned(&from)?, left_aligned(&to)?);
             Step::Range {
-                sreg: register(be32(need(&f, NFTA_RANGE_SREG)?)?, from.len())?,
+                sreg,
+                words,
                 eq,
                 from,
                 to,
+                mask,
             }
         }
         b"bitwise" => {
@@ -415,7 +494,19 @@ fn compile_step(name: &[u8], d: &[u8], ctx: &Ctx<'_>) -> Result<Step, Reason> {
                     if mask.len() != len || xor.len() != len {
                         return Err(Reason::BadExpression);
                     }
-                    BitOp::MaskXor { mask, xor }
+                    let words = |b: &[u8]| -> Vec<u32> {
+                        b.chunks(4)
+                            .map(|c| {
+                                let mut w = [0u8; 4];
+                                w[..c.len()].copy_from_slice(c);
+                                u32::from_ne_bytes(w)
+                            })
+                            .collect()
+                    };
+                    BitOp::MaskXor {
+                        mask: words(&mask),
+                        xor: words(&xor),
+                    }
                 }
                 Some(op @ (1 | 2)) => {
                     let shift = value(need(&f, NFTA_BITWISE_DATA)?)?;
@@ -570,8 +661,8 @@ fn compile_rule(exprs: &[u8], ctx: &Ctx<'_>) -> Vec<Step> {
         {
             let masked = matches!(steps.get(i + 1), Some(Step::Bitwise {
                 sreg, dreg: d2, len: 4, op: BitOp::MaskXor { mask, xor }
-            }) if *sreg == dreg && *d2 == dreg && xor.iter().all(|b| *b == 0)
-                && u32::from_ne_bytes([mask[0], mask[1], mask[2], mask[3]]) & !CT_STATUS_SYNCED == 0);
+            }) if *sreg == dreg && *d2 == dreg && xor.iter().all(|w| *w == 0)
+                && mask[0] & !CT_STATUS_SYNCED == 0);
             if !masked {
                 steps[i] = Step::Unsupported(Reason::CtStatus);
             }
@@ -662,7 +753,7 @@ impl Program {
         let mut stack = [(0usize, 0usize); JUMP_STACK];
         let mut depth = 0;
         let (mut chain, mut rule) = (start, 0);
-        let mut regs = [0u8; REG_WORDS * 4];
+        let mut regs: Regs = [0; REG_WORDS];
         loop {
             let Some(steps) = self.chains[chain].rules.get(rule) else {
                 // The end of a chain: back to the caller, or the policy.
@@ -714,7 +805,7 @@ fn policy(base: &Chain) -> NfVerdict {
 /// one), or the reason it needs Linux.
 fn run_rule(
     steps: &[Step],
-    regs: &mut [u8; REG_WORDS * 4],
+    regs: &mut Regs,
     pkt: &Packet<'_>,
     ctx: Option<&Tracked<'_>>,
     counters: &mut NfCounters,
@@ -731,14 +822,16 @@ fn run_rule(
                 let Some(src) = pkt.l3.get(base + offset..base + offset + len) else {
                     return Ok(Verdict::Break);
                 };
-                // The kernel zeroes the last word first when the length is
-                // not a multiple of 4.
-                let end = dreg + len.div_ceil(4) * 4;
-                regs[*dreg..end].fill(0);
-                regs[*dreg..dreg + len].copy_from_slice(src);
+                store_bytes(regs, *dreg, src);
             }
-            Step::Cmp { sreg, op, data } => {
-                let ord = regs[*sreg..sreg + data.len()].cmp(data);
+            Step::Cmp {
+                sreg,
+                words,
+                op,
+                data,
+                mask,
+            } => {
+                let ord = (load_be(regs, *sreg, *words) & mask).cmp(data);
                 let hit = match op {
                     CmpOp::Eq => ord.is_eq(),
                     CmpOp::Neq => ord.is_ne(),
@@ -751,10 +844,16 @@ fn run_rule(
                     return Ok(Verdict::Break);
                 }
             }
-            Step::Range { sreg, eq, from, to } => {
-                let x = &regs[*sreg..sreg + from.len()];
-                let inside = x >= &from[..] && x <= &to[..];
-                if inside != *eq {
+            Step::Range {
+                sreg,
+                words,
+                eq,
+                from,
+                to,
+                mask,
+            } => {
+                let x = load_be(regs, *sreg, *words) & mask;
+                if (x >= *from && x <= *to) != *eq {
                     return Ok(Verdict::Break);
                 }
             }
@@ -770,16 +869,24 @@ fn run_rule(
                 len,
                 size,
             } => {
-                let mut tmp = [0u8; REG_WORDS * 4];
-                tmp[..*len].copy_from_slice(&regs[*sreg..sreg + len]);
-                for chunk in tmp[..len / size * size].chunks_exact_mut(*size) {
-                    // Either way a swap on a little-endian host, nothing
-                    // on a big-endian one: host order is native order.
+                let words = len.div_ceil(4);
+                let mut b = bytes_of(regs, *sreg, words);
+                for chunk in b[..len / size * size].chunks_exact_mut(*size) {
+                    // NTOH and HTON alike: a swap on a little-endian host,
+                    // nothing on a big-endian one.
                     if cfg!(target_endian = "little") {
                         chunk.reverse();
                     }
                 }
-                regs[*dreg..dreg + len / size * size].copy_from_slice(&tmp[..len / size * size]);
+                // The destination's words past the converted bytes keep
+                // the source's (dst and src are usually one register).
+                let keep = bytes_of(regs, *dreg, words);
+                b[len / size * size..words * 4]
+                    .copy_from_slice(&keep[len / size * size..words * 4]);
+                for i in 0..words {
+                    regs[dreg + i] =
+                        u32::from_ne_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]]);
+                }
             }
             Step::Meta { key, dreg } => {
                 if !load_meta(regs, *key, *dreg, pkt) {
@@ -792,22 +899,14 @@ fn run_rule(
                     // entry, and it has no ct expression.
                     return Err(Reason::NoConntrack);
                 };
-                let d = *dreg;
-                match *key {
-                    ct::STATE => regs[d..d + 4].copy_from_slice(&t.state.to_ne_bytes()),
-                    ct::STATUS => regs[d..d + 4].copy_from_slice(&t.entry.status().to_ne_bytes()),
-                    ct::MARK => regs[d..d + 4].copy_from_slice(&t.entry.mark().to_ne_bytes()),
-                    _ => {
-                        regs[d..d + 4].fill(0);
-                        regs[d] = (t.dir == Direction::Reply).into();
-                    }
-                }
+                regs[*dreg] = match *key {
+                    ct::STATE => t.state,
+                    ct::STATUS => t.entry.status(),
+                    ct::MARK => t.entry.mark(),
+                    _ => u32::from_ne_bytes([(t.dir == Direction::Reply).into(), 0, 0, 0]),
+                };
             }
-            Step::Data { dreg, data } => {
-                let end = dreg + data.len().div_ceil(4) * 4;
-                regs[*dreg..end].fill(0);
-                regs[*dreg..dreg + data.len()].copy_from_slice(data);
-            }
+            Step::Data { dreg, data } => store_bytes(regs, *dreg, data),
             Step::Verdict(v) => return Ok(*v),
             Step::Counter => counters.rule_counters += 1,
             Step::Unsupported(reason) => return Err(*reason),
@@ -816,46 +915,36 @@ fn run_rule(
     Ok(Verdict::Continue)
 }
 
-fn bitwise(regs: &mut [u8; REG_WORDS * 4], sreg: usize, dreg: usize, len: usize, op: &BitOp) {
+/// `nft_bitwise_eval`, word by word in host order as the kernel does.
+fn bitwise(regs: &mut Regs, sreg: usize, dreg: usize, len: usize, op: &BitOp) {
     let words = len.div_ceil(4);
-    let word = |regs: &[u8; REG_WORDS * 4], at: usize| {
-        u32::from_ne_bytes([regs[at], regs[at + 1], regs[at + 2], regs[at + 3]])
-    };
     let mut out = [0u32; REG_WORDS];
     match op {
         BitOp::MaskXor { mask, xor } => {
-            // Byte by byte is word by word (the kernel's loop), and the
-            // last partial word's padding is left as the source has it.
-            let mut tmp = [0u8; REG_WORDS * 4];
-            tmp[..words * 4].copy_from_slice(&regs[sreg..sreg + words * 4]);
-            for i in 0..len {
-                tmp[i] = (tmp[i] & mask[i]) ^ xor[i];
+            for i in 0..words {
+                out[i] = (regs[sreg + i] & mask[i]) ^ xor[i];
             }
-            // The kernel's mask and xor are zero-padded to the word.
-            tmp[len..words * 4].fill(0);
-            regs[dreg..dreg + words * 4].copy_from_slice(&tmp[..words * 4]);
-            return;
         }
         BitOp::Shl(shift) => {
             let mut carry = 0u32;
             for i in (0..words).rev() {
-                let s = word(regs, sreg + 4 * i);
+                let s = regs[sreg + i];
                 out[i] = (s << shift) | carry;
                 carry = s >> (32 - shift);
             }
         }
         BitOp::Shr(shift) => {
             let mut carry = 0u32;
-            for (i, o) in out.iter_mut().enumerate().take(words) {
-                let s = word(regs, sreg + 4 * i);
-                *o = carry | (s >> shift);
+            for i in 0..words {
+                let s = regs[sreg + i];
+                out[i] = carry | (s >> shift);
                 carry = s << (32 - shift);
             }
         }
         BitOp::And(s2) | BitOp::Or(s2) | BitOp::Xor(s2) => {
-            for (i, o) in out.iter_mut().enumerate().take(words) {
-                let (a, b) = (word(regs, sreg + 4 * i), word(regs, s2 + 4 * i));
-                *o = match op {
+            for i in 0..words {
+                let (a, b) = (regs[sreg + i], regs[s2 + i]);
+                out[i] = match op {
                     BitOp::And(_) => a & b,
                     BitOp::Or(_) => a | b,
                     _ => a ^ b,
@@ -863,40 +952,31 @@ fn bitwise(regs: &mut [u8; REG_WORDS * 4], sreg: usize, dreg: usize, len: usize,
             }
         }
     }
-    for (i, w) in out.iter().enumerate().take(words) {
-        regs[dreg + 4 * i..dreg + 4 * i + 4].copy_from_slice(&w.to_ne_bytes());
-    }
+    regs[dreg..dreg + words].copy_from_slice(&out[..words]);
 }
 
 /// Loads a meta key as `nft_meta_get_eval` does; false where the kernel
 /// breaks the rule (no transport protocol known).
-fn load_meta(regs: &mut [u8; REG_WORDS * 4], key: u32, d: usize, pkt: &Packet<'_>) -> bool {
-    let u32_at = |regs: &mut [u8; REG_WORDS * 4], v: u32| {
-        regs[d..d + 4].copy_from_slice(&v.to_ne_bytes());
-    };
-    let u8_at = |regs: &mut [u8; REG_WORDS * 4], v: u8| {
-        regs[d..d + 4].fill(0);
-        regs[d] = v;
-    };
+fn load_meta(regs: &mut Regs, key: u32, d: usize, pkt: &Packet<'_>) -> bool {
+    let byte = |v: u8| u32::from_ne_bytes([v, 0, 0, 0]);
     match key {
         // skb->len at the IP hooks: the IP packet (trimmed to its length).
-        meta::LEN => u32_at(regs, pkt.l3.len() as u32),
+        meta::LEN => regs[d] = pkt.l3.len() as u32,
         meta::PROTOCOL => {
-            let ethertype: u16 = if pkt.v6 { 0x86dd } else { 0x0800 };
-            regs[d..d + 4].fill(0);
-            regs[d..d + 2].copy_from_slice(&ethertype.to_be_bytes());
+            let e: [u8; 2] = if pkt.v6 { [0x86, 0xdd] } else { [0x08, 0x00] };
+            regs[d] = u32::from_ne_bytes([e[0], e[1], 0, 0]);
         }
         // A packet from the wire has mark 0; a rule that sets one is
         // Linux's (meta mark set, MARK), so no evaluated packet has one.
-        meta::MARK => u32_at(regs, 0),
-        meta::IIF => u32_at(regs, pkt.iif.ifindex),
-        meta::OIF => u32_at(regs, pkt.oif.map_or(0, |o| o.ifindex)),
-        meta::IIFNAME => regs[d..d + 16].copy_from_slice(&pkt.iif.name),
-        meta::OIFNAME => regs[d..d + 16].copy_from_slice(&pkt.oif.map_or([0; 16], |o| o.name)),
-        meta::NFPROTO => u8_at(regs, if pkt.v6 { NFPROTO_IPV6 } else { NFPROTO_IPV4 }),
-        meta::L4PROTO => u8_at(regs, pkt.l4proto),
+        meta::MARK => regs[d] = 0,
+        meta::IIF => regs[d] = pkt.iif.ifindex,
+        meta::OIF => regs[d] = pkt.oif.map_or(0, |o| o.ifindex),
+        meta::IIFNAME => store_bytes(regs, d, &pkt.iif.name),
+        meta::OIFNAME => store_bytes(regs, d, &pkt.oif.map_or([0; 16], |o| o.name)),
+        meta::NFPROTO => regs[d] = byte(if pkt.v6 { NFPROTO_IPV6 } else { NFPROTO_IPV4 }),
+        meta::L4PROTO => regs[d] = byte(pkt.l4proto),
         // PACKET_HOST: fpd evaluates only frames sent to its port's MAC.
-        meta::PKTTYPE => u8_at(regs, 0),
+        meta::PKTTYPE => regs[d] = byte(0),
         _ => return false,
     }
     true
