@@ -25,6 +25,13 @@
 //! ruleset.evaluate(Stage::PostroutingAfterNat, ...)
 //! ```
 //!
+//! `iif` is the input interface at every stage: Linux passes it to the
+//! postrouting hook of a forwarded packet too (checked on this kernel:
+//! `iifname` matches there, IPv4 and IPv6), while `oif` is unset (0, "")
+//! at prerouting. The flow lookup uses `FlowTable::find4`/`find6` on the
+//! packet as received (before any NAT); the caller marks the entry used
+//! (`FlowEntry::mark_hit`) when it forwards the packet.
+//!
 //! Each `evaluate` answers `Accept` (go on to the next stage), `Drop`
 //! (Linux would drop: count it, send nothing) or `Linux(reason)` (hand the
 //! packet *as received* to Linux on its input interface: the caller keeps
