@@ -120,6 +120,8 @@ const NFT_RETURN: i32 = -5;
 const NF_VERDICT_MASK: i32 = 0xff;
 
 /// NFT_JUMP_STACK_SIZE.
+/// Rules one packet may visit in one base chain before fpd gives up.
+const MAX_RULE_VISITS: u32 = 1 << 16;
 const JUMP_STACK: usize = 16;
 /// Words of `struct nft_regs`.
 const REG_WORDS: usize = 20;
@@ -753,6 +755,9 @@ impl Program {
         let mut stack = [(0usize, 0usize); JUMP_STACK];
         let mut depth = 0;
         let (mut chain, mut rule) = (start, 0);
+        // The kernel refuses loops at load; rules synced half-way through
+        // a change could still form one: never spin on it.
+        let mut budget = MAX_RULE_VISITS;
         let mut regs: Regs = [0; REG_WORDS];
         loop {
             let Some(steps) = self.chains[chain].rules.get(rule) else {
@@ -764,6 +769,10 @@ impl Program {
                 (chain, rule) = stack[depth];
                 continue;
             };
+            budget -= 1;
+            if budget == 0 {
+                return NfVerdict::Linux(Reason::JumpDepth);
+            }
             let v = match run_rule(steps, &mut regs, pkt, ct, counters) {
                 Ok(v) => v,
                 Err(reason) => return NfVerdict::Linux(reason),

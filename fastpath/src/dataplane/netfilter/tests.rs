@@ -1694,3 +1694,34 @@ fn cost_of_100_rules_and_ct_state() {
     let ns = start.elapsed().as_nanos() as f64 / f64::from(rounds);
     println!("100 rules + ct state, 10,000 entries: {ns:.0} ns per packet");
 }
+
+#[test]
+fn a_goto_loop_is_given_to_linux_not_spun_on() {
+    // Two chains that go to each other (the kernel refuses this; a sync
+    // caught half-way could still show it). Built from the goto fixture
+    // with its target renamed.
+    let goto = fixture("goto").remove(0);
+    let name = b"c_web";
+    let at = goto.windows(name.len()).position(|w| w == name).unwrap();
+    let mut to_b = goto.clone();
+    to_b[at..at + name.len()].copy_from_slice(b"c_lpb");
+    let mut to_a = goto;
+    to_a[at..at + name.len()].copy_from_slice(b"c_lpa");
+    let mut n = Nft::new();
+    n.chains.push(chain("c_lpa", None, "", None));
+    n.chains.push(chain("c_lpb", None, "", None));
+    n.chains.push(chain(
+        "fw",
+        Some((NF_INET_FORWARD, 0)),
+        "filter",
+        Some(ACCEPT),
+    ));
+    n.rules.push(rule("c_lpa", 5001, to_b.clone()));
+    n.rules.push(rule("c_lpb", 5002, to_a));
+    n.rules.push(rule("fw", 5003, to_b));
+    let rs = n.build();
+    assert_eq!(
+        forward(&rs, &udp4("10.1.0.2", "10.2.0.2", 1, 2)),
+        Linux(Reason::JumpDepth)
+    );
+}

@@ -48,6 +48,8 @@ const XT_CONNTRACK_STATE_DNAT: u32 = 1 << 7;
 
 /// Nested user chains followed at most (the kernel bounds its own by the
 /// table; fpd hands deeper ones to Linux).
+/// Rules one packet may visit in one base chain before fpd gives up.
+const MAX_RULE_VISITS: u32 = 1 << 16;
 const JUMP_STACK: usize = 32;
 
 /// The priority of a legacy table's chain on `hook` (NF_IP_PRI_*; IPv6
@@ -342,6 +344,9 @@ impl Program {
         let mut stack = [(0usize, 0usize); JUMP_STACK];
         let mut depth = 0;
         let (mut chain, mut rule) = (start, 0);
+        // The kernel refuses loops at load; rules synced half-way through
+        // a change could still form one: never spin on it.
+        let mut budget = MAX_RULE_VISITS;
         loop {
             let Some(r) = self.chains[chain].rules.get(rule) else {
                 if depth == 0 {
@@ -351,6 +356,10 @@ impl Program {
                 (chain, rule) = stack[depth];
                 continue;
             };
+            budget -= 1;
+            if budget == 0 {
+                return NfVerdict::Linux(Reason::JumpDepth);
+            }
             match rule_matches(r, pkt, ct) {
                 Ok(false) => {
                     rule += 1;
