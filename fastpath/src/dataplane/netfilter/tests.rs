@@ -1725,3 +1725,12 @@ fn a_goto_loop_is_given_to_linux_not_spun_on() {
         Linux(Reason::JumpDepth)
     );
 }
+
+#[test]
+fn every_reason_has_its_own_counter_name() {
+    let mut names: Vec<&str> = Reason::ALL.iter().map(|r| r.name()).collect();
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), Reason::ALL.len());
+    assert!(names.iter().all(|n| n.starts_with("nf_")));
+}
