@@ -197,6 +197,21 @@ enum CmpOp {
     Gte,
 }
 
+impl CmpOp {
+    /// Whether the register compared `ord` to the data passes.
+    #[inline]
+    fn holds(self, ord: std::cmp::Ordering) -> bool {
+        match self {
+            CmpOp::Eq => ord.is_eq(),
+            CmpOp::Neq => ord.is_ne(),
+            CmpOp::Lt => ord.is_lt(),
+            CmpOp::Lte => ord.is_le(),
+            CmpOp::Gt => ord.is_gt(),
+            CmpOp::Gte => ord.is_ge(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum BitOp {
     /// Per word, host order (zero-padded to the last word, as the
@@ -275,6 +290,19 @@ enum Step {
     Data {
         dreg: usize,
         data: Vec<u8>,
+    },
+    /// A payload load of at most 4 bytes and the `cmp` of its register
+    /// that follows it, in one step (the load is still stored: a later
+    /// expression may read it). `data` and `mask` are of the word read
+    /// big-endian, as [`load_be`].
+    PayloadCmp {
+        transport: bool,
+        offset: usize,
+        len: usize,
+        reg: usize,
+        op: CmpOp,
+        data: u32,
+        mask: u32,
     },
     Verdict(Verdict),
     Counter,
@@ -653,6 +681,52 @@ fn compile_rule(exprs: &[u8], ctx: &Ctx<'_>) -> Vec<Step> {
         let step = e.and_then(|(name, d)| compile_step(name, d, ctx));
         steps.push(step.unwrap_or_else(Step::Unsupported));
     }
+    check_ct_status(&mut steps);
+    fuse(steps)
+}
+
+/// Joins each small payload load with the comparison of its register
+/// that follows it: the same result, half the dispatch.
+fn fuse(steps: Vec<Step>) -> Vec<Step> {
+    let mut out = Vec::with_capacity(steps.len());
+    let mut it = steps.into_iter().peekable();
+    while let Some(step) = it.next() {
+        if let Step::Payload {
+            transport,
+            offset,
+            len,
+            dreg,
+        } = step
+        {
+            if let Some(&Step::Cmp {
+                sreg,
+                words: 1,
+                op,
+                data,
+                mask,
+            }) = it.peek()
+            {
+                if sreg == dreg && len <= 4 {
+                    out.push(Step::PayloadCmp {
+                        transport,
+                        offset,
+                        len,
+                        reg: dreg,
+                        op,
+                        data: (data >> 96) as u32,
+                        mask: (mask >> 96) as u32,
+                    });
+                    it.next();
+                    continue;
+                }
+            }
+        }
+        out.push(step);
+    }
+    out
+}
+
+fn check_ct_status(steps: &mut [Step]) {
     // `ct status` is exact only through a mask that keeps to the synced
     // bits (the kernel's status also has HELPER, OFFLOAD, ...).
     for i in 0..steps.len() {
@@ -670,7 +744,6 @@ fn compile_rule(exprs: &[u8], ctx: &Ctx<'_>) -> Vec<Step> {
             }
         }
     }
-    steps
 }
 
 impl Program {
@@ -840,16 +913,25 @@ fn run_rule(
                 data,
                 mask,
             } => {
-                let ord = (load_be(regs, *sreg, *words) & mask).cmp(data);
-                let hit = match op {
-                    CmpOp::Eq => ord.is_eq(),
-                    CmpOp::Neq => ord.is_ne(),
-                    CmpOp::Lt => ord.is_lt(),
-                    CmpOp::Lte => ord.is_le(),
-                    CmpOp::Gt => ord.is_gt(),
-                    CmpOp::Gte => ord.is_ge(),
+                if !op.holds((load_be(regs, *sreg, *words) & mask).cmp(data)) {
+                    return Ok(Verdict::Break);
+                }
+            }
+            Step::PayloadCmp {
+                transport,
+                offset,
+                len,
+                reg,
+                op,
+                data,
+                mask,
+            } => {
+                let base = if *transport { pkt.thoff } else { 0 };
+                let Some(src) = pkt.l3.get(base + offset..base + offset + len) else {
+                    return Ok(Verdict::Break);
                 };
-                if !hit {
+                store_bytes(regs, *reg, src);
+                if !op.holds((u32::from_be(regs[*reg]) & mask).cmp(data)) {
                     return Ok(Verdict::Break);
                 }
             }
