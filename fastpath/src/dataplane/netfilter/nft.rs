@@ -304,6 +304,14 @@ enum Step {
         data: u32,
         mask: u32,
     },
+    /// A meta load and the one-word `cmp` of its register after it.
+    MetaCmp {
+        key: u32,
+        reg: usize,
+        op: CmpOp,
+        data: u32,
+        mask: u32,
+    },
     Verdict(Verdict),
     Counter,
     Unsupported(Reason),
@@ -685,8 +693,9 @@ fn compile_rule(exprs: &[u8], ctx: &Ctx<'_>) -> Vec<Step> {
     fuse(steps)
 }
 
-/// Joins each small payload load with the comparison of its register
-/// that follows it: the same result, half the dispatch.
+/// Joins each small payload load, and each meta load, with the one-word
+/// comparison of its register that follows it: the same result, half
+/// the dispatch.
 fn fuse(steps: Vec<Step>) -> Vec<Step> {
     let mut out = Vec::with_capacity(steps.len());
     let mut it = steps.into_iter().peekable();
@@ -711,6 +720,28 @@ fn fuse(steps: Vec<Step>) -> Vec<Step> {
                         transport,
                         offset,
                         len,
+                        reg: dreg,
+                        op,
+                        data: (data >> 96) as u32,
+                        mask: (mask >> 96) as u32,
+                    });
+                    it.next();
+                    continue;
+                }
+            }
+        }
+        if let Step::Meta { key, dreg } = step {
+            if let Some(&Step::Cmp {
+                sreg,
+                words: 1,
+                op,
+                data,
+                mask,
+            }) = it.peek()
+            {
+                if sreg == dreg {
+                    out.push(Step::MetaCmp {
+                        key,
                         reg: dreg,
                         op,
                         data: (data >> 96) as u32,
@@ -954,6 +985,19 @@ fn run_rule(
                 len,
                 op,
             } => bitwise(regs, *sreg, *dreg, *len, op),
+            Step::MetaCmp {
+                key,
+                reg,
+                op,
+                data,
+                mask,
+            } => {
+                if !load_meta(regs, *key, *reg, pkt)
+                    || !op.holds((u32::from_be(regs[*reg]) & mask).cmp(data))
+                {
+                    return Ok(Verdict::Break);
+                }
+            }
             Step::ByteOrder {
                 sreg,
                 dreg,
