@@ -1742,3 +1742,34 @@ fn every_reason_has_its_own_counter_name() {
     assert_eq!(names.len(), Reason::ALL.len());
     assert!(names.iter().all(|n| n.starts_with("nf_")));
 }
+
+/// The ruleset of the synced tables, as the view builds it: objects
+/// applied as FPC messages apply them, then deleted.
+#[test]
+fn built_from_the_tables_as_synced() {
+    use crate::fpc::{Object, Op};
+    let mut tables = Tables::new();
+    tables
+        .apply(Op::Add, Object::NftTable(table(NFPROTO_INET)))
+        .unwrap();
+    let fw = chain("fw", Some((NF_INET_FORWARD, 0)), "filter", Some(ACCEPT));
+    tables.apply(Op::Add, Object::NftChain(fw)).unwrap();
+    let drop = rule("fw", 4, fixture("udp9999").remove(0));
+    tables
+        .apply(Op::Add, Object::NftRule(drop.clone()))
+        .unwrap();
+    let mut xt = xt_rule(AF_INET, "filter", "FORWARD", 1, XtTarget::Verdict(XT_DROP));
+    xt.proto = 6;
+    for c in filter_chains(AF_INET, XT_ACCEPT) {
+        tables.apply(Op::Add, Object::XtChain(c)).unwrap();
+    }
+    tables.apply(Op::Add, Object::XtRule(Box::new(xt))).unwrap();
+    let rs = Ruleset::build(&tables);
+    assert_eq!(rs.order(false, Stage::Forward), vec![(0, "nft"), (0, "xt")]);
+    assert_eq!(forward(&rs, &udp4("10.1.0.2", "10.2.0.2", 1, 9999)), Drop);
+    assert_eq!(forward(&rs, &tcp4("10.1.0.2", "10.2.0.2", 1, 2, ACK)), Drop);
+    assert_eq!(forward(&rs, &udp4("10.1.0.2", "10.2.0.2", 1, 2)), Accept);
+    tables.apply(Op::Delete, Object::NftRule(drop)).unwrap();
+    let rs = Ruleset::build(&tables);
+    assert_eq!(forward(&rs, &udp4("10.1.0.2", "10.2.0.2", 1, 9999)), Accept);
+}
