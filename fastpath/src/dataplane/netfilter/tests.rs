@@ -1773,3 +1773,71 @@ fn built_from_the_tables_as_synced() {
     let rs = Ruleset::build(&tables);
     assert_eq!(forward(&rs, &udp4("10.1.0.2", "10.2.0.2", 1, 9999)), Accept);
 }
+
+/// Mutated and cut expression bytes compile and run without a panic
+/// (whatever they mean: an answer, or Linux).
+#[test]
+fn mutated_expressions_never_panic() {
+    let packets = [
+        udp4("10.1.0.2", "10.2.0.2", 1, 9999),
+        tcp4("10.1.0.2", "10.2.0.2", 1, 80, ACK),
+        packet("fd01::2", "fd02::2", 6, 64, &tcp_l4(1, 22, ACK), false),
+    ];
+    let parsed: Vec<Packet<'_>> = packets
+        .iter()
+        .map(|p| Packet::parse(p, veth_a(), Some(veth_b())).unwrap())
+        .collect();
+    let est = entry(
+        tuple("10.1.0.2", "10.2.0.2", 17, 1, 9999),
+        tuple("10.2.0.2", "10.1.0.2", 17, 9999, 1),
+        SEEN_REPLY_ASSURED,
+        0,
+    );
+    let flows = FlowTable::build([&est].into_iter());
+    let FlowMatch::One(e, dir) = find(&flows, &parsed[0]) else {
+        panic!()
+    };
+    let ct = Tracked {
+        entry: e,
+        dir,
+        state: CT_STATE_ESTABLISHED,
+        nat_dst: false,
+        nat_src: false,
+    };
+    let chains = [
+        chain("fw", Some((NF_INET_FORWARD, 0)), "filter", Some(ACCEPT)),
+        chain("c_web", None, "", None),
+    ];
+    let run = |exprs: Vec<u8>| {
+        let rules = [rule("fw", 1, exprs)];
+        let rs = Ruleset::from_parts(
+            [table(NFPROTO_INET)].iter(),
+            chains.iter(),
+            rules.iter(),
+            [].iter(),
+            [].iter(),
+        );
+        for p in &parsed {
+            rs.evaluate(Stage::Forward, p, Some(&ct), &mut NfCounters::default());
+        }
+    };
+    let mut cases = 0;
+    for l in FIXTURES.lines() {
+        let name = &l.split(' ').next().unwrap()[2..];
+        for exprs in fixture(name) {
+            for cut in (0..exprs.len()).step_by(3) {
+                run(exprs[..cut].to_vec());
+                cases += 1;
+            }
+            for at in 0..exprs.len() {
+                for v in [0u8, 1, 0x7f, 0xff] {
+                    let mut m = exprs.clone();
+                    m[at] = v;
+                    run(m);
+                    cases += 1;
+                }
+            }
+        }
+    }
+    assert!(cases > 10_000, "{cases}");
+}
