@@ -61,15 +61,66 @@ impl<A: Hash> Hash for Flow<A> {
     }
 }
 
+/// One synced entry as the dataplane keeps it: what hit flags report,
+/// and what the netfilter evaluator reads (its tuples, status and mark).
 #[derive(Debug)]
-struct FlowEntry {
+pub(crate) struct FlowEntry {
     orig: CtTuple,
+    reply: CtTuple,
     zone: u16,
+    /// IPS_* bits, those of [`Conntrack::STATUS_SYNCED`].
+    status: u32,
+    mark: u32,
     timeout: u32,
     hit: AtomicBool,
     /// The next entry of the same flow from each tuple (original, reply),
     /// as a slot: entry index * 2 + direction.
     next: [u32; 2],
+}
+
+/// Which tuple of its entry a packet matched.
+#[allow(dead_code)] // until the forwarding path runs the netfilter evaluator
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Direction {
+    Original,
+    Reply,
+}
+
+/// The entries of a packet's flow.
+#[allow(dead_code)] // until the forwarding path runs the netfilter evaluator
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum FlowMatch<'a> {
+    None,
+    One(&'a FlowEntry, Direction),
+    /// The flow has entries in several zones (or twice): which one Linux
+    /// would use depends on the zone its rules give the packet.
+    Several,
+}
+
+impl FlowEntry {
+    pub fn orig(&self) -> &CtTuple {
+        &self.orig
+    }
+    pub fn reply(&self) -> &CtTuple {
+        &self.reply
+    }
+    pub fn zone(&self) -> u16 {
+        self.zone
+    }
+    pub fn status(&self) -> u32 {
+        self.status
+    }
+    pub fn mark(&self) -> u32 {
+        self.mark
+    }
+    /// Marks this entry used (what [`FlowTable::mark4`] does for every
+    /// entry of a flow), for a caller that found it with `find4`/`find6`.
+    #[allow(dead_code)] // until the forwarding path runs the netfilter evaluator
+    pub fn mark_hit(&self) {
+        if !self.hit.load(Relaxed) {
+            self.hit.store(true, Relaxed);
+        }
+    }
 }
 
 /// See the module documentation.
@@ -142,7 +193,10 @@ impl FlowTable {
             }
             t.entries.push(FlowEntry {
                 orig: ct.orig,
+                reply: ct.reply,
                 zone: ct.zone,
+                status: ct.status,
+                mark: ct.mark,
                 timeout: ct.timeout,
                 hit: AtomicBool::new(false),
                 next,
@@ -199,6 +253,61 @@ impl FlowTable {
             dport,
         };
         self.mark_from(heads.get(&flow).copied().unwrap_or(END))
+    }
+
+    /// The entry of an IPv4 packet's flow, without marking it.
+    #[allow(dead_code)] // until the forwarding path runs the netfilter evaluator
+    #[inline]
+    pub fn find4(&self, src: u32, dst: u32, proto: u8, l4: &[u8]) -> FlowMatch<'_> {
+        self.find(&self.heads4, src, dst, proto, l4)
+    }
+
+    /// The entry of an IPv6 packet's flow, without marking it.
+    #[allow(dead_code)] // until the forwarding path runs the netfilter evaluator
+    #[inline]
+    pub fn find6(&self, src: u128, dst: u128, proto: u8, l4: &[u8]) -> FlowMatch<'_> {
+        self.find(&self.heads6, src, dst, proto, l4)
+    }
+
+    #[allow(dead_code)]
+    #[inline]
+    fn find<A: Hash + Eq>(
+        &self,
+        heads: &HashMap<Flow<A>, u32, PrefixHash>,
+        src: A,
+        dst: A,
+        proto: u8,
+        l4: &[u8],
+    ) -> FlowMatch<'_> {
+        if heads.is_empty() {
+            return FlowMatch::None;
+        }
+        let Some((sport, dport)) = l4_ids(proto, l4) else {
+            return FlowMatch::None;
+        };
+        let flow = Flow {
+            src,
+            dst,
+            proto,
+            sport,
+            dport,
+        };
+        let Some(&slot) = heads.get(&flow) else {
+            return FlowMatch::None;
+        };
+        let Some(e) = self.entries.get((slot / 2) as usize) else {
+            return FlowMatch::None;
+        };
+        if e.next[(slot % 2) as usize] != END {
+            return FlowMatch::Several;
+        }
+        let dir = match slot % 2 {
+            0 => Direction::Original,
+            _ => Direction::Reply,
+        };
+        // An entry whose reply tuple equals its original one is reachable
+        // twice, so it is `Several` above: Linux's answer, not a guess.
+        FlowMatch::One(e, dir)
     }
 
     /// Sets the flag of each entry used in `old` (the view this one

@@ -24,6 +24,7 @@
 mod conntrack;
 mod forward;
 mod gates;
+mod netfilter;
 mod port;
 mod rules;
 mod stats;

@@ -69,6 +69,9 @@ pub(crate) struct PortView {
     /// address (else its link-local one).
     pub addr4: Option<u32>,
     pub addr6: Option<u128>,
+    /// The interface's name as netfilter's `iifname`/`oifname` see it:
+    /// NUL-padded to IFNAMSIZ (the synced link's, else the one at open).
+    pub ifname: [u8; 16],
 }
 
 /// A usable neighbour and its hit flag.
@@ -271,6 +274,7 @@ impl Routing {
                 // routes through the port (flagged linkdown) unless told
                 // to ignore them, and fpd cannot tell which.
                 view.up = l.flags & IFF_UP != 0 && l.flags & IFF_LOWER_UP != 0;
+                view.ifname = crate::dataplane::netfilter::ifname(&l.name);
             }
         }
         for n in tables.nexthops() {
@@ -435,5 +439,6 @@ fn port_view(p: &PortInfo) -> PortView {
         up: true,
         addr4: None,
         addr6: None,
+        ifname: crate::dataplane::netfilter::ifname(&p.name),
     }
 }

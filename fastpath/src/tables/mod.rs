@@ -535,10 +535,21 @@ impl Tables {
         self.conntracks.values()
     }
 
+    /// The nf_tables tables, chains and rules, in no order (the
+    /// netfilter evaluator orders them).
+    pub(crate) fn nft_tables(&self) -> impl Iterator<Item = &NftTable> {
+        self.nft_tables.values()
+    }
+
     pub(crate) fn nft_chains(&self) -> impl Iterator<Item = &NftChain> {
         self.nft_chains.values()
     }
 
+    pub(crate) fn nft_rules(&self) -> impl Iterator<Item = &NftRule> {
+        self.nft_rules.values()
+    }
+
+    /// The legacy x_tables chains and rules, in no order.
     pub(crate) fn xt_chains(&self) -> impl Iterator<Item = &XtChain> {
         self.xt_chains.values()
     }
