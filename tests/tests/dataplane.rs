@@ -581,22 +581,25 @@ fn conntrack_news_copy_no_routes() {
 
 /// AF_PACKET cannot hand a packet to a Linux that forwards (Linux holds a
 /// copy of every frame, so it must not forward): when the configuration
-/// needs Linux (here an nftables forward chain, which fpd does not
-/// evaluate), fpd forwards nothing of that family, says so in its log and
-/// counts why; it forwards again once the chain is gone.
+/// needs Linux for a whole family (here an IPsec policy for forwarded
+/// packets, which fpd does not apply), fpd forwards nothing of that
+/// family, says so in its log and counts why; it forwards again once the
+/// policy is gone.
 #[test]
-fn af_packet_forwards_nothing_a_firewall_would_see() {
+fn af_packet_forwards_nothing_a_policy_would_see() {
     let _serial = serial();
     let mut t = Topology::for_backend("dpg", "af_packet");
     t.start_fast_path(&["--backend", "af_packet"]);
     until_reachable(&t, "10.2.0.2");
-    fpsync_tests::sh(&[
-        "ip", "netns", "exec", &t.r.name, "nft", "add table inet f; add chain inet f fw { type filter hook forward priority 0; }; add rule inet f fw udp dport 9999 drop",
-    ]);
+    let policy = ["src", "10.1.0.0/24", "dst", "10.2.0.0/24", "dir", "fwd"];
+    let mut add = vec!["xfrm", "policy", "add"];
+    add.extend(policy);
+    add.extend(["action", "allow"]);
+    t.r.ip(&add);
     assert!(
         wait_until(Duration::from_secs(5), || ping(&t.a, "10.2.0.2", 1, "0.2")
             == 0),
-        "still forwarded with a forward chain\n{}",
+        "still forwarded with an IPsec policy\n{}",
         t.logs()
     );
     let log = t.fpd.as_ref().unwrap().log();
@@ -604,15 +607,10 @@ fn af_packet_forwards_nothing_a_firewall_would_see() {
         log.contains("the configuration needs Linux to forward IPv4"),
         "{log}"
     );
-    assert!(counter(&t.stats(), "veth-a", "exception_netfilter") > 0);
-    fpsync_tests::sh(&[
-        "ip",
-        "netns",
-        "exec",
-        &t.r.name,
-        "nft",
-        "delete table inet f",
-    ]);
+    assert!(counter(&t.stats(), "veth-a", "exception_xfrm") > 0);
+    let mut del = vec!["xfrm", "policy", "delete"];
+    del.extend(policy);
+    t.r.ip(&del);
     until_reachable(&t, "10.2.0.2");
     assert!(t
         .fpd
@@ -725,13 +723,15 @@ per_backend!(policy_rules_forward_as_the_kernel_does: policy_rules_forward_as_th
 /// another next hop, untouched by an oif rule, dropped by a uid-0 rule).
 fn policy_rules_forward_as_the_kernel_does(backend: &str) {
     let _serial = serial();
-    let mut t = Topology::new(&tag("dpu", backend));
+    let mut t = Topology::for_backend(&tag("dpu", backend), backend);
     assert_eq!(ping(&t.r, "10.3.0.2", 1, "0.2"), 1);
     assert_eq!(ping(&t.r, "10.2.0.2", 1, "0.2"), 1);
-    // The kernel alone.
+    // The kernel alone (an AF_XDP router forwards in Linux anyway).
     sysctl(&t.r, &["net.ipv4.ip_forward=1"]);
     let kernel = run_rule_cases(&t, false);
-    sysctl(&t.r, &["net.ipv4.ip_forward=0"]);
+    if backend == "af_packet" {
+        sysctl(&t.r, &["net.ipv4.ip_forward=0"]);
+    }
     assert_eq!(
         kernel,
         [
@@ -748,7 +748,7 @@ fn policy_rules_forward_as_the_kernel_does(backend: &str) {
             .zip(&kernel)
             .collect::<Vec<_>>()
     );
-    // fpd, with Linux not forwarding.
+    // fpd (with AF_PACKET, Linux not forwarding).
     t.start_fast_path(&["--backend", backend]);
     until_reachable(&t, "10.2.0.2");
     until_reachable(&t, "10.3.0.2");

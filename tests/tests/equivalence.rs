@@ -706,7 +706,7 @@ fn scenarios(m: &Macs) -> Vec<Scenario> {
         s("routes alone", "ttl", &[ROUTES]),
         s(
             "nft forward drop",
-            "netfilter",
+            "ttl",
             &[
                 ROUTES,
                 "nft add table inet f; nft add chain inet f fw '{ type filter hook forward priority 0; }'; \
@@ -814,7 +814,7 @@ macro_rules! scenario_tests {
 
 scenario_tests! {
     routes_alone: "routes alone", true;
-    nft_forward_drop: "nft forward drop", false;
+    nft_forward_drop: "nft forward drop", true;
     nft_reject_set_lookup_iifname: "nft reject, set lookup, iifname", false;
     nft_ct_state_policy_drop: "nft ct state established,related accept, policy drop", false;
     nft_dnat: "nft dnat", false;

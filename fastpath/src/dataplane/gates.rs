@@ -1,22 +1,13 @@
 //! What in the synced configuration makes fpd unable to forward a family
-//! exactly as Linux would, whatever the packet: the forwarding path's
-//! netfilter hooks (nf_tables base chains, legacy x_tables rules) and
-//! IPsec policies. Such a family's packets go to Linux, which applies its
-//! full semantics; fpd forwards them itself again once the configuration
-//! no longer needs Linux.
+//! exactly as Linux would, whatever the packet: IPsec policies, and Linux's
+//! own settings for the input port. Such a family's packets go to Linux,
+//! which applies its full semantics; fpd forwards them itself again once
+//! the configuration no longer needs Linux. (Netfilter is evaluated per
+//! packet: see `netfilter`.)
 //!
 //! The rule is conservative on purpose: a gate closed for nothing only
 //! costs speed (Linux forwards), a gate open by mistake lets a packet leave
-//! differently from Linux (a firewall bypass). So:
-//! * any nf_tables base chain of family ip/ip6/inet on prerouting, forward,
-//!   postrouting or (inet) ingress closes its families, whatever its rules
-//!   (an empty chain with policy accept included: it may be filled next);
-//!   netdev chains close both families (they run on the ports themselves);
-//!   bridge and arp chains do not see routed packets;
-//! * any legacy x_tables rule in a builtin chain of those hooks closes its
-//!   family, and so does a builtin chain whose policy is not ACCEPT (user
-//!   chains are reached only through such rules); tables with empty
-//!   builtin chains and ACCEPT policies change nothing;
+//! differently from Linux. So:
 //! * any IPsec policy of direction out or fwd closes its family: forwarded
 //!   packets are checked against fwd policies and looked up in out ones;
 //! * where Linux forwards what fpd hands it (AF_XDP), Linux's own
@@ -37,20 +28,8 @@ use super::view::PortInfo;
 use crate::fpc::{NetConf, NETCONFA_IFINDEX_ALL};
 use crate::tables::Tables;
 
-/// NFPROTO_* families of nf_tables.
-const NFPROTO_INET: u8 = 1;
-const NFPROTO_IPV4: u8 = 2;
-const NFPROTO_NETDEV: u8 = 5;
-const NFPROTO_IPV6: u8 = 10;
-/// NF_INET_* hooks a forwarded packet traverses, and inet's ingress.
-const NF_INET_PRE_ROUTING: u32 = 0;
-const NF_INET_FORWARD: u32 = 2;
-const NF_INET_POST_ROUTING: u32 = 4;
-const NF_INET_INGRESS: u32 = 5;
 const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
-/// x_tables' ACCEPT as a standard verdict (`-NF_ACCEPT - 1`).
-const XT_ACCEPT: i32 = -2;
 /// XFRM_POLICY_OUT, XFRM_POLICY_FWD.
 const XFRM_POLICY_OUT: u8 = 1;
 const XFRM_POLICY_FWD: u8 = 2;
@@ -123,36 +102,6 @@ impl Gates {
 
     pub fn build(tables: &Tables) -> Gates {
         let mut g = Gates::default();
-        for c in tables.nft_chains() {
-            let Some((hook, _)) = c.hook else { continue };
-            let (v4, v6) = match c.family {
-                NFPROTO_NETDEV => (true, true),
-                NFPROTO_INET | NFPROTO_IPV4 | NFPROTO_IPV6 => {
-                    let on_path = matches!(
-                        hook,
-                        NF_INET_PRE_ROUTING | NF_INET_FORWARD | NF_INET_POST_ROUTING
-                    ) || (c.family == NFPROTO_INET && hook == NF_INET_INGRESS);
-                    (
-                        on_path && c.family != NFPROTO_IPV6,
-                        on_path && c.family != NFPROTO_IPV4,
-                    )
-                }
-                _ => (false, false),
-            };
-            g.close(v4, v6, Exception::Netfilter);
-        }
-        let on_path = |name: &str| matches!(name, "PREROUTING" | "FORWARD" | "POSTROUTING");
-        for c in tables.xt_chains() {
-            let strict = c.policy.is_some_and(|p| p != XT_ACCEPT);
-            if strict && on_path(&c.name) {
-                g.close_family(c.family, Exception::Netfilter);
-            }
-        }
-        for r in tables.xt_rules() {
-            if on_path(&r.chain) {
-                g.close_family(r.family, Exception::Netfilter);
-            }
-        }
         for p in tables.xfrm_policies() {
             if matches!(p.dir, XFRM_POLICY_OUT | XFRM_POLICY_FWD) {
                 match p.sel.daddr {
@@ -162,10 +111,6 @@ impl Gates {
             }
         }
         g
-    }
-
-    fn close_family(&mut self, family: u8, why: Exception) {
-        self.close(family == AF_INET, family == AF_INET6, why);
     }
 
     /// Closes the families given, keeping the first reason found.
@@ -182,19 +127,7 @@ impl Gates {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fpc::{NftChain, Object, Op, XtChain};
-
-    fn chain(family: u8, hook: u32) -> Object {
-        Object::NftChain(NftChain {
-            family,
-            table: "t".into(),
-            name: format!("c{family}-{hook}"),
-            hook: Some((hook, 0)),
-            chain_type: "filter".into(),
-            policy: Some(1),
-            flags: 0,
-        })
-    }
+    use crate::fpc::{NftChain, Object, Op, Selector, XfrmSp};
 
     fn gates(objects: Vec<Object>) -> Gates {
         let mut t = Tables::new();
@@ -204,52 +137,58 @@ mod tests {
         Gates::build(&t)
     }
 
-    #[test]
-    fn forwarding_hooks_close_their_families_and_others_do_not() {
-        assert_eq!(gates(vec![]), Gates::default());
-        let nf = Some(Exception::Netfilter);
-        assert_eq!(
-            gates(vec![chain(NFPROTO_INET, NF_INET_FORWARD)]),
-            Gates { v4: nf, v6: nf }
-        );
-        assert_eq!(
-            gates(vec![chain(NFPROTO_IPV4, NF_INET_POST_ROUTING)]),
-            Gates { v4: nf, v6: None }
-        );
-        assert_eq!(
-            gates(vec![chain(NFPROTO_IPV6, NF_INET_PRE_ROUTING)]),
-            Gates { v4: None, v6: nf }
-        );
-        // input (1) and output (3) never see a forwarded packet.
-        assert_eq!(
-            gates(vec![chain(NFPROTO_INET, 1), chain(NFPROTO_IPV4, 3)]),
-            Gates::default()
-        );
-        // A netdev chain runs on the ports: both families.
-        assert_eq!(
-            gates(vec![chain(NFPROTO_NETDEV, 0)]),
-            Gates { v4: nf, v6: nf }
-        );
+    fn policy(dir: u8, any: &str) -> Object {
+        let a: IpAddr = any.parse().unwrap();
+        Object::XfrmSp(XfrmSp {
+            sel: Selector {
+                daddr: a,
+                saddr: a,
+                prefixlen_d: 0,
+                prefixlen_s: 0,
+                dport: 0,
+                dport_mask: 0,
+                sport: 0,
+                sport_mask: 0,
+                proto: 0,
+                ifindex: 0,
+                user: 0,
+            },
+            dir,
+            index: 8 + u32::from(dir),
+            ptype: 0,
+            priority: 0,
+            action: 0,
+            flags: 0,
+            mark: (0, 0),
+            if_id: 0,
+            lifetime: Default::default(),
+            tmpls: vec![],
+        })
     }
 
     #[test]
-    fn legacy_builtin_chains_close_only_when_they_can_act() {
-        let builtin = |name: &str, policy: i32| {
-            Object::XtChain(XtChain {
-                family: AF_INET,
-                table: "filter".into(),
-                name: name.into(),
-                hook: Some(2),
-                policy: Some(policy),
-            })
-        };
+    fn out_and_fwd_policies_close_their_family_and_in_ones_do_not() {
+        assert_eq!(gates(vec![]), Gates::default());
+        let x = Some(Exception::Xfrm);
         assert_eq!(
-            gates(vec![builtin("FORWARD", XT_ACCEPT), builtin("INPUT", -1)]),
-            Gates::default()
+            gates(vec![policy(XFRM_POLICY_FWD, "0.0.0.0")]),
+            Gates { v4: x, v6: None }
         );
         assert_eq!(
-            gates(vec![builtin("FORWARD", -1)]).v4,
-            Some(Exception::Netfilter)
+            gates(vec![policy(XFRM_POLICY_OUT, "::")]),
+            Gates { v4: None, v6: x }
         );
+        assert_eq!(gates(vec![policy(0, "0.0.0.0")]), Gates::default());
+        // Netfilter is the evaluator's: a chain closes nothing here.
+        let chain = Object::NftChain(NftChain {
+            family: 1,
+            table: "t".into(),
+            name: "fw".into(),
+            hook: Some((2, 0)),
+            chain_type: "filter".into(),
+            policy: Some(0),
+            flags: 0,
+        });
+        assert_eq!(gates(vec![chain]), Gates::default());
     }
 }

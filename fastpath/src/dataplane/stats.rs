@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crate::fpc::InterfaceStats;
 
+use super::netfilter::Reason;
 use super::view::PortInfo;
 
 /// Why a packet went to Linux rather than through the fast path. With
@@ -143,16 +144,19 @@ pub(crate) enum DropReason {
     TxFull,
     /// The frame was cut by the receive ring (larger than a ring slot).
     Truncated,
+    /// A netfilter rule (or chain policy) dropped it, as Linux would.
+    Netfilter,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 6] = [
+    pub const ALL: [DropReason; 7] = [
         DropReason::Malformed,
         DropReason::BadChecksum,
         DropReason::Blackhole,
         DropReason::PortDown,
         DropReason::TxFull,
         DropReason::Truncated,
+        DropReason::Netfilter,
     ];
 
     pub fn name(self) -> &'static str {
@@ -163,6 +167,7 @@ impl DropReason {
             DropReason::PortDown => "drop_port_down",
             DropReason::TxFull => "drop_tx_full",
             DropReason::Truncated => "drop_truncated",
+            DropReason::Netfilter => "drop_netfilter",
         }
     }
 }
@@ -197,6 +202,12 @@ pub(crate) struct PortCounters {
     pub icmp_errors_sent: Counter,
     pub exceptions: [Counter; Exception::ALL.len()],
     pub drops: [Counter; DropReason::ALL.len()],
+    /// Why netfilter evaluation left a packet to Linux (counted beside
+    /// `exception_netfilter`).
+    pub nf_reasons: [Counter; Reason::ALL.len()],
+    /// Rule counters (nft `counter`, x_tables rules) packets fpd handled
+    /// reached: Linux's own counters of those rules do not see them.
+    pub nf_rule_counters: Counter,
 }
 
 impl PortCounters {
@@ -263,6 +274,10 @@ pub(crate) fn collect(
             for d in DropReason::ALL {
                 counters.push((d.name(), sum(&|c| &c.drops[d as usize])));
             }
+            for (i, r) in Reason::ALL.iter().enumerate() {
+                counters.push((r.name(), sum(&|c| &c.nf_reasons[i])));
+            }
+            counters.push(("nf_rule_counters", sum(&|c| &c.nf_rule_counters)));
             InterfaceStats {
                 ifindex: p.ifindex,
                 name: p.name.clone(),

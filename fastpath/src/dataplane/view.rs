@@ -35,6 +35,7 @@ use std::sync::Arc;
 
 use super::conntrack::FlowTable;
 pub(crate) use super::gates::{Gates, PortGates};
+use super::netfilter::Ruleset;
 pub(crate) use super::rules::{Flow, ToLinux};
 use super::rules::{RuleList, Verdict as RuleVerdict};
 use crate::fpc::{rtn, Hit, Nexthop, ObjectKind, AF_INET, AF_INET6};
@@ -154,6 +155,8 @@ pub(crate) struct View {
     pub conntracks: Arc<FlowTable>,
     /// Which families must go to Linux whatever the packet, per input port.
     pub gates: Arc<PortGates>,
+    /// The netfilter rules of the forwarding path, compiled.
+    pub ruleset: Arc<Ruleset>,
     /// Whether Linux forwards what fpd hands it (AF_XDP).
     linux_forwards: bool,
 }
@@ -187,6 +190,7 @@ impl View {
             routing: Arc::new(Routing::empty(ports)),
             conntracks: Arc::new(FlowTable::new()),
             gates: Arc::new(PortGates::build(&Tables::new(), ports, linux_forwards)),
+            ruleset: Arc::new(Ruleset::default()),
             linux_forwards,
         }
     }
@@ -212,6 +216,10 @@ impl View {
             gates: match parts.gates {
                 true => Arc::new(PortGates::build(tables, ports, self.linux_forwards)),
                 false => self.gates.clone(),
+            },
+            ruleset: match parts.gates {
+                true => Arc::new(Ruleset::build(tables)),
+                false => self.ruleset.clone(),
             },
             linux_forwards: self.linux_forwards,
         }

@@ -15,7 +15,8 @@ use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::forward::{forward, icmp_error, IcmpError, Verdict};
+use super::forward::{forward_counting, icmp_error, IcmpError, Verdict};
+use super::netfilter::{NfCounters, Reason};
 use super::port::{Fate, RxQueue, TxQueue};
 use super::stats::{DropReason, Exception, WorkerStats};
 use super::Shared;
@@ -139,7 +140,11 @@ impl Worker {
             got += rxq.recv_burst(BURST, &mut |frame, meta| {
                 c.rx_packets.add(1);
                 c.rx_bytes.add(frame.len() as u64);
-                let verdict = forward(&view, port, frame);
+                let mut nf = NfCounters::default();
+                let verdict = forward_counting(&view, port, frame, &mut nf);
+                if nf.rule_counters > 0 {
+                    c.nf_rule_counters.add(nf.rule_counters);
+                }
                 match verdict {
                     Verdict::Forward(out) => {
                         if meta.csum_partial {
@@ -210,6 +215,13 @@ impl Worker {
                     Verdict::Drop(d) => {
                         c.drop(d);
                         Fate::Done
+                    }
+                    Verdict::Netfilter(reason) => {
+                        c.exception(Exception::Netfilter);
+                        if let Some(i) = Reason::ALL.iter().position(|r| *r == reason) {
+                            c.nf_reasons[i].add(1);
+                        }
+                        Fate::ToLinux
                     }
                 }
             });

@@ -32,6 +32,7 @@ use crate::wire::ethernet::{self, ethertype, Frame, Mac};
 use crate::wire::{icmp, ip_proto, ipv4, ipv6};
 
 use super::gates::Gates;
+use super::netfilter::{NfCounters, Reason};
 use super::stats::{DropReason, Exception};
 use super::view::{Flow, Lookup, ToLinux, View};
 
@@ -49,11 +50,26 @@ pub(crate) enum Verdict {
         dst: IpAddr,
     },
     Drop(DropReason),
+    /// Leave it to Linux: netfilter evaluation cannot decide it exactly
+    /// (an `Exception::Netfilter`).
+    Netfilter(Reason),
 }
 
 /// Decides the fate of `frame`, received on port `in_port`, and rewrites
 /// it when it is to be forwarded.
+#[cfg(test)]
 pub(crate) fn forward(view: &View, in_port: usize, frame: &mut [u8]) -> Verdict {
+    forward_counting(view, in_port, frame, &mut NfCounters::default())
+}
+
+/// [`forward`], adding to `nf` the netfilter rule counters the packet
+/// reached.
+pub(crate) fn forward_counting(
+    view: &View,
+    in_port: usize,
+    frame: &mut [u8],
+    nf: &mut NfCounters,
+) -> Verdict {
     let Some(port) = view.ports.get(in_port) else {
         return Verdict::Drop(DropReason::PortDown);
     };
@@ -71,8 +87,8 @@ pub(crate) fn forward(view: &View, in_port: usize, frame: &mut [u8]) -> Verdict 
     let next = match (eth.ethertype(), view.gates.port(in_port)) {
         (ethertype::IPV4, Gates { v4: Some(e), .. })
         | (ethertype::IPV6, Gates { v6: Some(e), .. }) => Err(Verdict::Exception(e)),
-        (ethertype::IPV4, _) => route4(view, in_port, eth.payload_mut()),
-        (ethertype::IPV6, _) => route6(view, in_port, eth.payload_mut()),
+        (ethertype::IPV4, _) => route4(view, in_port, eth.payload_mut(), nf),
+        (ethertype::IPV6, _) => route6(view, in_port, eth.payload_mut(), nf),
         _ => Err(Verdict::Exception(Exception::NotIp)),
     };
     match next {
@@ -211,19 +227,104 @@ pub(crate) fn icmp_error(
 }
 
 /// The output port and next-hop MAC of an IPv4 packet received on
-/// `in_port`; rewrites its TTL and checksum when it is to be forwarded.
-fn route4(view: &View, in_port: usize, payload: &mut [u8]) -> Result<(usize, Mac), Verdict> {
+/// `in_port`; rewrites it (TTL, checksum, the NAT of its conntrack entry)
+/// when it is to be forwarded.
+fn route4(
+    view: &View,
+    in_port: usize,
+    payload: &mut [u8],
+    nf: &mut NfCounters,
+) -> Result<(usize, Mac), Verdict> {
     let frame_len = payload.len();
-    let iif = view.ports[in_port].ifindex;
-    let mut p =
-        ipv4::Packet::new_checked(payload).map_err(|_| Verdict::Drop(DropReason::Malformed))?;
-    if !p.verify_checksum() {
-        return Err(Verdict::Drop(DropReason::BadChecksum));
+    let (src, dst) = {
+        let p = ipv4::Packet::new_checked(&*payload)
+            .map_err(|_| Verdict::Drop(DropReason::Malformed))?;
+        if !p.verify_checksum() {
+            return Err(Verdict::Drop(DropReason::BadChecksum));
+        }
+        if p.header_len() > ipv4::HEADER_LEN {
+            return Err(Verdict::Exception(Exception::IpOptions));
+        }
+        let (src, dst) = (p.src(), p.dst());
+        check_addresses4(view, src, dst)?;
+        // Linux trims the frame to the packet; so does it reassemble and
+        // refragment as soon as conntrack runs, which fpd cannot see.
+        if p.total_len() != frame_len {
+            return Err(Verdict::Exception(Exception::Padded));
+        }
+        if p.is_fragment() {
+            return Err(Verdict::Exception(Exception::Fragment));
+        }
+        (src, dst)
+    };
+    let filtering = !view.ruleset.is_empty();
+    let received = filtering.then(|| filter::Headers::save(payload));
+    // From here on the packet may be rewritten: what goes to Linux goes as
+    // it was received.
+    let result = (|| {
+        let ct = match filtering {
+            true => filter::before_routing(view, in_port, payload, nf)?,
+            false => None,
+        };
+        let mut p = ipv4::Packet::new_checked(&mut *payload)
+            .map_err(|_| Verdict::Drop(DropReason::Malformed))?;
+        let dst = p.dst();
+        if ct.is_some_and(|t| t.nat_dst) {
+            check_addresses4(view, p.src(), dst)?;
+        }
+        let iif = view.ports[in_port].ifindex;
+        let attrs = match view.lookup4(&Flow::of_ipv4(&p, iif)) {
+            Lookup::Route(a) => a,
+            other => return Err(not_routed(other)),
+        };
+        check_type(attrs.rtype)?;
+        if p.ttl() <= 1 {
+            return Err(Verdict::Exception(Exception::Ttl));
+        }
+        let (sport, dport) = p.ports();
+        let flow = flow_hash(
+            u64::from(p.src()),
+            u64::from(dst),
+            u64::from(p.protocol()) << 32 | u64::from(sport) << 16 | u64::from(dport),
+        );
+        let dst_ip = IpAddr::V4(Ipv4Addr::from(dst));
+        let (out, mac) = next_hop(view, attrs, flow, dst_ip, p.total_len())?;
+        if out == in_port {
+            return Err(Verdict::Exception(Exception::Redirect));
+        }
+        p.decrement_ttl();
+        if filtering {
+            filter::after_routing(view, in_port, out, payload, ct.as_ref(), nf)?;
+        }
+        Ok((out, mac, ct.map(|t| t.entry)))
+    })();
+    match result {
+        Ok((out, mac, entry)) => {
+            match (entry, &received) {
+                (Some(e), _) => e.mark_hit(),
+                (None, Some(h)) => mark4(view, src, dst, h.get()),
+                (None, None) => mark4(view, src, dst, payload),
+            }
+            Ok((out, mac))
+        }
+        Err(v) => {
+            if let Some(h) = received.filter(|_| !matches!(v, Verdict::Drop(_))) {
+                h.restore(payload);
+            }
+            Err(v)
+        }
     }
-    if p.header_len() > ipv4::HEADER_LEN {
-        return Err(Verdict::Exception(Exception::IpOptions));
-    }
-    let (src, dst) = (p.src(), p.dst());
+}
+
+/// Marks the conntrack entries of the IPv4 packet `l3` (as received).
+fn mark4(view: &View, src: u32, dst: u32, l3: &[u8]) {
+    let hl = usize::from(l3[0] & 0x0f) * 4;
+    view.conntracks
+        .mark4(src, dst, l3[9], l3.get(hl..).unwrap_or(&[]));
+}
+
+/// What fpd leaves to Linux by an IPv4 packet's addresses.
+fn check_addresses4(view: &View, src: u32, dst: u32) -> Result<(), Verdict> {
     if dst >> 28 == 0xe || dst == u32::MAX {
         return Err(Verdict::Exception(Exception::Multicast));
     }
@@ -233,52 +334,103 @@ fn route4(view: &View, in_port: usize, payload: &mut [u8]) -> Result<(usize, Mac
     if martian4(src, dst) || view.is_local4(src) {
         return Err(Verdict::Exception(Exception::Martian));
     }
-    // Linux trims the frame to the packet; so does it reassemble and
-    // refragment as soon as conntrack runs, which fpd cannot see.
-    if p.total_len() != frame_len {
-        return Err(Verdict::Exception(Exception::Padded));
-    }
-    if p.is_fragment() {
-        return Err(Verdict::Exception(Exception::Fragment));
-    }
-    let attrs = match view.lookup4(&Flow::of_ipv4(&p, iif)) {
-        Lookup::Route(a) => a,
-        other => return Err(not_routed(other)),
-    };
-    check_type(attrs.rtype)?;
-    if p.ttl() <= 1 {
-        return Err(Verdict::Exception(Exception::Ttl));
-    }
-    let (sport, dport) = p.ports();
-    let flow = flow_hash(
-        u64::from(p.src()),
-        u64::from(dst),
-        u64::from(p.protocol()) << 32 | u64::from(sport) << 16 | u64::from(dport),
-    );
-    let dst_ip = IpAddr::V4(Ipv4Addr::from(dst));
-    let (out, mac) = next_hop(view, attrs, flow, dst_ip, p.total_len())?;
-    if out == in_port {
-        return Err(Verdict::Exception(Exception::Redirect));
-    }
-    view.conntracks.mark4(src, dst, p.protocol(), p.payload());
-    p.decrement_ttl();
-    Ok((out, mac))
+    Ok(())
 }
 
-fn route6(view: &View, in_port: usize, payload: &mut [u8]) -> Result<(usize, Mac), Verdict> {
+fn route6(
+    view: &View,
+    in_port: usize,
+    payload: &mut [u8],
+    nf: &mut NfCounters,
+) -> Result<(usize, Mac), Verdict> {
     let frame_len = payload.len();
-    let iif = view.ports[in_port].ifindex;
-    let mut p =
-        ipv6::Packet::new_checked(payload).map_err(|_| Verdict::Drop(DropReason::Malformed))?;
-    let (src, dst) = (p.src(), p.dst());
+    let (src, dst) = {
+        let p = ipv6::Packet::new_checked(&*payload)
+            .map_err(|_| Verdict::Drop(DropReason::Malformed))?;
+        let (src, dst) = (p.src(), p.dst());
+        if p.next_header() == ip_proto::HOP_BY_HOP {
+            return Err(Verdict::Exception(Exception::IpOptions));
+        }
+        check_addresses6(view, src, dst)?;
+        if p.total_len() != frame_len {
+            return Err(Verdict::Exception(Exception::Padded));
+        }
+        if p.next_header() == ip_proto::FRAGMENT {
+            return Err(Verdict::Exception(Exception::Fragment));
+        }
+        (src, dst)
+    };
+    let filtering = !view.ruleset.is_empty();
+    let received = filtering.then(|| filter::Headers::save(payload));
+    let result = (|| {
+        let ct = match filtering {
+            true => filter::before_routing(view, in_port, payload, nf)?,
+            false => None,
+        };
+        let mut p = ipv6::Packet::new_checked(&mut *payload)
+            .map_err(|_| Verdict::Drop(DropReason::Malformed))?;
+        let dst = p.dst();
+        if ct.is_some_and(|t| t.nat_dst) {
+            check_addresses6(view, p.src(), dst)?;
+        }
+        let iif = view.ports[in_port].ifindex;
+        let attrs = match view.lookup6(&Flow::of_ipv6(&p, iif)) {
+            Lookup::Route(a) => a,
+            other => return Err(not_routed(other)),
+        };
+        check_type(attrs.rtype)?;
+        if p.hop_limit() <= 1 {
+            return Err(Verdict::Exception(Exception::Ttl));
+        }
+        let (sport, dport) = p.ports();
+        let src_now = p.src();
+        let flow = flow_hash(
+            (src_now as u64) ^ ((src_now >> 64) as u64),
+            (dst as u64) ^ ((dst >> 64) as u64),
+            u64::from(p.next_header()) << 32 | u64::from(sport) << 16 | u64::from(dport),
+        );
+        let dst_ip = IpAddr::V6(Ipv6Addr::from(dst));
+        let (out, mac) = next_hop(view, attrs, flow, dst_ip, p.total_len())?;
+        if out == in_port {
+            return Err(Verdict::Exception(Exception::Redirect));
+        }
+        p.decrement_hop_limit();
+        if filtering {
+            filter::after_routing(view, in_port, out, payload, ct.as_ref(), nf)?;
+        }
+        Ok((out, mac, ct.map(|t| t.entry)))
+    })();
+    match result {
+        Ok((out, mac, entry)) => {
+            match (entry, &received) {
+                (Some(e), _) => e.mark_hit(),
+                (None, Some(h)) => mark6(view, src, dst, h.get()),
+                (None, None) => mark6(view, src, dst, payload),
+            }
+            Ok((out, mac))
+        }
+        Err(v) => {
+            if let Some(h) = received.filter(|_| !matches!(v, Verdict::Drop(_))) {
+                h.restore(payload);
+            }
+            Err(v)
+        }
+    }
+}
+
+/// Marks the conntrack entries of the IPv6 packet `l3` (as received).
+fn mark6(view: &View, src: u128, dst: u128, l3: &[u8]) {
+    view.conntracks
+        .mark6(src, dst, l3[6], l3.get(ipv6::HEADER_LEN..).unwrap_or(&[]));
+}
+
+/// What fpd leaves to Linux by an IPv6 packet's addresses.
+fn check_addresses6(view: &View, src: u128, dst: u128) -> Result<(), Verdict> {
     if ipv6::is_multicast(dst) {
         return Err(Verdict::Exception(Exception::Multicast));
     }
     if ipv6::is_link_local(dst) || ipv6::is_link_local(src) {
         return Err(Verdict::Exception(Exception::LinkLocal));
-    }
-    if p.next_header() == ip_proto::HOP_BY_HOP {
-        return Err(Verdict::Exception(Exception::IpOptions));
     }
     if view.is_local6(dst) {
         return Err(Verdict::Exception(Exception::Local));
@@ -286,35 +438,7 @@ fn route6(view: &View, in_port: usize, payload: &mut [u8]) -> Result<(usize, Mac
     if martian6(src) || martian6(dst) || ipv6::is_multicast(src) || view.is_local6(src) {
         return Err(Verdict::Exception(Exception::Martian));
     }
-    if p.total_len() != frame_len {
-        return Err(Verdict::Exception(Exception::Padded));
-    }
-    if p.next_header() == ip_proto::FRAGMENT {
-        return Err(Verdict::Exception(Exception::Fragment));
-    }
-    let attrs = match view.lookup6(&Flow::of_ipv6(&p, iif)) {
-        Lookup::Route(a) => a,
-        other => return Err(not_routed(other)),
-    };
-    check_type(attrs.rtype)?;
-    if p.hop_limit() <= 1 {
-        return Err(Verdict::Exception(Exception::Ttl));
-    }
-    let (sport, dport) = p.ports();
-    let flow = flow_hash(
-        (src as u64) ^ ((src >> 64) as u64),
-        (dst as u64) ^ ((dst >> 64) as u64),
-        u64::from(p.next_header()) << 32 | u64::from(sport) << 16 | u64::from(dport),
-    );
-    let dst_ip = IpAddr::V6(Ipv6Addr::from(dst));
-    let (out, mac) = next_hop(view, attrs, flow, dst_ip, p.total_len())?;
-    if out == in_port {
-        return Err(Verdict::Exception(Exception::Redirect));
-    }
-    view.conntracks
-        .mark6(src, dst, p.next_header(), p.payload());
-    p.decrement_hop_limit();
-    Ok((out, mac))
+    Ok(())
 }
 
 /// An IPv4 source or destination Linux will not route (RFC 1812 5.3.7,
@@ -441,5 +565,6 @@ fn flow_hash(a: u64, b: u64, c: u64) -> u64 {
     mix(mix(mix(K, a), b), c)
 }
 
+mod filter;
 #[cfg(test)]
 mod tests;

@@ -886,7 +886,7 @@ fn what_linux_would_treat_otherwise_goes_to_linux() {
 }
 
 #[test]
-fn netfilter_hooks_and_ipsec_policies_send_their_family_to_linux() {
+fn a_forward_chain_is_evaluated_and_ipsec_policies_send_their_family_to_linux() {
     use crate::fpc::{NftChain, Selector, XfrmSp};
     let mut t = tables();
     t.apply(
@@ -897,17 +897,15 @@ fn netfilter_hooks_and_ipsec_policies_send_their_family_to_linux() {
             name: "fw".into(),
             hook: Some((2, 0)), // forward
             chain_type: "filter".into(),
-            policy: Some(1),
+            policy: Some(0), // drop
             flags: 0,
         }),
     )
     .unwrap();
+    // The forward chain's policy drops, as Linux would: silently.
     let v = View::build(&t, &ports());
-    let f = udp4(MAC_A, "10.1.0.2", "10.2.0.2", 64, 1);
-    assert_eq!(
-        left_to_linux(&v, f),
-        Verdict::Exception(Exception::Netfilter)
-    );
+    let mut f = udp4(MAC_A, "10.1.0.2", "10.2.0.2", 64, 1);
+    assert_eq!(run(&v, &mut f), Verdict::Drop(DropReason::Netfilter));
     // IPv6 has no hook: still fpd's.
     let mut f = udp6(MAC_A, "fd01::2", "fd02::2", 64);
     assert_eq!(run(&v, &mut f), Verdict::Forward(1));

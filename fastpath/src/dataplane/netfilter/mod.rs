@@ -550,6 +550,7 @@ impl Ruleset {
     }
 
     /// Whether packets of this family need their conntrack entry.
+    #[cfg(test)]
     pub fn is_stateful(&self, v6: bool) -> bool {
         self.family(v6).stateful
     }
