@@ -31,6 +31,7 @@ use crate::tables::RouteAttrs;
 use crate::wire::ethernet::{self, ethertype, Frame, Mac};
 use crate::wire::{icmp, ip_proto, ipv4, ipv6};
 
+use super::conntrack::FlowEntry;
 use super::gates::Gates;
 use super::netfilter::{NfCounters, Reason};
 use super::stats::{DropReason, Exception};
@@ -298,12 +299,24 @@ fn route4(
         }
         Ok((out, mac, ct.map(|t| t.entry)))
     })();
+    settle(result, received, payload, |l3| mark4(view, src, dst, l3))
+}
+
+/// The end of [`route4`] and [`route6`]: a forwarded packet marks its
+/// conntrack entry used (its tracked one, else by its headers as received,
+/// through `mark`); a packet left to Linux is put back as received.
+fn settle(
+    result: Result<(usize, Mac, Option<&FlowEntry>), Verdict>,
+    received: Option<filter::Headers>,
+    payload: &mut [u8],
+    mark: impl FnOnce(&[u8]),
+) -> Result<(usize, Mac), Verdict> {
     match result {
         Ok((out, mac, entry)) => {
             match (entry, &received) {
                 (Some(e), _) => e.mark_hit(),
-                (None, Some(h)) => mark4(view, src, dst, h.get()),
-                (None, None) => mark4(view, src, dst, payload),
+                (None, Some(h)) => mark(h.get()),
+                (None, None) => mark(payload),
             }
             Ok((out, mac))
         }
@@ -400,22 +413,7 @@ fn route6(
         }
         Ok((out, mac, ct.map(|t| t.entry)))
     })();
-    match result {
-        Ok((out, mac, entry)) => {
-            match (entry, &received) {
-                (Some(e), _) => e.mark_hit(),
-                (None, Some(h)) => mark6(view, src, dst, h.get()),
-                (None, None) => mark6(view, src, dst, payload),
-            }
-            Ok((out, mac))
-        }
-        Err(v) => {
-            if let Some(h) = received.filter(|_| !matches!(v, Verdict::Drop(_))) {
-                h.restore(payload);
-            }
-            Err(v)
-        }
-    }
+    settle(result, received, payload, |l3| mark6(view, src, dst, l3))
 }
 
 /// Marks the conntrack entries of the IPv6 packet `l3` (as received).
