@@ -272,6 +272,9 @@ fn inserted_and_positioned_rules_keep_the_kernels_order() {
     by_handle.sort();
     assert_ne!(kernel, by_handle, "the test must not be in handle order");
     assert_eq!(fp_order(&s, "fw"), kernel);
+    // The oracle (`nft -j list ruleset`, each rule's predecessor the one
+    // listed before it) agrees with fpd's `prev` of every rule.
+    assert_eq!(s.oracle_diff(), Vec::<String>::new());
     // A delete moves its successor's predecessor.
     nft(&s, &format!("delete rule inet t fw handle {first}"));
     assert_eq!(fp_order(&s, "fw"), kernel_order(&s, "fw"));
