@@ -1030,6 +1030,14 @@ impl Processor {
                     warn!(kind = msg.kind, "malformed ctnetlink message: {e}");
                 }
             }
+            if matches!(
+                msg.kind,
+                netlink::nftables::NFT_MSG_NEWRULE | netlink::nftables::NFT_MSG_DELRULE
+            ) {
+                // A notified rule's place is unknown, and a delete moves
+                // its successor: a coalesced re-dump gives every place.
+                self.schedule(&[Scope::NftRules]);
+            }
             if self.pending.len() >= BATCH {
                 self.flush();
             }

@@ -944,6 +944,10 @@ fn nft(side: &mut Side, text: &str, f: &Features) -> Result<(), OracleError> {
             !nat || f.enabled(features::NAT)
         }
     };
+    // `nft -j` lists a chain's rules in the kernel's order: a rule's
+    // predecessor is the one listed before it (of every rule, synced or
+    // not, as the kernel's NFTA_RULE_POSITION).
+    let mut last: HashMap<(String, String, String), String> = HashMap::new();
     for item in items {
         if let Some(t) = item.get("table") {
             let family = s(&t["family"]);
@@ -1000,11 +1004,16 @@ fn nft(side: &mut Side, text: &str, f: &Features) -> Result<(), OracleError> {
             );
             put(side, "nft chain", key, r);
         } else if let Some(rule) = item.get("rule") {
+            let place = (s(&rule["family"]), s(&rule["table"]), s(&rule["chain"]));
+            let prev = last
+                .insert(place, s(&rule["handle"]))
+                .unwrap_or_else(|| "0".into());
             if !synced(&s(&rule["family"]), nft_rule_nats(rule)) {
                 continue;
             }
             let mut r = Record::new();
             r.insert("chain", s(&rule["chain"]));
+            r.insert("prev", prev);
             let key = format!(
                 "{} {} handle {}",
                 named(NFPROTO, &rule["family"], 0),
@@ -1307,6 +1316,14 @@ pub fn fastpath(objects: &[Object], features: &Features) -> Side {
             Object::NftRule(rule) => {
                 let mut r = Record::new();
                 r.insert("chain", rule.chain.clone());
+                r.insert(
+                    "prev",
+                    if rule.prev == fastpath::fpc::PREV_UNKNOWN {
+                        "unknown".into()
+                    } else {
+                        rule.prev.to_string()
+                    },
+                );
                 let key = format!("{} {} handle {}", rule.family, rule.table, rule.handle);
                 put(&mut side, "nft rule", key, r);
             }

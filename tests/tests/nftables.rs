@@ -207,3 +207,75 @@ fn ebtables_rules_answer_to_their_own_flag() {
         "ip tables still sync"
     );
 }
+
+/// The handles of chain inet t `chain` in the kernel's own order
+/// (`nft -a list chain`).
+fn kernel_order(s: &Setup, chain: &str) -> Vec<u64> {
+    in_ns(&s.ns, &["nft", "-a", "list", "chain", "inet", "t", chain])
+        .lines()
+        .filter(|l| !l.contains("chain ") && !l.contains("table "))
+        .filter_map(|l| l.rsplit_once("# handle ")?.1.trim().parse().ok())
+        .collect()
+}
+
+/// fpd's rules of chain inet t `chain`, followed from `prev` = 0.
+fn fp_order(s: &Setup, chain: &str) -> Vec<u64> {
+    let rules: Vec<(u64, u64)> = fp(s)
+        .into_iter()
+        .filter_map(|o| match o {
+            Object::NftRule(r) if r.table == "t" && r.chain == chain => Some((r.handle, r.prev)),
+            _ => None,
+        })
+        .collect();
+    let mut out = Vec::new();
+    let mut at = 0;
+    while let Some(&(h, _)) = rules.iter().find(|(_, p)| *p == at) {
+        if out.len() > rules.len() {
+            break;
+        }
+        out.push(h);
+        at = h;
+    }
+    assert_eq!(
+        out.len(),
+        rules.len(),
+        "fpd's links are not one list: {rules:?}"
+    );
+    out
+}
+
+#[test]
+fn inserted_and_positioned_rules_keep_the_kernels_order() {
+    let s = Setup::new("nft-order");
+    nft(&s, "add table inet t");
+    nft(
+        &s,
+        "add chain inet t fw { type filter hook forward priority 0; policy accept; }",
+    );
+    nft(&s, "add rule inet t fw udp dport 1 accept");
+    let first = kernel_order(&s, "fw")[0];
+    nft(&s, "add rule inet t fw udp dport 2 accept");
+    // Inserted first, then after the first rule (not last): handle order
+    // is not the kernel's.
+    nft(&s, "insert rule inet t fw udp dport 3 drop");
+    nft(
+        &s,
+        &format!("add rule inet t fw position {first} udp dport 4 counter"),
+    );
+    nft(
+        &s,
+        &format!("insert rule inet t fw position {first} udp dport 5 drop"),
+    );
+    let kernel = kernel_order(&s, "fw");
+    assert_eq!(kernel.len(), 5);
+    let mut by_handle = kernel.clone();
+    by_handle.sort();
+    assert_ne!(kernel, by_handle, "the test must not be in handle order");
+    assert_eq!(fp_order(&s, "fw"), kernel);
+    // The oracle (`nft -j list ruleset`, each rule's predecessor the one
+    // listed before it) agrees with fpd's `prev` of every rule.
+    assert_eq!(s.oracle_diff(), Vec::<String>::new());
+    // A delete moves its successor's predecessor.
+    nft(&s, &format!("delete rule inet t fw handle {first}"));
+    assert_eq!(fp_order(&s, "fw"), kernel_order(&s, "fw"));
+}

@@ -27,7 +27,7 @@ pub use message::{
 };
 pub use mroute::{Mroute, MrouteKey, MrouteVif, MrouteVifKey};
 pub use netconf::{NetConf, NetConfKey, NETCONFA_IFINDEX_ALL, NETCONFA_IFINDEX_DEFAULT};
-pub use nftables::{NftChain, NftRule, NftTable};
+pub use nftables::{NftChain, NftRule, NftTable, PREV_UNKNOWN};
 pub use object::{
     family_of, rtn, unspecified, Addr, BridgePort, Fdb, Hop, Link, LinkInfo, Neigh, NextHops,
     Nexthop, Object, ObjectKey, ObjectKind, Route, RouteDisc, RouteKey, AF_INET, AF_INET6,

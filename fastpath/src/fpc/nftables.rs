@@ -9,8 +9,10 @@
 //! * Only what the kernel announces is kept: use counts, chain counters
 //!   and the packet and byte counts of `counter` expressions (cleared by
 //!   the decoder) change without an event, and are left out.
-//! * A rule's position within its chain is not kept (it travels only in
-//!   some messages); the fast path orders rules by handle.
+//! * A rule's place in its chain is `prev`: the handle of the rule before
+//!   it, 0 for the first, [`PREV_UNKNOWN`] when not known (a notified
+//!   rule whose place the message does not give: cmgrd re-dumps, and the
+//!   dump fills it in). The fast path follows `prev` from 0.
 
 use std::fmt;
 
@@ -40,6 +42,9 @@ pub struct NftChain {
     pub flags: u32,
 }
 
+/// `NftRule::prev` when the rule's place in its chain is not known.
+pub const PREV_UNKNOWN: u64 = u64::MAX;
+
 /// A rule: its expressions as the kernel lists them (`NFTA_RULE_EXPRESSIONS`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct NftRule {
@@ -47,6 +52,9 @@ pub struct NftRule {
     pub table: String,
     pub chain: String,
     pub handle: u64,
+    /// The handle of the rule before it in its chain, 0 for the first,
+    /// [`PREV_UNKNOWN`] when not known.
+    pub prev: u64,
     /// Whether an expression translates addresses (nat, masq, redir, or
     /// an xt SNAT/DNAT/MASQUERADE/REDIRECT target): the NAT feature's.
     pub nat: bool,
@@ -122,6 +130,7 @@ impl NftRule {
         w.str(&self.table);
         w.str(&self.chain);
         w.u64(self.handle);
+        w.u64(self.prev);
         w.bool(self.nat);
         w.u32(self.exprs.len() as u32);
         w.buf_mut().extend_from_slice(&self.exprs);
@@ -131,6 +140,7 @@ impl NftRule {
         let table = r.str()?;
         let chain = r.str()?;
         let handle = r.u64()?;
+        let prev = r.u64()?;
         let nat = r.bool()?;
         let len = r.u32()? as usize;
         Ok(NftRule {
@@ -138,6 +148,7 @@ impl NftRule {
             table,
             chain,
             handle,
+            prev,
             nat,
             exprs: r.bytes(len)?.to_vec(),
         })
@@ -175,11 +186,16 @@ impl fmt::Display for NftRule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "nft rule family {} {} {} handle {}{} exprs {} bytes",
+            "nft rule family {} {} {} handle {} prev {}{} exprs {} bytes",
             self.family,
             self.table,
             self.chain,
             self.handle,
+            if self.prev == PREV_UNKNOWN {
+                "unknown".to_string()
+            } else {
+                self.prev.to_string()
+            },
             if self.nat { " nat" } else { "" },
             self.exprs.len()
         )

@@ -1314,6 +1314,7 @@ pub(crate) mod tests {
                 table: "t".into(),
                 chain: "fw".into(),
                 handle: 4,
+                prev: 3,
                 nat: true,
                 exprs: vec![1, 2, 3, 4, 5],
             }),

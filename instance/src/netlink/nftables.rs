@@ -16,7 +16,8 @@
 use super::wire::attrs;
 use fastpath::fpc::{NftChain, NftRule, NftTable, Object, ObjectKey};
 
-use super::wire::{Event, NlMsg, WireError, NLMSG_HDRLEN, NLM_F_DUMP, NLM_F_REQUEST};
+use super::wire::{Event, NlMsg, WireError, NLMSG_HDRLEN, NLM_F_DUMP, NLM_F_MULTI, NLM_F_REQUEST};
+use fastpath::fpc::PREV_UNKNOWN;
 
 pub const NFNL_SUBSYS_NFTABLES: u16 = 10;
 const BASE: u16 = NFNL_SUBSYS_NFTABLES << 8;
@@ -50,6 +51,7 @@ const NFTA_RULE_TABLE: u16 = 1;
 const NFTA_RULE_CHAIN: u16 = 2;
 const NFTA_RULE_HANDLE: u16 = 3;
 const NFTA_RULE_EXPRESSIONS: u16 = 4;
+const NFTA_RULE_POSITION: u16 = 6;
 const NFTA_LIST_ELEM: u16 = 1;
 const NFTA_EXPR_NAME: u16 = 1;
 const NFTA_EXPR_DATA: u16 = 2;
@@ -188,13 +190,23 @@ fn normalize_exprs(v: &[u8]) -> Result<(Vec<u8>, bool), WireError> {
     Ok((out, nat))
 }
 
-fn decode_rule(payload: &[u8]) -> Result<NftRule, WireError> {
+/// A rule; `dumped` says the message is a dump's (NLM_F_MULTI).
+///
+/// Its place (kernel fact, nf_tables_fill_rule_info): a dump lists a
+/// chain's rules in order, each but the first with NFTA_RULE_POSITION =
+/// the handle of the rule before it, so a dumped rule's `prev` is that
+/// attribute, 0 without it. A notification's position is not trusted
+/// (`nft add` has none, `nft insert` none either, `insert ... position`
+/// names a neighbour): a notified rule's place is unknown, and the daemon
+/// re-dumps the rules, which gives it.
+fn decode_rule(payload: &[u8], dumped: bool) -> Result<NftRule, WireError> {
     let (family, rest) = family(payload)?;
     let mut r = NftRule {
         family,
         table: String::new(),
         chain: String::new(),
         handle: 0,
+        prev: if dumped { 0 } else { PREV_UNKNOWN },
         nat: false,
         exprs: Vec::new(),
     };
@@ -204,6 +216,7 @@ fn decode_rule(payload: &[u8]) -> Result<NftRule, WireError> {
             NFTA_RULE_TABLE => r.table = string(v),
             NFTA_RULE_CHAIN => r.chain = string(v),
             NFTA_RULE_HANDLE => r.handle = be64(kind, v)?,
+            NFTA_RULE_POSITION if dumped => r.prev = be64(kind, v)?,
             NFTA_RULE_EXPRESSIONS => {
                 (r.exprs, r.nat) = normalize_exprs(v)?;
                 // An FPC object body is at most 64 KiB.
@@ -221,14 +234,15 @@ fn decode_rule(payload: &[u8]) -> Result<NftRule, WireError> {
 /// generation news are not synced).
 pub fn decode(msg: &NlMsg<'_>) -> Result<Event, WireError> {
     let p = msg.payload;
+    let dumped = msg.flags & NLM_F_MULTI != 0;
     Ok(match msg.kind {
         NFT_MSG_NEWTABLE => Event::New(Object::NftTable(decode_table(p)?)),
         NFT_MSG_DELTABLE => Event::Del(Object::NftTable(decode_table(p)?).key()),
         NFT_MSG_NEWCHAIN => Event::New(Object::NftChain(decode_chain(p)?)),
         NFT_MSG_DELCHAIN => Event::Del(Object::NftChain(decode_chain(p)?).key()),
-        NFT_MSG_NEWRULE => Event::New(Object::NftRule(decode_rule(p)?)),
+        NFT_MSG_NEWRULE => Event::New(Object::NftRule(decode_rule(p, dumped)?)),
         NFT_MSG_DELRULE => {
-            let r = decode_rule(p)?;
+            let r = decode_rule(p, dumped)?;
             Event::Del(ObjectKey::NftRule {
                 family: r.family,
                 table: r.table,
@@ -385,6 +399,52 @@ mod tests {
                 b[at] = v;
                 let _ = decode_one(&b);
             }
+        }
+    }
+
+    /// Captured on this kernel (Linux 6.18, tests of `nft` in a netns):
+    /// the NFT_MSG_NEWRULE notifications of chain inet t c and its dump.
+    const ADD: &str = "64000000060a000c01000000b261000001000004060001007400000006000200630000000c000300000000000000000234000400300001000e000100696d6d6564696174650000001c0002000800010000000000100002000c0002000800010000000001";
+    const INSERT: &str = "64000000060a000401000000e361000001000005060001007400000006000200630000000c000300000000000000000334000400300001000e000100696d6d6564696174650000001c0002000800010000000000100002000c0002000800010000000000";
+    const ADD_POSITION_2: &str = "60000000060a000c010000002462000001000006060001007400000006000200630000000c0003000000000000000004300004002c0001000c000100636f756e746572001c0002000c00010000000000000000000c0002000000000000000000";
+    const INSERT_POSITION_2: &str = "c0000000060a0004010000004962000001000007060001007400000006000200630000000c00030000000000000000050c00060000000000000000038400040024000100090001006d6574610000000014000200080002000000000308000100000000012c00010008000100636d700020000200080001000000000108000200000000000c0003000800010003000000300001000e000100696d6d6564696174650000001c0002000800010000000000100002000c0002000800010000000001";
+    const DUMP: [&str; 4] = [
+        "64000000060a020801000000a034a7c901000007060001007400000006000200630000000c000300000000000000000334000400300001000e000100696d6d6564696174650000001c0002000800010000000000100002000c0002000800010000000000",
+        "c0000000060a020801000000a034a7c901000007060001007400000006000200630000000c00030000000000000000050c00060000000000000000038400040024000100090001006d6574610000000014000200080002000000000308000100000000012c00010008000100636d700020000200080001000000000108000200000000000c0003000800010003000000300001000e000100696d6d6564696174650000001c0002000800010000000000100002000c0002000800010000000001",
+        "70000000060a020801000000a034a7c901000007060001007400000006000200630000000c00030000000000000000020c000600000000000000000534000400300001000e000100696d6d6564696174650000001c0002000800010000000000100002000c0002000800010000000001",
+        "6c000000060a020801000000a034a7c901000007060001007400000006000200630000000c00030000000000000000040c0006000000000000000002300004002c0001000c000100636f756e746572001c0002000c00010000000000000000000c0002000000000000000000",
+    ];
+
+    fn unhex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    fn place(hex: &str) -> (u64, u64) {
+        let Ok(Event::New(Object::NftRule(r))) = decode_one(&unhex(hex)) else {
+            panic!("not a rule: {hex}");
+        };
+        (r.handle, r.prev)
+    }
+
+    #[test]
+    fn a_dumped_rule_has_its_place_a_notified_one_does_not() {
+        // `nft -a list chain inet t c`: drop # handle 3, meta mark 3
+        // accept # handle 5, accept # handle 2, counter # handle 4.
+        let dumped: Vec<(u64, u64)> = DUMP.iter().map(|h| place(h)).collect();
+        assert_eq!(dumped, [(3, 0), (5, 3), (2, 5), (4, 2)]);
+        // add (NLM_F_APPEND, no position), insert (neither), add at
+        // position 2 (as plain add: no position), insert at position 2
+        // (position 3, the rule now before it): none is trusted.
+        for (hex, handle) in [
+            (ADD, 2),
+            (INSERT, 3),
+            (ADD_POSITION_2, 4),
+            (INSERT_POSITION_2, 5),
+        ] {
+            assert_eq!(place(hex), (handle, PREV_UNKNOWN));
         }
     }
 }

@@ -218,10 +218,13 @@ pub(crate) enum Reason {
     /// NAT fpd cannot redo: the entry translates without NAT hooks, an
     /// unsupported protocol, or a chain shares the NAT hook's priority.
     Nat,
+    /// An nft chain whose rules' order is not known (a rule notified
+    /// without its place, before cmgrd's re-dump), or not one list.
+    RuleOrder,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 24] = [
+    pub const ALL: [Reason; 25] = [
         Reason::NetdevChain,
         Reason::SetLookup,
         Reason::NatRule,
@@ -246,6 +249,7 @@ impl Reason {
         Reason::SeqAdjust,
         Reason::CtZone,
         Reason::Nat,
+        Reason::RuleOrder,
     ];
 
     /// The counter's name.
@@ -275,6 +279,7 @@ impl Reason {
             Reason::SeqAdjust => "nf_seq_adjust",
             Reason::CtZone => "nf_ct_zone",
             Reason::Nat => "nf_nat",
+            Reason::RuleOrder => "nf_rule_order",
         }
     }
 }

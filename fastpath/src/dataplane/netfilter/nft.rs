@@ -21,8 +21,11 @@
 //! position), and a rule added or inserted at a position is announced
 //! with NFTA_RULE_POSITION = the handle of the rule now before it. Dumps
 //! list rules in order, each with the previous rule's handle as its
-//! position. Handles only grow, so the handle order here is the kernel's
-//! order exactly when every rule was appended.
+//! position. A rule's place is synced as `prev` (its predecessor's
+//! handle, 0 for the first); a chain whose rules do not form one list
+//! from 0, or has a rule of unknown place, is compiled as one
+//! unsupported step ([`Reason::RuleOrder`]): Linux decides until cmgrd's
+//! re-dump gives every place.
 //!
 //! Invariants: compiling never fails (an expression fpd does not
 //! implement becomes [`Step::Unsupported`]); running allocates nothing
@@ -34,7 +37,7 @@ use super::{
     before_conntrack, Direction, NfCounters, NfVerdict, Packet, Reason, Tracked, NFPROTO_IPV4,
     NFPROTO_IPV6,
 };
-use crate::fpc::{NftChain, NftRule};
+use crate::fpc::{NftChain, NftRule, PREV_UNKNOWN};
 
 // NFTA_LIST_ELEM / NFTA_EXPR_* are unpacked by cmgrd already.
 const NFTA_DATA_VALUE: u16 = 1;
@@ -777,6 +780,27 @@ fn check_ct_status(steps: &mut [Step]) {
     }
 }
 
+/// A chain's rules in the kernel's order, following `prev` from 0; None
+/// when a place is unknown or the links are not one list of them all.
+fn in_order(rules: Vec<&NftRule>) -> Option<Vec<&NftRule>> {
+    let mut by_prev: HashMap<u64, &NftRule> = HashMap::with_capacity(rules.len());
+    for r in &rules {
+        if r.prev == PREV_UNKNOWN || by_prev.insert(r.prev, r).is_some() {
+            return None;
+        }
+    }
+    let mut out = Vec::with_capacity(rules.len());
+    let mut at = 0;
+    while let Some(r) = by_prev.get(&at) {
+        if out.len() == rules.len() {
+            return None; // a cycle
+        }
+        out.push(*r);
+        at = r.handle;
+    }
+    (out.len() == rules.len()).then_some(out)
+}
+
 impl Program {
     /// Compiles `chains` (their index here is their index in the
     /// program) and the rules of `rules` that belong to them.
@@ -788,8 +812,6 @@ impl Program {
                 .or_default()
                 .insert(c.name.as_str(), i);
         }
-        let mut sorted: Vec<&NftRule> = rules.collect();
-        sorted.sort_by_key(|r| r.handle);
         let mut program = Program {
             chains: chains
                 .iter()
@@ -801,22 +823,34 @@ impl Program {
                 .collect(),
         };
         let empty = HashMap::new();
-        for r in sorted {
+        let mut per_chain: Vec<Vec<&NftRule>> = vec![Vec::new(); chains.len()];
+        for r in rules {
             let names = by_table
                 .get(&(r.family, r.table.as_str()))
                 .unwrap_or(&empty);
             let Some(&index) = names.get(r.chain.as_str()) else {
                 continue; // a rule of a dormant table, or not yet its chain
             };
+            per_chain[index].push(r);
+        }
+        for (index, rules) in per_chain.into_iter().enumerate() {
+            let Some(ordered) = in_order(rules) else {
+                // The kernel's order is not known (yet): Linux decides.
+                program.chains[index].rules = vec![vec![Step::Unsupported(Reason::RuleOrder)]];
+                continue;
+            };
             let c = chains[index];
+            let names = &by_table[&(c.family, c.table.as_str())];
             let ctx = Ctx {
                 names,
                 before_ct: c.hook.is_some_and(|(h, p)| before_conntrack(h, p)),
             };
-            let steps = compile_rule(&r.exprs, &ctx);
-            let chain = &mut program.chains[index];
-            chain.reads_conntrack |= steps.iter().any(|s| matches!(s, Step::Ct { .. }));
-            chain.rules.push(steps);
+            for r in ordered {
+                let steps = compile_rule(&r.exprs, &ctx);
+                let chain = &mut program.chains[index];
+                chain.reads_conntrack |= steps.iter().any(|s| matches!(s, Step::Ct { .. }));
+                chain.rules.push(steps);
+            }
         }
         program
     }

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use super::*;
 use crate::dataplane::conntrack::FlowTable;
-use crate::fpc::{CtTuple, NftRule, XtMatch, XtRule, XtTarget};
+use crate::fpc::{CtTuple, NftRule, XtMatch, XtRule, XtTarget, PREV_UNKNOWN};
 use crate::wire::checksum;
 
 const FIXTURES: &str = include_str!("fixtures/rules.hex");
@@ -59,9 +59,23 @@ fn rule(chain: &str, handle: u64, exprs: Vec<u8>) -> NftRule {
         table: "f".into(),
         chain: chain.into(),
         handle,
+        prev: 0,
         nat: false,
         exprs,
     }
+}
+
+/// `rules` with each rule's `prev` set to the rule before it of its
+/// chain in the slice (the kernel's order is the slice's).
+fn linked(rules: &[NftRule]) -> Vec<NftRule> {
+    let mut last: HashMap<String, u64> = HashMap::new();
+    rules
+        .iter()
+        .map(|r| {
+            let prev = last.insert(r.chain.clone(), r.handle).unwrap_or(0);
+            NftRule { prev, ..r.clone() }
+        })
+        .collect()
 }
 
 /// Every fixture chain as a regular chain (jump targets), and a base
@@ -110,7 +124,7 @@ impl Nft {
         Ruleset::from_parts(
             [table(NFPROTO_INET)].iter(),
             self.chains.iter(),
-            self.rules.iter(),
+            linked(&self.rules).iter(),
             xt_chains.iter(),
             xt_rules.iter(),
         )
@@ -1031,7 +1045,7 @@ fn a_dormant_table_and_other_hooks_cost_nothing() {
     let rs = Ruleset::from_parts(
         [dormant].iter(),
         n.chains.iter(),
-        n.rules.iter(),
+        linked(&n.rules).iter(),
         [].iter(),
         [].iter(),
     );
@@ -1840,4 +1854,66 @@ fn mutated_expressions_never_panic() {
         }
     }
     assert!(cases > 10_000, "{cases}");
+}
+
+/// A forward chain of `rules`, as given (their `prev` untouched).
+fn fw_with(rules: &[NftRule]) -> Ruleset {
+    let chains = [chain(
+        "fw",
+        Some((NF_INET_FORWARD, 0)),
+        "filter",
+        Some(ACCEPT),
+    )];
+    Ruleset::from_parts(
+        [table(NFPROTO_INET)].iter(),
+        chains.iter(),
+        rules.iter(),
+        [].iter(),
+        [].iter(),
+    )
+}
+
+#[test]
+fn rules_run_in_the_order_of_prev_not_of_handle() {
+    let drop = |prev| NftRule {
+        prev,
+        ..rule("fw", 5, fixture("udp9999").remove(0))
+    };
+    let accept = |prev| NftRule {
+        prev,
+        ..rule("fw", 2, fixture("saddr24").remove(0))
+    };
+    let pkt = udp4("10.1.0.2", "10.2.0.2", 1, 9999);
+    // Drop first (inserted before the older accept): handle order would
+    // say accept.
+    assert_eq!(forward(&fw_with(&[accept(5), drop(0)]), &pkt), Drop);
+    assert_eq!(forward(&fw_with(&[drop(2), accept(0)]), &pkt), Accept);
+}
+
+#[test]
+fn an_unknown_or_broken_order_goes_to_linux() {
+    let r = |handle, prev, name: &str| NftRule {
+        prev,
+        ..rule("fw", handle, fixture(name).remove(0))
+    };
+    let linux = Linux(Reason::RuleOrder);
+    let cases = [
+        vec![r(2, 0, "saddr24"), r(5, PREV_UNKNOWN, "udp9999")],
+        vec![r(2, 0, "saddr24"), r(5, 0, "udp9999")], // two firsts
+        vec![r(2, 0, "saddr24"), r(5, 77, "udp9999")], // a gap
+        vec![r(2, 5, "saddr24"), r(5, 2, "udp9999")], // a cycle, no first
+    ];
+    for rules in &cases {
+        let rs = fw_with(rules);
+        // Every packet reaching the chain, matching a rule or not.
+        for pkt in [
+            udp4("10.1.0.2", "10.2.0.2", 1, 9999),
+            udp4("10.9.0.2", "10.2.0.2", 1, 2),
+        ] {
+            assert_eq!(forward(&rs, &pkt), linux, "{rules:?}");
+        }
+    }
+    // The same rules, linked: decided in fpd again.
+    let rs = fw_with(&[r(2, 0, "saddr24"), r(5, 2, "udp9999")]);
+    assert_eq!(forward(&rs, &udp4("10.9.0.2", "10.2.0.2", 1, 9999)), Drop);
 }
