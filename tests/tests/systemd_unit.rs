@@ -151,7 +151,9 @@ fn start_systemd() -> Systemd {
         .lines()
         .map(|l| {
             if l.starts_with("ExecStart=") {
-                format!("ExecStart={} --bus system", bin("fpsyncd").display())
+                // The build's binaries, bound under /run/t/bin before the
+                // private /tmp hides a checkout that lives there.
+                "ExecStart=/run/t/bin/fpsyncd --bus system".to_owned()
             } else if l.starts_with("Environment=") {
                 "Environment=CONF_FILE_linux_fp_sync=/run/t/conf/lfs.env \
                  CONF_FILE_cmgr=/run/t/conf/cmgr.env FPSYNC_NO_JOURNAL=1"
@@ -184,6 +186,7 @@ fn start_systemd() -> Systemd {
 
     let cgroup = cgroup2_dir().join(format!("fpst-systemd-{}", unique()));
     let inner = "mount -t tmpfs tmpfs /run && mkdir /run/t && mount --bind \"$T\" /run/t \
+         && mkdir -p /run/t/bin && mount --bind \"$B\" /run/t/bin \
          && mount -t tmpfs tmpfs /tmp && mount --bind /run/t/dbus /etc/dbus-1/system.d \
          && mount -t cgroup2 cgroup2 /sys/fs/cgroup && ip link set lo up \
          && exec env -i container=fpsync-test SYSTEMD_UNIT_PATH=/run/t/units \
@@ -198,6 +201,7 @@ fn start_systemd() -> Systemd {
         .arg("-c")
         .arg(outer)
         .env("T", t)
+        .env("B", bin("fpsyncd").parent().expect("the build's directory"))
         .env("CG", &cgroup)
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
@@ -244,9 +248,9 @@ fn the_unit_runs_under_systemd_with_notify_and_watchdog() {
     // The supervised tree syncs the unit's namespace.
     let (ok, out) = s.run(&["ip", "route", "add", "192.0.2.0/24", "dev", "lo"]);
     assert!(ok, "{out}");
-    let check = bin("fpsync-check");
+    // Inside the namespaces the build is at /run/t/bin (see above).
     let (ok, out) = s.run(&[
-        check.to_str().unwrap(),
+        "/run/t/bin/fpsync-check",
         "--fpc",
         "unix:/run/fpsync/fpd1.sock",
         "--wait",
