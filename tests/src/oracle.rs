@@ -1530,6 +1530,48 @@ mod tests {
     }
 
     #[test]
+    fn rules_as_iproute2_prints_them() {
+        // `ip -j -d rule show` of this kernel and iproute2 6.1.
+        let json: Vec<Value> = serde_json::from_str(
+            r#"[{"priority":100,"src":"10.1.0.0","srclen":16,"dst":"10.2.3.0","dstlen":24,
+                 "iif":"d1","oif":"lo","table":"100","protocol":"boot"},
+                {"priority":100,"src":"all","tos":"0x10","fwmark":"0x10","fwmask":"0xff",
+                 "ipproto":"udp","sport_start":1000,"sport_end":2000,"dport":53,"table":"main"},
+                {"priority":103,"not":null,"src":"1.2.3.4","uid_start":1,"uid_end":2,
+                 "action":"blackhole"},
+                {"priority":111,"src":"all","fwmark":"0x5","goto":9999,"unresolved":null}]"#,
+        )
+        .unwrap();
+        let mut side = Side::new();
+        policy_rules(&mut side, &json, false);
+        let rule = |key: &str| side[&("rule", key.to_owned())].clone();
+        let first = rule("inet priority 100 #0");
+        assert_eq!(first["from"], "10.1.0.0/16");
+        assert_eq!(first["to"], "10.2.3.0/24");
+        assert_eq!(first["iif"], "d1");
+        assert_eq!(first["protocol"], "3");
+        let second = rule("inet priority 100 #1");
+        assert_eq!(second["table"], "254");
+        assert_eq!(second["fwmask"], "255");
+        assert_eq!(second["ipproto"], "17");
+        assert_eq!(second["sport"], "1000-2000");
+        assert_eq!(second["dport"], "53-53");
+        assert_eq!(second["action"], "1");
+        let drop = rule("inet priority 103 #0");
+        assert_eq!(drop["from"], "1.2.3.4/32");
+        assert_eq!(drop["not"], "true");
+        assert_eq!(drop["action"], "6");
+        assert_eq!(drop["uidrange"], "1-2");
+        let goto = rule("inet priority 111 #0");
+        assert_eq!(
+            (goto["action"].as_str(), goto["goto"].as_str()),
+            ("2", "9999")
+        );
+        assert_eq!(goto["fwmask"], u32::MAX.to_string());
+        assert_eq!(goto["table"], "0");
+    }
+
+    #[test]
     fn differences_are_named() {
         let mut l = Side::new();
         let mut f = Side::new();
