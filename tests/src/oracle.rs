@@ -1120,11 +1120,37 @@ const IPPROTO: &[(&str, u32)] = &[
     ("udplite", 136),
 ];
 
+/// The DS field by the names iproute2 prints for a rule's `tos`
+/// (/etc/iproute2/rt_dsfield); others it prints in hex.
+const DSFIELD: &[(&str, u32)] = &[
+    ("default", 0x0),
+    ("AF11", 0x28),
+    ("AF12", 0x30),
+    ("AF13", 0x38),
+    ("AF21", 0x48),
+    ("AF22", 0x50),
+    ("AF23", 0x58),
+    ("AF31", 0x68),
+    ("AF32", 0x70),
+    ("AF33", 0x78),
+    ("AF41", 0x88),
+    ("AF42", 0x90),
+    ("AF43", 0x98),
+    ("CS1", 0x20),
+    ("CS2", 0x40),
+    ("CS3", 0x60),
+    ("CS4", 0x80),
+    ("CS5", 0xa0),
+    ("CS6", 0xc0),
+    ("CS7", 0xe0),
+    ("EF", 0xb8),
+];
+
 /// A port selector as `ip -j rule` prints it (`sport` for one port,
 /// `sport_start`/`sport_end` for a range), as `start-end`; `any` when
-/// absent. iproute2 6.1 prints no port mask (FRA_SPORT_MASK); the kernel
-/// sets 0xffff itself for a single port, which the fast path side leaves
-/// out for the same reason.
+/// absent. iproute2 6.1 prints no port mask (FRA_SPORT_MASK, which the
+/// kernel also sets itself, 0xffff, for a single port), so the fast path
+/// side leaves masks out too and only the check compares them.
 fn rule_ports(r: &Value, name: &str) -> String {
     if let Some(p) = r.get(name) {
         return format!("{}-{}", s(p), s(p));
@@ -1188,7 +1214,7 @@ pub fn policy_rules(side: &mut Side, rules: &[Value], v6: bool) {
         };
         rec.insert("fwmark", mark);
         rec.insert("fwmask", mask);
-        rec.insert("tos", named(&[], &r["tos"], 0));
+        rec.insert("tos", named(DSFIELD, &r["tos"], 0));
         rec.insert("ipproto", named(IPPROTO, &r["ipproto"], 0));
         rec.insert("sport", rule_ports(r, "sport"));
         rec.insert("dport", rule_ports(r, "dport"));
@@ -1402,14 +1428,11 @@ pub fn fastpath(objects: &[Object], features: &Features) -> Side {
                     Some(a) if len > 0 => format!("{a}/{len}"),
                     _ => "all".into(),
                 };
+                // See rule_ports: iproute2 6.1 prints no port mask, so the
+                // mask is the check's to compare.
                 let ports = |p: &Option<fastpath::fpc::PortMatch>| match p {
                     None => "any".into(),
-                    Some(p) => match p.mask {
-                        // See rule_ports: a single port's 0xffff is the
-                        // kernel's own, and iproute2 prints no mask.
-                        None | Some(0xffff) => format!("{}-{}", p.start, p.end),
-                        Some(m) => format!("{}-{}/{m:#x}", p.start, p.end),
-                    },
+                    Some(p) => format!("{}-{}", p.start, p.end),
                 };
                 let mut r = Record::new();
                 r.insert("from", prefix(&sp.src, sp.src_len));
@@ -1538,7 +1561,7 @@ mod tests {
                 {"priority":100,"src":"all","tos":"0x10","fwmark":"0x10","fwmask":"0xff",
                  "ipproto":"udp","sport_start":1000,"sport_end":2000,"dport":53,"table":"main"},
                 {"priority":103,"not":null,"src":"1.2.3.4","uid_start":1,"uid_end":2,
-                 "action":"blackhole"},
+                 "tos":"CS1","action":"blackhole"},
                 {"priority":111,"src":"all","fwmark":"0x5","goto":9999,"unresolved":null}]"#,
         )
         .unwrap();
@@ -1562,6 +1585,7 @@ mod tests {
         assert_eq!(drop["not"], "true");
         assert_eq!(drop["action"], "6");
         assert_eq!(drop["uidrange"], "1-2");
+        assert_eq!(drop["tos"], "32");
         let goto = rule("inet priority 111 #0");
         assert_eq!(
             (goto["action"].as_str(), goto["goto"].as_str()),
