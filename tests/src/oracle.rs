@@ -18,12 +18,12 @@
 //!   `?<name>`, which then differs: an unknown is never silently equal.
 //!
 //! Compared: links, addresses, routes (both families, every table),
-//! nexthop objects, neighbours, bridge ports, FDB entries, nf_tables
+//! nexthop objects, neighbours, policy routing rules, bridge ports, FDB entries, nf_tables
 //! tables, chains and rules (identity and place; a rule's expressions are
 //! compared by the check only), conntrack entries. Not compared here (the
 //! check still does): IPsec, multicast routes and VIFs, capture filters,
-//! legacy x_tables. Policy rules are not a synced kind yet: see
-//! [`policy_rules`].
+//! legacy x_tables. Policy routing rules are compared as a list per
+//! (family, priority): see [`policy_rules`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -242,6 +242,10 @@ pub fn linux(netns: &str, features: &Features) -> Result<Side, OracleError> {
     }
     for e in bridge(&["fdb", "show"])? {
         fdb(&mut side, &e, &ix, features);
+    }
+    policy_rules(&mut side, &ip(&["-d", "rule", "show"])?, false);
+    if ipv6 {
+        policy_rules(&mut side, &ip(&["-6", "-d", "rule", "show"])?, true);
     }
     let exec = |args: &[&str]| {
         let mut full = vec!["ip", "netns", "exec", netns];
@@ -1110,16 +1114,152 @@ fn conntrack(side: &mut Side, line: &str, ipv6: bool) {
     );
 }
 
-/// Policy routing rules (`ip -j rule show`), for when they become a synced
-/// kind: not called yet (another change adds rules to the FPC objects;
-/// compare them here then, and call this from [`linux`]). Today it only
-/// checks that the output parses, so that the place stays compiled.
-pub fn policy_rules(json: &str) -> Result<usize, OracleError> {
-    let v: Value = serde_json::from_str(json).map_err(|source| OracleError::Json {
-        command: "ip -j rule show".into(),
-        source,
-    })?;
-    Ok(v.as_array().map_or(0, Vec::len))
+/// IP protocol numbers by the names iproute2 prints for `ipproto`
+/// (/etc/protocols); numbers pass through.
+const IPPROTO: &[(&str, u32)] = &[
+    ("icmp", 1),
+    ("igmp", 2),
+    ("tcp", 6),
+    ("udp", 17),
+    ("gre", 47),
+    ("esp", 50),
+    ("ah", 51),
+    ("ipv6-icmp", 58),
+    ("sctp", 132),
+    ("udplite", 136),
+];
+
+/// The DS field by the names iproute2 prints for a rule's `tos`
+/// (/etc/iproute2/rt_dsfield); others it prints in hex.
+const DSFIELD: &[(&str, u32)] = &[
+    ("default", 0x0),
+    ("AF11", 0x28),
+    ("AF12", 0x30),
+    ("AF13", 0x38),
+    ("AF21", 0x48),
+    ("AF22", 0x50),
+    ("AF23", 0x58),
+    ("AF31", 0x68),
+    ("AF32", 0x70),
+    ("AF33", 0x78),
+    ("AF41", 0x88),
+    ("AF42", 0x90),
+    ("AF43", 0x98),
+    ("CS1", 0x20),
+    ("CS2", 0x40),
+    ("CS3", 0x60),
+    ("CS4", 0x80),
+    ("CS5", 0xa0),
+    ("CS6", 0xc0),
+    ("CS7", 0xe0),
+    ("EF", 0xb8),
+];
+
+/// A port selector as `ip -j rule` prints it (`sport` for one port,
+/// `sport_start`/`sport_end` for a range), as `start-end`; `any` when
+/// absent. iproute2 6.1 prints no port mask (FRA_SPORT_MASK, which the
+/// kernel also sets itself, 0xffff, for a single port), so the fast path
+/// side leaves masks out too and only the check compares them.
+fn rule_ports(r: &Value, name: &str) -> String {
+    if let Some(p) = r.get(name) {
+        return format!("{}-{}", s(p), s(p));
+    }
+    match (r.get(format!("{name}_start")), r.get(format!("{name}_end"))) {
+        (Some(a), Some(b)) => format!("{}-{}", s(a), s(b)),
+        _ => "any".into(),
+    }
+}
+
+/// A rule's `from`/`to` (`src`/`dst` and their lengths): `all` for none
+/// (iproute2 prints `"src": "all"`, and no `dst`), else `addr/len`, the
+/// length left out by iproute2 when it is the host length.
+fn rule_prefix(r: &Value, addr: &str, len: &str, v6: bool) -> String {
+    match r.get(addr).map(s) {
+        None => "all".into(),
+        Some(a) if a == "all" => "all".into(),
+        Some(a) => {
+            let host = if v6 { 128 } else { 32 };
+            let l = r.get(len).map_or(host.to_string(), s);
+            if l == "0" {
+                "all".into()
+            } else {
+                format!("{a}/{l}")
+            }
+        }
+    }
+}
+
+/// Policy routing rules, `ip -j -d rule show` of one family. Rules have
+/// no handle and may repeat, so they are compared as a list per (family,
+/// priority): the key is the rule's index among the rules of its family
+/// and priority in the kernel's order (fpd's `Rule::position`), the
+/// record every field. The kernel's state flags (`unresolved`,
+/// `iif_detached`, `oif_detached`) change unannounced and fpd computes
+/// them itself (fastpath/src/fpc/rule.rs), so they are left out; DSCP,
+/// flow label and tunnel id selectors iproute2 6.1 cannot print, so only
+/// the check compares them.
+pub fn policy_rules(side: &mut Side, rules: &[Value], v6: bool) {
+    let family = if v6 { "inet6" } else { "inet" };
+    let mut seen: HashMap<String, u32> = HashMap::new();
+    for r in rules {
+        let prio = r.get("priority").map_or("0".into(), s);
+        let n = seen.entry(prio.clone()).or_default();
+        let key = format!("{family} priority {prio} #{n}");
+        *n += 1;
+        let mut rec = Record::new();
+        rec.insert("from", rule_prefix(r, "src", "srclen", v6));
+        rec.insert("to", rule_prefix(r, "dst", "dstlen", v6));
+        rec.insert("iif", r.get("iif").map_or(String::new(), s));
+        rec.insert("oif", r.get("oif").map_or(String::new(), s));
+        // iproute2 prints fwmark when a mark or a mask is set, fwmask
+        // when the mask is not 0xffffffff (the kernel's mask of a mark
+        // given alone).
+        let (mark, mask) = match (r.get("fwmark"), r.get("fwmask")) {
+            (None, None) => ("0".into(), "0".into()),
+            (m, k) => (
+                m.map_or("0".into(), |m| named(&[], m, 0)),
+                k.map_or(u32::MAX.to_string(), |k| named(&[], k, 0)),
+            ),
+        };
+        rec.insert("fwmark", mark);
+        rec.insert("fwmask", mask);
+        rec.insert("tos", named(DSFIELD, &r["tos"], 0));
+        rec.insert("ipproto", named(IPPROTO, &r["ipproto"], 0));
+        rec.insert("sport", rule_ports(r, "sport"));
+        rec.insert("dport", rule_ports(r, "dport"));
+        let uid = match (r.get("uid_start"), r.get("uid_end")) {
+            (Some(a), Some(b)) => format!("{}-{}", s(a), s(b)),
+            _ => "any".into(),
+        };
+        rec.insert("uidrange", uid);
+        rec.insert("table", named(TABLES, &r["table"], 0));
+        // The action: `goto`, `nop` as keys, the drop actions by their
+        // route type names (FR_ACT_* and RTN_* share the numbers), none
+        // for a lookup (FR_ACT_TO_TBL).
+        let action = if r.get("goto").is_some() {
+            "2".into()
+        } else if r.get("nop").is_some() {
+            "3".into()
+        } else if let Some(a) = r.get("action") {
+            named(RTN, a, 0)
+        } else {
+            "1".into()
+        };
+        rec.insert("action", action);
+        rec.insert("goto", r.get("goto").map_or("none".into(), s));
+        rec.insert("not", has(r, "not").to_string());
+        rec.insert(
+            "suppress_prefixlen",
+            r.get("suppress_prefixlen").map_or("none".into(), s),
+        );
+        rec.insert(
+            "suppress_ifgroup",
+            r.get("suppress_ifgroup").map_or("none".into(), s),
+        );
+        rec.insert("l3mdev", has(r, "l3mdev").to_string());
+        rec.insert("protocol", named(RTPROT, &r["protocol"], 0));
+        put(side, "rule", key, rec);
+    }
 }
 
 // ------------------------------------------------------------- fast path
@@ -1291,6 +1431,56 @@ pub fn fastpath(objects: &[Object], features: &Features) -> Side {
                 );
                 put(&mut side, "fdb", key, r);
             }
+            Object::Rule(rule) => {
+                let sp = &rule.spec;
+                let prefix = |a: &Option<IpAddr>, len: u8| match a {
+                    Some(a) if len > 0 => format!("{a}/{len}"),
+                    _ => "all".into(),
+                };
+                // See rule_ports: iproute2 6.1 prints no port mask, so the
+                // mask is the check's to compare.
+                let ports = |p: &Option<fastpath::fpc::PortMatch>| match p {
+                    None => "any".into(),
+                    Some(p) => format!("{}-{}", p.start, p.end),
+                };
+                let mut r = Record::new();
+                r.insert("from", prefix(&sp.src, sp.src_len));
+                r.insert("to", prefix(&sp.dst, sp.dst_len));
+                r.insert("iif", sp.iif.clone());
+                r.insert("oif", sp.oif.clone());
+                r.insert("fwmark", sp.fwmark.to_string());
+                r.insert("fwmask", sp.fwmask.to_string());
+                r.insert("tos", sp.tos.to_string());
+                r.insert("ipproto", sp.ip_proto.to_string());
+                r.insert("sport", ports(&sp.sport));
+                r.insert("dport", ports(&sp.dport));
+                r.insert(
+                    "uidrange",
+                    sp.uid_range
+                        .map_or("any".into(), |(a, b)| format!("{a}-{b}")),
+                );
+                r.insert("table", sp.table.to_string());
+                r.insert("action", sp.action.to_string());
+                r.insert("goto", sp.goto.map_or("none".into(), |g| g.to_string()));
+                r.insert(
+                    "not",
+                    (sp.flags & fastpath::fpc::FIB_RULE_INVERT != 0).to_string(),
+                );
+                r.insert(
+                    "suppress_prefixlen",
+                    sp.suppress_prefixlen
+                        .map_or("none".into(), |p| p.to_string()),
+                );
+                r.insert(
+                    "suppress_ifgroup",
+                    sp.suppress_ifgroup.map_or("none".into(), |p| p.to_string()),
+                );
+                r.insert("l3mdev", sp.l3mdev.to_string());
+                r.insert("protocol", sp.protocol.to_string());
+                let family = if sp.family == 10 { "inet6" } else { "inet" };
+                let key = format!("{family} priority {} #{}", sp.priority, rule.position);
+                put(&mut side, "rule", key, r);
+            }
             Object::NftTable(t) => {
                 let mut r = Record::new();
                 r.insert("flags", format!("{:#x}", t.flags));
@@ -1377,6 +1567,49 @@ mod tests {
         assert_eq!(key.1, "zone 0 proto 1 10.1.0.1:55 > 10.1.0.2:2048");
         assert_eq!(r["reply"], "proto 1 10.1.0.2:55 > 10.1.0.1:0");
         assert_eq!(r["seen_reply"], "false");
+    }
+
+    #[test]
+    fn rules_as_iproute2_prints_them() {
+        // `ip -j -d rule show` of this kernel and iproute2 6.1.
+        let json: Vec<Value> = serde_json::from_str(
+            r#"[{"priority":100,"src":"10.1.0.0","srclen":16,"dst":"10.2.3.0","dstlen":24,
+                 "iif":"d1","oif":"lo","table":"100","protocol":"boot"},
+                {"priority":100,"src":"all","tos":"0x10","fwmark":"0x10","fwmask":"0xff",
+                 "ipproto":"udp","sport_start":1000,"sport_end":2000,"dport":53,"table":"main"},
+                {"priority":103,"not":null,"src":"1.2.3.4","uid_start":1,"uid_end":2,
+                 "tos":"CS1","action":"blackhole"},
+                {"priority":111,"src":"all","fwmark":"0x5","goto":9999,"unresolved":null}]"#,
+        )
+        .unwrap();
+        let mut side = Side::new();
+        policy_rules(&mut side, &json, false);
+        let rule = |key: &str| side[&("rule", key.to_owned())].clone();
+        let first = rule("inet priority 100 #0");
+        assert_eq!(first["from"], "10.1.0.0/16");
+        assert_eq!(first["to"], "10.2.3.0/24");
+        assert_eq!(first["iif"], "d1");
+        assert_eq!(first["protocol"], "3");
+        let second = rule("inet priority 100 #1");
+        assert_eq!(second["table"], "254");
+        assert_eq!(second["fwmask"], "255");
+        assert_eq!(second["ipproto"], "17");
+        assert_eq!(second["sport"], "1000-2000");
+        assert_eq!(second["dport"], "53-53");
+        assert_eq!(second["action"], "1");
+        let drop = rule("inet priority 103 #0");
+        assert_eq!(drop["from"], "1.2.3.4/32");
+        assert_eq!(drop["not"], "true");
+        assert_eq!(drop["action"], "6");
+        assert_eq!(drop["uidrange"], "1-2");
+        assert_eq!(drop["tos"], "32");
+        let goto = rule("inet priority 111 #0");
+        assert_eq!(
+            (goto["action"].as_str(), goto["goto"].as_str()),
+            ("2", "9999")
+        );
+        assert_eq!(goto["fwmask"], u32::MAX.to_string());
+        assert_eq!(goto["table"], "0");
     }
 
     #[test]

@@ -1,8 +1,14 @@
 //! Twenty thousand random route-family operations, with carrier loss and
 //! recovery, peer deletion, links moved between namespaces, nexthop group
-//! edits under routes and link flaps; then the fast path must equal Linux,
-//! by the check and by the oracle, in the middle and at the end. The seed
-//! is printed; FPSYNC_CHURN_SEED replays a run.
+//! edits under routes and link flaps, and among them random operations of
+//! the other families (policy rules, bridge ports and FDB entries,
+//! nftables tables, conntrack entries); then the fast path must equal
+//! Linux, by the check and by the oracle, in the middle and at the end.
+//! The seed is printed; FPSYNC_CHURN_SEED replays a run.
+//!
+//! The other families' operations are drawn from a second generator
+//! seeded from the same seed, so a seed of the route-family churn alone
+//! still replays the same route-family operations and checks.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -177,6 +183,70 @@ fn random_op(rng: &mut StdRng, near: &str, far: &str) -> (At, Vec<String>) {
     }
 }
 
+/// Mixed into the route family's operations from their own generator
+/// (see the module's header), the other families' operations, each in the
+/// tool that makes it.
+enum Wide {
+    /// A line for the near namespace's `ip -batch` (rules, bridge ports).
+    Ip(String),
+    /// A line for its `bridge -batch` (FDB entries).
+    Bridge(String),
+    /// Lines of an `nft -f` file; each operation's lines succeed whatever
+    /// state they find (a `delete table` follows an `add table`), so that
+    /// one file a run of operations cannot fail as a whole.
+    Nft(String),
+    /// The arguments of a `conntrack` run.
+    Conntrack(String),
+}
+
+fn wide_op(rng: &mut StdRng) -> Wide {
+    // Few priorities, prefixes and tables, so that deletes find rules and
+    // identical rules (and their order) occur.
+    let prio = 1000 + rng.random_range(0..8);
+    let table = ["100", "200", "main"][rng.random_range(0..3)];
+    let from4 = format!("10.{}.0.0/16", rng.random_range(0..4));
+    let from6 = format!("2001:db8:{:x}::/48", rng.random_range(0x200..0x204));
+    let iif = ["v0", "w0", "x0", "p0"][rng.random_range(0..4)];
+    let mac = format!("02:00:00:00:aa:{:02x}", rng.random_range(0..16));
+    let nft = rng.random_range(0..3);
+    let sport = 1000 + rng.random_range(0..12);
+    let src = format!("10.9.{}.{}", rng.random_range(0..2), rng.random_range(1..5));
+    match rng.random_range(0..16) {
+        0 => Wide::Ip(format!("rule add pref {prio} from {from4} table {table}")),
+        1 => Wide::Ip(format!(
+            "rule add pref {prio} to 172.16.{}.0/24 iif {iif} table {table}",
+            rng.random_range(0..4)
+        )),
+        2 => Wide::Ip(format!(
+            "rule add pref {prio} fwmark {:#x}/0xff not from {from4} goto 32766",
+            rng.random_range(1..4)
+        )),
+        3 => Wide::Ip(format!("rule add pref {prio} from {from6} table {table}")),
+        4 => Wide::Ip(format!("rule del pref {prio}")),
+        5 => Wide::Ip(format!("rule del pref {prio} from {from6}")),
+        // Bridge ports leave and join (the kernel flushes a leaving
+        // port's FDB entries).
+        6 => Wide::Ip("link set p0 nomaster".into()),
+        7 => Wide::Ip("link set p0 master br0".into()),
+        8..=9 => Wide::Bridge(format!("fdb add {mac} dev p0 master static")),
+        10 => Wide::Bridge(format!("fdb del {mac} dev p0 master")),
+        11 => Wide::Nft(format!(
+            "add table inet c{nft}\n\
+             add chain inet c{nft} fc {{ type filter hook forward priority 0; policy accept; }}\n\
+             add rule inet c{nft} fc ip saddr 10.0.{}.0/24 counter accept\n\
+             add rule inet c{nft} fc udp dport {sport} drop\n",
+            rng.random_range(0..3)
+        )),
+        12 => Wide::Nft(format!("add table inet c{nft}\ndelete table inet c{nft}\n")),
+        13..=14 => Wide::Conntrack(format!(
+            "-I -p udp -s {src} -d 10.9.0.1 --sport {sport} --dport 53 -t 600"
+        )),
+        _ => Wide::Conntrack(format!(
+            "-D -p udp -s {src} -d 10.9.0.1 --sport {sport} --dport 53"
+        )),
+    }
+}
+
 /// Runs `lines` with `ip -n NS -force -batch`: an operation that fails (a
 /// delete of nothing, ...) is part of churn, not a reason to stop.
 fn run_batch(ns: &str, lines: &[String]) {
@@ -190,6 +260,51 @@ fn run_batch(ns: &str, lines: &[String]) {
         .status();
 }
 
+/// Runs a run of the other families' operations (the `ip` lines go with
+/// the near namespace's batch, in `ip_lines`): one `bridge -batch`, one
+/// `nft -f`, one shell for the conntrack runs. Failures are churn too.
+fn run_wide(ns: &str, ops: Vec<Wide>, ip_lines: &mut Vec<String>) {
+    let dir = fpsync_tests::TempDir::new("churnw");
+    let (mut bridge, mut nft, mut ct) = (String::new(), String::new(), String::new());
+    for op in ops {
+        match op {
+            Wide::Ip(l) => ip_lines.push(l),
+            Wide::Bridge(l) => bridge += &(l + "\n"),
+            Wide::Nft(l) => nft += &l,
+            Wide::Conntrack(a) => ct += &format!("conntrack {a} >/dev/null 2>&1\n"),
+        }
+    }
+    let quiet = |args: &[&str]| {
+        let _ = std::process::Command::new(args[0])
+            .args(&args[1..])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+    };
+    for (text, file, cmd) in [
+        (
+            &bridge,
+            "bridge",
+            ["bridge", "-n", ns, "-force", "-batch"].as_slice(),
+        ),
+        (
+            &nft,
+            "nft",
+            ["ip", "netns", "exec", ns, "nft", "-f"].as_slice(),
+        ),
+        (&ct, "ct", ["ip", "netns", "exec", ns, "sh"].as_slice()),
+    ] {
+        if text.is_empty() {
+            continue;
+        }
+        let path = dir.path.join(file);
+        std::fs::write(&path, text).unwrap();
+        let mut args = cmd.to_vec();
+        args.push(path.to_str().unwrap());
+        quiet(&args);
+    }
+}
+
 #[test]
 fn random_churn_ends_in_sync() {
     let seed = std::env::var("FPSYNC_CHURN_SEED")
@@ -198,6 +313,8 @@ fn random_churn_ends_in_sync() {
         .unwrap_or_else(rand::random::<u64>);
     println!("churn seed {seed} (FPSYNC_CHURN_SEED={seed} replays it)");
     let mut rng = StdRng::seed_from_u64(seed);
+    // The other families' generator: see the module's header.
+    let mut wide = StdRng::seed_from_u64(seed ^ 0x5749_4445);
     let s = Setup::new("churn");
     let far = Netns::new("churn-far");
     for (dev, peer) in [("v0", "v1"), ("w0", "w1"), ("x0", "x1")] {
@@ -206,7 +323,14 @@ fn random_churn_ends_in_sync() {
         ]);
         far.ip(&["link", "set", peer, "up"]);
     }
+    // A bridge with a port (its veth peer stays in the near namespace),
+    // for the FDB and bridge port operations.
+    s.ns.batch(
+        "link add br0 type bridge\nlink add p0 type veth peer name p1\n\
+         link set p0 master br0\nlink set br0 up\nlink set p0 up\nlink set p1 up\n",
+    );
     let mut done = 0;
+    let mut wide_done = 0;
     // The most of each kind Linux held between runs of operations: the
     // churn really built state (random ops that fail do not count).
     let mut peak = HashMap::<&str, usize>::new();
@@ -223,12 +347,21 @@ fn random_churn_ends_in_sync() {
         // `ip` per operation would cost more than the churn itself): the
         // near one's, then the far one's.
         for seg in ops.chunks(50) {
+            let others: Vec<Wide> = (0..wide.random_range(0..10))
+                .map(|_| wide_op(&mut wide))
+                .collect();
+            wide_done += others.len();
+            let mut near_lines = Vec::new();
+            run_wide(&s.ns.name, others, &mut near_lines);
             for (at, ns) in [(At::Near, &s.ns.name), (At::Far, &far.name)] {
-                let lines: Vec<String> = seg
+                let mut lines: Vec<String> = seg
                     .iter()
                     .filter(|(a, _)| *a == at)
                     .flat_map(|(_, l)| l.iter().cloned())
                     .collect();
+                if at == At::Near {
+                    lines.append(&mut near_lines);
+                }
                 if !lines.is_empty() {
                     run_batch(ns, &lines);
                 }
@@ -242,6 +375,10 @@ fn random_churn_ends_in_sync() {
                     Object::Nexthop(n) if n.family == fastpath::fpc::AF_INET6 => "nexthops6",
                     Object::Nexthop(_) => "nexthops4",
                     Object::Neigh(_) => "neighbours",
+                    Object::Rule(r) if (1000..1008).contains(&r.spec.priority) => "rules",
+                    Object::Fdb(e) if e.ifindex != e.master && e.state & 0x40 != 0 => "fdb",
+                    Object::NftTable(_) => "nft tables",
+                    Object::Conntrack(_) => "conntrack",
                     _ => continue,
                 };
                 *count.entry(kind).or_insert(0) += 1;
@@ -265,7 +402,8 @@ fn random_churn_ends_in_sync() {
     s.assert_equal_to_linux(Duration::from_secs(2));
     println!(
         "Linux peaks during churn: {peak:?}; {checks} checks midway; \
-         {t_ops:?} in operations, {t_checks:?} in checks midway"
+         {t_ops:?} in operations ({wide_done} of them of the other families), \
+         {t_checks:?} in checks midway"
     );
     // Routes the churn made (not the kernel's own), of each kind.
     for (kind, least) in [
@@ -275,6 +413,10 @@ fn random_churn_ends_in_sync() {
         ("nexthops6", 1),
         ("groups", 1),
         ("neighbours", 1),
+        ("rules", 1),
+        ("fdb", 1),
+        ("nft tables", 1),
+        ("conntrack", 1),
     ] {
         assert!(
             peak.get(kind).copied().unwrap_or(0) >= least,

@@ -13,7 +13,7 @@ use fpsync_tests::{oracle, wait_until, Setup};
 
 /// A namespace with links of several kinds, addresses, routes of both
 /// families, nexthop objects and a weighted group, neighbours (one a
-/// router), bridge ports and FDB entries, nftables, conntrack entries.
+/// router), policy routing rules of both families, bridge ports and FDB entries, nftables, conntrack entries.
 fn everything() -> Setup {
     let s = Setup::new("oracle");
     s.ns.batch(
@@ -32,8 +32,26 @@ fn everything() -> Setup {
          route add 2001:db8:10::/64 via 2001:db8:1::2 metric 300\n\
          neigh add 10.0.0.2 lladdr 02:00:00:00:00:02 dev v0 router nud reachable\n\
          neigh add 10.0.0.3 lladdr 02:00:00:00:00:03 dev v0 nud permanent\n\
-         neigh add 2001:db8:1::2 lladdr 02:00:00:00:00:02 dev v0 nud stale\n",
+         neigh add 2001:db8:1::2 lladdr 02:00:00:00:00:02 dev v0 nud stale\n\
+         rule add pref 100 from 10.0.0.0/24 to 198.51.100.0/24 iif v0 table 100\n\
+         rule add pref 100 fwmark 0x10/0xff ipproto udp dport 53 table 100\n\
+         rule add pref 101 not from 10.0.1.1 uidrange 100-200 goto 32766\n\
+         rule add pref 102 table main suppress_prefixlength 0\n\
+         rule add pref 103 tos 0x10 sport 1000-2000 prohibit\n",
     );
+    s.ns.ip(&[
+        "-6",
+        "rule",
+        "add",
+        "pref",
+        "100",
+        "from",
+        "2001:db8:1::/64",
+        "oif",
+        "v0",
+        "table",
+        "100",
+    ]);
     let ns = s.ns.name.clone();
     let run = |args: &[&str]| {
         let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
@@ -268,6 +286,17 @@ const BUGS: &[Bug] = &[
         },
         "policy linux=0 fastpath=1",
     ),
+    (
+        "rule table",
+        |o| {
+            if let Object::Rule(r) = o {
+                if r.spec.table == 100 {
+                    r.spec.table = 0;
+                }
+            }
+        },
+        "rule inet priority 100 #1: table linux=100 fastpath=0",
+    ),
 ];
 
 #[test]
@@ -282,6 +311,7 @@ fn the_oracle_names_what_a_decoder_bug_hides_from_the_check() {
         "route",
         "nexthop",
         "neighbour",
+        "rule",
         "bridge port",
         "fdb",
         "nft table",
