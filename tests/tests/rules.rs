@@ -39,7 +39,7 @@ fn rule(s: &Setup, v6: bool, args: &str) {
     let mut full: Vec<&str> = if v6 { vec!["-6", "rule"] } else { vec!["rule"] };
     full.extend(args.split_whitespace());
     s.ns.ip(&full);
-    s.assert_in_sync(SYNC);
+    s.assert_equal_to_linux(SYNC);
 }
 
 /// Sends one RTM_NEWRULE (`excl`: with NLM_F_EXCL) made of `family`,
@@ -95,7 +95,7 @@ const FRA_DSCP_MASK: u16 = 30;
 fn every_ipv4_selector_and_action_is_synced() {
     let s = Setup::new("rules4");
     s.ns.ip(&["link", "add", "ra", "type", "veth", "peer", "name", "rb"]);
-    s.assert_in_sync(SYNC);
+    s.assert_equal_to_linux(SYNC);
     // The kernel's defaults are synced like the others.
     assert_eq!(priorities(&s, AF_INET), [0, 32766, 32767]);
     let added = [
@@ -139,7 +139,7 @@ fn every_ipv4_selector_and_action_is_synced() {
     // The device goes: the kernel marks the rules detached, silently;
     // nothing changes for the check.
     s.ns.ip(&["link", "del", "ra"]);
-    s.assert_in_sync(SYNC);
+    s.assert_equal_to_linux(SYNC);
     for a in added {
         let pref = a.split_whitespace().nth(1).unwrap();
         rule(&s, false, &format!("del pref {pref}"));
@@ -156,7 +156,7 @@ fn every_ipv4_selector_and_action_is_synced() {
 fn every_ipv6_selector_and_action_is_synced() {
     let s = Setup::new("rules6");
     s.ns.ip(&["link", "add", "ra", "type", "veth", "peer", "name", "rb"]);
-    s.assert_in_sync(SYNC);
+    s.assert_equal_to_linux(SYNC);
     assert_eq!(priorities(&s, AF_INET6), [0, 32766]);
     let added = [
         "pref 100 from 2001:db8:1::/48 to 2001:db8:2::/64 table 100",
@@ -237,7 +237,7 @@ fn raw_netlink_selectors_and_identical_copies() {
         (FRA_FLOWLABEL_MASK, 0xfffffu32.to_be_bytes().to_vec()),
     ];
     assert_eq!(raw_rule(&s, AF_INET6, 1, &label, true), 0);
-    s.assert_in_sync(SYNC);
+    s.assert_equal_to_linux(SYNC);
     let dscp: Vec<_> = fp_rules(&s, AF_INET)
         .iter()
         .filter_map(|r| r.spec.dscp)
@@ -253,7 +253,7 @@ fn raw_netlink_selectors_and_identical_copies() {
     );
     assert_eq!(raw_rule(&s, AF_INET, 1, &copy, false), 0);
     assert_eq!(raw_rule(&s, AF_INET, 1, &copy, true), -libc::EEXIST);
-    s.assert_in_sync(SYNC);
+    s.assert_equal_to_linux(SYNC);
     let at300 = |s: &Setup| -> Vec<(u32, u32, u32)> {
         fp_rules(s, AF_INET)
             .iter()
@@ -306,7 +306,7 @@ fn restarts_of_either_side_resync_the_rules() {
     // kill -9 fpd: the replay carries them.
     s.fpd.as_mut().unwrap().kill();
     s.start_fpd();
-    s.assert_in_sync(SYNC);
+    s.assert_equal_to_linux(SYNC);
     assert_eq!(priorities(&s, AF_INET), [0, 100, 100, 32766, 32767]);
     // kill -9 cmgrd, and change them meanwhile: its dump and the sweep.
     s.cmgrd.as_mut().unwrap().kill();
@@ -319,7 +319,7 @@ fn restarts_of_either_side_resync_the_rules() {
     s.ns.ip(&["-6", "rule", "del", "pref", "100"]);
     s.ns.ip(&["rule", "add", "pref", "50", "fwmark", "1", "blackhole"]);
     s.start_cmgrd();
-    s.assert_in_sync(Duration::from_secs(10));
+    s.assert_equal_to_linux(Duration::from_secs(10));
     let order: Vec<(u32, u32)> = fp_rules(&s, AF_INET)
         .iter()
         .map(|r| (r.spec.priority, r.spec.table))
@@ -387,19 +387,19 @@ fn a_late_or_stray_notification_is_settled_by_a_re_dump() {
     std::fs::write(&path, &msg).unwrap();
     let answer = s.console(&format!("netlink replay {}", path.display()));
     assert_eq!(answer.trim(), "replayed 1 netlink messages");
-    s.assert_in_sync(SYNC);
+    s.assert_equal_to_linux(SYNC);
     assert_eq!(priorities(&s, AF_INET), [0, 100, 32766, 32767]);
     // Its deletion, while Linux keeps the rule: it comes back.
     let mut del = msg.clone();
     del[4..6].copy_from_slice(&33u16.to_ne_bytes()); // RTM_DELRULE
     std::fs::write(&path, &del).unwrap();
     s.console(&format!("netlink replay {}", path.display()));
-    s.assert_in_sync(SYNC);
+    s.assert_equal_to_linux(SYNC);
     assert_eq!(priorities(&s, AF_INET), [0, 100, 32766, 32767]);
     // A rule Linux never had: gone again.
     rule(&s, false, "del pref 100");
     std::fs::write(&path, &msg).unwrap();
     s.console(&format!("netlink replay {}", path.display()));
-    s.assert_in_sync(SYNC);
+    s.assert_equal_to_linux(SYNC);
     assert_eq!(priorities(&s, AF_INET), [0, 32766, 32767]);
 }
