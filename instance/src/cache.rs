@@ -34,6 +34,9 @@ pub enum Scope {
     Conntracks,
     NftTables,
     NftChains,
+    /// nf_tables sets and maps, and their elements (one dump per set).
+    NftSets,
+    NftSetElems,
     NftRules,
     /// Multicast virtual interfaces (VIFs, MIFs) of RTNL_FAMILY_IPMR or
     /// IP6MR (re-read: the kernel does not notify them).
@@ -50,7 +53,7 @@ pub enum Scope {
 
 impl Scope {
     /// Every scope, in replay order.
-    pub const ALL: [Scope; 27] = [
+    pub const ALL: [Scope; 29] = [
         Scope::Links,
         Scope::NetConfs(AF_INET),
         Scope::NetConfs(AF_INET6),
@@ -70,6 +73,9 @@ impl Scope {
         Scope::Conntracks,
         Scope::NftTables,
         Scope::NftChains,
+        // Sets and their elements before the rules that look them up.
+        Scope::NftSets,
+        Scope::NftSetElems,
         Scope::NftRules,
         // VIFs before the MFC entries that name them; IPv4 before IPv6.
         Scope::MrouteVifs(crate::netlink::mroute::RTNL_FAMILY_IPMR),
@@ -97,6 +103,8 @@ impl Scope {
             Object::NftTable(_) => Scope::NftTables,
             Object::NftChain(_) => Scope::NftChains,
             Object::NftRule(_) => Scope::NftRules,
+            Object::NftSet(_) => Scope::NftSets,
+            Object::NftSetElem(_) => Scope::NftSetElems,
             Object::Mroute(m) if m.group.is_ipv4() => {
                 Scope::Mroutes(crate::netlink::mroute::RTNL_FAMILY_IPMR)
             }
@@ -129,6 +137,8 @@ impl Scope {
             Scope::NftTables => ObjectKind::NftTable,
             Scope::NftChains => ObjectKind::NftChain,
             Scope::NftRules => ObjectKind::NftRule,
+            Scope::NftSets => ObjectKind::NftSet,
+            Scope::NftSetElems => ObjectKind::NftSetElem,
             Scope::Mroutes(_) => ObjectKind::Mroute,
             Scope::MrouteVifs(_) => ObjectKind::MrouteVif,
             Scope::Captures => ObjectKind::CaptureFilter,
@@ -276,6 +286,8 @@ impl Cache {
             .chain(self.maps[slot(ObjectKind::Conntrack)].values())
             .chain(self.maps[slot(ObjectKind::NftTable)].values())
             .chain(self.maps[slot(ObjectKind::NftChain)].values())
+            .chain(self.maps[slot(ObjectKind::NftSet)].values())
+            .chain(self.maps[slot(ObjectKind::NftSetElem)].values())
             .chain(self.maps[slot(ObjectKind::NftRule)].values())
             .chain(self.maps[slot(ObjectKind::MrouteVif)].values())
             .chain(self.maps[slot(ObjectKind::Mroute)].values())
@@ -397,6 +409,8 @@ fn key_kind(key: &ObjectKey) -> ObjectKind {
         ObjectKey::NftTable { .. } => ObjectKind::NftTable,
         ObjectKey::NftChain { .. } => ObjectKind::NftChain,
         ObjectKey::NftRule { .. } => ObjectKind::NftRule,
+        ObjectKey::NftSet { .. } => ObjectKind::NftSet,
+        ObjectKey::NftSetElem(_) => ObjectKind::NftSetElem,
         ObjectKey::Mroute(_) => ObjectKind::Mroute,
         ObjectKey::CaptureFilter(_) => ObjectKind::CaptureFilter,
         ObjectKey::MrouteVif(_) => ObjectKind::MrouteVif,

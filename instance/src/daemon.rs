@@ -1010,6 +1010,16 @@ impl Processor {
                 }
             };
             self.ct_listen_stats.count(msg.kind);
+            if matches!(
+                msg.kind,
+                netlink::nftables::NFT_MSG_NEWSETELEM | netlink::nftables::NFT_MSG_DELSETELEM
+            ) {
+                self.on_set_elements(&msg);
+                if self.pending.len() >= BATCH {
+                    self.flush();
+                }
+                continue;
+            }
             let event = if msg.kind >> 8 == netlink::nftables::NFNL_SUBSYS_NFTABLES {
                 netlink::nftables::decode(&msg)
             } else {
@@ -1044,9 +1054,57 @@ impl Processor {
         }
     }
 
+    /// Set elements added or deleted (one per notification, as the kernel
+    /// sends them; a message without any, which no kernel path sends
+    /// today, re-dumps every set's elements rather than guess).
+    fn on_set_elements(&mut self, msg: &netlink::NlMsg<'_>) {
+        let elems = match netlink::nftables::decode_elements(msg) {
+            Ok(elems) => elems,
+            Err(e) => {
+                self.sync.decode_errors += 1;
+                warn!(
+                    kind = msg.kind,
+                    "malformed nf_tables set element message: {e}"
+                );
+                self.schedule(&[Scope::NftSetElems]);
+                return;
+            }
+        };
+        if elems.is_empty() {
+            self.schedule(&[Scope::NftSetElems]);
+        }
+        let new = msg.kind == netlink::nftables::NFT_MSG_NEWSETELEM;
+        for e in elems {
+            let obj = Object::NftSetElem(e);
+            if !self.config.features.syncs(&obj) {
+                continue;
+            }
+            if new {
+                self.pending.extend(self.cache.upsert(obj));
+            } else {
+                self.pending.extend(self.cache.remove(&obj.key()));
+            }
+        }
+    }
+
     /// A deleted nf_tables table or chain takes its chains and rules along
-    /// (announced one by one too; this makes sure, and deletes them first).
+    /// (announced one by one too; this makes sure, and deletes them first);
+    /// a table its sets, and a set its elements (the kernel announces only
+    /// the set's deletion).
     fn remove_nft_contents(&mut self, key: &ObjectKey) {
+        if let ObjectKey::NftSet {
+            family,
+            table,
+            name,
+        } = key
+        {
+            let elems = self.cache.remove_where(ObjectKind::NftSetElem, |o| {
+                matches!(o, Object::NftSetElem(e) if e.family == *family && e.table == *table
+                    && e.set == *name)
+            });
+            self.pending.extend(elems);
+            return;
+        }
         let (family, table, chain) = match key {
             ObjectKey::NftTable { family, name } => (*family, name.clone(), None),
             ObjectKey::NftChain {
@@ -1062,6 +1120,16 @@ impl Processor {
         });
         self.pending.extend(rules);
         if chain.is_none() {
+            let elems = self.cache.remove_where(
+                ObjectKind::NftSetElem,
+                |o| matches!(o, Object::NftSetElem(e) if e.family == family && e.table == table),
+            );
+            self.pending.extend(elems);
+            let sets = self.cache.remove_where(
+                ObjectKind::NftSet,
+                |o| matches!(o, Object::NftSet(s) if s.family == family && s.table == table),
+            );
+            self.pending.extend(sets);
             let chains = self.cache.remove_where(
                 ObjectKind::NftChain,
                 |o| matches!(o, Object::NftChain(c) if c.family == family && c.table == table),
@@ -1649,7 +1717,13 @@ pub fn dump_scope(
     if matches!(scope, Scope::XtChains | Scope::XtRules) {
         return crate::xtables::dump(scope, features);
     }
-    if matches!(scope, Scope::NftTables | Scope::NftChains | Scope::NftRules) {
+    if scope == Scope::NftSetElems {
+        return dump_set_elements(&mut socks.netfilter, features, ct_stats, sync);
+    }
+    if matches!(
+        scope,
+        Scope::NftTables | Scope::NftChains | Scope::NftSets | Scope::NftRules
+    ) {
         return dump_nftables(&mut socks.netfilter, scope, features, ct_stats, sync);
     }
     if let Scope::MrouteVifs(family) = scope {
@@ -1675,6 +1749,8 @@ pub fn dump_scope(
         | Scope::Conntracks
         | Scope::NftTables
         | Scope::NftChains
+        | Scope::NftSets
+        | Scope::NftSetElems
         | Scope::NftRules
         | Scope::MrouteVifs(_)
         | Scope::Rules(_)
@@ -1841,6 +1917,7 @@ fn dump_nftables(
     let kind = match scope {
         Scope::NftTables => netlink::nftables::NFT_MSG_GETTABLE,
         Scope::NftChains => netlink::nftables::NFT_MSG_GETCHAIN,
+        Scope::NftSets => netlink::nftables::NFT_MSG_GETSET,
         _ => netlink::nftables::NFT_MSG_GETRULE,
     };
     let mut out = Vec::new();
@@ -1867,6 +1944,51 @@ fn dump_nftables(
     );
     sync.decode_errors += bad;
     res.map(|()| out)
+}
+
+/// Dumps every set's elements: the sets first, then one element dump
+/// per set (the kernel dumps the elements of one named set at a time).
+/// A set deleted between the two dumps answers ENOENT: it has none.
+fn dump_set_elements(
+    sock: &mut NetlinkSocket,
+    features: &Features,
+    stats: &mut SocketStats,
+    sync: &mut SyncStats,
+) -> Result<Vec<Object>, SocketError> {
+    let sets = dump_nftables(sock, Scope::NftSets, features, stats, sync)?;
+    let mut out = Vec::new();
+    for set in sets {
+        let Object::NftSet(set) = set else { continue };
+        let mut found = Vec::new();
+        let mut bad = 0u64;
+        let res = sock.dump_with(
+            |seq| netlink::nftables::elements_request(set.family, &set.table, &set.name, seq),
+            |msg| {
+                let Some(msg) = msg else {
+                    found.clear();
+                    return;
+                };
+                stats.count(msg.kind);
+                if msg.kind != netlink::nftables::NFT_MSG_NEWSETELEM {
+                    return;
+                }
+                match netlink::nftables::decode_elements(msg) {
+                    Ok(elems) => found.extend(elems.into_iter().map(Object::NftSetElem)),
+                    Err(e) => {
+                        bad += 1;
+                        warn!(kind = msg.kind, "malformed nf_tables message in dump: {e}");
+                    }
+                }
+            },
+        );
+        sync.decode_errors += bad;
+        match res {
+            Ok(()) => out.extend(found),
+            Err(SocketError::Kernel(e)) if e == libc::ENOENT => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
 }
 
 /// Dumps the packet sockets' filters with their owners' names.

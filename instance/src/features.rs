@@ -311,6 +311,10 @@ impl Features {
             Object::NftTable(t) => self.nft_family(t.family, false),
             Object::NftChain(c) => self.nft_family(c.family, c.chain_type == "nat"),
             Object::NftRule(r) => self.nft_family(r.family, r.nat),
+            // Sets ride with their table's family (NAT rules look them
+            // up too, but a set is not a translation).
+            Object::NftSet(t) => self.nft_family(t.family, false),
+            Object::NftSetElem(e) => self.nft_family(e.family, false),
             // Legacy x_tables: netfilter's; the nat table's also NAT's,
             // ip6tables' also IPv6's.
             Object::XtChain(c) => self.xt_table(c.family, &c.table),

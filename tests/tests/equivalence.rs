@@ -725,6 +725,23 @@ fn scenarios(m: &Macs) -> Vec<Scenario> {
             ],
         ),
         s(
+            "nft sets, intervals, vmaps, concatenations",
+            "ttl",
+            &[
+                ROUTES,
+                "nft add table inet f; nft add chain inet f fw '{ type filter hook forward priority 0; }'; \
+                 nft add chain inet f c2; \
+                 nft add set inet f nets '{ type ipv4_addr; flags interval; }'; \
+                 nft add element inet f nets '{ 10.9.0.0/25, 10.77.0.0-10.77.255.255 }'; \
+                 nft add set inet f ports '{ type inet_service; }'; nft add element inet f ports '{ 9999, 7 }'; \
+                 nft add rule inet f fw ip daddr @nets drop; \
+                 nft add rule inet f fw udp dport @ports drop; \
+                 nft add rule inet f fw udp dport vmap '{ 5678 : jump c2, 80 : accept }'; \
+                 nft add rule inet f c2 ip saddr != '{ 10.1.0.0/24 }' drop; \
+                 nft add rule inet f c2 ip daddr . udp dport '{ 10.2.0.2 . 5678 }' accept",
+            ],
+        ),
+        s(
             "nft ct state established,related accept, policy drop",
             "netfilter",
             &[
@@ -816,6 +833,7 @@ scenario_tests! {
     routes_alone: "routes alone", true;
     nft_forward_drop: "nft forward drop", true;
     nft_reject_set_lookup_iifname: "nft reject, set lookup, iifname", false;
+    nft_sets_intervals_vmaps_concatenations: "nft sets, intervals, vmaps, concatenations", true;
     nft_ct_state_policy_drop: "nft ct state established,related accept, policy drop", false;
     nft_dnat: "nft dnat", false;
     iptables_legacy_drop_reject: "iptables-legacy FORWARD drop and REJECT, ip6tables-legacy drop", false;
@@ -908,7 +926,8 @@ fn random_scenario(seed: u64, m: &Macs) -> Scenario {
         ));
         for _ in 0..1 + r.below(5) {
             let net = r.pick(&nets).clone();
-            let rule = match r.below(9) {
+            let other = r.pick(&nets).clone();
+            let rule = match r.below(12) {
                 0 => format!("udp dport {} drop", r.pick(&[5678, 9999])),
                 1 => format!("ip daddr {net}.0/24 accept"),
                 2 => format!("ip daddr {net}.0/24 drop"),
@@ -919,7 +938,15 @@ fn random_scenario(seed: u64, m: &Macs) -> Scenario {
                 // differ between two runs by its own state).
                 6 => "fib saddr . iif oif missing drop".to_string(),
                 7 => "ip6 daddr fd02::2 udp dport 5678 accept".to_string(),
-                _ => format!("ip daddr {net}.0/24 reject"),
+                8 => format!("ip daddr {net}.0/24 reject"),
+                // Set lookups: an interval set, a vmap, a concatenation.
+                9 => format!("ip daddr {{ {net}.0/25, {other}.0/24 }} drop"),
+                10 => format!(
+                    "udp dport vmap {{ 5678 : {}, 9999 : {} }}",
+                    r.pick(&["accept", "drop", "continue"]),
+                    r.pick(&["accept", "drop", "continue"])
+                ),
+                _ => format!("ip daddr . udp dport {{ 10.2.0.2 . 5678, {net}.1 . 9999 }} drop"),
             };
             setup.push(format!("nft add rule inet f fw {rule}"));
         }

@@ -279,3 +279,103 @@ fn inserted_and_positioned_rules_keep_the_kernels_order() {
     nft(&s, &format!("delete rule inet t fw handle {first}"));
     assert_eq!(fp_order(&s, "fw"), kernel_order(&s, "fw"));
 }
+
+fn set_names(s: &Setup) -> Vec<String> {
+    let mut names: Vec<String> = fp(s)
+        .into_iter()
+        .filter_map(|o| match o {
+            Object::NftSet(t) => Some(t.name),
+            _ => None,
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+fn elements_of(s: &Setup, set: &str) -> usize {
+    count(s, |o| matches!(o, Object::NftSetElem(e) if e.set == set))
+}
+
+#[test]
+fn nft_sets_maps_and_their_elements() {
+    let s = Setup::new("nftset");
+    nft(&s, "add table inet t");
+    nft(
+        &s,
+        "add chain inet t fw { type filter hook forward priority 0; }",
+    );
+    nft(&s, "add chain inet t c2");
+    nft(&s, "add set inet t ports { type inet_service; }");
+    nft(&s, "add element inet t ports { 22, 80, 443 }");
+    nft(
+        &s,
+        "add set inet t nets { type ipv4_addr; flags interval; }",
+    );
+    nft(
+        &s,
+        "add element inet t nets { 10.2.0.0/25, 10.3.0.1-10.3.0.9 }",
+    );
+    nft(&s, "add map inet t marks { type ipv4_addr : mark; }");
+    nft(&s, "add element inet t marks { 10.2.0.2 : 7 }");
+    nft(&s, "add rule inet t fw tcp dport @ports accept");
+    nft(&s, "add rule inet t fw ip daddr @nets drop");
+    nft(
+        &s,
+        "add rule inet t fw udp dport vmap { 5678 : accept, 4444 : jump c2, * : continue }",
+    );
+    nft(
+        &s,
+        "add rule inet t fw ip daddr . udp dport { 10.2.0.2 . 7777 } drop",
+    );
+    let names = set_names(&s);
+    assert_eq!(names.len(), 5, "{names:?}");
+    assert!(names.iter().filter(|n| n.starts_with("__")).count() == 2);
+    assert_eq!(elements_of(&s, "ports"), 3);
+    // The interval set: a leading end marker, then each range's start
+    // and end + 1.
+    assert_eq!(elements_of(&s, "nets"), 5);
+    nft(&s, "delete element inet t ports { 80 }");
+    assert_eq!(elements_of(&s, "ports"), 2);
+    nft(&s, "flush set inet t ports");
+    assert_eq!(elements_of(&s, "ports"), 0);
+    nft(&s, "add element inet t ports { 8080 }");
+    // A rule's anonymous set goes with it.
+    let handle = fp(&s)
+        .into_iter()
+        .find_map(|o| match o {
+            Object::NftRule(r) if r.exprs.windows(6).any(|w| w == b"__map0") => Some(r.handle),
+            _ => None,
+        })
+        .expect("the vmap rule");
+    nft(&s, &format!("delete rule inet t fw handle {handle}"));
+    assert_eq!(set_names(&s).len(), 4);
+    nft(&s, "flush chain inet t fw");
+    nft(&s, "delete set inet t nets");
+    assert_eq!(elements_of(&s, "nets"), 0);
+    nft(&s, "delete table inet t");
+    assert_eq!(
+        count(&s, |o| matches!(
+            o,
+            Object::NftSet(_) | Object::NftSetElem(_)
+        )),
+        0
+    );
+}
+
+#[test]
+fn nft_sets_after_a_restart_of_cmgrd() {
+    // Sets made before cmgrd starts come from its dump (one element dump
+    // per set).
+    let mut s = Setup::new("nftset2");
+    in_ns(
+        &s.ns,
+        &[
+            "nft",
+            "add table ip t; add set ip t a { type ipv4_addr; }; add element ip t a { 192.0.2.1, 192.0.2.2 }",
+        ],
+    );
+    s.cmgrd.as_mut().unwrap().kill();
+    s.start_cmgrd();
+    s.assert_equal_to_linux(SYNC);
+    assert_eq!(elements_of(&s, "a"), 2);
+}

@@ -130,7 +130,15 @@ impl Parts {
             flows: kind == Conntrack,
             gates: matches!(
                 kind,
-                NftTable | NftChain | NftRule | XtChain | XtRule | XfrmSp | NetConf
+                NftTable
+                    | NftChain
+                    | NftRule
+                    | NftSet
+                    | NftSetElem
+                    | XtChain
+                    | XtRule
+                    | XfrmSp
+                    | NetConf
             ),
         }
     }

@@ -27,11 +27,14 @@ pub use message::{
 };
 pub use mroute::{Mroute, MrouteKey, MrouteVif, MrouteVifKey};
 pub use netconf::{NetConf, NetConfKey, NETCONFA_IFINDEX_ALL, NETCONFA_IFINDEX_DEFAULT};
-pub use nftables::{NftChain, NftRule, NftTable, PREV_UNKNOWN};
+pub use nftables::{
+    elem_flags, set_flags, NftChain, NftElemData, NftRule, NftSet, NftSetElem, NftTable,
+    PREV_UNKNOWN,
+};
 pub use object::{
     family_of, rtn, unspecified, Addr, BridgePort, Fdb, Hop, Link, LinkInfo, Neigh, NextHops,
-    Nexthop, Object, ObjectKey, ObjectKind, Route, RouteDisc, RouteKey, AF_INET, AF_INET6,
-    RTNH_F_ONLINK,
+    Nexthop, NftSetElemKey, Object, ObjectKey, ObjectKind, Route, RouteDisc, RouteKey, AF_INET,
+    AF_INET6, RTNH_F_ONLINK,
 };
 pub use rule::{
     action as rule_action, PortMatch, Rule, RuleKey, RuleSpec, FIB_RULE_FIND_SADDR, FIB_RULE_INVERT,

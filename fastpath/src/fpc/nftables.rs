@@ -1,11 +1,18 @@
 //! Netfilter rules from nf_tables (nftables, and iptables-nft, which
-//! programs the same objects): tables, chains and rules, as keyed objects
-//! whose rule bodies are the kernel's expression bytes.
+//! programs the same objects): tables, chains, rules, sets and set
+//! elements, as keyed objects whose rule bodies are the kernel's
+//! expression bytes.
 //!
 //! Invariants:
 //! * Keys are the kernel's identities: a table is (family, name), a chain
 //!   (family, table, name), a rule (family, table, handle): a handle is
-//!   unique within its table.
+//!   unique within its table; a set (family, table, name), an element
+//!   (its set, key, key end, and whether it is an interval end or the
+//!   catch-all: an interval set holds a range's start and its end + 1 as
+//!   two elements, and adjacent ranges an end and a start of one key).
+//! * A set is its definition only; each element is an object of its own
+//!   (a set of 10,000 addresses changes one element at a time, and no
+//!   object body outgrows the FPC's 64 KiB).
 //! * Only what the kernel announces is kept: use counts, chain counters
 //!   and the packet and byte counts of `counter` expressions (cleared by
 //!   the decoder) change without an event, and are left out.
@@ -59,6 +66,89 @@ pub struct NftRule {
     /// an xt SNAT/DNAT/MASQUERADE/REDIRECT target): the NAT feature's.
     pub nat: bool,
     pub exprs: Vec<u8>,
+}
+
+/// NFT_SET_* flags of a set.
+pub mod set_flags {
+    pub const ANONYMOUS: u32 = 0x1;
+    pub const CONSTANT: u32 = 0x2;
+    pub const INTERVAL: u32 = 0x4;
+    pub const MAP: u32 = 0x8;
+    pub const TIMEOUT: u32 = 0x10;
+    pub const EVAL: u32 = 0x20;
+    pub const OBJECT: u32 = 0x40;
+    pub const CONCAT: u32 = 0x80;
+}
+
+/// NFT_SET_ELEM_* flags of an element.
+pub mod elem_flags {
+    pub const INTERVAL_END: u32 = 0x1;
+    pub const CATCHALL: u32 = 0x2;
+}
+
+/// An nf_tables set or map (`NFT_MSG_NEWSET`), without its elements.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct NftSet {
+    pub family: u8,
+    pub table: String,
+    pub name: String,
+    /// NFT_SET_* ([`set_flags`]).
+    pub flags: u32,
+    pub key_type: u32,
+    /// Bytes of the key in the registers (a concatenation's fields each
+    /// padded to 4 bytes).
+    pub key_len: u32,
+    /// A map's data type (NFT_DATA_VERDICT, 0xffffff00, for a vmap) and
+    /// length; 0 for a plain set.
+    pub data_type: u32,
+    pub data_len: u32,
+    /// The concatenation's field lengths (NFTA_SET_DESC_CONCAT), empty
+    /// for a single field.
+    pub fields: Vec<u8>,
+    /// The set has expressions of its own (NFTA_SET_EXPR(ESSIONS): per
+    /// element counters, limits, quotas), evaluated on each match.
+    pub exprs: bool,
+    /// A default element timeout (NFTA_SET_TIMEOUT).
+    pub timeout: bool,
+}
+
+/// What an element maps its key to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum NftElemData {
+    None,
+    /// A map's value (NFTA_DATA_VALUE).
+    Value(Vec<u8>),
+    /// A vmap's verdict: NF_* / NFT_* code and, for jump and goto, the
+    /// chain's name.
+    Verdict {
+        code: i32,
+        chain: String,
+    },
+}
+
+/// One element of a set (`NFT_MSG_NEWSETELEM`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct NftSetElem {
+    pub family: u8,
+    pub table: String,
+    pub set: String,
+    /// The key's bytes as the kernel holds them (empty for the catch-all).
+    pub key: Vec<u8>,
+    /// NFTA_SET_ELEM_KEY_END: a concatenated range's end, else empty.
+    pub key_end: Vec<u8>,
+    /// NFT_SET_ELEM_* ([`elem_flags`]).
+    pub flags: u32,
+    pub data: NftElemData,
+    /// The element has a timeout or expressions of its own: it changes
+    /// without an event.
+    pub stateful: bool,
+}
+
+impl NftSetElem {
+    /// The flags that are part of the element's identity.
+    pub fn identity_flags(&self) -> u32 {
+        self.flags & (elem_flags::INTERVAL_END | elem_flags::CATCHALL)
+    }
 }
 
 impl NftTable {
@@ -152,6 +242,155 @@ impl NftRule {
             nat,
             exprs: r.bytes(len)?.to_vec(),
         })
+    }
+}
+
+impl NftSet {
+    pub(crate) fn emit(&self, w: &mut Writer<'_>) {
+        w.u8(self.family);
+        w.str(&self.table);
+        w.str(&self.name);
+        w.u32(self.flags);
+        w.u32(self.key_type);
+        w.u32(self.key_len);
+        w.u32(self.data_type);
+        w.u32(self.data_len);
+        w.short_bytes(&self.fields);
+        w.bool(self.exprs);
+        w.bool(self.timeout);
+    }
+    pub(crate) fn parse(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(NftSet {
+            family: r.u8()?,
+            table: r.str()?,
+            name: r.str()?,
+            flags: r.u32()?,
+            key_type: r.u32()?,
+            key_len: r.u32()?,
+            data_type: r.u32()?,
+            data_len: r.u32()?,
+            fields: r.short_bytes()?,
+            exprs: r.bool()?,
+            timeout: r.bool()?,
+        })
+    }
+}
+
+impl NftSetElem {
+    pub(crate) fn emit(&self, w: &mut Writer<'_>) {
+        w.u8(self.family);
+        w.str(&self.table);
+        w.str(&self.set);
+        w.short_bytes(&self.key);
+        w.short_bytes(&self.key_end);
+        w.u32(self.flags);
+        match &self.data {
+            NftElemData::None => w.u8(0),
+            NftElemData::Value(v) => {
+                w.u8(1);
+                w.short_bytes(v);
+            }
+            NftElemData::Verdict { code, chain } => {
+                w.u8(2);
+                w.i32(*code);
+                w.str(chain);
+            }
+        }
+        w.bool(self.stateful);
+    }
+    pub(crate) fn parse(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let family = r.u8()?;
+        let table = r.str()?;
+        let set = r.str()?;
+        let key = r.short_bytes()?;
+        let key_end = r.short_bytes()?;
+        let flags = r.u32()?;
+        let data = match r.u8()? {
+            0 => NftElemData::None,
+            1 => NftElemData::Value(r.short_bytes()?),
+            2 => NftElemData::Verdict {
+                code: r.i32()?,
+                chain: r.str()?,
+            },
+            v => {
+                return Err(DecodeError::BadValue {
+                    what: "set element data",
+                    value: v.into(),
+                })
+            }
+        };
+        Ok(NftSetElem {
+            family,
+            table,
+            set,
+            key,
+            key_end,
+            flags,
+            data,
+            stateful: r.bool()?,
+        })
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+impl fmt::Display for NftSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "nft set family {} {} {} flags {:#x} key type {:#x} len {}",
+            self.family, self.table, self.name, self.flags, self.key_type, self.key_len
+        )?;
+        if self.flags & set_flags::MAP != 0 {
+            write!(f, " data type {:#x} len {}", self.data_type, self.data_len)?;
+        }
+        if !self.fields.is_empty() {
+            write!(f, " fields {:?}", self.fields)?;
+        }
+        if self.exprs {
+            write!(f, " exprs")?;
+        }
+        if self.timeout {
+            write!(f, " timeout")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for NftSetElem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "nft set element family {} {} {} key {}",
+            self.family,
+            self.table,
+            self.set,
+            if self.flags & elem_flags::CATCHALL != 0 {
+                "*".to_string()
+            } else {
+                hex(&self.key)
+            }
+        )?;
+        if !self.key_end.is_empty() {
+            write!(f, "-{}", hex(&self.key_end))?;
+        }
+        if self.flags & elem_flags::INTERVAL_END != 0 {
+            write!(f, " end")?;
+        }
+        match &self.data {
+            NftElemData::None => {}
+            NftElemData::Value(v) => write!(f, " : {}", hex(v))?,
+            NftElemData::Verdict { code, chain } if chain.is_empty() => {
+                write!(f, " : verdict {code}")?
+            }
+            NftElemData::Verdict { code, chain } => write!(f, " : verdict {code} {chain}")?,
+        }
+        if self.stateful {
+            write!(f, " stateful")?;
+        }
+        Ok(())
     }
 }
 

@@ -13,7 +13,7 @@ use super::conntrack::{Conntrack, CtKey};
 pub use super::linkinfo::LinkInfo;
 use super::mroute::{Mroute, MrouteKey, MrouteVif, MrouteVifKey};
 use super::netconf::{NetConf, NetConfKey};
-use super::nftables::{NftChain, NftRule, NftTable};
+use super::nftables::{NftChain, NftRule, NftSet, NftSetElem, NftTable};
 use super::rule::{Rule, RuleKey};
 use super::xfrm::{SaKey, SpKey, XfrmReplay, XfrmSa, XfrmSp};
 use super::xtables::{XtChain, XtRule};
@@ -206,6 +206,8 @@ pub enum Object {
     NetConf(NetConf),
     /// Boxed: every selector of `ip rule` makes it large.
     Rule(Box<Rule>),
+    NftSet(NftSet),
+    NftSetElem(NftSetElem),
 }
 
 /// The kinds of object, as numbered on the wire.
@@ -235,10 +237,13 @@ pub enum ObjectKind {
     Rule = 20,
     /// Per-device IP settings (`ip netconf`).
     NetConf = 21,
+    /// nf_tables sets and maps, and their elements.
+    NftSet = 22,
+    NftSetElem = 23,
 }
 
 impl ObjectKind {
-    pub const ALL: [ObjectKind; 21] = [
+    pub const ALL: [ObjectKind; 23] = [
         ObjectKind::Link,
         ObjectKind::Addr,
         ObjectKind::Route,
@@ -260,6 +265,8 @@ impl ObjectKind {
         ObjectKind::XtRule,
         ObjectKind::Rule,
         ObjectKind::NetConf,
+        ObjectKind::NftSet,
+        ObjectKind::NftSetElem,
     ];
 
     pub fn from_u8(v: u8) -> Result<Self, DecodeError> {
@@ -285,6 +292,8 @@ impl ObjectKind {
             18 => ObjectKind::XtRule,
             20 => ObjectKind::Rule,
             21 => ObjectKind::NetConf,
+            22 => ObjectKind::NftSet,
+            23 => ObjectKind::NftSetElem,
             _ => {
                 return Err(DecodeError::BadValue {
                     what: "object kind",
@@ -317,6 +326,8 @@ impl ObjectKind {
             ObjectKind::XtRule => "xt rule",
             ObjectKind::NetConf => "netconf",
             ObjectKind::Rule => "rule",
+            ObjectKind::NftSet => "nft set",
+            ObjectKind::NftSetElem => "nft set element",
         }
     }
 }
@@ -383,6 +394,37 @@ pub enum ObjectKey {
     },
     NetConf(NetConfKey),
     Rule(Box<RuleKey>),
+    NftSet {
+        family: u8,
+        table: String,
+        name: String,
+    },
+    NftSetElem(Box<NftSetElemKey>),
+}
+
+/// What tells two elements of a set apart (see `fpc::nftables`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NftSetElemKey {
+    pub family: u8,
+    pub table: String,
+    pub set: String,
+    pub key: Vec<u8>,
+    pub key_end: Vec<u8>,
+    /// NFT_SET_ELEM_INTERVAL_END and NFT_SET_ELEM_CATCHALL.
+    pub flags: u32,
+}
+
+impl NftSetElem {
+    pub fn key(&self) -> NftSetElemKey {
+        NftSetElemKey {
+            family: self.family,
+            table: self.table.clone(),
+            set: self.set.clone(),
+            key: self.key.clone(),
+            key_end: self.key_end.clone(),
+            flags: self.identity_flags(),
+        }
+    }
 }
 
 /// What tells two routes apart in the kernel's FIB.
@@ -486,6 +528,8 @@ impl Object {
             Object::XtRule(_) => ObjectKind::XtRule,
             Object::NetConf(_) => ObjectKind::NetConf,
             Object::Rule(_) => ObjectKind::Rule,
+            Object::NftSet(_) => ObjectKind::NftSet,
+            Object::NftSetElem(_) => ObjectKind::NftSetElem,
         }
     }
 
@@ -544,6 +588,12 @@ impl Object {
             },
             Object::NetConf(c) => ObjectKey::NetConf(c.key()),
             Object::Rule(r) => ObjectKey::Rule(Box::new(r.key())),
+            Object::NftSet(t) => ObjectKey::NftSet {
+                family: t.family,
+                table: t.table.clone(),
+                name: t.name.clone(),
+            },
+            Object::NftSetElem(e) => ObjectKey::NftSetElem(Box::new(e.key())),
         }
     }
 
@@ -663,6 +713,8 @@ impl Object {
             Object::XtRule(r) => r.emit(&mut w),
             Object::NetConf(c) => c.emit(&mut w),
             Object::Rule(r) => r.emit(&mut w),
+            Object::NftSet(t) => t.emit(&mut w),
+            Object::NftSetElem(e) => e.emit(&mut w),
         }
         let body_len = (buf.len() - start) as u16;
         buf[len_at..len_at + 2].copy_from_slice(&body_len.to_be_bytes());
@@ -815,6 +867,8 @@ impl Object {
             ObjectKind::XtRule => Object::XtRule(Box::new(XtRule::parse(&mut r)?)),
             ObjectKind::NetConf => Object::NetConf(NetConf::parse(&mut r)?),
             ObjectKind::Rule => Object::Rule(Box::new(Rule::parse(&mut r)?)),
+            ObjectKind::NftSet => Object::NftSet(NftSet::parse(&mut r)?),
+            ObjectKind::NftSetElem => Object::NftSetElem(NftSetElem::parse(&mut r)?),
         };
         r.finish()?;
         Ok(obj)
@@ -1024,6 +1078,8 @@ impl fmt::Display for Object {
             Object::XtRule(r) => r.fmt(f),
             Object::NetConf(c) => c.fmt(f),
             Object::Rule(r) => r.fmt(f),
+            Object::NftSet(t) => t.fmt(f),
+            Object::NftSetElem(e) => e.fmt(f),
         }
     }
 }
@@ -1032,6 +1088,7 @@ impl fmt::Display for Object {
 pub(crate) mod tests {
     use super::*;
     use crate::fpc::conntrack::{CtTuple, SeqAdj};
+    use crate::fpc::nftables::NftElemData;
     use crate::fpc::xfrm::{Encap, Lifetime, Selector, XfrmAlgo, XfrmTmpl};
 
     fn ip(s: &str) -> IpAddr {
@@ -1317,6 +1374,52 @@ pub(crate) mod tests {
                 prev: 3,
                 nat: true,
                 exprs: vec![1, 2, 3, 4, 5],
+            }),
+            Object::NftSet(NftSet {
+                family: 1,
+                table: "t".into(),
+                name: "__map0".into(),
+                flags: 0xb,
+                key_type: 13,
+                key_len: 2,
+                data_type: 0xffff_ff00,
+                data_len: 16,
+                fields: vec![4, 2],
+                exprs: true,
+                timeout: false,
+            }),
+            Object::NftSetElem(NftSetElem {
+                family: 1,
+                table: "t".into(),
+                set: "__map0".into(),
+                key: vec![0x11, 0x5c, 0, 0],
+                key_end: vec![0x11, 0x5d, 0, 0],
+                flags: 1,
+                data: NftElemData::Verdict {
+                    code: -3,
+                    chain: "c2".into(),
+                },
+                stateful: false,
+            }),
+            Object::NftSetElem(NftSetElem {
+                family: 2,
+                table: "t".into(),
+                set: "m".into(),
+                key: vec![10, 2, 0, 2],
+                key_end: vec![],
+                flags: 0,
+                data: NftElemData::Value(vec![7, 0, 0, 0]),
+                stateful: true,
+            }),
+            Object::NftSetElem(NftSetElem {
+                family: 2,
+                table: "t".into(),
+                set: "m".into(),
+                key: vec![],
+                key_end: vec![],
+                flags: 2,
+                data: NftElemData::None,
+                stateful: false,
             }),
             Object::Mroute(Mroute {
                 table: 253,

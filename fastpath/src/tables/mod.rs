@@ -25,9 +25,9 @@ use std::net::IpAddr;
 
 use crate::fpc::{
     Addr, BridgePort, CaptureFilter, Conntrack, CtKey, Fdb, Link, Mroute, MrouteKey, MrouteVif,
-    MrouteVifKey, Neigh, NetConf, NetConfKey, NextHops, Nexthop, NftChain, NftRule, NftTable,
-    Object, ObjectError, Op, Route, RouteDisc, Rule, RuleKey, SaKey, SpKey, XfrmReplay, XfrmSa,
-    XfrmSp, XtChain, XtRule,
+    MrouteVifKey, Neigh, NetConf, NetConfKey, NextHops, Nexthop, NftChain, NftRule, NftSet,
+    NftSetElem, NftSetElemKey, NftTable, Object, ObjectError, Op, Route, RouteDisc, Rule, RuleKey,
+    SaKey, SpKey, XfrmReplay, XfrmSa, XfrmSp, XtChain, XtRule,
 };
 use attrs::AttrTable;
 pub(crate) use attrs::RouteAttrs;
@@ -311,6 +311,8 @@ pub struct Tables {
     nft_tables: ObjectMap<(u8, String), NftTable>,
     nft_chains: ObjectMap<(u8, String, String), NftChain>,
     nft_rules: ObjectMap<(u8, String, u64), NftRule>,
+    nft_sets: ObjectMap<(u8, String, String), NftSet>,
+    nft_elems: ObjectMap<NftSetElemKey, NftSetElem>,
     mroutes: ObjectMap<MrouteKey, Mroute>,
     mroute_vifs: ObjectMap<MrouteVifKey, MrouteVif>,
     captures: ObjectMap<u32, CaptureFilter>,
@@ -356,6 +358,8 @@ impl Tables {
             nft_tables: ObjectMap::new(),
             nft_chains: ObjectMap::new(),
             nft_rules: ObjectMap::new(),
+            nft_sets: ObjectMap::new(),
+            nft_elems: ObjectMap::new(),
             mroutes: ObjectMap::new(),
             mroute_vifs: ObjectMap::new(),
             captures: ObjectMap::new(),
@@ -452,6 +456,11 @@ impl Tables {
                 let key = (r.family, r.table.clone(), r.handle);
                 self.nft_rules.apply(op, key, r)
             }
+            Object::NftSet(t) => {
+                let key = (t.family, t.table.clone(), t.name.clone());
+                self.nft_sets.apply(op, key, t)
+            }
+            Object::NftSetElem(e) => self.nft_elems.apply(op, e.key(), e),
             Object::Mroute(m) => {
                 if m.source.is_ipv4() != m.group.is_ipv4() {
                     return Err(ObjectError::Invalid);
@@ -549,6 +558,14 @@ impl Tables {
         self.nft_rules.values()
     }
 
+    pub(crate) fn nft_sets(&self) -> impl Iterator<Item = &NftSet> {
+        self.nft_sets.values()
+    }
+
+    pub(crate) fn nft_elems(&self) -> impl Iterator<Item = &NftSetElem> {
+        self.nft_elems.values()
+    }
+
     /// The legacy x_tables chains and rules, in no order.
     pub(crate) fn xt_chains(&self) -> impl Iterator<Item = &XtChain> {
         self.xt_chains.values()
@@ -591,6 +608,8 @@ impl Tables {
         self.nft_tables.mark_stale();
         self.nft_chains.mark_stale();
         self.nft_rules.mark_stale();
+        self.nft_sets.mark_stale();
+        self.nft_elems.mark_stale();
         self.mroutes.mark_stale();
         self.mroute_vifs.mark_stale();
         self.captures.mark_stale();
@@ -636,6 +655,8 @@ impl Tables {
             + self.nft_tables.sweep()
             + self.nft_chains.sweep()
             + self.nft_rules.sweep()
+            + self.nft_sets.sweep()
+            + self.nft_elems.sweep()
             + self.mroutes.sweep()
             + self.mroute_vifs.sweep()
             + self.captures.sweep()
@@ -692,6 +713,12 @@ impl Tables {
         self.nft_rules
             .values()
             .for_each(|r| f(Object::NftRule(r.clone())));
+        self.nft_sets
+            .values()
+            .for_each(|t| f(Object::NftSet(t.clone())));
+        self.nft_elems
+            .values()
+            .for_each(|e| f(Object::NftSetElem(e.clone())));
         // VIFs before the MFC entries that name them.
         self.mroute_vifs
             .values()
@@ -729,6 +756,8 @@ impl Tables {
             ("nft_tables", self.nft_tables.len() as u64),
             ("nft_chains", self.nft_chains.len() as u64),
             ("nft_rules", self.nft_rules.len() as u64),
+            ("nft_sets", self.nft_sets.len() as u64),
+            ("nft_set_elements", self.nft_elems.len() as u64),
             ("mroutes", self.mroutes.len() as u64),
             ("mroute_vifs", self.mroute_vifs.len() as u64),
             ("capture_filters", self.captures.len() as u64),
@@ -762,6 +791,8 @@ impl Tables {
             + self.nft_tables.len()
             + self.nft_chains.len()
             + self.nft_rules.len()
+            + self.nft_sets.len()
+            + self.nft_elems.len()
             + self.mroutes.len()
             + self.mroute_vifs.len()
             + self.captures.len()

@@ -273,6 +273,8 @@ fn invalid_objects_are_rejected_and_change_nothing() {
             | Object::NftTable(_)
             | Object::NftChain(_)
             | Object::NftRule(_)
+            | Object::NftSet(_)
+            | Object::NftSetElem(_)
             | Object::XtChain(_)
             | Object::XtRule(_) => continue,
         };

@@ -3,6 +3,13 @@
 //! iptables on Debian 12 is iptables-nft: its rules arrive the same way,
 //! as rules with `match`/`target` expressions.
 //!
+//! Sets and maps (`NFT_MSG_NEWSET`) are objects of their own, and so is
+//! each element (`NFT_MSG_NEWSETELEM`; a dump message carries many, a
+//! notification one): what a set's `NFTA_SET_COUNT` says, and its
+//! elements' counters and expiry times, change without an event and are
+//! left out (a set or element with expressions or timeouts is marked so,
+//! and fpd leaves its lookups to Linux).
+//!
 //! Invariants:
 //! * No I/O, no logging; every length is checked, a malformed message is
 //!   an error, never a panic. Integers in attributes are big-endian.
@@ -14,7 +21,9 @@
 //!   of a table or chain is followed by a sweep of its contents).
 
 use super::wire::attrs;
-use fastpath::fpc::{NftChain, NftRule, NftTable, Object, ObjectKey};
+use fastpath::fpc::{
+    NftChain, NftElemData, NftRule, NftSet, NftSetElem, NftTable, Object, ObjectKey,
+};
 
 use super::wire::{Event, NlMsg, WireError, NLMSG_HDRLEN, NLM_F_DUMP, NLM_F_MULTI, NLM_F_REQUEST};
 use fastpath::fpc::PREV_UNKNOWN;
@@ -30,6 +39,12 @@ pub const NFT_MSG_DELCHAIN: u16 = BASE | 5;
 pub const NFT_MSG_NEWRULE: u16 = BASE | 6;
 pub const NFT_MSG_GETRULE: u16 = BASE | 7;
 pub const NFT_MSG_DELRULE: u16 = BASE | 8;
+pub const NFT_MSG_NEWSET: u16 = BASE | 9;
+pub const NFT_MSG_GETSET: u16 = BASE | 10;
+pub const NFT_MSG_DELSET: u16 = BASE | 11;
+pub const NFT_MSG_NEWSETELEM: u16 = BASE | 12;
+pub const NFT_MSG_GETSETELEM: u16 = BASE | 13;
+pub const NFT_MSG_DELSETELEM: u16 = BASE | 14;
 
 /// NFNLGRP_NFTABLES.
 pub const NFNLGRP_NFTABLES: u32 = 7;
@@ -56,6 +71,38 @@ const NFTA_LIST_ELEM: u16 = 1;
 const NFTA_EXPR_NAME: u16 = 1;
 const NFTA_EXPR_DATA: u16 = 2;
 const NFTA_TARGET_NAME: u16 = 1;
+const NFTA_SET_TABLE: u16 = 1;
+const NFTA_SET_NAME: u16 = 2;
+const NFTA_SET_FLAGS: u16 = 3;
+const NFTA_SET_KEY_TYPE: u16 = 4;
+const NFTA_SET_KEY_LEN: u16 = 5;
+const NFTA_SET_DATA_TYPE: u16 = 6;
+const NFTA_SET_DATA_LEN: u16 = 7;
+const NFTA_SET_DESC: u16 = 9;
+const NFTA_SET_TIMEOUT: u16 = 11;
+const NFTA_SET_EXPR: u16 = 17;
+const NFTA_SET_EXPRESSIONS: u16 = 18;
+const NFTA_SET_DESC_CONCAT: u16 = 2;
+const NFTA_SET_FIELD_LEN: u16 = 1;
+const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
+const NFTA_SET_ELEM_LIST_SET: u16 = 2;
+const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
+const NFTA_SET_ELEM_KEY: u16 = 1;
+const NFTA_SET_ELEM_DATA: u16 = 2;
+const NFTA_SET_ELEM_FLAGS: u16 = 3;
+const NFTA_SET_ELEM_TIMEOUT: u16 = 4;
+const NFTA_SET_ELEM_EXPIRATION: u16 = 5;
+const NFTA_SET_ELEM_EXPR: u16 = 9;
+const NFTA_SET_ELEM_KEY_END: u16 = 10;
+const NFTA_SET_ELEM_EXPRESSIONS: u16 = 11;
+const NFTA_DATA_VALUE: u16 = 1;
+const NFTA_DATA_VERDICT: u16 = 2;
+const NFTA_VERDICT_CODE: u16 = 1;
+const NFTA_VERDICT_CHAIN: u16 = 2;
+/// NFT_DATA_VALUE_MAXLEN: the longest key or map value.
+const MAX_DATA: usize = 64;
+/// Elements one message may carry (a dump's fill a netlink page or so).
+const MAX_ELEMS: usize = 65_536;
 
 /// The largest rule body kept (an FPC object body is at most 64 KiB).
 const MAX_EXPRS: usize = 60_000;
@@ -230,8 +277,148 @@ fn decode_rule(payload: &[u8], dumped: bool) -> Result<NftRule, WireError> {
     Ok(r)
 }
 
-/// Decodes one nf_tables message (sets, objects, flowtables and
-/// generation news are not synced).
+fn decode_set(payload: &[u8]) -> Result<NftSet, WireError> {
+    let (family, rest) = family(payload)?;
+    let mut s = NftSet {
+        family,
+        table: String::new(),
+        name: String::new(),
+        flags: 0,
+        key_type: 0,
+        key_len: 0,
+        data_type: 0,
+        data_len: 0,
+        fields: Vec::new(),
+        exprs: false,
+        timeout: false,
+    };
+    for a in attrs(rest) {
+        let (kind, v) = a?;
+        match kind {
+            NFTA_SET_TABLE => s.table = string(v),
+            NFTA_SET_NAME => s.name = string(v),
+            NFTA_SET_FLAGS => s.flags = be32(kind, v)?,
+            NFTA_SET_KEY_TYPE => s.key_type = be32(kind, v)?,
+            NFTA_SET_KEY_LEN => s.key_len = be32(kind, v)?,
+            NFTA_SET_DATA_TYPE => s.data_type = be32(kind, v)?,
+            NFTA_SET_DATA_LEN => s.data_len = be32(kind, v)?,
+            NFTA_SET_TIMEOUT => s.timeout = true,
+            NFTA_SET_EXPR | NFTA_SET_EXPRESSIONS => s.exprs = true,
+            NFTA_SET_DESC => {
+                for a in attrs(v) {
+                    let (k, v) = a?;
+                    if k != NFTA_SET_DESC_CONCAT {
+                        continue;
+                    }
+                    for field in attrs(v) {
+                        for a in attrs(field?.1) {
+                            let (k, v) = a?;
+                            if k == NFTA_SET_FIELD_LEN && s.fields.len() < 16 {
+                                s.fields.push(be32(k, v)?.min(255) as u8);
+                            }
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(s)
+}
+
+/// NFTA_DATA_VALUE's bytes (a key or a map's value).
+fn data_value(kind: u16, v: &[u8]) -> Result<Vec<u8>, WireError> {
+    for a in attrs(v) {
+        let (k, v) = a?;
+        if k == NFTA_DATA_VALUE && v.len() <= MAX_DATA {
+            return Ok(v.to_vec());
+        }
+    }
+    Err(WireError::BadAttr { kind, len: v.len() })
+}
+
+fn elem_data(kind: u16, v: &[u8]) -> Result<NftElemData, WireError> {
+    for a in attrs(v) {
+        let (k, v) = a?;
+        match k {
+            NFTA_DATA_VALUE if v.len() <= MAX_DATA => return Ok(NftElemData::Value(v.to_vec())),
+            NFTA_DATA_VERDICT => {
+                let (mut code, mut chain) = (None, String::new());
+                for a in attrs(v) {
+                    let (k, v) = a?;
+                    match k {
+                        NFTA_VERDICT_CODE => code = Some(be32(k, v)? as i32),
+                        NFTA_VERDICT_CHAIN => chain = string(v),
+                        _ => {}
+                    }
+                }
+                let code = code.ok_or(WireError::BadAttr { kind, len: v.len() })?;
+                return Ok(NftElemData::Verdict { code, chain });
+            }
+            _ => {}
+        }
+    }
+    Err(WireError::BadAttr { kind, len: v.len() })
+}
+
+/// The elements of an NFT_MSG_NEWSETELEM or DELSETELEM message.
+pub fn decode_elements(msg: &NlMsg<'_>) -> Result<Vec<NftSetElem>, WireError> {
+    let (family, rest) = family(msg.payload)?;
+    let (mut table, mut set) = (String::new(), String::new());
+    let mut out = Vec::new();
+    for a in attrs(rest) {
+        let (kind, v) = a?;
+        match kind {
+            NFTA_SET_ELEM_LIST_TABLE => table = string(v),
+            NFTA_SET_ELEM_LIST_SET => set = string(v),
+            NFTA_SET_ELEM_LIST_ELEMENTS => {
+                for elem in attrs(v) {
+                    let (k, elem) = elem?;
+                    if k != NFTA_LIST_ELEM {
+                        continue;
+                    }
+                    if out.len() == MAX_ELEMS {
+                        return Err(WireError::BadAttr { kind, len: v.len() });
+                    }
+                    let mut e = NftSetElem {
+                        family,
+                        table: String::new(),
+                        set: String::new(),
+                        key: Vec::new(),
+                        key_end: Vec::new(),
+                        flags: 0,
+                        data: NftElemData::None,
+                        stateful: false,
+                    };
+                    for a in attrs(elem) {
+                        let (k, v) = a?;
+                        match k {
+                            NFTA_SET_ELEM_KEY => e.key = data_value(k, v)?,
+                            NFTA_SET_ELEM_KEY_END => e.key_end = data_value(k, v)?,
+                            NFTA_SET_ELEM_DATA => e.data = elem_data(k, v)?,
+                            NFTA_SET_ELEM_FLAGS => e.flags = be32(k, v)?,
+                            NFTA_SET_ELEM_TIMEOUT
+                            | NFTA_SET_ELEM_EXPIRATION
+                            | NFTA_SET_ELEM_EXPR
+                            | NFTA_SET_ELEM_EXPRESSIONS => e.stateful = true,
+                            _ => {}
+                        }
+                    }
+                    out.push(e);
+                }
+            }
+            _ => {}
+        }
+    }
+    for e in &mut out {
+        e.table.clone_from(&table);
+        e.set.clone_from(&set);
+    }
+    Ok(out)
+}
+
+/// Decodes one nf_tables message (set elements: [`decode_elements`];
+/// objects, flowtables and generation news are not synced).
 pub fn decode(msg: &NlMsg<'_>) -> Result<Event, WireError> {
     let p = msg.payload;
     let dumped = msg.flags & NLM_F_MULTI != 0;
@@ -249,21 +436,46 @@ pub fn decode(msg: &NlMsg<'_>) -> Result<Event, WireError> {
                 handle: r.handle,
             })
         }
+        NFT_MSG_NEWSET => Event::New(Object::NftSet(decode_set(p)?)),
+        NFT_MSG_DELSET => Event::Del(Object::NftSet(decode_set(p)?).key()),
         k if k >> 8 == NFNL_SUBSYS_NFTABLES => Event::Ignored,
         _ => Event::Unknown,
     })
 }
 
-/// A dump of every family's tables, chains or rules.
+/// A dump of every family's tables, chains, rules or sets.
 pub fn dump_request(kind: u16, seq: u32) -> Vec<u8> {
-    let len = NLMSG_HDRLEN + 4;
+    request(kind, 0, seq, &[])
+}
+
+/// A dump of the elements of one set (the kernel needs its family,
+/// table and name).
+pub fn elements_request(family: u8, table: &str, set: &str, seq: u32) -> Vec<u8> {
+    let mut attrs = Vec::new();
+    for (kind, name) in [
+        (NFTA_SET_ELEM_LIST_TABLE, table),
+        (NFTA_SET_ELEM_LIST_SET, set),
+    ] {
+        let len = 4 + name.len() + 1;
+        attrs.extend_from_slice(&(len as u16).to_ne_bytes());
+        attrs.extend_from_slice(&kind.to_ne_bytes());
+        attrs.extend_from_slice(name.as_bytes());
+        attrs.push(0);
+        attrs.resize(attrs.len().next_multiple_of(4), 0);
+    }
+    request(NFT_MSG_GETSETELEM, family, seq, &attrs)
+}
+
+fn request(kind: u16, family: u8, seq: u32, attrs: &[u8]) -> Vec<u8> {
+    let len = NLMSG_HDRLEN + 4 + attrs.len();
     let mut buf = Vec::with_capacity(len);
     buf.extend_from_slice(&(len as u32).to_ne_bytes());
     buf.extend_from_slice(&kind.to_ne_bytes());
     buf.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
     buf.extend_from_slice(&seq.to_ne_bytes());
     buf.extend_from_slice(&0u32.to_ne_bytes());
-    buf.extend_from_slice(&[0, 0, 0, 0]);
+    buf.extend_from_slice(&[family, 0, 0, 0]);
+    buf.extend_from_slice(attrs);
     buf
 }
 
@@ -275,6 +487,10 @@ pub fn type_name(kind: u16) -> Option<&'static str> {
         NFT_MSG_DELCHAIN => "NFT_MSG_DELCHAIN",
         NFT_MSG_NEWRULE => "NFT_MSG_NEWRULE",
         NFT_MSG_DELRULE => "NFT_MSG_DELRULE",
+        NFT_MSG_NEWSET => "NFT_MSG_NEWSET",
+        NFT_MSG_DELSET => "NFT_MSG_DELSET",
+        NFT_MSG_NEWSETELEM => "NFT_MSG_NEWSETELEM",
+        NFT_MSG_DELSETELEM => "NFT_MSG_DELSETELEM",
         _ => return None,
     })
 }
@@ -446,5 +662,122 @@ mod tests {
         ] {
             assert_eq!(place(hex), (handle, PREV_UNKNOWN));
         }
+    }
+
+    /// Captured on this kernel (Linux 6.18, `nft` in a netns): the
+    /// notifications of `add set inet f nets { type ipv4_addr; flags
+    /// interval; }`, `add element inet f nets { 10.2.0.0/25 }`, `add map
+    /// inet f vm { type inet_service : verdict; }`, `add element inet f vm
+    /// { 5678 : accept, 4444 : jump c2, * : drop }` and `delete set inet
+    /// f nets`.
+    const NETS: &str = "7c000000090a000401000000036c0000010000040600010066000000090002006e657473000000000c00100000000000000000020800030000000004080004000000000708000500000000040a000d000004020000000000040009001700130030786666666666666666383235303636363000000800140000000000";
+    const NETS_ELEMS: [&str; 3] = [
+        "440000000c0a000400000000046c0000010000050600010066000000090002006e657473000000001c000300180001000c00010008000100000000000800030000000001",
+        "3c0000000c0a000400000000046c0000010000050600010066000000090002006e6574730000000014000300100001000c000100080001000a020000",
+        "440000000c0a000400000000046c0000010000050600010066000000090002006e657473000000001c000300180001000c000100080001000a0200800800030000000001",
+    ];
+    const VMAP: &str = "94000000090a000401000000056c000001000006060001006600000007000200766d00000c00100000000000000000030800030000000008080004000000000d080005000000000208000600ffffff00080007000000001016000d000004020000000104000000000604000000000000040009001700130030786666666666666666383235303634633000000800140000000000";
+    const VMAP_ELEMS: [&str; 3] = [
+        "480000000c0a000400000000066c000001000007060001006600000007000200766d000024000300200001000c00010006000100162e0000100002000c0002000800010000000001",
+        "500000000c0a000400000000066c000001000007060001006600000007000200766d00002c000300280001000c00010006000100115c0000180002001400020008000100fffffffd0700020063320000",
+        "440000000c0a000400000000066c000001000007060001006600000007000200766d0000200003001c000100100002000c00020008000100000000000800030000000002",
+    ];
+    const DEL_NETS: &str = "340000000b0a000001000000006c0000010000080600010066000000090002006e657473000000000c0010000000000000000002";
+
+    fn elements(hex: &str) -> Vec<NftSetElem> {
+        let buf = unhex(hex);
+        decode_elements(&Messages::new(&buf).next().unwrap().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn sets_and_their_elements_as_the_kernel_sends_them() {
+        let Ok(Event::New(Object::NftSet(nets))) = decode_one(&unhex(NETS)) else {
+            panic!()
+        };
+        assert_eq!(
+            (nets.family, nets.table.as_str(), nets.name.as_str()),
+            (1, "f", "nets")
+        );
+        assert_eq!((nets.flags, nets.key_type, nets.key_len), (0x4, 7, 4));
+        assert!(!nets.exprs && !nets.timeout);
+        // An interval: a leading end marker, the start, the end + 1.
+        let got: Vec<(Vec<u8>, u32)> = NETS_ELEMS
+            .iter()
+            .flat_map(|h| elements(h))
+            .map(|e| {
+                assert_eq!((e.table.as_str(), e.set.as_str()), ("f", "nets"));
+                assert_eq!(e.data, NftElemData::None);
+                (e.key, e.flags)
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (vec![0, 0, 0, 0], 1),
+                (vec![10, 2, 0, 0], 0),
+                (vec![10, 2, 0, 128], 1)
+            ]
+        );
+        let Ok(Event::New(Object::NftSet(vm))) = decode_one(&unhex(VMAP)) else {
+            panic!()
+        };
+        assert_eq!(
+            (vm.flags, vm.key_len, vm.data_type, vm.data_len),
+            (0x8, 2, 0xffff_ff00, 16)
+        );
+        let got: Vec<(Vec<u8>, u32, NftElemData)> = VMAP_ELEMS
+            .iter()
+            .flat_map(|h| elements(h))
+            .map(|e| (e.key, e.flags, e.data))
+            .collect();
+        let verdict = |code, chain: &str| NftElemData::Verdict {
+            code,
+            chain: chain.into(),
+        };
+        assert_eq!(
+            got,
+            [
+                (5678u16.to_be_bytes().to_vec(), 0, verdict(1, "")),
+                (4444u16.to_be_bytes().to_vec(), 0, verdict(-3, "c2")),
+                (vec![], 2, verdict(0, "")),
+            ]
+        );
+        assert_eq!(
+            decode_one(&unhex(DEL_NETS)),
+            Ok(Event::Del(ObjectKey::NftSet {
+                family: 1,
+                table: "f".into(),
+                name: "nets".into()
+            }))
+        );
+    }
+
+    #[test]
+    fn malformed_set_messages_are_errors_not_panics() {
+        for hex in [NETS, VMAP, VMAP_ELEMS[1], NETS_ELEMS[2]] {
+            let m = unhex(hex);
+            for at in NLMSG_HDRLEN..m.len() {
+                for v in [0u8, 1, 4, 0x7f, 0xff] {
+                    let mut b = m.clone();
+                    b[at] = v;
+                    if let Some(Ok(msg)) = Messages::new(&b).next() {
+                        let _ = decode(&msg);
+                        let _ = decode_elements(&msg);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn an_element_dump_names_its_set() {
+        let req = elements_request(1, "f", "nets", 7);
+        let m = Messages::new(&req).next().unwrap().unwrap();
+        assert_eq!(m.kind, NFT_MSG_GETSETELEM);
+        assert_eq!(m.payload[0], 1);
+        let names: Vec<(u16, String)> = attrs(&m.payload[4..])
+            .map(|a| a.map(|(k, v)| (k, string(v))).unwrap())
+            .collect();
+        assert_eq!(names, [(1, "f".to_string()), (2, "nets".to_string())]);
     }
 }

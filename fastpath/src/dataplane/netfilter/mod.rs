@@ -69,7 +69,7 @@ mod xt;
 use std::collections::HashMap;
 
 use super::conntrack::{Direction, FlowEntry, FlowMatch};
-use crate::fpc::{Conntrack, NftChain, NftTable, XtChain};
+use crate::fpc::{Conntrack, NftChain, NftSet, NftSetElem, NftTable, XtChain};
 use crate::tables::Tables;
 use crate::wire::ip_proto;
 
@@ -168,7 +168,9 @@ pub(crate) enum Reason {
     /// A netdev (or inet ingress) base chain: per device, and its device
     /// is not synced.
     NetdevChain,
-    /// A set or map lookup (`lookup`, vmaps): sets are not synced.
+    /// A lookup in a set or map fpd cannot answer exactly: not synced
+    /// (yet), with timeouts, filled from the packet path, with per
+    /// element expressions, or a concatenation of ranges (see `nft`).
     SetLookup,
     /// nat, masq, redir, or an x_tables SNAT/DNAT/MASQUERADE/REDIRECT.
     NatRule,
@@ -452,6 +454,8 @@ impl Ruleset {
             tables.nft_tables(),
             tables.nft_chains(),
             tables.nft_rules(),
+            tables.nft_sets(),
+            tables.nft_elems(),
             tables.xt_chains(),
             tables.xt_rules(),
         )
@@ -461,6 +465,8 @@ impl Ruleset {
         nft_tables: impl Iterator<Item = &'a NftTable>,
         nft_chains: impl Iterator<Item = &'a NftChain>,
         nft_rules: impl Iterator<Item = &'a crate::fpc::NftRule>,
+        nft_sets: impl Iterator<Item = &'a NftSet>,
+        nft_elems: impl Iterator<Item = &'a NftSetElem>,
         xt_chains: impl Iterator<Item = &'a XtChain>,
         xt_rules: impl Iterator<Item = &'a crate::fpc::XtRule>,
     ) -> Ruleset {
@@ -478,7 +484,7 @@ impl Ruleset {
             // dormant table is known to be off.
             .filter(|c| dormant.get(&(c.family, c.table.as_str())) != Some(&true))
             .collect();
-        rs.nft = nft::Program::build(&chains, nft_rules);
+        rs.nft = nft::Program::build(&chains, nft_rules, nft_sets, nft_elems);
         for (index, c) in chains.iter().enumerate() {
             let families: &[bool] = match c.family {
                 NFPROTO_IPV4 => &[false],

@@ -27,17 +27,36 @@
 //! unsupported step ([`Reason::RuleOrder`]): Linux decides until cmgrd's
 //! re-dump gives every place.
 //!
+//! Sets and maps (`lookup`, `nft_lookup_eval`): a synced set is
+//! compiled with the program, its elements in a hash by key (the
+//! kernel's hash and bitmap sets) or, for an interval set, sorted by key
+//! with each range's start and end + 1 (the kernel's rbtree: a key
+//! matches when the last element at or below it is a start; at one key
+//! an end sorts before a start, so adjacent ranges meet). Keys compare
+//! as bytes (`memcmp`), the register bytes of the set's key length. A
+//! miss falls to the catch-all element if there is one, else breaks the
+//! rule; a map copies the element's data to its register, a vmap its
+//! verdict. A lookup fpd cannot answer exactly goes to Linux
+//! ([`Reason::SetLookup`]): a set not synced, with timeouts or a default
+//! timeout, dynamic (`NFT_SET_EVAL`, or named by any rule's `dynset`:
+//! the packet path adds to it without an event), with expressions of
+//! its own or its elements' (counters, limits, quotas run per match),
+//! object maps, and concatenations of ranges (elements with a key end,
+//! the kernel's pipapo).
+//!
 //! Invariants: compiling never fails (an expression fpd does not
 //! implement becomes [`Step::Unsupported`]); running allocates nothing
 //! and reads only within the packet and the 80-byte register file.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::{
     before_conntrack, Direction, NfCounters, NfVerdict, Packet, Reason, Tracked, NFPROTO_IPV4,
     NFPROTO_IPV6,
 };
-use crate::fpc::{NftChain, NftRule, PREV_UNKNOWN};
+use crate::fpc::{
+    elem_flags, set_flags, NftChain, NftElemData, NftRule, NftSet, NftSetElem, PREV_UNKNOWN,
+};
 
 // NFTA_LIST_ELEM / NFTA_EXPR_* are unpacked by cmgrd already.
 const NFTA_DATA_VALUE: u16 = 1;
@@ -83,6 +102,15 @@ const NFTA_BYTEORDER_DREG: u16 = 2;
 const NFTA_BYTEORDER_OP: u16 = 3;
 const NFTA_BYTEORDER_LEN: u16 = 4;
 const NFTA_BYTEORDER_SIZE: u16 = 5;
+
+const NFTA_LOOKUP_SET: u16 = 1;
+const NFTA_LOOKUP_SREG: u16 = 2;
+const NFTA_LOOKUP_DREG: u16 = 3;
+const NFTA_LOOKUP_FLAGS: u16 = 5;
+const NFT_LOOKUP_F_INV: u32 = 1;
+const NFTA_DYNSET_SET_NAME: u16 = 1;
+/// NFT_DATA_VERDICT: a vmap's data type.
+const NFT_DATA_VERDICT: u32 = 0xffff_ff00;
 
 const NFTA_CT_DREG: u16 = 1;
 const NFTA_CT_KEY: u16 = 2;
@@ -315,9 +343,67 @@ enum Step {
         data: u32,
         mask: u32,
     },
+    /// A lookup in `Program::sets[set]` of the key at word `sreg`.
+    Lookup {
+        set: usize,
+        sreg: usize,
+        dest: LookupDest,
+        invert: bool,
+    },
     Verdict(Verdict),
     Counter,
     Unsupported(Reason),
+}
+
+/// Where a lookup puts what it found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LookupDest {
+    /// A plain set: found or not.
+    None,
+    /// A vmap: the element's verdict.
+    Verdict,
+    /// A map: the element's data, into the register at this word.
+    Reg(usize),
+}
+
+/// What a set's element maps to, compiled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ElemValue {
+    None,
+    Data(Vec<u8>),
+    Verdict(Verdict),
+}
+
+/// A synced set, ready for lookups (see the module documentation).
+#[derive(Debug, Default)]
+struct Set {
+    key_len: usize,
+    /// Why lookups in it go to Linux, if they do.
+    unusable: Option<Reason>,
+    interval: bool,
+    /// Exact keys, to their value's index in `values`.
+    exact: HashMap<Box<[u8]>, usize>,
+    /// Interval sets: (key, is a start, value index of a start) sorted
+    /// by key, an end before a start of the same key.
+    bounds: Vec<(Box<[u8]>, bool, usize)>,
+    catchall: Option<usize>,
+    values: Vec<ElemValue>,
+    /// The chains its verdicts jump or go to.
+    targets: Vec<usize>,
+}
+
+impl Set {
+    /// The value index of `key`'s element, if it has one.
+    fn find(&self, key: &[u8]) -> Option<usize> {
+        if !self.interval {
+            return self.exact.get(key).copied();
+        }
+        let after = self.bounds.partition_point(|(k, _, _)| &**k <= key);
+        match after.checked_sub(1).map(|i| &self.bounds[i]) {
+            Some((_, true, value)) => Some(*value),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -329,10 +415,12 @@ struct Chain {
     reads_conntrack: bool,
 }
 
-/// Every chain of the non-dormant tables, compiled.
+/// Every chain of the non-dormant tables, compiled, and the sets their
+/// rules look up.
 #[derive(Debug, Default)]
 pub(super) struct Program {
     chains: Vec<Chain>,
+    sets: Vec<Set>,
 }
 
 /// Netlink attributes of `b`: (type without the nested and byte-order
@@ -453,10 +541,15 @@ fn need<'a>(f: &[Option<&'a [u8]>; 9], k: u16) -> Result<&'a [u8], Reason> {
     f[usize::from(k)].ok_or(Reason::BadExpression)
 }
 
+/// A table's set names, to their index and definition.
+type SetNames<'a> = HashMap<&'a str, (usize, &'a NftSet)>;
+
 /// The context a rule is compiled in.
 struct Ctx<'a> {
     /// Chain names of the rule's table, to their index.
     names: &'a HashMap<&'a str, usize>,
+    /// Set names of the rule's table, to their index and definition.
+    sets: &'a SetNames<'a>,
     /// Whether the chain (as a base chain) runs before conntrack.
     before_ct: bool,
 }
@@ -642,7 +735,7 @@ fn compile_step(name: &[u8], d: &[u8], ctx: &Ctx<'_>) -> Result<Step, Reason> {
             let dreg = be32(need(&f, NFTA_IMMEDIATE_DREG)?)?;
             match data(need(&f, NFTA_IMMEDIATE_DATA)?)? {
                 Data::Verdict(code, chain) if dreg == 0 => {
-                    Step::Verdict(verdict(code, chain, ctx)?)
+                    Step::Verdict(verdict(code, chain, ctx.names)?)
                 }
                 Data::Value(v) if dreg != 0 && !v.is_empty() && v.len() <= 64 => Step::Data {
                     dreg: register(dreg, v.len())?,
@@ -652,7 +745,35 @@ fn compile_step(name: &[u8], d: &[u8], ctx: &Ctx<'_>) -> Result<Step, Reason> {
             }
         }
         b"counter" => Step::Counter,
-        b"lookup" | b"dynset" => Step::Unsupported(Reason::SetLookup),
+        b"lookup" => {
+            let name = need(&f, NFTA_LOOKUP_SET)?;
+            let name = std::str::from_utf8(name.split(|c| *c == 0).next().unwrap_or_default())
+                .map_err(|_| Reason::BadExpression)?;
+            let Some(&(set, def)) = ctx.sets.get(name) else {
+                return Ok(Step::Unsupported(Reason::SetLookup));
+            };
+            let sreg = register(be32(need(&f, NFTA_LOOKUP_SREG)?)?, def.key_len as usize)
+                .map_err(|_| Reason::SetLookup)?;
+            let invert = match f[usize::from(NFTA_LOOKUP_FLAGS)] {
+                Some(v) => be32(v)? & NFT_LOOKUP_F_INV != 0,
+                None => false,
+            };
+            let dest = match f[usize::from(NFTA_LOOKUP_DREG)].map(be32).transpose()? {
+                None => LookupDest::None,
+                Some(0) if def.data_type == NFT_DATA_VERDICT => LookupDest::Verdict,
+                Some(r) if def.data_type != NFT_DATA_VERDICT => {
+                    LookupDest::Reg(register(r, def.data_len as usize)?)
+                }
+                Some(_) => return Err(Reason::BadExpression),
+            };
+            Step::Lookup {
+                set,
+                sreg,
+                dest,
+                invert,
+            }
+        }
+        b"dynset" => Step::Unsupported(Reason::SetLookup),
         b"nat" | b"masq" | b"redir" => Step::Unsupported(Reason::NatRule),
         b"reject" => Step::Unsupported(Reason::Reject),
         b"queue" => Step::Unsupported(Reason::Queue),
@@ -663,11 +784,15 @@ fn compile_step(name: &[u8], d: &[u8], ctx: &Ctx<'_>) -> Result<Step, Reason> {
     })
 }
 
-fn verdict(code: i32, chain: Option<&[u8]>, ctx: &Ctx<'_>) -> Result<Verdict, Reason> {
+fn verdict(
+    code: i32,
+    chain: Option<&[u8]>,
+    names: &HashMap<&str, usize>,
+) -> Result<Verdict, Reason> {
     let target = || -> Result<usize, Reason> {
         let name = std::str::from_utf8(chain.ok_or(Reason::BadExpression)?)
             .map_err(|_| Reason::BadExpression)?;
-        ctx.names.get(name).copied().ok_or(Reason::JumpDepth)
+        names.get(name).copied().ok_or(Reason::JumpDepth)
     };
     Ok(match code {
         NFT_CONTINUE => Verdict::Continue,
@@ -801,10 +926,119 @@ fn in_order(rules: Vec<&NftRule>) -> Option<Vec<&NftRule>> {
     (out.len() == rules.len()).then_some(out)
 }
 
+/// The sets any rule's `dynset` writes to (from the packet path,
+/// without an event): (family, table, set).
+fn dynamic_sets<'a>(rules: &[&'a NftRule]) -> HashSet<(u8, &'a str, Vec<u8>)> {
+    let mut out = HashSet::new();
+    for r in rules {
+        for (name, d) in expressions(&r.exprs).flatten() {
+            if name != b"dynset" {
+                continue;
+            }
+            for (k, v) in attrs(d).flatten() {
+                if k == NFTA_DYNSET_SET_NAME {
+                    let set = v.split(|c| *c == 0).next().unwrap_or_default();
+                    out.insert((r.family, r.table.as_str(), set.to_vec()));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Compiles one set and its elements; `names` are the chains of its
+/// table (for a vmap's jumps).
+fn compile_set(
+    def: &NftSet,
+    elems: &[&NftSetElem],
+    names: &HashMap<&str, usize>,
+    dynamic: bool,
+) -> Set {
+    let mut set = Set {
+        key_len: def.key_len as usize,
+        interval: def.flags & set_flags::INTERVAL != 0,
+        ..Set::default()
+    };
+    if let Err(reason) = fill_set(&mut set, def, elems, names, dynamic) {
+        set = Set {
+            key_len: set.key_len,
+            unusable: Some(reason),
+            ..Set::default()
+        };
+    }
+    set
+}
+
+fn fill_set(
+    set: &mut Set,
+    def: &NftSet,
+    elems: &[&NftSetElem],
+    names: &HashMap<&str, usize>,
+    dynamic: bool,
+) -> Result<(), Reason> {
+    let changing = set_flags::TIMEOUT | set_flags::EVAL | set_flags::OBJECT;
+    if dynamic || def.flags & changing != 0 || def.timeout || def.exprs {
+        return Err(Reason::SetLookup);
+    }
+    if set.key_len == 0 || set.key_len > 64 || set.interval && def.fields.len() > 1 {
+        return Err(Reason::SetLookup);
+    }
+    let map = def.flags & set_flags::MAP != 0;
+    let vmap = map && def.data_type == NFT_DATA_VERDICT;
+    for e in elems {
+        if e.stateful || !e.key_end.is_empty() {
+            return Err(Reason::SetLookup);
+        }
+        let end = e.flags & elem_flags::INTERVAL_END != 0;
+        let value = match &e.data {
+            NftElemData::None if !map || end => ElemValue::None,
+            NftElemData::Value(v) if map && !vmap && v.len() == def.data_len as usize => {
+                ElemValue::Data(v.clone())
+            }
+            NftElemData::Verdict { code, chain } if vmap => {
+                let chain = (!chain.is_empty()).then_some(chain.as_bytes());
+                let v = verdict(*code, chain, names)?;
+                if let Verdict::Jump(to) | Verdict::Goto(to) = v {
+                    set.targets.push(to);
+                }
+                ElemValue::Verdict(v)
+            }
+            _ => return Err(Reason::SetLookup),
+        };
+        let index = set.values.len();
+        set.values.push(value);
+        if e.flags & elem_flags::CATCHALL != 0 {
+            set.catchall = Some(index);
+            continue;
+        }
+        if e.key.len() != set.key_len {
+            return Err(Reason::SetLookup);
+        }
+        let key: Box<[u8]> = e.key.clone().into();
+        if set.interval {
+            set.bounds.push((key, !end, index));
+        } else if end {
+            return Err(Reason::SetLookup);
+        } else {
+            set.exact.insert(key, index);
+        }
+    }
+    // At one key an end (false) sorts before a start (true).
+    set.bounds.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
+    Ok(())
+}
+
 impl Program {
     /// Compiles `chains` (their index here is their index in the
-    /// program) and the rules of `rules` that belong to them.
-    pub fn build<'a>(chains: &[&NftChain], rules: impl Iterator<Item = &'a NftRule>) -> Program {
+    /// program), the rules of `rules` that belong to them, and the sets
+    /// with their elements.
+    pub fn build<'a>(
+        chains: &[&NftChain],
+        rules: impl Iterator<Item = &'a NftRule>,
+        sets: impl Iterator<Item = &'a NftSet>,
+        elems: impl Iterator<Item = &'a NftSetElem>,
+    ) -> Program {
+        let rules: Vec<&NftRule> = rules.collect();
         let mut by_table: HashMap<(u8, &str), HashMap<&str, usize>> = HashMap::new();
         for (i, c) in chains.iter().enumerate() {
             by_table
@@ -812,6 +1046,25 @@ impl Program {
                 .or_default()
                 .insert(c.name.as_str(), i);
         }
+        let empty = HashMap::new();
+        let sets: Vec<&NftSet> = sets.collect();
+        let mut sets_by_table: HashMap<(u8, &str), SetNames<'_>> = HashMap::new();
+        for (i, s) in sets.iter().enumerate() {
+            sets_by_table
+                .entry((s.family, s.table.as_str()))
+                .or_default()
+                .insert(s.name.as_str(), (i, *s));
+        }
+        let mut per_set: Vec<Vec<&NftSetElem>> = vec![Vec::new(); sets.len()];
+        for e in elems {
+            if let Some(&(i, _)) = sets_by_table
+                .get(&(e.family, e.table.as_str()))
+                .and_then(|m| m.get(e.set.as_str()))
+            {
+                per_set[i].push(e);
+            }
+        }
+        let dynamic = dynamic_sets(&rules);
         let mut program = Program {
             chains: chains
                 .iter()
@@ -821,8 +1074,20 @@ impl Program {
                     reads_conntrack: false,
                 })
                 .collect(),
+            sets: sets
+                .iter()
+                .zip(&per_set)
+                .map(|(s, elems)| {
+                    let names = by_table
+                        .get(&(s.family, s.table.as_str()))
+                        .unwrap_or(&empty);
+                    let dynamic =
+                        dynamic.contains(&(s.family, s.table.as_str(), s.name.as_bytes().to_vec()));
+                    compile_set(s, elems, names, dynamic)
+                })
+                .collect(),
         };
-        let empty = HashMap::new();
+        let no_sets = HashMap::new();
         let mut per_chain: Vec<Vec<&NftRule>> = vec![Vec::new(); chains.len()];
         for r in rules {
             let names = by_table
@@ -843,6 +1108,9 @@ impl Program {
             let names = &by_table[&(c.family, c.table.as_str())];
             let ctx = Ctx {
                 names,
+                sets: sets_by_table
+                    .get(&(c.family, c.table.as_str()))
+                    .unwrap_or(&no_sets),
                 before_ct: c.hook.is_some_and(|(h, p)| before_conntrack(h, p)),
             };
             for r in ordered {
@@ -871,8 +1139,10 @@ impl Program {
                 return true;
             }
             for step in c.rules.iter().flatten() {
-                if let Step::Verdict(Verdict::Jump(to) | Verdict::Goto(to)) = step {
-                    todo.push(*to);
+                match step {
+                    Step::Verdict(Verdict::Jump(to) | Verdict::Goto(to)) => todo.push(*to),
+                    Step::Lookup { set, .. } => todo.extend(&self.sets[*set].targets),
+                    _ => {}
                 }
             }
         }
@@ -911,7 +1181,7 @@ impl Program {
             if budget == 0 {
                 return NfVerdict::Linux(Reason::JumpDepth);
             }
-            let v = match run_rule(steps, &mut regs, pkt, ct, counters) {
+            let v = match run_rule(steps, &self.sets, &mut regs, pkt, ct, counters) {
                 Ok(v) => v,
                 Err(reason) => return NfVerdict::Linux(reason),
             };
@@ -952,6 +1222,7 @@ fn policy(base: &Chain) -> NfVerdict {
 /// one), or the reason it needs Linux.
 fn run_rule(
     steps: &[Step],
+    sets: &[Set],
     regs: &mut Regs,
     pkt: &Packet<'_>,
     ctx: Option<&Tracked<'_>>,
@@ -1076,6 +1347,39 @@ fn run_rule(
                 };
             }
             Step::Data { dreg, data } => store_bytes(regs, *dreg, data),
+            Step::Lookup {
+                set,
+                sreg,
+                dest,
+                invert,
+            } => {
+                let s = &sets[*set];
+                if let Some(reason) = s.unusable {
+                    return Err(reason);
+                }
+                let key = bytes_of(regs, *sreg, s.key_len.div_ceil(4));
+                let hit = s.find(&key[..s.key_len]);
+                // nft_lookup_eval: an inverted miss is found without an
+                // element; a miss falls to the catch-all, or breaks.
+                let found = if hit.is_some() != *invert {
+                    hit
+                } else {
+                    match s.catchall {
+                        Some(i) => Some(i),
+                        None => return Ok(Verdict::Break),
+                    }
+                };
+                match (dest, found.map(|i| &s.values[i])) {
+                    (LookupDest::None, _) | (_, None) => {}
+                    (LookupDest::Reg(d), Some(ElemValue::Data(v))) => store_bytes(regs, *d, v),
+                    (LookupDest::Verdict, Some(ElemValue::Verdict(v))) => {
+                        if *v != Verdict::Continue {
+                            return Ok(*v);
+                        }
+                    }
+                    _ => return Err(Reason::SetLookup),
+                }
+            }
             Step::Verdict(v) => return Ok(*v),
             Step::Counter => counters.rule_counters += 1,
             Step::Unsupported(reason) => return Err(*reason),
@@ -1149,4 +1453,43 @@ fn load_meta(regs: &mut Regs, key: u32, d: usize, pkt: &Packet<'_>) -> bool {
         _ => return false,
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn interval(bounds: &[(&[u8], bool)]) -> Set {
+        let mut set = Set {
+            key_len: 1,
+            interval: true,
+            ..Set::default()
+        };
+        for (i, (k, start)) in bounds.iter().enumerate() {
+            set.values.push(ElemValue::None);
+            set.bounds.push((k.to_vec().into(), *start, i));
+        }
+        set.bounds.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
+        set
+    }
+
+    #[test]
+    fn an_interval_set_matches_as_the_kernels_rbtree() {
+        // `{ 10-19, 20-29, 200-255 }` as nft sends it: a leading end
+        // marker at 0, each range's start and end + 1 (20 twice: the end
+        // of the first range and the start of the second), the last
+        // range open to the top.
+        let set = interval(&[
+            (&[0], false),
+            (&[10], true),
+            (&[20], false),
+            (&[20], true),
+            (&[30], false),
+            (&[200], true),
+        ]);
+        let inside = |k: u8| set.find(&[k]).is_some();
+        let got: Vec<u8> = (0..=255).filter(|k| inside(*k)).collect();
+        let want: Vec<u8> = (10..30).chain(200..=255).collect();
+        assert_eq!(got, want);
+    }
 }

@@ -7,7 +7,9 @@ use std::net::IpAddr;
 
 use super::*;
 use crate::dataplane::conntrack::FlowTable;
-use crate::fpc::{CtTuple, NftRule, XtMatch, XtRule, XtTarget, PREV_UNKNOWN};
+use crate::fpc::{
+    CtTuple, NftElemData, NftRule, NftSet, NftSetElem, XtMatch, XtRule, XtTarget, PREV_UNKNOWN,
+};
 use crate::wire::checksum;
 
 const FIXTURES: &str = include_str!("fixtures/rules.hex");
@@ -84,6 +86,8 @@ fn linked(rules: &[NftRule]) -> Vec<NftRule> {
 struct Nft {
     chains: Vec<NftChain>,
     rules: Vec<NftRule>,
+    sets: Vec<NftSet>,
+    elems: Vec<NftSetElem>,
 }
 
 impl Nft {
@@ -91,6 +95,8 @@ impl Nft {
         let mut n = Nft {
             chains: Vec::new(),
             rules: Vec::new(),
+            sets: Vec::new(),
+            elems: Vec::new(),
         };
         let mut handle = 1000;
         for l in FIXTURES.lines() {
@@ -125,6 +131,8 @@ impl Nft {
             [table(NFPROTO_INET)].iter(),
             self.chains.iter(),
             linked(&self.rules).iter(),
+            self.sets.iter(),
+            self.elems.iter(),
             xt_chains.iter(),
             xt_rules.iter(),
         )
@@ -583,6 +591,63 @@ fn a_set_lookup_goes_to_linux_only_when_reached() {
         forward(&rs, &udp4("10.1.0.2", "10.2.0.2", 4000, 22)),
         Accept
     );
+}
+
+/// The anonymous set of fixture `setlookup` (`tcp dport { 22, 80 }`) as
+/// cmgrd syncs it, with `flags` as the set's.
+fn ports_set(flags: u32) -> (NftSet, Vec<NftSetElem>) {
+    let set = NftSet {
+        family: NFPROTO_INET,
+        table: "f".into(),
+        name: "__set0".into(),
+        flags,
+        key_type: 13,
+        key_len: 2,
+        data_type: 0,
+        data_len: 0,
+        fields: Vec::new(),
+        exprs: false,
+        timeout: false,
+    };
+    let elems = [22u16, 80]
+        .iter()
+        .map(|p| NftSetElem {
+            family: NFPROTO_INET,
+            table: "f".into(),
+            set: "__set0".into(),
+            key: p.to_be_bytes().to_vec(),
+            key_end: Vec::new(),
+            flags: 0,
+            data: NftElemData::None,
+            stateful: false,
+        })
+        .collect();
+    (set, elems)
+}
+
+#[test]
+fn a_synced_set_is_looked_up_in_the_fast_path() {
+    let mut n = Nft::new().base("setlookup", NF_INET_FORWARD, 0, "filter", DROP);
+    let (set, elems) = ports_set(0x3);
+    n.sets.push(set);
+    n.elems = elems;
+    let rs = n.build();
+    for (port, want) in [(22, Accept), (80, Accept), (81, Drop), (0x1600, Drop)] {
+        let tcp = tcp4("10.1.0.2", "10.2.0.2", 4000, port, ACK);
+        assert_eq!(forward(&rs, &tcp), want, "port {port}");
+    }
+    assert_eq!(forward(&rs, &udp4("10.1.0.2", "10.2.0.2", 4000, 22)), Drop);
+    // A set whose elements expire, or that the packet path fills, or whose
+    // elements count or limit per match: Linux's.
+    for (flags, stateful) in [(0x13, false), (0x23, false), (0x3, true)] {
+        let mut n = Nft::new().base("setlookup", NF_INET_FORWARD, 0, "filter", DROP);
+        let (set, mut elems) = ports_set(flags);
+        elems[1].stateful = stateful;
+        n.sets.push(set);
+        n.elems = elems;
+        let tcp = tcp4("10.1.0.2", "10.2.0.2", 4000, 22, ACK);
+        assert_eq!(forward(&n.build(), &tcp), Linux(Reason::SetLookup));
+    }
 }
 
 #[test]
@@ -1048,6 +1113,8 @@ fn a_dormant_table_and_other_hooks_cost_nothing() {
         linked(&n.rules).iter(),
         [].iter(),
         [].iter(),
+        [].iter(),
+        [].iter(),
     );
     assert!(rs.is_empty());
     assert!(Ruleset::default().is_empty());
@@ -1119,7 +1186,15 @@ fn ports_match(name: &str, sport: (u16, u16), dport: (u16, u16), inv: u8) -> XtM
 }
 
 fn xt_ruleset(chains: &[XtChain], rules: &[XtRule]) -> Ruleset {
-    Ruleset::from_parts([].iter(), [].iter(), [].iter(), chains.iter(), rules.iter())
+    Ruleset::from_parts(
+        [].iter(),
+        [].iter(),
+        [].iter(),
+        [].iter(),
+        [].iter(),
+        chains.iter(),
+        rules.iter(),
+    )
 }
 
 fn filter_chains(family: u8, forward_policy: i32) -> Vec<XtChain> {
@@ -1830,6 +1905,8 @@ fn mutated_expressions_never_panic() {
             rules.iter(),
             [].iter(),
             [].iter(),
+            [].iter(),
+            [].iter(),
         );
         for p in &parsed {
             rs.evaluate(Stage::Forward, p, Some(&ct), &mut NfCounters::default());
@@ -1868,6 +1945,8 @@ fn fw_with(rules: &[NftRule]) -> Ruleset {
         [table(NFPROTO_INET)].iter(),
         chains.iter(),
         rules.iter(),
+        [].iter(),
+        [].iter(),
         [].iter(),
         [].iter(),
     )
