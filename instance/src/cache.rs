@@ -49,11 +49,13 @@ pub enum Scope {
     /// both families: read whole after each AUDIT_NETFILTER_CFG, or polled.
     XtChains,
     XtRules,
+    /// The ports' queueing disciplines (shapers and classifiers only).
+    Qdiscs,
 }
 
 impl Scope {
     /// Every scope, in replay order.
-    pub const ALL: [Scope; 29] = [
+    pub const ALL: [Scope; 30] = [
         Scope::Links,
         Scope::NetConfs(AF_INET),
         Scope::NetConfs(AF_INET6),
@@ -85,6 +87,7 @@ impl Scope {
         Scope::Captures,
         Scope::XtChains,
         Scope::XtRules,
+        Scope::Qdiscs,
     ];
 
     pub fn of(obj: &Object) -> Scope {
@@ -105,6 +108,7 @@ impl Scope {
             Object::NftRule(_) => Scope::NftRules,
             Object::NftSet(_) => Scope::NftSets,
             Object::NftSetElem(_) => Scope::NftSetElems,
+            Object::Qdisc(_) => Scope::Qdiscs,
             Object::Mroute(m) if m.group.is_ipv4() => {
                 Scope::Mroutes(crate::netlink::mroute::RTNL_FAMILY_IPMR)
             }
@@ -139,6 +143,7 @@ impl Scope {
             Scope::NftRules => ObjectKind::NftRule,
             Scope::NftSets => ObjectKind::NftSet,
             Scope::NftSetElems => ObjectKind::NftSetElem,
+            Scope::Qdiscs => ObjectKind::Qdisc,
             Scope::Mroutes(_) => ObjectKind::Mroute,
             Scope::MrouteVifs(_) => ObjectKind::MrouteVif,
             Scope::Captures => ObjectKind::CaptureFilter,
@@ -294,6 +299,7 @@ impl Cache {
             .chain(self.maps[slot(ObjectKind::CaptureFilter)].values())
             .chain(self.maps[slot(ObjectKind::XtChain)].values())
             .chain(self.maps[slot(ObjectKind::XtRule)].values())
+            .chain(self.maps[slot(ObjectKind::Qdisc)].values())
     }
 
     /// The objects of one kind.
@@ -411,6 +417,7 @@ fn key_kind(key: &ObjectKey) -> ObjectKind {
         ObjectKey::NftRule { .. } => ObjectKind::NftRule,
         ObjectKey::NftSet { .. } => ObjectKind::NftSet,
         ObjectKey::NftSetElem(_) => ObjectKind::NftSetElem,
+        ObjectKey::Qdisc { .. } => ObjectKind::Qdisc,
         ObjectKey::Mroute(_) => ObjectKind::Mroute,
         ObjectKey::CaptureFilter(_) => ObjectKind::CaptureFilter,
         ObjectKey::MrouteVif(_) => ObjectKind::MrouteVif,

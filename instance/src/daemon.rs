@@ -1360,12 +1360,14 @@ impl Processor {
                         Scope::Routes(AF_INET6),
                     ]);
                 }
+                // Its qdiscs go with it, unannounced.
                 self.schedule(&[
                     Scope::Addrs,
                     Scope::Neighs(AF_INET),
                     Scope::Neighs(AF_INET6),
                     Scope::BridgePorts,
                     Scope::Fdb,
+                    Scope::Qdiscs,
                 ]);
             }
             ObjectKey::Addr {
@@ -1732,6 +1734,9 @@ pub fn dump_scope(
     if let Scope::Rules(family) = scope {
         return dump_rules(&mut socks.route, family, features, stats, sync);
     }
+    if scope == Scope::Qdiscs {
+        return dump_qdiscs(&mut socks.route, stats, sync);
+    }
     let sock = &mut socks.route;
     let (kind, family) = match scope {
         Scope::Links => (wire::RTM_GETLINK, 0),
@@ -1756,7 +1761,8 @@ pub fn dump_scope(
         | Scope::Rules(_)
         | Scope::Captures
         | Scope::XtChains
-        | Scope::XtRules => unreachable!("dumped above"),
+        | Scope::XtRules
+        | Scope::Qdiscs => unreachable!("dumped above"),
     };
     let mut out = Vec::new();
     let mut bad = 0u64;
@@ -1942,6 +1948,34 @@ fn dump_nftables(
             }
         },
     );
+    sync.decode_errors += bad;
+    res.map(|()| out)
+}
+
+/// Dumps the ports' qdiscs (RTM_GETQDISC; the default ones are left out
+/// by the decoder).
+fn dump_qdiscs(
+    sock: &mut NetlinkSocket,
+    stats: &mut SocketStats,
+    sync: &mut SyncStats,
+) -> Result<Vec<Object>, SocketError> {
+    let mut out = Vec::new();
+    let mut bad = 0u64;
+    let res = sock.dump_with(netlink::qdisc::dump_request, |msg| {
+        let Some(msg) = msg else {
+            out.clear();
+            return;
+        };
+        stats.count(msg.kind);
+        match netlink::qdisc::decode(msg.kind, msg.payload) {
+            Ok(NlEvent::New(obj)) => out.push(obj),
+            Ok(_) => {}
+            Err(e) => {
+                bad += 1;
+                warn!(kind = msg.kind, "malformed qdisc message in dump: {e}");
+            }
+        }
+    });
     sync.decode_errors += bad;
     res.map(|()| out)
 }

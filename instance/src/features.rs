@@ -315,6 +315,9 @@ impl Features {
             // up too, but a set is not a translation).
             Object::NftSet(t) => self.nft_family(t.family, false),
             Object::NftSetElem(e) => self.nft_family(e.family, false),
+            // The ports' shapers and classifiers decide what fpd may
+            // forward itself, as netconf does: always synced.
+            Object::Qdisc(_) => true,
             // Legacy x_tables: netfilter's; the nat table's also NAT's,
             // ip6tables' also IPv6's.
             Object::XtChain(c) => self.xt_table(c.family, &c.table),

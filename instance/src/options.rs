@@ -227,9 +227,9 @@ pub fn compile_options() -> String {
     );
     out += &format!("FPC protocol version: {}\n", fastpath::fpc::VERSION);
     out += "netlink families: route (links, addresses, routes, policy routing rules, \
-            nexthop objects, neighbours, bridge ports, FDB, multicast routes, netconf), xfrm (SAs, \
-            policies, replay, expire, migrate), \
-            netfilter (conntrack, nf_tables), audit (AUDIT_NETFILTER_CFG: legacy iptables \
+            nexthop objects, neighbours, bridge ports, FDB, multicast routes, netconf, qdiscs), \
+            xfrm (SAs, policies, replay, expire, migrate), \
+            netfilter (conntrack, nf_tables with sets and maps), audit (AUDIT_NETFILTER_CFG: legacy iptables \
             tables re-read; polled while audit is off), sock_diag (capture filters, polled)\n";
     out += &format!("feature mask bits known: {:#07x}\n", features::ALL);
     out += &format!(

@@ -1025,9 +1025,176 @@ fn nft(side: &mut Side, text: &str, f: &Features) -> Result<(), OracleError> {
                 s(&rule["handle"])
             );
             put(side, "nft rule", key, r);
+        } else if let Some(set) = item.get("set").or_else(|| item.get("map")) {
+            let family = s(&set["family"]);
+            if !synced(&family, false) {
+                continue;
+            }
+            let key = format!(
+                "{} {} {}",
+                named(NFPROTO, &set["family"], 0),
+                s(&set["table"]),
+                s(&set["name"])
+            );
+            put(
+                side,
+                "nft set",
+                key,
+                nft_set(set, item.get("map").is_some()),
+            );
         }
     }
     Ok(())
+}
+
+/// The key types whose elements the oracle compares one by one (the
+/// others by number): nft's names and NFT_DATA_ types.
+const SET_TYPES: [(&str, u32); 3] = [("ipv4_addr", 7), ("ipv6_addr", 8), ("inet_service", 13)];
+
+/// A named set or map as `nft -j` lists it: whether it is a map and an
+/// interval set, and its elements (keys only) as "a" or, in an interval
+/// set, "first-last" ranges, sorted; a count for other key types.
+fn nft_set(set: &Value, map: bool) -> Record {
+    let interval = match &set["flags"] {
+        Value::Array(a) => a.iter().any(|f| f == "interval"),
+        f => f == "interval",
+    };
+    let typed = set["type"]
+        .as_str()
+        .and_then(|t| SET_TYPES.iter().find(|(n, _)| *n == t));
+    let elems = set["elem"].as_array().cloned().unwrap_or_default();
+    let text = |v: &Value| -> String {
+        // An element with a counter or timeout is {"elem": {"val": ...}}.
+        let v = v.get("elem").map_or(v, |e| &e["val"]);
+        if let Some(p) = v.get("prefix") {
+            let len = p["len"].as_u64().unwrap_or(0) as u32;
+            let Ok(addr) = s(&p["addr"]).parse::<IpAddr>() else {
+                return format!("?{p}");
+            };
+            // The prefix's first and last address, in the address's width.
+            let (value, bits) = match addr {
+                IpAddr::V4(a) => (u128::from(u32::from(a)), 32),
+                IpAddr::V6(a) => (u128::from(a), 128),
+            };
+            let width = u128::MAX >> (128 - bits);
+            let mask = width & !(width.checked_shr(len).unwrap_or(0));
+            let (first, last) = (value & mask, (value & mask) | (width & !mask));
+            let text = |v: u128| match addr {
+                IpAddr::V4(_) => std::net::Ipv4Addr::from(v as u32).to_string(),
+                IpAddr::V6(_) => std::net::Ipv6Addr::from(v).to_string(),
+            };
+            return format!("{}-{}", text(first), text(last));
+        }
+        if let Some(Value::Array(r)) = v.get("range") {
+            return format!("{}-{}", s(&r[0]), s(&r[1]));
+        }
+        if interval {
+            format!("{}-{}", s(v), s(v))
+        } else {
+            s(v)
+        }
+    };
+    let mut r = Record::new();
+    r.insert("map", map.to_string());
+    r.insert("interval", interval.to_string());
+    let keys: Vec<&Value> = elems
+        .iter()
+        .map(|e| match e {
+            Value::Array(pair) if map => &pair[0],
+            e => e,
+        })
+        .collect();
+    let elements = if typed.is_some() {
+        let mut all: Vec<String> = keys.iter().map(|k| text(k)).collect();
+        all.sort();
+        all.join(", ")
+    } else {
+        format!("{} elements", keys.len())
+    };
+    r.insert("elements", elements);
+    r
+}
+
+/// A key of a set of key type `kind` (one of [`SET_TYPES`]) as `nft`
+/// prints it.
+fn set_key_text(kind: u32, key: &[u8]) -> String {
+    match (kind, key.len()) {
+        (7, 4) => std::net::Ipv4Addr::from(<[u8; 4]>::try_from(key).unwrap()).to_string(),
+        (8, 16) => std::net::Ipv6Addr::from(<[u8; 16]>::try_from(key).unwrap()).to_string(),
+        (13, 2) => u16::from_be_bytes([key[0], key[1]]).to_string(),
+        _ => format!("?{}", hex(key)),
+    }
+}
+
+/// The key just below `key` (big-endian), the last of a range whose
+/// interval-end element is `key`.
+fn key_before(key: &[u8]) -> Vec<u8> {
+    let mut k = key.to_vec();
+    for b in k.iter_mut().rev() {
+        let (v, borrow) = b.overflowing_sub(1);
+        *b = v;
+        if !borrow {
+            break;
+        }
+    }
+    k
+}
+
+/// fpd's named sets and their elements, as [`nft_set`] records them.
+fn fastpath_sets(side: &mut Side, objects: &[&Object]) {
+    use fastpath::fpc::{elem_flags, set_flags};
+    let mut elems: HashMap<(u8, &str, &str), Vec<&fastpath::fpc::NftSetElem>> = HashMap::new();
+    for o in objects {
+        if let Object::NftSetElem(e) = o {
+            elems
+                .entry((e.family, e.table.as_str(), e.set.as_str()))
+                .or_default()
+                .push(e);
+        }
+    }
+    for o in objects {
+        let Object::NftSet(set) = o else { continue };
+        if set.flags & set_flags::ANONYMOUS != 0 {
+            continue; // `nft list` shows them inside their rules
+        }
+        let interval = set.flags & set_flags::INTERVAL != 0;
+        let mut mine = elems
+            .remove(&(set.family, set.table.as_str(), set.name.as_str()))
+            .unwrap_or_default();
+        let end = |e: &fastpath::fpc::NftSetElem| e.flags & elem_flags::INTERVAL_END != 0;
+        mine.sort_by(|a, b| a.key.cmp(&b.key).then(end(a).cmp(&end(b)).reverse()));
+        let typed = SET_TYPES.iter().any(|(_, k)| *k == set.key_type);
+        let text = |k: &[u8]| set_key_text(set.key_type, k);
+        let mut keys = Vec::new();
+        if interval {
+            let mut open: Option<&[u8]> = None;
+            for e in &mine {
+                if !end(e) {
+                    open = Some(&e.key);
+                } else if let Some(first) = open.take() {
+                    keys.push(format!("{}-{}", text(first), text(&key_before(&e.key))));
+                }
+            }
+            if let Some(first) = open {
+                let top = vec![0xff; first.len()];
+                keys.push(format!("{}-{}", text(first), text(&top)));
+            }
+        } else {
+            keys = mine.iter().map(|e| text(&e.key)).collect();
+        }
+        let mut r = Record::new();
+        r.insert("map", (set.flags & set_flags::MAP != 0).to_string());
+        r.insert("interval", interval.to_string());
+        let elements = if typed {
+            keys.sort();
+            keys.join(", ")
+        } else {
+            format!("{} elements", keys.len())
+        };
+        r.insert("elements", elements);
+        let key = format!("{} {} {}", set.family, set.table, set.name);
+        put(side, "nft set", key, r);
+    }
 }
 
 /// One tuple of a `conntrack -L` line: (src, dst, sport, dport) with
@@ -1271,6 +1438,8 @@ fn ip_text(a: &Option<IpAddr>) -> String {
 /// fpd's objects as the same records, for the kinds compared here.
 pub fn fastpath(objects: &[Object], features: &Features) -> Side {
     let mut side = Side::new();
+    let synced: Vec<&Object> = objects.iter().filter(|o| features.syncs(o)).collect();
+    fastpath_sets(&mut side, &synced);
     for o in objects.iter().filter(|o| features.syncs(o)) {
         match o {
             Object::Link(l) => {

@@ -742,6 +742,21 @@ fn scenarios(m: &Macs) -> Vec<Scenario> {
             ],
         ),
         s(
+            "tc shaper on the egress port",
+            "tc ",
+            // A bucket that lets a few probes through and drops the rest
+            // (no queue): fpd, which transmits past qdiscs, must not.
+            &[
+                ROUTES,
+                "tc qdisc add dev veth-b root tbf rate 8kbit burst 3000 limit 100",
+            ],
+        ),
+        s(
+            "tc ingress qdisc on the input port",
+            "tc ",
+            &[ROUTES, "tc qdisc add dev veth-a ingress"],
+        ),
+        s(
             "nft ct state established,related accept, policy drop",
             "netfilter",
             &[
@@ -834,6 +849,8 @@ scenario_tests! {
     nft_forward_drop: "nft forward drop", true;
     nft_reject_set_lookup_iifname: "nft reject, set lookup, iifname", false;
     nft_sets_intervals_vmaps_concatenations: "nft sets, intervals, vmaps, concatenations", true;
+    tc_shaper_on_the_egress_port: "tc shaper on the egress port", true;
+    tc_ingress_qdisc_on_the_input_port: "tc ingress qdisc on the input port", false;
     nft_ct_state_policy_drop: "nft ct state established,related accept, policy drop", false;
     nft_dnat: "nft dnat", false;
     iptables_legacy_drop_reject: "iptables-legacy FORWARD drop and REJECT, ip6tables-legacy drop", false;

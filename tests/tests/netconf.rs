@@ -63,7 +63,16 @@ fn kernel_view(s: &Setup, family: u8, conf: &str) -> NetConf {
     } else {
         ("ipv6", "proxy_ndp")
     };
-    let get = |what: &str| Some(sysctl_n(s, &format!("net.{fam}.conf.{conf}.{what}")));
+    // A setting this kernel's configuration lacks (IPv6's mc_forwarding
+    // without CONFIG_IPV6_MROUTE) is neither a sysctl nor in the news.
+    let get = |what: &str| {
+        let path = format!("/proc/sys/net/{fam}/conf/{conf}/{what}");
+        let exists = std::process::Command::new("ip")
+            .args(["netns", "exec", &s.ns.name, "test", "-e", &path])
+            .status()
+            .is_ok_and(|st| st.success());
+        exists.then(|| sysctl_n(s, &format!("net.{fam}.conf.{conf}.{what}")))
+    };
     let ifindex = match conf {
         "all" => NETCONFA_IFINDEX_ALL,
         "default" => NETCONFA_IFINDEX_DEFAULT,

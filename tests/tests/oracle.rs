@@ -97,6 +97,14 @@ fn everything() -> Setup {
     ]);
     exec(&["nft", "add rule inet t c tcp dport 22 accept"]);
     exec(&[
+        "nft",
+        "add set inet t nets { type ipv4_addr; flags interval; }; \
+         add element inet t nets { 10.2.0.0/25, 10.3.0.1-10.3.0.9, 10.4.0.1 }; \
+         add set inet t ports { type inet_service; }; add element inet t ports { 22, 80 }; \
+         add map inet t m { type ipv4_addr : mark; }; add element inet t m { 10.2.0.2 : 7 }; \
+         add rule inet t c ip saddr @nets tcp dport @ports accept",
+    ]);
+    exec(&[
         "conntrack",
         "-I",
         "-p",
@@ -297,6 +305,27 @@ const BUGS: &[Bug] = &[
         },
         "rule inet priority 100 #1: table linux=100 fastpath=0",
     ),
+    (
+        "set element key",
+        |o| {
+            // A decoder reading a key in host order.
+            if let Object::NftSetElem(e) = o {
+                if e.set == "ports" {
+                    e.key.reverse();
+                }
+            }
+        },
+        "elements linux=22, 80 fastpath=20480, 5632",
+    ),
+    (
+        "set interval flag",
+        |o| {
+            if let Object::NftSet(t) = o {
+                t.flags &= !0x4;
+            }
+        },
+        "interval linux=true fastpath=false",
+    ),
 ];
 
 #[test]
@@ -317,6 +346,7 @@ fn the_oracle_names_what_a_decoder_bug_hides_from_the_check() {
         "nft table",
         "nft chain",
         "nft rule",
+        "nft set",
         "conntrack",
     ] {
         assert!(kinds.contains(kind), "the oracle read no {kind}: {kinds:?}");

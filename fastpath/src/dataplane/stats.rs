@@ -71,10 +71,13 @@ pub(crate) enum Exception {
     RpFilter,
     /// A policy routing rule fpd cannot evaluate exactly could match.
     Rule,
+    /// The input or output port has a queueing discipline (`tc`) that
+    /// shapes or classifies: Linux puts the packet through it.
+    Tc,
 }
 
 impl Exception {
-    pub const ALL: [Exception; 23] = [
+    pub const ALL: [Exception; 24] = [
         Exception::NotIp,
         Exception::OtherHost,
         Exception::L2Multicast,
@@ -98,6 +101,7 @@ impl Exception {
         Exception::Forwarding,
         Exception::RpFilter,
         Exception::Rule,
+        Exception::Tc,
     ];
 
     pub fn name(self) -> &'static str {
@@ -125,6 +129,7 @@ impl Exception {
             Exception::Forwarding => "exception_forwarding",
             Exception::RpFilter => "exception_rp_filter",
             Exception::Rule => "exception_rule",
+            Exception::Tc => "exception_tc",
         }
     }
 }

@@ -73,6 +73,10 @@ pub(crate) struct PortView {
     /// The interface's name as netfilter's `iifname`/`oifname` see it:
     /// NUL-padded to IFNAMSIZ (the synced link's, else the one at open).
     pub ifname: [u8; 16],
+    /// The port has a queueing discipline Linux would put packets
+    /// through (a shaper, an ingress or clsact classifier): fpd, which
+    /// receives and transmits past them, leaves its packets to Linux.
+    pub tc: bool,
 }
 
 /// A usable neighbour and its hit flag.
@@ -126,7 +130,7 @@ impl Parts {
     pub fn of(kind: ObjectKind) -> Parts {
         use ObjectKind::*;
         Parts {
-            routing: matches!(kind, Link | Addr | Route | Nexthop | Neigh | Rule),
+            routing: matches!(kind, Link | Addr | Route | Nexthop | Neigh | Rule | Qdisc),
             flows: kind == Conntrack,
             gates: matches!(
                 kind,
@@ -292,6 +296,7 @@ impl Routing {
                 view.up = l.flags & IFF_UP != 0 && l.flags & IFF_LOWER_UP != 0;
                 view.ifname = crate::dataplane::netfilter::ifname(&l.name);
             }
+            view.tc = tables.qdiscs().any(|q| q.ifindex == info.ifindex);
         }
         for n in tables.nexthops() {
             v.nexthops.insert(n.id, n.clone());
@@ -456,5 +461,6 @@ fn port_view(p: &PortInfo) -> PortView {
         addr4: None,
         addr6: None,
         ifname: crate::dataplane::netfilter::ifname(&p.name),
+        tc: false,
     }
 }

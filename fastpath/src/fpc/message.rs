@@ -25,7 +25,7 @@ pub const MAGIC: u16 = 0xFB5C;
 /// 3: routes carry their MTU metric; policy routing rules, kind 20, and
 /// netconf, kind 21, which a version-2 peer would refuse as unknown
 /// kinds, failing the whole batch; 4: nf_tables sets and their elements,
-/// kinds 22 and 23).
+/// kinds 22 and 23, and the ports' qdiscs, kind 24).
 pub const VERSION: u16 = 4;
 pub const HEADER_LEN: usize = 16;
 /// The largest body accepted (a batch of some 100,000 routes).

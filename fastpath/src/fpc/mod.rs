@@ -12,6 +12,7 @@ mod mroute;
 mod netconf;
 mod nftables;
 mod object;
+mod qdisc;
 mod rule;
 mod transport;
 mod xfrm;
@@ -36,6 +37,7 @@ pub use object::{
     Nexthop, NftSetElemKey, Object, ObjectKey, ObjectKind, Route, RouteDisc, RouteKey, AF_INET,
     AF_INET6, RTNH_F_ONLINK,
 };
+pub use qdisc::{Qdisc, TC_H_INGRESS};
 pub use rule::{
     action as rule_action, PortMatch, Rule, RuleKey, RuleSpec, FIB_RULE_FIND_SADDR, FIB_RULE_INVERT,
 };

@@ -14,6 +14,7 @@ pub use super::linkinfo::LinkInfo;
 use super::mroute::{Mroute, MrouteKey, MrouteVif, MrouteVifKey};
 use super::netconf::{NetConf, NetConfKey};
 use super::nftables::{NftChain, NftRule, NftSet, NftSetElem, NftTable};
+use super::qdisc::Qdisc;
 use super::rule::{Rule, RuleKey};
 use super::xfrm::{SaKey, SpKey, XfrmReplay, XfrmSa, XfrmSp};
 use super::xtables::{XtChain, XtRule};
@@ -208,6 +209,7 @@ pub enum Object {
     Rule(Box<Rule>),
     NftSet(NftSet),
     NftSetElem(NftSetElem),
+    Qdisc(Qdisc),
 }
 
 /// The kinds of object, as numbered on the wire.
@@ -240,10 +242,12 @@ pub enum ObjectKind {
     /// nf_tables sets and maps, and their elements.
     NftSet = 22,
     NftSetElem = 23,
+    /// Queueing disciplines of the ports (`tc qdisc`).
+    Qdisc = 24,
 }
 
 impl ObjectKind {
-    pub const ALL: [ObjectKind; 23] = [
+    pub const ALL: [ObjectKind; 24] = [
         ObjectKind::Link,
         ObjectKind::Addr,
         ObjectKind::Route,
@@ -267,6 +271,7 @@ impl ObjectKind {
         ObjectKind::NetConf,
         ObjectKind::NftSet,
         ObjectKind::NftSetElem,
+        ObjectKind::Qdisc,
     ];
 
     pub fn from_u8(v: u8) -> Result<Self, DecodeError> {
@@ -294,6 +299,7 @@ impl ObjectKind {
             21 => ObjectKind::NetConf,
             22 => ObjectKind::NftSet,
             23 => ObjectKind::NftSetElem,
+            24 => ObjectKind::Qdisc,
             _ => {
                 return Err(DecodeError::BadValue {
                     what: "object kind",
@@ -328,6 +334,7 @@ impl ObjectKind {
             ObjectKind::Rule => "rule",
             ObjectKind::NftSet => "nft set",
             ObjectKind::NftSetElem => "nft set element",
+            ObjectKind::Qdisc => "qdisc",
         }
     }
 }
@@ -400,6 +407,10 @@ pub enum ObjectKey {
         name: String,
     },
     NftSetElem(Box<NftSetElemKey>),
+    Qdisc {
+        ifindex: u32,
+        handle: u32,
+    },
 }
 
 /// What tells two elements of a set apart (see `fpc::nftables`).
@@ -530,6 +541,7 @@ impl Object {
             Object::Rule(_) => ObjectKind::Rule,
             Object::NftSet(_) => ObjectKind::NftSet,
             Object::NftSetElem(_) => ObjectKind::NftSetElem,
+            Object::Qdisc(_) => ObjectKind::Qdisc,
         }
     }
 
@@ -594,6 +606,10 @@ impl Object {
                 name: t.name.clone(),
             },
             Object::NftSetElem(e) => ObjectKey::NftSetElem(Box::new(e.key())),
+            Object::Qdisc(q) => ObjectKey::Qdisc {
+                ifindex: q.ifindex,
+                handle: q.handle,
+            },
         }
     }
 
@@ -715,6 +731,7 @@ impl Object {
             Object::Rule(r) => r.emit(&mut w),
             Object::NftSet(t) => t.emit(&mut w),
             Object::NftSetElem(e) => e.emit(&mut w),
+            Object::Qdisc(q) => q.emit(&mut w),
         }
         let body_len = (buf.len() - start) as u16;
         buf[len_at..len_at + 2].copy_from_slice(&body_len.to_be_bytes());
@@ -869,6 +886,7 @@ impl Object {
             ObjectKind::Rule => Object::Rule(Box::new(Rule::parse(&mut r)?)),
             ObjectKind::NftSet => Object::NftSet(NftSet::parse(&mut r)?),
             ObjectKind::NftSetElem => Object::NftSetElem(NftSetElem::parse(&mut r)?),
+            ObjectKind::Qdisc => Object::Qdisc(Qdisc::parse(&mut r)?),
         };
         r.finish()?;
         Ok(obj)
@@ -1080,6 +1098,7 @@ impl fmt::Display for Object {
             Object::Rule(r) => r.fmt(f),
             Object::NftSet(t) => t.fmt(f),
             Object::NftSetElem(e) => e.fmt(f),
+            Object::Qdisc(q) => q.fmt(f),
         }
     }
 }
@@ -1410,6 +1429,12 @@ pub(crate) mod tests {
                 flags: 0,
                 data: NftElemData::Value(vec![7, 0, 0, 0]),
                 stateful: true,
+            }),
+            Object::Qdisc(Qdisc {
+                ifindex: 3,
+                handle: 0x8001_0000,
+                parent: 0xffff_ffff,
+                kind: "tbf".into(),
             }),
             Object::NftSetElem(NftSetElem {
                 family: 2,

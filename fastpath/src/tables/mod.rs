@@ -26,8 +26,8 @@ use std::net::IpAddr;
 use crate::fpc::{
     Addr, BridgePort, CaptureFilter, Conntrack, CtKey, Fdb, Link, Mroute, MrouteKey, MrouteVif,
     MrouteVifKey, Neigh, NetConf, NetConfKey, NextHops, Nexthop, NftChain, NftRule, NftSet,
-    NftSetElem, NftSetElemKey, NftTable, Object, ObjectError, Op, Route, RouteDisc, Rule, RuleKey,
-    SaKey, SpKey, XfrmReplay, XfrmSa, XfrmSp, XtChain, XtRule,
+    NftSetElem, NftSetElemKey, NftTable, Object, ObjectError, Op, Qdisc, Route, RouteDisc, Rule,
+    RuleKey, SaKey, SpKey, XfrmReplay, XfrmSa, XfrmSp, XtChain, XtRule,
 };
 use attrs::AttrTable;
 pub(crate) use attrs::RouteAttrs;
@@ -313,6 +313,8 @@ pub struct Tables {
     nft_rules: ObjectMap<(u8, String, u64), NftRule>,
     nft_sets: ObjectMap<(u8, String, String), NftSet>,
     nft_elems: ObjectMap<NftSetElemKey, NftSetElem>,
+    /// The ports' queueing disciplines, by (ifindex, handle).
+    qdiscs: ObjectMap<(u32, u32), Qdisc>,
     mroutes: ObjectMap<MrouteKey, Mroute>,
     mroute_vifs: ObjectMap<MrouteVifKey, MrouteVif>,
     captures: ObjectMap<u32, CaptureFilter>,
@@ -360,6 +362,7 @@ impl Tables {
             nft_rules: ObjectMap::new(),
             nft_sets: ObjectMap::new(),
             nft_elems: ObjectMap::new(),
+            qdiscs: ObjectMap::new(),
             mroutes: ObjectMap::new(),
             mroute_vifs: ObjectMap::new(),
             captures: ObjectMap::new(),
@@ -461,6 +464,12 @@ impl Tables {
                 self.nft_sets.apply(op, key, t)
             }
             Object::NftSetElem(e) => self.nft_elems.apply(op, e.key(), e),
+            Object::Qdisc(q) => {
+                if op != Op::Delete && q.ifindex == 0 {
+                    return Err(ObjectError::Invalid);
+                }
+                self.qdiscs.apply(op, (q.ifindex, q.handle), q)
+            }
             Object::Mroute(m) => {
                 if m.source.is_ipv4() != m.group.is_ipv4() {
                     return Err(ObjectError::Invalid);
@@ -566,6 +575,10 @@ impl Tables {
         self.nft_elems.values()
     }
 
+    pub(crate) fn qdiscs(&self) -> impl Iterator<Item = &Qdisc> {
+        self.qdiscs.values()
+    }
+
     /// The legacy x_tables chains and rules, in no order.
     pub(crate) fn xt_chains(&self) -> impl Iterator<Item = &XtChain> {
         self.xt_chains.values()
@@ -610,6 +623,7 @@ impl Tables {
         self.nft_rules.mark_stale();
         self.nft_sets.mark_stale();
         self.nft_elems.mark_stale();
+        self.qdiscs.mark_stale();
         self.mroutes.mark_stale();
         self.mroute_vifs.mark_stale();
         self.captures.mark_stale();
@@ -657,6 +671,7 @@ impl Tables {
             + self.nft_rules.sweep()
             + self.nft_sets.sweep()
             + self.nft_elems.sweep()
+            + self.qdiscs.sweep()
             + self.mroutes.sweep()
             + self.mroute_vifs.sweep()
             + self.captures.sweep()
@@ -719,6 +734,9 @@ impl Tables {
         self.nft_elems
             .values()
             .for_each(|e| f(Object::NftSetElem(e.clone())));
+        self.qdiscs
+            .values()
+            .for_each(|q| f(Object::Qdisc(q.clone())));
         // VIFs before the MFC entries that name them.
         self.mroute_vifs
             .values()
@@ -758,6 +776,7 @@ impl Tables {
             ("nft_rules", self.nft_rules.len() as u64),
             ("nft_sets", self.nft_sets.len() as u64),
             ("nft_set_elements", self.nft_elems.len() as u64),
+            ("qdiscs", self.qdiscs.len() as u64),
             ("mroutes", self.mroutes.len() as u64),
             ("mroute_vifs", self.mroute_vifs.len() as u64),
             ("capture_filters", self.captures.len() as u64),
@@ -793,6 +812,7 @@ impl Tables {
             + self.nft_rules.len()
             + self.nft_sets.len()
             + self.nft_elems.len()
+            + self.qdiscs.len()
             + self.mroutes.len()
             + self.mroute_vifs.len()
             + self.captures.len()

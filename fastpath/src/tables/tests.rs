@@ -183,7 +183,7 @@ fn delete_of_missing_key_is_not_found() {
             assert_eq!(del(&mut t, o), Err(ObjectError::NotFound));
         }
     }
-    assert_eq!(counter(&t, "rejected"), 15);
+    assert_eq!(counter(&t, "rejected"), 16);
     assert!(t.is_empty());
 }
 
@@ -262,6 +262,10 @@ fn invalid_objects_are_rejected_and_change_nothing() {
                 c.ifindex = 0;
                 Object::NetConf(c)
             }
+            Object::Qdisc(mut q) => {
+                q.ifindex = 0;
+                Object::Qdisc(q)
+            }
             Object::Rule(mut r) => {
                 r.spec.src = Some(ip("192.0.2.1"));
                 r.spec.src_len = 129;
@@ -282,7 +286,7 @@ fn invalid_objects_are_rejected_and_change_nothing() {
     }
     assert!(t.is_empty());
     assert_eq!(counter(&t, "route_attrs"), 0);
-    assert_eq!(counter(&t, "rejected"), 17);
+    assert_eq!(counter(&t, "rejected"), 18);
 }
 
 /// One object of every kind and form.
@@ -418,6 +422,12 @@ fn sample_objects() -> Vec<Object> {
             mc_forwarding: None,
             proxy_neigh: Some(1),
             ignore_routes_with_linkdown: Some(0),
+        }),
+        Object::Qdisc(crate::fpc::Qdisc {
+            ifindex: 2,
+            handle: 0xffff_0000,
+            parent: crate::fpc::TC_H_INGRESS,
+            kind: "clsact".into(),
         }),
     ]
 }

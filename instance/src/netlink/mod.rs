@@ -8,6 +8,7 @@ pub mod mroute;
 pub mod mvif;
 pub mod netconf;
 pub mod nftables;
+pub mod qdisc;
 pub mod rule;
 pub mod socket;
 pub mod wire;
@@ -18,7 +19,7 @@ pub use socket::{NetlinkSocket, SocketError};
 pub use wire::{decode, Event, Messages, NlMsg, WireError};
 
 /// The groups a route-family listener joins.
-pub const ROUTE_GROUPS: [u32; 13] = [
+pub const ROUTE_GROUPS: [u32; 14] = [
     wire::RTNLGRP_LINK,
     wire::RTNLGRP_NEIGH,
     wire::RTNLGRP_IPV4_IFADDR,
@@ -34,6 +35,8 @@ pub const ROUTE_GROUPS: [u32; 13] = [
     mvif::RTNLGRP_IPV6_NETCONF,
     rule::RTNLGRP_IPV4_RULE,
     rule::RTNLGRP_IPV6_RULE,
+    // The ports' queueing disciplines.
+    qdisc::RTNLGRP_TC,
 ];
 
 /// The command sockets dumps go through, one per netlink protocol.

@@ -348,6 +348,9 @@ pub fn decode(msg: &NlMsg<'_>) -> Result<Event, WireError> {
         super::netconf::RTM_NEWNETCONF | super::netconf::RTM_DELNETCONF => {
             super::netconf::decode(msg.kind, msg.payload)?
         }
+        super::qdisc::RTM_NEWQDISC | super::qdisc::RTM_DELQDISC => {
+            super::qdisc::decode(msg.kind, msg.payload)?
+        }
         _ => Event::Unknown,
     })
 }
@@ -1041,6 +1044,8 @@ pub fn type_name(kind: u16) -> String {
         super::rule::RTM_DELRULE => "RTM_DELRULE",
         super::mvif::RTM_NEWNETCONF => "RTM_NEWNETCONF",
         super::mvif::RTM_DELNETCONF => "RTM_DELNETCONF",
+        super::qdisc::RTM_NEWQDISC => "RTM_NEWQDISC",
+        super::qdisc::RTM_DELQDISC => "RTM_DELQDISC",
         _ => return format!("RTM_[{kind}]"),
     };
     name.to_owned()

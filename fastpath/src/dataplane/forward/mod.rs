@@ -85,6 +85,9 @@ pub(crate) fn forward_counting(
             Exception::OtherHost
         });
     }
+    if port.tc {
+        return Verdict::Exception(Exception::Tc);
+    }
     let next = match (eth.ethertype(), view.gates.port(in_port)) {
         (ethertype::IPV4, Gates { v4: Some(e), .. })
         | (ethertype::IPV6, Gates { v6: Some(e), .. }) => Err(Verdict::Exception(e)),
@@ -522,6 +525,9 @@ fn next_hop(
     let port = &view.ports[out];
     if !port.up {
         return Err(Verdict::Exception(Exception::LinkDown));
+    }
+    if port.tc {
+        return Err(Verdict::Exception(Exception::Tc));
     }
     if ip_len > port.mtu as usize || (route.mtu != 0 && ip_len > route.mtu as usize) {
         return Err(Verdict::Exception(Exception::Mtu));

@@ -474,6 +474,30 @@ fn mtu_and_port_state_come_from_the_synced_link() {
 }
 
 #[test]
+fn a_port_with_a_shaper_or_classifier_is_left_to_linux() {
+    let mut t = tables();
+    let ifindex = ports()[1].ifindex;
+    let tbf = crate::fpc::Qdisc {
+        ifindex,
+        handle: 0x8001_0000,
+        parent: u32::MAX,
+        kind: "tbf".into(),
+    };
+    t.apply(Op::Add, Object::Qdisc(tbf.clone())).unwrap();
+    let v = View::build(&t, &ports());
+    // Out through veth-b (its tbf), and in from it (fpd would answer or
+    // forward past what Linux's egress puts through it).
+    let mut f = udp4(MAC_A, "10.1.0.2", "10.2.0.2", 64, 1);
+    assert_eq!(run(&v, &mut f), Verdict::Exception(Exception::Tc));
+    let mut f = udp4(MAC_B, "10.2.0.2", "10.1.0.2", 64, 1);
+    assert_eq!(forward(&v, 1, &mut f), Verdict::Exception(Exception::Tc));
+    t.apply(Op::Delete, Object::Qdisc(tbf)).unwrap();
+    let v = View::build(&t, &ports());
+    let mut f = udp4(MAC_A, "10.1.0.2", "10.2.0.2", 64, 1);
+    assert_eq!(run(&v, &mut f), Verdict::Forward(1));
+}
+
+#[test]
 fn an_empty_view_forwards_nothing() {
     let v = View::empty(&ports(), false);
     let mut f = udp4(MAC_A, "10.1.0.2", "10.2.0.2", 64, 1);

@@ -223,10 +223,14 @@ pub(crate) enum Reason {
     /// An nft chain whose rules' order is not known (a rule notified
     /// without its place, before cmgrd's re-dump), or not one list.
     RuleOrder,
+    /// A rule offloads flows to a flowtable (`flow add @ft`): Linux
+    /// forwards an offloaded flow from its ingress hook, past the
+    /// forward chains, and fpd cannot tell which flows are.
+    Flowtable,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 25] = [
+    pub const ALL: [Reason; 26] = [
         Reason::NetdevChain,
         Reason::SetLookup,
         Reason::NatRule,
@@ -252,6 +256,7 @@ impl Reason {
         Reason::CtZone,
         Reason::Nat,
         Reason::RuleOrder,
+        Reason::Flowtable,
     ];
 
     /// The counter's name.
@@ -282,6 +287,7 @@ impl Reason {
             Reason::CtZone => "nf_ct_zone",
             Reason::Nat => "nf_nat",
             Reason::RuleOrder => "nf_rule_order",
+            Reason::Flowtable => "nf_flowtable",
         }
     }
 }
@@ -436,6 +442,8 @@ struct FamilyRules {
     nat_tie: [bool; 2],
     /// A netdev or ingress chain exists.
     netdev: bool,
+    /// A rule of the family offloads flows to a flowtable.
+    flowtable: bool,
 }
 
 /// See the module documentation.
@@ -484,7 +492,26 @@ impl Ruleset {
             // dormant table is known to be off.
             .filter(|c| dormant.get(&(c.family, c.table.as_str())) != Some(&true))
             .collect();
-        rs.nft = nft::Program::build(&chains, nft_rules, nft_sets, nft_elems);
+        let nft_rules: Vec<&crate::fpc::NftRule> = nft_rules.collect();
+        for r in &nft_rules {
+            let live = dormant.get(&(r.family, r.table.as_str())) != Some(&true);
+            if live && nft::offloads_flows(&r.exprs) {
+                let families: &[bool] = match r.family {
+                    NFPROTO_IPV4 => &[false],
+                    NFPROTO_IPV6 => &[true],
+                    NFPROTO_INET => &[false, true],
+                    _ => &[],
+                };
+                for &v6 in families {
+                    if v6 {
+                        rs.v6.flowtable = true;
+                    } else {
+                        rs.v4.flowtable = true;
+                    }
+                }
+            }
+        }
+        rs.nft = nft::Program::build(&chains, nft_rules.into_iter(), nft_sets, nft_elems);
         for (index, c) in chains.iter().enumerate() {
             let families: &[bool] = match c.family {
                 NFPROTO_IPV4 => &[false],
@@ -555,9 +582,9 @@ impl Ruleset {
     /// No chain applies to forwarded packets and no conntrack or NAT is
     /// in play: the caller can skip netfilter altogether.
     pub fn is_empty(&self) -> bool {
-        [&self.v4, &self.v6]
-            .iter()
-            .all(|f| f.stages.iter().all(Vec::is_empty) && !f.stateful && !f.nat && !f.netdev)
+        [&self.v4, &self.v6].iter().all(|f| {
+            f.stages.iter().all(Vec::is_empty) && !f.stateful && !f.nat && !f.netdev && !f.flowtable
+        })
     }
 
     /// Whether packets of this family need their conntrack entry.
@@ -585,6 +612,9 @@ impl Ruleset {
         let f = self.family(pkt.v6);
         if f.netdev {
             return Err(Reason::NetdevChain);
+        }
+        if f.flowtable {
+            return Err(Reason::Flowtable);
         }
         if !f.stateful {
             return Ok(None);
@@ -660,6 +690,9 @@ impl Ruleset {
         let f = self.family(pkt.v6);
         if f.netdev {
             return NfVerdict::Linux(Reason::NetdevChain);
+        }
+        if f.flowtable {
+            return NfVerdict::Linux(Reason::Flowtable);
         }
         if f.stateful && ct.is_none() {
             return NfVerdict::Linux(Reason::NoConntrack);

@@ -926,6 +926,14 @@ fn in_order(rules: Vec<&NftRule>) -> Option<Vec<&NftRule>> {
     (out.len() == rules.len()).then_some(out)
 }
 
+/// Whether a rule's expressions offload flows to a flowtable
+/// (`flow add @ft`, the kernel's `flow_offload` expression).
+pub(super) fn offloads_flows(exprs: &[u8]) -> bool {
+    expressions(exprs)
+        .flatten()
+        .any(|(name, _)| name == b"flow_offload")
+}
+
 /// The sets any rule's `dynset` writes to (from the packet path,
 /// without an event): (family, table, set).
 fn dynamic_sets<'a>(rules: &[&'a NftRule]) -> HashSet<(u8, &'a str, Vec<u8>)> {

@@ -650,6 +650,33 @@ fn a_synced_set_is_looked_up_in_the_fast_path() {
     }
 }
 
+/// `flow add @ft` as cmgrd keeps it (this kernel has no flowtables to
+/// capture one from: the expression's name is the kernel's, its data is
+/// not read).
+fn flow_offload() -> Vec<u8> {
+    let name = b"flow_offload";
+    let mut e = (name.len() as u16).to_be_bytes().to_vec();
+    e.extend_from_slice(name);
+    e.extend_from_slice(&0u32.to_be_bytes());
+    e
+}
+
+#[test]
+fn a_flowtable_offload_rule_leaves_its_families_to_linux() {
+    let mut n = Nft::new().base("setlookup", NF_INET_FORWARD, 0, "filter", ACCEPT);
+    let base = n.chains.last().unwrap().name.clone();
+    n.rules.push(rule(&base, 99, flow_offload()));
+    let rs = n.build();
+    let udp = udp4("10.1.0.2", "10.2.0.2", 4000, 53);
+    assert_eq!(forward(&rs, &udp), Linux(Reason::Flowtable));
+    assert!(!rs.is_empty());
+    // Without it, the same packet is fpd's.
+    let rs = Nft::new()
+        .base("setlookup", NF_INET_FORWARD, 0, "filter", ACCEPT)
+        .build();
+    assert_eq!(forward(&rs, &udp), Accept);
+}
+
 #[test]
 fn jump_returns_and_goto_ends_at_the_base_policy() {
     let rs = Nft::new()
