@@ -256,6 +256,10 @@ pub fn linux(netns: &str, features: &Features) -> Result<Side, OracleError> {
         let text = exec(&["nft", "-j", "list", "ruleset"])?;
         nft(&mut side, &text, features)?;
     }
+    let tc = run_json(&["tc", "-n", netns, "-j", "qdisc", "show"])?;
+    for q in &tc {
+        qdisc(&mut side, q, &ix);
+    }
     if features.enabled(features::CONNTRACK) {
         // conntrack prints its count on stderr; the entries on stdout.
         for line in exec(&["conntrack", "-L"])?.lines() {
@@ -263,6 +267,31 @@ pub fn linux(netns: &str, features: &Features) -> Result<Side, OracleError> {
         }
     }
     Ok(side)
+}
+
+/// A `tc -j qdisc show` entry, unless it is one of the defaults cmgrd
+/// leaves out: handles and parents as 32-bit hex ("8001:" is 80010000).
+fn qdisc(side: &mut Side, q: &Value, ix: &Names) {
+    let kind = s(&q["kind"]);
+    if fastpath::fpc::Qdisc::is_transparent(&kind) {
+        return;
+    }
+    let handle = |text: &str| -> String {
+        let (major, minor) = text.split_once(':').unwrap_or((text, ""));
+        let major = u32::from_str_radix(major, 16).unwrap_or(0);
+        let minor = u32::from_str_radix(minor, 16).unwrap_or(0);
+        format!("{:x}", major << 16 | minor)
+    };
+    let parent = if q["root"] == Value::Bool(true) {
+        "ffffffff".to_string()
+    } else {
+        handle(&s(&q["parent"]))
+    };
+    let mut r = Record::new();
+    r.insert("kind", kind);
+    r.insert("parent", parent);
+    let key = format!("#{} {}", ix.of(&q["dev"]), handle(&s(&q["handle"])));
+    put(side, "qdisc", key, r);
 }
 
 /// Device names to indexes, as the namespace's link list gives them.
@@ -1701,6 +1730,13 @@ pub fn fastpath(objects: &[Object], features: &Features) -> Side {
                 r.insert("seen_reply", (ct.status & 0x2 != 0).to_string());
                 let key = format!("zone {} {}", ct.zone, text(&ct.orig));
                 put(&mut side, "conntrack", key, r);
+            }
+            Object::Qdisc(q) => {
+                let mut r = Record::new();
+                r.insert("kind", q.kind.clone());
+                r.insert("parent", format!("{:x}", q.parent));
+                let key = format!("#{} {:x}", q.ifindex, q.handle);
+                put(&mut side, "qdisc", key, r);
             }
             // Compared by the check only (see the module's header).
             _ => {}

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use fastpath::fpc::{Object, QueryClient};
-use fpsync_tests::{sh, Setup};
+use fpsync_tests::{oracle, sh, Setup};
 
 const SYNC: Duration = Duration::from_secs(2);
 
@@ -48,6 +48,15 @@ fn shapers_and_classifiers_follow_tc() {
     tc(&s, "qdisc add dev q1 ingress");
     tc(&s, "qdisc add dev q2 clsact");
     assert_eq!(qdiscs(&s), ["clsact", "ingress", "tbf"]);
+    // tc's own listing says the same (the oracle reads `tc -j`).
+    let linux = oracle::linux(&s.ns.name, &s.features).unwrap();
+    assert_eq!(
+        linux.keys().filter(|(k, _)| *k == "qdisc").count(),
+        3,
+        "{linux:?}"
+    );
+    let diff = oracle::compare(&s.ns.name, &s.endpoint, &s.features);
+    assert!(diff.is_empty(), "{diff:?}");
     tc(
         &s,
         "qdisc replace dev q0 root tbf rate 10mbit burst 64k latency 50ms",
