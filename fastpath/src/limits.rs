@@ -192,10 +192,13 @@ pub(crate) enum Refusal {
     BladeOwned,
     /// accept(2) failed (EMFILE and the like).
     AcceptError,
+    /// A TCP peer failed the TLS handshake: no certificate, one from
+    /// another CA, not TLS at all, a replay of another session's bytes.
+    Tls,
 }
 
 impl Refusal {
-    const ALL: [Refusal; 9] = [
+    const ALL: [Refusal; 10] = [
         Refusal::ConnectionLimit,
         Refusal::Evicted,
         Refusal::Oversize,
@@ -205,6 +208,7 @@ impl Refusal {
         Refusal::WrongBlade,
         Refusal::BladeOwned,
         Refusal::AcceptError,
+        Refusal::Tls,
     ];
 
     /// The name of its counter.
@@ -219,6 +223,7 @@ impl Refusal {
             Refusal::WrongBlade => "refused_wrong_blade",
             Refusal::BladeOwned => "refused_blade_owned",
             Refusal::AcceptError => "accept_errors",
+            Refusal::Tls => "refused_tls",
         }
     }
 }

@@ -92,6 +92,12 @@ pub struct ServerConfig {
     pub socket_group: Option<u32>,
     /// The dataplane fed by the tables, if fpd forwards.
     pub dataplane: Option<DataplaneHandle>,
+    /// Mutual TLS on the TCP endpoints (`--tls-cert`, `--tls-key`,
+    /// `--tls-ca`).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Without TLS, plain TCP on loopback addresses (`--allow-plain-tcp`);
+    /// any other TCP endpoint without TLS is refused at bind.
+    pub allow_plain_tcp: bool,
 }
 
 impl ServerConfig {
@@ -103,6 +109,8 @@ impl ServerConfig {
             limits: Limits::default(),
             socket_group: None,
             dataplane: None,
+            tls: None,
+            allow_plain_tcp: false,
         }
     }
 }
@@ -121,6 +129,8 @@ pub enum ServerError {
     InUse(Endpoint),
     #[error("cannot listen on {0}: the path exists and is not a socket")]
     NotASocket(Endpoint),
+    #[error("refusing to listen on {0} without TLS: give --tls-cert, --tls-key and --tls-ca (plain TCP only with --allow-plain-tcp, on a loopback address)")]
+    PlainTcp(Endpoint),
 }
 
 /// A bound FPC server, ready to run.
@@ -155,12 +165,19 @@ impl Server {
             let listener = match endpoint {
                 Endpoint::Unix(path) => bind_unix(endpoint, path, config.socket_group)?,
                 Endpoint::Tcp(addr) => {
-                    Listener::Tcp(TcpListener::bind(addr).await.map_err(|source| {
-                        ServerError::Listen {
-                            endpoint: endpoint.clone(),
-                            source,
-                        }
-                    })?)
+                    let tls = match &config.tls {
+                        Some(tls) => Some(tokio_rustls::TlsAcceptor::from(tls.clone())),
+                        None if config.allow_plain_tcp && addr.ip().is_loopback() => None,
+                        None => return Err(ServerError::PlainTcp(endpoint.clone())),
+                    };
+                    let listener =
+                        TcpListener::bind(addr)
+                            .await
+                            .map_err(|source| ServerError::Listen {
+                                endpoint: endpoint.clone(),
+                                source,
+                            })?;
+                    Listener::Tcp { listener, tls }
                 }
             };
             listeners.push((endpoint.clone(), listener));
@@ -189,7 +206,9 @@ impl Server {
         self.listeners
             .iter()
             .map(|(endpoint, listener)| match listener {
-                Listener::Tcp(l) => l.local_addr().map_or(endpoint.clone(), Endpoint::Tcp),
+                Listener::Tcp { listener, .. } => listener
+                    .local_addr()
+                    .map_or(endpoint.clone(), Endpoint::Tcp),
                 Listener::Unix { .. } => endpoint.clone(),
             })
             .collect()
@@ -337,11 +356,23 @@ enum Listener {
         /// Dropped after the listener (fields drop in order).
         _file: SocketFile,
     },
-    Tcp(TcpListener),
+    Tcp {
+        listener: TcpListener,
+        /// The handshake each connection goes through first; None: plain
+        /// (loopback, `--allow-plain-tcp`).
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    },
+}
+
+/// An accepted connection, before any handshake.
+struct Accepted {
+    stream: Box<dyn Stream>,
+    peer: String,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl Listener {
-    async fn accept(&self) -> io::Result<(Box<dyn Stream>, String)> {
+    async fn accept(&self) -> io::Result<Accepted> {
         match self {
             Listener::Unix { listener, .. } => {
                 let (s, _) = listener.accept().await?;
@@ -349,12 +380,20 @@ impl Listener {
                     Some(pid) => format!("unix pid {pid}"),
                     None => "unix".to_owned(),
                 };
-                Ok((Box::new(s), peer))
+                Ok(Accepted {
+                    stream: Box::new(s),
+                    peer,
+                    tls: None,
+                })
             }
-            Listener::Tcp(l) => {
-                let (s, addr) = l.accept().await?;
+            Listener::Tcp { listener, tls } => {
+                let (s, addr) = listener.accept().await?;
                 s.set_nodelay(true)?;
-                Ok((Box::new(s), format!("tcp {addr}")))
+                Ok(Accepted {
+                    stream: Box::new(s),
+                    peer: format!("tcp {addr}"),
+                    tls: tls.clone(),
+                })
             }
         }
     }
@@ -425,7 +464,7 @@ async fn accept_loop(listener: Listener, shared: Arc<Shared>, shutdown: Cancella
         tokio::select! {
             _ = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
+                Ok(Accepted { stream, peer, tls }) => {
                     let conn = shared.next_conn.fetch_add(1, Ordering::Relaxed) + 1;
                     let span = tracing::info_span!(
                         "connection",
@@ -441,8 +480,14 @@ async fn accept_loop(listener: Listener, shared: Arc<Shared>, shutdown: Cancella
                                 note_eviction(&shared, old, "a new connection");
                             }
                             conns.spawn(
-                                connection(stream, conn, shared.clone(), shutdown.clone(), evict)
-                                    .instrument(span),
+                                connection(
+                                    (stream, tls),
+                                    conn,
+                                    shared.clone(),
+                                    shutdown.clone(),
+                                    evict,
+                                )
+                                .instrument(span),
                             );
                         }
                         Err(_full) => {
@@ -454,7 +499,11 @@ async fn accept_loop(listener: Listener, shared: Arc<Shared>, shutdown: Cancella
                             shared.refusals.note(Refusal::ConnectionLimit, || {
                                 format!("refusing a connection from {peer}: {reason}")
                             });
-                            conns.spawn(refuse(stream, ErrorCode::Limit, reason).instrument(span));
+                            // Over TLS, a frame in clear would not be
+                            // read: the connection just closes.
+                            if tls.is_none() {
+                                conns.spawn(refuse(stream, ErrorCode::Limit, reason).instrument(span));
+                            }
                         }
                     }
                 }
@@ -570,7 +619,7 @@ impl Drop for OpenGuard {
 }
 
 async fn connection(
-    stream: Box<dyn Stream>,
+    (stream, tls): (Box<dyn Stream>, Option<tokio_rustls::TlsAcceptor>),
     conn: u64,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
@@ -579,6 +628,13 @@ async fn connection(
     shared.count(&shared.open);
     let _open = OpenGuard(shared.clone(), conn);
     debug!("connection accepted");
+    let stream = match tls {
+        None => stream,
+        Some(acceptor) => match handshake(acceptor, stream, &shared, &evict).await {
+            Some(s) => s,
+            None => return,
+        },
+    };
     let (reader, writer) = tokio::io::split(stream);
     let mut io = FrameIo {
         r: FrameReader {
@@ -683,6 +739,44 @@ async fn connection(
         let _ = tokio::time::timeout(Duration::from_secs(1), io.send(&error, seq)).await;
     }
     let _ = tokio::time::timeout(Duration::from_secs(1), io.w.writer.shutdown()).await;
+}
+
+/// The server side of the TLS handshake, within the Hello timeout: a
+/// peer without a certificate from the CA, or that does not speak TLS, or
+/// replays another session's bytes, is refused here (counted and logged)
+/// before any FPC frame is read.
+async fn handshake(
+    acceptor: tokio_rustls::TlsAcceptor,
+    stream: Box<dyn Stream>,
+    shared: &Shared,
+    cancel: &CancellationToken,
+) -> Option<Box<dyn Stream>> {
+    let timeout = shared.limits.hello_timeout;
+    let result = tokio::select! {
+        _ = cancel.cancelled() => return None,
+        r = tokio::time::timeout(timeout, acceptor.accept(stream)) => r,
+    };
+    match result {
+        Ok(Ok(tls)) => {
+            debug!("TLS handshake done");
+            Some(Box::new(tls))
+        }
+        Ok(Err(e)) => {
+            shared.refusals.note(Refusal::Tls, || {
+                format!("refusing the connection: TLS handshake failed: {e}")
+            });
+            None
+        }
+        Err(_) => {
+            shared.refusals.note(Refusal::Tls, || {
+                format!(
+                    "refusing the connection: no TLS handshake within {} s",
+                    timeout.as_secs_f32()
+                )
+            });
+            None
+        }
+    }
 }
 
 /// A connection's two halves and their buffers: reading a frame borrows

@@ -271,7 +271,7 @@ async fn connect(ep: &Endpoint, sndbuf: usize) -> std::io::Result<Box<dyn Stream
             let s = tokio::net::TcpStream::connect(a).await?;
             s.set_nodelay(true)?;
             set(s.as_raw_fd(), sndbuf);
-            Box::new(s)
+            fpc::over_tcp(s, a).await?
         }
     })
 }

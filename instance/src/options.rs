@@ -34,6 +34,10 @@ pub struct Options {
     /// makes silently); None: never.
     pub link_poll: Option<std::time::Duration>,
     pub pid_file: PathBuf,
+    /// `--tls-cert`, `--tls-key`, `--tls-ca`: this cache manager's identity
+    /// towards TCP blades (mutual TLS); `--allow-plain-tcp`: plain TCP to
+    /// loopback blades, for testing.
+    pub tls: fastpath::cli::TlsOptions,
 }
 
 /// Parses `64M`, `2K`, `1G` or a plain number of bytes (1 to 2G).
@@ -132,7 +136,7 @@ pub fn command() -> Command {
             );
         }
     }
-    cmd
+    <fastpath::cli::TlsOptions as clap::Args>::augment_args(cmd)
 }
 
 impl Options {
@@ -186,7 +190,23 @@ impl Options {
                 ms => Some(std::time::Duration::from_millis(ms)),
             },
             pid_file,
+            tls: <fastpath::cli::TlsOptions as clap::FromArgMatches>::from_arg_matches(m)
+                .unwrap_or_default(),
         }
+    }
+
+    /// Sets this process's TCP policy from the TLS options, and checks
+    /// that every TCP blade may be dialled with it: one line naming the
+    /// file, or the blade, and the reason.
+    pub fn install_tcp_policy(&self) -> Result<(), String> {
+        let policy = self.tls.client().map_err(|e| e.to_string())?;
+        fastpath::fpc::install_client(policy);
+        for (blade, endpoint) in &self.blades {
+            if let Endpoint::Tcp(addr) = endpoint {
+                fastpath::fpc::check_dial(addr).map_err(|e| format!("blade {blade}: {e}"))?;
+            }
+        }
+        Ok(())
     }
 
     /// Parses a command line (the program name first).

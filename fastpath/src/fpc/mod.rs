@@ -13,6 +13,7 @@ mod netconf;
 mod nftables;
 mod object;
 mod rule;
+mod tls;
 mod transport;
 mod xfrm;
 mod xtables;
@@ -36,7 +37,10 @@ pub use object::{
 pub use rule::{
     action as rule_action, PortMatch, Rule, RuleKey, RuleSpec, FIB_RULE_FIND_SADDR, FIB_RULE_INVERT,
 };
-pub use transport::{connect, read_frame, Endpoint, QueryClient, Stream, TransportError};
+pub use tls::{
+    check_dial, client_from_options, install_client, server_config, ClientTcp, TlsError, TlsFiles,
+};
+pub use transport::{connect, over_tcp, read_frame, Endpoint, QueryClient, Stream, TransportError};
 pub use xfrm::{
     Encap, Lifetime, SaKey, Selector, SpKey, XfrmAlgo, XfrmReplay, XfrmSa, XfrmSp, XfrmTmpl,
 };
