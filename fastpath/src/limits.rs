@@ -195,10 +195,12 @@ pub(crate) enum Refusal {
     /// A TCP peer failed the TLS handshake: no certificate, one from
     /// another CA, not TLS at all, a replay of another session's bytes.
     Tls,
+    /// A write from a sync session that is not the primary.
+    NotPrimary,
 }
 
 impl Refusal {
-    const ALL: [Refusal; 10] = [
+    const ALL: [Refusal; 11] = [
         Refusal::ConnectionLimit,
         Refusal::Evicted,
         Refusal::Oversize,
@@ -209,6 +211,7 @@ impl Refusal {
         Refusal::BladeOwned,
         Refusal::AcceptError,
         Refusal::Tls,
+        Refusal::NotPrimary,
     ];
 
     /// The name of its counter.
@@ -224,6 +227,7 @@ impl Refusal {
             Refusal::BladeOwned => "refused_blade_owned",
             Refusal::AcceptError => "accept_errors",
             Refusal::Tls => "refused_tls",
+            Refusal::NotPrimary => "refused_not_primary",
         }
     }
 }

@@ -90,6 +90,7 @@ fn hello_frame(version: u16, role: Role) -> Vec<u8> {
         instance: 3,
         blade: 7,
         capabilities: 0,
+        election_id: 0,
         name: "bad".into(),
     })
     .emit(1, &mut frame);

@@ -51,6 +51,9 @@ pub struct BladeTask {
     pub name: String,
     /// `-b`: the socket's send buffer.
     pub socket_buffer: usize,
+    /// `--election-id`: the Hello's; the blade applies only its primary's
+    /// writes.
+    pub election_id: u64,
     pub stats: Arc<QueueStats>,
     /// Takes the reverse messages (hit flags, statistics) fpd sends.
     pub reverse: crate::hitflags::Reverse,
@@ -115,6 +118,7 @@ impl BladeTask {
             info!(endpoint = %self.endpoint, conn, "connected to fast path");
             self.stats.connects.fetch_add(1, Relaxed);
             self.stats.connected.store(1, Relaxed);
+            self.stats.backup.store(0, Relaxed);
             self.stats.in_sync.store(0, Relaxed);
             let (reader, mut writer) = tokio::io::split(stream);
             let event = |e| crate::daemon::Event::Blade(e);
@@ -214,6 +218,7 @@ impl BladeTask {
             instance: self.instance,
             blade: self.blade,
             capabilities: all_capabilities(),
+            election_id: self.election_id,
             name: self.name.clone(),
         })
         .emit(0, &mut frame);
@@ -228,6 +233,7 @@ impl BladeTask {
         match reply.1 {
             Message::Hello(h) if h.version == VERSION => {
                 debug!(peer = %h.name, "fast path hello");
+                self.until_primary(&mut stream, &mut body).await?;
                 Ok(stream)
             }
             Message::Hello(h) => Err(TransportError::VersionMismatch {
@@ -236,6 +242,51 @@ impl BladeTask {
             }),
             Message::Error { message, .. } => Err(TransportError::Refused(message)),
             other => Err(TransportError::Unexpected(format!("{other:?}"))),
+        }
+    }
+}
+
+impl BladeTask {
+    /// Waits until the blade makes this session its primary (at once, or
+    /// when the primary goes): a backup sends nothing, and the full replay
+    /// that follows `Up` is its takeover's resync.
+    async fn until_primary(
+        &self,
+        stream: &mut Box<dyn Stream>,
+        body: &mut Vec<u8>,
+    ) -> Result<(), TransportError> {
+        let mut said = false;
+        loop {
+            let (_, msg) = fpc::read_frame(stream, body).await?;
+            match msg {
+                Message::Arbitration { primary: true, .. } => {
+                    if said {
+                        info!(
+                            blade = self.blade,
+                            "this cache manager is now the blade's primary: resyncing"
+                        );
+                    }
+                    return Ok(());
+                }
+                Message::Arbitration {
+                    primary: false,
+                    primary_instance,
+                    primary_election_id,
+                } => {
+                    info!(
+                        blade = self.blade,
+                        primary_instance,
+                        primary_election_id,
+                        election_id = self.election_id,
+                        "backup of the blade: instance {primary_instance} (election id {primary_election_id}) is its primary"
+                    );
+                    self.stats.backup.store(1, Relaxed);
+                    said = true;
+                }
+                Message::Error { message, .. } => return Err(TransportError::Refused(message)),
+                // Reports meant for the primary, if any: not ours.
+                _ => {}
+            }
         }
     }
 }
@@ -330,6 +381,17 @@ async fn read_acks(
             Message::Error { code, message } => {
                 return Err(TransportError::Refused(format!("{message} (code {code})")))
             }
+            // Taken over by a higher election id: reconnect, as a backup.
+            Message::Arbitration {
+                primary: false,
+                primary_instance,
+                primary_election_id,
+            } => {
+                return Err(TransportError::Refused(format!(
+                "taken over by instance {primary_instance} with election id {primary_election_id}"
+            )))
+            }
+            Message::Arbitration { primary: true, .. } => {}
             // Reverse messages (hit flags, interface statistics): see
             // hitflags.rs.
             other => {

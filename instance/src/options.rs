@@ -38,6 +38,9 @@ pub struct Options {
     /// towards TCP blades (mutual TLS); `--allow-plain-tcp`: plain TCP to
     /// loopback blades, for testing.
     pub tls: fastpath::cli::TlsOptions,
+    /// `--election-id`: this cache manager's election id towards its
+    /// blades (the highest of a blade's sync sessions is its primary).
+    pub election_id: u64,
 }
 
 /// Parses `64M`, `2K`, `1G` or a plain number of bytes (1 to 2G).
@@ -124,6 +127,9 @@ pub fn command() -> Command {
         .arg(Arg::new("pid-file").long("pid-file").value_name("PATH")
             .value_parser(clap::value_parser!(PathBuf))
             .help("Pid file when daemonized (default /run/fpsync/cmgrd<val>.pid)"))
+        .arg(Arg::new("election-id").long("election-id").value_name("N").default_value("0")
+            .value_parser(clap::value_parser!(u64))
+            .help("Election id towards the blades: of the cache managers syncing a blade, the highest id is the primary (its writes applied), the others are backups that take over when it goes; unique per blade"))
         .arg(Arg::new("compile-options").short('o').action(ArgAction::SetTrue)
             .help("Display compilation options and exit"));
     for f in FEATURES.iter() {
@@ -190,6 +196,7 @@ impl Options {
                 ms => Some(std::time::Duration::from_millis(ms)),
             },
             pid_file,
+            election_id: *m.get_one::<u64>("election-id").expect("defaulted"),
             tls: <fastpath::cli::TlsOptions as clap::FromArgMatches>::from_arg_matches(m)
                 .unwrap_or_default(),
         }

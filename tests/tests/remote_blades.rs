@@ -178,6 +178,7 @@ fn takeover_frames(victim: &Object) -> Vec<u8> {
         instance: 1,
         blade: 1,
         capabilities: fastpath::fpc::all_capabilities(),
+        election_id: 0,
         name: "stranger".into(),
     })
     .emit(1, &mut out);

@@ -25,7 +25,7 @@ pub const MAGIC: u16 = 0xFB5C;
 /// 3: routes carry their MTU metric; policy routing rules, kind 20, and
 /// netconf, kind 21, which a version-2 peer would refuse as unknown
 /// kinds, failing the whole batch).
-pub const VERSION: u16 = 3;
+pub const VERSION: u16 = 4;
 pub const HEADER_LEN: usize = 16;
 /// The largest body accepted (a batch of some 100,000 routes).
 pub const MAX_BODY: usize = 8 << 20;
@@ -102,6 +102,10 @@ pub enum ErrorCode {
     /// A limit of fpd: connections, frame size, idle time, a peer that
     /// does not read.
     Limit = 6,
+    /// A write from a sync session that is not the blade's primary
+    /// (a backup, or a primary taken over by a higher election id): not
+    /// applied; the connection stays open.
+    NotPrimary = 7,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,6 +115,10 @@ pub struct Hello {
     pub instance: u32,
     pub blade: u32,
     pub capabilities: u64,
+    /// A sync session's election id (`cmgrd --election-id`, FPC version
+    /// 4): of the sync sessions of a blade, the highest is the primary,
+    /// the only one whose writes are applied. 0 elsewhere.
+    pub election_id: u64,
     /// Free text for logs ("cmgrd3", "fpd1", "fpsync-check").
     pub name: String,
 }
@@ -189,6 +197,14 @@ pub enum Message {
     Stats(Vec<InterfaceStats>),
     /// fpd -> cmgrd on the sync connection: neighbours used or wanted.
     HitFlags(Vec<Hit>),
+    /// fpd -> every sync session of the blade, after its Hello and at
+    /// each change of primary: whether this session is the primary (its
+    /// writes applied) or a backup, and who the primary is.
+    Arbitration {
+        primary: bool,
+        primary_instance: u32,
+        primary_election_id: u64,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -209,6 +225,7 @@ enum Kind {
     StatsRequest = 13,
     Stats = 14,
     HitFlags = 15,
+    Arbitration = 16,
 }
 
 impl Kind {
@@ -230,6 +247,7 @@ impl Kind {
             13 => StatsRequest,
             14 => Stats,
             15 => HitFlags,
+            16 => Arbitration,
             _ => {
                 return Err(DecodeError::BadValue {
                     what: "message kind",
@@ -306,6 +324,7 @@ impl Message {
             Message::StatsRequest => Kind::StatsRequest,
             Message::Stats(_) => Kind::Stats,
             Message::HitFlags(_) => Kind::HitFlags,
+            Message::Arbitration { .. } => Kind::Arbitration,
         }
     }
 
@@ -326,7 +345,17 @@ impl Message {
                 w.u32(h.instance);
                 w.u32(h.blade);
                 w.u64(h.capabilities);
+                w.u64(h.election_id);
                 w.str(&h.name);
+            }
+            Message::Arbitration {
+                primary,
+                primary_instance,
+                primary_election_id,
+            } => {
+                w.u8(u8::from(*primary));
+                w.u32(*primary_instance);
+                w.u64(*primary_election_id);
             }
             Message::SyncBegin { generation } | Message::SyncEnd { generation } => {
                 w.u64(*generation)
@@ -434,9 +463,15 @@ impl Message {
                     instance: r.u32()?,
                     blade: r.u32()?,
                     capabilities: r.u64()?,
+                    election_id: r.u64()?,
                     name: r.str()?,
                 })
             }
+            Kind::Arbitration => Message::Arbitration {
+                primary: r.u8()? != 0,
+                primary_instance: r.u32()?,
+                primary_election_id: r.u64()?,
+            },
             Kind::SyncBegin => Message::SyncBegin {
                 generation: r.u64()?,
             },
@@ -646,6 +681,7 @@ mod tests {
                 instance: 3,
                 blade: 1,
                 capabilities: all_capabilities(),
+                election_id: 0,
                 name: "cmgrd3".into(),
             }),
             Message::Hello(Hello {
@@ -654,6 +690,7 @@ mod tests {
                 instance: 0,
                 blade: u32::MAX,
                 capabilities: 0,
+                election_id: 0,
                 name: String::new(),
             }),
             Message::SyncBegin { generation: 1 },

@@ -181,6 +181,7 @@ impl QueryClient {
                 instance: 0,
                 blade: 0,
                 capabilities: 0,
+                election_id: 0,
                 name: String::new(),
             },
         };
@@ -190,6 +191,7 @@ impl QueryClient {
             instance: 0,
             blade: 0,
             capabilities: all_capabilities(),
+            election_id: 0,
             name: name.to_owned(),
         }))?;
         match client.recv()? {
