@@ -76,6 +76,13 @@ pub struct Cli {
     /// without it they are 0600 (root only), whatever the umask.
     #[arg(long, value_name = "GROUP", value_parser = parse_group)]
     pub socket_group: Option<u32>,
+    /// Seconds between the Keepalives sent to each sync session.
+    #[arg(long, value_name = "SECONDS", default_value = "1", value_parser = parse_timeout)]
+    pub keepalive: Duration,
+    /// Seconds a sync peer may stay silent (its Keepalives included)
+    /// before it is taken for gone; a primary's backup then takes over.
+    #[arg(long, value_name = "SECONDS", default_value = "5", value_parser = parse_timeout)]
+    pub peer_timeout: Duration,
     #[command(flatten)]
     pub tls: TlsOptions,
 }
@@ -127,6 +134,8 @@ impl Cli {
             write_timeout: self.write_timeout,
             max_query_frame: self.max_query_frame,
             max_dumps: self.max_dumps,
+            keepalive: self.keepalive,
+            peer_timeout: self.peer_timeout,
         }
     }
 }

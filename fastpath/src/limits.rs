@@ -48,6 +48,11 @@ pub struct Limits {
     /// `--max-dumps`: dumps in progress at once. Each holds a copy of the
     /// tables (their own compact form) while it goes out; more wait.
     pub max_dumps: usize,
+    /// `--keepalive`: how often a sync session is sent a Keepalive.
+    pub keepalive: Duration,
+    /// `--peer-timeout`: a sync peer silent this long (no frame, not even
+    /// a Keepalive) is taken for gone: a cut link, a frozen host.
+    pub peer_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -59,6 +64,8 @@ impl Default for Limits {
             write_timeout: Duration::from_secs(10),
             max_query_frame: 16 * 1024,
             max_dumps: 4,
+            keepalive: Duration::from_secs(1),
+            peer_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -197,10 +204,12 @@ pub(crate) enum Refusal {
     Tls,
     /// A write from a sync session that is not the primary.
     NotPrimary,
+    /// A sync peer silent for the peer timeout.
+    PeerTimeout,
 }
 
 impl Refusal {
-    const ALL: [Refusal; 11] = [
+    const ALL: [Refusal; 12] = [
         Refusal::ConnectionLimit,
         Refusal::Evicted,
         Refusal::Oversize,
@@ -212,6 +221,7 @@ impl Refusal {
         Refusal::AcceptError,
         Refusal::Tls,
         Refusal::NotPrimary,
+        Refusal::PeerTimeout,
     ];
 
     /// The name of its counter.
@@ -228,6 +238,7 @@ impl Refusal {
             Refusal::AcceptError => "accept_errors",
             Refusal::Tls => "refused_tls",
             Refusal::NotPrimary => "refused_not_primary",
+            Refusal::PeerTimeout => "peer_timeouts",
         }
     }
 }

@@ -1004,6 +1004,7 @@ fn describe(m: &Message) -> &'static str {
         Message::Stats(_) => "Stats",
         Message::HitFlags(_) => "HitFlags",
         Message::Arbitration { .. } => "Arbitration",
+        Message::Keepalive => "Keepalive",
     }
 }
 
@@ -1172,10 +1173,16 @@ async fn sync_session(
         }
     }
     let mut reports = Reports::new(shared.dataplane.clone());
+    let mut keepalive = tokio::time::interval(shared.limits.keepalive);
+    keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let peer_timeout = shared.limits.peer_timeout;
     loop {
         let (header, msg) = {
             let read = io.r.read();
             tokio::pin!(read);
+            // Any frame, a Keepalive at least, within the peer timeout.
+            let silent = tokio::time::sleep(peer_timeout);
+            tokio::pin!(silent);
             loop {
                 tokio::select! {
                     biased;
@@ -1183,12 +1190,24 @@ async fn sync_session(
                         return Err(if shutdown.is_cancelled() { Close::Shutdown } else { Close::Replaced })
                     }
                     frame = &mut read => break frame?,
+                    _ = &mut silent => {
+                        return Err(Close::refused(
+                            Refusal::PeerTimeout,
+                            ErrorCode::Limit,
+                            format!(
+                                "the sync peer sent nothing for {} s (not even a Keepalive): taken for gone",
+                                peer_timeout.as_secs_f32()
+                            ),
+                        ))
+                    }
                     Some(m) = told.recv() => io.w.send(&m, 0).await?,
+                    _ = keepalive.tick() => io.w.send(&Message::Keepalive, 0).await?,
                     _ = reports.tick() => reports.send(&mut io.w).await?,
                 }
             }
         };
         match msg {
+            Message::Keepalive => {}
             Message::SyncBegin { .. } | Message::SyncEnd { .. } | Message::Batch(_) => {
                 match apply_frame(shared, conn, msg).await? {
                     Ok(errors) => io.send(&Message::Ack(errors), header.seq).await?,

@@ -60,6 +60,17 @@ pub struct BladeTask {
 }
 
 const RETRY: Duration = Duration::from_millis(100);
+/// The longest wait between attempts to reach a fast path that does not
+/// answer (back-off from [`RETRY`], doubling).
+const MAX_UNREACHABLE_RETRY: Duration = Duration::from_secs(2);
+/// How often the fast path is sent a Keepalive on the sync connection.
+pub const KEEPALIVE: Duration = Duration::from_secs(1);
+/// A fast path silent this long (no frame, not even its Keepalive) is
+/// taken for gone: a cut link, a frozen host. Reconnected, resynced.
+pub const PEER_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a connection attempt may take (a dropped SYN is otherwise
+/// retried for minutes).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// The longest wait between attempts when fpd answers and refuses (another
 /// instance owns the blade, another blade, a limit): back-off from
 /// [`RETRY`], doubling.
@@ -83,17 +94,22 @@ impl BladeTask {
                 Ok(s) => s,
                 Err(e) => {
                     failures += 1;
-                    // Refused by a live fpd: asking again at once changes
-                    // nothing, so back off; a fast path not (yet) there is
-                    // tried every RETRY, to be quick when it starts.
                     let refused = matches!(
                         e,
                         TransportError::Refused(_) | TransportError::VersionMismatch { .. }
                     );
-                    retry = if refused {
-                        (retry * 2).min(MAX_REFUSED_RETRY)
+                    // Refused by a live fpd: asking again at once changes
+                    // nothing; one that does not answer (a cut link)
+                    // is tried again sooner, still backing off.
+                    let max = if refused {
+                        MAX_REFUSED_RETRY
                     } else {
+                        MAX_UNREACHABLE_RETRY
+                    };
+                    retry = if failures == 1 {
                         RETRY
+                    } else {
+                        (retry * 2).min(max)
                     };
                     let reason = e.to_string();
                     let due = logged
@@ -136,8 +152,15 @@ impl BladeTask {
                 self.stats.clone(),
                 (self.blade, self.reverse.clone()),
             ));
+            let mut keepalive = tokio::time::interval(KEEPALIVE);
+            keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let closed = loop {
                 tokio::select! {
+                    _ = keepalive.tick() => {
+                        if let Err(e) = writer.write_all(&keepalive_frame()).await {
+                            break format!("write: {e}");
+                        }
+                    }
                     frame = rx.recv() => {
                         let Some(frame) = frame else {
                             let _ = writer.shutdown().await;
@@ -210,7 +233,15 @@ impl BladeTask {
     }
 
     async fn handshake(&self) -> Result<Box<dyn Stream>, TransportError> {
-        let mut stream = connect(&self.endpoint, self.socket_buffer).await?;
+        let mut stream =
+            tokio::time::timeout(CONNECT_TIMEOUT, connect(&self.endpoint, self.socket_buffer))
+                .await
+                .map_err(|_| {
+                    TransportError::Io(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("no answer within {} s", CONNECT_TIMEOUT.as_secs()),
+                    ))
+                })??;
         let mut frame = Vec::new();
         Message::Hello(Hello {
             version: VERSION,
@@ -256,8 +287,22 @@ impl BladeTask {
         body: &mut Vec<u8>,
     ) -> Result<(), TransportError> {
         let mut said = false;
+        let mut keepalive = tokio::time::interval(KEEPALIVE);
+        keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let (_, msg) = fpc::read_frame(stream, body).await?;
+            // Keepalives go out while waiting for the next frame; the
+            // read itself is never cut short (frames are read whole).
+            let msg = {
+                let (mut r, mut w) = tokio::io::split(&mut *stream);
+                let read = read_live(&mut r, body);
+                tokio::pin!(read);
+                loop {
+                    tokio::select! {
+                        frame = &mut read => break frame?.1,
+                        _ = keepalive.tick() => w.write_all(&keepalive_frame()).await?,
+                    }
+                }
+            };
             match msg {
                 Message::Arbitration { primary: true, .. } => {
                     if said {
@@ -284,11 +329,34 @@ impl BladeTask {
                     said = true;
                 }
                 Message::Error { message, .. } => return Err(TransportError::Refused(message)),
-                // Reports meant for the primary, if any: not ours.
+                // Keepalives, and reports meant for the primary: not ours.
                 _ => {}
             }
         }
     }
+}
+
+/// A Keepalive frame (sequence 0: not acknowledged).
+fn keepalive_frame() -> Vec<u8> {
+    let mut frame = Vec::new();
+    Message::Keepalive.emit(0, &mut frame);
+    frame
+}
+
+/// Reads one frame, or fails if the fast path sends nothing (not even a
+/// Keepalive) for [`PEER_TIMEOUT`].
+async fn read_live<R: tokio::io::AsyncRead + Unpin>(
+    r: &mut R,
+    body: &mut Vec<u8>,
+) -> Result<(fpc::Header, Message), TransportError> {
+    tokio::time::timeout(PEER_TIMEOUT, fpc::read_frame(r, body))
+        .await
+        .map_err(|_| {
+            TransportError::Unexpected(format!(
+                "the fast path sent nothing for {} s (not even a Keepalive): taken for gone",
+                PEER_TIMEOUT.as_secs()
+            ))
+        })?
 }
 
 /// Connects with a send buffer of `sndbuf` bytes (SO_SNDBUFFORCE, else
@@ -362,8 +430,9 @@ async fn read_acks(
 ) -> Result<(), TransportError> {
     let mut body = Vec::new();
     loop {
-        let (header, msg) = fpc::read_frame(&mut r, &mut body).await?;
+        let (header, msg) = read_live(&mut r, &mut body).await?;
         match msg {
+            Message::Keepalive => {}
             Message::Ack(errors) => {
                 stats.acked_up_to(header.seq);
                 if !errors.is_empty() {

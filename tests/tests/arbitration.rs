@@ -81,14 +81,19 @@ impl Raw {
         self.seq
     }
 
+    /// The next frame but Keepalives.
     fn recv(&mut self) -> (Header, Message) {
-        let mut raw = [0u8; HEADER_LEN];
-        self.stream.read_exact(&mut raw).unwrap();
-        let header = parse_header(&raw).unwrap();
-        let mut body = vec![0; header.body_len];
-        self.stream.read_exact(&mut body).unwrap();
-        let msg = Message::parse(&header, &body).unwrap();
-        (header, msg)
+        loop {
+            let mut raw = [0u8; HEADER_LEN];
+            self.stream.read_exact(&mut raw).unwrap();
+            let header = parse_header(&raw).unwrap();
+            let mut body = vec![0; header.body_len];
+            self.stream.read_exact(&mut body).unwrap();
+            match Message::parse(&header, &body).unwrap() {
+                Message::Keepalive => {}
+                msg => return (header, msg),
+            }
+        }
     }
 }
 

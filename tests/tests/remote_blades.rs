@@ -87,6 +87,23 @@ impl Machines {
         m
     }
 
+    /// cmgrd's arguments: syncing the control plane to both blades over
+    /// TLS as `files`.
+    fn cmgrd_args(&self, instance: u32, files: &TlsFiles) -> Vec<String> {
+        let mut args = vec![
+            "-F".to_string(),
+            "-I".into(),
+            instance.to_string(),
+            "--netns".into(),
+            self.cp.name.clone(),
+        ];
+        for i in 1..=self.blades.len() {
+            args.extend(["--blade".into(), format!("{i}=tcp:{}", blade_addr(i))]);
+        }
+        args.extend(tls_args(files));
+        args
+    }
+
     /// fpd for blade `i` in its namespace, on TCP with TLS and on a Unix
     /// socket (for the test's own queries).
     fn start_fpd(&self, i: usize, files: &TlsFiles) -> Daemon {
@@ -378,21 +395,12 @@ fn blades_over_mutual_tls_refuse_strangers_and_show_nothing_in_clear() {
     let route = "203.0.113.77/32 via 10.91.1.2";
     m.cp.ip(&["route", "add", "203.0.113.77/32", "via", "10.91.1.2"]);
     let instance = unique() + 3_000_000;
-    let mut args = vec![
-        "-F".to_string(),
-        "-I".into(),
-        instance.to_string(),
-        "--netns".into(),
-        m.cp.name.clone(),
-        "--blade".into(),
-        format!("1=tcp:{}", blade_addr(1)),
-        "--blade".into(),
-        format!("2=tcp:{}", blade_addr(2)),
+    let mut args = m.cmgrd_args(instance, &cmgr_files);
+    args.extend([
         "--blade".into(),
         format!("3=tcp:127.0.0.1:{plain_port}"),
         "--allow-plain-tcp".into(),
-    ];
-    args.extend(tls_args(&cmgr_files));
+    ]);
     let cmgrd = Daemon::spawn(&bin("cmgrd"), &args, m.dir.path.join("cmgrd.log"));
     let all_logs = [&cmgrd, &fpds[0], &fpds[1]];
     for i in 1..=2 {
@@ -679,4 +687,112 @@ fn certificate_file_errors_are_one_line_naming_the_file() {
             "want {want:?}, got {stderr:?}"
         );
     }
+}
+
+/// Whether blade `blade` is connected, as cmgrd's `show queue` says.
+fn connected(console: &std::path::Path, blade: usize) -> bool {
+    let out = fpsync_tests::console(console, "show queue");
+    let section = out
+        .split("Queue information")
+        .find(|s| s.starts_with(&format!(" (blade {blade} ")))
+        .unwrap_or_else(|| panic!("no blade {blade} in {out}"))
+        .to_owned();
+    section.contains("- connected: 1")
+}
+
+#[test]
+fn a_cut_link_is_detected_then_healed_and_resynced() {
+    let m = Machines::new("cut");
+    let pki = Pki::new(&m.dir.path, "fpsync");
+    let fpds: Vec<Daemon> = (1..=2)
+        .map(|i| m.start_fpd(i, &pki.issue(&format!("blade{i}"), &[&blade_ip(i)])))
+        .collect();
+    let instance = unique() + 3_500_000;
+    let args = m.cmgrd_args(instance, &pki.issue("cmgr", &[]));
+    let cmgrd = Daemon::spawn(&bin("cmgrd"), &args, m.dir.path.join("cmgrd.log"));
+    let logs = [&cmgrd, &fpds[0], &fpds[1]];
+    let console = std::path::PathBuf::from(format!("/tmp/.cmgrd{instance}"));
+    for i in 1..=2 {
+        assert_in_sync(&m.cp, &unix(&m.dir, i), &logs);
+    }
+    let b1 = unix(&m.dir, 1);
+    let connects = || cmgrd.log().matches("connected to fast path").count();
+    let before = connects();
+
+    // Cut blade 1 off: its FPC port drops everything, both ways.
+    let cut = format!(
+        "table inet fpsync_cut {{\n chain in {{ type filter hook input priority 0; tcp dport {PORT} drop; }}\n chain out {{ type filter hook output priority 0; tcp sport {PORT} drop; }}\n}}\n"
+    );
+    let rules = m.dir.path.join("cut.nft");
+    std::fs::write(&rules, cut).unwrap();
+    let b1ns = &m.blades[0].name;
+    fpsync_tests::sh(&[
+        "ip",
+        "netns",
+        "exec",
+        b1ns,
+        "nft",
+        "-f",
+        rules.to_str().unwrap(),
+    ]);
+    let start = std::time::Instant::now();
+    // Routes change meanwhile.
+    for n in 0..40 {
+        m.cp.ip(&[
+            "route",
+            "add",
+            &format!("198.51.{n}.0/24"),
+            "via",
+            "10.91.1.2",
+        ]);
+        if n % 4 == 0 {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    m.cp.ip(&["route", "del", "198.51.3.0/24"]);
+    // Both sides take the silent peer for gone within a few seconds.
+    assert!(
+        wait_until(Duration::from_secs(9), || !connected(&console, 1)),
+        "blade 1 still shown connected: {}",
+        cmgrd.log()
+    );
+    let detected = start.elapsed();
+    assert!(connected(&console, 2), "blade 2 should stay connected");
+    assert!(cmgrd.log().contains("taken for gone"), "{}", cmgrd.log());
+    assert!(
+        wait_until(Duration::from_secs(5), || counter(&b1, "peer_timeouts")
+            == 1),
+        "{}",
+        fpds[0].log()
+    );
+    assert_eq!(counter(&b1, "sync_connected"), 0);
+    // Blade 2 followed; blade 1 is behind.
+    assert_in_sync(&m.cp, &unix(&m.dir, 2), &logs);
+    assert!(!dump(&b1).iter().any(|o| o.contains("198.51.39.0/24")));
+    std::thread::sleep(Duration::from_secs(10).saturating_sub(start.elapsed()));
+    assert!(!connected(&console, 1));
+
+    // Healed: reconnected (with back-off, at most 2 s apart), resynced.
+    fpsync_tests::sh(&[
+        "ip",
+        "netns",
+        "exec",
+        b1ns,
+        "nft",
+        "delete",
+        "table",
+        "inet",
+        "fpsync_cut",
+    ]);
+    let healed = std::time::Instant::now();
+    assert!(wait_until(Duration::from_secs(10), || connected(
+        &console, 1
+    )));
+    assert_in_sync(&m.cp, &b1, &logs);
+    assert_in_sync(&m.cp, &unix(&m.dir, 2), &logs);
+    assert!(connects() > before, "{}", cmgrd.log());
+    eprintln!(
+        "cut detected after {detected:?}, resynced {:?} after the heal",
+        healed.elapsed()
+    );
 }

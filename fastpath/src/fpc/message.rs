@@ -205,6 +205,10 @@ pub enum Message {
         primary_instance: u32,
         primary_election_id: u64,
     },
+    /// Both ways on a sync session, every second or so: a peer that sends
+    /// nothing for the peer timeout is taken for gone (a cut link, a
+    /// frozen host). Not acknowledged.
+    Keepalive,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -226,6 +230,7 @@ enum Kind {
     Stats = 14,
     HitFlags = 15,
     Arbitration = 16,
+    Keepalive = 17,
 }
 
 impl Kind {
@@ -248,6 +253,7 @@ impl Kind {
             14 => Stats,
             15 => HitFlags,
             16 => Arbitration,
+            17 => Keepalive,
             _ => {
                 return Err(DecodeError::BadValue {
                     what: "message kind",
@@ -325,6 +331,7 @@ impl Message {
             Message::Stats(_) => Kind::Stats,
             Message::HitFlags(_) => Kind::HitFlags,
             Message::Arbitration { .. } => Kind::Arbitration,
+            Message::Keepalive => Kind::Keepalive,
         }
     }
 
@@ -378,7 +385,10 @@ impl Message {
                 w.u16(*code);
                 w.str(message);
             }
-            Message::DumpRequest | Message::CountersRequest | Message::StatsRequest => {}
+            Message::DumpRequest
+            | Message::CountersRequest
+            | Message::StatsRequest
+            | Message::Keepalive => {}
             Message::DumpEnd { count } => w.u64(*count),
             Message::Counters(counters) => {
                 w.u32(counters.len() as u32);
@@ -467,6 +477,7 @@ impl Message {
                     name: r.str()?,
                 })
             }
+            Kind::Keepalive => Message::Keepalive,
             Kind::Arbitration => Message::Arbitration {
                 primary: r.u8()? != 0,
                 primary_instance: r.u32()?,
@@ -716,6 +727,12 @@ mod tests {
                 message: "version 2, not 1 — ünïcode".into(),
             },
             Message::DumpRequest,
+            Message::Keepalive,
+            Message::Arbitration {
+                primary: true,
+                primary_instance: 7,
+                primary_election_id: u64::MAX,
+            },
             Message::DumpEnd { count: 12345 },
             Message::CountersRequest,
             Message::Counters(vec![("routes4".into(), 1_000_000), ("links".into(), 0)]),

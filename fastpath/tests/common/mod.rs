@@ -178,12 +178,14 @@ impl Client {
         self.stream.write_all(bytes)
     }
 
-    /// The next frame but Arbitration (kept in `arbitrations`), or `None`
+    /// The next frame but Arbitration (kept in `arbitrations`) and
+    /// Keepalive, or `None`
     /// at the end of the stream.
     pub fn recv(&mut self) -> io::Result<Option<(Header, Message)>> {
         loop {
             match self.recv_any()? {
                 Some((_, m @ Message::Arbitration { .. })) => self.arbitrations.push(m),
+                Some((_, Message::Keepalive)) => {}
                 other => return Ok(other),
             }
         }
