@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PACKAGES=(iproute2 procps dbus systemd iputils-ping netsniff-ng conntrack nftables iptables tcpdump util-linux
+PACKAGES=(iproute2 procps dbus systemd iputils-ping netsniff-ng conntrack nftables iptables tcpdump util-linux openssl
   shellcheck man-db groff-base bash-completion)
 missing=()
 for p in "${PACKAGES[@]}"; do

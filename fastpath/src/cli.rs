@@ -4,9 +4,10 @@
 
 use clap::{CommandFactory, Parser};
 
+use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::fpc::Endpoint;
+use crate::fpc::{Endpoint, TlsFiles};
 use crate::{Limits, PortBackend, RxRingVersion};
 
 /// One fast path blade: applies what a cache manager sends over FPC to its
@@ -75,6 +76,53 @@ pub struct Cli {
     /// without it they are 0600 (root only), whatever the umask.
     #[arg(long, value_name = "GROUP", value_parser = parse_group)]
     pub socket_group: Option<u32>,
+    /// Seconds between the Keepalives sent to each sync session.
+    #[arg(long, value_name = "SECONDS", default_value = "1", value_parser = parse_timeout)]
+    pub keepalive: Duration,
+    /// Seconds a sync peer may stay silent (its Keepalives included)
+    /// before it is taken for gone; a primary's backup then takes over.
+    #[arg(long, value_name = "SECONDS", default_value = "5", value_parser = parse_timeout)]
+    pub peer_timeout: Duration,
+    #[command(flatten)]
+    pub tls: TlsOptions,
+}
+
+/// FPC over TCP: the identity files of mutual TLS, and plain TCP for
+/// loopback tests. One definition for fpd, cmgrd and fpsync-check.
+#[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
+pub struct TlsOptions {
+    /// This side's certificate chain (PEM) for FPC over TCP (mutual TLS);
+    /// a blade's must name the address cache managers dial (an IP SAN).
+    /// Needs --tls-key and --tls-ca.
+    #[arg(long, value_name = "FILE", requires_all = ["tls_key", "tls_ca"])]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE", requires_all = ["tls_cert", "tls_ca"])]
+    pub tls_key: Option<PathBuf>,
+    /// The CA (PEM) whose certificates the other side must present.
+    #[arg(long, value_name = "FILE", requires_all = ["tls_cert", "tls_key"])]
+    pub tls_ca: Option<PathBuf>,
+    /// Allow plain TCP (no TLS) on or to loopback addresses, for testing;
+    /// any other TCP address needs the TLS files.
+    #[arg(long)]
+    pub allow_plain_tcp: bool,
+}
+
+impl TlsOptions {
+    /// The TLS files, when all three are given (clap makes them all or
+    /// none).
+    pub fn files(&self) -> Option<TlsFiles> {
+        Some(TlsFiles {
+            cert: self.tls_cert.clone()?,
+            key: self.tls_key.clone()?,
+            ca: self.tls_ca.clone()?,
+        })
+    }
+
+    /// This process's TCP policy as a client, from these options.
+    pub fn client(&self) -> Result<crate::fpc::ClientTcp, crate::fpc::TlsError> {
+        crate::fpc::client_from_options(self.files().as_ref(), self.allow_plain_tcp)
+    }
 }
 
 impl Cli {
@@ -86,6 +134,8 @@ impl Cli {
             write_timeout: self.write_timeout,
             max_query_frame: self.max_query_frame,
             max_dumps: self.max_dumps,
+            keepalive: self.keepalive,
+            peer_timeout: self.peer_timeout,
         }
     }
 }

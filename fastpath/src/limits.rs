@@ -48,6 +48,11 @@ pub struct Limits {
     /// `--max-dumps`: dumps in progress at once. Each holds a copy of the
     /// tables (their own compact form) while it goes out; more wait.
     pub max_dumps: usize,
+    /// `--keepalive`: how often a sync session is sent a Keepalive.
+    pub keepalive: Duration,
+    /// `--peer-timeout`: a sync peer silent this long (no frame, not even
+    /// a Keepalive) is taken for gone: a cut link, a frozen host.
+    pub peer_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -59,6 +64,8 @@ impl Default for Limits {
             write_timeout: Duration::from_secs(10),
             max_query_frame: 16 * 1024,
             max_dumps: 4,
+            keepalive: Duration::from_secs(1),
+            peer_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -192,10 +199,17 @@ pub(crate) enum Refusal {
     BladeOwned,
     /// accept(2) failed (EMFILE and the like).
     AcceptError,
+    /// A TCP peer failed the TLS handshake: no certificate, one from
+    /// another CA, not TLS at all, a replay of another session's bytes.
+    Tls,
+    /// A write from a sync session that is not the primary.
+    NotPrimary,
+    /// A sync peer silent for the peer timeout.
+    PeerTimeout,
 }
 
 impl Refusal {
-    const ALL: [Refusal; 9] = [
+    const ALL: [Refusal; 12] = [
         Refusal::ConnectionLimit,
         Refusal::Evicted,
         Refusal::Oversize,
@@ -205,6 +219,9 @@ impl Refusal {
         Refusal::WrongBlade,
         Refusal::BladeOwned,
         Refusal::AcceptError,
+        Refusal::Tls,
+        Refusal::NotPrimary,
+        Refusal::PeerTimeout,
     ];
 
     /// The name of its counter.
@@ -219,6 +236,9 @@ impl Refusal {
             Refusal::WrongBlade => "refused_wrong_blade",
             Refusal::BladeOwned => "refused_blade_owned",
             Refusal::AcceptError => "accept_errors",
+            Refusal::Tls => "refused_tls",
+            Refusal::NotPrimary => "refused_not_primary",
+            Refusal::PeerTimeout => "peer_timeouts",
         }
     }
 }

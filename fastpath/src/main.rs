@@ -67,6 +67,8 @@ enum FpdError {
     Netns(#[source] std::io::Error),
     #[error("cannot start the dataplane")]
     Dataplane(#[from] DataplaneError),
+    #[error(transparent)]
+    Tls(#[from] fastpath::fpc::TlsError),
 }
 
 fn main() -> ExitCode {
@@ -119,6 +121,12 @@ async fn serve(cli: Cli, dataplane: Option<fastpath::DataplaneHandle>) -> Result
     config.limits = cli.limits();
     config.limits.max_connections = fit_descriptor_limit(cli.max_connections);
     config.socket_group = cli.socket_group;
+    config.tls = cli
+        .tls
+        .files()
+        .map(|f| fastpath::fpc::server_config(&f))
+        .transpose()?;
+    config.allow_plain_tcp = cli.tls.allow_plain_tcp;
     if !cli.listen.is_empty() {
         config.endpoints = cli.listen;
     }

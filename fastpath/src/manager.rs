@@ -6,22 +6,29 @@
 //! * A frame is read and decoded whole before anything in it is applied, and
 //!   the tables lock is taken once per frame: a bad frame changes nothing,
 //!   and a reader never sees half a batch.
-//! * At most one sync session owns the tables. A newer sync Hello takes over
-//!   (that is how a restarted cmgrd resumes); the owner is checked under the
-//!   tables lock before each frame is applied, so once the newer session is
-//!   registered the older one applies nothing more.
-//! * One cache manager per blade: a sync Hello naming another blade is
-//!   refused, and so is one from another instance while the blade has an
-//!   owner ("blade 1 is owned by instance 5"); the owner keeps the blade.
-//!   Only the same instance takes over (a restarted cmgrd whose old
-//!   connection fpd has not yet seen close).
+//! * Of a blade's sync sessions, one is the primary: the highest election
+//!   id (from its Hello, `cmgrd --election-id`); the others are backups.
+//!   Only the primary's frames are applied; it is checked under the tables
+//!   lock before each frame, so once another session is elected the old
+//!   primary applies nothing more: its writes get an `Error` frame
+//!   (`NotPrimary`, naming the primary), counted, the connection kept.
+//!   The primary changes only to a higher id joining, or when the
+//!   primary's connection ends (then the highest live backup); every
+//!   session is told its role (`Arbitration`) after its Hello and at each
+//!   change, which is counted. A new primary resyncs (SyncBegin ...
+//!   SyncEnd, mark and sweep): nothing is flushed meanwhile.
+//! * A sync Hello naming another blade is refused, and so is one from
+//!   another instance with the election id of a session already there
+//!   (two cache managers left at the default 0: "blade 1 is owned by
+//!   instance 5"). The same instance replaces its old session (a
+//!   restarted cmgrd whose old connection fpd has not yet seen close).
 //! * Input never makes fpd panic: any bad frame (undecodable, wrong magic,
 //!   oversize, unexpected for the role, or before Hello) is logged with the
 //!   peer and the reason, answered with an `Error` frame when possible, and
 //!   closes that connection only.
 //! * The tables lock is only taken on blocking threads (`spawn_blocking`),
 //!   never on a runtime worker, since a large batch holds it long.
-//!   Lock order: tables, then sync owner.
+//!   Lock order: tables, then the arbiter.
 //! * No lock is held across socket I/O. A dump copies the tables under the
 //!   lock (their compact form: 9 ms for 100,000 routes) and encodes
 //!   and writes from the copy, so a reader that does not read slows only
@@ -92,6 +99,12 @@ pub struct ServerConfig {
     pub socket_group: Option<u32>,
     /// The dataplane fed by the tables, if fpd forwards.
     pub dataplane: Option<DataplaneHandle>,
+    /// Mutual TLS on the TCP endpoints (`--tls-cert`, `--tls-key`,
+    /// `--tls-ca`).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Without TLS, plain TCP on loopback addresses (`--allow-plain-tcp`);
+    /// any other TCP endpoint without TLS is refused at bind.
+    pub allow_plain_tcp: bool,
 }
 
 impl ServerConfig {
@@ -103,6 +116,8 @@ impl ServerConfig {
             limits: Limits::default(),
             socket_group: None,
             dataplane: None,
+            tls: None,
+            allow_plain_tcp: false,
         }
     }
 }
@@ -121,6 +136,8 @@ pub enum ServerError {
     InUse(Endpoint),
     #[error("cannot listen on {0}: the path exists and is not a socket")]
     NotASocket(Endpoint),
+    #[error("refusing to listen on {0} without TLS: give --tls-cert, --tls-key and --tls-ca (plain TCP only with --allow-plain-tcp, on a loopback address)")]
+    PlainTcp(Endpoint),
 }
 
 /// A bound FPC server, ready to run.
@@ -155,12 +172,19 @@ impl Server {
             let listener = match endpoint {
                 Endpoint::Unix(path) => bind_unix(endpoint, path, config.socket_group)?,
                 Endpoint::Tcp(addr) => {
-                    Listener::Tcp(TcpListener::bind(addr).await.map_err(|source| {
-                        ServerError::Listen {
-                            endpoint: endpoint.clone(),
-                            source,
-                        }
-                    })?)
+                    let tls = match &config.tls {
+                        Some(tls) => Some(tokio_rustls::TlsAcceptor::from(tls.clone())),
+                        None if config.allow_plain_tcp && addr.ip().is_loopback() => None,
+                        None => return Err(ServerError::PlainTcp(endpoint.clone())),
+                    };
+                    let listener =
+                        TcpListener::bind(addr)
+                            .await
+                            .map_err(|source| ServerError::Listen {
+                                endpoint: endpoint.clone(),
+                                source,
+                            })?;
+                    Listener::Tcp { listener, tls }
                 }
             };
             listeners.push((endpoint.clone(), listener));
@@ -169,7 +193,7 @@ impl Server {
             listeners,
             shared: Arc::new(Shared {
                 tables: Mutex::new(Tables::new()),
-                sync_owner: Mutex::new(None),
+                sync: Mutex::new(Arbiter::default()),
                 blade: config.blade,
                 limits: config.limits,
                 register: Register::new(config.limits.max_connections),
@@ -189,7 +213,9 @@ impl Server {
         self.listeners
             .iter()
             .map(|(endpoint, listener)| match listener {
-                Listener::Tcp(l) => l.local_addr().map_or(endpoint.clone(), Endpoint::Tcp),
+                Listener::Tcp { listener, .. } => listener
+                    .local_addr()
+                    .map_or(endpoint.clone(), Endpoint::Tcp),
                 Listener::Unix { .. } => endpoint.clone(),
             })
             .collect()
@@ -240,7 +266,7 @@ impl Server {
 /// What every connection shares.
 struct Shared {
     tables: Mutex<Tables>,
-    sync_owner: Mutex<Option<SyncOwner>>,
+    sync: Mutex<Arbiter>,
     blade: u32,
     limits: Limits,
     /// The admitted connections, for the connection limit.
@@ -255,12 +281,70 @@ struct Shared {
     dataplane: Option<DataplaneHandle>,
 }
 
-/// The sync session that owns the tables.
-struct SyncOwner {
+/// One sync session of the blade: the primary or a backup.
+struct SyncMember {
     conn: u64,
     /// The cache manager's instance, from its Hello.
     instance: u32,
+    election_id: u64,
+    /// Cancelled when a restart of the same instance replaces it.
     cancel: CancellationToken,
+    /// Arbitration messages for this session's writer.
+    tell: tokio::sync::mpsc::UnboundedSender<Message>,
+}
+
+/// The blade's sync sessions and which is primary: the highest election
+/// id (ids are unique among the sessions of a blade).
+#[derive(Default)]
+struct Arbiter {
+    members: Vec<SyncMember>,
+    primary: Option<u64>,
+    /// How many times the primary changed to another session.
+    changes: u64,
+}
+
+impl Arbiter {
+    fn primary(&self) -> Option<&SyncMember> {
+        self.members.iter().find(|m| Some(m.conn) == self.primary)
+    }
+
+    /// Elects the highest election id; when the primary changes, tells
+    /// every session (each whether it is the primary), counts it and
+    /// returns true.
+    fn elect(&mut self) -> bool {
+        let best = self
+            .members
+            .iter()
+            .max_by_key(|m| m.election_id)
+            .map(|m| m.conn);
+        if best == self.primary {
+            return false;
+        }
+        let had = self.primary.is_some();
+        self.primary = best;
+        let Some(p) = self.primary() else {
+            return false;
+        };
+        let (instance, election_id) = (p.instance, p.election_id);
+        if had {
+            self.changes += 1;
+        }
+        info!(
+            primary_conn = best,
+            primary_instance = instance,
+            election_id,
+            backups = self.members.len() - 1,
+            "a new primary"
+        );
+        for m in &self.members {
+            let _ = m.tell.send(Message::Arbitration {
+                primary: Some(m.conn) == best,
+                primary_instance: instance,
+                primary_election_id: election_id,
+            });
+        }
+        true
+    }
 }
 
 impl Shared {
@@ -270,19 +354,29 @@ impl Shared {
     }
 
     /// Held briefly only; may be taken on a runtime worker.
-    fn sync_owner(&self) -> MutexGuard<'_, Option<SyncOwner>> {
-        self.sync_owner
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+    fn sync(&self) -> MutexGuard<'_, Arbiter> {
+        self.sync.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn counters(&self) -> Vec<Counter> {
         let mut out = self.tables().counters();
-        let sync = self.sync_owner().is_some();
+        let (sync, backups, changes, election_id) = {
+            let a = self.sync();
+            let p = a.primary();
+            (
+                p.is_some(),
+                a.members.len().saturating_sub(usize::from(p.is_some())),
+                a.changes,
+                p.map_or(0, |p| p.election_id),
+            )
+        };
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
         out.extend(
             [
                 ("sync_connected", u64::from(sync)),
+                ("sync_backups", backups as u64),
+                ("primary_changes", changes),
+                ("primary_election_id", election_id),
                 ("connections", load(&self.open)),
                 ("max_connections", self.register.max() as u64),
                 ("bad_frames", load(&self.bad_frames)),
@@ -337,11 +431,23 @@ enum Listener {
         /// Dropped after the listener (fields drop in order).
         _file: SocketFile,
     },
-    Tcp(TcpListener),
+    Tcp {
+        listener: TcpListener,
+        /// The handshake each connection goes through first; None: plain
+        /// (loopback, `--allow-plain-tcp`).
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    },
+}
+
+/// An accepted connection, before any handshake.
+struct Accepted {
+    stream: Box<dyn Stream>,
+    peer: String,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl Listener {
-    async fn accept(&self) -> io::Result<(Box<dyn Stream>, String)> {
+    async fn accept(&self) -> io::Result<Accepted> {
         match self {
             Listener::Unix { listener, .. } => {
                 let (s, _) = listener.accept().await?;
@@ -349,12 +455,20 @@ impl Listener {
                     Some(pid) => format!("unix pid {pid}"),
                     None => "unix".to_owned(),
                 };
-                Ok((Box::new(s), peer))
+                Ok(Accepted {
+                    stream: Box::new(s),
+                    peer,
+                    tls: None,
+                })
             }
-            Listener::Tcp(l) => {
-                let (s, addr) = l.accept().await?;
+            Listener::Tcp { listener, tls } => {
+                let (s, addr) = listener.accept().await?;
                 s.set_nodelay(true)?;
-                Ok((Box::new(s), format!("tcp {addr}")))
+                Ok(Accepted {
+                    stream: Box::new(s),
+                    peer: format!("tcp {addr}"),
+                    tls: tls.clone(),
+                })
             }
         }
     }
@@ -425,7 +539,7 @@ async fn accept_loop(listener: Listener, shared: Arc<Shared>, shutdown: Cancella
         tokio::select! {
             _ = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
+                Ok(Accepted { stream, peer, tls }) => {
                     let conn = shared.next_conn.fetch_add(1, Ordering::Relaxed) + 1;
                     let span = tracing::info_span!(
                         "connection",
@@ -441,8 +555,14 @@ async fn accept_loop(listener: Listener, shared: Arc<Shared>, shutdown: Cancella
                                 note_eviction(&shared, old, "a new connection");
                             }
                             conns.spawn(
-                                connection(stream, conn, shared.clone(), shutdown.clone(), evict)
-                                    .instrument(span),
+                                connection(
+                                    (stream, tls),
+                                    conn,
+                                    shared.clone(),
+                                    shutdown.clone(),
+                                    evict,
+                                )
+                                .instrument(span),
                             );
                         }
                         Err(_full) => {
@@ -454,7 +574,11 @@ async fn accept_loop(listener: Listener, shared: Arc<Shared>, shutdown: Cancella
                             shared.refusals.note(Refusal::ConnectionLimit, || {
                                 format!("refusing a connection from {peer}: {reason}")
                             });
-                            conns.spawn(refuse(stream, ErrorCode::Limit, reason).instrument(span));
+                            // Over TLS, a frame in clear would not be
+                            // read: the connection just closes.
+                            if tls.is_none() {
+                                conns.spawn(refuse(stream, ErrorCode::Limit, reason).instrument(span));
+                            }
                         }
                     }
                 }
@@ -570,7 +694,7 @@ impl Drop for OpenGuard {
 }
 
 async fn connection(
-    stream: Box<dyn Stream>,
+    (stream, tls): (Box<dyn Stream>, Option<tokio_rustls::TlsAcceptor>),
     conn: u64,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
@@ -579,6 +703,13 @@ async fn connection(
     shared.count(&shared.open);
     let _open = OpenGuard(shared.clone(), conn);
     debug!("connection accepted");
+    let stream = match tls {
+        None => stream,
+        Some(acceptor) => match handshake(acceptor, stream, &shared, &evict).await {
+            Some(s) => s,
+            None => return,
+        },
+    };
     let (reader, writer) = tokio::io::split(stream);
     let mut io = FrameIo {
         r: FrameReader {
@@ -683,6 +814,44 @@ async fn connection(
         let _ = tokio::time::timeout(Duration::from_secs(1), io.send(&error, seq)).await;
     }
     let _ = tokio::time::timeout(Duration::from_secs(1), io.w.writer.shutdown()).await;
+}
+
+/// The server side of the TLS handshake, within the Hello timeout: a
+/// peer without a certificate from the CA, or that does not speak TLS, or
+/// replays another session's bytes, is refused here (counted and logged)
+/// before any FPC frame is read.
+async fn handshake(
+    acceptor: tokio_rustls::TlsAcceptor,
+    stream: Box<dyn Stream>,
+    shared: &Shared,
+    cancel: &CancellationToken,
+) -> Option<Box<dyn Stream>> {
+    let timeout = shared.limits.hello_timeout;
+    let result = tokio::select! {
+        _ = cancel.cancelled() => return None,
+        r = tokio::time::timeout(timeout, acceptor.accept(stream)) => r,
+    };
+    match result {
+        Ok(Ok(tls)) => {
+            debug!("TLS handshake done");
+            Some(Box::new(tls))
+        }
+        Ok(Err(e)) => {
+            shared.refusals.note(Refusal::Tls, || {
+                format!("refusing the connection: TLS handshake failed: {e}")
+            });
+            None
+        }
+        Err(_) => {
+            shared.refusals.note(Refusal::Tls, || {
+                format!(
+                    "refusing the connection: no TLS handshake within {} s",
+                    timeout.as_secs_f32()
+                )
+            });
+            None
+        }
+    }
 }
 
 /// A connection's two halves and their buffers: reading a frame borrows
@@ -834,6 +1003,8 @@ fn describe(m: &Message) -> &'static str {
         Message::StatsRequest => "StatsRequest",
         Message::Stats(_) => "Stats",
         Message::HitFlags(_) => "HitFlags",
+        Message::Arbitration { .. } => "Arbitration",
+        Message::Keepalive => "Keepalive",
     }
 }
 
@@ -876,6 +1047,7 @@ async fn session(
         instance: 0,
         blade: shared.blade,
         capabilities: all_capabilities(),
+        election_id: 0,
         name: format!("fpd{}", shared.blade),
     });
     match hello.role {
@@ -897,10 +1069,15 @@ struct OwnerGuard {
 
 impl Drop for OwnerGuard {
     fn drop(&mut self) {
-        let mut owner = self.shared.sync_owner();
-        if owner.as_ref().is_some_and(|o| o.conn == self.conn) {
-            *owner = None;
-            info!("sync session ended");
+        let mut arbiter = self.shared.sync();
+        arbiter.members.retain(|m| m.conn != self.conn);
+        if arbiter.primary == Some(self.conn) {
+            info!("the primary's sync session ended");
+            // The highest live backup takes over (and resyncs); counted
+            // as a change, since `primary` still names the one that went.
+            arbiter.elect();
+        } else {
+            debug!("a backup's sync session ended");
         }
     }
 }
@@ -924,23 +1101,43 @@ async fn sync_session(
         ));
     }
     let cancel = shutdown.child_token();
+    let (tell, mut told) = tokio::sync::mpsc::unbounded_channel();
     let previous = {
-        let mut owner = shared.sync_owner();
-        if let Some(o) = owner.as_ref().filter(|o| o.instance != hello.instance) {
+        let mut arbiter = shared.sync();
+        let rival = arbiter
+            .members
+            .iter()
+            .find(|m| m.instance != hello.instance && m.election_id == hello.election_id);
+        if let Some(o) = rival {
             return Err(Close::refused(
                 Refusal::BladeOwned,
                 ErrorCode::Refused,
                 format!(
-                    "blade {} is owned by instance {} (connection {}): instance {} is refused",
-                    shared.blade, o.instance, o.conn, hello.instance
+                    "blade {} is owned by instance {} (connection {}) with election id {}: instance {} is refused (give each cache manager its own --election-id)",
+                    shared.blade, o.instance, o.conn, o.election_id, hello.instance
                 ),
             ));
         }
-        owner.replace(SyncOwner {
+        // A restart of the same instance replaces its old session.
+        let previous = arbiter
+            .members
+            .iter()
+            .position(|m| m.instance == hello.instance)
+            .map(|i| arbiter.members.remove(i));
+        if previous
+            .as_ref()
+            .is_some_and(|p| arbiter.primary == Some(p.conn))
+        {
+            arbiter.primary = None;
+        }
+        arbiter.members.push(SyncMember {
             conn,
             instance: hello.instance,
+            election_id: hello.election_id,
             cancel: cancel.clone(),
-        })
+            tell: tell.clone(),
+        });
+        previous
     };
     shared.register.set(conn, Phase::Sync);
     io.r.limit = MAX_BODY;
@@ -951,20 +1148,41 @@ async fn sync_session(
     if let Some(previous) = previous {
         info!(
             previous_conn = previous.conn,
-            "a new sync session takes over"
+            "a new sync session of the same instance replaces the old one"
         );
         previous.cancel.cancel();
     }
     info!(
         peer_instance = hello.instance,
-        "sync session from {}", hello.name
+        election_id = hello.election_id,
+        "sync session from {}",
+        hello.name
     );
     io.send(&reply, seq).await?;
+    // This session's role, after the Hello: the primary, or a backup
+    // (then told when it becomes primary).
+    {
+        let mut arbiter = shared.sync();
+        let told = arbiter.elect();
+        if let Some(p) = arbiter.primary().filter(|_| !told) {
+            let _ = tell.send(Message::Arbitration {
+                primary: p.conn == conn,
+                primary_instance: p.instance,
+                primary_election_id: p.election_id,
+            });
+        }
+    }
     let mut reports = Reports::new(shared.dataplane.clone());
+    let mut keepalive = tokio::time::interval(shared.limits.keepalive);
+    keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let peer_timeout = shared.limits.peer_timeout;
     loop {
         let (header, msg) = {
             let read = io.r.read();
             tokio::pin!(read);
+            // Any frame, a Keepalive at least, within the peer timeout.
+            let silent = tokio::time::sleep(peer_timeout);
+            tokio::pin!(silent);
             loop {
                 tokio::select! {
                     biased;
@@ -972,14 +1190,38 @@ async fn sync_session(
                         return Err(if shutdown.is_cancelled() { Close::Shutdown } else { Close::Replaced })
                     }
                     frame = &mut read => break frame?,
+                    _ = &mut silent => {
+                        return Err(Close::refused(
+                            Refusal::PeerTimeout,
+                            ErrorCode::Limit,
+                            format!(
+                                "the sync peer sent nothing for {} s (not even a Keepalive): taken for gone",
+                                peer_timeout.as_secs_f32()
+                            ),
+                        ))
+                    }
+                    Some(m) = told.recv() => io.w.send(&m, 0).await?,
+                    _ = keepalive.tick() => io.w.send(&Message::Keepalive, 0).await?,
                     _ = reports.tick() => reports.send(&mut io.w).await?,
                 }
             }
         };
         match msg {
+            Message::Keepalive => {}
             Message::SyncBegin { .. } | Message::SyncEnd { .. } | Message::Batch(_) => {
-                let errors = apply_frame(shared, conn, msg).await?;
-                io.send(&Message::Ack(errors), header.seq).await?;
+                match apply_frame(shared, conn, msg).await? {
+                    Ok(errors) => io.send(&Message::Ack(errors), header.seq).await?,
+                    Err(reason) => {
+                        shared.refusals.note(Refusal::NotPrimary, || {
+                            format!("refusing a write: {reason}")
+                        });
+                        let refusal = Message::Error {
+                            code: ErrorCode::NotPrimary as u16,
+                            message: reason,
+                        };
+                        io.send(&refusal, header.seq).await?;
+                    }
+                }
             }
             Message::Error { code, message } => return Err(Close::PeerError { code, message }),
             other => {
@@ -1040,17 +1282,34 @@ impl Reports {
     }
 }
 
-/// Applies one sync frame under one lock; returns the rejected objects.
+/// Applies one sync frame under one lock; returns the rejected objects,
+/// or why nothing was applied (this session is not the primary).
 async fn apply_frame(
     shared: &Arc<Shared>,
     conn: u64,
     msg: Message,
-) -> Result<Vec<(u32, ObjectError)>, Close> {
+) -> Result<Result<Vec<(u32, ObjectError)>, String>, Close> {
     let shared = shared.clone();
     blocking(move || {
         let mut tables = shared.tables();
-        if shared.sync_owner().as_ref().is_none_or(|o| o.conn != conn) {
-            return Err(Close::Replaced);
+        {
+            let arbiter = shared.sync();
+            if !arbiter.members.iter().any(|m| m.conn == conn) {
+                return Err(Close::Replaced);
+            }
+            if arbiter.primary != Some(conn) {
+                let primary = match arbiter.primary() {
+                    Some(p) => format!(
+                        "instance {} with election id {} is",
+                        p.instance, p.election_id
+                    ),
+                    None => "none is elected yet".to_owned(),
+                };
+                return Ok(Err(format!(
+                    "blade {}: this session is a backup, not the primary ({primary}): its writes are refused",
+                    shared.blade
+                )));
+            }
         }
         let mut errors = Vec::new();
         // What of the dataplane's view this frame changes (a sweep at
@@ -1088,7 +1347,7 @@ async fn apply_frame(
         if let Some(dp) = &shared.dataplane {
             dp.0.changed(parts);
         }
-        Ok(errors)
+        Ok(Ok(errors))
     })
     .await?
 }

@@ -90,6 +90,7 @@ fn hello_frame(version: u16, role: Role) -> Vec<u8> {
         instance: 3,
         blade: 7,
         capabilities: 0,
+        election_id: 0,
         name: "bad".into(),
     })
     .emit(1, &mut frame);
@@ -506,10 +507,36 @@ fn listens_on_tcp_and_unix_at_once() {
         .port();
     let unix = format!("unix:{}", path.display());
     let tcp = format!("tcp:127.0.0.1:{port}");
-    let mut child = fpd_command(&["--blade", "4", "--listen", &unix, "--listen", &tcp])
-        .stderr(std::process::Stdio::null())
-        .spawn()
+    // Plain TCP needs saying so, and a loopback address.
+    let refused = fpd_command(&["--blade", "4", "--listen", &tcp])
+        .output()
         .unwrap();
+    assert!(!refused.status.success());
+    let want = format!("fpd: refusing to listen on {tcp} without TLS: give --tls-cert, --tls-key and --tls-ca (plain TCP only with --allow-plain-tcp, on a loopback address)\n");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.ends_with(&want), "{stderr}");
+    let open = format!("tcp:0.0.0.0:{port}");
+    let refused = fpd_command(&["--blade", "4", "--allow-plain-tcp", "--listen", &open])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("without TLS"));
+    fastpath::fpc::install_client(fastpath::fpc::ClientTcp {
+        tls: None,
+        plain_loopback: true,
+    });
+    let mut child = fpd_command(&[
+        "--blade",
+        "4",
+        "--allow-plain-tcp",
+        "--listen",
+        &unix,
+        "--listen",
+        &tcp,
+    ])
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
     let guard = scopeguard(|| {
         let _ = child.kill();
         let _ = child.wait();

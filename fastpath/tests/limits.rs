@@ -83,6 +83,7 @@ fn sync_hello(c: &mut Client, instance: u32, blade: u32) -> Result<Hello, (u16, 
         instance,
         blade,
         capabilities: all_capabilities(),
+        election_id: 0,
         name: format!("cmgrd{instance}"),
     }));
     match c.recv().expect("an answer") {

@@ -51,12 +51,26 @@ pub struct BladeTask {
     pub name: String,
     /// `-b`: the socket's send buffer.
     pub socket_buffer: usize,
+    /// `--election-id`: the Hello's; the blade applies only its primary's
+    /// writes.
+    pub election_id: u64,
     pub stats: Arc<QueueStats>,
     /// Takes the reverse messages (hit flags, statistics) fpd sends.
     pub reverse: crate::hitflags::Reverse,
 }
 
 const RETRY: Duration = Duration::from_millis(100);
+/// The longest wait between attempts to reach a fast path that does not
+/// answer (back-off from [`RETRY`], doubling).
+const MAX_UNREACHABLE_RETRY: Duration = Duration::from_secs(2);
+/// How often the fast path is sent a Keepalive on the sync connection.
+pub const KEEPALIVE: Duration = Duration::from_secs(1);
+/// A fast path silent this long (no frame, not even its Keepalive) is
+/// taken for gone: a cut link, a frozen host. Reconnected, resynced.
+pub const PEER_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a connection attempt may take (a dropped SYN is otherwise
+/// retried for minutes).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// The longest wait between attempts when fpd answers and refuses (another
 /// instance owns the blade, another blade, a limit): back-off from
 /// [`RETRY`], doubling.
@@ -80,17 +94,22 @@ impl BladeTask {
                 Ok(s) => s,
                 Err(e) => {
                     failures += 1;
-                    // Refused by a live fpd: asking again at once changes
-                    // nothing, so back off; a fast path not (yet) there is
-                    // tried every RETRY, to be quick when it starts.
                     let refused = matches!(
                         e,
                         TransportError::Refused(_) | TransportError::VersionMismatch { .. }
                     );
-                    retry = if refused {
-                        (retry * 2).min(MAX_REFUSED_RETRY)
+                    // Refused by a live fpd: asking again at once changes
+                    // nothing; one that does not answer (a cut link)
+                    // is tried again sooner, still backing off.
+                    let max = if refused {
+                        MAX_REFUSED_RETRY
                     } else {
+                        MAX_UNREACHABLE_RETRY
+                    };
+                    retry = if failures == 1 {
                         RETRY
+                    } else {
+                        (retry * 2).min(max)
                     };
                     let reason = e.to_string();
                     let due = logged
@@ -115,6 +134,7 @@ impl BladeTask {
             info!(endpoint = %self.endpoint, conn, "connected to fast path");
             self.stats.connects.fetch_add(1, Relaxed);
             self.stats.connected.store(1, Relaxed);
+            self.stats.backup.store(0, Relaxed);
             self.stats.in_sync.store(0, Relaxed);
             let (reader, mut writer) = tokio::io::split(stream);
             let event = |e| crate::daemon::Event::Blade(e);
@@ -132,8 +152,15 @@ impl BladeTask {
                 self.stats.clone(),
                 (self.blade, self.reverse.clone()),
             ));
+            let mut keepalive = tokio::time::interval(KEEPALIVE);
+            keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let closed = loop {
                 tokio::select! {
+                    _ = keepalive.tick() => {
+                        if let Err(e) = writer.write_all(&keepalive_frame()).await {
+                            break format!("write: {e}");
+                        }
+                    }
                     frame = rx.recv() => {
                         let Some(frame) = frame else {
                             let _ = writer.shutdown().await;
@@ -206,7 +233,15 @@ impl BladeTask {
     }
 
     async fn handshake(&self) -> Result<Box<dyn Stream>, TransportError> {
-        let mut stream = connect(&self.endpoint, self.socket_buffer).await?;
+        let mut stream =
+            tokio::time::timeout(CONNECT_TIMEOUT, connect(&self.endpoint, self.socket_buffer))
+                .await
+                .map_err(|_| {
+                    TransportError::Io(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("no answer within {} s", CONNECT_TIMEOUT.as_secs()),
+                    ))
+                })??;
         let mut frame = Vec::new();
         Message::Hello(Hello {
             version: VERSION,
@@ -214,6 +249,7 @@ impl BladeTask {
             instance: self.instance,
             blade: self.blade,
             capabilities: all_capabilities(),
+            election_id: self.election_id,
             name: self.name.clone(),
         })
         .emit(0, &mut frame);
@@ -228,6 +264,7 @@ impl BladeTask {
         match reply.1 {
             Message::Hello(h) if h.version == VERSION => {
                 debug!(peer = %h.name, "fast path hello");
+                self.until_primary(&mut stream, &mut body).await?;
                 Ok(stream)
             }
             Message::Hello(h) => Err(TransportError::VersionMismatch {
@@ -238,6 +275,88 @@ impl BladeTask {
             other => Err(TransportError::Unexpected(format!("{other:?}"))),
         }
     }
+}
+
+impl BladeTask {
+    /// Waits until the blade makes this session its primary (at once, or
+    /// when the primary goes): a backup sends nothing, and the full replay
+    /// that follows `Up` is its takeover's resync.
+    async fn until_primary(
+        &self,
+        stream: &mut Box<dyn Stream>,
+        body: &mut Vec<u8>,
+    ) -> Result<(), TransportError> {
+        let mut said = false;
+        let mut keepalive = tokio::time::interval(KEEPALIVE);
+        keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            // Keepalives go out while waiting for the next frame; the
+            // read itself is never cut short (frames are read whole).
+            let msg = {
+                let (mut r, mut w) = tokio::io::split(&mut *stream);
+                let read = read_live(&mut r, body);
+                tokio::pin!(read);
+                loop {
+                    tokio::select! {
+                        frame = &mut read => break frame?.1,
+                        _ = keepalive.tick() => w.write_all(&keepalive_frame()).await?,
+                    }
+                }
+            };
+            match msg {
+                Message::Arbitration { primary: true, .. } => {
+                    if said {
+                        info!(
+                            blade = self.blade,
+                            "this cache manager is now the blade's primary: resyncing"
+                        );
+                    }
+                    return Ok(());
+                }
+                Message::Arbitration {
+                    primary: false,
+                    primary_instance,
+                    primary_election_id,
+                } => {
+                    info!(
+                        blade = self.blade,
+                        primary_instance,
+                        primary_election_id,
+                        election_id = self.election_id,
+                        "backup of the blade: instance {primary_instance} (election id {primary_election_id}) is its primary"
+                    );
+                    self.stats.backup.store(1, Relaxed);
+                    said = true;
+                }
+                Message::Error { message, .. } => return Err(TransportError::Refused(message)),
+                // Keepalives, and reports meant for the primary: not ours.
+                _ => {}
+            }
+        }
+    }
+}
+
+/// A Keepalive frame (sequence 0: not acknowledged).
+fn keepalive_frame() -> Vec<u8> {
+    let mut frame = Vec::new();
+    Message::Keepalive.emit(0, &mut frame);
+    frame
+}
+
+/// Reads one frame, or fails if the fast path sends nothing (not even a
+/// Keepalive) for [`PEER_TIMEOUT`].
+async fn read_live<R: tokio::io::AsyncRead + Unpin>(
+    r: &mut R,
+    body: &mut Vec<u8>,
+) -> Result<(fpc::Header, Message), TransportError> {
+    tokio::time::timeout(PEER_TIMEOUT, fpc::read_frame(r, body))
+        .await
+        .map_err(|_| {
+            TransportError::Unexpected(format!(
+                "the fast path sent nothing for {} s (not even a Keepalive): taken for gone",
+                PEER_TIMEOUT.as_secs()
+            ))
+        })?
 }
 
 /// Connects with a send buffer of `sndbuf` bytes (SO_SNDBUFFORCE, else
@@ -271,7 +390,7 @@ async fn connect(ep: &Endpoint, sndbuf: usize) -> std::io::Result<Box<dyn Stream
             let s = tokio::net::TcpStream::connect(a).await?;
             s.set_nodelay(true)?;
             set(s.as_raw_fd(), sndbuf);
-            Box::new(s)
+            fpc::over_tcp(s, a).await?
         }
     })
 }
@@ -311,8 +430,9 @@ async fn read_acks(
 ) -> Result<(), TransportError> {
     let mut body = Vec::new();
     loop {
-        let (header, msg) = fpc::read_frame(&mut r, &mut body).await?;
+        let (header, msg) = read_live(&mut r, &mut body).await?;
         match msg {
+            Message::Keepalive => {}
             Message::Ack(errors) => {
                 stats.acked_up_to(header.seq);
                 if !errors.is_empty() {
@@ -330,6 +450,17 @@ async fn read_acks(
             Message::Error { code, message } => {
                 return Err(TransportError::Refused(format!("{message} (code {code})")))
             }
+            // Taken over by a higher election id: reconnect, as a backup.
+            Message::Arbitration {
+                primary: false,
+                primary_instance,
+                primary_election_id,
+            } => {
+                return Err(TransportError::Refused(format!(
+                "taken over by instance {primary_instance} with election id {primary_election_id}"
+            )))
+            }
+            Message::Arbitration { primary: true, .. } => {}
             // Reverse messages (hit flags, interface statistics): see
             // hitflags.rs.
             other => {

@@ -40,6 +40,8 @@ pub struct CheckCli {
     /// Print what would be synced from Linux instead of comparing.
     #[arg(long)]
     pub dump_linux: bool,
+    #[command(flatten)]
+    pub tls: fastpath::cli::TlsOptions,
 }
 
 /// fpsync-check's clap command.

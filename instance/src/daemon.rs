@@ -347,6 +347,7 @@ pub fn run(config: Config, ready: impl FnOnce()) -> Result<(), DaemonError> {
             instance: config.instance_id(),
             name: config.identifier(),
             socket_buffer: config.socket_buffer,
+            election_id: config.election_id,
             stats: stats.clone(),
             reverse: reverse.clone(),
         };

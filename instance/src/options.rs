@@ -34,6 +34,13 @@ pub struct Options {
     /// makes silently); None: never.
     pub link_poll: Option<std::time::Duration>,
     pub pid_file: PathBuf,
+    /// `--tls-cert`, `--tls-key`, `--tls-ca`: this cache manager's identity
+    /// towards TCP blades (mutual TLS); `--allow-plain-tcp`: plain TCP to
+    /// loopback blades, for testing.
+    pub tls: fastpath::cli::TlsOptions,
+    /// `--election-id`: this cache manager's election id towards its
+    /// blades (the highest of a blade's sync sessions is its primary).
+    pub election_id: u64,
 }
 
 /// Parses `64M`, `2K`, `1G` or a plain number of bytes (1 to 2G).
@@ -120,6 +127,9 @@ pub fn command() -> Command {
         .arg(Arg::new("pid-file").long("pid-file").value_name("PATH")
             .value_parser(clap::value_parser!(PathBuf))
             .help("Pid file when daemonized (default /run/fpsync/cmgrd<val>.pid)"))
+        .arg(Arg::new("election-id").long("election-id").value_name("N").default_value("0")
+            .value_parser(clap::value_parser!(u64))
+            .help("Election id towards the blades: of the cache managers syncing a blade, the highest id is the primary (its writes applied), the others are backups that take over when it goes; unique per blade"))
         .arg(Arg::new("compile-options").short('o').action(ArgAction::SetTrue)
             .help("Display compilation options and exit"));
     for f in FEATURES.iter() {
@@ -132,7 +142,7 @@ pub fn command() -> Command {
             );
         }
     }
-    cmd
+    <fastpath::cli::TlsOptions as clap::Args>::augment_args(cmd)
 }
 
 impl Options {
@@ -186,7 +196,24 @@ impl Options {
                 ms => Some(std::time::Duration::from_millis(ms)),
             },
             pid_file,
+            election_id: *m.get_one::<u64>("election-id").expect("defaulted"),
+            tls: <fastpath::cli::TlsOptions as clap::FromArgMatches>::from_arg_matches(m)
+                .unwrap_or_default(),
         }
+    }
+
+    /// Sets this process's TCP policy from the TLS options, and checks
+    /// that every TCP blade may be dialled with it: one line naming the
+    /// file, or the blade, and the reason.
+    pub fn install_tcp_policy(&self) -> Result<(), String> {
+        let policy = self.tls.client().map_err(|e| e.to_string())?;
+        fastpath::fpc::install_client(policy);
+        for (blade, endpoint) in &self.blades {
+            if let Endpoint::Tcp(addr) = endpoint {
+                fastpath::fpc::check_dial(addr).map_err(|e| format!("blade {blade}: {e}"))?;
+            }
+        }
+        Ok(())
     }
 
     /// Parses a command line (the program name first).

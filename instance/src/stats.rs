@@ -73,6 +73,9 @@ pub struct QueueStats {
     /// Times the queue passed its limit and was replaced by a replay.
     pub overflows: AtomicU64,
     pub connected: AtomicU64,
+    /// Connected as a backup of the blade (another cache manager with a
+    /// higher election id is its primary): nothing is sent.
+    pub backup: AtomicU64,
     /// Sequence number of the last SyncEnd sent, and whether it was acked.
     /// `u64::MAX` while a replay is owed (the queue overflowed).
     pub sync_end_seq: AtomicU64,

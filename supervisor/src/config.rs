@@ -9,7 +9,11 @@
 //!   `/etc/cmgr@%i.env`), and the restart policy in systemd's terms:
 //!   `RESTART_SEC`, `RESTART_MAX_DELAY_SEC`, `START_LIMIT_BURST`,
 //!   `START_LIMIT_INTERVAL_SEC`, `TIMEOUT_START_SEC`, `TIMEOUT_STOP_SEC`,
-//!   and `QUERY_TIMEOUT_SEC` (each child's share of an aggregated query).
+//!   and `QUERY_TIMEOUT_SEC` (each child's share of an aggregated query);
+//!   `FPC_TLS_CERT`, `FPC_TLS_KEY`, `FPC_TLS_CA` (all three or none: given
+//!   to every fpd and cmgrd as `--tls-*`), and `BLADE_<B>_LISTEN=tcp:HOST:PORT`
+//!   (blade B's fpd also serves FPC there, for cache managers on other
+//!   hosts; needs the TLS files).
 //! * for each instance, `/etc/cmgr.env` (or `$CONF_FILE_cmgr`), then its own
 //!   file on top: `CMGR_NETNS` (default: fpsyncd's namespace),
 //!   `CMGR_BLADES` (default: the blade numbered like the instance),
@@ -80,6 +84,9 @@ pub struct InstanceConfig {
 pub struct BladeConfig {
     pub id: u32,
     pub endpoint: Endpoint,
+    /// `BLADE_<B>_LISTEN=tcp:HOST:PORT`: also serve FPC there, over
+    /// mutual TLS with `FPC_TLS_*` (for cache managers on other hosts).
+    pub listen_tcp: Option<Endpoint>,
     /// The instance that feeds it.
     pub instance: Option<u32>,
 }
@@ -92,6 +99,9 @@ pub struct Config {
     pub blades: Vec<BladeConfig>,
     pub run_dir: PathBuf,
     pub fpd_options: Vec<String>,
+    /// `FPC_TLS_CERT`, `FPC_TLS_KEY`, `FPC_TLS_CA`: the TLS files given to
+    /// every fpd and cmgrd (all three or none).
+    pub tls: Option<fastpath::fpc::TlsFiles>,
     pub policy: RestartPolicy,
     pub start_timeout: Duration,
     pub stop_timeout: Duration,
@@ -191,14 +201,37 @@ impl Config {
             }
             None => owner.keys().copied().collect(),
         };
-        let blades = blade_ids
-            .into_iter()
-            .map(|id| BladeConfig {
+        let tls = tls_files(&global)?;
+        let mut blades = Vec::new();
+        for id in blade_ids {
+            let name = format!("BLADE_{id}_LISTEN");
+            let listen_tcp = match global.non_empty(&name) {
+                None => None,
+                Some(v) => match v.parse::<Endpoint>() {
+                    Ok(ep @ Endpoint::Tcp(_)) if tls.is_some() => Some(ep),
+                    Ok(Endpoint::Tcp(_)) => {
+                        return Err(bad(
+                            &global,
+                            &name,
+                            "FPC over TCP needs FPC_TLS_CERT, FPC_TLS_KEY and FPC_TLS_CA".into(),
+                        ))
+                    }
+                    _ => {
+                        return Err(bad(
+                            &global,
+                            &name,
+                            format!("{} is not tcp:HOST:PORT", quoted_prefix(v)),
+                        ))
+                    }
+                },
+            };
+            blades.push(BladeConfig {
                 id,
                 endpoint: Endpoint::Unix(run_dir.join(format!("fpd{id}.sock"))),
+                listen_tcp,
                 instance: owner.get(&id).copied(),
-            })
-            .collect();
+            });
+        }
 
         let fpd_options = split_words(global.non_empty("FPD_OPTIONS").unwrap_or(""))
             .map_err(|e| bad(&global, "FPD_OPTIONS", e))?;
@@ -243,6 +276,7 @@ impl Config {
             blades,
             run_dir,
             fpd_options,
+            tls,
             policy,
             start_timeout: dur("TIMEOUT_START_SEC", "30s")?,
             stop_timeout: dur("TIMEOUT_STOP_SEC", "5s")?,
@@ -271,8 +305,26 @@ impl Config {
                 .unwrap_or_else(|| Endpoint::Unix(self.run_dir.join(format!("fpd{b}.sock"))));
             args.extend(["--blade".into(), format!("{b}={endpoint}")]);
         }
+        args.extend(self.tls_args());
         args.extend(i.options.iter().cloned());
         args
+    }
+
+    /// `--tls-cert`, `--tls-key`, `--tls-ca` from `FPC_TLS_*`, if set.
+    fn tls_args(&self) -> Vec<String> {
+        self.tls
+            .iter()
+            .flat_map(|t| {
+                [
+                    "--tls-cert".to_owned(),
+                    t.cert.display().to_string(),
+                    "--tls-key".into(),
+                    t.key.display().to_string(),
+                    "--tls-ca".into(),
+                    t.ca.display().to_string(),
+                ]
+            })
+            .collect()
     }
 
     /// The command line of blade `b`'s fpd.
@@ -283,8 +335,39 @@ impl Config {
             "--listen".into(),
             b.endpoint.to_string(),
         ];
+        if let Some(tcp) = &b.listen_tcp {
+            args.extend(["--listen".into(), tcp.to_string()]);
+        }
+        args.extend(self.tls_args());
         args.extend(self.fpd_options.iter().cloned());
         args
+    }
+}
+
+/// `FPC_TLS_CERT`, `FPC_TLS_KEY`, `FPC_TLS_CA`: all three or none.
+fn tls_files(vars: &Vars) -> Result<Option<fastpath::fpc::TlsFiles>, ConfigError> {
+    const NAMES: [&str; 3] = ["FPC_TLS_CERT", "FPC_TLS_KEY", "FPC_TLS_CA"];
+    let values = NAMES.map(|n| vars.non_empty(n).map(PathBuf::from));
+    match values {
+        [Some(cert), Some(key), Some(ca)] => Ok(Some(fastpath::fpc::TlsFiles { cert, key, ca })),
+        [None, None, None] => Ok(None),
+        _ => {
+            let missing = NAMES
+                .iter()
+                .zip(&values)
+                .find(|(_, v)| v.is_none())
+                .map_or("", |(n, _)| *n);
+            let given = NAMES
+                .iter()
+                .zip(&values)
+                .find(|(_, v)| v.is_some())
+                .map_or("", |(n, _)| *n);
+            Err(bad(
+                vars,
+                given,
+                format!("{missing} is missing: the TLS files go together (FPC_TLS_CERT, FPC_TLS_KEY, FPC_TLS_CA)"),
+            ))
+        }
     }
 }
 
@@ -554,6 +637,55 @@ mod tests {
         assert_eq!(
             c.fpd_args(&c.blades[0]),
             vec!["--blade", "1", "--listen", "unix:/tmp/x/fpd1.sock"]
+        );
+    }
+
+    #[test]
+    fn tls_files_and_a_tcp_listener_go_to_the_daemons() {
+        let f = Files::new("tls");
+        let env = f.env(
+            "BLADE_1_LISTEN=tcp:10.0.0.2:7700\nFPC_TLS_CERT=/etc/fpsync/c.pem\nFPC_TLS_KEY=/etc/fpsync/c.key\nFPC_TLS_CA=/etc/fpsync/ca.pem\nFPSYNC_RUN_DIR=/tmp/x\n",
+        );
+        let c = Config::load_from(env).unwrap();
+        let tls = [
+            "--tls-cert",
+            "/etc/fpsync/c.pem",
+            "--tls-key",
+            "/etc/fpsync/c.key",
+            "--tls-ca",
+            "/etc/fpsync/ca.pem",
+        ];
+        let mut want = vec![
+            "--blade",
+            "1",
+            "--listen",
+            "unix:/tmp/x/fpd1.sock",
+            "--listen",
+            "tcp:10.0.0.2:7700",
+        ];
+        want.extend(tls);
+        assert_eq!(c.fpd_args(&c.blades[0]), want);
+        assert!(c
+            .cmgrd_args(&c.instances[0])
+            .ends_with(&tls.map(String::from)));
+        // A listener without the files, or one file alone: named errors.
+        let e = Config::load_from(f.env("BLADE_1_LISTEN=tcp:10.0.0.2:7700\n")).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("BLADE_1_LISTEN: FPC over TCP needs FPC_TLS_CERT"),
+            "{e}"
+        );
+        let e = Config::load_from(f.env("FPC_TLS_CERT=/c.pem\n")).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("FPC_TLS_CERT: FPC_TLS_KEY is missing"),
+            "{e}"
+        );
+        let e = Config::load_from(f.env("BLADE_1_LISTEN=unix:/x\n")).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("BLADE_1_LISTEN: \"unix:/x\" is not tcp:HOST:PORT"),
+            "{e}"
         );
     }
 

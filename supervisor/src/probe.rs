@@ -109,6 +109,7 @@ pub async fn fpd_counters(
             instance: 0,
             blade: 0,
             capabilities: fpc::all_capabilities(),
+            election_id: 0,
             name: "fpsyncd".into(),
         })
         .emit(1, &mut frame);

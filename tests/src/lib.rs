@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 use fastpath::fpc::{Endpoint, QueryClient};
 
 pub mod oracle;
+pub mod pcap;
+pub mod pki;
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
@@ -577,6 +579,92 @@ fn audit_set(enabled: bool) {
                 assert_eq!(code, 0, "AUDIT_SET refused");
                 return;
             }
+        }
+    }
+}
+
+/// Runs `f` on a thread of its own inside the network namespace `name`
+/// (setns changes only the calling thread), and returns what it returns.
+pub fn in_netns<T: Send>(name: &str, f: impl FnOnce() -> T + Send) -> T {
+    use std::os::fd::AsRawFd;
+    let ns = File::open(format!("/var/run/netns/{name}"))
+        .unwrap_or_else(|e| panic!("netns {name}: {e}"));
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                // SAFETY: setns(2) on a descriptor we hold open, for this
+                // thread only (a network namespace).
+                let ret = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+                assert_eq!(ret, 0, "setns {name}: {}", std::io::Error::last_os_error());
+                f()
+            })
+            .join()
+            .expect("the thread in the namespace panicked")
+    })
+}
+
+/// Objects the kernel here cannot make, for fixtures (this kernel has no
+/// ESP: SAs come from netlink messages built from these).
+pub mod fixtures {
+    use fastpath::fpc::{Lifetime, Selector, XfrmAlgo, XfrmSa};
+
+    fn ip(s: &str) -> std::net::IpAddr {
+        s.parse().expect("an address")
+    }
+
+    /// An SA's selector: 10.1.0.0/16 to 10.2.0.0/16.
+    pub fn selector() -> Selector {
+        Selector {
+            daddr: ip("10.2.0.0"),
+            saddr: ip("10.1.0.0"),
+            prefixlen_d: 16,
+            prefixlen_s: 16,
+            dport: 0,
+            dport_mask: 0,
+            sport: 0,
+            sport_mask: 0,
+            proto: 0,
+            ifindex: 0,
+            user: 0,
+        }
+    }
+
+    /// An ESP SA 192.0.2.1 to 192.0.2.2, AES-CBC and HMAC-SHA256.
+    pub fn sa(spi: u32) -> XfrmSa {
+        XfrmSa {
+            sel: selector(),
+            daddr: ip("192.0.2.2"),
+            spi,
+            proto: 50,
+            saddr: ip("192.0.2.1"),
+            mode: 1,
+            reqid: 7,
+            replay_window: 32,
+            flags: 0,
+            algos: vec![
+                XfrmAlgo {
+                    attr: 2,
+                    name: "cbc(aes)".into(),
+                    key_bits: 128,
+                    param: 0,
+                    key: vec![0x11; 16],
+                },
+                XfrmAlgo {
+                    attr: 20,
+                    name: "hmac(sha256)".into(),
+                    key_bits: 256,
+                    param: 128,
+                    key: vec![0x22; 32],
+                },
+            ],
+            encap: None,
+            mark: (0, 0),
+            if_id: 0,
+            lifetime: Lifetime {
+                hard_add_seconds: 3600,
+                soft_add_seconds: 3000,
+                ..Lifetime::default()
+            },
         }
     }
 }

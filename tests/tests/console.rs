@@ -318,7 +318,16 @@ fn an_unreachable_tcp_blade_is_logged_with_endpoint_netns_and_errno() {
     // Nothing listens on this port inside the namespace.
     let port = 20_000 + unique() % 20_000;
     let instance = unique() + 8_000_000;
-    let args = cmgrd_args(&s, instance, &format!("2=tcp:127.0.0.1:{port}"));
+    let mut args = cmgrd_args(&s, instance, &format!("2=tcp:127.0.0.1:{port}"));
+    // Without TLS files nor --allow-plain-tcp, a TCP blade is refused at
+    // start, with the blade and the reason.
+    let refused = Command::new(bin("cmgrd")).args(&args).output().unwrap();
+    assert!(!refused.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&refused.stderr).trim_end(),
+        format!("cmgrd: blade 2: FPC over TCP to 127.0.0.1:{port} needs TLS: give --tls-cert, --tls-key and --tls-ca (--allow-plain-tcp allows plain TCP to loopback addresses only)")
+    );
+    args.push("--allow-plain-tcp".into());
     let cmgrd = Daemon::spawn(&bin("cmgrd"), &args, s.dir.path.join("cmgrd-tcp.log"));
     let want = format!(
         "blade 2: connect tcp:127.0.0.1:{port} from netns {}: Connection refused (os error 111)",

@@ -34,6 +34,7 @@ fn query_hello() -> Vec<u8> {
         instance: 0,
         blade: 0,
         capabilities: all_capabilities(),
+        election_id: 0,
         name: "hostile".into(),
     }))
 }

@@ -9,9 +9,9 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use fastpath::fpc::{
-    Lifetime, Object, ObjectKey, QueryClient, Selector, XfrmAlgo, XfrmReplay, XfrmSa, XfrmSp,
-    XfrmTmpl,
+    Lifetime, Object, ObjectKey, QueryClient, XfrmReplay, XfrmSa, XfrmSp, XfrmTmpl,
 };
+use fpsync_tests::fixtures::{sa, selector};
 use fpsync_tests::{Setup, TempDir};
 use instance::netlink::xfrm::{build, Migration, IPSEC_PROTO_ANY};
 
@@ -53,60 +53,6 @@ fn replay(s: &Setup, dir: &TempDir, messages: &[Vec<u8>]) {
         answer,
         format!("replayed {} netlink messages\n\n", messages.len())
     );
-}
-
-fn selector() -> Selector {
-    Selector {
-        daddr: ip("10.2.0.0"),
-        saddr: ip("10.1.0.0"),
-        prefixlen_d: 16,
-        prefixlen_s: 16,
-        dport: 0,
-        dport_mask: 0,
-        sport: 0,
-        sport_mask: 0,
-        proto: 0,
-        ifindex: 0,
-        user: 0,
-    }
-}
-
-fn sa(spi: u32) -> XfrmSa {
-    XfrmSa {
-        sel: selector(),
-        daddr: ip("192.0.2.2"),
-        spi,
-        proto: 50,
-        saddr: ip("192.0.2.1"),
-        mode: 1,
-        reqid: 7,
-        replay_window: 32,
-        flags: 0,
-        algos: vec![
-            XfrmAlgo {
-                attr: 2,
-                name: "cbc(aes)".into(),
-                key_bits: 128,
-                param: 0,
-                key: vec![0x11; 16],
-            },
-            XfrmAlgo {
-                attr: 20,
-                name: "hmac(sha256)".into(),
-                key_bits: 256,
-                param: 128,
-                key: vec![0x22; 32],
-            },
-        ],
-        encap: None,
-        mark: (0, 0),
-        if_id: 0,
-        lifetime: Lifetime {
-            hard_add_seconds: 3600,
-            soft_add_seconds: 3000,
-            ..Lifetime::default()
-        },
-    }
 }
 
 fn replay_of(sa: &XfrmSa, oseq: u64, seq: u64) -> XfrmReplay {

@@ -24,7 +24,8 @@ pub const MAGIC: u16 = 0xFB5C;
 /// (2: conntrack entries carry their timeout and sequence adjustments;
 /// 3: routes carry their MTU metric; policy routing rules, kind 20, and
 /// netconf, kind 21, which a version-2 peer would refuse as unknown
-/// kinds, failing the whole batch; 4: nf_tables sets and their elements,
+/// kinds, failing the whole batch; 4: the Hello's election id, the
+/// Arbitration and Keepalive messages, nf_tables sets and their elements,
 /// kinds 22 and 23, and the ports' qdiscs, kind 24).
 pub const VERSION: u16 = 4;
 pub const HEADER_LEN: usize = 16;
@@ -103,6 +104,10 @@ pub enum ErrorCode {
     /// A limit of fpd: connections, frame size, idle time, a peer that
     /// does not read.
     Limit = 6,
+    /// A write from a sync session that is not the blade's primary
+    /// (a backup, or a primary taken over by a higher election id): not
+    /// applied; the connection stays open.
+    NotPrimary = 7,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,6 +117,10 @@ pub struct Hello {
     pub instance: u32,
     pub blade: u32,
     pub capabilities: u64,
+    /// A sync session's election id (`cmgrd --election-id`, FPC version
+    /// 4): of the sync sessions of a blade, the highest is the primary,
+    /// the only one whose writes are applied. 0 elsewhere.
+    pub election_id: u64,
     /// Free text for logs ("cmgrd3", "fpd1", "fpsync-check").
     pub name: String,
 }
@@ -190,6 +199,18 @@ pub enum Message {
     Stats(Vec<InterfaceStats>),
     /// fpd -> cmgrd on the sync connection: neighbours used or wanted.
     HitFlags(Vec<Hit>),
+    /// fpd -> every sync session of the blade, after its Hello and at
+    /// each change of primary: whether this session is the primary (its
+    /// writes applied) or a backup, and who the primary is.
+    Arbitration {
+        primary: bool,
+        primary_instance: u32,
+        primary_election_id: u64,
+    },
+    /// Both ways on a sync session, every second or so: a peer that sends
+    /// nothing for the peer timeout is taken for gone (a cut link, a
+    /// frozen host). Not acknowledged.
+    Keepalive,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -210,6 +231,8 @@ enum Kind {
     StatsRequest = 13,
     Stats = 14,
     HitFlags = 15,
+    Arbitration = 16,
+    Keepalive = 17,
 }
 
 impl Kind {
@@ -231,6 +254,8 @@ impl Kind {
             13 => StatsRequest,
             14 => Stats,
             15 => HitFlags,
+            16 => Arbitration,
+            17 => Keepalive,
             _ => {
                 return Err(DecodeError::BadValue {
                     what: "message kind",
@@ -307,6 +332,8 @@ impl Message {
             Message::StatsRequest => Kind::StatsRequest,
             Message::Stats(_) => Kind::Stats,
             Message::HitFlags(_) => Kind::HitFlags,
+            Message::Arbitration { .. } => Kind::Arbitration,
+            Message::Keepalive => Kind::Keepalive,
         }
     }
 
@@ -327,7 +354,17 @@ impl Message {
                 w.u32(h.instance);
                 w.u32(h.blade);
                 w.u64(h.capabilities);
+                w.u64(h.election_id);
                 w.str(&h.name);
+            }
+            Message::Arbitration {
+                primary,
+                primary_instance,
+                primary_election_id,
+            } => {
+                w.u8(u8::from(*primary));
+                w.u32(*primary_instance);
+                w.u64(*primary_election_id);
             }
             Message::SyncBegin { generation } | Message::SyncEnd { generation } => {
                 w.u64(*generation)
@@ -350,7 +387,10 @@ impl Message {
                 w.u16(*code);
                 w.str(message);
             }
-            Message::DumpRequest | Message::CountersRequest | Message::StatsRequest => {}
+            Message::DumpRequest
+            | Message::CountersRequest
+            | Message::StatsRequest
+            | Message::Keepalive => {}
             Message::DumpEnd { count } => w.u64(*count),
             Message::Counters(counters) => {
                 w.u32(counters.len() as u32);
@@ -435,9 +475,16 @@ impl Message {
                     instance: r.u32()?,
                     blade: r.u32()?,
                     capabilities: r.u64()?,
+                    election_id: r.u64()?,
                     name: r.str()?,
                 })
             }
+            Kind::Keepalive => Message::Keepalive,
+            Kind::Arbitration => Message::Arbitration {
+                primary: r.u8()? != 0,
+                primary_instance: r.u32()?,
+                primary_election_id: r.u64()?,
+            },
             Kind::SyncBegin => Message::SyncBegin {
                 generation: r.u64()?,
             },
@@ -647,6 +694,7 @@ mod tests {
                 instance: 3,
                 blade: 1,
                 capabilities: all_capabilities(),
+                election_id: 0,
                 name: "cmgrd3".into(),
             }),
             Message::Hello(Hello {
@@ -655,6 +703,7 @@ mod tests {
                 instance: 0,
                 blade: u32::MAX,
                 capabilities: 0,
+                election_id: 0,
                 name: String::new(),
             }),
             Message::SyncBegin { generation: 1 },
@@ -680,6 +729,12 @@ mod tests {
                 message: "version 2, not 1 — ünïcode".into(),
             },
             Message::DumpRequest,
+            Message::Keepalive,
+            Message::Arbitration {
+                primary: true,
+                primary_instance: 7,
+                primary_election_id: u64::MAX,
+            },
             Message::DumpEnd { count: 12345 },
             Message::CountersRequest,
             Message::Counters(vec![("routes4".into(), 1_000_000), ("links".into(), 0)]),

@@ -14,6 +14,7 @@ mod nftables;
 mod object;
 mod qdisc;
 mod rule;
+mod tls;
 mod transport;
 mod xfrm;
 mod xtables;
@@ -41,7 +42,10 @@ pub use qdisc::{Qdisc, TC_H_INGRESS};
 pub use rule::{
     action as rule_action, PortMatch, Rule, RuleKey, RuleSpec, FIB_RULE_FIND_SADDR, FIB_RULE_INVERT,
 };
-pub use transport::{connect, read_frame, Endpoint, QueryClient, Stream, TransportError};
+pub use tls::{
+    check_dial, client_from_options, install_client, server_config, ClientTcp, TlsError, TlsFiles,
+};
+pub use transport::{connect, over_tcp, read_frame, Endpoint, QueryClient, Stream, TransportError};
 pub use xfrm::{
     Encap, Lifetime, SaKey, Selector, SpKey, XfrmAlgo, XfrmReplay, XfrmSa, XfrmSp, XfrmTmpl,
 };

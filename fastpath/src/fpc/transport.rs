@@ -1,5 +1,6 @@
 //! Carrying FPC frames over Unix stream sockets (local blade) or TCP
-//! (remote blade), with tokio for the daemons and blocking I/O for tools.
+//! (remote blade, mutual TLS: see [`super::tls`]), with tokio for the
+//! daemons and blocking I/O for tools.
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
@@ -14,6 +15,7 @@ use super::message::{
     all_capabilities, parse_header, Header, Hello, Message, Role, HEADER_LEN, VERSION,
 };
 use super::object::Object;
+use super::tls;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
@@ -101,11 +103,30 @@ pub async fn connect(ep: &Endpoint) -> io::Result<Box<dyn Stream>> {
     Ok(match ep {
         Endpoint::Unix(p) => Box::new(tokio::net::UnixStream::connect(p).await?),
         Endpoint::Tcp(a) => {
+            tls::check_dial(a)?;
             let s = tokio::net::TcpStream::connect(a).await?;
             s.set_nodelay(true)?;
-            Box::new(s)
+            over_tcp(s, a).await?
         }
     })
+}
+
+/// A connected TCP stream to `addr` as this process's TCP policy says:
+/// the TLS handshake done (the blade's certificate checked), or plain to
+/// a loopback address; refused otherwise.
+pub async fn over_tcp(s: tokio::net::TcpStream, addr: &SocketAddr) -> io::Result<Box<dyn Stream>> {
+    Ok(match tls::dial(addr)? {
+        tls::Dial::Plain => Box::new(s),
+        tls::Dial::Tls(config, name) => {
+            let connector = tokio_rustls::TlsConnector::from(config);
+            Box::new(connector.connect(name, s).await.map_err(tls_failed)?)
+        }
+    })
+}
+
+/// A failed handshake, said as such.
+fn tls_failed(e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("TLS handshake failed: {e}"))
 }
 
 /// A blocking FPC client for tools: the equivalence check, benchmarks, the
@@ -130,10 +151,24 @@ impl QueryClient {
                 Box::new(s)
             }
             Endpoint::Tcp(a) => {
-                let s = std::net::TcpStream::connect_timeout(a, timeout)?;
+                let dial = tls::dial(a)?;
+                let mut s = std::net::TcpStream::connect_timeout(a, timeout)?;
                 s.set_read_timeout(Some(timeout))?;
+                s.set_write_timeout(Some(timeout))?;
                 s.set_nodelay(true)?;
-                Box::new(s)
+                match dial {
+                    tls::Dial::Plain => Box::new(s),
+                    tls::Dial::Tls(config, name) => {
+                        let mut tls = rustls::ClientConnection::new(config, name)
+                            .map_err(|e| io::Error::other(e.to_string()))?;
+                        // Handshake now, so that a refused certificate
+                        // is said as such rather than as a bad frame.
+                        while tls.is_handshaking() {
+                            tls.complete_io(&mut s).map_err(tls_failed)?;
+                        }
+                        Box::new(rustls::StreamOwned::new(tls, s))
+                    }
+                }
             }
         };
         let mut client = QueryClient {
@@ -146,6 +181,7 @@ impl QueryClient {
                 instance: 0,
                 blade: 0,
                 capabilities: 0,
+                election_id: 0,
                 name: String::new(),
             },
         };
@@ -155,6 +191,7 @@ impl QueryClient {
             instance: 0,
             blade: 0,
             capabilities: all_capabilities(),
+            election_id: 0,
             name: name.to_owned(),
         }))?;
         match client.recv()? {

@@ -148,6 +148,9 @@ pub fn logs_to_stderr() -> bool {
 pub struct Client {
     pub stream: UnixStream,
     seq: u64,
+    /// The Arbitration frames fpd sent a sync session (set aside by
+    /// `recv`, like any unsolicited report).
+    pub arbitrations: Vec<Message>,
 }
 
 impl Client {
@@ -155,7 +158,11 @@ impl Client {
         let stream = UnixStream::connect(path)?;
         stream.set_read_timeout(Some(Duration::from_secs(20)))?;
         stream.set_write_timeout(Some(Duration::from_secs(20)))?;
-        Ok(Client { stream, seq: 0 })
+        Ok(Client {
+            stream,
+            seq: 0,
+            arbitrations: Vec::new(),
+        })
     }
 
     /// Sends a frame; returns its sequence number.
@@ -171,8 +178,21 @@ impl Client {
         self.stream.write_all(bytes)
     }
 
-    /// The next frame, or `None` at the end of the stream.
+    /// The next frame but Arbitration (kept in `arbitrations`) and
+    /// Keepalive, or `None`
+    /// at the end of the stream.
     pub fn recv(&mut self) -> io::Result<Option<(Header, Message)>> {
+        loop {
+            match self.recv_any()? {
+                Some((_, m @ Message::Arbitration { .. })) => self.arbitrations.push(m),
+                Some((_, Message::Keepalive)) => {}
+                other => return Ok(other),
+            }
+        }
+    }
+
+    /// The next frame, or `None` at the end of the stream.
+    pub fn recv_any(&mut self) -> io::Result<Option<(Header, Message)>> {
         let mut raw = [0u8; HEADER_LEN];
         let mut got = 0;
         while got < HEADER_LEN {
@@ -214,6 +234,7 @@ impl Client {
             instance: 3,
             blade,
             capabilities: all_capabilities(),
+            election_id: 0,
             name: "fpsync-test".into(),
         }));
         match self.expect() {

@@ -14,6 +14,10 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let options = Options::from_matches(&matches);
+    if let Err(e) = options.install_tcp_policy() {
+        eprintln!("cmgrd: {e}");
+        return ExitCode::FAILURE;
+    }
     // -d wins over an inherited FPSYNC_LOG; without it, FPSYNC_LOG (or info).
     if options.debug != 0 || std::env::var_os(fastpath::logging::ENV_VAR).is_none() {
         // One thread so far: nothing reads the environment concurrently.

@@ -11,6 +11,13 @@ use instance::features::Features;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let endpoint = cli.fpc.unwrap_or_else(|| Endpoint::for_blade(cli.blade));
+    match cli.tls.client() {
+        Ok(policy) => fastpath::fpc::install_client(policy),
+        Err(e) => {
+            eprintln!("fpsync-check: {e}");
+            return ExitCode::from(2);
+        }
+    }
     let wait = cli.wait;
     let features = Features {
         bpf_all: cli.sync_bpf_all,
