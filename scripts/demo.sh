@@ -43,11 +43,15 @@ ip -n "$ns" -6 route add 2001:db8:99::/64 via 2001:db8::2
 ip -n "$ns" neigh add 10.0.0.2 lladdr 02:00:00:00:00:02 dev veth0
 set +x
 
-echo "== changing netfilter with nft, iptables-legacy and conntrack"
+echo "== changing netfilter with nft (sets too), iptables-legacy, conntrack, and a tc shaper"
 set -x
 ip netns exec "$ns" nft add table inet demo
 ip netns exec "$ns" nft add chain inet demo input '{ type filter hook input priority 0; policy accept; }'
 ip netns exec "$ns" nft add rule inet demo input tcp dport 22 counter accept
+ip netns exec "$ns" nft add set inet demo admins '{ type ipv4_addr; flags interval; }'
+ip netns exec "$ns" nft add element inet demo admins '{ 10.0.0.0/28, 10.0.0.100-10.0.0.120 }'
+ip netns exec "$ns" nft add rule inet demo input ip saddr @admins tcp dport '{ 443, 8443 }' accept
+ip netns exec "$ns" tc qdisc add dev veth1 root tbf rate 10mbit burst 32k latency 50ms
 ip netns exec "$ns" iptables-legacy -A INPUT -s 10.0.0.0/24 -p udp --dport 53 -j ACCEPT
 ip netns exec "$ns" iptables-legacy -t nat -A POSTROUTING -o veth0 -j MASQUERADE
 ip netns exec "$ns" conntrack -I -p udp -s 10.0.0.1 -d 10.0.0.9 --sport 5000 --dport 53 --timeout 120 2>/dev/null
