@@ -9,7 +9,9 @@
 //!   `/etc/cmgr@%i.env`), and the restart policy in systemd's terms:
 //!   `RESTART_SEC`, `RESTART_MAX_DELAY_SEC`, `START_LIMIT_BURST`,
 //!   `START_LIMIT_INTERVAL_SEC`, `TIMEOUT_START_SEC`, `TIMEOUT_STOP_SEC`,
-//!   and `QUERY_TIMEOUT_SEC` (each child's share of an aggregated query).
+//!   `QUERY_TIMEOUT_SEC` (the bound of each exchange with a child), and
+//!   `REPORT_INTERVAL_SEC` (how often each running child is asked for its
+//!   state, counters and resources; at least 10 ms).
 //! * for each instance, `/etc/cmgr.env` (or `$CONF_FILE_cmgr`), then its own
 //!   file on top: `CMGR_NETNS` (default: fpsyncd's namespace),
 //!   `CMGR_BLADES` (default: the blade numbered like the instance),
@@ -96,7 +98,13 @@ pub struct Config {
     pub start_timeout: Duration,
     pub stop_timeout: Duration,
     pub query_timeout: Duration,
+    /// How often the collector asks each running child.
+    pub report_interval: Duration,
 }
+
+/// The shortest report interval accepted: below it the collector would be
+/// a busy loop over every child.
+pub const MIN_REPORT_INTERVAL: Duration = Duration::from_millis(10);
 
 impl Config {
     /// Loads the configuration the way `linux-fp-sync.sh` would, from the
@@ -247,6 +255,16 @@ impl Config {
             start_timeout: dur("TIMEOUT_START_SEC", "30s")?,
             stop_timeout: dur("TIMEOUT_STOP_SEC", "5s")?,
             query_timeout: dur("QUERY_TIMEOUT_SEC", "1s")?,
+            report_interval: match dur("REPORT_INTERVAL_SEC", "1s")? {
+                d if d < MIN_REPORT_INTERVAL => {
+                    return Err(bad(
+                        &global,
+                        "REPORT_INTERVAL_SEC",
+                        format!("{d:?} is shorter than {MIN_REPORT_INTERVAL:?}"),
+                    ))
+                }
+                d => d,
+            },
         })
     }
 

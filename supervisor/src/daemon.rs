@@ -102,6 +102,7 @@ async fn serve(
         instances.clone(),
         blades.clone(),
         core.initial_props(),
+        core.resources(),
     )
     .await?;
     // READY=1, STATUS= and WATCHDOG=1 come from the core's loop.
@@ -124,7 +125,7 @@ async fn serve(
         );
     }
 
-    let publisher = Publisher::new(conn.clone(), requests_tx);
+    let publisher = Publisher::new(conn.clone(), requests_tx, core.resources());
     let publish_task = tokio::spawn(bus::publish(publisher, publish_rx).in_current_span());
 
     let stop = shutdown.clone();

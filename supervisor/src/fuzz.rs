@@ -30,6 +30,7 @@ const VARIABLES: &[&str] = &[
     "TIMEOUT_START_SEC",
     "TIMEOUT_STOP_SEC",
     "QUERY_TIMEOUT_SEC",
+    "REPORT_INTERVAL_SEC",
     "CMGR_NETNS",
     "CMGR_BLADES",
     "CMGR_OPTIONS",

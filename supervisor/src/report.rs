@@ -1,16 +1,18 @@
-//! The aggregated views (`Status()`, `Statistics()`, the IPsec HA switch):
-//! every running child is queried in parallel with its own deadline; a child
-//! that does not answer gets an `error` member, never a hang.
+//! The aggregated views (`Status()`, `Statistics()`), built from memory:
+//! the core's view of each child and what the collector last heard from it
+//! (see `collect`), each child's figures with their age, a stale child
+//! with its error. Nothing here does I/O, so a call never waits on a child.
+//! The IPsec HA switch is still a live console call (it changes state).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fastpath::fpc::Endpoint;
+use fpsync_dbus::{Resources, Unit};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
-use tokio::task::JoinSet;
 
-use crate::probe::{self, ProbeError};
+use crate::collect::{Data, Heard};
 
 /// One child as the core sees it, for a report.
 #[derive(Debug, Clone, Serialize)]
@@ -37,15 +39,36 @@ pub struct ChildView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_failure: Option<String>,
     #[serde(skip)]
-    pub fpc: Option<Endpoint>,
-    /// Instances: the sync state the supervisor's watch read last, and when.
+    pub unit: Option<Unit>,
+    /// The run the collector's entry must belong to.
     #[serde(skip)]
-    pub watched: Option<(probe::SyncInfo, Instant)>,
+    pub run: u64,
 }
 
 impl ChildView {
-    fn running(&self) -> bool {
+    pub fn running(&self) -> bool {
         self.active_state == "active"
+    }
+}
+
+/// What a report is built from: the core's views, the collector's store
+/// and the sampled resources, as of `now`.
+pub struct Inputs<'a> {
+    pub views: &'a [ChildView],
+    pub heard: &'a BTreeMap<Unit, Arc<Heard>>,
+    pub resources: &'a BTreeMap<Unit, Resources>,
+    pub interval: Duration,
+    pub now: Instant,
+}
+
+impl Inputs<'_> {
+    /// What was heard of `v`'s current run.
+    pub fn heard(&self, v: &ChildView) -> Option<&Heard> {
+        let unit = v.unit?;
+        self.heard
+            .get(&unit)
+            .map(|h| h.as_ref())
+            .filter(|h| h.run == v.run && v.running())
     }
 }
 
@@ -62,51 +85,6 @@ const TABLES: [&str; 6] = [
 /// Counters that are not quantities and are not summed.
 const NOT_SUMMED: [&str; 1] = ["generation"];
 
-/// How old an instance's watched sync state may be to stand for a live
-/// query (the watch reads it every 250 ms).
-const WATCH_FRESH: Duration = Duration::from_secs(1);
-
-enum Reply {
-    /// The sync info, and its age when it came from the watch.
-    Instance(u32, Result<probe::SyncInfo, ProbeError>, Option<Duration>),
-    Blade(u32, Result<(u32, Vec<(String, u64)>), ProbeError>),
-}
-
-/// Queries every running child of `views` in parallel. An instance's sync
-/// state comes from the supervisor's own watch when it is fresh (the watch
-/// polls every instance anyway; asking again would double the load of a
-/// status poller), else from its console.
-async fn query(views: &[ChildView], timeout: Duration) -> Vec<Reply> {
-    let mut set = JoinSet::new();
-    let mut out = Vec::new();
-    for v in views.iter().filter(|v| v.running()) {
-        let id = v.id;
-        match (v.kind, &v.fpc) {
-            ("instance", _) => match &v.watched {
-                Some((info, at)) if at.elapsed() < WATCH_FRESH => {
-                    out.push(Reply::Instance(id, Ok(info.clone()), Some(at.elapsed())));
-                }
-                _ => {
-                    set.spawn(async move {
-                        Reply::Instance(id, probe::sync_info(id, timeout).await, None)
-                    });
-                }
-            },
-            (_, Some(ep)) => {
-                let ep = ep.clone();
-                set.spawn(async move { Reply::Blade(id, probe::fpd_counters(&ep, timeout).await) });
-            }
-            _ => {}
-        }
-    }
-    while let Some(r) = set.join_next().await {
-        if let Ok(r) = r {
-            out.push(r);
-        }
-    }
-    out
-}
-
 fn not_running(v: &ChildView) -> Value {
     json!(format!("not running ({} {})", v.active_state, v.sub_state))
 }
@@ -118,65 +96,81 @@ fn object(v: &ChildView) -> Map<String, Value> {
     }
 }
 
+fn millis(d: Duration) -> u64 {
+    d.as_millis().min(u64::MAX as u128) as u64
+}
+
+/// Why `v` has no fresh figures (not running, not heard yet, stale), if so.
+fn problem(inputs: &Inputs, v: &ChildView) -> Option<Value> {
+    if !v.running() {
+        return Some(not_running(v));
+    }
+    match inputs.heard(v) {
+        None => Some(json!("not watched yet")),
+        Some(h) => h.stale(inputs.now, inputs.interval).map(Value::from),
+    }
+}
+
 /// `Status()`: lifecycle and sync state of every child, each blade's table
-/// sizes.
-pub async fn status(header: Value, views: Vec<ChildView>, timeout: Duration) -> String {
-    let replies = query(&views, timeout).await;
+/// sizes, each child's resources, and the age of its figures.
+pub fn status(header: Value, inputs: &Inputs) -> String {
     let mut instances = Vec::new();
     let mut blades = Vec::new();
-    for v in &views {
+    for v in inputs.views {
         let mut o = object(v);
-        if !v.running() {
-            o.insert("error".into(), not_running(v));
+        let heard = inputs.heard(v);
+        if let Some(h) = heard {
+            let age = h.age(inputs.now).map(millis);
+            o.insert("report_age_ms".into(), json!(age));
+            o.insert(
+                "stale".into(),
+                json!(h.stale(inputs.now, inputs.interval).is_some()),
+            );
         }
-        for r in &replies {
-            match r {
-                Reply::Instance(id, res, age) if v.kind == "instance" && *id == v.id => match res {
-                    Ok(info) => {
-                        o.insert("sync_state".into(), json!(info.sync_state()));
-                        o.insert(
-                            "sync_age_ms".into(),
-                            json!(age.map(|a| a.as_millis() as u64).unwrap_or(0)),
-                        );
-                        for k in [
-                            "generation",
-                            "overruns",
-                            "resyncs",
-                            "reconciles",
-                            "silent_deletions",
-                        ] {
-                            if let Some(x) = info.sync.get(k) {
-                                o.insert(k.into(), x.clone());
-                            }
-                        }
-                        if let Some(c) = info.sync.get("cache") {
-                            o.insert("cache".into(), c.clone());
-                        }
+        if let Some(e) = problem(inputs, v) {
+            o.insert("error".into(), e);
+        }
+        if let Some(r) = v.unit.and_then(|u| inputs.resources.get(&u)) {
+            o.insert("memory_current".into(), json!(r.memory_current));
+            o.insert("cpu_usage_nsec".into(), json!(r.cpu_usage_nsec));
+            o.insert("tasks_current".into(), json!(r.tasks_current));
+        }
+        match heard.and_then(|h| Some((h, h.data.as_ref()?))) {
+            Some((h, Data::Instance { sync, .. })) => {
+                o.insert("sync_state".into(), json!(sync.sync_state()));
+                o.insert(
+                    "sync_age_ms".into(),
+                    json!(h.age(inputs.now).map(millis).unwrap_or(0)),
+                );
+                for k in [
+                    "generation",
+                    "overruns",
+                    "resyncs",
+                    "reconciles",
+                    "silent_deletions",
+                ] {
+                    if let Some(x) = sync.sync.get(k) {
+                        o.insert(k.into(), x.clone());
                     }
-                    Err(e) => {
-                        o.insert("error".into(), json!(e.to_string()));
-                    }
-                },
-                Reply::Blade(id, res) if v.kind == "blade" && *id == v.id => match res {
-                    Ok((_, counters)) => {
-                        let get = |k: &str| counters.iter().find(|(n, _)| n == k).map(|(_, x)| *x);
-                        let tables: Map<String, Value> = TABLES
-                            .iter()
-                            .filter_map(|k| get(k).map(|x| ((*k).to_owned(), json!(x))))
-                            .collect();
-                        o.insert("tables".into(), Value::Object(tables));
-                        for k in ["generation", "sync_connected"] {
-                            if let Some(x) = get(k) {
-                                o.insert(k.into(), json!(x));
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        o.insert("error".into(), json!(e.to_string()));
-                    }
-                },
-                _ => {}
+                }
+                if let Some(c) = sync.sync.get("cache") {
+                    o.insert("cache".into(), c.clone());
+                }
             }
+            Some((_, Data::Blade { counters })) => {
+                let get = |k: &str| counters.iter().find(|(n, _)| n == k).map(|(_, x)| *x);
+                let tables: Map<String, Value> = TABLES
+                    .iter()
+                    .filter_map(|k| get(k).map(|x| ((*k).to_owned(), json!(x))))
+                    .collect();
+                o.insert("tables".into(), Value::Object(tables));
+                for k in ["generation", "sync_connected"] {
+                    if let Some(x) = get(k) {
+                        o.insert(k.into(), json!(x));
+                    }
+                }
+            }
+            None => {}
         }
         if v.kind == "instance" {
             instances.push(Value::Object(o));
@@ -190,6 +184,7 @@ pub async fn status(header: Value, views: Vec<ChildView>, timeout: Duration) -> 
     };
     out.insert("instances".into(), Value::Array(instances));
     out.insert("blades".into(), Value::Array(blades));
+    out.insert("report_interval_ms".into(), json!(millis(inputs.interval)));
     Value::Object(out).to_string()
 }
 
@@ -224,60 +219,44 @@ fn sum_queues(instances: &Map<String, Value>) -> BTreeMap<String, u64> {
 }
 
 /// `Statistics()`: every blade's counters and their sums; every instance's
-/// queues and their sums; an error per child that did not answer.
-pub async fn statistics(views: Vec<ChildView>, timeout: Duration) -> String {
-    let replies = query(&views, timeout).await;
+/// queues and their sums, and its blades' ports; the age of each child's
+/// figures (`age_ms`, by "blade B" / "instance N"); an error per child not
+/// running, not heard yet, or stale (its last figures are still given).
+pub fn statistics(inputs: &Inputs) -> String {
     let mut per_blade = BTreeMap::new();
     let mut instances = Map::new();
     let mut errors = Map::new();
-    for v in views.iter().filter(|v| !v.running()) {
-        errors.insert(format!("{} {}", v.kind, v.id), not_running(v));
-    }
-    for r in replies {
-        match r {
-            Reply::Blade(id, Ok((_, counters))) => {
-                per_blade.insert(id, counters);
-            }
-            Reply::Blade(id, Err(e)) => {
-                errors.insert(format!("blade {id}"), json!(e.to_string()));
-            }
-            Reply::Instance(id, Ok(info), age) => {
-                instances.insert(
-                    id.to_string(),
-                    json!({
-                        "sync_state": info.sync_state(),
-                        "sync": info.sync,
-                        "queue": info.queue,
-                        "age_ms": age.map(|a| a.as_millis() as u64).unwrap_or(0),
-                    }),
-                );
-            }
-            Reply::Instance(id, Err(e), _) => {
-                errors.insert(format!("instance {id}"), json!(e.to_string()));
-            }
+    let mut ages = Map::new();
+    for v in inputs.views {
+        let who = format!("{} {}", v.kind, v.id);
+        if let Some(e) = problem(inputs, v) {
+            errors.insert(who.clone(), e);
         }
-    }
-    // Each instance's view of its blades' ports: the fast path's counters
-    // (as fpd reported them to cmgrd) beside Linux's own.
-    let ids: Vec<u32> = instances.keys().filter_map(|k| k.parse().ok()).collect();
-    let answers = futures_join(ids.iter().map(|id| {
-        let id = *id;
-        async move {
-            (
-                id,
-                probe::console(id, &["show stats --json"], timeout).await,
-            )
-        }
-    }))
-    .await;
-    for (id, answer) in answers {
-        let entry = &mut instances[&id.to_string()];
-        match answer.map(|mut a| a.remove(0)) {
-            Ok(text) => match serde_json::from_str::<Value>(text.trim()) {
-                Ok(v) => entry["interfaces"] = v["blades"].clone(),
-                Err(_) => entry["interfaces_error"] = json!(text.lines().next().unwrap_or("")),
-            },
-            Err(e) => entry["interfaces_error"] = json!(e.to_string()),
+        let Some(h) = inputs.heard(v) else {
+            continue;
+        };
+        let Some(data) = &h.data else {
+            continue;
+        };
+        let age = h.age(inputs.now).map(millis).unwrap_or(0);
+        ages.insert(who, json!(age));
+        match data {
+            Data::Blade { counters } => {
+                per_blade.insert(v.id, counters.clone());
+            }
+            Data::Instance { sync, stats } => {
+                let mut entry = json!({
+                    "sync_state": sync.sync_state(),
+                    "sync": sync.sync,
+                    "queue": sync.queue,
+                    "age_ms": age,
+                });
+                match stats {
+                    Ok(s) => entry["interfaces"] = s["blades"].clone(),
+                    Err(e) => entry["interfaces_error"] = json!(e),
+                }
+                instances.insert(v.id.to_string(), entry);
+            }
         }
     }
     let total = sum(&per_blade);
@@ -295,24 +274,9 @@ pub async fn statistics(views: Vec<ChildView>, timeout: Duration) -> String {
         "instances": instances,
         "instances_total": {"queue": queue_total},
         "errors": errors,
+        "age_ms": ages,
     })
     .to_string()
-}
-
-/// Runs futures concurrently and collects their outputs in order.
-async fn futures_join<F>(futs: impl Iterator<Item = F>) -> Vec<F::Output>
-where
-    F: std::future::Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    let handles: Vec<_> = futs.map(tokio::spawn).collect();
-    let mut out = Vec::with_capacity(handles.len());
-    for h in handles {
-        if let Ok(v) = h.await {
-            out.push(v);
-        }
-    }
-    out
 }
 
 /// Reads "IPsec High Availability enabled|disabled".
