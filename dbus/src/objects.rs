@@ -124,6 +124,17 @@ impl SupervisorObject {
         text(call(&self.requests, conn, &header, Command::Statistics).await?)
     }
 
+    /// Every counter of `Statistics()`, with the children's states,
+    /// restarts and resources, in the OpenMetrics text format (what the
+    /// metrics endpoint serves).
+    async fn metrics(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<String, Error> {
+        text(call(&self.requests, conn, &header, Command::Metrics).await?)
+    }
+
     /// Blade -> whether IPsec HA (SA sequence number sync) is on for it.
     async fn ipsec_ha_status(
         &self,

@@ -80,8 +80,14 @@ enum Cmd {
         instance: Option<u32>,
         #[arg(short = 'b', value_name = "B")]
         blade: Option<u32>,
-        #[arg(long)]
+        /// The same as --format json.
+        #[arg(long, conflicts_with = "format")]
         json: bool,
+        /// table (for people), json, or openmetrics (`show stats` only:
+        /// every counter of every child, the text the metrics endpoint
+        /// serves).
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
     },
     /// `ipsec ha show|enable|disable [-b B]...`
     Ipsec {
@@ -132,6 +138,13 @@ enum Show {
     Queue,
     Interfaces,
     SyncFeatures,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Table,
+    Json,
+    Openmetrics,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -299,7 +312,28 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
             instance,
             blade,
             json,
-        } => show(&address, what, instance, blade, json).await,
+            format,
+        } => match (format, what) {
+            (Format::Openmetrics, Show::Stats) if instance.is_none() && blade.is_none() => {
+                openmetrics(&address).await
+            }
+            (Format::Openmetrics, Show::Stats) => Err(CliError::Msg(
+                "--format openmetrics shows every child: drop -I/-b (select with labels)".into(),
+            )),
+            (Format::Openmetrics, _) => Err(CliError::Msg(
+                "--format openmetrics is for `show stats` only".into(),
+            )),
+            _ => {
+                show(
+                    &address,
+                    what,
+                    instance,
+                    blade,
+                    json || format == Format::Json,
+                )
+                .await
+            }
+        },
         Cmd::Ipsec {
             action,
             blades,
@@ -846,6 +880,14 @@ async fn show(
             }
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `show stats --format openmetrics`: what `Metrics()` answers, as is.
+async fn openmetrics(address: &Option<String>) -> Result<ExitCode, CliError> {
+    let conn = connect(address).await?;
+    let p = proxy(&conn).await?;
+    print!("{}", p.metrics().await?);
     Ok(ExitCode::SUCCESS)
 }
 

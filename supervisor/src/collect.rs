@@ -41,12 +41,13 @@ use crate::probe::{self, ConsoleSession, FpcSession, ProbeError, SyncInfo};
 /// How often an instance not yet in sync is asked.
 pub const SYNC_POLL: Duration = Duration::from_millis(250);
 
-/// The console commands of one instance round: its sync state, its queues
-/// and its interfaces' counters.
-const INSTANCE_COMMANDS: [&str; 3] = [
+/// The console commands of one instance round: its sync state, its
+/// queues, its interfaces' counters and its netlink sockets' counters.
+const INSTANCE_COMMANDS: [&str; 4] = [
     probe::SYNC_COMMANDS[0],
     probe::SYNC_COMMANDS[1],
     "show stats --json",
+    "show netlink --json",
 ];
 
 /// What a child said last.
@@ -56,6 +57,8 @@ pub enum Data {
         sync: SyncInfo,
         /// `show stats --json` (each blade's ports), or why not.
         stats: Result<Value, String>,
+        /// `show netlink --json` (each socket's messages), or why not.
+        netlink: Result<Value, String>,
     },
     Blade {
         counters: Vec<(String, u64)>,
@@ -244,9 +247,14 @@ impl Watcher {
                 };
                 let answers = c.ask(&INSTANCE_COMMANDS).await?;
                 let sync = probe::parse_sync_info(&answers[0], &answers[1])?;
-                let stats =
-                    probe::parse_json(INSTANCE_COMMANDS[2], &answers[2]).map_err(|e| e.to_string());
-                Ok(Data::Instance { sync, stats })
+                let json = |i: usize| {
+                    probe::parse_json(INSTANCE_COMMANDS[i], &answers[i]).map_err(|e| e.to_string())
+                };
+                Ok(Data::Instance {
+                    sync,
+                    stats: json(2),
+                    netlink: json(3),
+                })
             }
             (Unit::Blade(id), Some(ep)) => {
                 if !matches!(session, Session::Fpc(_)) {
@@ -303,12 +311,14 @@ pub fn sample(pids: &[(Unit, u32)]) -> BTreeMap<Unit, Resources> {
 }
 
 /// Samples the resources of the children `pids` returns every `interval`
+/// (and at once when `changed` is notified: a child started or exited)
 /// into `table`, on the blocking pool (reading /proc blocks), until
 /// `token` is cancelled.
 pub async fn sample_resources(
     pids: impl Fn() -> Vec<(Unit, u32)> + Send,
     table: ResourceTable,
     interval: Duration,
+    changed: Arc<tokio::sync::Notify>,
     token: CancellationToken,
 ) {
     loop {
@@ -323,6 +333,7 @@ pub async fn sample_resources(
         }
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
+            _ = changed.notified() => {}
             _ = token.cancelled() => return,
         }
     }

@@ -11,7 +11,9 @@
 //!   `START_LIMIT_INTERVAL_SEC`, `TIMEOUT_START_SEC`, `TIMEOUT_STOP_SEC`,
 //!   `QUERY_TIMEOUT_SEC` (the bound of each exchange with a child), and
 //!   `REPORT_INTERVAL_SEC` (how often each running child is asked for its
-//!   state, counters and resources; at least 10 ms).
+//!   state, counters and resources; at least 10 ms), and `METRICS_LISTEN`
+//!   (a loopback `address:port` for the OpenMetrics endpoint; unset or
+//!   empty: none).
 //! * for each instance, `/etc/cmgr.env` (or `$CONF_FILE_cmgr`), then its own
 //!   file on top: `CMGR_NETNS` (default: fpsyncd's namespace),
 //!   `CMGR_BLADES` (default: the blade numbered like the instance),
@@ -100,6 +102,25 @@ pub struct Config {
     pub query_timeout: Duration,
     /// How often the collector asks each running child.
     pub report_interval: Duration,
+    /// Where the metrics endpoint listens (None: off).
+    pub metrics_listen: Option<std::net::SocketAddr>,
+}
+
+/// A metrics endpoint address: `IP:PORT` (`[IPv6]:PORT`) on a loopback
+/// address, so that the endpoint is no way in from the network.
+pub fn parse_metrics_listen(value: &str) -> Result<std::net::SocketAddr, String> {
+    let addr: std::net::SocketAddr = value.parse().map_err(|_| {
+        format!(
+            "{} is not an address:port (such as 127.0.0.1:9469)",
+            quoted_prefix(value)
+        )
+    })?;
+    if !addr.ip().is_loopback() {
+        return Err(format!(
+            "{addr} is not a loopback address: the metrics endpoint listens on 127.0.0.0/8 or ::1 only"
+        ));
+    }
+    Ok(addr)
 }
 
 /// The shortest report interval accepted: below it the collector would be
@@ -255,6 +276,12 @@ impl Config {
             start_timeout: dur("TIMEOUT_START_SEC", "30s")?,
             stop_timeout: dur("TIMEOUT_STOP_SEC", "5s")?,
             query_timeout: dur("QUERY_TIMEOUT_SEC", "1s")?,
+            metrics_listen: match global.non_empty("METRICS_LISTEN") {
+                None => None,
+                Some(v) => {
+                    Some(parse_metrics_listen(v).map_err(|e| bad(&global, "METRICS_LISTEN", e))?)
+                }
+            },
             report_interval: match dur("REPORT_INTERVAL_SEC", "1s")? {
                 d if d < MIN_REPORT_INTERVAL => {
                     return Err(bad(

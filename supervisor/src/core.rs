@@ -37,6 +37,7 @@ use tracing::{error, info, warn};
 
 use crate::collect::{self, Store, Watcher};
 use crate::config::Config;
+use crate::metrics;
 use crate::notify::{self, Watch};
 use crate::policy::{Outcome, StartHistory};
 use crate::probe;
@@ -267,6 +268,8 @@ pub struct Core {
     resources: ResourceTable,
     /// The running children's pids, for the sampler.
     pids: Arc<std::sync::Mutex<Vec<(Unit, u32)>>>,
+    /// Tells the sampler that `pids` changed.
+    pids_changed: Arc<tokio::sync::Notify>,
     /// systemd's notification socket and watchdog, when it listens.
     watch: Option<Watch>,
 }
@@ -310,6 +313,7 @@ impl Core {
             store: Store::default(),
             resources: ResourceTable::default(),
             pids: Arc::default(),
+            pids_changed: Arc::default(),
             watch: None,
         }
     }
@@ -349,6 +353,7 @@ impl Core {
             move || pids.lock().map(|p| p.clone()).unwrap_or_default(),
             self.resources.clone(),
             self.config.report_interval,
+            self.pids_changed.clone(),
             self.tasks.clone(),
         ));
         let blades: Vec<Unit> = self
@@ -416,6 +421,7 @@ impl Core {
         if let Ok(mut p) = self.pids.lock() {
             *p = running().map(|c| (c.unit, c.pid())).collect();
         }
+        self.pids_changed.notify_one();
     }
 
     // ---- starting --------------------------------------------------------
@@ -1057,6 +1063,11 @@ impl Core {
             }
             Command::Statistics => {
                 let text = self.report(report::statistics);
+                let _ = reply.send(Ok(Answer::Text(text)));
+            }
+            Command::Metrics => {
+                let state = self.state.clone();
+                let text = self.report(|inputs| metrics::render(&state, inputs));
                 let _ = reply.send(Ok(Answer::Text(text)));
             }
             Command::IpsecHaStatus => self.ipsec_ha(None, reply),

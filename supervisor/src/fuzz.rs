@@ -31,6 +31,7 @@ const VARIABLES: &[&str] = &[
     "TIMEOUT_STOP_SEC",
     "QUERY_TIMEOUT_SEC",
     "REPORT_INTERVAL_SEC",
+    "METRICS_LISTEN",
     "CMGR_NETNS",
     "CMGR_BLADES",
     "CMGR_OPTIONS",

@@ -24,11 +24,13 @@ pub mod fpsyncd_cli;
 #[cfg(test)]
 mod fuzz;
 mod install;
+mod metrics;
 mod notify;
 mod policy;
 mod probe;
 mod process;
 mod report;
+mod scrape;
 
 pub use bus::BusChoice;
 pub use daemon::{find_program, run, DaemonError, Options};

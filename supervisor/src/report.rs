@@ -13,6 +13,7 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use crate::collect::{Data, Heard};
+use crate::metrics;
 
 /// One child as the core sees it, for a report.
 #[derive(Debug, Clone, Serialize)]
@@ -72,15 +73,9 @@ impl Inputs<'_> {
     }
 }
 
-/// The counters of a blade that make its table sizes.
-const TABLES: [&str; 6] = [
-    "links",
-    "addresses",
-    "routes4",
-    "routes6",
-    "nexthops",
-    "neighbours",
-];
+/// The blade tables `Status()` shows the sizes of (the first of those
+/// the metrics export).
+const TABLES: &[&str] = metrics::TABLES.split_at(6).0;
 
 /// Counters that are not quantities and are not summed.
 const NOT_SUMMED: [&str; 1] = ["generation"];
@@ -244,7 +239,11 @@ pub fn statistics(inputs: &Inputs) -> String {
             Data::Blade { counters } => {
                 per_blade.insert(v.id, counters.clone());
             }
-            Data::Instance { sync, stats } => {
+            Data::Instance {
+                sync,
+                stats,
+                netlink,
+            } => {
                 let mut entry = json!({
                     "sync_state": sync.sync_state(),
                     "sync": sync.sync,
@@ -254,6 +253,10 @@ pub fn statistics(inputs: &Inputs) -> String {
                 match stats {
                     Ok(s) => entry["interfaces"] = s["blades"].clone(),
                     Err(e) => entry["interfaces_error"] = json!(e),
+                }
+                match netlink {
+                    Ok(n) => entry["netlink"] = n.clone(),
+                    Err(e) => entry["netlink_error"] = json!(e),
                 }
                 instances.insert(v.id.to_string(), entry);
             }

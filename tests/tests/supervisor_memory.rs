@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use fpsync_tests::{unique, wait_until, Netns};
 use serde_json::Value;
-use supervisor_common::{Bus, InstanceSpec, Supervisor};
+use supervisor_common::{Supervisor, Tree};
 
 /// The report interval these scenarios configure.
 const INTERVAL: Duration = Duration::from_millis(300);
@@ -49,30 +49,13 @@ fn timed(s: &Supervisor, method: &str) -> (Value, Duration) {
     (v, t.elapsed())
 }
 
-/// fpsyncd on a private bus; fields drop in order, fpsyncd first.
-struct Tree {
-    s: Supervisor,
-    _bus: Bus,
-}
-
-/// One instance `id` in `ns` feeding blade `id`.
+/// One instance `id` in `ns` feeding blade `id`, asked every [`INTERVAL`].
 fn start(ns: &Netns, id: u32) -> Tree {
-    let bus = Bus::start();
-    let s = Supervisor::start(
-        &[InstanceSpec {
-            id,
-            netns: ns.name.clone(),
-            blades: vec![id],
-        }],
-        &bus.address,
-        None,
-        &format!(
-            "REPORT_INTERVAL_SEC={}ms\nQUERY_TIMEOUT_SEC=2s\n",
-            INTERVAL.as_millis()
-        ),
+    let extra = format!(
+        "REPORT_INTERVAL_SEC={}ms\nQUERY_TIMEOUT_SEC=2s\n",
+        INTERVAL.as_millis()
     );
-    s.wait_state("running", Duration::from_secs(20));
-    Tree { s, _bus: bus }
+    Tree::one(&ns.name, id, &extra)
 }
 
 #[test]
