@@ -37,6 +37,7 @@ use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
 use tokio_util::sync::CancellationToken;
 
 use crate::probe::{self, ConsoleSession, FpcSession, ProbeError, SyncInfo};
+use crate::report::{self, Fragments};
 
 /// How often an instance not yet in sync is asked.
 pub const SYNC_POLL: Duration = Duration::from_millis(250);
@@ -76,6 +77,8 @@ pub struct Heard {
     /// Why the last round failed (cleared by a good one).
     pub error: Option<String>,
     pub data: Option<Data>,
+    /// `data`'s parts of the answers, rendered when it came.
+    pub fragments: Arc<Fragments>,
 }
 
 impl Heard {
@@ -116,6 +119,7 @@ impl Store {
             at: None,
             error: None,
             data: None,
+            fragments: Arc::default(),
         };
         if let Ok(mut m) = self.0.lock() {
             m.insert(unit, Arc::new(heard));
@@ -191,10 +195,13 @@ impl Watcher {
                         in_sync = sync.sync_state() == "synced";
                         on_sync(Ok(sync.clone()));
                     }
+                    // Rendered here, once per round, not per call.
+                    let fragments = Arc::new(report::fragments(&data));
                     self.store.update(self.unit, self.run, |h| {
                         h.at = Some(Instant::now());
                         h.error = None;
                         h.data = Some(data);
+                        h.fragments = fragments;
                     });
                 }
                 Err(e) => {
@@ -353,6 +360,7 @@ mod tests {
             at: Some(t0),
             error: None,
             data: None,
+            fragments: Arc::default(),
         };
         assert_eq!(h.stale(t0 + Duration::from_millis(150), interval), None);
         let s = h.stale(t0 + Duration::from_millis(250), interval);

@@ -84,13 +84,6 @@ fn not_running(v: &ChildView) -> Value {
     json!(format!("not running ({} {})", v.active_state, v.sub_state))
 }
 
-fn object(v: &ChildView) -> Map<String, Value> {
-    match serde_json::to_value(v) {
-        Ok(Value::Object(m)) => m,
-        _ => Map::new(),
-    }
-}
-
 fn millis(d: Duration) -> u64 {
     d.as_millis().min(u64::MAX as u128) as u64
 }
@@ -106,120 +99,192 @@ fn problem(inputs: &Inputs, v: &ChildView) -> Option<Value> {
     }
 }
 
+/// The parts of a child's answers that change only when it reports,
+/// rendered once per round by its watcher (not per call): JSON object
+/// members without their braces, or empty.
+#[derive(Debug, Clone, Default)]
+pub struct Fragments {
+    /// `Status()`: an instance's sync counters and cache sizes, a blade's
+    /// table sizes.
+    pub status: String,
+    /// `Statistics()`: a blade's counters; an instance's sync state, sync
+    /// counters, queues, ports and netlink sockets.
+    pub statistics: String,
+}
+
+/// `{"a":1,"b":2}` -> `"a":1,"b":2`.
+fn members(object: &Map<String, Value>) -> String {
+    let text = Value::Object(object.clone()).to_string();
+    text[1..text.len() - 1].to_owned()
+}
+
+/// What `data` adds to each answer.
+pub fn fragments(data: &Data) -> Fragments {
+    let mut status = Map::new();
+    let mut statistics = Map::new();
+    match data {
+        Data::Instance {
+            sync,
+            stats,
+            netlink,
+        } => {
+            for k in [
+                "generation",
+                "overruns",
+                "resyncs",
+                "reconciles",
+                "silent_deletions",
+            ] {
+                if let Some(x) = sync.sync.get(k) {
+                    status.insert(k.into(), x.clone());
+                }
+            }
+            if let Some(c) = sync.sync.get("cache") {
+                status.insert("cache".into(), c.clone());
+            }
+            statistics.insert("sync_state".into(), json!(sync.sync_state()));
+            statistics.insert("sync".into(), sync.sync.clone());
+            statistics.insert("queue".into(), sync.queue.clone());
+            match stats {
+                Ok(s) => statistics.insert("interfaces".into(), s["blades"].clone()),
+                Err(e) => statistics.insert("interfaces_error".into(), json!(e)),
+            };
+            match netlink {
+                Ok(n) => statistics.insert("netlink".into(), n.clone()),
+                Err(e) => statistics.insert("netlink_error".into(), json!(e)),
+            };
+        }
+        Data::Blade { counters } => {
+            let get = |k: &str| counters.iter().find(|(n, _)| n == k).map(|(_, x)| *x);
+            let tables: Map<String, Value> = TABLES
+                .iter()
+                .filter_map(|k| get(k).map(|x| ((*k).to_owned(), json!(x))))
+                .collect();
+            status.insert("tables".into(), Value::Object(tables));
+            for k in ["generation", "sync_connected"] {
+                if let Some(x) = get(k) {
+                    status.insert(k.into(), json!(x));
+                }
+            }
+            for (k, v) in counters {
+                statistics.insert(k.clone(), json!(v));
+            }
+        }
+    }
+    Fragments {
+        status: members(&status),
+        statistics: members(&statistics),
+    }
+}
+
+/// Appends `,"key":value` to an object being written.
+fn member(out: &mut String, key: &str, value: &Value) {
+    out.push(',');
+    out.push_str(&Value::from(key).to_string());
+    out.push(':');
+    out.push_str(&value.to_string());
+}
+
+/// Closes an object being written with `fragment`'s members.
+fn close(out: &mut String, fragment: &str) {
+    if !fragment.is_empty() {
+        out.push(',');
+        out.push_str(fragment);
+    }
+    out.push('}');
+}
+
 /// `Status()`: lifecycle and sync state of every child, each blade's table
-/// sizes, each child's resources, and the age of its figures.
+/// sizes, each child's resources, and the age of its figures. Written as
+/// text around the watchers' fragments.
 pub fn status(header: Value, inputs: &Inputs) -> String {
-    let mut instances = Vec::new();
-    let mut blades = Vec::new();
+    let mut instances = String::from("[");
+    let mut blades = String::from("[");
     for v in inputs.views {
-        let mut o = object(v);
+        let list = if v.kind == "instance" {
+            &mut instances
+        } else {
+            &mut blades
+        };
+        if list.len() > 1 {
+            list.push(',');
+        }
+        let mut o = serde_json::to_string(v).unwrap_or_else(|_| "{}".into());
+        o.pop();
+        if o.len() == 1 {
+            // Cannot happen (a view has members); keep the JSON valid.
+            o.push_str("\"id\":null");
+        }
         let heard = inputs.heard(v);
         if let Some(h) = heard {
             let age = h.age(inputs.now).map(millis);
-            o.insert("report_age_ms".into(), json!(age));
-            o.insert(
-                "stale".into(),
-                json!(h.stale(inputs.now, inputs.interval).is_some()),
-            );
+            member(&mut o, "report_age_ms", &json!(age));
+            if v.kind == "instance" {
+                member(&mut o, "sync_age_ms", &json!(age.unwrap_or(0)));
+            }
+            let stale = h.stale(inputs.now, inputs.interval).is_some();
+            member(&mut o, "stale", &json!(stale));
         }
         if let Some(e) = problem(inputs, v) {
-            o.insert("error".into(), e);
+            member(&mut o, "error", &e);
         }
         if let Some(r) = v.unit.and_then(|u| inputs.resources.get(&u)) {
-            o.insert("memory_current".into(), json!(r.memory_current));
-            o.insert("cpu_usage_nsec".into(), json!(r.cpu_usage_nsec));
-            o.insert("tasks_current".into(), json!(r.tasks_current));
+            member(&mut o, "memory_current", &json!(r.memory_current));
+            member(&mut o, "cpu_usage_nsec", &json!(r.cpu_usage_nsec));
+            member(&mut o, "tasks_current", &json!(r.tasks_current));
         }
-        match heard.and_then(|h| Some((h, h.data.as_ref()?))) {
-            Some((h, Data::Instance { sync, .. })) => {
-                o.insert("sync_state".into(), json!(sync.sync_state()));
-                o.insert(
-                    "sync_age_ms".into(),
-                    json!(h.age(inputs.now).map(millis).unwrap_or(0)),
-                );
-                for k in [
-                    "generation",
-                    "overruns",
-                    "resyncs",
-                    "reconciles",
-                    "silent_deletions",
-                ] {
-                    if let Some(x) = sync.sync.get(k) {
-                        o.insert(k.into(), x.clone());
-                    }
-                }
-                if let Some(c) = sync.sync.get("cache") {
-                    o.insert("cache".into(), c.clone());
-                }
-            }
-            Some((_, Data::Blade { counters })) => {
-                let get = |k: &str| counters.iter().find(|(n, _)| n == k).map(|(_, x)| *x);
-                let tables: Map<String, Value> = TABLES
-                    .iter()
-                    .filter_map(|k| get(k).map(|x| ((*k).to_owned(), json!(x))))
-                    .collect();
-                o.insert("tables".into(), Value::Object(tables));
-                for k in ["generation", "sync_connected"] {
-                    if let Some(x) = get(k) {
-                        o.insert(k.into(), json!(x));
-                    }
-                }
-            }
-            None => {}
-        }
-        if v.kind == "instance" {
-            instances.push(Value::Object(o));
-        } else {
-            blades.push(Value::Object(o));
-        }
+        let fragment = heard.map(|h| h.fragments.status.as_str()).unwrap_or("");
+        close(&mut o, fragment);
+        list.push_str(&o);
     }
+    instances.push(']');
+    blades.push(']');
     let mut out = match header {
-        Value::Object(m) => m,
-        _ => Map::new(),
+        Value::Object(m) => members(&m),
+        _ => String::new(),
     };
-    out.insert("instances".into(), Value::Array(instances));
-    out.insert("blades".into(), Value::Array(blades));
-    out.insert("report_interval_ms".into(), json!(millis(inputs.interval)));
-    Value::Object(out).to_string()
+    if !out.is_empty() {
+        out.push(',');
+    }
+    format!(
+        "{{{out}\"instances\":{instances},\"blades\":{blades},\"report_interval_ms\":{}}}",
+        millis(inputs.interval)
+    )
 }
 
-/// Sums per-blade counters (all but identifiers such as `generation`).
-pub fn sum(per_blade: &BTreeMap<u32, Vec<(String, u64)>>) -> BTreeMap<String, u64> {
-    let mut total = BTreeMap::new();
-    for counters in per_blade.values() {
-        for (k, v) in counters {
-            if !NOT_SUMMED.contains(&k.as_str()) {
-                *total.entry(k.clone()).or_insert(0u64) += v;
-            }
+/// Adds a blade's counters to `total` (all but identifiers such as
+/// `generation`).
+fn add_counters(counters: &[(String, u64)], total: &mut BTreeMap<String, u64>) {
+    for (k, n) in counters {
+        if !NOT_SUMMED.contains(&k.as_str()) {
+            *total.entry(k.clone()).or_insert(0u64) += n;
         }
     }
-    total
 }
 
-/// Sums the numeric queue counters of every instance's blades.
-fn sum_queues(instances: &Map<String, Value>) -> BTreeMap<String, u64> {
-    let mut total = BTreeMap::new();
-    for inst in instances.values() {
-        for b in inst["queue"].as_array().into_iter().flatten() {
-            if let Some(q) = b["queue"].as_object() {
-                for (k, v) in q {
-                    if let Some(n) = v.as_u64() {
-                        *total.entry(k.clone()).or_insert(0u64) += n;
-                    }
+/// Adds the numeric queue counters of one instance's blades to `total`.
+fn sum_queues(queue: &Value, total: &mut BTreeMap<String, u64>) {
+    for b in queue.as_array().into_iter().flatten() {
+        if let Some(q) = b["queue"].as_object() {
+            for (k, v) in q {
+                if let Some(n) = v.as_u64() {
+                    *total.entry(k.clone()).or_insert(0u64) += n;
                 }
             }
         }
     }
-    total
 }
 
 /// `Statistics()`: every blade's counters and their sums; every instance's
 /// queues and their sums, and its blades' ports; the age of each child's
 /// figures (`age_ms`, by "blade B" / "instance N"); an error per child not
 /// running, not heard yet, or stale (its last figures are still given).
+/// Written as text around the watchers' fragments.
 pub fn statistics(inputs: &Inputs) -> String {
-    let mut per_blade = BTreeMap::new();
-    let mut instances = Map::new();
+    let mut blades = String::from("{");
+    let mut instances = String::from("{");
+    let mut total = BTreeMap::new();
+    let mut queue_total = BTreeMap::new();
     let mut errors = Map::new();
     let mut ages = Map::new();
     for v in inputs.views {
@@ -235,51 +300,35 @@ pub fn statistics(inputs: &Inputs) -> String {
         };
         let age = h.age(inputs.now).map(millis).unwrap_or(0);
         ages.insert(who, json!(age));
+        let fragment = &h.fragments.statistics;
         match data {
             Data::Blade { counters } => {
-                per_blade.insert(v.id, counters.clone());
+                add_counters(counters, &mut total);
+                if blades.len() > 1 {
+                    blades.push(',');
+                }
+                blades.push_str(&format!("\"{}\":{{{fragment}}}", v.id));
             }
-            Data::Instance {
-                sync,
-                stats,
-                netlink,
-            } => {
-                let mut entry = json!({
-                    "sync_state": sync.sync_state(),
-                    "sync": sync.sync,
-                    "queue": sync.queue,
-                    "age_ms": age,
-                });
-                match stats {
-                    Ok(s) => entry["interfaces"] = s["blades"].clone(),
-                    Err(e) => entry["interfaces_error"] = json!(e),
+            Data::Instance { sync, .. } => {
+                sum_queues(&sync.queue, &mut queue_total);
+                if instances.len() > 1 {
+                    instances.push(',');
                 }
-                match netlink {
-                    Ok(n) => entry["netlink"] = n.clone(),
-                    Err(e) => entry["netlink_error"] = json!(e),
-                }
-                instances.insert(v.id.to_string(), entry);
+                let mut entry = format!("\"{}\":{{\"age_ms\":{age}", v.id);
+                close(&mut entry, fragment);
+                instances.push_str(&entry);
             }
         }
     }
-    let total = sum(&per_blade);
-    let blades: Map<String, Value> = per_blade
-        .iter()
-        .map(|(id, c)| {
-            let m: Map<String, Value> = c.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
-            (id.to_string(), Value::Object(m))
-        })
-        .collect();
-    let queue_total = sum_queues(&instances);
-    json!({
-        "blades": blades,
-        "total": total,
-        "instances": instances,
-        "instances_total": {"queue": queue_total},
-        "errors": errors,
-        "age_ms": ages,
-    })
-    .to_string()
+    blades.push('}');
+    instances.push('}');
+    format!(
+        "{{\"blades\":{blades},\"total\":{},\"instances\":{instances},\"instances_total\":{{\"queue\":{}}},\"errors\":{},\"age_ms\":{}}}",
+        json!(total),
+        json!(queue_total),
+        Value::Object(errors),
+        Value::Object(ages)
+    )
 }
 
 /// Reads "IPsec High Availability enabled|disabled".
@@ -300,17 +349,16 @@ mod tests {
 
     #[test]
     fn sums_everything_but_identifiers() {
-        let mut m = BTreeMap::new();
-        m.insert(1, vec![("routes4".into(), 3), ("generation".into(), 7)]);
-        m.insert(
-            2,
-            vec![
+        let mut t = BTreeMap::new();
+        add_counters(&[("routes4".into(), 3), ("generation".into(), 7)], &mut t);
+        add_counters(
+            &[
                 ("routes4".into(), 4),
                 ("routes6".into(), 1),
                 ("generation".into(), 9),
             ],
+            &mut t,
         );
-        let t = sum(&m);
         assert_eq!(t.get("routes4"), Some(&7));
         assert_eq!(t.get("routes6"), Some(&1));
         assert_eq!(t.get("generation"), None);
