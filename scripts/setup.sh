@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PACKAGES=(iproute2 procps dbus systemd iputils-ping netsniff-ng conntrack nftables iptables tcpdump util-linux openssl
-  shellcheck man-db groff-base bash-completion)
+  shellcheck man-db groff-base bash-completion python3-prometheus-client)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

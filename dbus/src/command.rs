@@ -41,6 +41,8 @@ pub enum Command {
     Status,
     /// Every blade's counters and their sums, every instance's queues (JSON).
     Statistics,
+    /// Every counter, in the OpenMetrics text format.
+    Metrics,
     /// Each blade's IPsec HA switch (its instance's).
     IpsecHaStatus,
     /// Switches IPsec HA on the instances that feed `blades` (all if empty).
@@ -65,7 +67,7 @@ impl Command {
     pub fn mutates(&self) -> bool {
         !matches!(
             self,
-            Command::Status | Command::Statistics | Command::IpsecHaStatus
+            Command::Status | Command::Statistics | Command::Metrics | Command::IpsecHaStatus
         )
     }
 }

@@ -21,8 +21,8 @@ pub use daemons::{
 };
 pub use error::Error;
 pub use objects::{
-    child_path, BladeObject, ChildProps, InstanceObject, Publisher, SupervisorObject,
-    BLADE_INTERFACE, INSTANCE_INTERFACE,
+    child_path, BladeObject, ChildProps, InstanceObject, Publisher, ResourceTable, Resources,
+    SupervisorObject, BLADE_INTERFACE, INSTANCE_INTERFACE,
 };
 pub use proxy::{BladeProxy, InstanceProxy, SupervisorProxy};
 

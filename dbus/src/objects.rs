@@ -6,7 +6,8 @@
 //! a child's state also as the supervisor's `ChildStateChanged` signal.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
 
 use tokio::sync::{mpsc, oneshot};
 use zbus::fdo::Properties;
@@ -121,6 +122,17 @@ impl SupervisorObject {
         #[zbus(header)] header: Header<'_>,
     ) -> Result<String, Error> {
         text(call(&self.requests, conn, &header, Command::Statistics).await?)
+    }
+
+    /// Every counter of `Statistics()`, with the children's states,
+    /// restarts and resources, in the OpenMetrics text format (what the
+    /// metrics endpoint serves).
+    async fn metrics(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<String, Error> {
+        text(call(&self.requests, conn, &header, Command::Metrics).await?)
     }
 
     /// Blade -> whether IPsec HA (SA sequence number sync) is on for it.
@@ -341,17 +353,56 @@ impl ChildProps {
     }
 }
 
+/// What one child uses, as systemd shows it per unit: `MemoryCurrent`
+/// (bytes resident), `CPUUsageNSec` (user + system time of its life),
+/// `TasksCurrent` (threads). `u64::MAX` is systemd's "not known" (a child
+/// not running, or not sampled yet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resources {
+    pub memory_current: u64,
+    pub cpu_usage_nsec: u64,
+    pub tasks_current: u64,
+}
+
+impl Default for Resources {
+    fn default() -> Self {
+        Resources {
+            memory_current: u64::MAX,
+            cpu_usage_nsec: u64::MAX,
+            tasks_current: u64::MAX,
+        }
+    }
+}
+
+/// Every child's [`Resources`]: the supervisor's sampler writes it, the
+/// child objects read it at each Get (held for a map lookup, never across
+/// I/O). Not signalled: like systemd's, these change all the time.
+pub type ResourceTable = Arc<RwLock<BTreeMap<Unit, Resources>>>;
+
+fn resources_of(table: &ResourceTable, unit: Unit) -> Resources {
+    table
+        .read()
+        .map(|t| t.get(&unit).copied().unwrap_or_default())
+        .unwrap_or_default()
+}
+
 macro_rules! child_object {
     ($name:ident, $iface:literal, $unit:expr, { $($extra:tt)* }) => {
         pub struct $name {
             id: u32,
             props: ChildProps,
             requests: mpsc::Sender<Request>,
+            resources: ResourceTable,
         }
 
         impl $name {
-            pub fn new(id: u32, props: ChildProps, requests: mpsc::Sender<Request>) -> Self {
-                $name { id, props, requests }
+            pub fn new(
+                id: u32,
+                props: ChildProps,
+                requests: mpsc::Sender<Request>,
+                resources: ResourceTable,
+            ) -> Self {
+                $name { id, props, requests, resources }
             }
         }
 
@@ -429,6 +480,24 @@ macro_rules! child_object {
                 self.props.state_change_timestamp
             }
 
+            /// Bytes resident (u64::MAX when not known).
+            #[zbus(property(emits_changed_signal = "false"))]
+            async fn memory_current(&self) -> u64 {
+                resources_of(&self.resources, $unit(self.id)).memory_current
+            }
+
+            /// CPU time used, user and system, in nanoseconds.
+            #[zbus(property(emits_changed_signal = "false"), name = "CPUUsageNSec")]
+            async fn cpu_usage_nsec(&self) -> u64 {
+                resources_of(&self.resources, $unit(self.id)).cpu_usage_nsec
+            }
+
+            /// Threads.
+            #[zbus(property(emits_changed_signal = "false"))]
+            async fn tasks_current(&self) -> u64 {
+                resources_of(&self.resources, $unit(self.id)).tasks_current
+            }
+
             $($extra)*
         }
     };
@@ -475,11 +544,20 @@ child_object!(BladeObject, "org.fpsync.Supervisor1.Blade", Unit::Blade, {
 pub struct Publisher {
     conn: Connection,
     requests: mpsc::Sender<Request>,
+    resources: ResourceTable,
 }
 
 impl Publisher {
-    pub fn new(conn: Connection, requests: mpsc::Sender<Request>) -> Self {
-        Publisher { conn, requests }
+    pub fn new(
+        conn: Connection,
+        requests: mpsc::Sender<Request>,
+        resources: ResourceTable,
+    ) -> Self {
+        Publisher {
+            conn,
+            requests,
+            resources,
+        }
     }
 
     pub fn connection(&self) -> &Connection {
@@ -493,12 +571,23 @@ impl Publisher {
         match unit {
             Unit::Instance(id) => {
                 server
-                    .at(path, InstanceObject::new(id, props, self.requests.clone()))
+                    .at(
+                        path,
+                        InstanceObject::new(
+                            id,
+                            props,
+                            self.requests.clone(),
+                            self.resources.clone(),
+                        ),
+                    )
                     .await?
             }
             Unit::Blade(id) => {
                 server
-                    .at(path, BladeObject::new(id, props, self.requests.clone()))
+                    .at(
+                        path,
+                        BladeObject::new(id, props, self.requests.clone(), self.resources.clone()),
+                    )
                     .await?
             }
         };

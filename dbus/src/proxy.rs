@@ -10,6 +10,7 @@ use std::collections::HashMap;
 pub trait Supervisor {
     fn status(&self) -> zbus::Result<String>;
     fn statistics(&self) -> zbus::Result<String>;
+    fn metrics(&self) -> zbus::Result<String>;
     fn ipsec_ha_status(&self) -> zbus::Result<HashMap<u32, bool>>;
     fn set_ipsec_ha(&self, enable: bool, blades: &[u32]) -> zbus::Result<HashMap<u32, bool>>;
     fn start_instance(&self, id: u32) -> zbus::Result<()>;

@@ -7,8 +7,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use fpsync_dbus::{
-    child_path, BladeObject, ChildProps, InstanceObject, Publisher, Request, SupervisorObject,
-    Unit, MANAGER_PATH, SUPERVISOR_NAME, SUPERVISOR_PATH,
+    child_path, BladeObject, ChildProps, InstanceObject, Publisher, Request, ResourceTable,
+    SupervisorObject, Unit, MANAGER_PATH, SUPERVISOR_NAME, SUPERVISOR_PATH,
 };
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc;
@@ -153,6 +153,7 @@ pub async fn serve(
     instances: Vec<u32>,
     blades: Vec<u32>,
     children: Vec<(Unit, ChildProps)>,
+    resources: ResourceTable,
 ) -> Result<(Connection, String, Option<PrivateBus>), BusError> {
     let (builder, address, private) = match choice {
         BusChoice::System => (system_builder()?, "system".to_owned(), None),
@@ -187,11 +188,11 @@ pub async fn serve(
         builder = match unit {
             Unit::Instance(id) => builder.serve_at(
                 child_path(unit),
-                InstanceObject::new(id, props, requests.clone()),
+                InstanceObject::new(id, props, requests.clone(), resources.clone()),
             ),
             Unit::Blade(id) => builder.serve_at(
                 child_path(unit),
-                BladeObject::new(id, props, requests.clone()),
+                BladeObject::new(id, props, requests.clone(), resources.clone()),
             ),
         }
         .map_err(connect_err)?;

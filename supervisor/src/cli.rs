@@ -80,8 +80,14 @@ enum Cmd {
         instance: Option<u32>,
         #[arg(short = 'b', value_name = "B")]
         blade: Option<u32>,
-        #[arg(long)]
+        /// The same as --format json.
+        #[arg(long, conflicts_with = "format")]
         json: bool,
+        /// table (for people), json, or openmetrics (`show stats` only:
+        /// every counter of every child, the text the metrics endpoint
+        /// serves).
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
     },
     /// `ipsec ha show|enable|disable [-b B]...`
     Ipsec {
@@ -132,6 +138,13 @@ enum Show {
     Queue,
     Interfaces,
     SyncFeatures,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Table,
+    Json,
+    Openmetrics,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -299,7 +312,28 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
             instance,
             blade,
             json,
-        } => show(&address, what, instance, blade, json).await,
+            format,
+        } => match (format, what) {
+            (Format::Openmetrics, Show::Stats) if instance.is_none() && blade.is_none() => {
+                openmetrics(&address).await
+            }
+            (Format::Openmetrics, Show::Stats) => Err(CliError::Msg(
+                "--format openmetrics shows every child: drop -I/-b (select with labels)".into(),
+            )),
+            (Format::Openmetrics, _) => Err(CliError::Msg(
+                "--format openmetrics is for `show stats` only".into(),
+            )),
+            _ => {
+                show(
+                    &address,
+                    what,
+                    instance,
+                    blade,
+                    json || format == Format::Json,
+                )
+                .await
+            }
+        },
         Cmd::Ipsec {
             action,
             blades,
@@ -508,6 +542,54 @@ fn ids(v: &Value) -> String {
     }
 }
 
+/// Bytes as systemd prints MemoryCurrent (1024-based, one decimal).
+fn bytes(v: &Value) -> String {
+    let Some(b) = v.as_u64() else {
+        return "-".into();
+    };
+    let units = ["B", "K", "M", "G", "T"];
+    let mut x = b as f64;
+    let mut i = 0;
+    while x >= 1024.0 && i + 1 < units.len() {
+        x /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{b}B")
+    } else {
+        format!("{x:.1}{}", units[i])
+    }
+}
+
+/// CPU nanoseconds as seconds with milliseconds.
+fn cpu(v: &Value) -> String {
+    match v.as_u64() {
+        Some(ns) => format!("{}.{:03}s", ns / 1_000_000_000, ns / 1_000_000 % 1000),
+        None => "-".into(),
+    }
+}
+
+/// The columns every child has: resources and the age of its figures.
+fn usage(c: &Value) -> String {
+    format!(
+        "{:>8} {:>9} {:>5} {:>7}",
+        bytes(&c["memory_current"]),
+        cpu(&c["cpu_usage_nsec"]),
+        n(c, "tasks_current"),
+        match c["report_age_ms"].as_u64() {
+            Some(ms) => format!("{ms}ms"),
+            None => "-".into(),
+        }
+    )
+}
+
+const USAGE_HEADER: [&str; 4] = ["MEMORY", "CPU", "TASKS", "AGE"];
+
+fn usage_header() -> String {
+    let [m, c, t, a] = USAGE_HEADER;
+    format!("{m:>8} {c:>9} {t:>5} {a:>7}")
+}
+
 fn print_status(st: &Value) {
     println!(
         "fpsyncd {} (pid {}), state {}, bus {}",
@@ -517,8 +599,15 @@ fn print_status(st: &Value) {
         s(st, "bus")
     );
     println!(
-        "{:<9} {:<16} {:<7} {:<24} {:<13} {:>8} {:>8}  NOTE",
-        "INSTANCE", "NETNS", "BLADES", "STATE", "SYNC", "PID", "RESTARTS"
+        "{:<9} {:<16} {:<7} {:<24} {:<13} {:>8} {:>8} {}  NOTE",
+        "INSTANCE",
+        "NETNS",
+        "BLADES",
+        "STATE",
+        "SYNC",
+        "PID",
+        "RESTARTS",
+        usage_header()
     );
     for i in st["instances"].as_array().into_iter().flatten() {
         let netns = match s(i, "netns") {
@@ -526,7 +615,7 @@ fn print_status(st: &Value) {
             x => x,
         };
         println!(
-            "{:<9} {:<16} {:<7} {:<24} {:<13} {:>8} {:>8}  {}",
+            "{:<9} {:<16} {:<7} {:<24} {:<13} {:>8} {:>8} {}  {}",
             n(i, "id"),
             netns,
             ids(&i["blades"]),
@@ -534,6 +623,7 @@ fn print_status(st: &Value) {
             s(i, "sync_state"),
             n(i, "main_pid"),
             n(i, "n_restarts"),
+            usage(i),
             i["error"]
                 .as_str()
                 .or(i["last_failure"].as_str())
@@ -541,7 +631,7 @@ fn print_status(st: &Value) {
         );
     }
     println!(
-        "{:<9} {:<9} {:<24} {:>8} {:>6} {:>6} {:>8} {:>8} {:>8} {:>6}  NOTE",
+        "{:<9} {:<9} {:<24} {:>8} {:>6} {:>6} {:>8} {:>8} {:>8} {:>6} {}  NOTE",
         "BLADE",
         "INSTANCE",
         "STATE",
@@ -552,11 +642,12 @@ fn print_status(st: &Value) {
         "ROUTES6",
         "NEXTHOPS",
         "NEIGH",
+        usage_header()
     );
     for b in st["blades"].as_array().into_iter().flatten() {
         let t = &b["tables"];
         println!(
-            "{:<9} {:<9} {:<24} {:>8} {:>6} {:>6} {:>8} {:>8} {:>8} {:>6}  {}",
+            "{:<9} {:<9} {:<24} {:>8} {:>6} {:>6} {:>8} {:>8} {:>8} {:>6} {}  {}",
             n(b, "id"),
             n(b, "instance"),
             format!("{}/{}", s(b, "active_state"), s(b, "sub_state")),
@@ -567,6 +658,7 @@ fn print_status(st: &Value) {
             n(t, "routes6"),
             n(t, "nexthops"),
             n(t, "neighbours"),
+            usage(b),
             b["error"]
                 .as_str()
                 .or(b["last_failure"].as_str())
@@ -788,6 +880,14 @@ async fn show(
             }
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `show stats --format openmetrics`: what `Metrics()` answers, as is.
+async fn openmetrics(address: &Option<String>) -> Result<ExitCode, CliError> {
+    let conn = connect(address).await?;
+    let p = proxy(&conn).await?;
+    print!("{}", p.metrics().await?);
     Ok(ExitCode::SUCCESS)
 }
 

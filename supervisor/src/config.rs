@@ -9,7 +9,11 @@
 //!   `/etc/cmgr@%i.env`), and the restart policy in systemd's terms:
 //!   `RESTART_SEC`, `RESTART_MAX_DELAY_SEC`, `START_LIMIT_BURST`,
 //!   `START_LIMIT_INTERVAL_SEC`, `TIMEOUT_START_SEC`, `TIMEOUT_STOP_SEC`,
-//!   and `QUERY_TIMEOUT_SEC` (each child's share of an aggregated query);
+//!   `QUERY_TIMEOUT_SEC` (the bound of each exchange with a child),
+//!   `REPORT_INTERVAL_SEC` (how often each running child is asked for its
+//!   state, counters and resources; at least 10 ms), and `METRICS_LISTEN`
+//!   (a loopback `address:port` for the OpenMetrics endpoint; unset or
+//!   empty: none);
 //!   `FPC_TLS_CERT`, `FPC_TLS_KEY`, `FPC_TLS_CA` (all three or none: given
 //!   to every fpd and cmgrd as `--tls-*`), and `BLADE_<B>_LISTEN=tcp:HOST:PORT`
 //!   (blade B's fpd also serves FPC there, for cache managers on other
@@ -106,7 +110,32 @@ pub struct Config {
     pub start_timeout: Duration,
     pub stop_timeout: Duration,
     pub query_timeout: Duration,
+    /// How often the collector asks each running child.
+    pub report_interval: Duration,
+    /// Where the metrics endpoint listens (None: off).
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
+
+/// A metrics endpoint address: `IP:PORT` (`[IPv6]:PORT`) on a loopback
+/// address, so that the endpoint is no way in from the network.
+pub fn parse_metrics_listen(value: &str) -> Result<std::net::SocketAddr, String> {
+    let addr: std::net::SocketAddr = value.parse().map_err(|_| {
+        format!(
+            "{} is not an address:port (such as 127.0.0.1:9469)",
+            quoted_prefix(value)
+        )
+    })?;
+    if !addr.ip().is_loopback() {
+        return Err(format!(
+            "{addr} is not a loopback address: the metrics endpoint listens on 127.0.0.0/8 or ::1 only"
+        ));
+    }
+    Ok(addr)
+}
+
+/// The shortest report interval accepted: below it the collector would be
+/// a busy loop over every child.
+pub const MIN_REPORT_INTERVAL: Duration = Duration::from_millis(10);
 
 impl Config {
     /// Loads the configuration the way `linux-fp-sync.sh` would, from the
@@ -281,6 +310,22 @@ impl Config {
             start_timeout: dur("TIMEOUT_START_SEC", "30s")?,
             stop_timeout: dur("TIMEOUT_STOP_SEC", "5s")?,
             query_timeout: dur("QUERY_TIMEOUT_SEC", "1s")?,
+            metrics_listen: match global.non_empty("METRICS_LISTEN") {
+                None => None,
+                Some(v) => {
+                    Some(parse_metrics_listen(v).map_err(|e| bad(&global, "METRICS_LISTEN", e))?)
+                }
+            },
+            report_interval: match dur("REPORT_INTERVAL_SEC", "1s")? {
+                d if d < MIN_REPORT_INTERVAL => {
+                    return Err(bad(
+                        &global,
+                        "REPORT_INTERVAL_SEC",
+                        format!("{d:?} is shorter than {MIN_REPORT_INTERVAL:?}"),
+                    ))
+                }
+                d => d,
+            },
         })
     }
 

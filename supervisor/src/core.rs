@@ -8,6 +8,11 @@
 //!   probes, queries and console calls run as tasks that report back with
 //!   events tagged by the child's run number, so a late report about an
 //!   earlier run is ignored.
+//! * `Status()` and `Statistics()` are answered here, from memory: a
+//!   watcher per running child (`collect`), started when it is ready and
+//!   cancelled when it exits, keeps what it last heard in the store, and a
+//!   sampler keeps every child's resources; the answer is built from the
+//!   views, the store and the resources without asking any child.
 //! * Children are spawned from the thread this task runs on, which must be
 //!   the process's main thread (see `process`).
 //! * Start order: blades first; an instance starts once none of its blades
@@ -24,21 +29,21 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use fastpath::fpc::Endpoint;
-use fpsync_dbus::{Answer, ChildProps, Command, CommandError, Request, Unit};
+use fpsync_dbus::{Answer, ChildProps, Command, CommandError, Request, ResourceTable, Unit};
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use crate::collect::{self, Store, Watcher};
 use crate::config::Config;
+use crate::metrics;
 use crate::notify::{self, Watch};
 use crate::policy::{Outcome, StartHistory};
 use crate::probe;
 use crate::process::{self, Handle, Registry};
 use crate::report::{self, ChildView};
 
-/// How often running instances are asked for their sync state.
-const SYNC_POLL: Duration = Duration::from_millis(250);
 /// How often a starting child is asked whether it is ready.
 const READY_POLL: Duration = Duration::from_millis(20);
 
@@ -89,9 +94,10 @@ struct Child {
     changed_at: u64,
     history: StartHistory,
     sync: Option<probe::SyncInfo>,
-    /// When `sync` was read.
-    sync_at: Option<Instant>,
-    probing: bool,
+    /// Cancels the collector's watcher of the current run.
+    watcher: Option<CancellationToken>,
+    /// Asks that watcher for a round now.
+    nudge: Arc<tokio::sync::Notify>,
     start_waiters: Vec<Reply>,
     stop_waiters: Vec<Reply>,
     restart_at: Option<Instant>,
@@ -135,8 +141,8 @@ impl Child {
             changed_at: now_us(),
             history: StartHistory::default(),
             sync: None,
-            sync_at: None,
-            probing: false,
+            watcher: None,
+            nudge: Arc::default(),
             start_waiters: Vec::new(),
             stop_waiters: Vec::new(),
             restart_at: None,
@@ -218,11 +224,8 @@ impl Child {
             },
             endpoint: self.endpoint.as_ref().map(|e| e.to_string()),
             last_failure: self.last_failure.clone(),
-            fpc: self.endpoint.clone(),
-            watched: match (&self.sync, self.sync_at) {
-                (Some(s), Some(at)) if self.active == "active" => Some((s.clone(), at)),
-                _ => None,
-            },
+            unit: Some(self.unit),
+            run: self.run,
         }
     }
 
@@ -258,8 +261,15 @@ pub struct Core {
     /// Until every child has been started once.
     starting: bool,
     state: String,
-    next_poll: Instant,
     bus_address: String,
+    /// What the watchers heard.
+    store: Store,
+    /// Every child's resources, sampled; read by the bus objects too.
+    resources: ResourceTable,
+    /// The running children's pids, for the sampler.
+    pids: Arc<std::sync::Mutex<Vec<(Unit, u32)>>>,
+    /// Tells the sampler that `pids` changed.
+    pids_changed: Arc<tokio::sync::Notify>,
     /// systemd's notification socket and watchdog, when it listens.
     watch: Option<Watch>,
 }
@@ -299,8 +309,11 @@ impl Core {
             stopping: false,
             starting: true,
             state: "starting".into(),
-            next_poll: Instant::now(),
             bus_address,
+            store: Store::default(),
+            resources: ResourceTable::default(),
+            pids: Arc::default(),
+            pids_changed: Arc::default(),
             watch: None,
         }
     }
@@ -317,6 +330,11 @@ impl Core {
         self
     }
 
+    /// Every child's resources, as the sampler reads them.
+    pub fn resources(&self) -> ResourceTable {
+        self.resources.clone()
+    }
+
     /// The initial properties of every child, for the bus objects.
     pub fn initial_props(&self) -> Vec<(Unit, ChildProps)> {
         self.children
@@ -330,6 +348,14 @@ impl Core {
         for name in self.registry.clean_leftovers() {
             warn!("killed {name}, left running by a previous fpsyncd");
         }
+        let pids = self.pids.clone();
+        tokio::spawn(collect::sample_resources(
+            move || pids.lock().map(|p| p.clone()).unwrap_or_default(),
+            self.resources.clone(),
+            self.config.report_interval,
+            self.pids_changed.clone(),
+            self.tasks.clone(),
+        ));
         let blades: Vec<Unit> = self
             .children
             .keys()
@@ -389,13 +415,13 @@ impl Core {
     }
 
     fn record_children(&self) {
-        let live: Vec<(u32, String)> = self
-            .children
-            .values()
-            .filter(|c| c.is_running())
-            .map(|c| (c.pid(), c.log_name()))
-            .collect();
+        let running = || self.children.values().filter(|c| c.is_running());
+        let live: Vec<(u32, String)> = running().map(|c| (c.pid(), c.log_name())).collect();
         self.registry.write(&live);
+        if let Ok(mut p) = self.pids.lock() {
+            *p = running().map(|c| (c.unit, c.pid())).collect();
+        }
+        self.pids_changed.notify_one();
     }
 
     // ---- starting --------------------------------------------------------
@@ -451,7 +477,6 @@ impl Core {
                 c.handle = Some(process::handle(pid));
                 c.run += 1;
                 c.sync = None;
-                c.probing = false;
                 c.killed = false;
                 c.start_deadline = Some(now + start_timeout);
                 if std::mem::take(&mut c.restarting) {
@@ -655,8 +680,7 @@ impl Core {
                     self.spawn_ha_reapply(id, enable);
                 }
                 self.set_state(unit, "active", "running");
-                // Ask for its sync state at once.
-                self.poll_sync(unit);
+                self.spawn_watcher(unit);
             }
             Event::Synced { unit, run, info } => {
                 let Some(c) = self.children.get_mut(&unit) else {
@@ -665,12 +689,10 @@ impl Core {
                 if c.run != run {
                     return;
                 }
-                c.probing = false;
                 let before = c.sync_state();
                 match info {
                     Ok(info) => {
                         c.sync = Some(info);
-                        c.sync_at = Some(Instant::now());
                     }
                     Err(e) => {
                         if c.active == "active" {
@@ -687,6 +709,13 @@ impl Core {
                         c.sync_state()
                     );
                     c.changed_at = now_us();
+                    // Its blades' tables changed with it: read them now.
+                    let peers = c.peers.clone();
+                    for b in peers {
+                        if let Some(bc) = self.children.get(&Unit::Blade(b)) {
+                            bc.nudge.notify_one();
+                        }
+                    }
                     self.publish_child(unit);
                 }
             }
@@ -704,6 +733,10 @@ impl Core {
         let pid = c.pid();
         c.handle = None;
         c.sync = None;
+        if let Some(w) = c.watcher.take() {
+            w.cancel();
+        }
+        self.store.forget(unit);
         c.start_deadline = None;
         c.stop_deadline = None;
         let was_ready = c.active == "active";
@@ -797,20 +830,6 @@ impl Core {
         if let Some(w) = self.watch.as_mut() {
             w.ping_if_due(now);
         }
-        if now >= self.next_poll {
-            self.next_poll = now + SYNC_POLL;
-            let units: Vec<Unit> = self
-                .children
-                .values()
-                .filter(|c| {
-                    matches!(c.unit, Unit::Instance(_)) && c.active == "active" && !c.probing
-                })
-                .map(|c| c.unit)
-                .collect();
-            for unit in units {
-                self.poll_sync(unit);
-            }
-        }
         let units: Vec<Unit> = self.children.keys().copied().collect();
         for unit in units {
             let c = self.children.get_mut(&unit).expect("present");
@@ -854,7 +873,8 @@ impl Core {
     }
 
     fn next_deadline(&self) -> Instant {
-        let mut next = self.next_poll;
+        // Nothing due: wake up now and then all the same.
+        let mut next = Instant::now() + Duration::from_secs(3600);
         if let Some(t) = self.watch.as_ref().and_then(Watch::next_ping) {
             next = next.min(t);
         }
@@ -869,26 +889,30 @@ impl Core {
         next
     }
 
-    fn poll_sync(&mut self, unit: Unit) {
+    /// Starts the collector's watcher of `unit`'s current run; each
+    /// instance round's sync state comes back as [`Event::Synced`].
+    fn spawn_watcher(&mut self, unit: Unit) {
         let Some(c) = self.children.get_mut(&unit) else {
             return;
         };
-        let Unit::Instance(id) = unit else {
-            return;
-        };
-        c.probing = true;
+        let token = self.tasks.child_token();
+        if let Some(old) = c.watcher.replace(token.clone()) {
+            old.cancel();
+        }
         let run = c.run;
+        let watcher = Watcher {
+            unit,
+            run,
+            endpoint: c.endpoint.clone(),
+            interval: self.config.report_interval,
+            timeout: self.config.query_timeout,
+            store: self.store.clone(),
+            nudge: c.nudge.clone(),
+        };
         let events = self.events_tx.clone();
-        let timeout = self.config.query_timeout;
-        let token = self.tasks.clone();
-        tokio::spawn(async move {
-            tokio::select! {
-                info = probe::sync_info(id, timeout) => {
-                    let _ = events.send(Event::Synced { unit, run, info });
-                }
-                _ = token.cancelled() => {}
-            }
-        });
+        tokio::spawn(watcher.run(token, move |info| {
+            let _ = events.send(Event::Synced { unit, run, info });
+        }));
     }
 
     fn spawn_ha_reapply(&self, id: u32, enable: bool) {
@@ -1004,6 +1028,20 @@ impl Core {
         self.children.values().map(Child::view).collect()
     }
 
+    /// Builds a report from memory (see `report`).
+    fn report(&self, build: impl FnOnce(&report::Inputs) -> String) -> String {
+        let views = self.views();
+        let heard = self.store.snapshot();
+        let resources = self.resources.read().map(|r| r.clone()).unwrap_or_default();
+        build(&report::Inputs {
+            views: &views,
+            heard: &heard,
+            resources: &resources,
+            interval: self.config.report_interval,
+            now: Instant::now(),
+        })
+    }
+
     fn handle(&mut self, request: Request) {
         let Request { command, reply } = request;
         if self.stopping && command.mutates() {
@@ -1020,18 +1058,17 @@ impl Core {
                     "bus": self.bus_address,
                     "config": self.config.files,
                 });
-                let views = self.views();
-                tokio::spawn(async move {
-                    let text = report::status(header, views, timeout).await;
-                    let _ = reply.send(Ok(Answer::Text(text)));
-                });
+                let text = self.report(|inputs| report::status(header, inputs));
+                let _ = reply.send(Ok(Answer::Text(text)));
             }
             Command::Statistics => {
-                let views = self.views();
-                tokio::spawn(async move {
-                    let text = report::statistics(views, timeout).await;
-                    let _ = reply.send(Ok(Answer::Text(text)));
-                });
+                let text = self.report(report::statistics);
+                let _ = reply.send(Ok(Answer::Text(text)));
+            }
+            Command::Metrics => {
+                let state = self.state.clone();
+                let text = self.report(|inputs| metrics::render(&state, inputs));
+                let _ = reply.send(Ok(Answer::Text(text)));
             }
             Command::IpsecHaStatus => self.ipsec_ha(None, reply),
             Command::SetIpsecHa { enable, blades } => self.ipsec_ha(Some((enable, blades)), reply),

@@ -34,6 +34,8 @@ pub enum DaemonError {
     Bus(#[from] BusError),
     #[error("the private bus (dbus-daemon) died")]
     BusDied,
+    #[error("cannot listen for metrics on {0}")]
+    Metrics(std::net::SocketAddr, #[source] std::io::Error),
 }
 
 /// How fpsyncd was asked to run.
@@ -42,6 +44,8 @@ pub struct Options {
     pub bus: BusChoice,
     /// Where cmgrd and fpd are; default: beside fpsyncd, else PATH.
     pub bin_dir: Option<PathBuf>,
+    /// The metrics endpoint's address, over the configuration's.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// Finds `name` in `dir`, beside the running program, or in PATH.
@@ -102,6 +106,7 @@ async fn serve(
         instances.clone(),
         blades.clone(),
         core.initial_props(),
+        core.resources(),
     )
     .await?;
     // READY=1, STATUS= and WATCHDOG=1 come from the core's loop.
@@ -124,7 +129,21 @@ async fn serve(
         );
     }
 
-    let publisher = Publisher::new(conn.clone(), requests_tx);
+    let metrics_at = options.metrics_listen.or(config.metrics_listen);
+    let metrics_task = match metrics_at {
+        Some(addr) => {
+            let listener = crate::scrape::bind(addr)
+                .await
+                .map_err(|e| DaemonError::Metrics(addr, e))?;
+            Some(tokio::spawn(
+                crate::scrape::serve(listener, requests_tx.clone(), shutdown.child_token())
+                    .in_current_span(),
+            ))
+        }
+        None => None,
+    };
+
+    let publisher = Publisher::new(conn.clone(), requests_tx, core.resources());
     let publish_task = tokio::spawn(bus::publish(publisher, publish_rx).in_current_span());
 
     let stop = shutdown.clone();
@@ -162,6 +181,9 @@ async fn serve(
         None => core_task.await,
     }
     signals.abort();
+    if let Some(t) = metrics_task {
+        t.abort();
+    }
     drop(conn);
     publish_task.abort();
     drop(private);

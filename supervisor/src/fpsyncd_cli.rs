@@ -21,6 +21,12 @@ pub struct Cli {
     /// Where cmgrd and fpd are [default: beside fpsyncd, else PATH].
     #[arg(long, value_name = "DIR")]
     pub bin_dir: Option<PathBuf>,
+    /// Serve every counter in the OpenMetrics text format at
+    /// http://ADDRESS/metrics, ADDRESS a loopback address:port such as
+    /// 127.0.0.1:9469 [default: METRICS_LISTEN in
+    /// /etc/linux-fp-sync.env, else no endpoint].
+    #[arg(long, value_name = "ADDRESS", value_parser = crate::config::parse_metrics_listen)]
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// fpsyncd's clap command.

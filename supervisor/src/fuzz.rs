@@ -33,6 +33,8 @@ const VARIABLES: &[&str] = &[
     "FPC_TLS_CERT",
     "FPC_TLS_KEY",
     "FPC_TLS_CA",
+    "REPORT_INTERVAL_SEC",
+    "METRICS_LISTEN",
     "CMGR_NETNS",
     "CMGR_BLADES",
     "CMGR_OPTIONS",

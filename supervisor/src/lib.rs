@@ -5,14 +5,17 @@
 //!
 //! Modules: `envfile` and `config` (the seed's configuration files),
 //! `policy` (restart and start limit, pure), `process` (spawning children
-//! that die with fpsyncd), `probe` (asking children how they are), `core`
-//! (the one task that owns the children), `report` (aggregated views),
+//! that die with fpsyncd), `probe` (asking children how they are),
+//! `collect` (watchers that keep what the children said, and their
+//! resources), `core` (the one task that owns the children), `report`
+//! (aggregated views, from memory),
 //! `bus` (D-Bus), `notify` (systemd's READY/STATUS/WATCHDOG), `daemon`
 //! (fpsyncd's life), `fpsyncd_cli` (its options), `cli` and `install`
 //! (fpsync).
 
 mod bus;
 pub mod cli;
+mod collect;
 pub mod config;
 mod core;
 mod daemon;
@@ -21,11 +24,13 @@ pub mod fpsyncd_cli;
 #[cfg(test)]
 mod fuzz;
 mod install;
+mod metrics;
 mod notify;
 mod policy;
 mod probe;
 mod process;
 mod report;
+mod scrape;
 
 pub use bus::BusChoice;
 pub use daemon::{find_program, run, DaemonError, Options};

@@ -1,7 +1,9 @@
 //! Asking children how they are: a cache manager through its console
 //! (`/tmp/.cmgrd<id>`, one command a line, each answer ending with an empty
-//! line), a fast path through an FPC query session. Every call has a
-//! deadline; none blocks a thread.
+//! line), a fast path through an FPC query session. The one-shot calls
+//! have a deadline; the sessions ([`ConsoleSession`], [`FpcSession`]) are
+//! kept open by the collector, which bounds each exchange itself. None
+//! blocks a thread.
 
 use std::time::Duration;
 
@@ -24,32 +26,45 @@ pub fn console_path(id: u32) -> std::path::PathBuf {
     std::path::PathBuf::from(format!("/tmp/.cmgrd{id}"))
 }
 
-/// Sends each command to instance `id`'s console; the answers, in order.
-pub async fn console(
-    id: u32,
-    commands: &[&str],
-    timeout: Duration,
-) -> Result<Vec<String>, ProbeError> {
-    let path = console_path(id);
-    let work = async {
+/// One open connection to an instance's console, kept between questions
+/// (the collector asks every report interval; the console closes a
+/// connection idle for 5 s, and [`ConsoleSession::ask`]'s caller reconnects).
+pub struct ConsoleSession {
+    reader: BufReader<tokio::net::unix::OwnedReadHalf>,
+    writer: tokio::net::unix::OwnedWriteHalf,
+}
+
+impl ConsoleSession {
+    /// Connects to instance `id`'s console. Not bounded here: callers
+    /// bound the whole exchange.
+    pub async fn connect(id: u32) -> Result<ConsoleSession, ProbeError> {
+        let path = console_path(id);
         let stream = UnixStream::connect(&path)
             .await
             .map_err(|e| ProbeError::Unreachable {
                 what: format!("the console {}", path.display()),
                 message: e.to_string(),
             })?;
-        let (read, mut write) = stream.into_split();
-        let mut reader = BufReader::new(read);
+        let (read, writer) = stream.into_split();
+        Ok(ConsoleSession {
+            reader: BufReader::new(read),
+            writer,
+        })
+    }
+
+    /// Sends each command; the answers, in order. Not bounded here.
+    pub async fn ask(&mut self, commands: &[&str]) -> Result<Vec<String>, ProbeError> {
         let mut answers = Vec::with_capacity(commands.len());
         for command in commands {
-            write
+            self.writer
                 .write_all(format!("{command}\n").as_bytes())
                 .await
                 .map_err(|e| ProbeError::Protocol(format!("console write: {e}")))?;
             let mut answer = String::new();
             loop {
                 let mut line = String::new();
-                let n = reader
+                let n = self
+                    .reader
                     .read_line(&mut line)
                     .await
                     .map_err(|e| ProbeError::Protocol(format!("console read: {e}")))?;
@@ -66,7 +81,25 @@ pub async fn console(
             }
             answers.push(answer);
         }
-        let _ = write.write_all(b"quit\n").await;
+        Ok(answers)
+    }
+
+    async fn quit(mut self) {
+        let _ = self.writer.write_all(b"quit\n").await;
+    }
+}
+
+/// Sends each command to instance `id`'s console on a connection of its
+/// own; the answers, in order.
+pub async fn console(
+    id: u32,
+    commands: &[&str],
+    timeout: Duration,
+) -> Result<Vec<String>, ProbeError> {
+    let work = async {
+        let mut session = ConsoleSession::connect(id).await?;
+        let answers = session.ask(commands).await?;
+        session.quit().await;
         Ok(answers)
     };
     tokio::time::timeout(timeout, work)
@@ -81,27 +114,35 @@ pub async fn console_json(
     timeout: Duration,
 ) -> Result<serde_json::Value, ProbeError> {
     let answer = console(id, &[command], timeout).await?.remove(0);
-    serde_json::from_str(answer.trim()).map_err(|_| {
-        ProbeError::Protocol(format!(
-            "{command:?} answered {:?}",
-            answer.lines().next().unwrap_or("")
-        ))
-    })
+    parse_json(command, &answer)
 }
 
-/// A fast path's counters, and the blade number it says it serves.
-pub async fn fpd_counters(
-    endpoint: &Endpoint,
-    timeout: Duration,
-) -> Result<(u32, Vec<(String, u64)>), ProbeError> {
-    let work = async {
-        let mut stream = fpc::connect(endpoint)
+/// One FPC query session with a fast path, kept between questions.
+pub struct FpcSession {
+    stream: Box<dyn fpc::Stream>,
+    endpoint: Endpoint,
+    body: Vec<u8>,
+    seq: u64,
+    /// The blade number the fast path says it serves.
+    pub blade: u32,
+}
+
+impl FpcSession {
+    /// Connects and exchanges Hello. Not bounded here: callers bound it.
+    pub async fn connect(endpoint: &Endpoint) -> Result<FpcSession, ProbeError> {
+        let stream = fpc::connect(endpoint)
             .await
             .map_err(|e| ProbeError::Unreachable {
                 what: endpoint.to_string(),
                 message: e.to_string(),
             })?;
-        let proto = |e: fpc::TransportError| ProbeError::Protocol(format!("{endpoint}: {e}"));
+        let mut s = FpcSession {
+            stream,
+            endpoint: endpoint.clone(),
+            body: Vec::new(),
+            seq: 1,
+            blade: 0,
+        };
         let mut frame = Vec::new();
         Message::Hello(Hello {
             version: fpc::VERSION,
@@ -112,18 +153,9 @@ pub async fn fpd_counters(
             election_id: 0,
             name: "fpsyncd".into(),
         })
-        .emit(1, &mut frame);
-        Message::CountersRequest.emit(2, &mut frame);
-        stream
-            .write_all(&frame)
-            .await
-            .map_err(|e| proto(e.into()))?;
-        let mut body = Vec::new();
-        let blade = match fpc::read_frame(&mut stream, &mut body)
-            .await
-            .map_err(proto)?
-            .1
-        {
+        .emit(s.seq, &mut frame);
+        s.send(&frame).await?;
+        s.blade = match s.read().await? {
             Message::Hello(h) if h.version == fpc::VERSION => h.blade,
             Message::Hello(h) => {
                 return Err(ProbeError::Protocol(format!(
@@ -138,16 +170,53 @@ pub async fn fpd_counters(
                 )))
             }
         };
-        match fpc::read_frame(&mut stream, &mut body)
-            .await
-            .map_err(proto)?
-            .1
-        {
-            Message::Counters(c) => Ok((blade, c)),
+        Ok(s)
+    }
+
+    fn protocol(&self, e: fpc::TransportError) -> ProbeError {
+        ProbeError::Protocol(format!("{}: {e}", self.endpoint))
+    }
+
+    async fn send(&mut self, frame: &[u8]) -> Result<(), ProbeError> {
+        match self.stream.write_all(frame).await {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.protocol(e.into())),
+        }
+    }
+
+    async fn read(&mut self) -> Result<Message, ProbeError> {
+        match fpc::read_frame(&mut self.stream, &mut self.body).await {
+            Ok((_, m)) => Ok(m),
+            Err(e) => Err(self.protocol(e)),
+        }
+    }
+
+    /// The fast path's counters. Not bounded here.
+    pub async fn counters(&mut self) -> Result<Vec<(String, u64)>, ProbeError> {
+        self.seq += 1;
+        let mut frame = Vec::new();
+        Message::CountersRequest.emit(self.seq, &mut frame);
+        self.send(&frame).await?;
+        match self.read().await? {
+            Message::Counters(c) => Ok(c),
             other => Err(ProbeError::Protocol(format!(
-                "{endpoint}: unexpected {other:?}"
+                "{}: unexpected {other:?}",
+                self.endpoint
             ))),
         }
+    }
+}
+
+/// A fast path's counters, and the blade number it says it serves, on a
+/// connection of their own.
+pub async fn fpd_counters(
+    endpoint: &Endpoint,
+    timeout: Duration,
+) -> Result<(u32, Vec<(String, u64)>), ProbeError> {
+    let work = async {
+        let mut session = FpcSession::connect(endpoint).await?;
+        let counters = session.counters().await?;
+        Ok((session.blade, counters))
     };
     tokio::time::timeout(timeout, work)
         .await
@@ -177,19 +246,13 @@ impl SyncInfo {
     }
 }
 
-/// `show sync --json` and `show queue --json` on one connection.
-pub async fn sync_info(id: u32, timeout: Duration) -> Result<SyncInfo, ProbeError> {
-    let answers = console(id, &["show sync --json", "show queue --json"], timeout).await?;
-    let parse = |i: usize, what: &str| -> Result<serde_json::Value, ProbeError> {
-        serde_json::from_str(answers[i].trim()).map_err(|_| {
-            ProbeError::Protocol(format!(
-                "{what} answered {:?}",
-                answers[i].lines().next().unwrap_or("")
-            ))
-        })
-    };
-    let sync = parse(0, "show sync --json")?;
-    let queue = parse(1, "show queue --json")?;
+/// The console commands whose answers make a [`SyncInfo`].
+pub const SYNC_COMMANDS: [&str; 2] = ["show sync --json", "show queue --json"];
+
+/// A [`SyncInfo`] from the answers to [`SYNC_COMMANDS`].
+pub fn parse_sync_info(sync: &str, queue: &str) -> Result<SyncInfo, ProbeError> {
+    let sync = parse_json("show sync --json", sync)?;
+    let queue = parse_json("show queue --json", queue)?;
     let state = sync
         .get("state")
         .and_then(|s| s.as_str())
@@ -206,5 +269,15 @@ pub async fn sync_info(id: u32, timeout: Duration) -> Result<SyncInfo, ProbeErro
         blades_in_sync,
         sync,
         queue,
+    })
+}
+
+/// A console answer that should be JSON.
+pub fn parse_json(command: &str, answer: &str) -> Result<serde_json::Value, ProbeError> {
+    serde_json::from_str(answer.trim()).map_err(|_| {
+        ProbeError::Protocol(format!(
+            "{command:?} answered {:?}",
+            answer.lines().next().unwrap_or("")
+        ))
     })
 }

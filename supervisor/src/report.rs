@@ -1,16 +1,19 @@
-//! The aggregated views (`Status()`, `Statistics()`, the IPsec HA switch):
-//! every running child is queried in parallel with its own deadline; a child
-//! that does not answer gets an `error` member, never a hang.
+//! The aggregated views (`Status()`, `Statistics()`), built from memory:
+//! the core's view of each child and what the collector last heard from it
+//! (see `collect`), each child's figures with their age, a stale child
+//! with its error. Nothing here does I/O, so a call never waits on a child.
+//! The IPsec HA switch is still a live console call (it changes state).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fastpath::fpc::Endpoint;
+use fpsync_dbus::{Resources, Unit};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
-use tokio::task::JoinSet;
 
-use crate::probe::{self, ProbeError};
+use crate::collect::{Data, Heard};
+use crate::metrics;
 
 /// One child as the core sees it, for a report.
 #[derive(Debug, Clone, Serialize)]
@@ -37,282 +40,295 @@ pub struct ChildView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_failure: Option<String>,
     #[serde(skip)]
-    pub fpc: Option<Endpoint>,
-    /// Instances: the sync state the supervisor's watch read last, and when.
+    pub unit: Option<Unit>,
+    /// The run the collector's entry must belong to.
     #[serde(skip)]
-    pub watched: Option<(probe::SyncInfo, Instant)>,
+    pub run: u64,
 }
 
 impl ChildView {
-    fn running(&self) -> bool {
+    pub fn running(&self) -> bool {
         self.active_state == "active"
     }
 }
 
-/// The counters of a blade that make its table sizes.
-const TABLES: [&str; 6] = [
-    "links",
-    "addresses",
-    "routes4",
-    "routes6",
-    "nexthops",
-    "neighbours",
-];
+/// What a report is built from: the core's views, the collector's store
+/// and the sampled resources, as of `now`.
+pub struct Inputs<'a> {
+    pub views: &'a [ChildView],
+    pub heard: &'a BTreeMap<Unit, Arc<Heard>>,
+    pub resources: &'a BTreeMap<Unit, Resources>,
+    pub interval: Duration,
+    pub now: Instant,
+}
+
+impl Inputs<'_> {
+    /// What was heard of `v`'s current run.
+    pub fn heard(&self, v: &ChildView) -> Option<&Heard> {
+        let unit = v.unit?;
+        self.heard
+            .get(&unit)
+            .map(|h| h.as_ref())
+            .filter(|h| h.run == v.run && v.running())
+    }
+}
+
+/// The blade tables `Status()` shows the sizes of (the first of those
+/// the metrics export).
+const TABLES: &[&str] = metrics::TABLES.split_at(6).0;
 
 /// Counters that are not quantities and are not summed.
 const NOT_SUMMED: [&str; 1] = ["generation"];
-
-/// How old an instance's watched sync state may be to stand for a live
-/// query (the watch reads it every 250 ms).
-const WATCH_FRESH: Duration = Duration::from_secs(1);
-
-enum Reply {
-    /// The sync info, and its age when it came from the watch.
-    Instance(u32, Result<probe::SyncInfo, ProbeError>, Option<Duration>),
-    Blade(u32, Result<(u32, Vec<(String, u64)>), ProbeError>),
-}
-
-/// Queries every running child of `views` in parallel. An instance's sync
-/// state comes from the supervisor's own watch when it is fresh (the watch
-/// polls every instance anyway; asking again would double the load of a
-/// status poller), else from its console.
-async fn query(views: &[ChildView], timeout: Duration) -> Vec<Reply> {
-    let mut set = JoinSet::new();
-    let mut out = Vec::new();
-    for v in views.iter().filter(|v| v.running()) {
-        let id = v.id;
-        match (v.kind, &v.fpc) {
-            ("instance", _) => match &v.watched {
-                Some((info, at)) if at.elapsed() < WATCH_FRESH => {
-                    out.push(Reply::Instance(id, Ok(info.clone()), Some(at.elapsed())));
-                }
-                _ => {
-                    set.spawn(async move {
-                        Reply::Instance(id, probe::sync_info(id, timeout).await, None)
-                    });
-                }
-            },
-            (_, Some(ep)) => {
-                let ep = ep.clone();
-                set.spawn(async move { Reply::Blade(id, probe::fpd_counters(&ep, timeout).await) });
-            }
-            _ => {}
-        }
-    }
-    while let Some(r) = set.join_next().await {
-        if let Ok(r) = r {
-            out.push(r);
-        }
-    }
-    out
-}
 
 fn not_running(v: &ChildView) -> Value {
     json!(format!("not running ({} {})", v.active_state, v.sub_state))
 }
 
-fn object(v: &ChildView) -> Map<String, Value> {
-    match serde_json::to_value(v) {
-        Ok(Value::Object(m)) => m,
-        _ => Map::new(),
+fn millis(d: Duration) -> u64 {
+    d.as_millis().min(u64::MAX as u128) as u64
+}
+
+/// Why `v` has no fresh figures (not running, not heard yet, stale), if so.
+fn problem(inputs: &Inputs, v: &ChildView) -> Option<Value> {
+    if !v.running() {
+        return Some(not_running(v));
     }
+    match inputs.heard(v) {
+        None => Some(json!("not watched yet")),
+        Some(h) => h.stale(inputs.now, inputs.interval).map(Value::from),
+    }
+}
+
+/// The parts of a child's answers that change only when it reports,
+/// rendered once per round by its watcher (not per call): JSON object
+/// members without their braces, or empty.
+#[derive(Debug, Clone, Default)]
+pub struct Fragments {
+    /// `Status()`: an instance's sync counters and cache sizes, a blade's
+    /// table sizes.
+    pub status: String,
+    /// `Statistics()`: a blade's counters; an instance's sync state, sync
+    /// counters, queues, ports and netlink sockets.
+    pub statistics: String,
+}
+
+/// `{"a":1,"b":2}` -> `"a":1,"b":2`.
+fn members(object: &Map<String, Value>) -> String {
+    let text = Value::Object(object.clone()).to_string();
+    text[1..text.len() - 1].to_owned()
+}
+
+/// What `data` adds to each answer.
+pub fn fragments(data: &Data) -> Fragments {
+    let mut status = Map::new();
+    let mut statistics = Map::new();
+    match data {
+        Data::Instance {
+            sync,
+            stats,
+            netlink,
+        } => {
+            for k in [
+                "generation",
+                "overruns",
+                "resyncs",
+                "reconciles",
+                "silent_deletions",
+            ] {
+                if let Some(x) = sync.sync.get(k) {
+                    status.insert(k.into(), x.clone());
+                }
+            }
+            if let Some(c) = sync.sync.get("cache") {
+                status.insert("cache".into(), c.clone());
+            }
+            statistics.insert("sync_state".into(), json!(sync.sync_state()));
+            statistics.insert("sync".into(), sync.sync.clone());
+            statistics.insert("queue".into(), sync.queue.clone());
+            match stats {
+                Ok(s) => statistics.insert("interfaces".into(), s["blades"].clone()),
+                Err(e) => statistics.insert("interfaces_error".into(), json!(e)),
+            };
+            match netlink {
+                Ok(n) => statistics.insert("netlink".into(), n.clone()),
+                Err(e) => statistics.insert("netlink_error".into(), json!(e)),
+            };
+        }
+        Data::Blade { counters } => {
+            let get = |k: &str| counters.iter().find(|(n, _)| n == k).map(|(_, x)| *x);
+            let tables: Map<String, Value> = TABLES
+                .iter()
+                .filter_map(|k| get(k).map(|x| ((*k).to_owned(), json!(x))))
+                .collect();
+            status.insert("tables".into(), Value::Object(tables));
+            for k in ["generation", "sync_connected"] {
+                if let Some(x) = get(k) {
+                    status.insert(k.into(), json!(x));
+                }
+            }
+            for (k, v) in counters {
+                statistics.insert(k.clone(), json!(v));
+            }
+        }
+    }
+    Fragments {
+        status: members(&status),
+        statistics: members(&statistics),
+    }
+}
+
+/// Appends `,"key":value` to an object being written.
+fn member(out: &mut String, key: &str, value: &Value) {
+    out.push(',');
+    out.push_str(&Value::from(key).to_string());
+    out.push(':');
+    out.push_str(&value.to_string());
+}
+
+/// Closes an object being written with `fragment`'s members.
+fn close(out: &mut String, fragment: &str) {
+    if !fragment.is_empty() {
+        out.push(',');
+        out.push_str(fragment);
+    }
+    out.push('}');
 }
 
 /// `Status()`: lifecycle and sync state of every child, each blade's table
-/// sizes.
-pub async fn status(header: Value, views: Vec<ChildView>, timeout: Duration) -> String {
-    let replies = query(&views, timeout).await;
-    let mut instances = Vec::new();
-    let mut blades = Vec::new();
-    for v in &views {
-        let mut o = object(v);
-        if !v.running() {
-            o.insert("error".into(), not_running(v));
-        }
-        for r in &replies {
-            match r {
-                Reply::Instance(id, res, age) if v.kind == "instance" && *id == v.id => match res {
-                    Ok(info) => {
-                        o.insert("sync_state".into(), json!(info.sync_state()));
-                        o.insert(
-                            "sync_age_ms".into(),
-                            json!(age.map(|a| a.as_millis() as u64).unwrap_or(0)),
-                        );
-                        for k in [
-                            "generation",
-                            "overruns",
-                            "resyncs",
-                            "reconciles",
-                            "silent_deletions",
-                        ] {
-                            if let Some(x) = info.sync.get(k) {
-                                o.insert(k.into(), x.clone());
-                            }
-                        }
-                        if let Some(c) = info.sync.get("cache") {
-                            o.insert("cache".into(), c.clone());
-                        }
-                    }
-                    Err(e) => {
-                        o.insert("error".into(), json!(e.to_string()));
-                    }
-                },
-                Reply::Blade(id, res) if v.kind == "blade" && *id == v.id => match res {
-                    Ok((_, counters)) => {
-                        let get = |k: &str| counters.iter().find(|(n, _)| n == k).map(|(_, x)| *x);
-                        let tables: Map<String, Value> = TABLES
-                            .iter()
-                            .filter_map(|k| get(k).map(|x| ((*k).to_owned(), json!(x))))
-                            .collect();
-                        o.insert("tables".into(), Value::Object(tables));
-                        for k in ["generation", "sync_connected"] {
-                            if let Some(x) = get(k) {
-                                o.insert(k.into(), json!(x));
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        o.insert("error".into(), json!(e.to_string()));
-                    }
-                },
-                _ => {}
-            }
-        }
-        if v.kind == "instance" {
-            instances.push(Value::Object(o));
+/// sizes, each child's resources, and the age of its figures. Written as
+/// text around the watchers' fragments.
+pub fn status(header: Value, inputs: &Inputs) -> String {
+    let mut instances = String::from("[");
+    let mut blades = String::from("[");
+    for v in inputs.views {
+        let list = if v.kind == "instance" {
+            &mut instances
         } else {
-            blades.push(Value::Object(o));
+            &mut blades
+        };
+        if list.len() > 1 {
+            list.push(',');
         }
-    }
-    let mut out = match header {
-        Value::Object(m) => m,
-        _ => Map::new(),
-    };
-    out.insert("instances".into(), Value::Array(instances));
-    out.insert("blades".into(), Value::Array(blades));
-    Value::Object(out).to_string()
-}
-
-/// Sums per-blade counters (all but identifiers such as `generation`).
-pub fn sum(per_blade: &BTreeMap<u32, Vec<(String, u64)>>) -> BTreeMap<String, u64> {
-    let mut total = BTreeMap::new();
-    for counters in per_blade.values() {
-        for (k, v) in counters {
-            if !NOT_SUMMED.contains(&k.as_str()) {
-                *total.entry(k.clone()).or_insert(0u64) += v;
+        let mut o = serde_json::to_string(v).unwrap_or_else(|_| "{}".into());
+        o.pop();
+        if o.len() == 1 {
+            // Cannot happen (a view has members); keep the JSON valid.
+            o.push_str("\"id\":null");
+        }
+        let heard = inputs.heard(v);
+        if let Some(h) = heard {
+            let age = h.age(inputs.now).map(millis);
+            member(&mut o, "report_age_ms", &json!(age));
+            if v.kind == "instance" {
+                member(&mut o, "sync_age_ms", &json!(age.unwrap_or(0)));
             }
+            let stale = h.stale(inputs.now, inputs.interval).is_some();
+            member(&mut o, "stale", &json!(stale));
         }
+        if let Some(e) = problem(inputs, v) {
+            member(&mut o, "error", &e);
+        }
+        if let Some(r) = v.unit.and_then(|u| inputs.resources.get(&u)) {
+            member(&mut o, "memory_current", &json!(r.memory_current));
+            member(&mut o, "cpu_usage_nsec", &json!(r.cpu_usage_nsec));
+            member(&mut o, "tasks_current", &json!(r.tasks_current));
+        }
+        let fragment = heard.map(|h| h.fragments.status.as_str()).unwrap_or("");
+        close(&mut o, fragment);
+        list.push_str(&o);
     }
-    total
+    instances.push(']');
+    blades.push(']');
+    let mut out = match header {
+        Value::Object(m) => members(&m),
+        _ => String::new(),
+    };
+    if !out.is_empty() {
+        out.push(',');
+    }
+    format!(
+        "{{{out}\"instances\":{instances},\"blades\":{blades},\"report_interval_ms\":{}}}",
+        millis(inputs.interval)
+    )
 }
 
-/// Sums the numeric queue counters of every instance's blades.
-fn sum_queues(instances: &Map<String, Value>) -> BTreeMap<String, u64> {
-    let mut total = BTreeMap::new();
-    for inst in instances.values() {
-        for b in inst["queue"].as_array().into_iter().flatten() {
-            if let Some(q) = b["queue"].as_object() {
-                for (k, v) in q {
-                    if let Some(n) = v.as_u64() {
-                        *total.entry(k.clone()).or_insert(0u64) += n;
-                    }
+/// Adds a blade's counters to `total` (all but identifiers such as
+/// `generation`).
+fn add_counters(counters: &[(String, u64)], total: &mut BTreeMap<String, u64>) {
+    for (k, n) in counters {
+        if !NOT_SUMMED.contains(&k.as_str()) {
+            *total.entry(k.clone()).or_insert(0u64) += n;
+        }
+    }
+}
+
+/// Adds the numeric queue counters of one instance's blades to `total`.
+fn sum_queues(queue: &Value, total: &mut BTreeMap<String, u64>) {
+    for b in queue.as_array().into_iter().flatten() {
+        if let Some(q) = b["queue"].as_object() {
+            for (k, v) in q {
+                if let Some(n) = v.as_u64() {
+                    *total.entry(k.clone()).or_insert(0u64) += n;
                 }
             }
         }
     }
-    total
 }
 
 /// `Statistics()`: every blade's counters and their sums; every instance's
-/// queues and their sums; an error per child that did not answer.
-pub async fn statistics(views: Vec<ChildView>, timeout: Duration) -> String {
-    let replies = query(&views, timeout).await;
-    let mut per_blade = BTreeMap::new();
-    let mut instances = Map::new();
+/// queues and their sums, and its blades' ports; the age of each child's
+/// figures (`age_ms`, by "blade B" / "instance N"); an error per child not
+/// running, not heard yet, or stale (its last figures are still given).
+/// Written as text around the watchers' fragments.
+pub fn statistics(inputs: &Inputs) -> String {
+    let mut blades = String::from("{");
+    let mut instances = String::from("{");
+    let mut total = BTreeMap::new();
+    let mut queue_total = BTreeMap::new();
     let mut errors = Map::new();
-    for v in views.iter().filter(|v| !v.running()) {
-        errors.insert(format!("{} {}", v.kind, v.id), not_running(v));
-    }
-    for r in replies {
-        match r {
-            Reply::Blade(id, Ok((_, counters))) => {
-                per_blade.insert(id, counters);
+    let mut ages = Map::new();
+    for v in inputs.views {
+        let who = format!("{} {}", v.kind, v.id);
+        if let Some(e) = problem(inputs, v) {
+            errors.insert(who.clone(), e);
+        }
+        let Some(h) = inputs.heard(v) else {
+            continue;
+        };
+        let Some(data) = &h.data else {
+            continue;
+        };
+        let age = h.age(inputs.now).map(millis).unwrap_or(0);
+        ages.insert(who, json!(age));
+        let fragment = &h.fragments.statistics;
+        match data {
+            Data::Blade { counters } => {
+                add_counters(counters, &mut total);
+                if blades.len() > 1 {
+                    blades.push(',');
+                }
+                blades.push_str(&format!("\"{}\":{{{fragment}}}", v.id));
             }
-            Reply::Blade(id, Err(e)) => {
-                errors.insert(format!("blade {id}"), json!(e.to_string()));
-            }
-            Reply::Instance(id, Ok(info), age) => {
-                instances.insert(
-                    id.to_string(),
-                    json!({
-                        "sync_state": info.sync_state(),
-                        "sync": info.sync,
-                        "queue": info.queue,
-                        "age_ms": age.map(|a| a.as_millis() as u64).unwrap_or(0),
-                    }),
-                );
-            }
-            Reply::Instance(id, Err(e), _) => {
-                errors.insert(format!("instance {id}"), json!(e.to_string()));
+            Data::Instance { sync, .. } => {
+                sum_queues(&sync.queue, &mut queue_total);
+                if instances.len() > 1 {
+                    instances.push(',');
+                }
+                let mut entry = format!("\"{}\":{{\"age_ms\":{age}", v.id);
+                close(&mut entry, fragment);
+                instances.push_str(&entry);
             }
         }
     }
-    // Each instance's view of its blades' ports: the fast path's counters
-    // (as fpd reported them to cmgrd) beside Linux's own.
-    let ids: Vec<u32> = instances.keys().filter_map(|k| k.parse().ok()).collect();
-    let answers = futures_join(ids.iter().map(|id| {
-        let id = *id;
-        async move {
-            (
-                id,
-                probe::console(id, &["show stats --json"], timeout).await,
-            )
-        }
-    }))
-    .await;
-    for (id, answer) in answers {
-        let entry = &mut instances[&id.to_string()];
-        match answer.map(|mut a| a.remove(0)) {
-            Ok(text) => match serde_json::from_str::<Value>(text.trim()) {
-                Ok(v) => entry["interfaces"] = v["blades"].clone(),
-                Err(_) => entry["interfaces_error"] = json!(text.lines().next().unwrap_or("")),
-            },
-            Err(e) => entry["interfaces_error"] = json!(e.to_string()),
-        }
-    }
-    let total = sum(&per_blade);
-    let blades: Map<String, Value> = per_blade
-        .iter()
-        .map(|(id, c)| {
-            let m: Map<String, Value> = c.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
-            (id.to_string(), Value::Object(m))
-        })
-        .collect();
-    let queue_total = sum_queues(&instances);
-    json!({
-        "blades": blades,
-        "total": total,
-        "instances": instances,
-        "instances_total": {"queue": queue_total},
-        "errors": errors,
-    })
-    .to_string()
-}
-
-/// Runs futures concurrently and collects their outputs in order.
-async fn futures_join<F>(futs: impl Iterator<Item = F>) -> Vec<F::Output>
-where
-    F: std::future::Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    let handles: Vec<_> = futs.map(tokio::spawn).collect();
-    let mut out = Vec::with_capacity(handles.len());
-    for h in handles {
-        if let Ok(v) = h.await {
-            out.push(v);
-        }
-    }
-    out
+    blades.push('}');
+    instances.push('}');
+    format!(
+        "{{\"blades\":{blades},\"total\":{},\"instances\":{instances},\"instances_total\":{{\"queue\":{}}},\"errors\":{},\"age_ms\":{}}}",
+        json!(total),
+        json!(queue_total),
+        Value::Object(errors),
+        Value::Object(ages)
+    )
 }
 
 /// Reads "IPsec High Availability enabled|disabled".
@@ -333,17 +349,16 @@ mod tests {
 
     #[test]
     fn sums_everything_but_identifiers() {
-        let mut m = BTreeMap::new();
-        m.insert(1, vec![("routes4".into(), 3), ("generation".into(), 7)]);
-        m.insert(
-            2,
-            vec![
+        let mut t = BTreeMap::new();
+        add_counters(&[("routes4".into(), 3), ("generation".into(), 7)], &mut t);
+        add_counters(
+            &[
                 ("routes4".into(), 4),
                 ("routes6".into(), 1),
                 ("generation".into(), 9),
             ],
+            &mut t,
         );
-        let t = sum(&m);
         assert_eq!(t.get("routes4"), Some(&7));
         assert_eq!(t.get("routes6"), Some(&1));
         assert_eq!(t.get("generation"), None);

@@ -114,7 +114,20 @@ fn two_instances_two_blades_on_a_private_bus_with_a_journal() {
     assert_in_sync(&s, &red, 1);
     assert_in_sync(&s, &blue, 2);
 
-    // Status lists both, with each blade's route count matching its namespace.
+    // Status lists both, with each blade's route count matching its
+    // namespace once the figures (answered from memory, each at most a
+    // report interval old) have caught up.
+    let routes = [(1, ipv4_routes(&red)), (2, ipv4_routes(&blue))];
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            let st = s.status();
+            routes
+                .iter()
+                .all(|(b, n)| by_id(&st["blades"], *b)["tables"]["routes4"].as_u64() == Some(*n))
+        }),
+        "the blades' figures never caught up: {}",
+        s.status()
+    );
     let st = s.status();
     assert_eq!(st["state"], "running", "{st}");
     assert_eq!(st["instances"].as_array().unwrap().len(), 2, "{st}");

@@ -104,13 +104,24 @@ fn start_status_show_ipsec_console_stop() {
         "{out}"
     );
 
-    let (code, out, _) = cli.run(&["show", "stats", "--json"]);
-    assert_eq!(code, 0);
-    let stats: Value = serde_json::from_str(&out).unwrap();
-    // Blue has one blackhole route more than red (both have lo's local routes).
-    let r1 = stats["blades"]["1"]["routes4"].as_u64().unwrap();
-    let r2 = stats["blades"]["2"]["routes4"].as_u64().unwrap();
-    assert_eq!(r2, r1 + 1, "{stats}");
+    // Blue has one blackhole route more than red (both have lo's local
+    // routes), once the blades' figures (from memory) caught up.
+    let stats_json = || {
+        let (code, out, _) = cli.run(&["show", "stats", "--json"]);
+        assert_eq!(code, 0);
+        serde_json::from_str::<Value>(&out).unwrap()
+    };
+    let routes = |stats: &Value, b: &str| stats["blades"][b]["routes4"].as_u64().unwrap_or(0);
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            let st = stats_json();
+            routes(&st, "1") > 0 && routes(&st, "2") == routes(&st, "1") + 1
+        }),
+        "{}",
+        stats_json()
+    );
+    let stats = stats_json();
+    let (r1, r2) = (routes(&stats, "1"), routes(&stats, "2"));
     assert_eq!(stats["total"]["routes4"].as_u64(), Some(r1 + r2), "{stats}");
     let (code, out, _) = cli.run(&["show", "stats"]);
     assert_eq!(code, 0);

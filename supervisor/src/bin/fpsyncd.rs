@@ -13,6 +13,7 @@ fn main() -> ExitCode {
     let options = Options {
         bus: cli.bus,
         bin_dir: cli.bin_dir,
+        metrics_listen: cli.metrics_listen,
     };
     match supervisor::run(options) {
         Ok(()) => ExitCode::SUCCESS,

@@ -346,6 +346,32 @@ impl Drop for Supervisor {
     }
 }
 
+/// fpsyncd on a private bus of its own; fields drop in order, fpsyncd
+/// first.
+pub struct Tree {
+    pub s: Supervisor,
+    _bus: Bus,
+}
+
+impl Tree {
+    /// One instance `id` in `netns` feeding blade `id`, running.
+    pub fn one(netns: &str, id: u32, extra_config: &str) -> Tree {
+        let bus = Bus::start();
+        let s = Supervisor::start(
+            &[InstanceSpec {
+                id,
+                netns: netns.to_owned(),
+                blades: vec![id],
+            }],
+            &bus.address,
+            None,
+            extra_config,
+        );
+        s.wait_state("running", Duration::from_secs(20));
+        Tree { s, _bus: bus }
+    }
+}
+
 pub fn busctl(address: &str, args: &[&str]) -> (bool, String, String) {
     let out = Command::new("busctl")
         .arg(format!("--address={address}"))
