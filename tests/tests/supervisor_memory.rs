@@ -172,6 +172,13 @@ fn memory_and_cpu_move_when_a_child_works() {
         wait_until(Duration::from_secs(5), || read("MemoryCurrent") != u64::MAX),
         "MemoryCurrent never sampled"
     );
+    // The first sample may come before cmgrd has started its threads.
+    assert!(
+        wait_until(Duration::from_secs(5), || (2..1000)
+            .contains(&read("TasksCurrent"))),
+        "TasksCurrent {}",
+        read("TasksCurrent")
+    );
     let (mem0, cpu0) = (read("MemoryCurrent"), read("CPUUsageNSec"));
     let tasks = read("TasksCurrent");
     assert!(mem0 > 1 << 20 && mem0 < 1 << 32, "MemoryCurrent {mem0}");
