@@ -1491,7 +1491,8 @@ impl Processor {
         if self.pending.is_empty() {
             return;
         }
-        let ops = std::mem::take(&mut self.pending);
+        // The next batch gets room for a whole frame: no regrowth copies.
+        let ops = std::mem::replace(&mut self.pending, Vec::with_capacity(BATCH));
         // IPsec sequence numbers go only to blades with IPsec HA on.
         let without_ha = ops
             .iter()
