@@ -24,7 +24,7 @@ pub use dataplane::{
 };
 pub use limits::Limits;
 pub use manager::{serve, Server, ServerConfig, ServerError};
-pub use tables::Tables;
+pub use tables::{FoldHasher, PrefixHash, Tables};
 /// The token that stops [`serve`] and [`Server::run`].
 pub use tokio_util::sync::CancellationToken;
 

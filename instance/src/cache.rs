@@ -8,8 +8,18 @@
 //! bridge ports, FDB, then IPsec SAs, their replay states and policies,
 //! ..., multicast VIFs before MFC entries, so that a reference never
 //! precedes what it names.
+//!
+//! Hashing: the maps of kinds whose keys only the namespace's own
+//! administrator makes (routes, links, addresses, ...) hash with
+//! fastpath's seeded fold hash ([`fastpath::PrefixHash`]), several times
+//! cheaper than SipHash for a million routes; those whose keys a remote
+//! peer picks (conntrack entries, neighbours, FDB entries learnt from
+//! traffic) keep SipHash's flood resistance. A hand-written `BuildHasher`
+//! because std's maps take one hasher type per map.
 
+use std::collections::hash_map::{DefaultHasher, Entry, RandomState};
 use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
 
 use fastpath::fpc::{Hop, NextHops, Object, ObjectKey, ObjectKind, Op, Route, AF_INET, AF_INET6};
 
@@ -172,9 +182,97 @@ const SLOTS: usize = {
     max
 };
 
-#[derive(Default)]
+/// A map's hasher (see the module's header).
+#[derive(Clone)]
+enum KeyHash {
+    Fold(fastpath::PrefixHash),
+    Sip(RandomState),
+}
+
+impl KeyHash {
+    fn of(kind: ObjectKind) -> Self {
+        match kind {
+            ObjectKind::Conntrack | ObjectKind::Neigh | ObjectKind::Fdb => {
+                KeyHash::Sip(RandomState::new())
+            }
+            _ => KeyHash::Fold(fastpath::PrefixHash::new()),
+        }
+    }
+}
+
+enum KeyHasher {
+    Fold(fastpath::FoldHasher),
+    Sip(DefaultHasher),
+}
+
+impl BuildHasher for KeyHash {
+    type Hasher = KeyHasher;
+    fn build_hasher(&self) -> KeyHasher {
+        match self {
+            KeyHash::Fold(f) => KeyHasher::Fold(f.build_hasher()),
+            KeyHash::Sip(s) => KeyHasher::Sip(s.build_hasher()),
+        }
+    }
+}
+
+impl Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        match self {
+            KeyHasher::Fold(h) => h.write(bytes),
+            KeyHasher::Sip(h) => h.write(bytes),
+        }
+    }
+    fn write_u8(&mut self, v: u8) {
+        match self {
+            KeyHasher::Fold(h) => h.write_u8(v),
+            KeyHasher::Sip(h) => h.write_u8(v),
+        }
+    }
+    fn write_u32(&mut self, v: u32) {
+        match self {
+            KeyHasher::Fold(h) => h.write_u32(v),
+            KeyHasher::Sip(h) => h.write_u32(v),
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        match self {
+            KeyHasher::Fold(h) => h.write_u64(v),
+            KeyHasher::Sip(h) => h.write_u64(v),
+        }
+    }
+    fn write_usize(&mut self, v: usize) {
+        match self {
+            KeyHasher::Fold(h) => h.write_usize(v),
+            KeyHasher::Sip(h) => h.write_usize(v),
+        }
+    }
+    fn finish(&self) -> u64 {
+        match self {
+            KeyHasher::Fold(h) => h.finish(),
+            KeyHasher::Sip(h) => h.finish(),
+        }
+    }
+}
+
+type Map = HashMap<ObjectKey, Object, KeyHash>;
+
 pub struct Cache {
-    maps: [HashMap<ObjectKey, Object>; SLOTS],
+    maps: [Map; SLOTS],
+}
+
+impl Default for Cache {
+    fn default() -> Self {
+        Cache {
+            maps: std::array::from_fn(|i| {
+                let kind = ObjectKind::ALL
+                    .iter()
+                    .copied()
+                    .find(|k| slot(*k) == i)
+                    .unwrap_or(ObjectKind::Link);
+                HashMap::with_hasher(KeyHash::of(kind))
+            }),
+        }
+    }
 }
 
 fn slot(kind: ObjectKind) -> usize {
@@ -189,14 +287,14 @@ impl Cache {
     /// Inserts or refreshes `obj`; the op to send, or None if unchanged.
     pub fn upsert(&mut self, obj: Object) -> Option<(Op, Object)> {
         let map = &mut self.maps[slot(obj.kind())];
-        match map.get_mut(&obj.key()) {
-            Some(old) if *old == obj => None,
-            Some(old) => {
-                *old = obj.clone();
+        match map.entry(obj.key()) {
+            Entry::Occupied(o) if *o.get() == obj => None,
+            Entry::Occupied(mut o) => {
+                *o.get_mut() = obj.clone();
                 Some((Op::Replace, obj))
             }
-            None => {
-                map.insert(obj.key(), obj.clone());
+            Entry::Vacant(v) => {
+                v.insert(obj.clone());
                 Some((Op::Add, obj))
             }
         }
@@ -265,7 +363,7 @@ impl Cache {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.maps.iter().all(HashMap::is_empty)
+        self.maps.iter().all(Map::is_empty)
     }
 
     /// Every object, in replay order (bridge ports and FDB entries after

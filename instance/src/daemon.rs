@@ -1525,12 +1525,7 @@ impl Processor {
         self.generation = self.generation.max(now_ns()) + 1;
         let generation = self.generation;
         let ha = self.ipsec_ha.get(&self.blades[index].blade) == Some(&true);
-        let objects: Vec<Object> = self
-            .cache
-            .replay()
-            .filter(|o| ha || !matches!(o, Object::XfrmReplay(_)))
-            .cloned()
-            .collect();
+        let wanted = |o: &&Object| ha || !matches!(o, Object::XfrmReplay(_));
         let link = &mut self.blades[index];
         let LinkState::Up { conn } = link.state else {
             return;
@@ -1539,14 +1534,21 @@ impl Processor {
         info!(
             blade = link.blade,
             generation,
-            objects = objects.len(),
+            objects = self.cache.replay().filter(wanted).count(),
             "replaying the cache"
         );
         let mut frames = Vec::new();
         let mut bytes = send(link, conn, &Message::SyncBegin { generation }, &mut frames);
-        let mut it = objects.into_iter().peekable();
-        while it.peek().is_some() {
-            let batch: Vec<(Op, Object)> = it.by_ref().take(BATCH).map(|o| (Op::Add, o)).collect();
+        // Cloned a frame at a time, not the whole cache at once first.
+        let mut batch = Vec::with_capacity(BATCH);
+        for o in self.cache.replay().filter(wanted) {
+            batch.push((Op::Add, o.clone()));
+            if batch.len() == BATCH {
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                bytes += send(link, conn, &Message::Batch(full), &mut frames);
+            }
+        }
+        if !batch.is_empty() {
             bytes += send(link, conn, &Message::Batch(batch), &mut frames);
         }
         // Known before it is sent, so that its ack cannot come first.
@@ -1562,7 +1564,8 @@ impl Processor {
         if self.pending.is_empty() {
             return;
         }
-        let ops = std::mem::take(&mut self.pending);
+        // The next batch gets room for a whole frame: no regrowth copies.
+        let ops = std::mem::replace(&mut self.pending, Vec::with_capacity(BATCH));
         // IPsec sequence numbers go only to blades with IPsec HA on.
         let without_ha = ops
             .iter()

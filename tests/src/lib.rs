@@ -668,3 +668,26 @@ pub mod fixtures {
         }
     }
 }
+
+/// The `ip -batch` lines of the route benchmarks' load: `v4` IPv4 /24s
+/// via 10.0.0.2 and `v6` IPv6 /64s via 2001:db8::2 (both on a link with
+/// 10.0.0.1/16 and 2001:db8::1/64).
+pub fn route_batch(v4: usize, v6: usize) -> String {
+    let mut batch = String::with_capacity((v4 + v6) * 48);
+    for i in 0..v4 as u32 {
+        batch += &format!(
+            "route add {}.{}.{}.0/24 via 10.0.0.2\n",
+            11 + (i >> 16),
+            (i >> 8) & 255,
+            i & 255
+        );
+    }
+    for i in 0..v6 as u32 {
+        batch += &format!(
+            "route add 2001:db8:{:x}:{:x}::/64 via 2001:db8::2\n",
+            1 + (i >> 16),
+            i & 0xffff
+        );
+    }
+    batch
+}

@@ -6,11 +6,16 @@
 //! count drops to zero the slot is emptied, the id leaves `index` and is
 //! reused by a later `intern`. Memory is thus proportional to the number of
 //! distinct attribute sets (a few on a typical router), not of routes.
+//! Ids stay below [`MAX_ATTRS`] (a FIB entry packs its id in 22 bits): a
+//! new set past that is refused. The id interned last is tried before the
+//! index (routes of a batch mostly share their attributes), which spares
+//! most routes a hash of their attributes.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use super::fib::MAX_ATTRS;
 use crate::fpc::{NextHops, Route};
 
 /// Everything of a route but its key.
@@ -48,15 +53,28 @@ pub(crate) struct AttrTable {
     slots: Vec<Slot>,
     index: HashMap<Arc<RouteAttrs>, u32>,
     free: Vec<u32>,
+    /// The id `intern` returned last (its slot may since have changed).
+    last: u32,
 }
 
 impl AttrTable {
-    /// The id of `attrs`, with one more reference.
-    pub(crate) fn intern(&mut self, attrs: RouteAttrs) -> u32 {
+    /// The id of `attrs`, with one more reference; None when `attrs` is
+    /// new and every id a FIB entry can hold ([`MAX_ATTRS`]) is in use.
+    pub(crate) fn intern(&mut self, attrs: RouteAttrs) -> Option<u32> {
+        if let Some(slot) = self.slots.get_mut(self.last as usize) {
+            if slot.attrs.as_deref() == Some(&attrs) {
+                slot.refs = slot.refs.saturating_add(1);
+                return Some(self.last);
+            }
+        }
         if let Some(&id) = self.index.get(&attrs) {
+            self.last = id;
             let slot = &mut self.slots[id as usize];
             slot.refs = slot.refs.saturating_add(1);
-            return id;
+            return Some(id);
+        }
+        if self.free.is_empty() && self.slots.len() >= MAX_ATTRS as usize {
+            return None;
         }
         let attrs = Arc::new(attrs);
         let slot = Slot {
@@ -74,7 +92,8 @@ impl AttrTable {
             }
         };
         self.index.insert(attrs, id);
-        id
+        self.last = id;
+        Some(id)
     }
 
     pub(crate) fn get(&self, id: u32) -> Option<&RouteAttrs> {
@@ -126,9 +145,9 @@ mod tests {
     #[test]
     fn interning_counts_and_reuses() {
         let mut t = AttrTable::default();
-        let a = t.intern(attrs(3));
-        assert_eq!(t.intern(attrs(3)), a);
-        let b = t.intern(attrs(4));
+        let a = t.intern(attrs(3)).unwrap();
+        assert_eq!(t.intern(attrs(3)), Some(a));
+        let b = t.intern(attrs(4)).unwrap();
         assert_ne!(a, b);
         assert_eq!((t.refs(a), t.refs(b), t.len()), (2, 1, 2));
         t.release(a);
@@ -137,7 +156,7 @@ mod tests {
         assert_eq!(t.get(a), None);
         assert_eq!(t.len(), 1);
         // The freed id is reused.
-        assert_eq!(t.intern(attrs(5)), a);
+        assert_eq!(t.intern(attrs(5)), Some(a));
         assert_eq!(t.get(a), Some(&attrs(5)));
     }
 }

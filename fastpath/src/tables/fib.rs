@@ -1,7 +1,7 @@
 //! One FIB: the routes of one (table, family), stored compactly for
 //! longest-prefix match.
 //!
-//! A route is a 12-byte [`Entry`] in a hash map per prefix length, keyed by
+//! A route is an 8-byte [`Entry`] in a hash map per prefix length, keyed by
 //! the masked prefix; its attributes (type, protocol, scope, prefsrc, next
 //! hops) are an index into the interned [`super::attrs::AttrTable`].
 //!
@@ -120,15 +120,21 @@ impl PrefixKey for V6 {
 /// seven the control byte). Keys come from the trusted cache manager, so
 /// this trades SipHash's flood resistance for speed.
 #[derive(Debug, Clone)]
-pub(crate) struct PrefixHash {
+pub struct PrefixHash {
     seed: u64,
 }
 
 impl PrefixHash {
-    pub(crate) fn new() -> Self {
+    pub fn new() -> Self {
         PrefixHash {
             seed: RandomState::new().hash_one(0x5eed_u64) | 1,
         }
+    }
+}
+
+impl Default for PrefixHash {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
@@ -140,7 +146,7 @@ impl BuildHasher for PrefixHash {
 }
 
 /// See [`PrefixHash`].
-pub(crate) struct FoldHasher {
+pub struct FoldHasher {
     state: u64,
 }
 
@@ -218,19 +224,50 @@ const STALE: u8 = 1;
 /// On a first entry: `extra` holds more routes of its prefix.
 const EXTRA: u8 = 2;
 
+/// Bits of an [`Entry`]'s packed word that hold its attribute id.
+const ATTR_BITS: u32 = 22;
+/// The attribute ids an [`Entry`] can hold: 0 to `MAX_ATTRS - 1`.
+pub(crate) const MAX_ATTRS: u32 = 1 << ATTR_BITS;
+
 /// One route, less its prefix (the map key) and attributes (interned).
+/// Eight bytes: the attribute id (22 bits), the tos (8) and the flags (2)
+/// share one word, so a map bucket is 12 bytes for IPv4, 24 for IPv6.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Entry {
     pub priority: u32,
-    /// An id of the [`super::attrs::AttrTable`].
-    pub attrs: u32,
-    pub tos: u8,
-    flags: u8,
+    packed: u32,
 }
 
 impl Entry {
+    /// `attrs` is below [`MAX_ATTRS`] (the attribute table hands out no
+    /// other id).
+    fn new(tos: u8, priority: u32, attrs: u32) -> Self {
+        debug_assert!(attrs < MAX_ATTRS, "attribute id {attrs} too large");
+        Entry {
+            priority,
+            packed: (attrs & (MAX_ATTRS - 1)) | u32::from(tos) << ATTR_BITS,
+        }
+    }
+    /// An id of the [`super::attrs::AttrTable`].
+    pub(crate) fn attrs(&self) -> u32 {
+        self.packed & (MAX_ATTRS - 1)
+    }
+    pub(crate) fn tos(&self) -> u8 {
+        (self.packed >> ATTR_BITS) as u8
+    }
+    fn flags(&self) -> u8 {
+        (self.packed >> (ATTR_BITS + 8)) as u8
+    }
+    fn set_flags(&mut self, flags: u8) {
+        self.packed = (self.packed & ((1 << (ATTR_BITS + 8)) - 1))
+            | (u32::from(flags & (STALE | EXTRA)) << (ATTR_BITS + 8));
+    }
+    fn set_attrs(&mut self, attrs: u32) {
+        debug_assert!(attrs < MAX_ATTRS, "attribute id {attrs} too large");
+        self.packed = (self.packed & !(MAX_ATTRS - 1)) | (attrs & (MAX_ATTRS - 1));
+    }
     fn stale(&self) -> bool {
-        self.flags & STALE != 0
+        self.flags() & STALE != 0
     }
 }
 
@@ -284,12 +321,7 @@ impl<K: PrefixKey> Fib<K> {
         (tos, priority, attrs): (u8, u32, u32),
         same: impl Fn(&Entry) -> bool,
     ) -> Upsert {
-        let fresh = Entry {
-            priority,
-            attrs,
-            tos,
-            flags: 0,
-        };
+        let fresh = Entry::new(tos, priority, attrs);
         let map = &mut self.by_len[usize::from(len)];
         match map.entry(key) {
             MapEntry::Vacant(v) => {
@@ -301,19 +333,19 @@ impl<K: PrefixKey> Fib<K> {
             MapEntry::Occupied(mut o) => {
                 let first = o.get_mut();
                 if same(first) {
-                    let old = first.attrs;
-                    first.attrs = attrs;
-                    first.flags &= !STALE;
+                    let old = first.attrs();
+                    first.set_attrs(attrs);
+                    first.set_flags(first.flags() & !STALE);
                     return Upsert::Replaced(old);
                 }
                 let list = self.extra.entry((len, key)).or_default();
                 if let Some(e) = list.iter_mut().find(|e| same(e)) {
-                    let old = e.attrs;
+                    let old = e.attrs();
                     *e = fresh;
                     return Upsert::Replaced(old);
                 }
                 list.push(fresh);
-                first.flags |= EXTRA;
+                first.set_flags(first.flags() | EXTRA);
                 self.routes += 1;
                 Upsert::Inserted
             }
@@ -326,8 +358,8 @@ impl<K: PrefixKey> Fib<K> {
         let map = self.by_len.get_mut(usize::from(len))?;
         let first = map.get_mut(&key)?;
         let removed = if same(first) {
-            let old = first.attrs;
-            if first.flags & EXTRA == 0 {
+            let old = first.attrs();
+            if first.flags() & EXTRA == 0 {
                 map.remove(&key);
                 if map.is_empty() {
                     self.lens.remove(len);
@@ -341,14 +373,12 @@ impl<K: PrefixKey> Fib<K> {
                 if !more {
                     self.extra.remove(&(len, key));
                 }
-                *first = Entry {
-                    flags: (next.flags & STALE) | if more { EXTRA } else { 0 },
-                    ..next
-                };
+                *first = next;
+                first.set_flags((next.flags() & STALE) | if more { EXTRA } else { 0 });
             }
             old
         } else {
-            if first.flags & EXTRA == 0 {
+            if first.flags() & EXTRA == 0 {
                 return None;
             }
             let list = self.extra.get_mut(&(len, key))?;
@@ -356,9 +386,9 @@ impl<K: PrefixKey> Fib<K> {
             let gone = list.swap_remove(at);
             if list.is_empty() {
                 self.extra.remove(&(len, key));
-                first.flags &= !EXTRA;
+                first.set_flags(first.flags() & !EXTRA);
             }
-            gone.attrs
+            gone.attrs()
         };
         self.routes -= 1;
         Some(removed)
@@ -373,10 +403,10 @@ impl<K: PrefixKey> Fib<K> {
             let Some(first) = self.by_len[usize::from(len)].get(&key) else {
                 continue;
             };
-            let mut best = (first.tos == 0).then_some(*first);
-            if first.flags & EXTRA != 0 {
+            let mut best = (first.tos() == 0).then_some(*first);
+            if first.flags() & EXTRA != 0 {
                 for e in self.extra.get(&(len, key)).into_iter().flatten() {
-                    if e.tos == 0 && best.is_none_or(|b| e.priority < b.priority) {
+                    if e.tos() == 0 && best.is_none_or(|b| e.priority < b.priority) {
                         best = Some(*e);
                     }
                 }
@@ -392,12 +422,12 @@ impl<K: PrefixKey> Fib<K> {
     pub(crate) fn mark_stale(&mut self) {
         for map in &mut self.by_len {
             for e in map.values_mut() {
-                e.flags |= STALE;
+                e.set_flags(e.flags() | STALE);
             }
         }
         for list in self.extra.values_mut() {
             for e in list {
-                e.flags |= STALE;
+                e.set_flags(e.flags() | STALE);
             }
         }
     }
@@ -419,18 +449,18 @@ impl<K: PrefixKey> Fib<K> {
             }
             let len = len as u8;
             map.retain(|key, first| {
-                if first.flags & EXTRA != 0 {
+                if first.flags() & EXTRA != 0 {
                     let list_key = (len, *key);
                     let mut list = extra.remove(&list_key).unwrap_or_default();
                     list.retain(|e| {
                         if e.stale() {
-                            release(e.attrs);
+                            release(e.attrs());
                             swept += 1;
                         }
                         !e.stale()
                     });
                     if first.stale() {
-                        release(first.attrs);
+                        release(first.attrs());
                         swept += 1;
                         match list.pop() {
                             Some(next) => *first = next,
@@ -438,15 +468,15 @@ impl<K: PrefixKey> Fib<K> {
                         }
                     }
                     if list.is_empty() {
-                        first.flags &= !EXTRA;
+                        first.set_flags(first.flags() & !EXTRA);
                     } else {
-                        first.flags |= EXTRA;
+                        first.set_flags(first.flags() | EXTRA);
                         extra.insert(list_key, list);
                     }
                     return true;
                 }
                 if first.stale() {
-                    release(first.attrs);
+                    release(first.attrs());
                     swept += 1;
                     return false;
                 }
@@ -468,7 +498,7 @@ impl<K: PrefixKey> Fib<K> {
         for (len, map) in self.by_len.iter().enumerate() {
             for (key, first) in map {
                 f(*key, len as u8, first);
-                if first.flags & EXTRA != 0 {
+                if first.flags() & EXTRA != 0 {
                     for e in self.extra.get(&(len as u8, *key)).into_iter().flatten() {
                         f(*key, len as u8, e);
                     }
@@ -482,7 +512,7 @@ impl<K: PrefixKey> Fib<K> {
 mod tests {
     /// Matches by (tos, priority), as for IPv4.
     fn is(tos: u8, priority: u32) -> impl Fn(&Entry) -> bool {
-        move |e| e.tos == tos && e.priority == priority
+        move |e| e.tos() == tos && e.priority == priority
     }
 
     use super::*;
@@ -521,9 +551,18 @@ mod tests {
 
     #[test]
     fn entry_is_small() {
-        assert_eq!(std::mem::size_of::<Entry>(), 12);
-        assert_eq!(std::mem::size_of::<(V4, Entry)>(), 16);
-        assert_eq!(std::mem::size_of::<(V6, Entry)>(), 28);
+        assert_eq!(std::mem::size_of::<Entry>(), 8);
+        assert_eq!(std::mem::size_of::<(V4, Entry)>(), 12);
+        assert_eq!(std::mem::size_of::<(V6, Entry)>(), 24);
+        // Every field keeps its value beside the others.
+        let mut e = Entry::new(0xfc, 7, MAX_ATTRS - 1);
+        assert_eq!(
+            (e.tos(), e.priority, e.attrs(), e.flags()),
+            (0xfc, 7, MAX_ATTRS - 1, 0)
+        );
+        e.set_flags(STALE | EXTRA);
+        e.set_attrs(5);
+        assert_eq!((e.tos(), e.attrs(), e.flags()), (0xfc, 5, STALE | EXTRA));
     }
 
     #[test]
@@ -537,13 +576,13 @@ mod tests {
         assert_eq!(fib.len(), 3);
         // Lowest metric among tos-0 routes.
         let (_, _, e) = fib.longest_match(v4("10.9.9.9")).unwrap();
-        assert_eq!((e.priority, e.attrs), (50, 4));
+        assert_eq!((e.priority, e.attrs()), (50, 4));
         // Remove the first: a further one is promoted.
         assert_eq!(fib.remove(p, 8, is(0, 100)), Some(1));
         assert_eq!(fib.remove(p, 8, is(0, 100)), None);
         assert_eq!(fib.len(), 2);
         let mut seen = Vec::new();
-        fib.for_each(|_, _, e| seen.push((e.tos, e.priority)));
+        fib.for_each(|_, _, e| seen.push((e.tos(), e.priority)));
         seen.sort();
         assert_eq!(seen, vec![(0, 50), (4, 10)]);
         assert_eq!(fib.remove(p, 8, is(0, 50)), Some(4));
@@ -571,7 +610,7 @@ mod tests {
         assert_eq!(released, vec![1, 2, 4]);
         assert_eq!(fib.len(), 1);
         let (_, len, e) = fib.longest_match(v4("10.1.1.1")).unwrap();
-        assert_eq!((len, e.priority, e.flags), (8, 3, 0));
+        assert_eq!((len, e.priority, e.flags()), (8, 3, 0));
         assert!(fib.extra.is_empty());
         assert!(fib.longest_match(v4("192.168.1.1")).is_none());
     }

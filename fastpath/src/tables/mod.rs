@@ -31,8 +31,8 @@ use crate::fpc::{
 };
 use attrs::AttrTable;
 pub(crate) use attrs::RouteAttrs;
-pub(crate) use fib::PrefixHash;
 use fib::{Entry, Fib, PrefixKey, Upsert, V4, V6};
+pub use fib::{FoldHasher, PrefixHash};
 
 /// Objects of one kind by key, each with its stale mark.
 #[derive(Clone)]
@@ -129,7 +129,10 @@ impl<K: PrefixKey> Fibs<K> {
             Op::Add | Op::Replace => {
                 check_route_attrs(&r)?;
                 let (table, len) = (r.table, r.dst_len);
-                let id = attrs.intern(RouteAttrs::of(r));
+                // Over 4 M distinct attribute sets: refused, not wrapped.
+                let id = attrs
+                    .intern(RouteAttrs::of(r))
+                    .ok_or(ObjectError::Unsupported)?;
                 let fib = self
                     .tables
                     .entry(table)
@@ -151,7 +154,7 @@ impl<K: PrefixKey> Fibs<K> {
             prefix.to_ip(),
             len,
             &e,
-            attrs.get(e.attrs)?,
+            attrs.get(e.attrs())?,
         ))
     }
 
@@ -165,7 +168,7 @@ impl<K: PrefixKey> Fibs<K> {
         addr: K,
     ) -> Option<(u8, &'a RouteAttrs)> {
         let (_, len, e) = self.tables.get(&table)?.longest_match(addr)?;
-        attrs.get(e.attrs).map(|a| (len, a))
+        attrs.get(e.attrs()).map(|a| (len, a))
     }
 
     fn mark_stale(&mut self) {
@@ -187,7 +190,7 @@ impl<K: PrefixKey> Fibs<K> {
     fn for_each(&self, attrs: &AttrTable, f: &mut impl FnMut(Object)) {
         for (&table, fib) in &self.tables {
             fib.for_each(|prefix, len, e| {
-                if let Some(a) = attrs.get(e.attrs) {
+                if let Some(a) = attrs.get(e.attrs()) {
                     f(Object::Route(route_of(table, prefix.to_ip(), len, e, a)));
                 }
             });
@@ -208,7 +211,7 @@ fn route_of(table: u32, dst: IpAddr, dst_len: u8, e: &fib::Entry, a: &RouteAttrs
         table,
         dst,
         dst_len,
-        tos: e.tos,
+        tos: e.tos(),
         priority: e.priority,
         rtype: a.rtype,
         protocol: a.protocol,
@@ -255,11 +258,11 @@ fn same_route(
     priority: u32,
     disc: RouteDisc,
 ) -> bool {
-    e.tos == tos
+    e.tos() == tos
         && e.priority == priority
         && (disc == RouteDisc::None && dst.is_ipv4()
             || attrs
-                .get(e.attrs)
+                .get(e.attrs())
                 .is_some_and(|a| RouteDisc::of(&dst, a.protocol, &a.nexthops) == disc))
 }
 

@@ -498,7 +498,7 @@ fn interned_attributes_are_released() {
     let (_, _, entry) = t.routes4.tables[&254]
         .longest_match(V4::from_ip(ip("10.0.0.1")).unwrap())
         .unwrap();
-    let id = entry.attrs;
+    let id = entry.attrs();
     assert_eq!(t.attrs.refs(id), 500);
     for i in (0..1000u32).step_by(2) {
         let r = route(254, &format!("10.{}.{}.0/24", i / 256, i % 256), 0, "");
