@@ -1076,6 +1076,14 @@ impl Processor {
         }
         let new = msg.kind == netlink::nftables::NFT_MSG_NEWSETELEM;
         for e in elems {
+            let set = ObjectKey::NftSet {
+                family: e.family,
+                table: e.table.clone(),
+                name: e.set.clone(),
+            };
+            if matches!(self.cache.get(&set), Some(Object::NftSet(s)) if !s.elements_synced()) {
+                continue;
+            }
             let obj = Object::NftSetElem(e);
             if !self.config.features.syncs(&obj) {
                 continue;
@@ -1997,6 +2005,9 @@ fn dump_set_elements(
     let mut out = Vec::new();
     for set in sets {
         let Object::NftSet(set) = set else { continue };
+        if !set.elements_synced() {
+            continue;
+        }
         let mut found = Vec::new();
         let mut bad = 0u64;
         let res = sock.dump_with(

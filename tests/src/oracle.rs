@@ -254,7 +254,10 @@ pub fn linux(netns: &str, features: &Features) -> Result<Side, OracleError> {
     };
     if features.enabled(features::FILTER) {
         let text = exec(&["nft", "-j", "list", "ruleset"])?;
-        nft(&mut side, &text, features)?;
+        // nft 1.0.6's JSON leaves out a set's `dynamic` flag: its text
+        // listing says it.
+        let changing = changing_sets(&exec(&["nft", "list", "sets"])?);
+        nft(&mut side, &text, features, &changing)?;
     }
     let tc = run_json(&["tc", "-n", netns, "-j", "qdisc", "show"])?;
     for q in &tc {
@@ -956,7 +959,26 @@ fn nft_rule_nats(rule: &Value) -> bool {
     })
 }
 
-fn nft(side: &mut Side, text: &str, f: &Features) -> Result<(), OracleError> {
+/// The sets whose `nft list sets` block has `flags` with `timeout` or
+/// `dynamic`, as "family table name".
+fn changing_sets(text: &str) -> Vec<String> {
+    let (mut table, mut out) = (String::new(), Vec::new());
+    let mut set = String::new();
+    for line in text.lines().map(str::trim) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["table", family, name, "{"] => table = format!("{family} {name}"),
+            ["set" | "map", name, "{"] => set = format!("{table} {name}"),
+            ["flags", ..] if line.contains("timeout") || line.contains("dynamic") => {
+                out.push(set.clone())
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+fn nft(side: &mut Side, text: &str, f: &Features, changing: &[String]) -> Result<(), OracleError> {
     let command = "nft -j list ruleset".to_owned();
     let v: Value = serde_json::from_str(text).map_err(|source| OracleError::Json {
         command: command.clone(),
@@ -1069,7 +1091,15 @@ fn nft(side: &mut Side, text: &str, f: &Features) -> Result<(), OracleError> {
                 side,
                 "nft set",
                 key,
-                nft_set(set, item.get("map").is_some()),
+                nft_set(
+                    set,
+                    item.get("map").is_some(),
+                    !changing.contains(&format!(
+                        "{family} {} {}",
+                        s(&set["table"]),
+                        s(&set["name"])
+                    )),
+                ),
             );
         }
     }
@@ -1083,7 +1113,7 @@ const SET_TYPES: [(&str, u32); 3] = [("ipv4_addr", 7), ("ipv6_addr", 8), ("inet_
 /// A named set or map as `nft -j` lists it: whether it is a map and an
 /// interval set, and its elements (keys only) as "a" or, in an interval
 /// set, "first-last" ranges, sorted; a count for other key types.
-fn nft_set(set: &Value, map: bool) -> Record {
+fn nft_set(set: &Value, map: bool, synced: bool) -> Record {
     let interval = match &set["flags"] {
         Value::Array(a) => a.iter().any(|f| f == "interval"),
         f => f == "interval",
@@ -1133,7 +1163,15 @@ fn nft_set(set: &Value, map: bool) -> Record {
             e => e,
         })
         .collect();
-    let elements = if typed.is_some() {
+    let has = |flag: &str| match &set["flags"] {
+        Value::Array(a) => a.iter().any(|f| f == flag),
+        f => f == flag,
+    };
+    // cmgrd does not sync elements that expire or that the packet path
+    // adds (see instance/src/netlink/nftables.rs).
+    let elements = if !synced || has("timeout") || has("dynamic") || set.get("timeout").is_some() {
+        "not synced".to_string()
+    } else if typed.is_some() {
         let mut all: Vec<String> = keys.iter().map(|k| text(k)).collect();
         all.sort();
         all.join(", ")
@@ -1214,7 +1252,9 @@ fn fastpath_sets(side: &mut Side, objects: &[&Object]) {
         let mut r = Record::new();
         r.insert("map", (set.flags & set_flags::MAP != 0).to_string());
         r.insert("interval", interval.to_string());
-        let elements = if typed {
+        let elements = if !set.elements_synced() {
+            "not synced".to_string()
+        } else if typed {
             keys.sort();
             keys.join(", ")
         } else {

@@ -352,6 +352,19 @@ fn nft_sets_maps_and_their_elements() {
     nft(&s, "flush chain inet t fw");
     nft(&s, "delete set inet t nets");
     assert_eq!(elements_of(&s, "nets"), 0);
+    // Elements that expire (the kernel removes them unannounced) and a
+    // dynamic set's (the packet path adds them unannounced) are not
+    // synced: their sets are, and fpd leaves lookups in them to Linux.
+    nft(&s, "add set inet t tmo { type ipv4_addr; flags timeout; }");
+    nft(
+        &s,
+        "add element inet t tmo { 10.0.0.1 timeout 1s, 10.0.0.2 }",
+    );
+    nft(&s, "add set inet t dyn { type ipv4_addr; flags dynamic; }");
+    nft(&s, "add element inet t dyn { 10.0.0.3 }");
+    assert_eq!(elements_of(&s, "tmo") + elements_of(&s, "dyn"), 0);
+    std::thread::sleep(Duration::from_millis(1500));
+    s.assert_equal_to_linux(SYNC);
     nft(&s, "delete table inet t");
     assert_eq!(
         count(&s, |o| matches!(

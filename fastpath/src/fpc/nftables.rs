@@ -112,6 +112,16 @@ pub struct NftSet {
     pub timeout: bool,
 }
 
+impl NftSet {
+    /// Whether its elements are synced: not for a set with timeouts
+    /// (elements expire without an event) or a dynamic one (the packet
+    /// path adds to it without an event). fpd leaves lookups in either to
+    /// Linux.
+    pub fn elements_synced(&self) -> bool {
+        self.flags & (set_flags::TIMEOUT | set_flags::EVAL) == 0 && !self.timeout
+    }
+}
+
 /// What an element maps its key to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum NftElemData {
@@ -139,8 +149,8 @@ pub struct NftSetElem {
     /// NFT_SET_ELEM_* ([`elem_flags`]).
     pub flags: u32,
     pub data: NftElemData,
-    /// The element has a timeout or expressions of its own: it changes
-    /// without an event.
+    /// The element has expressions of its own (counters, limits, quotas:
+    /// they run on each match and change without an event).
     pub stateful: bool,
 }
 

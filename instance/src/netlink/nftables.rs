@@ -6,9 +6,12 @@
 //! Sets and maps (`NFT_MSG_NEWSET`) are objects of their own, and so is
 //! each element (`NFT_MSG_NEWSETELEM`; a dump message carries many, a
 //! notification one): what a set's `NFTA_SET_COUNT` says, and its
-//! elements' counters and expiry times, change without an event and are
-//! left out (a set or element with expressions or timeouts is marked so,
-//! and fpd leaves its lookups to Linux).
+//! elements' counters, change without an event and are left out (a set
+//! or element with expressions is marked so, and fpd leaves its lookups
+//! to Linux). An element with a timeout is not synced at all: the kernel
+//! removes it when it expires without NFT_MSG_DELSETELEM (checked on this
+//! kernel), so it is left out of notifications and dumps alike, and its
+//! set (which has NFT_SET_TIMEOUT) is Linux's in fpd.
 //!
 //! Invariants:
 //! * No I/O, no logging; every length is checked, a malformed message is
@@ -380,6 +383,7 @@ pub fn decode_elements(msg: &NlMsg<'_>) -> Result<Vec<NftSetElem>, WireError> {
                     if out.len() == MAX_ELEMS {
                         return Err(WireError::BadAttr { kind, len: v.len() });
                     }
+                    let mut expires = false;
                     let mut e = NftSetElem {
                         family,
                         table: String::new(),
@@ -397,14 +401,14 @@ pub fn decode_elements(msg: &NlMsg<'_>) -> Result<Vec<NftSetElem>, WireError> {
                             NFTA_SET_ELEM_KEY_END => e.key_end = data_value(k, v)?,
                             NFTA_SET_ELEM_DATA => e.data = elem_data(k, v)?,
                             NFTA_SET_ELEM_FLAGS => e.flags = be32(k, v)?,
-                            NFTA_SET_ELEM_TIMEOUT
-                            | NFTA_SET_ELEM_EXPIRATION
-                            | NFTA_SET_ELEM_EXPR
-                            | NFTA_SET_ELEM_EXPRESSIONS => e.stateful = true,
+                            NFTA_SET_ELEM_TIMEOUT | NFTA_SET_ELEM_EXPIRATION => expires = true,
+                            NFTA_SET_ELEM_EXPR | NFTA_SET_ELEM_EXPRESSIONS => e.stateful = true,
                             _ => {}
                         }
                     }
-                    out.push(e);
+                    if !expires {
+                        out.push(e);
+                    }
                 }
             }
             _ => {}
