@@ -691,3 +691,30 @@ pub fn route_batch(v4: usize, v6: usize) -> String {
     }
     batch
 }
+
+/// Whether this kernel has the qdisc kinds the traffic-control scenarios
+/// use (tbf, ingress, clsact): kernels here differ (one had no fq_codel,
+/// htb nor netem). Tried on the loopback of a namespace of its own; where
+/// one is missing, the caller says SKIPPED and stops.
+pub fn kernel_has_tc_qdiscs() -> bool {
+    let ns = Netns::new("tcprobe");
+    let ok = [
+        "qdisc add dev lo root tbf rate 1mbit burst 32k latency 50ms",
+        "qdisc del dev lo root",
+        "qdisc add dev lo ingress",
+        "qdisc del dev lo ingress",
+        "qdisc add dev lo clsact",
+    ]
+    .iter()
+    .all(|cmd| {
+        std::process::Command::new("tc")
+            .args(["-n", &ns.name])
+            .args(cmd.split_whitespace())
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    if !ok {
+        eprintln!("SKIPPED: this kernel lacks the tbf, ingress or clsact qdisc");
+    }
+    ok
+}

@@ -845,6 +845,9 @@ macro_rules! scenario_tests {
     ($($test:ident: $name:literal, $fpd_forwards:expr;)*) => {$(
         #[test]
         fn $test() {
+            if $name.starts_with("tc ") && !fpsync_tests::kernel_has_tc_qdiscs() {
+                return;
+            }
             let _serial = serial();
             for when in [When::BeforeFpd, When::Live] {
                 let (rx, forwarded) = equivalent($name, when);

@@ -33,6 +33,9 @@ fn tc(s: &Setup, args: &str) {
 
 #[test]
 fn shapers_and_classifiers_follow_tc() {
+    if !fpsync_tests::kernel_has_tc_qdiscs() {
+        return;
+    }
     let mut s = Setup::new("qdisc");
     for (a, b) in [("q0", "q1"), ("q2", "q3")] {
         s.ns.ip(&["link", "add", a, "type", "veth", "peer", "name", b]);
