@@ -357,9 +357,14 @@ fn hit_flags_keep_a_fast_path_only_neighbour_reachable(backend: &str) {
         .filter(|s| !matches!(s.as_str(), "REACHABLE" | "DELAY" | "PROBE"))
         .collect();
     assert!(bad.is_empty(), "states {states:?}\n{}", t.logs());
+    // Linux's own cycle for a used entry with these settings: REACHABLE
+    // for 1 to 3 s (random), then DELAY for 1 s, a unicast probe, and
+    // REACHABLE again. At the shortest draws that is just under half
+    // the time REACHABLE (46 of 94 samples seen): a third is the bound
+    // that tells a refreshed entry from one stuck in DELAY or PROBE.
     let reachable = states.iter().filter(|s| *s == "REACHABLE").count();
     assert!(
-        reachable * 2 >= states.len(),
+        reachable * 3 >= states.len(),
         "REACHABLE in {reachable} of {} samples: {states:?}",
         states.len()
     );
