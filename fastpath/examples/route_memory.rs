@@ -6,8 +6,8 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use fastpath::fpc::{rtn, Hop, NextHops, Object, Op, Route};
 use fastpath::Tables;
+use fpc::{rtn, Hop, NextHops, Object, Op, Route};
 
 /// Resident set size in bytes, from /proc/self/statm.
 fn rss() -> u64 {

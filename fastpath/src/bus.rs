@@ -8,7 +8,7 @@ use std::time::Duration;
 use fpsync_dbus::{FastPathCore, FastPathObject};
 use tracing::{info, warn};
 
-use crate::fpc::{Endpoint, QueryClient};
+use fpc::{Endpoint, QueryClient};
 
 struct Core {
     endpoint: Endpoint,

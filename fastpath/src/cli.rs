@@ -4,11 +4,10 @@
 
 use clap::{CommandFactory, Parser};
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::fpc::{Endpoint, TlsFiles};
 use crate::{Limits, PortBackend, RxRingVersion};
+use fpc::{Endpoint, TlsOptions};
 
 /// One fast path blade: applies what a cache manager sends over FPC to its
 /// tables.
@@ -87,44 +86,6 @@ pub struct Cli {
     pub tls: TlsOptions,
 }
 
-/// FPC over TCP: the identity files of mutual TLS, and plain TCP for
-/// loopback tests. One definition for fpd, cmgrd and fpsync-check.
-#[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
-pub struct TlsOptions {
-    /// This side's certificate chain (PEM) for FPC over TCP (mutual TLS);
-    /// a blade's must name the address cache managers dial (an IP SAN).
-    /// Needs --tls-key and --tls-ca.
-    #[arg(long, value_name = "FILE", requires_all = ["tls_key", "tls_ca"])]
-    pub tls_cert: Option<PathBuf>,
-    /// The private key of --tls-cert (PEM).
-    #[arg(long, value_name = "FILE", requires_all = ["tls_cert", "tls_ca"])]
-    pub tls_key: Option<PathBuf>,
-    /// The CA (PEM) whose certificates the other side must present.
-    #[arg(long, value_name = "FILE", requires_all = ["tls_cert", "tls_key"])]
-    pub tls_ca: Option<PathBuf>,
-    /// Allow plain TCP (no TLS) on or to loopback addresses, for testing;
-    /// any other TCP address needs the TLS files.
-    #[arg(long)]
-    pub allow_plain_tcp: bool,
-}
-
-impl TlsOptions {
-    /// The TLS files, when all three are given (clap makes them all or
-    /// none).
-    pub fn files(&self) -> Option<TlsFiles> {
-        Some(TlsFiles {
-            cert: self.tls_cert.clone()?,
-            key: self.tls_key.clone()?,
-            ca: self.tls_ca.clone()?,
-        })
-    }
-
-    /// This process's TCP policy as a client, from these options.
-    pub fn client(&self) -> Result<crate::fpc::ClientTcp, crate::fpc::TlsError> {
-        crate::fpc::client_from_options(self.files().as_ref(), self.allow_plain_tcp)
-    }
-}
-
 impl Cli {
     pub fn limits(&self) -> Limits {
         Limits {
@@ -175,7 +136,7 @@ fn parse_frame_size(s: &str) -> Result<usize, String> {
         .ok()
         .and_then(|n| n.checked_mul(unit))
         .ok_or_else(|| format!("{s:?}: expected a size in bytes, or with K or M"))?;
-    if !(1024..=crate::fpc::MAX_BODY).contains(&bytes) {
+    if !(1024..=fpc::MAX_BODY).contains(&bytes) {
         return Err(format!("{s:?}: expected from 1K to 8M"));
     }
     Ok(bytes)

@@ -2,21 +2,18 @@
 //! path tables; the dataplane forwards packets between fpd's ports with
 //! them, and reports statistics and hit flags back.
 //!
-//! Public surface: the FPC protocol ([`fpc`]), the tables ([`Tables`]), the
-//! FPC server ([`serve`], [`Server`], [`ServerConfig`]), the dataplane
-//! ([`Dataplane`]), packet formats ([`wire`]) and the logging set-up shared
-//! by every fpsync daemon ([`logging`]).
+//! Public surface: the tables ([`Tables`]), the FPC server ([`serve`],
+//! [`Server`], [`ServerConfig`]), the dataplane ([`Dataplane`]), packet
+//! formats ([`wire`]) and fpd's command line ([`cli`]). The FPC protocol
+//! itself is the `fpsync-fpc` crate (`fpc`), shared with the cache manager;
+//! logging and namespaces are `fpsync-common`'s.
 
 pub mod bus;
 pub mod cli;
 mod dataplane;
-pub mod fpc;
 mod limits;
-pub mod logging;
 mod manager;
-pub mod netns;
 mod tables;
-pub mod units;
 pub mod wire;
 
 pub use dataplane::{
@@ -24,19 +21,6 @@ pub use dataplane::{
 };
 pub use limits::Limits;
 pub use manager::{serve, Server, ServerConfig, ServerError};
-pub use tables::{FoldHasher, PrefixHash, Tables};
+pub use tables::Tables;
 /// The token that stops [`serve`] and [`Server::run`].
 pub use tokio_util::sync::CancellationToken;
-
-/// An error and its sources on one line, for the edge of a program (each
-/// message says what failed, its source why).
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
-}

@@ -68,13 +68,13 @@ enum FpdError {
     #[error("cannot start the dataplane")]
     Dataplane(#[from] DataplaneError),
     #[error(transparent)]
-    Tls(#[from] fastpath::fpc::TlsError),
+    Tls(#[from] fpc::TlsError),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tune_allocator();
-    fastpath::logging::init(&format!("fpd{}", cli.blade));
+    common::logging::init(&format!("fpd{}", cli.blade));
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -87,7 +87,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<(), FpdError> {
     // setns changes the calling thread only: before any other thread.
     if let Some(ns) = &cli.netns {
-        fastpath::netns::enter(ns).map_err(FpdError::Netns)?;
+        common::netns::enter(ns).map_err(FpdError::Netns)?;
     }
     let span = tracing::info_span!("fpd", blade = cli.blade);
     let dataplane = if cli.ports.is_empty() {
@@ -124,7 +124,7 @@ async fn serve(cli: Cli, dataplane: Option<fastpath::DataplaneHandle>) -> Result
     config.tls = cli
         .tls
         .files()
-        .map(|f| fastpath::fpc::server_config(&f))
+        .map(|f| fpc::server_config(&f))
         .transpose()?;
     config.allow_plain_tcp = cli.tls.allow_plain_tcp;
     if !cli.listen.is_empty() {

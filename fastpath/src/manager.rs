@@ -58,24 +58,23 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::io::{AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn, Instrument, Span};
 
-use crate::dataplane::{DataplaneHandle, Parts};
-use crate::fpc::{
-    all_capabilities, hello_version, parse_header, Counter, Endpoint, ErrorCode, Header, Hello,
-    Message, Object, ObjectError, Op, Role, Stream, HEADER_LEN, MAX_BODY, VERSION,
+use fpc::{
+    all_capabilities, Counter, Endpoint, ErrorCode, FrameError, FrameReader, Header, Hello,
+    Message, Object, ObjectError, Op, Role, Stream, HEADER_LEN, KEEP_BUFFER, MAX_BODY, VERSION,
 };
+
+use crate::dataplane::{DataplaneHandle, Parts};
 use crate::limits::{Limits, Phase, Refusal, Refusals, Register};
 use crate::tables::Tables;
 
 /// The largest dump frame (one object more may spill over).
 const DUMP_FRAME: usize = 64 * 1024;
-/// I/O buffers larger than this are freed after use rather than kept.
-const KEEP_BUFFER: usize = 256 * 1024;
 /// How long connections get to close when fpd stops.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often the sync peer is told of wanted neighbours.
@@ -683,6 +682,29 @@ impl Close {
     }
 }
 
+/// A frame the reader refuses closes the connection.
+impl From<FrameError> for Close {
+    fn from(e: FrameError) -> Close {
+        match e {
+            FrameError::Closed => Close::Eof,
+            FrameError::Io(e) => Close::Io(e),
+            // Refused before any of it is read: a partial frame never
+            // holds more than the bound.
+            e @ FrameError::Oversize { .. } => {
+                Close::refused(Refusal::Oversize, ErrorCode::Limit, e.to_string())
+            }
+            FrameError::Body {
+                hello_version: Some(v),
+                ..
+            } if v != VERSION => Close::Version(v),
+            e
+            @ (FrameError::Truncated { .. } | FrameError::Header(_) | FrameError::Body { .. }) => {
+                Close::malformed(e.to_string())
+            }
+        }
+    }
+}
+
 /// Counts the connection as open, and admitted, while it lives.
 struct OpenGuard(Arc<Shared>, u64);
 
@@ -712,12 +734,7 @@ async fn connection(
     };
     let (reader, writer) = tokio::io::split(stream);
     let mut io = FrameIo {
-        r: FrameReader {
-            reader,
-            body: Vec::new(),
-            last_seq: 0,
-            limit: shared.limits.max_query_frame.min(MAX_BODY),
-        },
+        r: FrameReader::new(reader, shared.limits.max_query_frame.min(MAX_BODY)),
         w: FrameWriter {
             writer,
             out: Vec::new(),
@@ -857,17 +874,8 @@ async fn handshake(
 /// A connection's two halves and their buffers: reading a frame borrows
 /// only the reader, so the writer can send while a read is pending.
 struct FrameIo {
-    r: FrameReader,
+    r: FrameReader<ReadHalf<Box<dyn Stream>>>,
     w: FrameWriter,
-}
-
-struct FrameReader {
-    reader: ReadHalf<Box<dyn Stream>>,
-    body: Vec<u8>,
-    /// The sequence number of the last frame read, for the Error frame.
-    last_seq: u64,
-    /// The largest body this connection may announce (and so buffer).
-    limit: usize,
 }
 
 struct FrameWriter {
@@ -878,74 +886,14 @@ struct FrameWriter {
 }
 
 impl FrameIo {
+    /// Reads one whole frame (fpc's reader, bounded by this connection's
+    /// limit). Not cancel-safe.
     async fn read(&mut self) -> Result<(Header, Message), Close> {
-        self.r.read().await
+        Ok(self.r.read().await?)
     }
 
     async fn send(&mut self, msg: &Message, seq: u64) -> Result<(), Close> {
         self.w.send(msg, seq).await
-    }
-}
-
-impl FrameReader {
-    /// Reads and decodes one whole frame. Not cancel-safe: a frame read
-    /// halfway is lost with the future.
-    async fn read(&mut self) -> Result<(Header, Message), Close> {
-        let mut raw = [0u8; HEADER_LEN];
-        let mut got = 0;
-        while got < HEADER_LEN {
-            let n = self.reader.read(&mut raw[got..]).await.map_err(Close::Io)?;
-            if n == 0 {
-                return Err(if got == 0 {
-                    Close::Eof
-                } else {
-                    Close::malformed(format!(
-                        "connection closed inside a frame header ({got} of {HEADER_LEN} bytes)"
-                    ))
-                });
-            }
-            got += n;
-        }
-        let header =
-            parse_header(&raw).map_err(|e| Close::malformed(format!("bad frame header: {e}")))?;
-        self.last_seq = header.seq;
-        if header.body_len > self.limit {
-            // Refused before any of it is read: a partial frame never
-            // holds more than the bound.
-            return Err(Close::refused(
-                Refusal::Oversize,
-                ErrorCode::Limit,
-                format!(
-                    "a frame of {} bytes is over this connection's limit of {} bytes",
-                    header.body_len, self.limit
-                ),
-            ));
-        }
-        // Grows with what arrives, so a header alone allocates little.
-        self.body.clear();
-        let n = (&mut self.reader)
-            .take(header.body_len as u64)
-            .read_to_end(&mut self.body)
-            .await
-            .map_err(Close::Io)?;
-        let result = if n < header.body_len {
-            Err(Close::malformed(format!(
-                "connection closed inside a frame body ({n} of {} bytes)",
-                header.body_len
-            )))
-        } else {
-            match Message::parse(&header, &self.body) {
-                Ok(msg) => Ok((header, msg)),
-                Err(e) => Err(match hello_version(&header, &self.body) {
-                    Some(v) if v != VERSION => Close::Version(v),
-                    _ => Close::malformed(format!("bad frame body: {e}")),
-                }),
-            }
-        };
-        if self.body.capacity() > KEEP_BUFFER {
-            self.body = Vec::new();
-        }
-        result
     }
 }
 
@@ -1453,7 +1401,7 @@ async fn dump(io: &mut FrameIo, shared: &Arc<Shared>, seq: u64) -> Result<(), Cl
         while let Some(frame) = rx.recv().await {
             io.w.send_raw(&frame).await?;
         }
-        Ok(())
+        Ok::<(), Close>(())
     };
     tokio::time::timeout(deadline, forward)
         .await

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use common::{fpd_command, logs_to_stderr, Client, Fpd, TempDir};
-use fastpath::fpc::{
+use fpc::{
     rtn, Addr, Endpoint, ErrorCode, Hello, Hop, Link, LinkInfo, Message, NextHops, Object,
     ObjectError, Op, QueryClient, Role, Route, MAGIC, MAX_BODY, VERSION,
 };
@@ -390,7 +390,7 @@ fn large_dump_is_split_into_frames() {
     loop {
         let mut raw = [0u8; 16];
         std::io::Read::read_exact(&mut q.stream, &mut raw).unwrap();
-        let h = fastpath::fpc::parse_header(&raw).unwrap();
+        let h = fpc::parse_header(&raw).unwrap();
         assert!(
             16 + h.body_len <= 64 * 1024 + 64,
             "a frame of {} bytes",
@@ -521,7 +521,7 @@ fn listens_on_tcp_and_unix_at_once() {
         .unwrap();
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("without TLS"));
-    fastpath::fpc::install_client(fastpath::fpc::ClientTcp {
+    fpc::install_client(fpc::ClientTcp {
         tls: None,
         plain_loopback: true,
     });

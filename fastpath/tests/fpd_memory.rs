@@ -12,7 +12,7 @@ mod common;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use common::{Client, Fpd};
-use fastpath::fpc::{rtn, Hop, Message, NextHops, Object, Op, Role, Route, VERSION};
+use fpc::{rtn, Hop, Message, NextHops, Object, Op, Role, Route, VERSION};
 
 /// VmRSS of `pid` in bytes.
 fn rss(pid: u32) -> u64 {
@@ -98,8 +98,8 @@ fn fpd_resident_memory_per_route() {
 
     // A dump streams: it does not grow fpd.
     let started = std::time::Instant::now();
-    let mut query = fastpath::fpc::QueryClient::connect(
-        &fastpath::fpc::Endpoint::Unix(fpd.socket.clone()),
+    let mut query = fpc::QueryClient::connect(
+        &fpc::Endpoint::Unix(fpd.socket.clone()),
         "fpd-memory",
         std::time::Duration::from_secs(60),
     )

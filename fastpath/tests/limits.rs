@@ -13,7 +13,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::time::{Duration, Instant};
 
 use common::{fpd_command, Client, Fpd, TempDir};
-use fastpath::fpc::{
+use fpc::{
     all_capabilities, rtn, Endpoint, ErrorCode, Hello, Hop, Link, LinkInfo, Message, NextHops,
     Object, Op, QueryClient, Role, Route, MAGIC, VERSION,
 };

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use fastpath::fpc::{
+use fpc::{
     self, all_capabilities, Endpoint, Hello, Message, Role, Stream, TransportError, VERSION,
 };
 use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
@@ -227,7 +227,7 @@ impl BladeTask {
                 "blade {}: {} (dialled from {from}): {}",
                 self.blade,
                 self.endpoint,
-                fastpath::error_chain(other)
+                common::error_chain(other)
             ),
         }
     }

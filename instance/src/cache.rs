@@ -11,7 +11,7 @@
 //!
 //! Hashing: the maps of kinds whose keys only the namespace's own
 //! administrator makes (routes, links, addresses, ...) hash with
-//! fastpath's seeded fold hash ([`fastpath::PrefixHash`]), several times
+//! fastpath's seeded fold hash ([`common::hash::PrefixHash`]), several times
 //! cheaper than SipHash for a million routes; those whose keys a remote
 //! peer picks (conntrack entries, neighbours, FDB entries learnt from
 //! traffic) keep SipHash's flood resistance. A hand-written `BuildHasher`
@@ -21,7 +21,7 @@ use std::collections::hash_map::{DefaultHasher, Entry, RandomState};
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 
-use fastpath::fpc::{Hop, NextHops, Object, ObjectKey, ObjectKind, Op, Route, AF_INET, AF_INET6};
+use fpc::{Hop, NextHops, Object, ObjectKey, ObjectKind, Op, Route, AF_INET, AF_INET6};
 
 /// Which part of the cache a dump covers, for mark-and-sweep.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -106,7 +106,7 @@ impl Scope {
             Object::Addr(_) => Scope::Addrs,
             Object::Nexthop(_) => Scope::Nexthops,
             Object::Route(r) => Scope::Routes(r.family()),
-            Object::Neigh(n) => Scope::Neighs(fastpath::fpc::family_of(&n.dst)),
+            Object::Neigh(n) => Scope::Neighs(fpc::family_of(&n.dst)),
             Object::BridgePort(_) => Scope::BridgePorts,
             Object::Fdb(_) => Scope::Fdb,
             Object::XfrmSa(_) => Scope::XfrmSas,
@@ -185,7 +185,7 @@ const SLOTS: usize = {
 /// A map's hasher (see the module's header).
 #[derive(Clone)]
 enum KeyHash {
-    Fold(fastpath::PrefixHash),
+    Fold(common::hash::PrefixHash),
     Sip(RandomState),
 }
 
@@ -195,13 +195,13 @@ impl KeyHash {
             ObjectKind::Conntrack | ObjectKind::Neigh | ObjectKind::Fdb => {
                 KeyHash::Sip(RandomState::new())
             }
-            _ => KeyHash::Fold(fastpath::PrefixHash::new()),
+            _ => KeyHash::Fold(common::hash::PrefixHash::new()),
         }
     }
 }
 
 enum KeyHasher {
-    Fold(fastpath::FoldHasher),
+    Fold(common::hash::FoldHasher),
     Sip(DefaultHasher),
 }
 
@@ -529,7 +529,7 @@ fn key_kind(key: &ObjectKey) -> ObjectKind {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fastpath::fpc::{rtn, Route};
+    use fpc::{rtn, Route};
     use std::net::IpAddr;
 
     fn route(dst: &str, len: u8, oif: u32) -> Object {
@@ -544,7 +544,7 @@ mod tests {
             scope: 0,
             prefsrc: None,
             mtu: 0,
-            nexthops: NextHops::Single(fastpath::fpc::Hop {
+            nexthops: NextHops::Single(fpc::Hop {
                 gateway: None,
                 oif,
                 weight: 1,
@@ -594,7 +594,7 @@ mod tests {
         // NetConf is kind 21 while ObjectKind::ALL has fewer entries.
         let mut c = Cache::default();
         let conf = |family, ifindex| {
-            Object::NetConf(fastpath::fpc::NetConf {
+            Object::NetConf(fpc::NetConf {
                 family,
                 ifindex,
                 forwarding: Some(1),

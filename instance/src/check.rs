@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use fastpath::fpc::{Endpoint, Object, ObjectKey, QueryClient, TransportError};
+use fpc::{Endpoint, Object, ObjectKey, QueryClient, TransportError};
 
 use crate::cache::Scope;
 use crate::features::Features;

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use clap::{Arg, CommandFactory, Parser};
-use fastpath::fpc::Endpoint;
+use fpc::Endpoint;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -26,7 +26,7 @@ pub struct CheckCli {
     #[arg(long, value_name = "ENDPOINT")]
     pub fpc: Option<Endpoint>,
     /// Compare again until in sync or this many seconds have passed.
-    #[arg(long, value_name = "SECS", default_value = "0", value_parser = fastpath::units::Checked(fastpath::units::parse_seconds))]
+    #[arg(long, value_name = "SECS", default_value = "0", value_parser = common::units::Checked(common::units::parse_seconds))]
     pub wait: Duration,
     /// Compare only what cmgrd with this sync mask synchronizes (its -S).
     #[arg(short = 'S', long, value_name = "mask", value_parser = crate::features::parse_mask)]
@@ -41,7 +41,7 @@ pub struct CheckCli {
     #[arg(long)]
     pub dump_linux: bool,
     #[command(flatten)]
-    pub tls: fastpath::cli::TlsOptions,
+    pub tls: fpc::TlsOptions,
 }
 
 /// fpsync-check's clap command.

@@ -66,12 +66,7 @@ pub enum ConsoleError {
 }
 
 /// The console path of instance `id` (the seed's `/tmp/.cmgrd<val>`).
-pub fn console_path(instance: Option<u32>) -> PathBuf {
-    match instance {
-        Some(i) => PathBuf::from(format!("/tmp/.cmgrd{i}")),
-        None => PathBuf::from("/tmp/.cmgrd"),
-    }
-}
+pub use fpc::paths::console_path;
 
 /// The console's socket file, removed when dropped if it is still the one
 /// this process bound (another process may have bound the path since).
@@ -717,7 +712,7 @@ pub fn ifuid(netns: &str, ifindex: u32) -> u32 {
 
 /// The seed's interface type (24 loopback, 6 Ethernet-like) and our
 /// subtype by link kind.
-fn if_type(l: &fastpath::fpc::Link) -> (u32, u32) {
+fn if_type(l: &fpc::Link) -> (u32, u32) {
     const ARPHRD_LOOPBACK: u16 = 772;
     let ty = if l.link_type == ARPHRD_LOOPBACK {
         24
@@ -741,10 +736,10 @@ fn if_type(l: &fastpath::fpc::Link) -> (u32, u32) {
 }
 
 fn show_interfaces(p: &Processor, json: bool) -> String {
-    use fastpath::fpc::{Object, ObjectKey};
+    use fpc::{Object, ObjectKey};
     let ns = p.config.netns.clone().unwrap_or_default();
     let blade = p.config.blades.first().map(|(b, _)| *b).unwrap_or(0);
-    let mut links: Vec<&fastpath::fpc::Link> = p
+    let mut links: Vec<&fpc::Link> = p
         .cache
         .replay()
         .filter_map(|o| match o {
@@ -753,7 +748,7 @@ fn show_interfaces(p: &Processor, json: bool) -> String {
         })
         .collect();
     links.sort_by_key(|l| std::cmp::Reverse(l.ifindex));
-    let master_of = |l: &fastpath::fpc::Link| match l.master {
+    let master_of = |l: &fpc::Link| match l.master {
         0 => None,
         m => match p.cache.get(&ObjectKey::Link(m)) {
             Some(Object::Link(master)) => Some(master.clone()),
@@ -972,7 +967,7 @@ fn show_stats(p: &mut Processor, json: bool) -> String {
 /// The synced rules of each family by priority, then the kernel's order,
 /// as `ip rule` lists them.
 fn show_rules(p: &Processor, json: bool) -> String {
-    use fastpath::fpc::{Object, ObjectKind};
+    use fpc::{Object, ObjectKind};
     let mut rules: Vec<_> = p
         .cache
         .objects(ObjectKind::Rule)
@@ -990,7 +985,7 @@ fn show_rules(p: &Processor, json: bool) -> String {
 }
 
 fn show_sync(p: &Processor, json: bool) -> String {
-    use fastpath::fpc::ObjectKind;
+    use fpc::ObjectKind;
     let counts: serde_json::Map<String, serde_json::Value> = ObjectKind::ALL
         .iter()
         .map(|k| (k.name().to_owned(), json!(p.cache.len(*k))))

@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{select, Receiver, Sender};
-use fastpath::fpc::{Endpoint, Message, Object, ObjectKey, ObjectKind, Op, AF_INET, AF_INET6};
+use fpc::{Endpoint, Message, Object, ObjectKey, ObjectKind, Op, AF_INET, AF_INET6};
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, info_span, trace, warn};
 
@@ -914,7 +914,7 @@ impl Processor {
     /// A netconf news of one value. The kernel sends only the attribute
     /// that changed, so it is merged into the cached object (the other
     /// values stay); see [`netlink::netconf`] for what it announces.
-    fn netconf_change(&mut self, news: fastpath::fpc::NetConf) {
+    fn netconf_change(&mut self, news: fpc::NetConf) {
         let family = news.family;
         if !self.config.features.syncs(&Object::NetConf(news.clone())) {
             return; // a switched-off feature sends nothing
@@ -966,9 +966,9 @@ impl Processor {
     /// changes it (see `netlink::rule::RuleList`), and the family's rules
     /// are renumbered from it; only what moved is sent. Then the family
     /// is re-dumped (see below).
-    fn on_rule(&mut self, spec: fastpath::fpc::RuleSpec, new: bool) {
+    fn on_rule(&mut self, spec: fpc::RuleSpec, new: bool) {
         let family = spec.family;
-        let probe = Object::Rule(Box::new(fastpath::fpc::Rule {
+        let probe = Object::Rule(Box::new(fpc::Rule {
             spec,
             nth: 0,
             position: 0,

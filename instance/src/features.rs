@@ -6,7 +6,7 @@
 //! neither notifications nor dumps nor replays carry them); the seed's
 //! inclusions hold (netfilter covers NAT and conntrack, ipsec covers VTI).
 
-use fastpath::fpc::{family_of, Object, AF_INET6};
+use fpc::{family_of, Object, AF_INET6};
 
 /// One feature: its name in `show sync-features`, its bit, its flag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -374,7 +374,7 @@ mod tests {
     #[test]
     fn tap_pattern_only_restricts_bpf_unless_dash_a() {
         let filter = |process: &str| {
-            Object::CaptureFilter(fastpath::fpc::CaptureFilter {
+            Object::CaptureFilter(fpc::CaptureFilter {
                 inode: 1,
                 ifindex: 1,
                 protocol: 3,

@@ -43,7 +43,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
-use fastpath::fpc::{CtKey, Hit, InterfaceStats, Message};
+use fpc::{CtKey, Hit, InterfaceStats, Message};
 use tracing::{debug, warn};
 
 use crate::netlink::wire::{self, Messages, NLMSG_ERROR, NLM_F_ACK, NLM_F_REQUEST, RTM_NEWNEIGH};
@@ -352,7 +352,7 @@ mod tests {
     #[test]
     fn an_entry_is_refreshed_once_per_half_timeout() {
         let hit = |sport, timeout| Hit::Conntrack {
-            orig: fastpath::fpc::CtTuple {
+            orig: fpc::CtTuple {
                 src: "10.1.0.2".parse().unwrap(),
                 dst: "10.2.0.2".parse().unwrap(),
                 proto: 17,

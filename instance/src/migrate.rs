@@ -17,7 +17,7 @@
 //! Invariant: the ops returned leave the blades equal to the cache (old
 //! SAs deleted before their clones are added).
 
-use fastpath::fpc::{Object, ObjectKey, ObjectKind, Op, Selector};
+use fpc::{Object, ObjectKey, ObjectKind, Op, Selector};
 
 use crate::cache::Cache;
 use crate::netlink::xfrm::Migration;

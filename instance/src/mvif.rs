@@ -14,7 +14,7 @@
 
 use tracing::warn;
 
-use fastpath::fpc::Object;
+use fpc::Object;
 
 use crate::features::{Features, IPV6, MCAST};
 use crate::netlink::mroute::{RTNL_FAMILY_IP6MR, RTNL_FAMILY_IPMR};

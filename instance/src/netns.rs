@@ -4,7 +4,7 @@
 //! on the main thread before it starts any other thread or the runtime:
 //! every thread it spawns afterwards is born in that namespace.
 
-pub use fastpath::netns::enter;
+pub use common::netns::enter;
 
 /// Moves the calling thread into the namespace of `ns` (a namespace file
 /// kept open, such as `/proc/thread-self/ns/net` taken before leaving it).

@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 
 use clap::{Arg, ArgAction, ArgMatches, Command};
-use fastpath::fpc::Endpoint;
+use fpc::Endpoint;
 
 use crate::features::{self, Features, FEATURES};
 
@@ -37,7 +37,7 @@ pub struct Options {
     /// `--tls-cert`, `--tls-key`, `--tls-ca`: this cache manager's identity
     /// towards TCP blades (mutual TLS); `--allow-plain-tcp`: plain TCP to
     /// loopback blades, for testing.
-    pub tls: fastpath::cli::TlsOptions,
+    pub tls: fpc::TlsOptions,
     /// `--election-id`: this cache manager's election id towards its
     /// blades (the highest of a blade's sync sessions is its primary).
     pub election_id: u64,
@@ -45,7 +45,7 @@ pub struct Options {
 
 /// Parses `64M`, `2K`, `1G` or a plain number of bytes (1 to 2G).
 pub fn parse_size(s: &str) -> Result<usize, String> {
-    fastpath::units::parse_size(s, 1 << 31).map(|n| n as usize)
+    common::units::parse_size(s, 1 << 31).map(|n| n as usize)
 }
 
 /// The longest `--link-poll` period: a day (longer is as good as never,
@@ -60,7 +60,7 @@ pub fn parse_link_poll(s: &str) -> Result<u64, String> {
         .ok_or_else(|| {
             format!(
                 "bad period {}: expected milliseconds, 0 (never) to {MAX_LINK_POLL_MS}",
-                fastpath::units::quoted_prefix(s)
+                common::units::quoted_prefix(s)
             )
         })
 }
@@ -115,14 +115,14 @@ pub fn command() -> Command {
         .arg(Arg::new("foreground").short('F').action(ArgAction::SetTrue)
             .help("Foreground (without it, cmgrd daemonizes once ready and writes its pid file)"))
         .arg(Arg::new("socket-buffer").short('b').value_name("val").default_value("2M")
-            .value_parser(fastpath::units::Checked(parse_size)).help("FPC socket buffer size"))
+            .value_parser(common::units::Checked(parse_size)).help("FPC socket buffer size"))
         .arg(Arg::new("netlink-buffer").short('l').value_name("val").default_value("64M")
-            .value_parser(fastpath::units::Checked(parse_size)).help("Netlink socket buffer size (set with SO_RCVBUFFORCE)"))
+            .value_parser(common::units::Checked(parse_size)).help("Netlink socket buffer size (set with SO_RCVBUFFORCE)"))
         .arg(Arg::new("max-queue").long("max-queue").value_name("SIZE").default_value("256M")
-            .value_parser(fastpath::units::Checked(parse_size))
+            .value_parser(common::units::Checked(parse_size))
             .help("Largest outgoing queue per blade; a blade past it gets a full resync once drained"))
         .arg(Arg::new("link-poll").long("link-poll").value_name("MS").default_value("500")
-            .value_parser(fastpath::units::Checked(parse_link_poll))
+            .value_parser(common::units::Checked(parse_link_poll))
             .help("Re-dump links and bridge ports every MS milliseconds, for the changes the kernel does not announce (0: never)"))
         .arg(Arg::new("pid-file").long("pid-file").value_name("PATH")
             .value_parser(clap::value_parser!(PathBuf))
@@ -142,7 +142,7 @@ pub fn command() -> Command {
             );
         }
     }
-    <fastpath::cli::TlsOptions as clap::Args>::augment_args(cmd)
+    <fpc::TlsOptions as clap::Args>::augment_args(cmd)
 }
 
 impl Options {
@@ -197,8 +197,7 @@ impl Options {
             },
             pid_file,
             election_id: *m.get_one::<u64>("election-id").expect("defaulted"),
-            tls: <fastpath::cli::TlsOptions as clap::FromArgMatches>::from_arg_matches(m)
-                .unwrap_or_default(),
+            tls: <fpc::TlsOptions as clap::FromArgMatches>::from_arg_matches(m).unwrap_or_default(),
         }
     }
 
@@ -207,10 +206,10 @@ impl Options {
     /// file, or the blade, and the reason.
     pub fn install_tcp_policy(&self) -> Result<(), String> {
         let policy = self.tls.client().map_err(|e| e.to_string())?;
-        fastpath::fpc::install_client(policy);
+        fpc::install_client(policy);
         for (blade, endpoint) in &self.blades {
             if let Endpoint::Tcp(addr) = endpoint {
-                fastpath::fpc::check_dial(addr).map_err(|e| format!("blade {blade}: {e}"))?;
+                fpc::check_dial(addr).map_err(|e| format!("blade {blade}: {e}"))?;
             }
         }
         Ok(())
@@ -252,7 +251,7 @@ pub fn compile_options() -> String {
         std::env::consts::ARCH,
         std::env::consts::OS,
     );
-    out += &format!("FPC protocol version: {}\n", fastpath::fpc::VERSION);
+    out += &format!("FPC protocol version: {}\n", fpc::VERSION);
     out += "netlink families: route (links, addresses, routes, policy routing rules, \
             nexthop objects, neighbours, bridge ports, FDB, multicast routes, netconf, qdiscs), \
             xfrm (SAs, policies, replay, expire, migrate), \

@@ -16,7 +16,7 @@
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-use fastpath::fpc::{Object, AF_INET, AF_INET6};
+use fpc::{Object, AF_INET, AF_INET6};
 use tracing::warn;
 
 use crate::cache::Scope;

@@ -18,7 +18,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("fpsync-manual: {}", fastpath::error_chain(&e));
+            eprintln!("fpsync-manual: {}", common::error_chain(&e));
             ExitCode::FAILURE
         }
     }

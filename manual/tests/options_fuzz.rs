@@ -54,7 +54,7 @@ const VALUES: &[&str] = &[
     "-",
 ];
 
-/// The options that take a duration or a size (fastpath::units).
+/// The options that take a duration or a size (common::units).
 const BOUNDED: &[(&str, &str)] = &[
     ("cmgrd", "-b"),
     ("cmgrd", "-l"),

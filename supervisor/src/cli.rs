@@ -44,7 +44,7 @@ enum Cmd {
         #[arg(short = 'b', value_name = "B")]
         blade: Option<u32>,
         /// How long to wait for sync, in seconds.
-        #[arg(long, default_value = "120", value_parser = fastpath::units::Checked(fastpath::units::parse_seconds))]
+        #[arg(long, default_value = "120", value_parser = common::units::Checked(common::units::parse_seconds))]
         timeout: Duration,
         /// The bus fpsyncd serves on: auto, system, private or an address.
         #[arg(long, default_value = "auto")]
@@ -63,7 +63,7 @@ enum Cmd {
         instance: Option<u32>,
         #[arg(short = 'b', value_name = "B")]
         blade: Option<u32>,
-        #[arg(long, default_value = "120", value_parser = fastpath::units::Checked(fastpath::units::parse_seconds))]
+        #[arg(long, default_value = "120", value_parser = common::units::Checked(common::units::parse_seconds))]
         timeout: Duration,
     },
     /// The running children; `status complete` also checks the installation.

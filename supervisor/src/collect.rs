@@ -30,7 +30,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use fastpath::fpc::Endpoint;
+use fpc::Endpoint;
 use fpsync_dbus::{ResourceTable, Resources, Unit};
 use serde_json::Value;
 use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};

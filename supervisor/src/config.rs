@@ -29,15 +29,15 @@
 //! sets itself (`-I`, `--netns`, `--blade`, `-F`). Any wrong value names its
 //! variable and its file and line (or the environment), quoting at most a
 //! short prefix; time spans are parsed without overflow, at most a year
-//! (`fastpath::units`), and files are read up to [`MAX_FILE_SIZE`].
+//! (`common::units`), and files are read up to [`MAX_FILE_SIZE`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use fastpath::fpc::Endpoint;
+use fpc::Endpoint;
 
-pub use fastpath::units::{parse_duration, quoted_prefix, MAX_DURATION};
+pub use common::units::{parse_duration, quoted_prefix, MAX_DURATION};
 
 use crate::envfile::{split_words, Origin, ParseError, Vars};
 use crate::policy::RestartPolicy;
@@ -45,7 +45,7 @@ use crate::policy::RestartPolicy;
 pub const DEFAULT_GLOBAL_FILE: &str = "/etc/linux-fp-sync.env";
 pub const DEFAULT_CMGR_FILE: &str = "/etc/cmgr.env";
 pub const DEFAULT_INSTANCE_FILE: &str = "/etc/cmgr@%i.env";
-pub const DEFAULT_RUN_DIR: &str = "/run/fpsync";
+pub use fpc::paths::DEFAULT_RUN_DIR;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -105,7 +105,7 @@ pub struct Config {
     pub fpd_options: Vec<String>,
     /// `FPC_TLS_CERT`, `FPC_TLS_KEY`, `FPC_TLS_CA`: the TLS files given to
     /// every fpd and cmgrd (all three or none).
-    pub tls: Option<fastpath::fpc::TlsFiles>,
+    pub tls: Option<fpc::TlsFiles>,
     pub policy: RestartPolicy,
     pub start_timeout: Duration,
     pub stop_timeout: Duration,
@@ -256,7 +256,7 @@ impl Config {
             };
             blades.push(BladeConfig {
                 id,
-                endpoint: Endpoint::Unix(run_dir.join(format!("fpd{id}.sock"))),
+                endpoint: Endpoint::Unix(fpc::paths::fpd_socket(&run_dir, id)),
                 listen_tcp,
                 instance: owner.get(&id).copied(),
             });
@@ -347,7 +347,7 @@ impl Config {
             let endpoint = self
                 .blade(*b)
                 .map(|b| b.endpoint.clone())
-                .unwrap_or_else(|| Endpoint::Unix(self.run_dir.join(format!("fpd{b}.sock"))));
+                .unwrap_or_else(|| Endpoint::Unix(fpc::paths::fpd_socket(&self.run_dir, *b)));
             args.extend(["--blade".into(), format!("{b}={endpoint}")]);
         }
         args.extend(self.tls_args());
@@ -390,11 +390,11 @@ impl Config {
 }
 
 /// `FPC_TLS_CERT`, `FPC_TLS_KEY`, `FPC_TLS_CA`: all three or none.
-fn tls_files(vars: &Vars) -> Result<Option<fastpath::fpc::TlsFiles>, ConfigError> {
+fn tls_files(vars: &Vars) -> Result<Option<fpc::TlsFiles>, ConfigError> {
     const NAMES: [&str; 3] = ["FPC_TLS_CERT", "FPC_TLS_KEY", "FPC_TLS_CA"];
     let values = NAMES.map(|n| vars.non_empty(n).map(PathBuf::from));
     match values {
-        [Some(cert), Some(key), Some(ca)] => Ok(Some(fastpath::fpc::TlsFiles { cert, key, ca })),
+        [Some(cert), Some(key), Some(ca)] => Ok(Some(fpc::TlsFiles { cert, key, ca })),
         [None, None, None] => Ok(None),
         _ => {
             let missing = NAMES
@@ -791,7 +791,7 @@ mod tests {
     fn a_named_file_is_read_with_a_bound_and_named_by_its_variable() {
         let e = Config::load_from(vec![("CONF_FILE_linux_fp_sync".into(), "/dev/zero".into())])
             .unwrap_err();
-        let text = fastpath::error_chain(&e);
+        let text = common::error_chain(&e);
         assert_eq!(
             text,
             "the environment: CONF_FILE_linux_fp_sync: cannot read /dev/zero: larger than 1048576 bytes"

@@ -28,7 +28,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use fastpath::fpc::Endpoint;
+use fpc::Endpoint;
 use fpsync_dbus::{Answer, ChildProps, Command, CommandError, Request, ResourceTable, Unit};
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};

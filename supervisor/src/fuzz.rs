@@ -203,7 +203,7 @@ impl Drop for Files {
 }
 
 fn error_text(e: &ConfigError) -> String {
-    fastpath::error_chain(e)
+    common::error_chain(e)
 }
 
 #[test]

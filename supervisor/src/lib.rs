@@ -37,4 +37,4 @@ pub use daemon::{find_program, run, DaemonError, Options};
 pub use policy::{Outcome, RestartPolicy};
 
 /// The error and its sources on one line, for the edge of a program.
-pub use fastpath::error_chain as chain;
+pub use common::error_chain as chain;

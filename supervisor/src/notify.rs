@@ -23,7 +23,7 @@ use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::time::{Duration, Instant};
 
-use fastpath::units::quoted_prefix;
+use common::units::quoted_prefix;
 use tracing::warn;
 
 /// The environment variables of the protocol.
@@ -109,7 +109,7 @@ impl Notifier {
     /// systemd advises), None when the watchdog is off.
     pub fn ping_interval(&self) -> Option<Duration> {
         self.watchdog
-            .map(|w| (w / 2).min(fastpath::units::MAX_DURATION))
+            .map(|w| (w / 2).min(common::units::MAX_DURATION))
     }
 
     /// Sends one datagram of `KEY=value` lines.
@@ -154,7 +154,7 @@ impl Watch {
             warn!(
                 "sd_notify {}: {}",
                 state.replace('\n', " "),
-                fastpath::error_chain(&e)
+                common::error_chain(&e)
             );
         }
     }
@@ -281,7 +281,7 @@ mod tests {
         }
         assert_eq!(
             at(Some("18446744073709551615"), None).unwrap(),
-            Some(fastpath::units::MAX_DURATION)
+            Some(common::units::MAX_DURATION)
         );
     }
 

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use fastpath::fpc::{self, Endpoint, Hello, Message, Role};
+use fpc::{self, Endpoint, Hello, Message, Role};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 
@@ -23,7 +23,7 @@ pub enum ProbeError {
 
 /// The console of cache manager instance `id` (the seed's path).
 pub fn console_path(id: u32) -> std::path::PathBuf {
-    std::path::PathBuf::from(format!("/tmp/.cmgrd{id}"))
+    fpc::paths::console_path(Some(id))
 }
 
 /// One open connection to an instance's console, kept between questions

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use fastpath::fpc::{Endpoint, QueryClient};
+use fpc::{Endpoint, QueryClient};
 
 pub mod oracle;
 pub mod pcap;
@@ -606,7 +606,7 @@ pub fn in_netns<T: Send>(name: &str, f: impl FnOnce() -> T + Send) -> T {
 /// Objects the kernel here cannot make, for fixtures (this kernel has no
 /// ESP: SAs come from netlink messages built from these).
 pub mod fixtures {
-    use fastpath::fpc::{Lifetime, Selector, XfrmAlgo, XfrmSa};
+    use fpc::{Lifetime, Selector, XfrmAlgo, XfrmSa};
 
     fn ip(s: &str) -> std::net::IpAddr {
         s.parse().expect("an address")

@@ -30,7 +30,7 @@ use std::net::IpAddr;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use fastpath::fpc::{Endpoint, LinkInfo, NextHops, Object, QueryClient};
+use fpc::{Endpoint, LinkInfo, NextHops, Object, QueryClient};
 use instance::features::{self, Features};
 use serde_json::Value;
 
@@ -53,7 +53,7 @@ pub enum OracleError {
     #[error("`{command}`: {what}")]
     Shape { command: String, what: String },
     #[error("reading the fast path failed")]
-    FastPath(#[source] fastpath::fpc::TransportError),
+    FastPath(#[source] fpc::TransportError),
 }
 
 /// One object's fields, by name, as text.
@@ -276,7 +276,7 @@ pub fn linux(netns: &str, features: &Features) -> Result<Side, OracleError> {
 /// leaves out: handles and parents as 32-bit hex ("8001:" is 80010000).
 fn qdisc(side: &mut Side, q: &Value, ix: &Names) {
     let kind = s(&q["kind"]);
-    if fastpath::fpc::Qdisc::is_transparent(&kind) {
+    if fpc::Qdisc::is_transparent(&kind) {
         return;
     }
     let handle = |text: &str| -> String {
@@ -1209,8 +1209,8 @@ fn key_before(key: &[u8]) -> Vec<u8> {
 
 /// fpd's named sets and their elements, as [`nft_set`] records them.
 fn fastpath_sets(side: &mut Side, objects: &[&Object]) {
-    use fastpath::fpc::{elem_flags, set_flags};
-    let mut elems: HashMap<(u8, &str, &str), Vec<&fastpath::fpc::NftSetElem>> = HashMap::new();
+    use fpc::{elem_flags, set_flags};
+    let mut elems: HashMap<(u8, &str, &str), Vec<&fpc::NftSetElem>> = HashMap::new();
     for o in objects {
         if let Object::NftSetElem(e) = o {
             elems
@@ -1228,7 +1228,7 @@ fn fastpath_sets(side: &mut Side, objects: &[&Object]) {
         let mut mine = elems
             .remove(&(set.family, set.table.as_str(), set.name.as_str()))
             .unwrap_or_default();
-        let end = |e: &fastpath::fpc::NftSetElem| e.flags & elem_flags::INTERVAL_END != 0;
+        let end = |e: &fpc::NftSetElem| e.flags & elem_flags::INTERVAL_END != 0;
         mine.sort_by(|a, b| a.key.cmp(&b.key).then(end(a).cmp(&end(b)).reverse()));
         let typed = SET_TYPES.iter().any(|(_, k)| *k == set.key_type);
         let text = |k: &[u8]| set_key_text(set.key_type, k);
@@ -1431,7 +1431,7 @@ fn rule_prefix(r: &Value, addr: &str, len: &str, v6: bool) -> String {
 /// and priority in the kernel's order (fpd's `Rule::position`), the
 /// record every field. The kernel's state flags (`unresolved`,
 /// `iif_detached`, `oif_detached`) change unannounced and fpd computes
-/// them itself (fastpath/src/fpc/rule.rs), so they are left out; DSCP,
+/// them itself (fpc/src/rule.rs), so they are left out; DSCP,
 /// flow label and tunnel id selectors iproute2 6.1 cannot print, so only
 /// the check compares them.
 pub fn policy_rules(side: &mut Side, rules: &[Value], v6: bool) {
@@ -1557,12 +1557,12 @@ pub fn fastpath(objects: &[Object], features: &Features) -> Side {
             }
             Object::Route(rt) => {
                 let v6 = rt.dst.is_ipv6();
-                let hop = |h: &fastpath::fpc::Hop| {
+                let hop = |h: &fpc::Hop| {
                     hop_text(
                         &ip_text(&h.gateway),
                         &h.oif.to_string(),
                         &h.weight.to_string(),
-                        h.flags & fastpath::fpc::RTNH_F_ONLINK != 0,
+                        h.flags & fpc::RTNH_F_ONLINK != 0,
                     )
                 };
                 let (nexthops, disc) = match &rt.nexthops {
@@ -1607,10 +1607,7 @@ pub fn fastpath(objects: &[Object], features: &Features) -> Side {
                 r.insert("dev", n.oif.to_string());
                 r.insert("blackhole", n.blackhole.to_string());
                 r.insert("fdb", n.fdb.to_string());
-                r.insert(
-                    "onlink",
-                    (n.flags & fastpath::fpc::RTNH_F_ONLINK != 0).to_string(),
-                );
+                r.insert("onlink", (n.flags & fpc::RTNH_F_ONLINK != 0).to_string());
                 r.insert(
                     "group",
                     n.group
@@ -1677,7 +1674,7 @@ pub fn fastpath(objects: &[Object], features: &Features) -> Side {
                 };
                 // See rule_ports: iproute2 6.1 prints no port mask, so the
                 // mask is the check's to compare.
-                let ports = |p: &Option<fastpath::fpc::PortMatch>| match p {
+                let ports = |p: &Option<fpc::PortMatch>| match p {
                     None => "any".into(),
                     Some(p) => format!("{}-{}", p.start, p.end),
                 };
@@ -1700,10 +1697,7 @@ pub fn fastpath(objects: &[Object], features: &Features) -> Side {
                 r.insert("table", sp.table.to_string());
                 r.insert("action", sp.action.to_string());
                 r.insert("goto", sp.goto.map_or("none".into(), |g| g.to_string()));
-                r.insert(
-                    "not",
-                    (sp.flags & fastpath::fpc::FIB_RULE_INVERT != 0).to_string(),
-                );
+                r.insert("not", (sp.flags & fpc::FIB_RULE_INVERT != 0).to_string());
                 r.insert(
                     "suppress_prefixlen",
                     sp.suppress_prefixlen
@@ -1746,7 +1740,7 @@ pub fn fastpath(objects: &[Object], features: &Features) -> Side {
                 r.insert("chain", rule.chain.clone());
                 r.insert(
                     "prev",
-                    if rule.prev == fastpath::fpc::PREV_UNKNOWN {
+                    if rule.prev == fpc::PREV_UNKNOWN {
                         "unknown".into()
                     } else {
                         rule.prev.to_string()
@@ -1757,7 +1751,7 @@ pub fn fastpath(objects: &[Object], features: &Features) -> Side {
             }
             Object::Conntrack(ct) => {
                 let proto = ct.orig.proto;
-                let text = |t: &fastpath::fpc::CtTuple| {
+                let text = |t: &fpc::CtTuple| {
                     format!(
                         "proto {proto} {}:{} > {}:{}",
                         t.src, t.sport, t.dst, t.dport

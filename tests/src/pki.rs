@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use fastpath::fpc::TlsFiles;
+use fpc::TlsFiles;
 
 use crate::sh;
 

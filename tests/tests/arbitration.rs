@@ -10,7 +10,7 @@ use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use fastpath::fpc::{
+use fpc::{
     all_capabilities, parse_header, Endpoint, ErrorCode, Header, Hello, Message, Object, Op, Role,
     HEADER_LEN, VERSION,
 };
@@ -139,7 +139,7 @@ fn the_backup_takes_over_when_the_primary_dies_and_resyncs() {
             primary_election_id: 20,
         }
     );
-    let victim = fastpath::fpc::QueryClient::connect(&s.endpoint, "t", Duration::from_secs(5))
+    let victim = fpc::QueryClient::connect(&s.endpoint, "t", Duration::from_secs(5))
         .and_then(|mut c| c.dump())
         .unwrap()
         .into_iter()

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use fastpath::fpc::{CaptureFilter, Object, QueryClient};
+use fpc::{CaptureFilter, Object, QueryClient};
 use fpsync_tests::{wait_until, Setup};
 
 const SYNC: Duration = Duration::from_secs(2);

@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use fastpath::fpc::Object;
+use fpc::Object;
 
 use fpsync_tests::{Netns, Setup};
 use rand::rngs::StdRng;
@@ -372,7 +372,7 @@ fn random_churn_ends_in_sync() {
                     Object::Route(r) if r.dst.is_ipv6() && r.protocol != 2 => "routes6",
                     Object::Route(r) if r.dst.is_ipv4() && r.protocol != 2 => "routes4",
                     Object::Nexthop(n) if !n.group.is_empty() => "groups",
-                    Object::Nexthop(n) if n.family == fastpath::fpc::AF_INET6 => "nexthops6",
+                    Object::Nexthop(n) if n.family == fpc::AF_INET6 => "nexthops6",
                     Object::Nexthop(_) => "nexthops4",
                     Object::Neigh(_) => "neighbours",
                     Object::Rule(r) if (1000..1008).contains(&r.spec.priority) => "rules",

@@ -10,12 +10,12 @@ use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use fastpath::fpc::{Object, QueryClient, SeqAdj};
+use fpc::{Object, QueryClient, SeqAdj};
 use fpsync_tests::{sh, wait_until, Netns, Setup};
 
 const SYNC: Duration = Duration::from_secs(2);
 
-fn conntracks(s: &Setup) -> Vec<fastpath::fpc::Conntrack> {
+fn conntracks(s: &Setup) -> Vec<fpc::Conntrack> {
     QueryClient::connect(&s.endpoint, "test", Duration::from_secs(5))
         .and_then(|mut c| c.dump())
         .unwrap()
@@ -136,7 +136,7 @@ fn disable_flags_keep_conntrack_out() {
 }
 
 /// The fast path's entry whose original source port is `sport`.
-fn entry_by_sport(s: &Setup, sport: u16) -> Option<fastpath::fpc::Conntrack> {
+fn entry_by_sport(s: &Setup, sport: u16) -> Option<fpc::Conntrack> {
     conntracks(s).into_iter().find(|c| c.orig.sport == sport)
 }
 

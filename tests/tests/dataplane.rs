@@ -432,7 +432,7 @@ fn hit_flags_keep_a_fast_path_only_conntrack_entry_alive() {
     }
     let ep = t.endpoint.clone();
     let synced = wait_until(Duration::from_secs(5), || {
-        fastpath::fpc::QueryClient::connect(&ep, "test", Duration::from_secs(1))
+        fpc::QueryClient::connect(&ep, "test", Duration::from_secs(1))
             .and_then(|mut c| c.counters())
             .is_ok_and(|cs| {
                 cs.iter()

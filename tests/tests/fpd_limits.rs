@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fastpath::fpc::{all_capabilities, Endpoint, Hello, Message, Role, MAGIC, VERSION};
+use fpc::{all_capabilities, Endpoint, Hello, Message, Role, MAGIC, VERSION};
 use fpsync_tests::{bin, unique, wait_until, Daemon, Netns, Setup};
 
 fn socket_path(s: &Setup) -> PathBuf {

@@ -8,9 +8,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use fastpath::fpc::{
-    Lifetime, Object, ObjectKey, QueryClient, XfrmReplay, XfrmSa, XfrmSp, XfrmTmpl,
-};
+use fpc::{Lifetime, Object, ObjectKey, QueryClient, XfrmReplay, XfrmSa, XfrmSp, XfrmTmpl};
 use fpsync_tests::fixtures::{sa, selector};
 use fpsync_tests::{Setup, TempDir};
 use instance::netlink::xfrm::{build, Migration, IPSEC_PROTO_ANY};

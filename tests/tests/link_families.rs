@@ -8,7 +8,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use fastpath::fpc::{Object, ObjectKey, QueryClient};
+use fpc::{Object, ObjectKey, QueryClient};
 use fpsync_tests::{Netns, Setup, TempDir};
 use netlink_packet_core::{NetlinkHeader, NetlinkMessage, NetlinkPayload};
 use netlink_packet_route::link::{
@@ -157,7 +157,7 @@ fn macvlan_modes() {
     let Some(Object::Link(l)) = fp_get(&s, &ObjectKey::Link(mv1)) else {
         panic!("mv1 missing")
     };
-    assert_eq!(l.info, fastpath::fpc::LinkInfo::Macvlan { mode: 4 });
+    assert_eq!(l.info, fpc::LinkInfo::Macvlan { mode: 4 });
     assert_eq!(l.link, ifindex(&s.ns, "v0"));
 }
 
@@ -185,7 +185,7 @@ fn vxlan_with_fdb_remotes() {
     let Some(Object::Link(l)) = fp_get(&s, &ObjectKey::Link(vx0)) else {
         panic!("vx0 missing")
     };
-    let fastpath::fpc::LinkInfo::Vxlan {
+    let fpc::LinkInfo::Vxlan {
         vni,
         local,
         port,
@@ -256,8 +256,8 @@ fn replay(s: &Setup, dir: &TempDir, messages: &[Vec<u8>]) {
 }
 
 /// Links this kernel cannot create, each with what the fast path needs.
-fn fixtures() -> Vec<(LinkMessage, fastpath::fpc::LinkInfo, u32)> {
-    use fastpath::fpc::LinkInfo as L;
+fn fixtures() -> Vec<(LinkMessage, fpc::LinkInfo, u32)> {
+    use fpc::LinkInfo as L;
     let v4 = |s: &str| s.parse::<std::net::Ipv4Addr>().unwrap();
     let v6 = |s: &str| s.parse::<std::net::Ipv6Addr>().unwrap();
     let key = GreIOFlags::Key;
@@ -582,7 +582,7 @@ fn bridge_vlan_filtering_fixture() {
     };
     assert_eq!(
         l.info,
-        fastpath::fpc::LinkInfo::Bridge {
+        fpc::LinkInfo::Bridge {
             vlan_filtering: true,
             vlan_protocol: 0x8100,
             default_pvid: 1

@@ -9,7 +9,7 @@ use std::os::fd::AsRawFd;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use fastpath::fpc::{Mroute, MrouteVif, Object, QueryClient, AF_INET, AF_INET6};
+use fpc::{Mroute, MrouteVif, Object, QueryClient, AF_INET, AF_INET6};
 use fpsync_tests::{bin, wait_until, Setup};
 
 const SYNC: Duration = Duration::from_secs(3);

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use fastpath::fpc::{
+use fpc::{
     NetConf, Object, QueryClient, AF_INET, AF_INET6, NETCONFA_IFINDEX_ALL, NETCONFA_IFINDEX_DEFAULT,
 };
 use fpsync_tests::{bin, sh, wait_until, Setup};

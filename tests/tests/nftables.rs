@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use fastpath::fpc::{Object, QueryClient};
+use fpc::{Object, QueryClient};
 use fpsync_tests::{sh, Netns, Setup};
 
 const SYNC: Duration = Duration::from_secs(2);

@@ -4,7 +4,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use fastpath::fpc::{Object, QueryClient};
+use fpc::{Object, QueryClient};
 use fpsync_tests::{bin, console, sh, unique, wait_until, Netns, PrivateJournal, Setup};
 
 const SYNC: Duration = Duration::from_secs(2);

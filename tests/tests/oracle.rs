@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::Duration;
 
-use fastpath::fpc::Object;
+use fpc::Object;
 use fpsync_tests::{oracle, wait_until, Setup};
 
 /// A namespace with links of several kinds, addresses, routes of both
@@ -229,7 +229,7 @@ const BUGS: &[Bug] = &[
         "multipath weights",
         |o| {
             if let Object::Route(r) = o {
-                if let fastpath::fpc::NextHops::Multipath(hops) = &mut r.nexthops {
+                if let fpc::NextHops::Multipath(hops) = &mut r.nexthops {
                     hops.iter_mut().for_each(|h| h.weight = 1);
                 }
             }
@@ -266,8 +266,8 @@ const BUGS: &[Bug] = &[
     (
         "vxlan vni",
         |o| {
-            if let Object::Link(fastpath::fpc::Link {
-                info: fastpath::fpc::LinkInfo::Vxlan { vni, .. },
+            if let Object::Link(fpc::Link {
+                info: fpc::LinkInfo::Vxlan { vni, .. },
                 ..
             }) = o
             {

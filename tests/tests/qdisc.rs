@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use fastpath::fpc::{Object, QueryClient};
+use fpc::{Object, QueryClient};
 use fpsync_tests::{oracle, sh, Setup};
 
 const SYNC: Duration = Duration::from_secs(2);

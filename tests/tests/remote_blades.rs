@@ -13,9 +13,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use fastpath::fpc::{
-    Endpoint, Hello, Message, Object, Op, QueryClient, Role, TlsFiles, HEADER_LEN, VERSION,
-};
+use fpc::{Endpoint, Hello, Message, Object, Op, QueryClient, Role, TlsFiles, HEADER_LEN, VERSION};
 use fpsync_tests::pki::{tls_args, Pki};
 use fpsync_tests::{bin, in_netns, pcap, unique, wait_until, Daemon, Netns, TempDir};
 use instance::features::Features;
@@ -194,7 +192,7 @@ fn takeover_frames(victim: &Object) -> Vec<u8> {
         role: Role::Sync,
         instance: 1,
         blade: 1,
-        capabilities: fastpath::fpc::all_capabilities(),
+        capabilities: fpc::all_capabilities(),
         election_id: 0,
         name: "stranger".into(),
     })
@@ -220,7 +218,7 @@ fn answer(stream: &mut impl Read) -> Outcome {
     let header = got
         .get(..HEADER_LEN)
         .and_then(|h| <&[u8; HEADER_LEN]>::try_from(h).ok());
-    match header.map(fastpath::fpc::parse_header) {
+    match header.map(fpc::parse_header) {
         Some(Ok(_)) => Outcome::Answered(got),
         _ => Outcome::Refused(format!(
             "closed after {} bytes, no FPC frame among them",
@@ -327,7 +325,7 @@ fn stop_capture(mut td: Daemon, file: &std::path::Path) -> Vec<pcap::Segment> {
 
 /// The SA cmgrd is told of (this kernel has no ESP: from a fixture),
 /// with keys that are easy to look for.
-fn sa() -> fastpath::fpc::XfrmSa {
+fn sa() -> fpc::XfrmSa {
     let mut sa = fpsync_tests::fixtures::sa(0x7001);
     sa.algos[0].key = SA_KEY.to_vec();
     sa.algos[1].key = SA_AUTH_KEY.to_vec();

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use fastpath::fpc::{Object, QueryClient, Rule, AF_INET, AF_INET6};
+use fpc::{Object, QueryClient, Rule, AF_INET, AF_INET6};
 use fpsync_tests::{wait_until, Setup};
 
 const SYNC: Duration = Duration::from_secs(3);

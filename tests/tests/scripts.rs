@@ -295,7 +295,7 @@ fn linux_fp_sync_starts_fast_path_and_cache_manager() {
     let started = out.status.success();
     let stop_guard = Guard(&run);
     assert!(started, "{}", text(&out));
-    let ep = fastpath::fpc::Endpoint::for_blade(blade);
+    let ep = fpc::Endpoint::for_blade(blade);
     ns.ip(&["route", "add", "blackhole", "192.0.2.0/24"]);
     let features = instance::features::Features::default();
     let diffs =

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use fastpath::fpc::{Endpoint, Object, AF_INET};
+use fpc::{Endpoint, Object, AF_INET};
 use fpsync_tests::{bin, unique, wait_until, Netns, TempDir};
 use instance::features::Features;
 use serde_json::Value;

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use fastpath::fpc::{Object, QueryClient, XtChain, XtRule, XtTarget, AF_INET, AF_INET6};
+use fpc::{Object, QueryClient, XtChain, XtRule, XtTarget, AF_INET, AF_INET6};
 use fpsync_tests::{sh, wait_until, AuditSetting, Setup};
 
 const SYNC: Duration = Duration::from_secs(3);

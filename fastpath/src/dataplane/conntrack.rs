@@ -20,9 +20,9 @@ use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
-use crate::fpc::{Conntrack, CtTuple, Hit};
-use crate::tables::PrefixHash;
 use crate::wire::ip_proto;
+use common::hash::PrefixHash;
+use fpc::{Conntrack, CtTuple, Hit};
 
 /// No further entry of this flow.
 const END: u32 = u32::MAX;

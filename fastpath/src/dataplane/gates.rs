@@ -25,8 +25,8 @@ use std::net::IpAddr;
 
 use super::stats::Exception;
 use super::view::PortInfo;
-use crate::fpc::{NetConf, NETCONFA_IFINDEX_ALL};
 use crate::tables::Tables;
+use fpc::{NetConf, NETCONFA_IFINDEX_ALL};
 
 const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
@@ -127,7 +127,7 @@ impl Gates {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fpc::{NftChain, Object, Op, Selector, XfrmSp};
+    use fpc::{NftChain, Object, Op, Selector, XfrmSp};
 
     fn gates(objects: Vec<Object>) -> Gates {
         let mut t = Tables::new();

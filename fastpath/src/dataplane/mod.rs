@@ -43,8 +43,8 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 pub use port::afpacket::RxRingVersion;
 
-use crate::fpc::{Counter, Hit, InterfaceStats};
 use crate::tables::Tables;
+use fpc::{Counter, Hit, InterfaceStats};
 use port::Backend;
 use stats::WorkerStats;
 pub(crate) use view::Parts;

@@ -9,7 +9,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use crate::fpc::InterfaceStats;
+use fpc::InterfaceStats;
 
 use super::netfilter::Reason;
 use super::view::PortInfo;

@@ -38,9 +38,10 @@ pub(crate) use super::gates::{Gates, PortGates};
 use super::netfilter::Ruleset;
 pub(crate) use super::rules::{Flow, ToLinux};
 use super::rules::{RuleList, Verdict as RuleVerdict};
-use crate::fpc::{rtn, Hit, Nexthop, ObjectKind, AF_INET, AF_INET6};
-use crate::tables::{FibSnapshot, PrefixHash, RouteAttrs, Tables};
+use crate::tables::{FibSnapshot, RouteAttrs, Tables};
 use crate::wire::ethernet::Mac;
+use common::hash::PrefixHash;
+use fpc::{rtn, Hit, Nexthop, ObjectKind, AF_INET, AF_INET6};
 
 /// `NUD_*` states whose link-layer address can be used.
 const NUD_USABLE: u16 = 0x02 | 0x04 | 0x08 | 0x10 | 0x40 | 0x80;

@@ -16,7 +16,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::fib::MAX_ATTRS;
-use crate::fpc::{NextHops, Route};
+use fpc::{NextHops, Route};
 
 /// Everything of a route but its key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -23,16 +23,16 @@ use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
 use std::net::IpAddr;
 
-use crate::fpc::{
+use attrs::AttrTable;
+pub(crate) use attrs::RouteAttrs;
+use common::hash::PrefixHash;
+use fib::{Entry, Fib, PrefixKey, Upsert, V4, V6};
+use fpc::{
     Addr, BridgePort, CaptureFilter, Conntrack, CtKey, Fdb, Link, Mroute, MrouteKey, MrouteVif,
     MrouteVifKey, Neigh, NetConf, NetConfKey, NextHops, Nexthop, NftChain, NftRule, NftSet,
     NftSetElem, NftSetElemKey, NftTable, Object, ObjectError, Op, Qdisc, Route, RouteDisc, Rule,
     RuleKey, SaKey, SpKey, XfrmReplay, XfrmSa, XfrmSp, XtChain, XtRule,
 };
-use attrs::AttrTable;
-pub(crate) use attrs::RouteAttrs;
-use fib::{Entry, Fib, PrefixKey, Upsert, V4, V6};
-pub use fib::{FoldHasher, PrefixHash};
 
 /// Objects of one kind by key, each with its stale mark.
 #[derive(Clone)]

@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 
 use super::*;
-use crate::fpc::{rtn, Hop, LinkInfo, ObjectKey, RTNH_F_ONLINK};
+use fpc::{rtn, Hop, LinkInfo, ObjectKey, RTNH_F_ONLINK};
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
@@ -405,7 +405,7 @@ fn sample_objects() -> Vec<Object> {
             state: 0x20,
             flags: 0x80,
         }),
-        Object::NetConf(crate::fpc::NetConf {
+        Object::NetConf(fpc::NetConf {
             family: 2,
             ifindex: 2,
             forwarding: Some(1),
@@ -414,19 +414,19 @@ fn sample_objects() -> Vec<Object> {
             proxy_neigh: Some(0),
             ignore_routes_with_linkdown: Some(0),
         }),
-        Object::NetConf(crate::fpc::NetConf {
+        Object::NetConf(fpc::NetConf {
             family: 10,
-            ifindex: crate::fpc::NETCONFA_IFINDEX_ALL,
+            ifindex: fpc::NETCONFA_IFINDEX_ALL,
             forwarding: Some(0),
             rp_filter: None,
             mc_forwarding: None,
             proxy_neigh: Some(1),
             ignore_routes_with_linkdown: Some(0),
         }),
-        Object::Qdisc(crate::fpc::Qdisc {
+        Object::Qdisc(fpc::Qdisc {
             ifindex: 2,
             handle: 0xffff_0000,
-            parent: crate::fpc::TC_H_INGRESS,
+            parent: fpc::TC_H_INGRESS,
             kind: "clsact".into(),
         }),
     ]
@@ -606,7 +606,7 @@ fn keys_match_object_keys() {
 
 #[test]
 fn mroute_vifs_are_kept_swept_and_checked() {
-    use crate::fpc::MrouteVif;
+    use fpc::MrouteVif;
     let vif = |family, vif, ifindex, local: Option<&str>| MrouteVif {
         family,
         table: 253,
@@ -645,7 +645,7 @@ fn mroute_vifs_are_kept_swept_and_checked() {
 
 #[test]
 fn netconfs_are_kept_listed_and_swept() {
-    use crate::fpc::{NetConf, NETCONFA_IFINDEX_ALL};
+    use fpc::{NetConf, NETCONFA_IFINDEX_ALL};
     let conf = |family, ifindex, forwarding| NetConf {
         family,
         ifindex,

@@ -11,9 +11,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use fastpath::fpc::{
-    all_capabilities, parse_header, Header, Hello, Message, Role, HEADER_LEN, VERSION,
-};
+use fpc::{all_capabilities, parse_header, Header, Hello, Message, Role, HEADER_LEN, VERSION};
 
 /// A fresh directory under the system temp dir, removed on drop.
 pub struct TempDir(pub PathBuf);
@@ -244,7 +242,7 @@ impl Client {
     }
 
     /// Sends `msg` and returns the Ack's errors, checking its sequence.
-    pub fn apply(&mut self, msg: &Message) -> Vec<(u32, fastpath::fpc::ObjectError)> {
+    pub fn apply(&mut self, msg: &Message) -> Vec<(u32, fpc::ObjectError)> {
         let seq = self.send(msg);
         match self.expect() {
             (h, Message::Ack(errors)) => {

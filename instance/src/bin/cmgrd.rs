@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use instance::daemonize::{daemonize, PidFile, Readiness};
 use instance::Options;
 
-use fastpath::error_chain as chain;
+use common::error_chain as chain;
 
 fn main() -> ExitCode {
     let matches = instance::options::command().get_matches();
@@ -19,16 +19,16 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     // -d wins over an inherited FPSYNC_LOG; without it, FPSYNC_LOG (or info).
-    if options.debug != 0 || std::env::var_os(fastpath::logging::ENV_VAR).is_none() {
+    if options.debug != 0 || std::env::var_os(common::logging::ENV_VAR).is_none() {
         // One thread so far: nothing reads the environment concurrently.
-        std::env::set_var(fastpath::logging::ENV_VAR, options.log_filter());
+        std::env::set_var(common::logging::ENV_VAR, options.log_filter());
     }
     let mut readiness = if options.foreground {
         Readiness::foreground()
     } else {
         // With no journal, the daemon's logs go to a file beside its pid.
-        let log = (!fastpath::logging::journal_available())
-            .then(|| options.pid_file.with_extension("log"));
+        let log =
+            (!common::logging::journal_available()).then(|| options.pid_file.with_extension("log"));
         match daemonize(log.as_deref()) {
             Ok(r) => r,
             Err(e) => {
@@ -37,7 +37,7 @@ fn main() -> ExitCode {
             }
         }
     };
-    fastpath::logging::init(&options.identifier());
+    common::logging::init(&options.identifier());
     let pid_file = if options.foreground {
         None
     } else {

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use fastpath::fpc::Endpoint;
+use fpc::Endpoint;
 use instance::cli::CheckCli as Cli;
 use instance::features::Features;
 
@@ -12,7 +12,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let endpoint = cli.fpc.unwrap_or_else(|| Endpoint::for_blade(cli.blade));
     match cli.tls.client() {
-        Ok(policy) => fastpath::fpc::install_client(policy),
+        Ok(policy) => fpc::install_client(policy),
         Err(e) => {
             eprintln!("fpsync-check: {e}");
             return ExitCode::from(2);
@@ -53,6 +53,6 @@ fn main() -> ExitCode {
 }
 
 fn fail(e: &instance::check::CheckError) -> ExitCode {
-    eprintln!("fpsync-check: {}", fastpath::error_chain(e));
+    eprintln!("fpsync-check: {}", common::error_chain(e));
     ExitCode::from(2)
 }

@@ -26,7 +26,7 @@
 //! Invariant: only `seq_adj` and `timeout` are ever taken from the cache;
 //! every other field is the kernel's latest word.
 
-use fastpath::fpc::{Conntrack, Object, ObjectKey};
+use fpc::{Conntrack, Object, ObjectKey};
 use tracing::warn;
 
 use super::Processor;
@@ -87,7 +87,7 @@ impl Processor {
         let may_adjust = |o: &Object| matches!(o, Object::Conntrack(c) if c.orig.proto == 6 && c.status & nat != 0);
         if !self
             .cache
-            .objects(fastpath::fpc::ObjectKind::Conntrack)
+            .objects(fpc::ObjectKind::Conntrack)
             .any(may_adjust)
         {
             return;
@@ -134,7 +134,7 @@ impl Processor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fastpath::fpc::{CtTuple, SeqAdj};
+    use fpc::{CtTuple, SeqAdj};
 
     fn entry(status: u32, timeout: u32, seq_adj: [Option<SeqAdj>; 2]) -> Conntrack {
         let t = CtTuple {

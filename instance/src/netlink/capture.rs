@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 
-use fastpath::fpc::CaptureFilter;
+use fpc::CaptureFilter;
 
 use super::wire::{NlMsg, WireError, NLMSG_HDRLEN, NLM_F_DUMP, NLM_F_REQUEST};
 

@@ -24,7 +24,7 @@
 use super::wire::attrs;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use fastpath::fpc::{Conntrack, CtTuple, Object, ObjectKey, SeqAdj};
+use fpc::{Conntrack, CtTuple, Object, ObjectKey, SeqAdj};
 
 use super::wire::{Event, NlMsg, WireError, NLMSG_HDRLEN, NLM_F_DUMP, NLM_F_REQUEST};
 

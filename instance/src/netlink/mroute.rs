@@ -9,7 +9,7 @@
 use super::wire::attrs;
 use std::net::IpAddr;
 
-use fastpath::fpc::{Mroute, Object, ObjectKey};
+use fpc::{Mroute, Object, ObjectKey};
 
 use super::wire::{Event, WireError};
 

@@ -31,7 +31,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use fastpath::fpc::{MrouteVif, AF_INET, AF_INET6};
+use fpc::{MrouteVif, AF_INET, AF_INET6};
 
 use super::mroute::{u32_of, RTNL_FAMILY_IPMR};
 use super::wire::{attrs, WireError};

@@ -33,7 +33,7 @@
 //!   addrconf_fixup_linkdown). [`implies_unannounced_changes`] recognises
 //!   both news; cmgrd re-dumps the family on them.
 
-use fastpath::fpc::{NetConf, NetConfKey, Object, ObjectKey, AF_INET, AF_INET6};
+use fpc::{NetConf, NetConfKey, Object, ObjectKey, AF_INET, AF_INET6};
 
 use super::wire::{attrs, Event, WireError};
 
@@ -121,7 +121,7 @@ pub fn decode(kind: u16, payload: &[u8]) -> Result<Event, WireError> {
 /// read-only); an IPv6 `conf.all` ignore_routes_with_linkdown also sets
 /// `default`'s.
 pub fn implies_unannounced_changes(news: &NetConf) -> bool {
-    use fastpath::fpc::{NETCONFA_IFINDEX_ALL, NETCONFA_IFINDEX_DEFAULT};
+    use fpc::{NETCONFA_IFINDEX_ALL, NETCONFA_IFINDEX_DEFAULT};
     match (news.family, news.ifindex) {
         (AF_INET, NETCONFA_IFINDEX_DEFAULT) => {
             news.rp_filter.is_some()
@@ -137,7 +137,7 @@ pub fn implies_unannounced_changes(news: &NetConf) -> bool {
 mod tests {
     use super::*;
     use crate::netlink::wire::Messages;
-    use fastpath::fpc::{NETCONFA_IFINDEX_ALL, NETCONFA_IFINDEX_DEFAULT};
+    use fpc::{NETCONFA_IFINDEX_ALL, NETCONFA_IFINDEX_DEFAULT};
 
     fn hex(s: &str) -> Vec<u8> {
         let s: String = s.split_whitespace().collect();

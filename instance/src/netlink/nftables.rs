@@ -24,12 +24,10 @@
 //!   of a table or chain is followed by a sweep of its contents).
 
 use super::wire::attrs;
-use fastpath::fpc::{
-    NftChain, NftElemData, NftRule, NftSet, NftSetElem, NftTable, Object, ObjectKey,
-};
+use fpc::{NftChain, NftElemData, NftRule, NftSet, NftSetElem, NftTable, Object, ObjectKey};
 
 use super::wire::{Event, NlMsg, WireError, NLMSG_HDRLEN, NLM_F_DUMP, NLM_F_MULTI, NLM_F_REQUEST};
-use fastpath::fpc::PREV_UNKNOWN;
+use fpc::PREV_UNKNOWN;
 
 pub const NFNL_SUBSYS_NFTABLES: u16 = 10;
 const BASE: u16 = NFNL_SUBSYS_NFTABLES << 8;

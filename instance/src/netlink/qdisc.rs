@@ -11,7 +11,7 @@
 //! * A device's qdiscs go with it without RTM_DELQDISC: the processor
 //!   removes them with the link.
 
-use fastpath::fpc::{Object, ObjectKey, Qdisc};
+use fpc::{Object, ObjectKey, Qdisc};
 
 use super::wire::{attrs, Event, WireError, NLMSG_HDRLEN, NLM_F_DUMP, NLM_F_REQUEST};
 

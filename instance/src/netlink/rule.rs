@@ -2,7 +2,7 @@
 //! and FRA_* attributes) of AF_INET and AF_INET6, decoded into
 //! [`RuleSpec`]s, and the kernel's rule list they describe.
 //!
-//! The kernel gives a rule no handle (see `fastpath::fpc::rule` for the
+//! The kernel gives a rule no handle (see `fpc::rule` for the
 //! key): a notification says only what the rule is. [`RuleList`] replays
 //! what the kernel does with its list: a new rule goes after every rule
 //! of a priority lower than or equal to its own (fib_nl_newrule), a
@@ -21,7 +21,7 @@
 
 use std::net::IpAddr;
 
-use fastpath::fpc::{
+use fpc::{
     rule_action, Object, PortMatch, Rule, RuleSpec, AF_INET, AF_INET6, FIB_RULE_FIND_SADDR,
     FIB_RULE_INVERT,
 };

@@ -12,7 +12,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use fastpath::fpc::{
+use fpc::{
     unspecified, Addr, BridgePort, Fdb, Hop, Link, LinkInfo, Neigh, NextHops, Nexthop, Object,
     ObjectKey, Route, RuleSpec, AF_INET, AF_INET6, RTNH_F_ONLINK,
 };
@@ -271,7 +271,7 @@ pub enum Event {
     DelRoute(Route),
     /// A netconf news of the one value that changed (the others are None):
     /// merged into the cached object, see [`super::netconf`].
-    NetConfChange(fastpath::fpc::NetConf),
+    NetConfChange(fpc::NetConf),
     /// A policy routing rule was added: where it goes in the list is the
     /// kernel's rule (see `rule::RuleList`).
     NewRule(RuleSpec),
@@ -1054,7 +1054,7 @@ pub fn type_name(kind: u16) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fastpath::fpc::rtn;
+    use fpc::rtn;
 
     /// Builds netlink messages byte by byte, as the kernel lays them out.
     struct Msg(Vec<u8>);

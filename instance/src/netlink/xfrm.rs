@@ -21,7 +21,7 @@
 use super::wire::attrs;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use fastpath::fpc::{
+use fpc::{
     Encap, Lifetime, SaKey, Selector, SpKey, XfrmAlgo, XfrmReplay, XfrmSa, XfrmSp, XfrmTmpl,
     AF_INET, AF_INET6,
 };

@@ -26,7 +26,7 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use fastpath::fpc::{Object, XtChain, XtMatch, XtRule, XtTarget, AF_INET, AF_INET6};
+use fpc::{Object, XtChain, XtMatch, XtRule, XtTarget, AF_INET, AF_INET6};
 
 /// `IPT_SO_GET_INFO` (IP6T_ too), at level SOL_IP / SOL_IPV6.
 pub const SO_GET_INFO: libc::c_int = 64;
@@ -501,7 +501,7 @@ fn target_of(e: &Entry<'_>, starts: &BTreeMap<usize, String>) -> Result<XtTarget
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fastpath::fpc::XT_F_GOTO;
+    use fpc::XT_F_GOTO;
 
     /// Captured on this kernel with getsockopt(IPT_SO_GET_INFO) then
     /// (IPT_SO_GET_ENTRIES), the two replies back to back, from a

@@ -9,7 +9,7 @@ use supervisor::Options;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    fastpath::logging::init("fpsyncd");
+    common::logging::init("fpsyncd");
     let options = Options {
         bus: cli.bus,
         bin_dir: cli.bin_dir,

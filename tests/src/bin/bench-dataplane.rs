@@ -300,7 +300,7 @@ fn cpu_seconds(pid: i32) -> f64 {
 /// Whether fpd holds the benchmark flow's entry, established (SEEN_REPLY
 /// and ASSURED) and source-NATed.
 fn fpd_holds_flow(t: &Topology) -> bool {
-    use fastpath::fpc::{Conntrack, Object, QueryClient};
+    use fpc::{Conntrack, Object, QueryClient};
     QueryClient::connect(&t.endpoint, "bench", Duration::from_secs(5))
         .and_then(|mut c| c.dump())
         .is_ok_and(|objects| {

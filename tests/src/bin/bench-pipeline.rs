@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fastpath::fpc::QueryClient;
+use fpc::QueryClient;
 use fpsync_tests::{arg, console, Netns, Setup, TempDir};
 use instance::netlink::{wire, NetlinkSocket, SocketError, ROUTE_GROUPS};
 

@@ -14,7 +14,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
-use fastpath::fpc::{Object, QueryClient};
+use fpc::{Object, QueryClient};
 use fpsync_tests::{arg, wait_until, Setup};
 use instance::netlink::{wire, Messages, NetlinkSocket};
 

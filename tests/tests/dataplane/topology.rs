@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use fastpath::fpc::{Endpoint, InterfaceStats, QueryClient};
+use fpc::{Endpoint, InterfaceStats, QueryClient};
 
 use fpsync_tests::{bin, sh, tail, unique, wait_until, Daemon, Netns, TempDir};
 

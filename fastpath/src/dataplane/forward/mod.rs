@@ -26,10 +26,10 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use crate::fpc::{rtn, NextHops};
 use crate::tables::RouteAttrs;
 use crate::wire::ethernet::{self, ethertype, Frame, Mac};
 use crate::wire::{icmp, ip_proto, ipv4, ipv6};
+use fpc::{rtn, NextHops};
 
 use super::conntrack::FlowEntry;
 use super::gates::Gates;

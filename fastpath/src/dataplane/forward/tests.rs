@@ -5,10 +5,10 @@ use std::net::IpAddr;
 
 use super::*;
 use crate::dataplane::view::{Parts, PortInfo};
-use crate::fpc::{Addr, Hop, Link, LinkInfo, Neigh, Nexthop, Object, Op, Route};
 use crate::tables::Tables;
 use crate::wire::ipv4::Packet as Ip4;
 use crate::wire::ipv6::Packet as Ip6;
+use fpc::{Addr, Hop, Link, LinkInfo, Neigh, Nexthop, Object, Op, Route};
 
 const MAC_A: Mac = [2, 0, 0, 0, 0, 0x0a];
 const MAC_B: Mac = [2, 0, 0, 0, 0, 0x0b];
@@ -264,7 +264,7 @@ fn forwards_to_a_connected_host_and_rewrites() {
     v.take_hits(&mut hits);
     assert_eq!(
         hits,
-        vec![crate::fpc::Hit::Neigh {
+        vec![fpc::Hit::Neigh {
             ifindex: 3,
             dst: ip("10.2.0.2")
         }]
@@ -477,7 +477,7 @@ fn mtu_and_port_state_come_from_the_synced_link() {
 fn a_port_with_a_shaper_or_classifier_is_left_to_linux() {
     let mut t = tables();
     let ifindex = ports()[1].ifindex;
-    let tbf = crate::fpc::Qdisc {
+    let tbf = fpc::Qdisc {
         ifindex,
         handle: 0x8001_0000,
         parent: u32::MAX,
@@ -577,7 +577,7 @@ fn ttl_expiry_is_answered_with_time_exceeded_from_the_ingress_address() {
     // The neighbour of the way back is marked used.
     let mut hits = Vec::new();
     v.take_hits(&mut hits);
-    assert!(hits.contains(&crate::fpc::Hit::Neigh {
+    assert!(hits.contains(&fpc::Hit::Neigh {
         ifindex: 2,
         dst: ip("10.1.0.2")
     }));
@@ -736,8 +736,8 @@ fn the_way_back_needs_a_neighbour() {
 }
 
 /// A UDP conntrack tuple.
-fn tuple(src: &str, dst: &str, sport: u16, dport: u16) -> crate::fpc::CtTuple {
-    crate::fpc::CtTuple {
+fn tuple(src: &str, dst: &str, sport: u16, dport: u16) -> fpc::CtTuple {
+    fpc::CtTuple {
         src: ip(src),
         dst: ip(dst),
         proto: 17,
@@ -748,7 +748,7 @@ fn tuple(src: &str, dst: &str, sport: u16, dport: u16) -> crate::fpc::CtTuple {
 
 #[test]
 fn a_forwarded_packet_marks_its_conntrack_entry() {
-    use crate::fpc::{Conntrack, Hit};
+    use fpc::{Conntrack, Hit};
     let mut t = tables();
     for (a, b) in [("10.1.0.2", "10.2.0.2"), ("fd01::2", "fd02::2")] {
         let ct = Conntrack {
@@ -795,7 +795,7 @@ fn a_forwarded_packet_marks_its_conntrack_entry() {
 #[test]
 fn a_conntrack_change_copies_no_routes_and_keeps_every_hit() {
     use crate::dataplane::view::Parts;
-    use crate::fpc::{Conntrack, Hit, ObjectKind};
+    use fpc::{Conntrack, Hit, ObjectKind};
     let entry = |sport| {
         Object::Conntrack(Conntrack {
             orig: tuple("10.1.0.2", "10.2.0.2", sport, 5678),
@@ -911,7 +911,7 @@ fn what_linux_would_treat_otherwise_goes_to_linux() {
 
 #[test]
 fn a_forward_chain_is_evaluated_and_ipsec_policies_send_their_family_to_linux() {
-    use crate::fpc::{NftChain, Selector, XfrmSp};
+    use fpc::{NftChain, Selector, XfrmSp};
     let mut t = tables();
     t.apply(
         Op::Add,
@@ -972,7 +972,7 @@ fn a_forward_chain_is_evaluated_and_ipsec_policies_send_their_family_to_linux() 
 
 #[test]
 fn where_linux_forwards_its_own_settings_for_the_input_port_decide() {
-    use crate::fpc::{NetConf, NETCONFA_IFINDEX_ALL};
+    use fpc::{NetConf, NETCONFA_IFINDEX_ALL};
     let conf = |family, ifindex, forwarding, rp_filter| {
         Object::NetConf(NetConf {
             family,

@@ -69,9 +69,9 @@ mod xt;
 use std::collections::HashMap;
 
 use super::conntrack::{Direction, FlowEntry, FlowMatch};
-use crate::fpc::{Conntrack, NftChain, NftSet, NftSetElem, NftTable, XtChain};
 use crate::tables::Tables;
 use crate::wire::ip_proto;
+use fpc::{Conntrack, NftChain, NftSet, NftSetElem, NftTable, XtChain};
 
 #[allow(unused_imports)] // the forwarding path's, once wired in
 pub(crate) use nat::{apply_nat, Manip};
@@ -472,11 +472,11 @@ impl Ruleset {
     fn from_parts<'a>(
         nft_tables: impl Iterator<Item = &'a NftTable>,
         nft_chains: impl Iterator<Item = &'a NftChain>,
-        nft_rules: impl Iterator<Item = &'a crate::fpc::NftRule>,
+        nft_rules: impl Iterator<Item = &'a fpc::NftRule>,
         nft_sets: impl Iterator<Item = &'a NftSet>,
         nft_elems: impl Iterator<Item = &'a NftSetElem>,
         xt_chains: impl Iterator<Item = &'a XtChain>,
-        xt_rules: impl Iterator<Item = &'a crate::fpc::XtRule>,
+        xt_rules: impl Iterator<Item = &'a fpc::XtRule>,
     ) -> Ruleset {
         let mut rs = Ruleset::default();
         let dormant: HashMap<(u8, &str), bool> = nft_tables
@@ -492,7 +492,7 @@ impl Ruleset {
             // dormant table is known to be off.
             .filter(|c| dormant.get(&(c.family, c.table.as_str())) != Some(&true))
             .collect();
-        let nft_rules: Vec<&crate::fpc::NftRule> = nft_rules.collect();
+        let nft_rules: Vec<&fpc::NftRule> = nft_rules.collect();
         for r in &nft_rules {
             let live = dormant.get(&(r.family, r.table.as_str())) != Some(&true);
             if live && nft::offloads_flows(&r.exprs) {

@@ -21,8 +21,8 @@
 //! reason).
 
 use super::{Direction, FlowEntry, Reason};
-use crate::fpc::{Conntrack, CtTuple};
 use crate::wire::{checksum, ip_proto};
+use fpc::{Conntrack, CtTuple};
 use std::net::IpAddr;
 
 /// Which half of the translation: Linux's NAT hooks.

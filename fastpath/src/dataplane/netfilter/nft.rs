@@ -54,7 +54,7 @@ use super::{
     before_conntrack, Direction, NfCounters, NfVerdict, Packet, Reason, Tracked, NFPROTO_IPV4,
     NFPROTO_IPV6,
 };
-use crate::fpc::{
+use fpc::{
     elem_flags, set_flags, NftChain, NftElemData, NftRule, NftSet, NftSetElem, PREV_UNKNOWN,
 };
 
@@ -216,7 +216,7 @@ fn left_aligned(data: &[u8]) -> Result<(u128, u128), Reason> {
 }
 
 /// The IPS_* bits the synced status has (Conntrack::STATUS_SYNCED).
-const CT_STATUS_SYNCED: u32 = crate::fpc::Conntrack::STATUS_SYNCED;
+const CT_STATUS_SYNCED: u32 = fpc::Conntrack::STATUS_SYNCED;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum CmpOp {

@@ -7,10 +7,10 @@ use std::net::IpAddr;
 
 use super::*;
 use crate::dataplane::conntrack::FlowTable;
-use crate::fpc::{
+use crate::wire::checksum;
+use fpc::{
     CtTuple, NftElemData, NftRule, NftSet, NftSetElem, XtMatch, XtRule, XtTarget, PREV_UNKNOWN,
 };
-use crate::wire::checksum;
 
 const FIXTURES: &str = include_str!("fixtures/rules.hex");
 
@@ -1863,7 +1863,7 @@ fn every_reason_has_its_own_counter_name() {
 /// applied as FPC messages apply them, then deleted.
 #[test]
 fn built_from_the_tables_as_synced() {
-    use crate::fpc::{Object, Op};
+    use fpc::{Object, Op};
     let mut tables = Tables::new();
     tables
         .apply(Op::Add, Object::NftTable(table(NFPROTO_INET)))

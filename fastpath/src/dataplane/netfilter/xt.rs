@@ -17,8 +17,8 @@ use std::net::IpAddr;
 use super::{
     ifname, NfCounters, NfVerdict, Packet, Reason, Tracked, AF_INET6, NF_INET_PRE_ROUTING,
 };
-use crate::fpc::{Conntrack, XtChain, XtRule, XtTarget};
 use crate::wire::ip_proto;
+use fpc::{Conntrack, XtChain, XtRule, XtTarget};
 
 /// IPT_INV_* (the same for IP6T_INV_*).
 const INV_VIA_IN: u8 = 0x01;

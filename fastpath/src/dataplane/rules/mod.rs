@@ -39,10 +39,10 @@
 
 use std::ops::{BitAnd, BitXor};
 
-use crate::fpc::{rtn, Link};
-use crate::fpc::{rule_action as action, PortMatch, Rule, RuleSpec, AF_INET, FIB_RULE_INVERT};
 use crate::tables::RouteAttrs;
 use crate::wire::{ipv4, ipv6};
+use fpc::{rtn, Link};
+use fpc::{rule_action as action, PortMatch, Rule, RuleSpec, AF_INET, FIB_RULE_INVERT};
 
 /// The kernel's default rules: local, main, default.
 pub(crate) const RT_TABLE_LOCAL: u32 = 255;

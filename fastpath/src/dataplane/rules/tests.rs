@@ -5,8 +5,8 @@ use std::net::IpAddr;
 
 use super::*;
 use crate::dataplane::view::{Lookup, PortInfo, View};
-use crate::fpc::{Hop, Link, LinkInfo, NextHops, Object, Op, Route, AF_INET6};
 use crate::tables::Tables;
+use fpc::{Hop, Link, LinkInfo, NextHops, Object, Op, Route, AF_INET6};
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()

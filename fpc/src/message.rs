@@ -682,7 +682,7 @@ pub(crate) fn tests_corpus() -> Vec<Message> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fpc::object::tests::samples;
+    use crate::object::tests::samples;
 
     /// One message of every kind.
     pub(crate) fn messages() -> Vec<Message> {

@@ -169,7 +169,7 @@ impl fmt::Display for NetConf {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fpc::{AF_INET, AF_INET6};
+    use crate::{AF_INET, AF_INET6};
 
     fn conf(family: u8, ifindex: i32) -> NetConf {
         NetConf {

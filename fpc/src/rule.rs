@@ -433,7 +433,7 @@ impl fmt::Display for Rule {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::fpc::Object;
+    use crate::Object;
 
     /// The default main rule, and one with every selector set.
     pub(crate) fn samples() -> Vec<Object> {

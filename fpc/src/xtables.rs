@@ -359,8 +359,8 @@ pub(crate) mod tests {
 
     /// Chains and rules of every form, for the object tests and the fuzz
     /// corpus.
-    pub(crate) fn samples() -> Vec<crate::fpc::Object> {
-        use crate::fpc::Object;
+    pub(crate) fn samples() -> Vec<crate::Object> {
+        use crate::Object;
         let rule = XtRule {
             family: 2,
             table: "filter".into(),
@@ -442,7 +442,7 @@ pub(crate) mod tests {
 
     #[test]
     fn a_rule_of_mixed_families_is_refused() {
-        let crate::fpc::Object::XtRule(mut r) = samples().remove(2) else {
+        let crate::Object::XtRule(mut r) = samples().remove(2) else {
             unreachable!()
         };
         r.dst = ip("::");

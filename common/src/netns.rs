@@ -7,7 +7,6 @@
 
 use std::fs::File;
 use std::io;
-use std::os::fd::AsRawFd;
 
 /// Moves the calling thread into the namespace `ip netns` knows as `name`
 /// (`/var/run/netns/NAME`), or the one at `name` if it is a path.
@@ -19,11 +18,9 @@ pub fn enter(name: &str) -> io::Result<()> {
     };
     let file = File::open(&path)
         .map_err(|e| io::Error::new(e.kind(), format!("network namespace {name:?}: {e}")))?;
-    // SAFETY: setns(2) on a descriptor we own; the result is checked.
-    let ret = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-    if ret != 0 {
-        let e = io::Error::last_os_error();
-        return Err(io::Error::new(e.kind(), format!("setns {name:?}: {e}")));
-    }
+    nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| {
+        let e = io::Error::from(e);
+        io::Error::new(e.kind(), format!("setns {name:?}: {e}"))
+    })?;
     Ok(())
 }

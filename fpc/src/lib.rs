@@ -4,6 +4,7 @@
 mod capture;
 mod codec;
 mod conntrack;
+mod frame;
 #[cfg(test)]
 mod fuzz;
 mod linkinfo;
@@ -12,6 +13,8 @@ mod mroute;
 mod netconf;
 mod nftables;
 mod object;
+mod options;
+pub mod paths;
 mod qdisc;
 mod rule;
 mod tls;
@@ -22,6 +25,7 @@ mod xtables;
 pub use capture::CaptureFilter;
 pub use codec::DecodeError;
 pub use conntrack::{Conntrack, CtKey, CtTuple, SeqAdj};
+pub use frame::{FrameError, FrameReader, KEEP_BUFFER};
 pub use message::{
     all_capabilities, hello_version, kind_capability, parse_frame, parse_header, Counter,
     ErrorCode, Header, Hello, Hit, InterfaceStats, Message, ObjectError, Op, Role, HEADER_LEN,
@@ -38,6 +42,7 @@ pub use object::{
     Nexthop, NftSetElemKey, Object, ObjectKey, ObjectKind, Route, RouteDisc, RouteKey, AF_INET,
     AF_INET6, RTNH_F_ONLINK,
 };
+pub use options::TlsOptions;
 pub use qdisc::{Qdisc, TC_H_INGRESS};
 pub use rule::{
     action as rule_action, PortMatch, Rule, RuleKey, RuleSpec, FIB_RULE_FIND_SADDR, FIB_RULE_INVERT,

@@ -8,12 +8,11 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::codec::DecodeError;
-use super::message::{
-    all_capabilities, parse_header, Header, Hello, Message, Role, HEADER_LEN, VERSION,
-};
+use super::frame::{FrameError, FrameReader};
+use super::message::{all_capabilities, Header, Hello, Message, Role, MAX_BODY, VERSION};
 use super::object::Object;
 use super::tls;
 
@@ -25,6 +24,8 @@ pub enum TransportError {
     Io(#[from] io::Error),
     #[error("malformed frame")]
     Decode(#[from] DecodeError),
+    #[error(transparent)]
+    Frame(FrameError),
     #[error("peer speaks FPC version {peer}, this side {ours}")]
     VersionMismatch { peer: u16, ours: u16 },
     #[error("peer refused: {0}")]
@@ -33,6 +34,19 @@ pub enum TransportError {
     Unexpected(String),
     #[error("bad endpoint {0:?}: expected unix:PATH, tcp:HOST:PORT or a path")]
     BadEndpoint(String),
+}
+
+impl From<FrameError> for TransportError {
+    fn from(e: FrameError) -> Self {
+        match e {
+            FrameError::Closed => TransportError::Closed,
+            FrameError::Io(e) => TransportError::Io(e),
+            FrameError::Header(e) | FrameError::Body { error: e, .. } => TransportError::Decode(e),
+            e @ (FrameError::Truncated { .. } | FrameError::Oversize { .. }) => {
+                TransportError::Frame(e)
+            }
+        }
+    }
 }
 
 /// Where a blade's FPC server listens.
@@ -45,7 +59,10 @@ pub enum Endpoint {
 impl Endpoint {
     /// The default socket of a local blade.
     pub fn for_blade(blade: u32) -> Endpoint {
-        Endpoint::Unix(PathBuf::from(format!("/run/fpsync/fpd{blade}.sock")))
+        Endpoint::Unix(crate::paths::fpd_socket(
+            std::path::Path::new(crate::paths::DEFAULT_RUN_DIR),
+            blade,
+        ))
     }
 }
 
@@ -77,22 +94,16 @@ impl std::fmt::Display for Endpoint {
     }
 }
 
-/// Reads one frame; `Closed` on a clean end of stream between frames.
+/// Reads one frame of at most [`MAX_BODY`] bytes with `body` as the
+/// buffer; `Closed` on a clean end of stream between frames.
 pub async fn read_frame<R: AsyncRead + Unpin>(
     r: &mut R,
     body: &mut Vec<u8>,
 ) -> Result<(Header, Message), TransportError> {
-    let mut raw = [0u8; HEADER_LEN];
-    match r.read_exact(&mut raw).await {
-        Ok(_) => {}
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(TransportError::Closed),
-        Err(e) => return Err(e.into()),
-    }
-    let header = parse_header(&raw)?;
-    body.resize(header.body_len, 0);
-    r.read_exact(body).await?;
-    let msg = Message::parse(&header, body)?;
-    Ok((header, msg))
+    let mut reader = FrameReader::with_buffer(r, std::mem::take(body), MAX_BODY);
+    let result = reader.read().await;
+    *body = reader.into_buffer();
+    Ok(result?)
 }
 
 /// An async stream of either transport.
@@ -217,18 +228,11 @@ impl QueryClient {
     }
 
     pub fn recv(&mut self) -> Result<Message, TransportError> {
-        let mut raw = [0u8; HEADER_LEN];
-        match self.stream.read_exact(&mut raw) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                return Err(TransportError::Closed)
-            }
-            Err(e) => return Err(e.into()),
-        }
-        let header = parse_header(&raw)?;
-        self.buf.resize(header.body_len, 0);
-        self.stream.read_exact(&mut self.buf)?;
-        Ok(Message::parse(&header, &self.buf)?)
+        let mut reader =
+            FrameReader::with_buffer(&mut self.stream, std::mem::take(&mut self.buf), MAX_BODY);
+        let result = reader.read_blocking();
+        self.buf = reader.into_buffer();
+        Ok(result?.1)
     }
 
     /// Every object the fast path holds.

@@ -1106,9 +1106,9 @@ impl fmt::Display for Object {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::fpc::conntrack::{CtTuple, SeqAdj};
-    use crate::fpc::nftables::NftElemData;
-    use crate::fpc::xfrm::{Encap, Lifetime, Selector, XfrmAlgo, XfrmTmpl};
+    use crate::conntrack::{CtTuple, SeqAdj};
+    use crate::nftables::NftElemData;
+    use crate::xfrm::{Encap, Lifetime, Selector, XfrmAlgo, XfrmTmpl};
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
@@ -1489,7 +1489,7 @@ pub(crate) mod tests {
             }),
             Object::NetConf(NetConf {
                 family: AF_INET6,
-                ifindex: crate::fpc::netconf::NETCONFA_IFINDEX_ALL,
+                ifindex: crate::netconf::NETCONFA_IFINDEX_ALL,
                 forwarding: Some(0),
                 rp_filter: None,
                 mc_forwarding: None,
@@ -1498,8 +1498,8 @@ pub(crate) mod tests {
             }),
         ]
         .into_iter()
-        .chain(crate::fpc::xtables::tests::samples())
-        .chain(crate::fpc::rule::tests::samples())
+        .chain(crate::xtables::tests::samples())
+        .chain(crate::rule::tests::samples())
         .collect()
     }
 
