@@ -30,14 +30,28 @@ pub struct Outgoing {
     pub frames: u64,
 }
 
+/// How a blade task tells the processor; false once the processor is gone
+/// (shutting down). The task does not know the processor's event type.
+pub type Notify = Box<dyn Fn(BladeEvent) -> bool + Send + Sync>;
+
 /// What a blade task tells the processor.
 #[derive(Debug)]
 pub enum BladeEvent {
-    Up { blade: usize, conn: u64 },
-    Down { blade: usize, conn: u64 },
+    /// `index` is the blade's place in cmgrd's `--blade` list (not its
+    /// number).
+    Up {
+        index: usize,
+        conn: u64,
+    },
+    Down {
+        index: usize,
+        conn: u64,
+    },
     // The queue emptied after the processor asked (`want_drain`): an
     // overflowed blade's replay can start.
-    Drained { blade: usize },
+    Drained {
+        index: usize,
+    },
 }
 
 pub struct BladeTask {
@@ -79,11 +93,7 @@ const MAX_REFUSED_RETRY: Duration = Duration::from_secs(5);
 const RELOG: Duration = Duration::from_secs(60);
 
 impl BladeTask {
-    pub async fn run(
-        self,
-        mut rx: mpsc::UnboundedReceiver<Outgoing>,
-        events: crossbeam_channel::Sender<crate::daemon::Event>,
-    ) {
+    pub async fn run(self, mut rx: mpsc::UnboundedReceiver<Outgoing>, notify: Notify) {
         let mut conn = 0u64;
         let mut failures = 0u64;
         let mut retry = RETRY;
@@ -137,14 +147,10 @@ impl BladeTask {
             self.stats.backup.store(0, Relaxed);
             self.stats.in_sync.store(0, Relaxed);
             let (reader, mut writer) = tokio::io::split(stream);
-            let event = |e| crate::daemon::Event::Blade(e);
-            if events
-                .send(event(BladeEvent::Up {
-                    blade: self.index,
-                    conn,
-                }))
-                .is_err()
-            {
+            if !notify(BladeEvent::Up {
+                index: self.index,
+                conn,
+            }) {
                 return; // the processor is gone: shutting down
             }
             let mut acks = tokio::spawn(read_acks(
@@ -168,7 +174,7 @@ impl BladeTask {
                             return;
                         };
                         if self.stats.dequeued(frame.frames, frame.bytes.len() as u64)
-                            && events.send(event(BladeEvent::Drained { blade: self.index })).is_err()
+                            && !notify(BladeEvent::Drained { index: self.index })
                         {
                             return;
                         }
@@ -194,13 +200,10 @@ impl BladeTask {
             self.stats.errors.fetch_add(1, Relaxed);
             self.stats.connected.store(0, Relaxed);
             self.stats.in_sync.store(0, Relaxed);
-            if events
-                .send(event(BladeEvent::Down {
-                    blade: self.index,
-                    conn,
-                }))
-                .is_err()
-            {
+            if !notify(BladeEvent::Down {
+                index: self.index,
+                conn,
+            }) {
                 return;
             }
             tokio::time::sleep(RETRY).await;

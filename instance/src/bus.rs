@@ -10,7 +10,7 @@ use crossbeam_channel::Sender;
 use fpsync_dbus::{CacheManagerCore, CacheManagerObject};
 use tracing::{info, warn};
 
-use crate::daemon::Event;
+use crate::event::Event;
 
 struct Core {
     events: Sender<Event>,

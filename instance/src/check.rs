@@ -42,7 +42,7 @@ pub fn linux_objects(netns: Option<&str>, features: &Features) -> Result<Vec<Obj
         let (mut xfrm_stats, mut ct_stats) = (SocketStats::default(), SocketStats::default());
         let mut out = Vec::new();
         for scope in Scope::ALL {
-            out.extend(crate::daemon::dump_scope(
+            out.extend(crate::linux::dump_scope(
                 &mut socks,
                 scope,
                 &features,

@@ -1,0 +1,212 @@
+//! The processor's loop: one event at a time from the listeners, the
+//! blades and the console, with the periodic polls (links, capture filters,
+//! legacy tables) on their ticks; pending ops are flushed in batches of
+//! [`BATCH`] or when nothing is waiting, and a due reconcile runs after a
+//! quiet moment of at most [`RECONCILE_DELAY`].
+
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{select, Receiver};
+use fpc::AF_INET;
+use tracing::{debug, error, trace, warn};
+
+use super::{
+    scope_ord, Processor, Source, SyncState, BATCH, CAPTURE_POLL, RECONCILE_DELAY, XT_POLL,
+};
+use crate::cache::Scope;
+use crate::event::Event;
+use crate::netlink::mroute::{RTNL_FAMILY_IP6MR, RTNL_FAMILY_IPMR};
+use crate::netlink::{self, Event as NlEvent, Messages};
+
+impl Processor {
+    pub(super) fn run_loop(&mut self, net_rx: Receiver<Event>, ctl_rx: Receiver<Event>) {
+        let poll = self.config.link_poll;
+        let mut next_poll = Instant::now() + poll.unwrap_or(Duration::MAX / 4);
+        // Packet sockets' filters come with no notification: polled.
+        let captures = self
+            .config
+            .features
+            .enabled(crate::features::BPF)
+            .then_some(CAPTURE_POLL);
+        let mut next_capture = Instant::now() + captures.unwrap_or(Duration::MAX / 4);
+        // Legacy x_tables: the audit status is looked at (and, without
+        // records, the tables polled) on the link poll's tick.
+        let xt_period = self
+            .config
+            .features
+            .enabled(crate::features::FILTER)
+            .then(|| poll.unwrap_or(XT_POLL));
+        let mut next_xt = Instant::now() + xt_period.unwrap_or(Duration::MAX / 4);
+        loop {
+            if xt_period.is_some() && Instant::now() >= next_xt {
+                self.watch_xtables(true);
+                next_xt = Instant::now() + xt_period.unwrap_or_default();
+            }
+            if poll.is_some() && Instant::now() >= next_poll {
+                self.poll_links();
+                self.poll_seq_adj();
+                next_poll = Instant::now() + poll.unwrap_or_default();
+            }
+            if captures.is_some() && Instant::now() >= next_capture {
+                if let Err(e) = self.resync_scopes(&[Scope::Captures]) {
+                    warn!("capture filter poll failed: {e}");
+                }
+                self.flush();
+                next_capture = Instant::now() + captures.unwrap_or_default();
+            }
+            let event = if self.pending.is_empty() && self.reconcile.is_empty() {
+                let wait = next_poll
+                    .min(next_capture)
+                    .min(next_xt)
+                    .saturating_duration_since(Instant::now());
+                select! {
+                    recv(net_rx) -> e => e.ok(),
+                    recv(ctl_rx) -> e => e.ok(),
+                    default(wait) => continue,
+                }
+            } else {
+                // Work is waiting: take what is already there, else do it.
+                match ctl_rx.try_recv().or_else(|_| net_rx.try_recv()) {
+                    Ok(e) => Some(e),
+                    Err(_) => {
+                        self.idle();
+                        continue;
+                    }
+                }
+            };
+            let Some(event) = event else { return };
+            match event {
+                Event::Netlink(buf) => self.on_netlink(&buf, Source::Listener),
+                Event::Xfrm(buf) => self.on_xfrm(&buf, Source::Listener),
+                Event::Netfilter(buf) => self.on_netfilter(&buf),
+                Event::Audit(buf) => self.on_audit(&buf),
+                Event::AuditFailed(e) => {
+                    warn!("audit listener stopped: {e}; legacy iptables tables will be polled");
+                    self.xt_watch.listening = false;
+                    self.watch_xtables(true);
+                }
+                Event::Overrun => {
+                    self.sync.overruns += 1;
+                    self.state = SyncState::Resyncing;
+                    if let Err(e) = self.full_resync() {
+                        error!("resync failed: {e}; retrying at the next event");
+                        self.reconcile
+                            .extend(Scope::ALL.iter().map(|s| scope_ord(*s)));
+                    }
+                    self.sync.resyncs += 1;
+                    self.state = SyncState::Synced;
+                }
+                Event::ListenerFailed(e) => {
+                    error!("netlink listener failed: {e}");
+                    return;
+                }
+                Event::Blade(e) => self.on_blade(e),
+                Event::Console { line, reply } => {
+                    let _ = reply.send(super::answers::answer(self, &line));
+                }
+                Event::Replay { xfrm, bytes, reply } => {
+                    let _ = reply.send(super::answers::replayed(self, xfrm, &bytes));
+                }
+                Event::Shutdown => return,
+            }
+            if self.pending.len() >= BATCH {
+                self.flush();
+            }
+            if self
+                .reconcile_since
+                .is_some_and(|t| t.elapsed() >= RECONCILE_DELAY)
+            {
+                self.run_reconcile();
+            }
+        }
+    }
+
+    /// Nothing is waiting: send what is pending, recover silent deletions.
+    pub(super) fn idle(&mut self) {
+        self.flush();
+        if !self.reconcile.is_empty() {
+            self.run_reconcile();
+            self.flush();
+        }
+    }
+
+    /// The kernel announces a link's kind-specific changes (`ip link set
+    /// ... type macvlan mode ...`), its master and a bridge port's state
+    /// only while the link is up (netdev_state_change checks IFF_UP), and
+    /// recomputes a bridge's MAC without telling: links and bridge ports
+    /// are re-dumped periodically, and what changed is counted. So are
+    /// multicast VIFs and MIFs, never announced at all.
+    pub(super) fn poll_links(&mut self) {
+        let before = self.pending.len();
+        if let Err(e) = self.resync_scopes(&[Scope::Links, Scope::BridgePorts]) {
+            warn!("link poll failed: {e}");
+            return;
+        }
+        let found = self.pending.len().saturating_sub(before);
+        if found > 0 {
+            self.sync.silent_changes += found as u64;
+            debug!(found, "link poll found changes the kernel did not announce");
+            self.flush();
+        }
+        self.reread_vifs(&[RTNL_FAMILY_IPMR, RTNL_FAMILY_IP6MR]);
+    }
+
+    /// Feeds messages captured elsewhere (a file of netlink messages, as
+    /// the kernel sends them) through the same decoder and sync path as
+    /// the listener's. Returns how many messages there were.
+    pub fn replay_netlink(&mut self, buf: &[u8]) -> usize {
+        let before = self.replay_stats.packets;
+        self.on_netlink(buf, Source::Replay);
+        self.flush();
+        (self.replay_stats.packets - before) as usize
+    }
+
+    pub(super) fn on_netlink(&mut self, buf: &[u8], source: Source) {
+        for msg in Messages::new(buf) {
+            let msg = match msg {
+                Ok(m) => m,
+                Err(e) => {
+                    self.sync.decode_errors += 1;
+                    warn!("malformed netlink datagram: {e}");
+                    break;
+                }
+            };
+            match source {
+                Source::Listener => self.listen_stats.count(msg.kind),
+                Source::Replay => self.replay_stats.count(msg.kind),
+            }
+            if let Some(af) = netlink::mvif::mc_forwarding_news(msg.kind, msg.payload) {
+                self.schedule_vifs(af == AF_INET);
+            }
+            let event = netlink::decode(&msg);
+            trace!(kind = msg.kind, ?event, payload = ?msg.payload, "netlink message");
+            match event {
+                Ok(NlEvent::New(obj)) if self.config.features.syncs(&obj) => {
+                    self.watch_silent_changes(&obj);
+                    self.watch_replaced(&obj, msg.flags);
+                    self.pending.extend(self.cache.upsert(obj));
+                }
+                // A switched-off feature sends nothing.
+                Ok(NlEvent::New(_)) => {}
+                Ok(NlEvent::Del(key)) => {
+                    self.watch_silent_deletions_del(&key);
+                    self.pending.extend(self.cache.remove(&key));
+                }
+                Ok(NlEvent::DelRoute(route)) => {
+                    self.pending.extend(self.cache.remove_route(route));
+                }
+                Ok(NlEvent::NetConfChange(news)) => self.netconf_change(news),
+                Ok(NlEvent::NewRule(spec)) => self.on_rule(spec, true),
+                Ok(NlEvent::DelRule(spec)) => self.on_rule(spec, false),
+                Ok(NlEvent::Ignored | NlEvent::Unknown) => {}
+                Err(e) => {
+                    self.sync.decode_errors += 1;
+                    warn!(kind = msg.kind, "malformed netlink message: {e}");
+                }
+            }
+            if self.pending.len() >= BATCH {
+                self.flush();
+            }
+        }
+    }
+}

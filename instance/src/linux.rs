@@ -1,0 +1,380 @@
+//! What Linux holds now: one dump per cache scope, each through the
+//! command sockets (never the listener's), filtered by the features
+//! switched on, with every message counted on its socket's statistics.
+//! A dump either returns the whole scope or an error: never a part.
+
+use fpc::Object;
+use tracing::warn;
+
+use crate::cache::Scope;
+use crate::features::Features;
+use crate::netlink::rule::RuleList;
+use crate::netlink::xfrm::{self, XfrmEvent};
+use crate::netlink::{self, wire, CmdSockets, Event as NlEvent, NetlinkSocket, SocketError};
+use crate::stats::{SocketStats, SyncStats};
+
+/// Dumps one scope from Linux (what `features` syncs of it), counting
+/// messages on the command socket.
+pub fn dump_scope(
+    socks: &mut CmdSockets,
+    scope: Scope,
+    features: &Features,
+    stats: &mut SocketStats,
+    xfrm_stats: &mut SocketStats,
+    ct_stats: &mut SocketStats,
+    sync: &mut SyncStats,
+) -> Result<Vec<Object>, SocketError> {
+    if matches!(scope, Scope::XfrmSas | Scope::XfrmReplays | Scope::XfrmSps) {
+        return dump_xfrm(&mut socks.xfrm, scope, features, xfrm_stats, sync);
+    }
+    if scope == Scope::Captures {
+        return dump_captures(&mut socks.sock_diag, features, ct_stats);
+    }
+    if scope == Scope::Conntracks {
+        return dump_conntrack(&mut socks.netfilter, features, ct_stats, sync);
+    }
+    if matches!(scope, Scope::XtChains | Scope::XtRules) {
+        return crate::xtables::dump(scope, features);
+    }
+    if scope == Scope::NftSetElems {
+        return dump_set_elements(&mut socks.netfilter, features, ct_stats, sync);
+    }
+    if matches!(
+        scope,
+        Scope::NftTables | Scope::NftChains | Scope::NftSets | Scope::NftRules
+    ) {
+        return dump_nftables(&mut socks.netfilter, scope, features, ct_stats, sync);
+    }
+    if let Scope::MrouteVifs(family) = scope {
+        return crate::mvif::dump(&mut socks.route, family, features, stats, sync);
+    }
+    if let Scope::Rules(family) = scope {
+        return dump_rules(&mut socks.route, family, features, stats, sync);
+    }
+    if scope == Scope::Qdiscs {
+        return dump_qdiscs(&mut socks.route, stats, sync);
+    }
+    let sock = &mut socks.route;
+    let (kind, family) = match scope {
+        Scope::Links => (wire::RTM_GETLINK, 0),
+        Scope::Addrs => (wire::RTM_GETADDR, 0),
+        Scope::Nexthops => (wire::RTM_GETNEXTHOP, 0),
+        Scope::Routes(f) => (wire::RTM_GETROUTE, f),
+        Scope::Neighs(f) => (wire::RTM_GETNEIGH, f),
+        Scope::BridgePorts => (wire::RTM_GETLINK, wire::AF_BRIDGE),
+        Scope::Fdb => (wire::RTM_GETNEIGH, wire::AF_BRIDGE),
+        Scope::Mroutes(f) => (wire::RTM_GETROUTE, f),
+        Scope::NetConfs(f) => (netlink::netconf::RTM_GETNETCONF, f),
+        Scope::XfrmSas
+        | Scope::XfrmReplays
+        | Scope::XfrmSps
+        | Scope::Conntracks
+        | Scope::NftTables
+        | Scope::NftChains
+        | Scope::NftSets
+        | Scope::NftSetElems
+        | Scope::NftRules
+        | Scope::MrouteVifs(_)
+        | Scope::Rules(_)
+        | Scope::Captures
+        | Scope::XtChains
+        | Scope::XtRules
+        | Scope::Qdiscs => unreachable!("dumped above"),
+    };
+    let mut out = Vec::new();
+    let mut bad = 0u64;
+    let res = sock.dump(kind, family, |msg| {
+        let Some(msg) = msg else {
+            out.clear(); // an interrupted dump starts again
+            return;
+        };
+        stats.count(msg.kind);
+        match netlink::decode(msg) {
+            Ok(NlEvent::New(obj)) if Scope::of(&obj) == scope && features.syncs(&obj) => {
+                out.push(obj)
+            }
+            Ok(_) => {}
+            Err(e) => {
+                bad += 1;
+                warn!(kind = msg.kind, "malformed netlink message in dump: {e}");
+            }
+        }
+    });
+    sync.decode_errors += bad;
+    match res {
+        Ok(()) => Ok(out),
+        // A kernel without nexthop objects answers EOPNOTSUPP or EINVAL.
+        // So does one without IPv4/IPv6 multicast routing, or without
+        // IPv6 (no netconf handler for AF_INET6).
+        Err(SocketError::Kernel(e))
+            if matches!(
+                scope,
+                Scope::Nexthops | Scope::Mroutes(_) | Scope::NetConfs(_)
+            ) && (e == libc::EOPNOTSUPP || e == libc::EINVAL || e == libc::EAFNOSUPPORT) =>
+        {
+            Ok(Vec::new())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Dumps one family's policy routing rules (RTM_GETRULE), numbered as
+/// notifications number them.
+fn dump_rules(
+    sock: &mut NetlinkSocket,
+    family: u8,
+    features: &Features,
+    stats: &mut SocketStats,
+    sync: &mut SyncStats,
+) -> Result<Vec<Object>, SocketError> {
+    let mut list = RuleList::default();
+    let mut bad = 0u64;
+    let res = sock.dump(netlink::rule::RTM_GETRULE, family, |msg| {
+        let Some(msg) = msg else {
+            list = RuleList::default(); // an interrupted dump starts again
+            return;
+        };
+        stats.count(msg.kind);
+        match netlink::decode(msg) {
+            Ok(NlEvent::NewRule(s)) if s.family == family => list.push_dumped(s),
+            Ok(_) => {}
+            Err(e) => {
+                bad += 1;
+                warn!(kind = msg.kind, "malformed rule in dump: {e}");
+            }
+        }
+    });
+    sync.decode_errors += bad;
+    res?;
+    let mut out = list.objects();
+    out.retain(|o| features.syncs(o));
+    Ok(out)
+}
+
+/// Dumps SAs (with their replay states) or policies from the kernel.
+fn dump_xfrm(
+    sock: &mut NetlinkSocket,
+    scope: Scope,
+    features: &Features,
+    stats: &mut SocketStats,
+    sync: &mut SyncStats,
+) -> Result<Vec<Object>, SocketError> {
+    if !features.enabled(crate::features::IPSEC) {
+        return Ok(Vec::new());
+    }
+    let kind = match scope {
+        Scope::XfrmSps => xfrm::XFRM_MSG_GETPOLICY,
+        _ => xfrm::XFRM_MSG_GETSA,
+    };
+    let mut out = Vec::new();
+    let mut bad = 0u64;
+    let res = sock.dump_with(
+        |seq| xfrm::dump_request(kind, seq),
+        |msg| {
+            let Some(msg) = msg else {
+                out.clear();
+                return;
+            };
+            stats.count(msg.kind);
+            match (xfrm::decode(msg), scope) {
+                (Ok(XfrmEvent::Sa(sa, _)), Scope::XfrmSas) => out.push(Object::XfrmSa(sa)),
+                (Ok(XfrmEvent::Sa(_, Some(r))), Scope::XfrmReplays) => {
+                    out.push(Object::XfrmReplay(r))
+                }
+                (Ok(XfrmEvent::Sp(sp)), Scope::XfrmSps) => out.push(Object::XfrmSp(sp)),
+                (Ok(_), _) => {}
+                (Err(e), _) => {
+                    bad += 1;
+                    warn!(kind = msg.kind, "malformed xfrm message in dump: {e}");
+                }
+            }
+        },
+    );
+    sync.decode_errors += bad;
+    res.map(|()| out)
+}
+
+/// Dumps every conntrack entry (of the families `features` syncs).
+fn dump_conntrack(
+    sock: &mut NetlinkSocket,
+    features: &Features,
+    stats: &mut SocketStats,
+    sync: &mut SyncStats,
+) -> Result<Vec<Object>, SocketError> {
+    if !features.enabled(crate::features::CONNTRACK) {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    let mut bad = 0u64;
+    let res = sock.dump_with(netlink::conntrack::dump_request, |msg| {
+        let Some(msg) = msg else {
+            out.clear();
+            return;
+        };
+        stats.count(msg.kind);
+        match netlink::conntrack::decode(msg) {
+            Ok(NlEvent::New(obj)) if features.syncs(&obj) => out.push(obj),
+            Ok(_) => {}
+            Err(e) => {
+                bad += 1;
+                warn!(kind = msg.kind, "malformed ctnetlink message in dump: {e}");
+            }
+        }
+    });
+    sync.decode_errors += bad;
+    res.map(|()| out)
+}
+
+/// Dumps nf_tables tables, chains or rules of every family.
+fn dump_nftables(
+    sock: &mut NetlinkSocket,
+    scope: Scope,
+    features: &Features,
+    stats: &mut SocketStats,
+    sync: &mut SyncStats,
+) -> Result<Vec<Object>, SocketError> {
+    use crate::features::{EBTABLES, FILTER};
+    if !features.enabled(FILTER) && !features.enabled(EBTABLES) {
+        return Ok(Vec::new());
+    }
+    let kind = match scope {
+        Scope::NftTables => netlink::nftables::NFT_MSG_GETTABLE,
+        Scope::NftChains => netlink::nftables::NFT_MSG_GETCHAIN,
+        Scope::NftSets => netlink::nftables::NFT_MSG_GETSET,
+        _ => netlink::nftables::NFT_MSG_GETRULE,
+    };
+    let mut out = Vec::new();
+    let mut bad = 0u64;
+    let res = sock.dump_with(
+        |seq| netlink::nftables::dump_request(kind, seq),
+        |msg| {
+            let Some(msg) = msg else {
+                out.clear();
+                return;
+            };
+            stats.count(msg.kind);
+            match netlink::nftables::decode(msg) {
+                Ok(NlEvent::New(obj)) if Scope::of(&obj) == scope && features.syncs(&obj) => {
+                    out.push(obj)
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    bad += 1;
+                    warn!(kind = msg.kind, "malformed nf_tables message in dump: {e}");
+                }
+            }
+        },
+    );
+    sync.decode_errors += bad;
+    res.map(|()| out)
+}
+
+/// Dumps the ports' qdiscs (RTM_GETQDISC; the default ones are left out
+/// by the decoder).
+fn dump_qdiscs(
+    sock: &mut NetlinkSocket,
+    stats: &mut SocketStats,
+    sync: &mut SyncStats,
+) -> Result<Vec<Object>, SocketError> {
+    let mut out = Vec::new();
+    let mut bad = 0u64;
+    let res = sock.dump_with(netlink::qdisc::dump_request, |msg| {
+        let Some(msg) = msg else {
+            out.clear();
+            return;
+        };
+        stats.count(msg.kind);
+        match netlink::qdisc::decode(msg.kind, msg.payload) {
+            Ok(NlEvent::New(obj)) => out.push(obj),
+            Ok(_) => {}
+            Err(e) => {
+                bad += 1;
+                warn!(kind = msg.kind, "malformed qdisc message in dump: {e}");
+            }
+        }
+    });
+    sync.decode_errors += bad;
+    res.map(|()| out)
+}
+
+/// Dumps every set's elements: the sets first, then one element dump
+/// per set (the kernel dumps the elements of one named set at a time).
+/// A set deleted between the two dumps answers ENOENT: it has none.
+fn dump_set_elements(
+    sock: &mut NetlinkSocket,
+    features: &Features,
+    stats: &mut SocketStats,
+    sync: &mut SyncStats,
+) -> Result<Vec<Object>, SocketError> {
+    let sets = dump_nftables(sock, Scope::NftSets, features, stats, sync)?;
+    let mut out = Vec::new();
+    for set in sets {
+        let Object::NftSet(set) = set else { continue };
+        if !set.elements_synced() {
+            continue;
+        }
+        let mut found = Vec::new();
+        let mut bad = 0u64;
+        let res = sock.dump_with(
+            |seq| netlink::nftables::elements_request(set.family, &set.table, &set.name, seq),
+            |msg| {
+                let Some(msg) = msg else {
+                    found.clear();
+                    return;
+                };
+                stats.count(msg.kind);
+                if msg.kind != netlink::nftables::NFT_MSG_NEWSETELEM {
+                    return;
+                }
+                match netlink::nftables::decode_elements(msg) {
+                    Ok(elems) => found.extend(elems.into_iter().map(Object::NftSetElem)),
+                    Err(e) => {
+                        bad += 1;
+                        warn!(kind = msg.kind, "malformed nf_tables message in dump: {e}");
+                    }
+                }
+            },
+        );
+        sync.decode_errors += bad;
+        match res {
+            Ok(()) => out.extend(found),
+            Err(SocketError::Kernel(e)) if e == libc::ENOENT => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
+}
+
+/// Dumps the packet sockets' filters with their owners' names.
+fn dump_captures(
+    sock: &mut NetlinkSocket,
+    features: &Features,
+    stats: &mut SocketStats,
+) -> Result<Vec<Object>, SocketError> {
+    if !features.enabled(crate::features::BPF) {
+        return Ok(Vec::new());
+    }
+    let mut found = Vec::new();
+    sock.dump_with(netlink::capture::dump_request, |msg| {
+        let Some(msg) = msg else {
+            found.clear();
+            return;
+        };
+        stats.count(msg.kind);
+        if let Ok(Some(c)) = netlink::capture::decode(msg) {
+            found.push(c);
+        }
+    })?;
+    if found.is_empty() {
+        return Ok(Vec::new());
+    }
+    let owners = netlink::capture::socket_owners();
+    Ok(found
+        .into_iter()
+        .filter_map(|mut c| {
+            c.process = owners.get(&c.inode)?.clone();
+            let obj = Object::CaptureFilter(c);
+            features.syncs(&obj).then_some(obj)
+        })
+        .collect())
+}
