@@ -1,4 +1,4 @@
-//! fpd: one fast path blade. The manager applies FPC messages to the fast
+//! fpd: one fast path blade. The FPC server applies FPC messages to the fast
 //! path tables; the dataplane forwards packets between fpd's ports with
 //! them, and reports statistics and hit flags back.
 //!
@@ -12,7 +12,7 @@ pub mod bus;
 pub mod cli;
 mod dataplane;
 mod limits;
-mod manager;
+mod server;
 mod tables;
 pub mod wire;
 
@@ -20,7 +20,7 @@ pub use dataplane::{
     Dataplane, DataplaneConfig, DataplaneError, DataplaneHandle, PortBackend, RxRingVersion,
 };
 pub use limits::Limits;
-pub use manager::{serve, Server, ServerConfig, ServerError};
+pub use server::{serve, Server, ServerConfig, ServerError};
 pub use tables::Tables;
 /// The token that stops [`serve`] and [`Server::run`].
 pub use tokio_util::sync::CancellationToken;

@@ -13,14 +13,12 @@ pub mod daemonize;
 mod event;
 pub mod features;
 pub mod hitflags;
-mod linux;
+pub mod linux;
 mod migrate;
-pub mod mvif;
 pub mod netlink;
 pub mod netns;
 pub mod options;
 pub mod stats;
-pub mod xtables;
 
 pub use daemon::{run, Config, DaemonError};
 pub use options::Options;

@@ -544,7 +544,7 @@ impl Drop for AuditSetting {
 
 /// Whether the kernel emits audit records (AUDIT_GET).
 pub fn audit_enabled() -> bool {
-    instance::xtables::AuditStatus::open()
+    instance::linux::legacy_tables::AuditStatus::open()
         .and_then(|mut s| s.enabled())
         .expect("AUDIT_GET")
 }

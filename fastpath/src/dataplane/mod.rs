@@ -1,14 +1,14 @@
 //! The dataplane: worker threads that forward frames between the ports
-//! fpd is attached to, with a view of the tables that the manager keeps
+//! fpd is attached to, with a view of the tables that the FPC server keeps
 //! current, and the statistics and hit flags that flow back to the cache
 //! manager.
 //!
 //! ```text
-//!   manager (FPC) --apply--> Tables --build (fpd-view thread)--> View
+//!   FPC server --apply--> Tables --build (fpd-view thread)--> View
 //!                                                                 | ArcSwap
 //!   port rx queue --> worker: forward(view, frame) --> port tx queue
 //!                        | counters (per worker)   | hit flags (in the view)
-//!                        +--> stats, hits, wanted neighbours --> manager --> cmgrd
+//!                        +--> stats, hits, wanted neighbours --> FPC server --> cmgrd
 //! ```
 //!
 //! Invariants:
@@ -98,7 +98,7 @@ pub enum DataplaneError {
     Thread(#[source] io::Error),
 }
 
-/// What the workers, the view builder and the manager share.
+/// What the workers, the view builder and the FPC server share.
 pub(crate) struct Shared {
     pub ports: Vec<PortInfo>,
     pub view: ArcSwap<View>,

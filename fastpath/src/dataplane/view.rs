@@ -1,7 +1,7 @@
 //! The forwarding view: everything a worker reads per packet, built from
 //! the tables off the hot path and published RCU-style.
 //!
-//! Why a snapshot and not a lock: the manager's tables sit behind a mutex
+//! Why a snapshot and not a lock: the FPC server's tables sit behind a mutex
 //! that a big batch or a dump to a slow reader holds for milliseconds to
 //! seconds. Workers must never wait on that. The builder thread (see
 //! `Dataplane`) copies what forwarding needs into an immutable [`View`]

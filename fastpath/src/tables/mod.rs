@@ -271,7 +271,7 @@ fn check_nexthop(n: &Nexthop) -> Result<(), ObjectError> {
     valid.then_some(()).ok_or(ObjectError::Invalid)
 }
 
-/// A read-only copy of every route, for the dataplane: the manager keeps
+/// A read-only copy of every route, for the dataplane: the FPC server keeps
 /// applying to [`Tables`] while packets are looked up in a snapshot (see
 /// `dataplane::view`). Cloning copies the FIB hash maps wholesale (their
 /// entries are plain data) and shares the interned attributes.

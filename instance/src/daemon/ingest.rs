@@ -379,7 +379,9 @@ impl Processor {
         let res = self.cmd.route.dump(wire::RTM_GETLINK, 0, |msg| match msg {
             None => out.clear(),
             Some(m) => {
-                if let Ok(Some((ifindex, name, stats))) = wire::decode_link_stats(m.payload) {
+                if let Ok(Some((ifindex, name, stats))) =
+                    crate::netlink::rtnl::decode_link_stats(m.payload)
+                {
                     out.insert(ifindex, (name, stats));
                 }
             }

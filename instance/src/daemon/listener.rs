@@ -89,7 +89,7 @@ pub(super) fn open_audit(config: &Config) -> Option<(NetlinkSocket, Option<std::
     if !config.features.enabled(crate::features::FILTER) {
         return None;
     }
-    match crate::xtables::in_init_netns() {
+    match crate::linux::legacy_tables::in_init_netns() {
         Ok(true) => {}
         Ok(false) => {
             warn!(

@@ -136,7 +136,7 @@ impl Proto {
                 ],
                 buffer,
             ),
-            Proto::Audit => crate::xtables::open_listener(buffer),
+            Proto::Audit => crate::linux::legacy_tables::open_listener(buffer),
         }
     }
 }
@@ -229,7 +229,7 @@ struct XtWatch {
     /// cmgrd listens on the init namespace's audit socket.
     listening: bool,
     /// The AUDIT_GET socket (None when it could not be opened).
-    status: Option<crate::xtables::AuditStatus>,
+    status: Option<crate::linux::legacy_tables::AuditStatus>,
     /// Changes arrive as records (audit was enabled at the last look).
     events: bool,
     /// Why not, as last warned (so each reason is warned once).

@@ -245,7 +245,7 @@ impl Processor {
     }
 
     /// Re-reads the VIFs and MIFs of `families` (RTNL_FAMILY_IPMR, IP6MR;
-    /// the kernel announces none of their changes, see [`crate::mvif`])
+    /// the kernel announces none of their changes, see [`crate::linux::vifs`])
     /// and, where they changed, the family's MFC entries, which the kernel
     /// dumps with existing VIFs only. What it finds is a silent change.
     pub(super) fn reread_vifs(&mut self, families: &[u8]) {

@@ -189,7 +189,7 @@ pub fn run(config: Config, ready: impl FnOnce()) -> Result<(), DaemonError> {
     p.ct_listen_stats = SocketStats::named(format!("netlink-netfilter-conntrack-listen-{id}"));
     p.ct_cmd_stats = SocketStats::named(format!("netlink-netfilter-conntrack-cmd-{id}"));
     p.audit_listen_stats = SocketStats::named(format!("netlink-audit-listen-{id}"));
-    p.xt_watch.status = match crate::xtables::AuditStatus::open() {
+    p.xt_watch.status = match crate::linux::legacy_tables::AuditStatus::open() {
         Ok(s) => Some(s),
         Err(e) => {
             warn!("cannot open an audit socket to read the audit status: {e}");

@@ -9,14 +9,16 @@ pub mod mvif;
 pub mod netconf;
 pub mod nftables;
 pub mod qdisc;
+pub mod rtnl;
 pub mod rule;
 pub mod socket;
 pub mod wire;
 pub mod xfrm;
 pub mod xtables;
 
+pub use rtnl::decode;
 pub use socket::{NetlinkSocket, SocketError};
-pub use wire::{decode, Event, Messages, NlMsg, WireError};
+pub use wire::{Event, Messages, NlMsg, WireError};
 
 /// The groups a route-family listener joins.
 pub const ROUTE_GROUPS: [u32; 14] = [

@@ -36,8 +36,8 @@ use fpc::{MrouteVif, AF_INET, AF_INET6};
 use super::mroute::{u32_of, RTNL_FAMILY_IPMR};
 use super::wire::{attrs, WireError};
 
-pub const RTM_NEWNETCONF: u16 = 80;
-pub const RTM_DELNETCONF: u16 = 81;
+pub use super::wire::{RTM_DELNETCONF, RTM_NEWNETCONF};
+
 /// The netconf groups, where VIF and MIF changes show.
 pub const RTNLGRP_IPV4_NETCONF: u32 = 24;
 pub const RTNLGRP_IPV6_NETCONF: u32 = 25;

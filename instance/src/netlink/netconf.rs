@@ -37,8 +37,9 @@ use fpc::{NetConf, NetConfKey, Object, ObjectKey, AF_INET, AF_INET6};
 
 use super::wire::{attrs, Event, WireError};
 
+pub use super::wire::RTM_GETNETCONF;
+
 pub use super::mvif::{RTM_DELNETCONF, RTM_NEWNETCONF};
-pub const RTM_GETNETCONF: u16 = 82;
 
 const NETCONFA_IFINDEX: u16 = 1;
 const NETCONFA_FORWARDING: u16 = 2;

@@ -15,9 +15,8 @@ use fpc::{Object, ObjectKey, Qdisc};
 
 use super::wire::{attrs, Event, WireError, NLMSG_HDRLEN, NLM_F_DUMP, NLM_F_REQUEST};
 
-pub const RTM_NEWQDISC: u16 = 36;
-pub const RTM_DELQDISC: u16 = 37;
-pub const RTM_GETQDISC: u16 = 38;
+pub use super::wire::{RTM_DELQDISC, RTM_GETQDISC, RTM_NEWQDISC};
+
 /// RTNLGRP_TC.
 pub const RTNLGRP_TC: u32 = 4;
 

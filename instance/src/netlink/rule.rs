@@ -28,9 +28,8 @@ use fpc::{
 
 use super::wire::{attrs, WireError};
 
-pub const RTM_NEWRULE: u16 = 32;
-pub const RTM_DELRULE: u16 = 33;
-pub const RTM_GETRULE: u16 = 34;
+pub use super::wire::{RTM_DELRULE, RTM_GETRULE, RTM_NEWRULE};
+
 /// The rules' multicast groups.
 pub const RTNLGRP_IPV4_RULE: u32 = 8;
 pub const RTNLGRP_IPV6_RULE: u32 = 19;
@@ -546,7 +545,7 @@ mod tests {
             if !is_synced_family(m.payload) {
                 mrules += 1;
                 assert_eq!(
-                    super::super::wire::decode(&m),
+                    super::super::rtnl::decode(&m),
                     Ok(super::super::wire::Event::Ignored)
                 );
             }

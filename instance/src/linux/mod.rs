@@ -2,6 +2,11 @@
 //! command sockets (never the listener's), filtered by the features
 //! switched on, with every message counted on its socket's statistics.
 //! A dump either returns the whole scope or an error: never a part.
+//! Multicast VIFs ([`vifs`]) and legacy x_tables ([`legacy_tables`]) are
+//! read from Linux here too; their decoders are `crate::netlink`'s.
+
+pub mod legacy_tables;
+pub mod vifs;
 
 use fpc::Object;
 use tracing::warn;
@@ -34,7 +39,7 @@ pub fn dump_scope(
         return dump_conntrack(&mut socks.netfilter, features, ct_stats, sync);
     }
     if matches!(scope, Scope::XtChains | Scope::XtRules) {
-        return crate::xtables::dump(scope, features);
+        return crate::linux::legacy_tables::dump(scope, features);
     }
     if scope == Scope::NftSetElems {
         return dump_set_elements(&mut socks.netfilter, features, ct_stats, sync);
@@ -46,7 +51,7 @@ pub fn dump_scope(
         return dump_nftables(&mut socks.netfilter, scope, features, ct_stats, sync);
     }
     if let Scope::MrouteVifs(family) = scope {
-        return crate::mvif::dump(&mut socks.route, family, features, stats, sync);
+        return crate::linux::vifs::dump(&mut socks.route, family, features, stats, sync);
     }
     if let Scope::Rules(family) = scope {
         return dump_rules(&mut socks.route, family, features, stats, sync);
