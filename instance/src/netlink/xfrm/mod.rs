@@ -1,7 +1,8 @@
 //! NETLINK_XFRM messages as the kernel sends them, decoded into IPsec
-//! objects; and the inverse, an encoder of the same kernel layouts, for
-//! byte fixtures and captures (this kernel has no ESP, so SAs can only be
-//! replayed).
+//! objects, with the kernel's structure layouts named in [`layout`]; the
+//! inverse, an encoder of the same layouts for byte fixtures and captures
+//! (this kernel has no ESP, so SAs can only be replayed), is [`build`],
+//! built for tests and with the `fixtures` feature only.
 //!
 //! Invariants:
 //! * No I/O, no logging; every length is checked, a malformed message is
@@ -18,7 +19,10 @@
 //! * A hard expire (XFRM_MSG_EXPIRE, POLEXPIRE with `hard`) is the only
 //!   news of a deletion by timer.
 
-use super::wire::attrs;
+#[cfg(any(test, feature = "fixtures"))]
+pub mod build;
+mod layout;
+
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use fpc::{
@@ -26,7 +30,12 @@ use fpc::{
     AF_INET, AF_INET6,
 };
 
+use super::wire::attrs;
 use super::wire::{NlMsg, WireError, NLMSG_HDRLEN, NLM_F_DUMP, NLM_F_REQUEST};
+use layout::{
+    aevent_id, algo, encap, id, lft, mark, migrate, policy_id, policy_info, replay, replay_esn,
+    sa_id, sa_info, sel, tmpl,
+};
 
 pub const XFRM_MSG_NEWSA: u16 = 16;
 pub const XFRM_MSG_DELSA: u16 = 17;
@@ -62,6 +71,8 @@ const XFRMA_ALG_CRYPT: u16 = 2;
 const XFRMA_ALG_COMP: u16 = 3;
 const XFRMA_ENCAP: u16 = 4;
 const XFRMA_TMPL: u16 = 5;
+/// Only the fixture encoder writes it (the decoder reads the DELSA id).
+#[cfg_attr(not(any(test, feature = "fixtures")), allow(dead_code))]
 const XFRMA_SA: u16 = 6;
 const XFRMA_POLICY: u16 = 7;
 const XFRMA_REPLAY_VAL: u16 = 10;
@@ -79,18 +90,6 @@ pub const IPSEC_PROTO_ANY: u8 = 255;
 const IPPROTO_ESP: u8 = 50;
 const IPPROTO_AH: u8 = 51;
 const IPPROTO_COMP: u8 = 108;
-
-const SEL_LEN: usize = 56;
-const ID_LEN: usize = 24;
-const LFT_LEN: usize = 64;
-const SA_INFO_LEN: usize = 224;
-const SA_ID_LEN: usize = 24;
-const POLICY_INFO_LEN: usize = 168;
-const POLICY_ID_LEN: usize = 64;
-const TMPL_LEN: usize = 64;
-const AEVENT_ID_LEN: usize = 48;
-const MIGRATE_LEN: usize = 76;
-const ALGO_NAME_LEN: usize = 64;
 
 /// One move of an XFRM_MSG_MIGRATE (`struct xfrm_user_migrate`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -187,46 +186,46 @@ fn split(payload: &[u8], n: usize) -> Result<(&[u8], &[u8]), WireError> {
 }
 
 fn decode_sel(b: &[u8]) -> Result<Selector, WireError> {
-    let family = u16_at(b, 40);
+    let family = u16_at(b, sel::FAMILY);
     // A selector of family 0 matches everything: addresses are zero of
     // the state's family; IPv4 then.
     let fam = if family == 0 { AF_INET as u16 } else { family };
     Ok(Selector {
-        daddr: addr_at(b, 0, fam)?,
-        saddr: addr_at(b, 16, fam)?,
-        dport: be16_at(b, 32),
-        dport_mask: be16_at(b, 34),
-        sport: be16_at(b, 36),
-        sport_mask: be16_at(b, 38),
-        prefixlen_d: b[42],
-        prefixlen_s: b[43],
-        proto: b[44],
-        ifindex: u32_at(b, 48) as i32,
-        user: u32_at(b, 52),
+        daddr: addr_at(b, sel::DADDR, fam)?,
+        saddr: addr_at(b, sel::SADDR, fam)?,
+        dport: be16_at(b, sel::DPORT),
+        dport_mask: be16_at(b, sel::DPORT_MASK),
+        sport: be16_at(b, sel::SPORT),
+        sport_mask: be16_at(b, sel::SPORT_MASK),
+        prefixlen_d: b[sel::PREFIXLEN_D],
+        prefixlen_s: b[sel::PREFIXLEN_S],
+        proto: b[sel::PROTO],
+        ifindex: u32_at(b, sel::IFINDEX) as i32,
+        user: u32_at(b, sel::USER),
     })
 }
 
 fn decode_lft(b: &[u8]) -> Lifetime {
     Lifetime {
-        soft_bytes: u64_at(b, 0),
-        hard_bytes: u64_at(b, 8),
-        soft_packets: u64_at(b, 16),
-        hard_packets: u64_at(b, 24),
-        soft_add_seconds: u64_at(b, 32),
-        hard_add_seconds: u64_at(b, 40),
-        soft_use_seconds: u64_at(b, 48),
-        hard_use_seconds: u64_at(b, 56),
+        soft_bytes: u64_at(b, lft::SOFT_BYTES),
+        hard_bytes: u64_at(b, lft::HARD_BYTES),
+        soft_packets: u64_at(b, lft::SOFT_PACKETS),
+        hard_packets: u64_at(b, lft::HARD_PACKETS),
+        soft_add_seconds: u64_at(b, lft::SOFT_ADD_SECONDS),
+        hard_add_seconds: u64_at(b, lft::HARD_ADD_SECONDS),
+        soft_use_seconds: u64_at(b, lft::SOFT_USE_SECONDS),
+        hard_use_seconds: u64_at(b, lft::HARD_USE_SECONDS),
     }
 }
 
 fn decode_mark(v: &[u8]) -> Result<(u32, u32), WireError> {
-    if v.len() < 8 {
+    if v.len() < mark::LEN {
         return Err(WireError::BadAttr {
             kind: XFRMA_MARK,
             len: v.len(),
         });
     }
-    Ok((u32_at(v, 0), u32_at(v, 4)))
+    Ok((u32_at(v, mark::V), u32_at(v, mark::M)))
 }
 
 fn attr_u32(kind: u16, v: &[u8]) -> Result<u32, WireError> {
@@ -241,12 +240,12 @@ fn attr_u32(kind: u16, v: &[u8]) -> Result<u32, WireError> {
 fn decode_algo(kind: u16, v: &[u8]) -> Result<XfrmAlgo, WireError> {
     let bad = || WireError::BadAttr { kind, len: v.len() };
     let with_param = matches!(kind, XFRMA_ALG_AUTH_TRUNC | XFRMA_ALG_AEAD);
-    let fixed = ALGO_NAME_LEN + if with_param { 8 } else { 4 };
+    let fixed = algo::KEY_LEN + if with_param { 8 } else { 4 };
     if v.len() < fixed {
         return Err(bad());
     }
-    let name = v[..ALGO_NAME_LEN].split(|b| *b == 0).next().unwrap_or(&[]);
-    let key_bits = u32_at(v, ALGO_NAME_LEN);
+    let name = v[..algo::NAME_LEN].split(|b| *b == 0).next().unwrap_or(&[]);
+    let key_bits = u32_at(v, algo::KEY_LEN);
     let key_len = key_bits.div_ceil(8) as usize;
     if key_len > 255 || v.len() < fixed + key_len {
         return Err(bad());
@@ -256,7 +255,7 @@ fn decode_algo(kind: u16, v: &[u8]) -> Result<XfrmAlgo, WireError> {
         name: String::from_utf8_lossy(name).into_owned(),
         key_bits,
         param: if with_param {
-            u32_at(v, ALGO_NAME_LEN + 4)
+            u32_at(v, algo::EXTRA)
         } else {
             0
         },
@@ -279,46 +278,49 @@ fn decode_replay(key: SaKey, kind: u16, v: &[u8]) -> Result<(XfrmReplay, u32), W
         bitmap: Vec::new(),
     };
     if kind == XFRMA_REPLAY_VAL {
-        if v.len() < 12 {
+        if v.len() < replay::LEN {
             return Err(bad());
         }
-        r.oseq = u32_at(v, 0).into();
-        r.seq = u32_at(v, 4).into();
-        r.bitmap = vec![u32_at(v, 8)];
+        r.oseq = u32_at(v, replay::OSEQ).into();
+        r.seq = u32_at(v, replay::SEQ).into();
+        r.bitmap = vec![u32_at(v, replay::BITMAP)];
         return Ok((r, 0));
     }
-    if v.len() < 24 {
+    if v.len() < replay_esn::BMP {
         return Err(bad());
     }
-    let bmp_len = u32_at(v, 0) as usize;
-    if bmp_len > (v.len() - 24) / 4 {
+    let bmp_len = u32_at(v, replay_esn::BMP_LEN) as usize;
+    if bmp_len > (v.len() - replay_esn::BMP) / 4 {
         return Err(bad());
     }
-    r.oseq = u64::from(u32_at(v, 12)) << 32 | u64::from(u32_at(v, 4));
-    r.seq = u64::from(u32_at(v, 16)) << 32 | u64::from(u32_at(v, 8));
-    r.bitmap = (0..bmp_len).map(|i| u32_at(v, 24 + 4 * i)).collect();
-    Ok((r, u32_at(v, 20)))
+    r.oseq =
+        u64::from(u32_at(v, replay_esn::OSEQ_HI)) << 32 | u64::from(u32_at(v, replay_esn::OSEQ));
+    r.seq = u64::from(u32_at(v, replay_esn::SEQ_HI)) << 32 | u64::from(u32_at(v, replay_esn::SEQ));
+    r.bitmap = (0..bmp_len)
+        .map(|i| u32_at(v, replay_esn::BMP + 4 * i))
+        .collect();
+    Ok((r, u32_at(v, replay_esn::REPLAY_WINDOW)))
 }
 
 /// An `xfrm_usersa_info` and the attributes that follow it.
 fn decode_sa(info: &[u8], rest: &[u8]) -> Result<(XfrmSa, Option<XfrmReplay>), WireError> {
-    let family = u16_at(info, 212);
-    let id = &info[SEL_LEN..SEL_LEN + ID_LEN];
+    let family = u16_at(info, sa_info::FAMILY);
+    let id = &info[sa_info::ID..sa_info::ID + id::LEN];
     let mut sa = XfrmSa {
-        sel: decode_sel(&info[..SEL_LEN])?,
-        daddr: addr_at(id, 0, family)?,
-        spi: be32_at(id, 16),
-        proto: id[20],
-        saddr: addr_at(info, 80, family)?,
-        mode: info[214],
-        reqid: u32_at(info, 208),
-        replay_window: info[215].into(),
-        flags: info[216].into(),
+        sel: decode_sel(&info[sa_info::SEL..sa_info::SEL + sel::LEN])?,
+        daddr: addr_at(id, id::DADDR, family)?,
+        spi: be32_at(id, id::SPI),
+        proto: id[id::PROTO],
+        saddr: addr_at(info, sa_info::SADDR, family)?,
+        mode: info[sa_info::MODE],
+        reqid: u32_at(info, sa_info::REQID),
+        replay_window: info[sa_info::REPLAY_WINDOW].into(),
+        flags: info[sa_info::FLAGS].into(),
         algos: Vec::new(),
         encap: None,
         mark: (0, 0),
         if_id: 0,
-        lifetime: decode_lft(&info[96..96 + LFT_LEN]),
+        lifetime: decode_lft(&info[sa_info::LFT..sa_info::LFT + lft::LEN]),
     };
     let mut replay_attr = None;
     for attr in attrs(rest) {
@@ -327,14 +329,14 @@ fn decode_sa(info: &[u8], rest: &[u8]) -> Result<(XfrmSa, Option<XfrmReplay>), W
             XFRMA_ALG_AUTH | XFRMA_ALG_CRYPT | XFRMA_ALG_COMP | XFRMA_ALG_AEAD
             | XFRMA_ALG_AUTH_TRUNC => sa.algos.push(decode_algo(kind, v)?),
             XFRMA_ENCAP => {
-                if v.len() < 24 {
+                if v.len() < encap::LEN {
                     return Err(WireError::BadAttr { kind, len: v.len() });
                 }
-                let oa = addr_at(v, 8, family)?;
+                let oa = addr_at(v, encap::OA, family)?;
                 sa.encap = Some(Encap {
-                    encap_type: u16_at(v, 0),
-                    sport: be16_at(v, 2),
-                    dport: be16_at(v, 4),
+                    encap_type: u16_at(v, encap::TYPE),
+                    sport: be16_at(v, encap::SPORT),
+                    dport: be16_at(v, encap::DPORT),
                     oa: (!oa.is_unspecified()).then_some(oa),
                 });
             }
@@ -371,13 +373,13 @@ fn decode_sa(info: &[u8], rest: &[u8]) -> Result<(XfrmSa, Option<XfrmReplay>), W
 /// An `xfrm_userpolicy_info` and the attributes that follow it.
 fn decode_sp(info: &[u8], rest: &[u8]) -> Result<XfrmSp, WireError> {
     let mut sp = XfrmSp {
-        sel: decode_sel(&info[..SEL_LEN])?,
-        lifetime: decode_lft(&info[SEL_LEN..SEL_LEN + LFT_LEN]),
-        priority: u32_at(info, 152),
-        index: u32_at(info, 156),
-        dir: info[160],
-        action: info[161],
-        flags: info[162],
+        sel: decode_sel(&info[policy_info::SEL..policy_info::SEL + sel::LEN])?,
+        lifetime: decode_lft(&info[policy_info::LFT..policy_info::LFT + lft::LEN]),
+        priority: u32_at(info, policy_info::PRIORITY),
+        index: u32_at(info, policy_info::INDEX),
+        dir: info[policy_info::DIR],
+        action: info[policy_info::ACTION],
+        flags: info[policy_info::FLAGS],
         ptype: 0,
         mark: (0, 0),
         if_id: 0,
@@ -387,20 +389,20 @@ fn decode_sp(info: &[u8], rest: &[u8]) -> Result<XfrmSp, WireError> {
         let (kind, v) = attr?;
         match kind {
             XFRMA_TMPL => {
-                for t in v.chunks_exact(TMPL_LEN) {
-                    let family = u16_at(t, 24);
+                for t in v.chunks_exact(tmpl::LEN) {
+                    let family = u16_at(t, tmpl::FAMILY);
                     sp.tmpls.push(XfrmTmpl {
-                        daddr: addr_at(t, 0, family)?,
-                        spi: be32_at(t, 16),
-                        proto: t[20],
-                        saddr: addr_at(t, 28, family)?,
-                        reqid: u32_at(t, 44),
-                        mode: t[48],
-                        share: t[49],
-                        optional: t[50],
-                        aalgos: u32_at(t, 52),
-                        ealgos: u32_at(t, 56),
-                        calgos: u32_at(t, 60),
+                        daddr: addr_at(t, tmpl::ID + id::DADDR, family)?,
+                        spi: be32_at(t, tmpl::ID + id::SPI),
+                        proto: t[tmpl::ID + id::PROTO],
+                        saddr: addr_at(t, tmpl::SADDR, family)?,
+                        reqid: u32_at(t, tmpl::REQID),
+                        mode: t[tmpl::MODE],
+                        share: t[tmpl::SHARE],
+                        optional: t[tmpl::OPTIONAL],
+                        aalgos: u32_at(t, tmpl::AALGOS),
+                        ealgos: u32_at(t, tmpl::EALGOS),
+                        calgos: u32_at(t, tmpl::CALGOS),
                     });
                 }
             }
@@ -421,19 +423,19 @@ pub fn decode(msg: &NlMsg<'_>) -> Result<XfrmEvent, WireError> {
     let p = msg.payload;
     Ok(match msg.kind {
         XFRM_MSG_NEWSA | XFRM_MSG_UPDSA => {
-            let (info, rest) = split(p, SA_INFO_LEN)?;
+            let (info, rest) = split(p, sa_info::LEN)?;
             let (sa, replay) = decode_sa(info, rest)?;
             XfrmEvent::Sa(sa, replay)
         }
         XFRM_MSG_DELSA => {
             // An xfrm_usersa_id, then the whole state in XFRMA_SA and the
             // state's other attributes (its mark among them).
-            let (id, rest) = split(p, SA_ID_LEN)?;
-            let family = u16_at(id, 20);
+            let (id, rest) = split(p, sa_id::LEN)?;
+            let family = u16_at(id, sa_id::FAMILY);
             let mut key = SaKey {
-                daddr: addr_at(id, 0, family)?,
-                spi: be32_at(id, 16),
-                proto: id[22],
+                daddr: addr_at(id, sa_id::DADDR, family)?,
+                spi: be32_at(id, sa_id::SPI),
+                proto: id[sa_id::PROTO],
                 mark: (0, 0),
             };
             for attr in attrs(rest) {
@@ -445,16 +447,17 @@ pub fn decode(msg: &NlMsg<'_>) -> Result<XfrmEvent, WireError> {
             XfrmEvent::DelSa(key)
         }
         XFRM_MSG_EXPIRE => {
-            let (info, rest) = split(p, SA_INFO_LEN + 8)?;
-            let (sa, _) = decode_sa(&info[..SA_INFO_LEN], rest)?;
-            if info[SA_INFO_LEN] != 0 {
+            // xfrm_user_expire: the state, then `hard` (u8, padded to 8).
+            let (info, rest) = split(p, sa_info::LEN + 8)?;
+            let (sa, _) = decode_sa(&info[..sa_info::LEN], rest)?;
+            if info[sa_info::LEN] != 0 {
                 XfrmEvent::DelSa(sa.key())
             } else {
                 XfrmEvent::Ignored
             }
         }
         XFRM_MSG_NEWPOLICY | XFRM_MSG_UPDPOLICY => {
-            let (info, rest) = split(p, POLICY_INFO_LEN)?;
+            let (info, rest) = split(p, policy_info::LEN)?;
             let sp = decode_sp(info, rest)?;
             if sp.dir >= XFRM_POLICY_MAX {
                 XfrmEvent::Ignored
@@ -463,10 +466,10 @@ pub fn decode(msg: &NlMsg<'_>) -> Result<XfrmEvent, WireError> {
             }
         }
         XFRM_MSG_DELPOLICY => {
-            let (id, rest) = split(p, POLICY_ID_LEN)?;
+            let (id, rest) = split(p, policy_id::LEN)?;
             let mut key = SpKey {
-                index: u32_at(id, 56),
-                dir: id[60],
+                index: u32_at(id, policy_id::INDEX),
+                dir: id[policy_id::DIR],
                 ptype: 0,
             };
             for attr in attrs(rest) {
@@ -476,8 +479,8 @@ pub fn decode(msg: &NlMsg<'_>) -> Result<XfrmEvent, WireError> {
                 }
                 // The index of the id may be 0 when the policy was named
                 // by selector; the full policy in XFRMA_POLICY has it.
-                if kind == XFRMA_POLICY && v.len() >= POLICY_INFO_LEN {
-                    key.index = u32_at(v, 156);
+                if kind == XFRMA_POLICY && v.len() >= policy_info::LEN {
+                    key.index = u32_at(v, policy_info::INDEX);
                 }
             }
             if key.dir >= XFRM_POLICY_MAX {
@@ -487,9 +490,10 @@ pub fn decode(msg: &NlMsg<'_>) -> Result<XfrmEvent, WireError> {
             }
         }
         XFRM_MSG_POLEXPIRE => {
-            let (info, rest) = split(p, POLICY_INFO_LEN + 8)?;
-            let sp = decode_sp(&info[..POLICY_INFO_LEN], rest)?;
-            if info[POLICY_INFO_LEN] != 0 && sp.dir < XFRM_POLICY_MAX {
+            // xfrm_user_polexpire: the policy, then `hard`.
+            let (info, rest) = split(p, policy_info::LEN + 8)?;
+            let sp = decode_sp(&info[..policy_info::LEN], rest)?;
+            if info[policy_info::LEN] != 0 && sp.dir < XFRM_POLICY_MAX {
                 XfrmEvent::DelSp(sp.key())
             } else {
                 XfrmEvent::Ignored
@@ -509,12 +513,13 @@ pub fn decode(msg: &NlMsg<'_>) -> Result<XfrmEvent, WireError> {
             XfrmEvent::FlushSp { ptype }
         }
         XFRM_MSG_NEWAE => {
-            let (id, rest) = split(p, AEVENT_ID_LEN)?;
-            let family = u16_at(id, 20);
+            let (id, rest) = split(p, aevent_id::LEN)?;
+            let sa = aevent_id::SA_ID;
+            let family = u16_at(id, sa + sa_id::FAMILY);
             let mut key = SaKey {
-                daddr: addr_at(id, 0, family)?,
-                spi: be32_at(id, 16),
-                proto: id[22],
+                daddr: addr_at(id, sa + sa_id::DADDR, family)?,
+                spi: be32_at(id, sa + sa_id::SPI),
+                proto: id[sa + sa_id::PROTO],
                 mark: (0, 0),
             };
             let mut replay = None;
@@ -532,25 +537,28 @@ pub fn decode(msg: &NlMsg<'_>) -> Result<XfrmEvent, WireError> {
             }
         }
         XFRM_MSG_MIGRATE => {
-            let (id, rest) = split(p, POLICY_ID_LEN)?;
-            let sel = decode_sel(&id[..SEL_LEN])?;
-            let dir = id[60];
+            let (id, rest) = split(p, policy_id::LEN)?;
+            let sel = decode_sel(&id[policy_id::SEL..policy_id::SEL + sel::LEN])?;
+            let dir = id[policy_id::DIR];
             let (mut ptype, mut moves) = (0, Vec::new());
             for attr in attrs(rest) {
                 let (kind, v) = attr?;
                 match kind {
                     XFRMA_POLICY_TYPE => ptype = *v.first().unwrap_or(&0),
                     XFRMA_MIGRATE => {
-                        for m in v.chunks_exact(MIGRATE_LEN) {
-                            let (old_family, new_family) = (u16_at(m, 72), u16_at(m, 74));
+                        for m in v.chunks_exact(migrate::LEN) {
+                            let (old_family, new_family) = (
+                                u16_at(m, migrate::OLD_FAMILY),
+                                u16_at(m, migrate::NEW_FAMILY),
+                            );
                             moves.push(Migration {
-                                old_daddr: addr_at(m, 0, old_family)?,
-                                old_saddr: addr_at(m, 16, old_family)?,
-                                new_daddr: addr_at(m, 32, new_family)?,
-                                new_saddr: addr_at(m, 48, new_family)?,
-                                proto: m[64],
-                                mode: m[65],
-                                reqid: u32_at(m, 68),
+                                old_daddr: addr_at(m, migrate::OLD_DADDR, old_family)?,
+                                old_saddr: addr_at(m, migrate::OLD_SADDR, old_family)?,
+                                new_daddr: addr_at(m, migrate::NEW_DADDR, new_family)?,
+                                new_saddr: addr_at(m, migrate::NEW_SADDR, new_family)?,
+                                proto: m[migrate::PROTO],
+                                mode: m[migrate::MODE],
+                                reqid: u32_at(m, migrate::REQID),
                             });
                         }
                     }
@@ -600,319 +608,6 @@ pub fn type_name(kind: u16) -> String {
         _ => return format!("XFRM_MSG_[{kind}]"),
     };
     name.to_owned()
-}
-
-/// Encoders of the kernel's messages, for byte fixtures (tests, demos):
-/// each is what the kernel would multicast for the object.
-pub mod build {
-    use super::*;
-
-    fn family(ip: &IpAddr) -> u16 {
-        if ip.is_ipv4() {
-            AF_INET.into()
-        } else {
-            AF_INET6.into()
-        }
-    }
-
-    fn put_addr(b: &mut [u8], at: usize, ip: &IpAddr) {
-        match ip {
-            IpAddr::V4(a) => b[at..at + 4].copy_from_slice(&a.octets()),
-            IpAddr::V6(a) => b[at..at + 16].copy_from_slice(&a.octets()),
-        }
-    }
-
-    fn put_u16(b: &mut [u8], at: usize, v: u16) {
-        b[at..at + 2].copy_from_slice(&v.to_ne_bytes());
-    }
-
-    fn put_u32(b: &mut [u8], at: usize, v: u32) {
-        b[at..at + 4].copy_from_slice(&v.to_ne_bytes());
-    }
-
-    fn put_u64(b: &mut [u8], at: usize, v: u64) {
-        b[at..at + 8].copy_from_slice(&v.to_ne_bytes());
-    }
-
-    fn sel(s: &Selector) -> [u8; SEL_LEN] {
-        let mut b = [0; SEL_LEN];
-        put_addr(&mut b, 0, &s.daddr);
-        put_addr(&mut b, 16, &s.saddr);
-        b[32..34].copy_from_slice(&s.dport.to_be_bytes());
-        b[34..36].copy_from_slice(&s.dport_mask.to_be_bytes());
-        b[36..38].copy_from_slice(&s.sport.to_be_bytes());
-        b[38..40].copy_from_slice(&s.sport_mask.to_be_bytes());
-        put_u16(&mut b, 40, family(&s.daddr));
-        b[42] = s.prefixlen_d;
-        b[43] = s.prefixlen_s;
-        b[44] = s.proto;
-        put_u32(&mut b, 48, s.ifindex as u32);
-        put_u32(&mut b, 52, s.user);
-        b
-    }
-
-    fn lft(l: &Lifetime) -> [u8; LFT_LEN] {
-        let mut b = [0; LFT_LEN];
-        for (i, v) in [
-            l.soft_bytes,
-            l.hard_bytes,
-            l.soft_packets,
-            l.hard_packets,
-            l.soft_add_seconds,
-            l.hard_add_seconds,
-            l.soft_use_seconds,
-            l.hard_use_seconds,
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            put_u64(&mut b, 8 * i, v);
-        }
-        b
-    }
-
-    /// A message under construction: header, fixed part, attributes.
-    struct Msg(Vec<u8>);
-
-    impl Msg {
-        fn new(kind: u16, fixed: &[u8]) -> Msg {
-            let mut b = vec![0u8; NLMSG_HDRLEN];
-            b[4..6].copy_from_slice(&kind.to_ne_bytes());
-            b.extend_from_slice(fixed);
-            Msg(b)
-        }
-        fn attr(mut self, kind: u16, value: &[u8]) -> Msg {
-            self.0
-                .extend_from_slice(&((4 + value.len()) as u16).to_ne_bytes());
-            self.0.extend_from_slice(&kind.to_ne_bytes());
-            self.0.extend_from_slice(value);
-            while !self.0.len().is_multiple_of(4) {
-                self.0.push(0);
-            }
-            self
-        }
-        fn done(mut self) -> Vec<u8> {
-            let len = self.0.len() as u32;
-            self.0[0..4].copy_from_slice(&len.to_ne_bytes());
-            self.0
-        }
-    }
-
-    fn sa_info(sa: &XfrmSa) -> Vec<u8> {
-        let mut b = vec![0u8; SA_INFO_LEN];
-        b[..SEL_LEN].copy_from_slice(&sel(&sa.sel));
-        put_addr(&mut b, SEL_LEN, &sa.daddr);
-        b[SEL_LEN + 16..SEL_LEN + 20].copy_from_slice(&sa.spi.to_be_bytes());
-        b[SEL_LEN + 20] = sa.proto;
-        put_addr(&mut b, 80, &sa.saddr);
-        b[96..96 + LFT_LEN].copy_from_slice(&lft(&sa.lifetime));
-        put_u32(&mut b, 208, sa.reqid);
-        put_u16(&mut b, 212, family(&sa.daddr));
-        b[214] = sa.mode;
-        b[215] = sa.replay_window.min(255) as u8;
-        b[216] = sa.flags as u8;
-        b
-    }
-
-    fn replay_attr(r: &XfrmReplay, window: u32) -> (u16, Vec<u8>) {
-        let mut v = Vec::new();
-        if r.esn {
-            v.extend_from_slice(&(r.bitmap.len() as u32).to_ne_bytes());
-            v.extend_from_slice(&(r.oseq as u32).to_ne_bytes());
-            v.extend_from_slice(&(r.seq as u32).to_ne_bytes());
-            v.extend_from_slice(&((r.oseq >> 32) as u32).to_ne_bytes());
-            v.extend_from_slice(&((r.seq >> 32) as u32).to_ne_bytes());
-            v.extend_from_slice(&window.to_ne_bytes());
-            for w in &r.bitmap {
-                v.extend_from_slice(&w.to_ne_bytes());
-            }
-            (XFRMA_REPLAY_ESN_VAL, v)
-        } else {
-            v.extend_from_slice(&(r.oseq as u32).to_ne_bytes());
-            v.extend_from_slice(&(r.seq as u32).to_ne_bytes());
-            v.extend_from_slice(&r.bitmap.first().copied().unwrap_or(0).to_ne_bytes());
-            (XFRMA_REPLAY_VAL, v)
-        }
-    }
-
-    fn sa_attrs(mut m: Msg, sa: &XfrmSa, replay: Option<&XfrmReplay>) -> Msg {
-        for a in &sa.algos {
-            let mut v = vec![0u8; ALGO_NAME_LEN];
-            let n = a.name.len().min(ALGO_NAME_LEN - 1);
-            v[..n].copy_from_slice(&a.name.as_bytes()[..n]);
-            v.extend_from_slice(&a.key_bits.to_ne_bytes());
-            if matches!(a.attr.into(), XFRMA_ALG_AUTH_TRUNC | XFRMA_ALG_AEAD) {
-                v.extend_from_slice(&a.param.to_ne_bytes());
-            }
-            v.extend_from_slice(&a.key);
-            m = m.attr(a.attr.into(), &v);
-        }
-        if let Some(e) = &sa.encap {
-            let mut v = vec![0u8; 24];
-            put_u16(&mut v, 0, e.encap_type);
-            v[2..4].copy_from_slice(&e.sport.to_be_bytes());
-            v[4..6].copy_from_slice(&e.dport.to_be_bytes());
-            if let Some(oa) = &e.oa {
-                put_addr(&mut v, 8, oa);
-            }
-            m = m.attr(XFRMA_ENCAP, &v);
-        }
-        if let Some(r) = replay {
-            let (kind, v) = replay_attr(r, sa.replay_window);
-            m = m.attr(kind, &v);
-        }
-        if sa.flags >> 8 != 0 {
-            m = m.attr(XFRMA_SA_EXTRA_FLAGS, &(sa.flags >> 8).to_ne_bytes());
-        }
-        if sa.mark != (0, 0) {
-            let mut v = sa.mark.0.to_ne_bytes().to_vec();
-            v.extend_from_slice(&sa.mark.1.to_ne_bytes());
-            m = m.attr(XFRMA_MARK, &v);
-        }
-        if sa.if_id != 0 {
-            m = m.attr(XFRMA_IF_ID, &sa.if_id.to_ne_bytes());
-        }
-        m
-    }
-
-    /// XFRM_MSG_NEWSA (or UPDSA with `update`), with the replay state.
-    pub fn new_sa(sa: &XfrmSa, replay: Option<&XfrmReplay>, update: bool) -> Vec<u8> {
-        let kind = if update {
-            XFRM_MSG_UPDSA
-        } else {
-            XFRM_MSG_NEWSA
-        };
-        sa_attrs(Msg::new(kind, &sa_info(sa)), sa, replay).done()
-    }
-
-    /// XFRM_MSG_DELSA: the id, the state in XFRMA_SA, its attributes.
-    pub fn del_sa(sa: &XfrmSa) -> Vec<u8> {
-        let mut id = vec![0u8; SA_ID_LEN];
-        put_addr(&mut id, 0, &sa.daddr);
-        id[16..20].copy_from_slice(&sa.spi.to_be_bytes());
-        put_u16(&mut id, 20, family(&sa.daddr));
-        id[22] = sa.proto;
-        let m = Msg::new(XFRM_MSG_DELSA, &id).attr(XFRMA_SA, &sa_info(sa));
-        sa_attrs(m, sa, None).done()
-    }
-
-    /// XFRM_MSG_EXPIRE, soft or hard.
-    pub fn expire(sa: &XfrmSa, hard: bool) -> Vec<u8> {
-        let mut fixed = sa_info(sa);
-        fixed.extend_from_slice(&[hard as u8, 0, 0, 0, 0, 0, 0, 0]);
-        sa_attrs(Msg::new(XFRM_MSG_EXPIRE, &fixed), sa, None).done()
-    }
-
-    /// XFRM_MSG_FLUSHSA of `proto` (IPSEC_PROTO_ANY for all).
-    pub fn flush_sa(proto: u8) -> Vec<u8> {
-        Msg::new(XFRM_MSG_FLUSHSA, &[proto, 0, 0, 0]).done()
-    }
-
-    /// XFRM_MSG_NEWAE: an SA's new sequence numbers.
-    pub fn new_ae(r: &XfrmReplay, saddr: &IpAddr, reqid: u32, window: u32) -> Vec<u8> {
-        let mut id = vec![0u8; AEVENT_ID_LEN];
-        put_addr(&mut id, 0, &r.daddr);
-        id[16..20].copy_from_slice(&r.spi.to_be_bytes());
-        put_u16(&mut id, 20, family(&r.daddr));
-        id[22] = r.proto;
-        put_addr(&mut id, 24, saddr);
-        put_u32(&mut id, 44, reqid);
-        let (kind, v) = replay_attr(r, window);
-        let mut m = Msg::new(XFRM_MSG_NEWAE, &id).attr(kind, &v);
-        if r.mark != (0, 0) {
-            let mut v = r.mark.0.to_ne_bytes().to_vec();
-            v.extend_from_slice(&r.mark.1.to_ne_bytes());
-            m = m.attr(XFRMA_MARK, &v);
-        }
-        m.done()
-    }
-
-    fn sp_info(sp: &XfrmSp) -> Vec<u8> {
-        let mut b = vec![0u8; POLICY_INFO_LEN];
-        b[..SEL_LEN].copy_from_slice(&sel(&sp.sel));
-        b[SEL_LEN..SEL_LEN + LFT_LEN].copy_from_slice(&lft(&sp.lifetime));
-        put_u32(&mut b, 152, sp.priority);
-        put_u32(&mut b, 156, sp.index);
-        b[160] = sp.dir;
-        b[161] = sp.action;
-        b[162] = sp.flags;
-        b
-    }
-
-    fn sp_attrs(mut m: Msg, sp: &XfrmSp) -> Msg {
-        if !sp.tmpls.is_empty() {
-            let mut v = Vec::new();
-            for t in &sp.tmpls {
-                let mut b = [0u8; TMPL_LEN];
-                put_addr(&mut b, 0, &t.daddr);
-                b[16..20].copy_from_slice(&t.spi.to_be_bytes());
-                b[20] = t.proto;
-                put_u16(&mut b, 24, family(&t.daddr));
-                put_addr(&mut b, 28, &t.saddr);
-                put_u32(&mut b, 44, t.reqid);
-                b[48] = t.mode;
-                b[49] = t.share;
-                b[50] = t.optional;
-                put_u32(&mut b, 52, t.aalgos);
-                put_u32(&mut b, 56, t.ealgos);
-                put_u32(&mut b, 60, t.calgos);
-                v.extend_from_slice(&b);
-            }
-            m = m.attr(XFRMA_TMPL, &v);
-        }
-        m = m.attr(XFRMA_POLICY_TYPE, &[sp.ptype, 0, 0, 0, 0, 0]);
-        if sp.mark != (0, 0) {
-            let mut v = sp.mark.0.to_ne_bytes().to_vec();
-            v.extend_from_slice(&sp.mark.1.to_ne_bytes());
-            m = m.attr(XFRMA_MARK, &v);
-        }
-        if sp.if_id != 0 {
-            m = m.attr(XFRMA_IF_ID, &sp.if_id.to_ne_bytes());
-        }
-        m
-    }
-
-    /// XFRM_MSG_NEWPOLICY.
-    pub fn new_sp(sp: &XfrmSp) -> Vec<u8> {
-        sp_attrs(Msg::new(XFRM_MSG_NEWPOLICY, &sp_info(sp)), sp).done()
-    }
-
-    fn policy_id(s: &Selector, index: u32, dir: u8) -> Vec<u8> {
-        let mut id = vec![0u8; POLICY_ID_LEN];
-        id[..SEL_LEN].copy_from_slice(&sel(s));
-        put_u32(&mut id, 56, index);
-        id[60] = dir;
-        id
-    }
-
-    /// XFRM_MSG_DELPOLICY: the id, the policy in XFRMA_POLICY, its attributes.
-    pub fn del_sp(sp: &XfrmSp) -> Vec<u8> {
-        let m = Msg::new(XFRM_MSG_DELPOLICY, &policy_id(&sp.sel, sp.index, sp.dir))
-            .attr(XFRMA_POLICY, &sp_info(sp));
-        sp_attrs(m, sp).done()
-    }
-
-    /// XFRM_MSG_MIGRATE of the policy (`sel`, `dir`) and its SAs.
-    pub fn migrate(sel: &Selector, dir: u8, moves: &[Migration]) -> Vec<u8> {
-        let mut v = Vec::new();
-        for mv in moves {
-            let mut b = [0u8; MIGRATE_LEN];
-            put_addr(&mut b, 0, &mv.old_daddr);
-            put_addr(&mut b, 16, &mv.old_saddr);
-            put_addr(&mut b, 32, &mv.new_daddr);
-            put_addr(&mut b, 48, &mv.new_saddr);
-            b[64] = mv.proto;
-            b[65] = mv.mode;
-            put_u32(&mut b, 68, mv.reqid);
-            put_u16(&mut b, 72, family(&mv.old_daddr));
-            put_u16(&mut b, 74, family(&mv.new_daddr));
-            v.extend_from_slice(&b);
-        }
-        Msg::new(XFRM_MSG_MIGRATE, &policy_id(sel, 0, dir))
-            .attr(XFRMA_POLICY_TYPE, &[0, 0, 0, 0, 0, 0])
-            .attr(XFRMA_MIGRATE, &v)
-            .done()
-    }
 }
 
 #[cfg(test)]
@@ -1000,7 +695,7 @@ mod tests {
         let msg = build::new_sa(&sa, None, false);
         // Header, 224-byte xfrm_usersa_info, then attributes.
         assert_eq!(u16::from_ne_bytes([msg[4], msg[5]]), XFRM_MSG_NEWSA);
-        let info = &msg[NLMSG_HDRLEN..NLMSG_HDRLEN + SA_INFO_LEN];
+        let info = &msg[NLMSG_HDRLEN..NLMSG_HDRLEN + sa_info::LEN];
         assert_eq!(&info[56..60], &[192, 0, 2, 2], "id.daddr");
         assert_eq!(
             &info[72..76],
