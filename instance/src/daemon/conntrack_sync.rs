@@ -92,9 +92,12 @@ impl Processor {
         {
             return;
         }
+        let Some(cmd) = self.linux.sockets() else {
+            return;
+        };
         let mut found = Vec::new();
         let stats = &mut self.ct_cmd_stats;
-        let res = self.cmd.netfilter.dump_with(
+        let res = cmd.netfilter.dump_with(
             |seq| conntrack::dump_request_status(seq, Conntrack::IPS_SEQ_ADJUST),
             |msg| {
                 let Some(msg) = msg else {

@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{select, Receiver};
-use fpc::AF_INET;
+use fpc::{Object, ObjectKey, AF_INET};
 use tracing::{debug, error, trace, warn};
 
 use super::{
@@ -161,6 +161,24 @@ impl Processor {
         (self.replay_stats.packets - before) as usize
     }
 
+    /// A new or changed object from rtnetlink (`nlmsg_flags` say whether
+    /// it replaced another): what it may silently change is scheduled, the
+    /// cache updated. A switched-off feature sends nothing.
+    pub(super) fn on_new(&mut self, obj: Object, nlmsg_flags: u16) {
+        if !self.config.features.syncs(&obj) {
+            return;
+        }
+        self.watch_silent_changes(&obj);
+        self.watch_replaced(&obj, nlmsg_flags);
+        self.pending.extend(self.cache.upsert(obj));
+    }
+
+    /// An object gone from rtnetlink.
+    pub(super) fn on_del(&mut self, key: &ObjectKey) {
+        self.watch_silent_deletions_del(key);
+        self.pending.extend(self.cache.remove(key));
+    }
+
     pub(super) fn on_netlink(&mut self, buf: &[u8], source: Source) {
         for msg in Messages::new(buf) {
             let msg = match msg {
@@ -181,17 +199,8 @@ impl Processor {
             let event = netlink::decode(&msg);
             trace!(kind = msg.kind, ?event, payload = ?msg.payload, "netlink message");
             match event {
-                Ok(NlEvent::New(obj)) if self.config.features.syncs(&obj) => {
-                    self.watch_silent_changes(&obj);
-                    self.watch_replaced(&obj, msg.flags);
-                    self.pending.extend(self.cache.upsert(obj));
-                }
-                // A switched-off feature sends nothing.
-                Ok(NlEvent::New(_)) => {}
-                Ok(NlEvent::Del(key)) => {
-                    self.watch_silent_deletions_del(&key);
-                    self.pending.extend(self.cache.remove(&key));
-                }
+                Ok(NlEvent::New(obj)) => self.on_new(obj, msg.flags),
+                Ok(NlEvent::Del(key)) => self.on_del(&key),
                 Ok(NlEvent::DelRoute(route)) => {
                     self.pending.extend(self.cache.remove_route(route));
                 }

@@ -362,21 +362,24 @@ impl Processor {
             .objects(ObjectKind::XfrmReplay)
             .map(|o| (op, o.clone()))
             .collect();
-        let Some(link) = self.blades.iter_mut().find(|l| l.blade == blade) else {
+        let Some(session) = self.blades.iter_mut().find(|s| s.blade == blade) else {
             return;
         };
-        let SessionState::Up { conn } = link.state else {
+        let SessionState::Up { conn } = session.state else {
             return; // its replay on connection will follow the new setting
         };
         if !ops.is_empty() {
-            send(link, conn, &Message::Batch(ops), &mut Vec::new());
+            send(session, conn, &Message::Batch(ops), &mut Vec::new());
         }
     }
 
     /// Linux's own counters of every link, by ifindex (a link dump).
     pub fn linux_link_stats(&mut self) -> std::collections::BTreeMap<u32, (String, [u64; 6])> {
         let mut out = std::collections::BTreeMap::new();
-        let res = self.cmd.route.dump(wire::RTM_GETLINK, 0, |msg| match msg {
+        let Some(cmd) = self.linux.sockets() else {
+            return out;
+        };
+        let res = cmd.route.dump(wire::RTM_GETLINK, 0, |msg| match msg {
             None => out.clear(),
             Some(m) => {
                 if let Ok(Some((ifindex, name, stats))) =

@@ -38,6 +38,8 @@ mod ingest;
 mod listener;
 mod silent;
 mod start;
+#[cfg(test)]
+mod tests;
 mod xt_watch;
 
 pub use start::run;
@@ -53,8 +55,9 @@ use tokio::sync::mpsc;
 
 use crate::blade::Outgoing;
 use crate::cache::{Cache, Scope};
+use crate::linux::Linux;
 use crate::netlink::xfrm;
-use crate::netlink::{self, CmdSockets, NetlinkSocket, SocketError};
+use crate::netlink::{self, NetlinkSocket, SocketError};
 use crate::stats::{QueueStats, SocketStats, SyncStats};
 
 /// Objects per batch frame.
@@ -187,6 +190,25 @@ pub struct BladeSession {
 }
 
 impl BladeSession {
+    /// A session not connected yet, whose frames go to `tx`.
+    fn new(
+        blade: u32,
+        endpoint: Endpoint,
+        stats: Arc<QueueStats>,
+        tx: mpsc::UnboundedSender<Outgoing>,
+    ) -> Self {
+        BladeSession {
+            blade,
+            endpoint,
+            stats,
+            tx,
+            state: SessionState::Down,
+            seq: 0,
+            recovering: false,
+            replay_bytes: 0,
+        }
+    }
+
     /// Out of sync because of an overflow (replay owed or not yet acked).
     fn recovering(&self) -> bool {
         matches!(self.state, SessionState::Overflowed { .. })
@@ -197,7 +219,8 @@ impl BladeSession {
 pub struct Processor {
     config: Config,
     cache: Cache,
-    cmd: CmdSockets,
+    /// Where dumps come from (the command sockets; a fake in unit tests).
+    linux: Box<dyn Linux>,
     listen_stats: SocketStats,
     cmd_stats: SocketStats,
     xfrm_listen_stats: SocketStats,
@@ -221,6 +244,56 @@ pub struct Processor {
     reconcile: BTreeSet<ScopeOrd>,
     reconcile_since: Option<Instant>,
     generation: u64,
+}
+
+impl Processor {
+    /// A processor before its initial dump: an empty cache, the blades'
+    /// sessions down, every socket's statistics named after instance
+    /// `config.instance`, reading Linux through `linux`.
+    fn new(
+        config: Config,
+        linux: Box<dyn Linux>,
+        blades: Vec<BladeSession>,
+        reverse: Arc<crate::hitflags::ReverseStats>,
+        audit_listening: bool,
+    ) -> Self {
+        let id = config.instance_id();
+        let named = |what: &str| SocketStats::named(format!("netlink-{what}-{id}"));
+        let ipsec_ha = config
+            .blades
+            .iter()
+            .map(|(b, _)| (*b, config.ipsec_replay))
+            .collect();
+        Processor {
+            reverse,
+            ipsec_ha,
+            config,
+            cache: Cache::default(),
+            linux,
+            listen_stats: named("route-listen"),
+            cmd_stats: named("route-cmd"),
+            xfrm_listen_stats: named("xfrm-listen"),
+            xfrm_cmd_stats: named("xfrm-cmd"),
+            ct_listen_stats: named("netfilter-conntrack-listen"),
+            ct_cmd_stats: named("netfilter-conntrack-cmd"),
+            audit_listen_stats: named("audit-listen"),
+            xt_watch: XtWatch {
+                listening: audit_listening,
+                status: None,
+                events: false,
+                warned: None,
+            },
+            replay_stats: named("replay"),
+            xfrm_replay_stats: named("xfrm-replay"),
+            sync: SyncStats::default(),
+            state: SyncState::InitialDump,
+            blades,
+            pending: Vec::new(),
+            reconcile: BTreeSet::new(),
+            reconcile_since: None,
+            generation: 0,
+        }
+    }
 }
 
 /// How cmgrd learns of legacy x_tables changes: records on the init

@@ -13,7 +13,6 @@ use tracing::{debug, warn};
 
 use super::{scope_ord, Processor, BATCH};
 use crate::cache::Scope;
-use crate::linux::dump_scope;
 use crate::netlink::mroute::{RTNL_FAMILY_IP6MR, RTNL_FAMILY_IPMR};
 use crate::netlink::SocketError;
 
@@ -210,8 +209,7 @@ impl Processor {
     pub(super) fn resync_scopes(&mut self, scopes: &[Scope]) -> Result<usize, SocketError> {
         let mut changes = 0;
         for scope in scopes {
-            let mut fresh = match dump_scope(
-                &mut self.cmd,
+            let mut fresh = match self.linux.dump(
                 *scope,
                 &self.config.features,
                 &mut self.cmd_stats,

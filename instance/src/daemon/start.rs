@@ -3,7 +3,6 @@
 //! and the notifications), the listener, console, bus and blade tasks
 //! started, then the processor's loop on this thread until shutdown.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,14 +11,11 @@ use tokio::sync::mpsc;
 use tracing::{error, info, info_span, warn};
 
 use super::listener::{listen, open_audit};
-use super::{
-    BladeSession, Config, DaemonError, Processor, Proto, SessionState, SyncState, XtWatch,
-};
+use super::{BladeSession, Config, DaemonError, Processor, Proto, SyncState};
 use crate::blade::BladeTask;
-use crate::cache::Cache;
 use crate::event::Event;
 use crate::netlink::CmdSockets;
-use crate::stats::{QueueStats, SocketStats, SyncStats};
+use crate::stats::QueueStats;
 
 /// Runs cmgrd until SIGTERM/SIGINT. `ready` is called once the initial
 /// dump is done and the console answers.
@@ -116,16 +112,7 @@ pub fn run(config: Config, ready: impl FnOnce()) -> Result<(), DaemonError> {
             task.run(rx, notify),
             blade_span,
         ));
-        blades.push(BladeSession {
-            blade: *blade,
-            endpoint: endpoint.clone(),
-            stats,
-            tx,
-            state: SessionState::Down,
-            seq: 0,
-            recovering: false,
-            replay_bytes: 0,
-        });
+        blades.push(BladeSession::new(*blade, endpoint.clone(), stats, tx));
     }
 
     // Removes the console's socket file when dropped (if still ours).
@@ -145,50 +132,13 @@ pub fn run(config: Config, ready: impl FnOnce()) -> Result<(), DaemonError> {
         span.clone(),
     ));
 
-    let ipsec_ha = config
-        .blades
-        .iter()
-        .map(|(b, _)| (*b, config.ipsec_replay))
-        .collect();
-    let mut p = Processor {
-        reverse: reverse.stats.clone(),
-        ipsec_ha,
+    let mut p = Processor::new(
         config,
-        cache: Cache::default(),
-        cmd,
-        listen_stats: SocketStats::default(),
-        cmd_stats: SocketStats::default(),
-        xfrm_listen_stats: SocketStats::default(),
-        xfrm_cmd_stats: SocketStats::default(),
-        ct_listen_stats: SocketStats::default(),
-        ct_cmd_stats: SocketStats::default(),
-        audit_listen_stats: SocketStats::default(),
-        xt_watch: XtWatch {
-            listening: audit_listening,
-            status: None,
-            events: false,
-            warned: None,
-        },
-        replay_stats: SocketStats::default(),
-        xfrm_replay_stats: SocketStats::default(),
-        sync: SyncStats::default(),
-        state: SyncState::InitialDump,
+        Box::new(cmd),
         blades,
-        pending: Vec::new(),
-        reconcile: BTreeSet::new(),
-        reconcile_since: None,
-        generation: 0,
-    };
-    let id = p.config.instance_id();
-    p.listen_stats = SocketStats::named(format!("netlink-route-listen-{id}"));
-    p.cmd_stats = SocketStats::named(format!("netlink-route-cmd-{id}"));
-    p.replay_stats = SocketStats::named(format!("netlink-replay-{id}"));
-    p.xfrm_listen_stats = SocketStats::named(format!("netlink-xfrm-listen-{id}"));
-    p.xfrm_cmd_stats = SocketStats::named(format!("netlink-xfrm-cmd-{id}"));
-    p.xfrm_replay_stats = SocketStats::named(format!("netlink-xfrm-replay-{id}"));
-    p.ct_listen_stats = SocketStats::named(format!("netlink-netfilter-conntrack-listen-{id}"));
-    p.ct_cmd_stats = SocketStats::named(format!("netlink-netfilter-conntrack-cmd-{id}"));
-    p.audit_listen_stats = SocketStats::named(format!("netlink-audit-listen-{id}"));
+        reverse.stats.clone(),
+        audit_listening,
+    );
     p.xt_watch.status = match crate::linux::legacy_tables::AuditStatus::open() {
         Ok(s) => Some(s),
         Err(e) => {

@@ -18,6 +18,46 @@ use crate::netlink::xfrm::{self, XfrmEvent};
 use crate::netlink::{self, wire, CmdSockets, Event as NlEvent, NetlinkSocket, SocketError};
 use crate::stats::{SocketStats, SyncStats};
 
+/// Where the processor reads Linux from: the command sockets, or, in the
+/// processor's unit tests, a fake holding what Linux would answer. One
+/// call per dump (never per message or packet).
+pub trait Linux: Send {
+    /// Dumps one scope (what `features` syncs of it), counting messages
+    /// on the statistics of the socket they came from.
+    #[allow(clippy::too_many_arguments)]
+    fn dump(
+        &mut self,
+        scope: Scope,
+        features: &Features,
+        stats: &mut SocketStats,
+        xfrm_stats: &mut SocketStats,
+        ct_stats: &mut SocketStats,
+        sync: &mut SyncStats,
+    ) -> Result<Vec<Object>, SocketError>;
+
+    /// The command sockets, for the reads beside dumps (the console's link
+    /// statistics, conntrack's sequence adjustments); none in a fake.
+    fn sockets(&mut self) -> Option<&mut CmdSockets>;
+}
+
+impl Linux for CmdSockets {
+    fn dump(
+        &mut self,
+        scope: Scope,
+        features: &Features,
+        stats: &mut SocketStats,
+        xfrm_stats: &mut SocketStats,
+        ct_stats: &mut SocketStats,
+        sync: &mut SyncStats,
+    ) -> Result<Vec<Object>, SocketError> {
+        dump_scope(self, scope, features, stats, xfrm_stats, ct_stats, sync)
+    }
+
+    fn sockets(&mut self) -> Option<&mut CmdSockets> {
+        Some(self)
+    }
+}
+
 /// Dumps one scope from Linux (what `features` syncs of it), counting
 /// messages on the command socket.
 pub fn dump_scope(
