@@ -17,7 +17,11 @@
 //!   `FPC_TLS_CERT`, `FPC_TLS_KEY`, `FPC_TLS_CA` (all three or none: given
 //!   to every fpd and cmgrd as `--tls-*`), and `BLADE_<B>_LISTEN=tcp:HOST:PORT`
 //!   (blade B's fpd also serves FPC there, for cache managers on other
-//!   hosts; needs the TLS files).
+//!   hosts; needs the TLS files), or `BLADE_<B>_ENDPOINT=tcp:HOST:PORT`
+//!   (blade B is remote: its fpd runs on another host, which this fpsyncd
+//!   does not start; its instance's cmgrd and fpsyncd's own queries reach
+//!   it there over mutual TLS; needs the TLS files, and not with
+//!   `BLADE_<B>_LISTEN`, which is for a blade run here).
 //! * for each instance, `/etc/cmgr.env` (or `$CONF_FILE_cmgr`), then its own
 //!   file on top: `CMGR_NETNS` (default: fpsyncd's namespace),
 //!   `CMGR_BLADES` (default: the blade numbered like the instance),
@@ -25,7 +29,7 @@
 //!
 //! Invariants of a loaded [`Config`]: ids are unique, every blade is fed by
 //! at most one instance (an fpd has one sync owner), every blade an
-//! instance feeds is started, and `CMGR_OPTIONS` does not set what fpsyncd
+//! instance feeds is started (or, remote, watched), and `CMGR_OPTIONS` does not set what fpsyncd
 //! sets itself (`-I`, `--netns`, `--blade`, `-F`). Any wrong value names its
 //! variable and its file and line (or the environment), quoting at most a
 //! short prefix; time spans are parsed without overflow, at most a year
@@ -83,11 +87,17 @@ pub struct InstanceConfig {
     pub files: Vec<PathBuf>,
 }
 
-/// One fast path blade, run locally.
+/// One fast path blade: run locally (fpsyncd starts its fpd), or remote
+/// (`BLADE_<B>_ENDPOINT`: only watched and fed).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BladeConfig {
     pub id: u32,
+    /// Where its fpd serves FPC: the Unix socket in the run directory, or
+    /// a remote blade's TCP endpoint.
     pub endpoint: Endpoint,
+    /// `BLADE_<B>_ENDPOINT`: the fpd runs on another host; fpsyncd does
+    /// not start it.
+    pub remote: bool,
     /// `BLADE_<B>_LISTEN=tcp:HOST:PORT`: also serve FPC there, over
     /// mutual TLS with `FPC_TLS_*` (for cache managers on other hosts).
     pub listen_tcp: Option<Endpoint>,
@@ -232,7 +242,23 @@ impl Config {
         };
         let tls = tls_files(&global)?;
         let mut blades = Vec::new();
+        // A blade's variable for a blade nobody runs is a mistake.
+        let blade_of_var = |n: &str| -> Option<u32> {
+            let id: u32 = n.trim_matches(|c: char| !c.is_ascii_digit()).parse().ok()?;
+            (n == format!("BLADE_{id}_ENDPOINT") || n == format!("BLADE_{id}_LISTEN")).then_some(id)
+        };
+        if let Some(name) = global
+            .names()
+            .find(|n| blade_of_var(n).is_some_and(|b| !blade_ids.contains(&b)))
+        {
+            return Err(bad(
+                &global,
+                name,
+                "names a blade no instance feeds and BLADES does not list".into(),
+            ));
+        }
         for id in blade_ids {
+            let remote = remote_endpoint(&global, id, tls.is_some())?;
             let name = format!("BLADE_{id}_LISTEN");
             let listen_tcp = match global.non_empty(&name) {
                 None => None,
@@ -254,9 +280,18 @@ impl Config {
                     }
                 },
             };
+            if remote.is_some() && listen_tcp.is_some() {
+                return Err(bad(
+                    &global,
+                    &format!("BLADE_{id}_ENDPOINT"),
+                    format!("blade {id} is remote (its fpd runs on another host), so BLADE_{id}_LISTEN, which makes fpsyncd run it here, cannot go with it: give one of the two"),
+                ));
+            }
             blades.push(BladeConfig {
                 id,
-                endpoint: Endpoint::Unix(run_dir.join(format!("fpd{id}.sock"))),
+                remote: remote.is_some(),
+                endpoint: remote
+                    .unwrap_or_else(|| Endpoint::Unix(run_dir.join(format!("fpd{id}.sock")))),
                 listen_tcp,
                 instance: owner.get(&id).copied(),
             });
@@ -386,6 +421,31 @@ impl Config {
         args.extend(self.tls_args());
         args.extend(self.fpd_options.iter().cloned());
         args
+    }
+}
+
+/// `BLADE_<id>_ENDPOINT`: a remote blade's `tcp:HOST:PORT`, which needs the
+/// TLS files (FPC to another host is never plain).
+fn remote_endpoint(vars: &Vars, id: u32, tls: bool) -> Result<Option<Endpoint>, ConfigError> {
+    let name = format!("BLADE_{id}_ENDPOINT");
+    let Some(v) = vars.non_empty(&name) else {
+        return Ok(None);
+    };
+    match v.parse::<Endpoint>() {
+        Ok(ep @ Endpoint::Tcp(_)) if tls => Ok(Some(ep)),
+        Ok(Endpoint::Tcp(_)) => Err(bad(
+            vars,
+            &name,
+            "a remote blade is reached over mutual TLS: set FPC_TLS_CERT, FPC_TLS_KEY and FPC_TLS_CA".into(),
+        )),
+        _ => Err(bad(
+            vars,
+            &name,
+            format!(
+                "{} is not tcp:HOST:PORT (HOST an IP address)",
+                quoted_prefix(v)
+            ),
+        )),
     }
 }
 
@@ -730,6 +790,65 @@ mod tests {
         assert!(
             e.to_string()
                 .contains("BLADE_1_LISTEN: \"unix:/x\" is not tcp:HOST:PORT"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_remote_blade_is_dialled_not_started() {
+        let f = Files::new("remote");
+        let tls = "FPC_TLS_CERT=/etc/fpsync/c.pem\nFPC_TLS_KEY=/etc/fpsync/c.key\nFPC_TLS_CA=/etc/fpsync/ca.pem\n";
+        let c = Config::load_from(f.env(&format!(
+            "BLADE_1_ENDPOINT=tcp:192.0.2.7:7700\nFPSYNC_RUN_DIR=/tmp/x\n{tls}"
+        )))
+        .unwrap();
+        assert!(c.blades[0].remote);
+        assert_eq!(c.blades[0].endpoint.to_string(), "tcp:192.0.2.7:7700");
+        let args = c.cmgrd_args(&c.instances[0]);
+        assert_eq!(
+            args[..5],
+            ["-F", "-I", "1", "--blade", "1=tcp:192.0.2.7:7700"].map(String::from)
+        );
+        assert!(args.contains(&"--tls-ca".to_owned()), "{args:?}");
+        // Without the TLS files, with a listener too, or not TCP: named
+        // errors.
+        let e = Config::load_from(f.env("BLADE_1_ENDPOINT=tcp:192.0.2.7:7700\n")).unwrap_err();
+        assert!(
+            e.to_string().ends_with(
+                "lfs.env:1: BLADE_1_ENDPOINT: a remote blade is reached over mutual TLS: set FPC_TLS_CERT, FPC_TLS_KEY and FPC_TLS_CA"
+            ),
+            "{e}"
+        );
+        let e = Config::load_from(f.env(&format!(
+            "BLADE_1_ENDPOINT=tcp:192.0.2.7:7700\nBLADE_1_LISTEN=tcp:10.0.0.1:7700\n{tls}"
+        )))
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("BLADE_1_ENDPOINT: blade 1 is remote (its fpd runs on another host), so BLADE_1_LISTEN"),
+            "{e}"
+        );
+        for bad_value in [
+            "unix:/run/x.sock",
+            "tcp:blade7:7700",
+            "tcp:192.0.2.7",
+            "192.0.2.7:7700",
+        ] {
+            let e = Config::load_from(f.env(&format!("BLADE_1_ENDPOINT={bad_value}\n{tls}")))
+                .unwrap_err();
+            assert!(
+                e.to_string().contains(&format!(
+                    "BLADE_1_ENDPOINT: \"{bad_value}\" is not tcp:HOST:PORT (HOST an IP address)"
+                )),
+                "{e}"
+            );
+        }
+        // A blade nobody runs: the variable is a mistake, said so.
+        let e = Config::load_from(f.env(&format!("BLADE_2_ENDPOINT=tcp:192.0.2.7:7700\n{tls}")))
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("lfs.env:1: BLADE_2_ENDPOINT: names a blade no instance feeds and BLADES does not list"),
             "{e}"
         );
     }
