@@ -149,7 +149,9 @@ fn parse_count(s: &str) -> Result<usize, String> {
 }
 
 /// Seconds, possibly fractional, above 0 and at most a day.
-fn parse_timeout(s: &str) -> Result<Duration, String> {
+/// Parses a number of seconds, more than 0 and at most a day (fractions
+/// allowed): fpd's timeouts, and cmgrd's `--keepalive`/`--peer-timeout`.
+pub fn parse_timeout(s: &str) -> Result<Duration, String> {
     let secs: f64 = s
         .parse()
         .map_err(|_| format!("{s:?}: expected a number of seconds"))?;

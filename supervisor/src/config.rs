@@ -22,6 +22,10 @@
 //!   does not start; its instance's cmgrd and fpsyncd's own queries reach
 //!   it there over mutual TLS; needs the TLS files, and not with
 //!   `BLADE_<B>_LISTEN`, which is for a blade run here).
+//!   `FPC_KEEPALIVE_SEC` and `FPC_PEER_TIMEOUT_SEC` (liveness of every sync
+//!   session, both ways: given to every fpd and cmgrd as `--keepalive` and
+//!   `--peer-timeout`; unset, the daemons' defaults, 1 s and 5 s; more than
+//!   0, at most a day, and the timeout longer than the keepalive).
 //! * for each instance, `/etc/cmgr.env` (or `$CONF_FILE_cmgr`), then its own
 //!   file on top: `CMGR_NETNS` (default: fpsyncd's namespace),
 //!   `CMGR_BLADES` (default: the blade numbered like the instance),
@@ -116,6 +120,10 @@ pub struct Config {
     /// `FPC_TLS_CERT`, `FPC_TLS_KEY`, `FPC_TLS_CA`: the TLS files given to
     /// every fpd and cmgrd (all three or none).
     pub tls: Option<fastpath::fpc::TlsFiles>,
+    /// `FPC_KEEPALIVE_SEC`, `FPC_PEER_TIMEOUT_SEC`: `--keepalive` and
+    /// `--peer-timeout` of every fpd and cmgrd (None: their defaults).
+    pub keepalive: Option<Duration>,
+    pub peer_timeout: Option<Duration>,
     pub policy: RestartPolicy,
     pub start_timeout: Duration,
     pub stop_timeout: Duration,
@@ -142,6 +150,9 @@ pub fn parse_metrics_listen(value: &str) -> Result<std::net::SocketAddr, String>
     }
     Ok(addr)
 }
+
+/// The longest keepalive or peer timeout: what fpd and cmgrd accept.
+pub const MAX_LIVENESS: Duration = Duration::from_secs(86_400);
 
 /// The shortest report interval accepted: below it the collector would be
 /// a busy loop over every child.
@@ -316,6 +327,69 @@ impl Config {
             parse_duration(global.non_empty(name).unwrap_or(default))
                 .map_err(|e| bad(&global, name, e))
         };
+        let liveness = |name: &str| -> Result<Option<Duration>, ConfigError> {
+            let Some(v) = global.non_empty(name) else {
+                return Ok(None);
+            };
+            match parse_duration(v).map_err(|e| bad(&global, name, e))? {
+                d if d.is_zero() || d > MAX_LIVENESS => Err(bad(
+                    &global,
+                    name,
+                    format!("{d:?} is not more than 0 and at most {MAX_LIVENESS:?}"),
+                )),
+                d => Ok(Some(d)),
+            }
+        };
+        let keepalive = liveness("FPC_KEEPALIVE_SEC")?;
+        let peer_timeout = liveness("FPC_PEER_TIMEOUT_SEC")?;
+        let effective = (
+            keepalive.unwrap_or(Duration::from_secs(1)),
+            peer_timeout.unwrap_or(Duration::from_secs(5)),
+        );
+        if effective.1 <= effective.0 {
+            let name = if peer_timeout.is_some() {
+                "FPC_PEER_TIMEOUT_SEC"
+            } else {
+                "FPC_KEEPALIVE_SEC"
+            };
+            return Err(bad(
+                &global,
+                name,
+                format!(
+                    "the peer timeout ({:?}) must be longer than the keepalive ({:?}), or every session is taken for gone between two Keepalives",
+                    effective.1, effective.0
+                ),
+            ));
+        }
+        let set_here = [
+            ("FPC_KEEPALIVE_SEC", "--keepalive", keepalive.is_some()),
+            (
+                "FPC_PEER_TIMEOUT_SEC",
+                "--peer-timeout",
+                peer_timeout.is_some(),
+            ),
+        ];
+        for (key, option, _) in set_here.into_iter().filter(|(_, _, set)| *set) {
+            if fpd_options.iter().any(|w| w.starts_with(option)) {
+                return Err(bad(
+                    &global,
+                    "FPD_OPTIONS",
+                    format!("{option} is set by fpsyncd (from {key})"),
+                ));
+            }
+            if let Some(i) = instances
+                .iter()
+                .find(|i| i.options.iter().any(|w| w.starts_with(option)))
+            {
+                return Err(ConfigError::Value {
+                    origin: global.origin(key),
+                    message: format!(
+                        "{key}: instance {}'s CMGR_OPTIONS sets {option} too: give one",
+                        i.id
+                    ),
+                });
+            }
+        }
         let count = |name: &str, default: u32| -> Result<u32, ConfigError> {
             match global.non_empty(name) {
                 None => Ok(default),
@@ -341,6 +415,8 @@ impl Config {
             run_dir,
             fpd_options,
             tls,
+            keepalive,
+            peer_timeout,
             policy,
             start_timeout: dur("TIMEOUT_START_SEC", "30s")?,
             stop_timeout: dur("TIMEOUT_STOP_SEC", "5s")?,
@@ -386,8 +462,23 @@ impl Config {
             args.extend(["--blade".into(), format!("{b}={endpoint}")]);
         }
         args.extend(self.tls_args());
+        args.extend(self.liveness_args());
         args.extend(i.options.iter().cloned());
         args
+    }
+
+    /// `--keepalive`, `--peer-timeout` from `FPC_KEEPALIVE_SEC`,
+    /// `FPC_PEER_TIMEOUT_SEC`, if set (in seconds, as both daemons take
+    /// them).
+    fn liveness_args(&self) -> Vec<String> {
+        [
+            ("--keepalive", self.keepalive),
+            ("--peer-timeout", self.peer_timeout),
+        ]
+        .into_iter()
+        .filter_map(|(o, d)| d.map(|d| [o.to_owned(), d.as_secs_f64().to_string()]))
+        .flatten()
+        .collect()
     }
 
     /// `--tls-cert`, `--tls-key`, `--tls-ca` from `FPC_TLS_*`, if set.
@@ -419,6 +510,7 @@ impl Config {
             args.extend(["--listen".into(), tcp.to_string()]);
         }
         args.extend(self.tls_args());
+        args.extend(self.liveness_args());
         args.extend(self.fpd_options.iter().cloned());
         args
     }
@@ -851,6 +943,32 @@ mod tests {
                 .contains("lfs.env:1: BLADE_2_ENDPOINT: names a blade no instance feeds and BLADES does not list"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn liveness_goes_to_both_daemons() {
+        let f = Files::new("live");
+        let c = Config::load_from(
+            f.env("FPC_KEEPALIVE_SEC=500ms\nFPC_PEER_TIMEOUT_SEC=3\nFPSYNC_RUN_DIR=/tmp/x\n"),
+        )
+        .unwrap();
+        let want = ["--keepalive", "0.5", "--peer-timeout", "3"].map(String::from);
+        assert!(c.fpd_args(&c.blades[0]).ends_with(&want));
+        assert!(c.cmgrd_args(&c.instances[0]).ends_with(&want));
+        // Unset: nothing passed, the daemons' defaults.
+        let c = Config::load_from(f.env("FPSYNC_RUN_DIR=/tmp/x\n")).unwrap();
+        assert!(!c.fpd_args(&c.blades[0]).contains(&"--keepalive".to_owned()));
+        for (text, want) in [
+            ("FPC_KEEPALIVE_SEC=0\n", "FPC_KEEPALIVE_SEC: 0ns is not more than 0"),
+            ("FPC_PEER_TIMEOUT_SEC=25h\n", "FPC_PEER_TIMEOUT_SEC: 90000s is not more than 0 and at most 86400s"),
+            ("FPC_KEEPALIVE_SEC=soon\n", "lfs.env:1: FPC_KEEPALIVE_SEC: "),
+            ("FPC_PEER_TIMEOUT_SEC=1\n", "FPC_PEER_TIMEOUT_SEC: the peer timeout (1s) must be longer than the keepalive (1s)"),
+            ("FPC_KEEPALIVE_SEC=6\n", "FPC_KEEPALIVE_SEC: the peer timeout (5s) must be longer than the keepalive (6s)"),
+            ("FPC_KEEPALIVE_SEC=2\nFPD_OPTIONS=\"--keepalive 3\"\n", "FPD_OPTIONS: --keepalive is set by fpsyncd (from FPC_KEEPALIVE_SEC)"),
+        ] {
+            let e = Config::load_from(f.env(text)).unwrap_err();
+            assert!(e.to_string().contains(want), "{text}: {e}");
+        }
     }
 
     #[test]

@@ -34,6 +34,8 @@ const VARIABLES: &[&str] = &[
     "FPC_TLS_KEY",
     "FPC_TLS_CA",
     "BLADE_1_ENDPOINT",
+    "FPC_KEEPALIVE_SEC",
+    "FPC_PEER_TIMEOUT_SEC",
     "BLADE_1_LISTEN",
     "REPORT_INTERVAL_SEC",
     "METRICS_LISTEN",

@@ -7,7 +7,10 @@
 //! link is cut for 10 s while routes change: the blade shows unreachable
 //! (with the reason) within the liveness timeout and every call still
 //! answers at once; healed, it is reached again and back in sync, the
-//! check empty.
+//! check empty. The liveness is fpsyncd's `FPC_KEEPALIVE_SEC=500ms` and
+//! `FPC_PEER_TIMEOUT_SEC=2`, handed to cmgrd as `--keepalive`,
+//! `--peer-timeout` (and to the blade's fpd likewise), so the cut is seen
+//! in about 2 s, not the default 5 s.
 
 mod supervisor_common;
 
@@ -25,8 +28,10 @@ const PORT: u16 = 7700;
 const BLADE: u32 = 7;
 const BLADE_IP: &str = "10.93.1.2";
 const SYNC: Duration = Duration::from_secs(10);
-/// cmgrd's and fpd's peer timeout (5 s), plus the report rounds.
-const LIVENESS: Duration = Duration::from_secs(9);
+/// cmgrd's and fpd's peer timeout (`FPC_PEER_TIMEOUT_SEC`).
+const PEER_TIMEOUT: Duration = Duration::from_secs(2);
+/// The peer timeout, plus the report rounds; below the default 5 s.
+const LIVENESS: Duration = Duration::from_millis(4500);
 
 fn blade_of(st: &Value) -> Value {
     st["blades"]
@@ -132,6 +137,10 @@ fn a_remote_blade_is_fed_over_tls_shown_unreachable_when_cut_and_resynced() {
         format!("tcp:{BLADE_IP}:{PORT}"),
         "--listen".into(),
         local.to_string(),
+        "--keepalive".into(),
+        "0.5".into(),
+        "--peer-timeout".into(),
+        PEER_TIMEOUT.as_secs().to_string(),
     ];
     args.extend(tls_args(&blade_id));
     let fpd = Daemon::spawn(&bin("fpd"), &args, dir.path.join("fpd.log"));
@@ -150,10 +159,11 @@ fn a_remote_blade_is_fed_over_tls_shown_unreachable_when_cut_and_resynced() {
     // feeding the remote blade.
     let instance = 4000 + unique() % 1000;
     let extra = format!(
-        "BLADE_{BLADE}_ENDPOINT=tcp:{BLADE_IP}:{PORT}\nFPC_TLS_CERT={}\nFPC_TLS_KEY={}\nFPC_TLS_CA={}\nREPORT_INTERVAL_SEC=250ms\n",
+        "BLADE_{BLADE}_ENDPOINT=tcp:{BLADE_IP}:{PORT}\nFPC_TLS_CERT={}\nFPC_TLS_KEY={}\nFPC_TLS_CA={}\nREPORT_INTERVAL_SEC=250ms\nFPC_KEEPALIVE_SEC=500ms\nFPC_PEER_TIMEOUT_SEC={}\n",
         cp_id.cert.display(),
         cp_id.key.display(),
-        cp_id.ca.display()
+        cp_id.ca.display(),
+        PEER_TIMEOUT.as_secs()
     );
     let s = Supervisor::start(
         &[InstanceSpec {
@@ -193,6 +203,15 @@ fn a_remote_blade_is_fed_over_tls_shown_unreachable_when_cut_and_resynced() {
         !s.log().contains(&format!("fpd{BLADE} started")),
         "{}",
         s.log()
+    );
+    // cmgrd was given the liveness of the configuration.
+    let pid = st["instances"][0]["main_pid"].as_u64().unwrap();
+    let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+        .unwrap()
+        .replace('\0', " ");
+    assert!(
+        cmdline.contains("--keepalive 0.5 --peer-timeout 2"),
+        "{cmdline}"
     );
     let stats = s.json("Statistics");
     assert!(
