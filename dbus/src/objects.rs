@@ -297,7 +297,7 @@ pub struct ChildProps {
     /// CLOCK_REALTIME, microseconds.
     pub state_change_timestamp: u64,
     /// Instances: initial-dump | synced | resyncing | unknown; blades:
-    /// synced | resyncing | disconnected | unknown (their instance's word
+    /// synced | resyncing | backup | disconnected | unknown (their instance's word
     /// on their queue).
     pub sync_state: String,
     /// Instances: the network namespace ("" for fpsyncd's own).
@@ -532,7 +532,7 @@ child_object!(
 );
 
 child_object!(BladeObject, "org.fpsync.Supervisor1.Blade", Unit::Blade, {
-    /// What its instance says of its queue: synced | resyncing |
+    /// What its instance says of its queue: synced | resyncing | backup |
     /// disconnected | unknown.
     #[zbus(property)]
     async fn sync_state(&self) -> String {

@@ -94,6 +94,8 @@ impl BladeTask {
             let stream = match self.handshake().await {
                 Ok(s) => s,
                 Err(e) => {
+                    // Not connected: not a backup either, until told again.
+                    self.stats.backup.store(0, Relaxed);
                     failures += 1;
                     let refused = matches!(
                         e,

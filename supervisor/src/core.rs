@@ -30,7 +30,9 @@
 //!   blades before they start (their cmgrd reconnects by itself).
 //! * A blade's SyncState is its instance's word on that blade's queue
 //!   (`show queue`): synced (connected, replayed), resyncing (connected,
-//!   replaying), disconnected, or unknown (no instance report).
+//!   replaying), backup (connected as a backup: another control plane's
+//!   cache manager, of a higher election id, is its primary),
+//!   disconnected, or unknown (no instance report).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -1489,6 +1491,9 @@ fn blade_queue_state(queue: &serde_json::Value, blade: u32) -> &'static str {
     let Some(q) = entry.map(|b| &b["queue"]) else {
         return "unknown";
     };
+    if q["backup"].as_bool() == Some(true) {
+        return "backup";
+    }
     match (q["connected"].as_bool(), q["in_sync"].as_bool()) {
         (Some(true), Some(true)) => "synced",
         (Some(true), _) => "resyncing",
@@ -1506,7 +1511,9 @@ mod tests {
             {"blade": 1, "queue": {"connected": true, "in_sync": true}},
             {"blade": 2, "queue": {"connected": true, "in_sync": false}},
             {"blade": 3, "queue": {"connected": false, "in_sync": false}},
+            {"blade": 5, "queue": {"connected": false, "in_sync": false, "backup": true}},
         ]);
+        assert_eq!(blade_queue_state(&q, 5), "backup");
         assert_eq!(blade_queue_state(&q, 1), "synced");
         assert_eq!(blade_queue_state(&q, 2), "resyncing");
         assert_eq!(blade_queue_state(&q, 3), "disconnected");

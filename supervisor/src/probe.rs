@@ -278,7 +278,8 @@ pub async fn fpd_counters(
 pub struct SyncInfo {
     /// cmgrd's own state: initial-dump | synced | resyncing.
     pub state: String,
-    /// Whether every blade's queue is connected and in sync.
+    /// Whether every blade's queue is connected and in sync (or waits as
+    /// a backup).
     pub blades_in_sync: bool,
     pub sync: serde_json::Value,
     pub queue: serde_json::Value,
@@ -308,10 +309,13 @@ pub fn parse_sync_info(sync: &str, queue: &str) -> Result<SyncInfo, ProbeError> 
         .and_then(|s| s.as_str())
         .ok_or_else(|| ProbeError::Protocol("show sync --json has no state".into()))?
         .to_owned();
+    // A backup of a blade (another control plane's cache manager is its
+    // primary) has nothing to replay until it is promoted: in sync.
     let blades_in_sync = queue.as_array().is_some_and(|blades| {
         blades.iter().all(|b| {
             let q = &b["queue"];
             q["connected"].as_bool() == Some(true) && q["in_sync"].as_bool() == Some(true)
+                || q["backup"].as_bool() == Some(true)
         })
     });
     Ok(SyncInfo {
