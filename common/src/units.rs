@@ -184,6 +184,21 @@ fn human_size(n: u64) -> String {
     n.to_string()
 }
 
+/// Seconds, possibly fractional, above 0 and at most a day.
+/// Parses a number of seconds, more than 0 and at most a day (fractions
+/// allowed): fpd's timeouts, and cmgrd's `--keepalive`/`--peer-timeout`.
+pub fn parse_timeout(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a number of seconds"))?;
+    if !(secs > 0.0 && secs <= 86_400.0) {
+        return Err(format!(
+            "{s:?}: expected more than 0 and at most 86400 seconds"
+        ));
+    }
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("{s:?}: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

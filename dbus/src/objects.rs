@@ -296,7 +296,9 @@ pub struct ChildProps {
     pub n_restarts: u32,
     /// CLOCK_REALTIME, microseconds.
     pub state_change_timestamp: u64,
-    /// Instances: initial-dump | synced | resyncing | unknown.
+    /// Instances: initial-dump | synced | resyncing | unknown; blades:
+    /// synced | resyncing | backup | disconnected | unknown (their instance's word
+    /// on their queue).
     pub sync_state: String,
     /// Instances: the network namespace ("" for fpsyncd's own).
     pub net_namespace: String,
@@ -342,6 +344,9 @@ impl ChildProps {
                 out.insert("Blades", Value::from(self.peers.clone()));
             }
         } else {
+            if self.sync_state != old.sync_state {
+                out.insert("SyncState", Value::from(self.sync_state.clone()));
+            }
             if self.peers != old.peers {
                 out.insert("Instances", Value::from(self.peers.clone()));
             }
@@ -527,6 +532,13 @@ child_object!(
 );
 
 child_object!(BladeObject, "org.fpsync.Supervisor1.Blade", Unit::Blade, {
+    /// What its instance says of its queue: synced | resyncing | backup |
+    /// disconnected | unknown.
+    #[zbus(property)]
+    async fn sync_state(&self) -> String {
+        self.props.sync_state.clone()
+    }
+
     /// The instance that feeds this blade (none or one).
     #[zbus(property)]
     async fn instances(&self) -> Vec<u32> {

@@ -7,6 +7,7 @@ use clap::{CommandFactory, Parser};
 use std::time::Duration;
 
 use crate::{Limits, PortBackend, RxRingVersion};
+use common::units::parse_timeout;
 use fpc::{Endpoint, TlsOptions};
 
 /// One fast path blade: applies what a cache manager sends over FPC to its
@@ -109,19 +110,6 @@ fn parse_count(s: &str) -> Result<usize, String> {
     }
 }
 
-/// Seconds, possibly fractional, above 0 and at most a day.
-fn parse_timeout(s: &str) -> Result<Duration, String> {
-    let secs: f64 = s
-        .parse()
-        .map_err(|_| format!("{s:?}: expected a number of seconds"))?;
-    if !(secs > 0.0 && secs <= 86_400.0) {
-        return Err(format!(
-            "{s:?}: expected more than 0 and at most 86400 seconds"
-        ));
-    }
-    Duration::try_from_secs_f64(secs).map_err(|e| format!("{s:?}: {e}"))
-}
-
 /// Bytes, or with a K or M suffix (binary), from 1K to 8M.
 fn parse_frame_size(s: &str) -> Result<usize, String> {
     let (digits, unit) = match s.strip_suffix(['K', 'k']) {
@@ -147,34 +135,16 @@ fn parse_group(s: &str) -> Result<u32, String> {
     if let Ok(gid) = s.parse::<u32>() {
         return Ok(gid);
     }
-    let name = std::ffi::CString::new(s).map_err(|_| format!("{s:?}: not a group name"))?;
-    let mut buf = vec![0u8; 1024];
-    loop {
-        // SAFETY: getgrnam_r writes only into `group`, `buf` (of the length
-        // given) and `result`, all live for the call; `name` is a C string.
-        let (ret, found) = unsafe {
-            let mut group: libc::group = std::mem::zeroed();
-            let mut result: *mut libc::group = std::ptr::null_mut();
-            let ret = libc::getgrnam_r(
-                name.as_ptr(),
-                &mut group,
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                &mut result,
-            );
-            (ret, (!result.is_null()).then_some(group.gr_gid))
-        };
-        match (ret, found) {
-            (libc::ERANGE, _) if buf.len() < 1 << 20 => buf.resize(buf.len() * 2, 0),
-            (0, Some(gid)) => return Ok(gid),
-            (0, None) => return Err(format!("{s:?}: no such group")),
-            (e, _) => {
-                return Err(format!(
-                    "{s:?}: cannot look the group up: {}",
-                    std::io::Error::from_raw_os_error(e)
-                ))
-            }
-        }
+    if s.contains('\0') {
+        return Err(format!("{s:?}: not a group name"));
+    }
+    match nix::unistd::Group::from_name(s) {
+        Ok(Some(g)) => Ok(g.gid.as_raw()),
+        Ok(None) => Err(format!("{s:?}: no such group")),
+        Err(e) => Err(format!(
+            "{s:?}: cannot look the group up: {}",
+            std::io::Error::from(e)
+        )),
     }
 }
 

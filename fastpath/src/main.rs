@@ -5,13 +5,13 @@
 //! Exit codes: 0 after a clean stop, 1 when fpd cannot start (the reason on
 //! one line of stderr), 2 for a bad command line.
 
-use std::error::Error;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
 use fastpath::cli::Cli;
 use fastpath::{Dataplane, DataplaneConfig, DataplaneError, Server, ServerConfig, ServerError};
+use nix::sys::resource::{getrlimit, setrlimit, Resource};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn, Instrument};
@@ -24,32 +24,20 @@ const SPARE_FDS: u64 = 64;
 /// the hard limit allows; returns how many connections it allows.
 fn fit_descriptor_limit(max_connections: usize) -> usize {
     let want = max_connections as u64 + SPARE_FDS;
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes one rlimit into `lim`, which lives.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+    let Ok((mut soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
         return max_connections;
+    };
+    if soft < want && setrlimit(Resource::RLIMIT_NOFILE, want.min(hard), hard).is_ok() {
+        soft = want.min(hard);
     }
-    if lim.rlim_cur < want {
-        let raised = libc::rlimit {
-            rlim_cur: want.min(lim.rlim_max),
-            rlim_max: lim.rlim_max,
-        };
-        // SAFETY: setrlimit reads one rlimit, which lives.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
-            lim.rlim_cur = raised.rlim_cur;
-        }
-    }
-    if lim.rlim_cur >= want {
+    if soft >= want {
         return max_connections;
     }
     // With a small limit, keep half for the connections.
-    let fits = (lim.rlim_cur - SPARE_FDS.min(lim.rlim_cur / 2)).max(1) as usize;
+    let fits = (soft - SPARE_FDS.min(soft / 2)).max(1) as usize;
     warn!(
         max_connections,
-        descriptors = lim.rlim_cur,
+        descriptors = soft,
         "the descriptor limit allows {fits} connections only: serving at most {fits}"
     );
     fits
@@ -78,7 +66,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("fpd: {}", chain(&e));
+            eprintln!("fpd: {}", common::error_chain(&e));
             ExitCode::FAILURE
         }
     }
@@ -171,16 +159,4 @@ fn tune_allocator() {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
         libc::mallopt(libc::M_ARENA_MAX, 2);
     }
-}
-
-/// The error and its sources on one line.
-fn chain(e: &dyn Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }

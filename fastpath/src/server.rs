@@ -507,12 +507,11 @@ fn bind_unix(
     // The socket file takes its mode from the umask at bind: bind under
     // 0177 (mode 0600), so that it is never open to others, then give it
     // its group and 0660 if asked.
-    // SAFETY: umask(2) only swaps the process's file mode mask; fpd
-    // creates no other file while its listeners are being bound.
-    let umask = unsafe { libc::umask(0o177) };
+    // umask(2) swaps the process's file mode mask: fpd creates no other
+    // file while its listeners are being bound.
+    let umask = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
     let bound = UnixListener::bind(path);
-    // SAFETY: as above, restoring the mask.
-    unsafe { libc::umask(umask) };
+    nix::sys::stat::umask(umask);
     let listener = bound.map_err(listen_error)?;
     let meta = std::fs::symlink_metadata(path).map_err(listen_error)?;
     // Made first, so that the file goes if what follows fails.

@@ -68,6 +68,12 @@ pub struct BladeTask {
     /// `--election-id`: the Hello's; the blade applies only its primary's
     /// writes.
     pub election_id: u64,
+    /// `--keepalive`: how often the blade is sent a Keepalive.
+    pub keepalive: Duration,
+    /// `--peer-timeout`: the blade silent this long (no frame, not even
+    /// its Keepalive) is taken for gone: a cut link, a frozen host.
+    /// Reconnected, resynced.
+    pub peer_timeout: Duration,
     pub stats: Arc<QueueStats>,
     /// Takes the reverse messages (hit flags, statistics) fpd sends.
     pub reverse: crate::hitflags::Reverse,
@@ -77,11 +83,6 @@ const RETRY: Duration = Duration::from_millis(100);
 /// The longest wait between attempts to reach a fast path that does not
 /// answer (back-off from [`RETRY`], doubling).
 const MAX_UNREACHABLE_RETRY: Duration = Duration::from_secs(2);
-/// How often the fast path is sent a Keepalive on the sync connection.
-pub const KEEPALIVE: Duration = Duration::from_secs(1);
-/// A fast path silent this long (no frame, not even its Keepalive) is
-/// taken for gone: a cut link, a frozen host. Reconnected, resynced.
-pub const PEER_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a connection attempt may take (a dropped SYN is otherwise
 /// retried for minutes).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -103,6 +104,8 @@ impl BladeTask {
             let stream = match self.handshake().await {
                 Ok(s) => s,
                 Err(e) => {
+                    // Not connected: not a backup either, until told again.
+                    self.stats.backup.store(0, Relaxed);
                     failures += 1;
                     let refused = matches!(
                         e,
@@ -157,8 +160,9 @@ impl BladeTask {
                 reader,
                 self.stats.clone(),
                 (self.blade, self.reverse.clone()),
+                self.peer_timeout,
             ));
-            let mut keepalive = tokio::time::interval(KEEPALIVE);
+            let mut keepalive = tokio::time::interval(self.keepalive);
             keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let closed = loop {
                 tokio::select! {
@@ -290,14 +294,14 @@ impl BladeTask {
         body: &mut Vec<u8>,
     ) -> Result<(), TransportError> {
         let mut said = false;
-        let mut keepalive = tokio::time::interval(KEEPALIVE);
+        let mut keepalive = tokio::time::interval(self.keepalive);
         keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             // Keepalives go out while waiting for the next frame; the
             // read itself is never cut short (frames are read whole).
             let msg = {
                 let (mut r, mut w) = tokio::io::split(&mut *stream);
-                let read = read_live(&mut r, body);
+                let read = read_live(&mut r, body, self.peer_timeout);
                 tokio::pin!(read);
                 loop {
                     tokio::select! {
@@ -347,17 +351,18 @@ fn keepalive_frame() -> Vec<u8> {
 }
 
 /// Reads one frame, or fails if the fast path sends nothing (not even a
-/// Keepalive) for [`PEER_TIMEOUT`].
+/// Keepalive) for `peer_timeout`.
 async fn read_live<R: tokio::io::AsyncRead + Unpin>(
     r: &mut R,
     body: &mut Vec<u8>,
+    peer_timeout: Duration,
 ) -> Result<(fpc::Header, Message), TransportError> {
-    tokio::time::timeout(PEER_TIMEOUT, fpc::read_frame(r, body))
+    tokio::time::timeout(peer_timeout, fpc::read_frame(r, body))
         .await
         .map_err(|_| {
             TransportError::Unexpected(format!(
                 "the fast path sent nothing for {} s (not even a Keepalive): taken for gone",
-                PEER_TIMEOUT.as_secs()
+                peer_timeout.as_secs_f64()
             ))
         })?
 }
@@ -430,10 +435,11 @@ async fn read_acks(
     mut r: ReadHalf<Box<dyn Stream>>,
     stats: Arc<QueueStats>,
     (blade, reverse): (u32, crate::hitflags::Reverse),
+    peer_timeout: Duration,
 ) -> Result<(), TransportError> {
     let mut body = Vec::new();
     loop {
-        let (header, msg) = read_live(&mut r, &mut body).await?;
+        let (header, msg) = read_live(&mut r, &mut body, peer_timeout).await?;
         match msg {
             Message::Keepalive => {}
             Message::Ack(errors) => {

@@ -20,7 +20,6 @@
 //!   bound is removed (device and inode checked).
 
 use std::io::{ErrorKind, Read, Write};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -89,28 +88,20 @@ impl Drop for ConsoleSocket {
 
 /// A Unix socket peer's credentials (SO_PEERCRED: for a server, those of
 /// the process that called listen).
-pub fn peer_cred(stream: &UnixStream) -> std::io::Result<libc::ucred> {
-    let mut cred = libc::ucred {
-        pid: 0,
-        uid: 0,
-        gid: 0,
-    };
-    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
-    // SAFETY: getsockopt on a descriptor we own, into a live ucred whose
-    // size is passed in `len`.
-    let ret = unsafe {
-        libc::getsockopt(
-            stream.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_PEERCRED,
-            &mut cred as *mut _ as *mut libc::c_void,
-            &mut len,
-        )
-    };
-    if ret != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(cred)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerCred {
+    pub pid: i32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+pub fn peer_cred(stream: &UnixStream) -> std::io::Result<PeerCred> {
+    let c = nix::sys::socket::getsockopt(stream, nix::sys::socket::sockopt::PeerCredentials)?;
+    Ok(PeerCred {
+        pid: c.pid(),
+        uid: c.uid(),
+        gid: c.gid(),
+    })
 }
 
 /// A user's name from the password database ("unknown" if none).
@@ -129,8 +120,7 @@ pub fn user_name(uid: u32) -> String {
 }
 
 fn euid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
+    nix::unistd::geteuid().as_raw()
 }
 
 /// Binds the console (refusing a path another user owns, or where another

@@ -6,20 +6,14 @@
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
+
+use nix::fcntl::OFlag;
+use nix::unistd::ForkResult;
 
 /// The daemon's end of the readiness pipe.
 pub struct Readiness {
     pipe: Option<File>,
-}
-
-fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
-    if ret < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(ret)
-    }
 }
 
 impl Readiness {
@@ -47,15 +41,12 @@ impl Readiness {
 /// it exits 0 when the daemon reports ready, 1 with its message otherwise.
 /// `log` receives the daemon's stderr (None: /dev/null).
 pub fn daemonize(log: Option<&Path>) -> io::Result<Readiness> {
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 fills the two descriptors; the result is checked.
-    check(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
-    // SAFETY: both descriptors are fresh and owned here alone.
-    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    // SAFETY: the process has one thread (this module's invariant).
-    match check(unsafe { libc::fork() })? {
-        0 => {}
-        _ => {
+    let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+    // SAFETY: the process has one thread (this module's invariant), so the
+    // child inherits no lock held by another thread.
+    match unsafe { nix::unistd::fork() }? {
+        ForkResult::Child => {}
+        ForkResult::Parent { .. } => {
             drop(write);
             let mut answer = String::new();
             let _ = File::from(read).read_to_string(&mut answer);
@@ -72,12 +63,13 @@ pub fn daemonize(log: Option<&Path>) -> io::Result<Readiness> {
         }
     }
     drop(read);
-    // SAFETY: setsid in the child, which is not a group leader.
-    check(unsafe { libc::setsid() })?;
+    // The child is not a group leader: setsid cannot fail with EPERM.
+    nix::unistd::setsid()?;
     // Fork again so that the daemon can never reacquire a terminal.
     // SAFETY: still one thread.
-    if check(unsafe { libc::fork() })? != 0 {
-        // SAFETY: leaves without running the parent's destructors.
+    if let ForkResult::Parent { .. } = unsafe { nix::unistd::fork() }? {
+        // SAFETY: _exit ends the process at once, without the destructors
+        // and atexit handlers that belong to the daemon (nix has no _exit).
         unsafe { libc::_exit(0) };
     }
     std::env::set_current_dir("/")?;
@@ -91,10 +83,9 @@ pub fn daemonize(log: Option<&Path>) -> io::Result<Readiness> {
         }
         None => null.try_clone()?,
     };
-    for (from, to) in [(&null, 0), (&null, 1), (&err, 2)] {
-        // SAFETY: dup2 onto the standard descriptors.
-        check(unsafe { libc::dup2(from.as_raw_fd(), to) })?;
-    }
+    nix::unistd::dup2_stdin(&null)?;
+    nix::unistd::dup2_stdout(&null)?;
+    nix::unistd::dup2_stderr(&err)?;
     Ok(Readiness {
         pipe: Some(File::from(write)),
     })

@@ -41,6 +41,12 @@ pub struct Options {
     /// `--election-id`: this cache manager's election id towards its
     /// blades (the highest of a blade's sync sessions is its primary).
     pub election_id: u64,
+    /// `--keepalive`: how often each blade is sent a Keepalive.
+    pub keepalive: std::time::Duration,
+    /// `--peer-timeout`: a blade silent this long (no frame, not even its
+    /// Keepalive) is taken for gone, reconnected and resynced. It bounds
+    /// the blade's keepalive (fpd's `--keepalive`), not ours.
+    pub peer_timeout: std::time::Duration,
 }
 
 /// Parses `64M`, `2K`, `1G` or a plain number of bytes (1 to 2G).
@@ -130,6 +136,12 @@ pub fn command() -> Command {
         .arg(Arg::new("election-id").long("election-id").value_name("N").default_value("0")
             .value_parser(clap::value_parser!(u64))
             .help("Election id towards the blades: of the cache managers syncing a blade, the highest id is the primary (its writes applied), the others are backups that take over when it goes; unique per blade"))
+        .arg(Arg::new("keepalive").long("keepalive").value_name("SECONDS").default_value("1")
+            .value_parser(common::units::Checked(common::units::parse_timeout))
+            .help("Seconds between the Keepalives sent to each blade (fractions allowed; at most 86400)"))
+        .arg(Arg::new("peer-timeout").long("peer-timeout").value_name("SECONDS").default_value("5")
+            .value_parser(common::units::Checked(common::units::parse_timeout))
+            .help("Seconds a blade may stay silent (its Keepalives included, sent every fpd --keepalive) before it is taken for gone, reconnected and resynced"))
         .arg(Arg::new("compile-options").short('o').action(ArgAction::SetTrue)
             .help("Display compilation options and exit"));
     for f in FEATURES.iter() {
@@ -197,6 +209,12 @@ impl Options {
             },
             pid_file,
             election_id: *m.get_one::<u64>("election-id").expect("defaulted"),
+            keepalive: *m
+                .get_one::<std::time::Duration>("keepalive")
+                .expect("defaulted"),
+            peer_timeout: *m
+                .get_one::<std::time::Duration>("peer-timeout")
+                .expect("defaulted"),
             tls: <fpc::TlsOptions as clap::FromArgMatches>::from_arg_matches(m).unwrap_or_default(),
         }
     }
@@ -324,6 +342,22 @@ mod tests {
         .unwrap();
         assert_eq!(long.features.mask, IPV6);
         assert!(long.bpf_all && long.ipsec_replay);
+    }
+
+    #[test]
+    fn liveness_options_default_to_one_and_five_seconds() {
+        let o = parse(&[]).unwrap();
+        assert_eq!(o.keepalive, std::time::Duration::from_secs(1));
+        assert_eq!(o.peer_timeout, std::time::Duration::from_secs(5));
+        let o = parse(&["--keepalive", "0.25", "--peer-timeout", "2"]).unwrap();
+        assert_eq!(o.keepalive, std::time::Duration::from_millis(250));
+        assert_eq!(o.peer_timeout, std::time::Duration::from_secs(2));
+        for bad in ["0", "-1", "86401", "soon"] {
+            let e = parse(&[&format!("--peer-timeout={bad}")])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("'--peer-timeout <SECONDS>'"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -158,6 +158,7 @@ impl QueueStats {
             overflows: g(&self.overflows),
             connected: g(&self.connected) != 0,
             in_sync: g(&self.in_sync) != 0,
+            backup: g(&self.backup) != 0,
         }
     }
 }
@@ -179,4 +180,7 @@ pub struct QueueSnapshot {
     pub overflows: u64,
     pub connected: bool,
     pub in_sync: bool,
+    /// Connected as a backup: another cache manager (a higher election
+    /// id) is the blade's primary; nothing is sent until promoted.
+    pub backup: bool,
 }

@@ -426,10 +426,11 @@ async fn start(
                 .stderr(log);
             // Daemonize: a session of its own, not our child for long.
             use std::os::unix::process::CommandExt;
-            // SAFETY: setsid(2) is async-signal-safe.
+            // SAFETY: setsid(2) is async-signal-safe, and nix's wrapper
+            // allocates nothing.
             unsafe {
                 cmd.pre_exec(|| {
-                    libc::setsid();
+                    let _ = nix::unistd::setsid();
                     Ok(())
                 });
             }
@@ -506,8 +507,11 @@ async fn stop() -> Result<ExitCode, CliError> {
         println!("fpsyncd is not running");
         return Ok(ExitCode::SUCCESS);
     };
-    // SAFETY: kill(2) on the pid the locked pid file names.
-    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    // The pid the locked pid file names.
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
     let deadline = Instant::now() + Duration::from_secs(60);
     while running_supervisor(&run_dir).is_some() {
         if Instant::now() >= deadline {

@@ -151,6 +151,15 @@ impl Store {
     }
 }
 
+/// What one watcher round says, for the core.
+#[derive(Debug)]
+pub enum Round {
+    /// An instance's sync state, or why it could not be read.
+    Instance(Result<SyncInfo, ProbeError>),
+    /// A blade's: reached, or why not.
+    Blade(Result<(), ProbeError>),
+}
+
 /// One child's session.
 enum Session {
     None,
@@ -165,6 +174,9 @@ pub struct Watcher {
     pub run: u64,
     /// Blades: where fpd listens.
     pub endpoint: Option<Endpoint>,
+    /// Remote blades: the namespace they are dialled from (their
+    /// instance's); None: fpsyncd's own.
+    pub netns: Option<String>,
     pub interval: Duration,
     pub timeout: Duration,
     pub store: Store,
@@ -174,12 +186,9 @@ pub struct Watcher {
 
 impl Watcher {
     /// Asks the child every interval until `token` is cancelled; each
-    /// instance round's sync state (or failure) also goes to `on_sync`.
-    pub async fn run(
-        self,
-        token: CancellationToken,
-        mut on_sync: impl FnMut(Result<SyncInfo, ProbeError>) + Send,
-    ) {
+    /// round's outcome also goes to `on_round` (an instance's sync state,
+    /// a blade's reachability).
+    pub async fn run(self, token: CancellationToken, mut on_round: impl FnMut(Round) + Send) {
         self.store.begin(self.unit, self.run);
         let mut session = Session::None;
         loop {
@@ -191,9 +200,12 @@ impl Watcher {
             let mut in_sync = true;
             match result {
                 Ok(data) => {
-                    if let Data::Instance { sync, .. } = &data {
-                        in_sync = sync.sync_state() == "synced";
-                        on_sync(Ok(sync.clone()));
+                    match &data {
+                        Data::Instance { sync, .. } => {
+                            in_sync = sync.sync_state() == "synced";
+                            on_round(Round::Instance(Ok(sync.clone())));
+                        }
+                        Data::Blade { .. } => on_round(Round::Blade(Ok(()))),
                     }
                     // Rendered here, once per round, not per call.
                     let fragments = Arc::new(report::fragments(&data));
@@ -208,9 +220,10 @@ impl Watcher {
                     // A session that failed is not trusted again.
                     session = Session::None;
                     let text = e.to_string();
-                    if matches!(self.unit, Unit::Instance(_)) {
-                        on_sync(Err(e));
-                    }
+                    on_round(match self.unit {
+                        Unit::Instance(_) => Round::Instance(Err(e)),
+                        Unit::Blade(_) => Round::Blade(Err(e)),
+                    });
                     self.store
                         .update(self.unit, self.run, |h| h.error = Some(text));
                 }
@@ -265,7 +278,7 @@ impl Watcher {
             }
             (Unit::Blade(id), Some(ep)) => {
                 if !matches!(session, Session::Fpc(_)) {
-                    let s = FpcSession::connect(ep).await?;
+                    let s = FpcSession::connect_from(ep, self.netns.as_deref()).await?;
                     if s.blade != id {
                         return Err(ProbeError::Protocol(format!(
                             "{ep} serves blade {}, not {id}",

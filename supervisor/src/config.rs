@@ -17,7 +17,15 @@
 //!   `FPC_TLS_CERT`, `FPC_TLS_KEY`, `FPC_TLS_CA` (all three or none: given
 //!   to every fpd and cmgrd as `--tls-*`), and `BLADE_<B>_LISTEN=tcp:HOST:PORT`
 //!   (blade B's fpd also serves FPC there, for cache managers on other
-//!   hosts; needs the TLS files).
+//!   hosts; needs the TLS files), or `BLADE_<B>_ENDPOINT=tcp:HOST:PORT`
+//!   (blade B is remote: its fpd runs on another host, which this fpsyncd
+//!   does not start; its instance's cmgrd and fpsyncd's own queries reach
+//!   it there over mutual TLS; needs the TLS files, and not with
+//!   `BLADE_<B>_LISTEN`, which is for a blade run here).
+//!   `FPC_KEEPALIVE_SEC` and `FPC_PEER_TIMEOUT_SEC` (liveness of every sync
+//!   session, both ways: given to every fpd and cmgrd as `--keepalive` and
+//!   `--peer-timeout`; unset, the daemons' defaults, 1 s and 5 s; more than
+//!   0, at most a day, and the timeout longer than the keepalive).
 //! * for each instance, `/etc/cmgr.env` (or `$CONF_FILE_cmgr`), then its own
 //!   file on top: `CMGR_NETNS` (default: fpsyncd's namespace),
 //!   `CMGR_BLADES` (default: the blade numbered like the instance),
@@ -25,7 +33,7 @@
 //!
 //! Invariants of a loaded [`Config`]: ids are unique, every blade is fed by
 //! at most one instance (an fpd has one sync owner), every blade an
-//! instance feeds is started, and `CMGR_OPTIONS` does not set what fpsyncd
+//! instance feeds is started (or, remote, watched), and `CMGR_OPTIONS` does not set what fpsyncd
 //! sets itself (`-I`, `--netns`, `--blade`, `-F`). Any wrong value names its
 //! variable and its file and line (or the environment), quoting at most a
 //! short prefix; time spans are parsed without overflow, at most a year
@@ -83,11 +91,17 @@ pub struct InstanceConfig {
     pub files: Vec<PathBuf>,
 }
 
-/// One fast path blade, run locally.
+/// One fast path blade: run locally (fpsyncd starts its fpd), or remote
+/// (`BLADE_<B>_ENDPOINT`: only watched and fed).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BladeConfig {
     pub id: u32,
+    /// Where its fpd serves FPC: the Unix socket in the run directory, or
+    /// a remote blade's TCP endpoint.
     pub endpoint: Endpoint,
+    /// `BLADE_<B>_ENDPOINT`: the fpd runs on another host; fpsyncd does
+    /// not start it.
+    pub remote: bool,
     /// `BLADE_<B>_LISTEN=tcp:HOST:PORT`: also serve FPC there, over
     /// mutual TLS with `FPC_TLS_*` (for cache managers on other hosts).
     pub listen_tcp: Option<Endpoint>,
@@ -106,6 +120,10 @@ pub struct Config {
     /// `FPC_TLS_CERT`, `FPC_TLS_KEY`, `FPC_TLS_CA`: the TLS files given to
     /// every fpd and cmgrd (all three or none).
     pub tls: Option<fpc::TlsFiles>,
+    /// `FPC_KEEPALIVE_SEC`, `FPC_PEER_TIMEOUT_SEC`: `--keepalive` and
+    /// `--peer-timeout` of every fpd and cmgrd (None: their defaults).
+    pub keepalive: Option<Duration>,
+    pub peer_timeout: Option<Duration>,
     pub policy: RestartPolicy,
     pub start_timeout: Duration,
     pub stop_timeout: Duration,
@@ -132,6 +150,9 @@ pub fn parse_metrics_listen(value: &str) -> Result<std::net::SocketAddr, String>
     }
     Ok(addr)
 }
+
+/// The longest keepalive or peer timeout: what fpd and cmgrd accept.
+pub const MAX_LIVENESS: Duration = Duration::from_secs(86_400);
 
 /// The shortest report interval accepted: below it the collector would be
 /// a busy loop over every child.
@@ -232,7 +253,23 @@ impl Config {
         };
         let tls = tls_files(&global)?;
         let mut blades = Vec::new();
+        // A blade's variable for a blade nobody runs is a mistake.
+        let blade_of_var = |n: &str| -> Option<u32> {
+            let id: u32 = n.trim_matches(|c: char| !c.is_ascii_digit()).parse().ok()?;
+            (n == format!("BLADE_{id}_ENDPOINT") || n == format!("BLADE_{id}_LISTEN")).then_some(id)
+        };
+        if let Some(name) = global
+            .names()
+            .find(|n| blade_of_var(n).is_some_and(|b| !blade_ids.contains(&b)))
+        {
+            return Err(bad(
+                &global,
+                name,
+                "names a blade no instance feeds and BLADES does not list".into(),
+            ));
+        }
         for id in blade_ids {
+            let remote = remote_endpoint(&global, id, tls.is_some())?;
             let name = format!("BLADE_{id}_LISTEN");
             let listen_tcp = match global.non_empty(&name) {
                 None => None,
@@ -254,9 +291,18 @@ impl Config {
                     }
                 },
             };
+            if remote.is_some() && listen_tcp.is_some() {
+                return Err(bad(
+                    &global,
+                    &format!("BLADE_{id}_ENDPOINT"),
+                    format!("blade {id} is remote (its fpd runs on another host), so BLADE_{id}_LISTEN, which makes fpsyncd run it here, cannot go with it: give one of the two"),
+                ));
+            }
             blades.push(BladeConfig {
                 id,
-                endpoint: Endpoint::Unix(fpc::paths::fpd_socket(&run_dir, id)),
+                remote: remote.is_some(),
+                endpoint: remote
+                    .unwrap_or_else(|| Endpoint::Unix(fpc::paths::fpd_socket(&run_dir, id))),
                 listen_tcp,
                 instance: owner.get(&id).copied(),
             });
@@ -281,6 +327,69 @@ impl Config {
             parse_duration(global.non_empty(name).unwrap_or(default))
                 .map_err(|e| bad(&global, name, e))
         };
+        let liveness = |name: &str| -> Result<Option<Duration>, ConfigError> {
+            let Some(v) = global.non_empty(name) else {
+                return Ok(None);
+            };
+            match parse_duration(v).map_err(|e| bad(&global, name, e))? {
+                d if d.is_zero() || d > MAX_LIVENESS => Err(bad(
+                    &global,
+                    name,
+                    format!("{d:?} is not more than 0 and at most {MAX_LIVENESS:?}"),
+                )),
+                d => Ok(Some(d)),
+            }
+        };
+        let keepalive = liveness("FPC_KEEPALIVE_SEC")?;
+        let peer_timeout = liveness("FPC_PEER_TIMEOUT_SEC")?;
+        let effective = (
+            keepalive.unwrap_or(Duration::from_secs(1)),
+            peer_timeout.unwrap_or(Duration::from_secs(5)),
+        );
+        if effective.1 <= effective.0 {
+            let name = if peer_timeout.is_some() {
+                "FPC_PEER_TIMEOUT_SEC"
+            } else {
+                "FPC_KEEPALIVE_SEC"
+            };
+            return Err(bad(
+                &global,
+                name,
+                format!(
+                    "the peer timeout ({:?}) must be longer than the keepalive ({:?}), or every session is taken for gone between two Keepalives",
+                    effective.1, effective.0
+                ),
+            ));
+        }
+        let set_here = [
+            ("FPC_KEEPALIVE_SEC", "--keepalive", keepalive.is_some()),
+            (
+                "FPC_PEER_TIMEOUT_SEC",
+                "--peer-timeout",
+                peer_timeout.is_some(),
+            ),
+        ];
+        for (key, option, _) in set_here.into_iter().filter(|(_, _, set)| *set) {
+            if fpd_options.iter().any(|w| w.starts_with(option)) {
+                return Err(bad(
+                    &global,
+                    "FPD_OPTIONS",
+                    format!("{option} is set by fpsyncd (from {key})"),
+                ));
+            }
+            if let Some(i) = instances
+                .iter()
+                .find(|i| i.options.iter().any(|w| w.starts_with(option)))
+            {
+                return Err(ConfigError::Value {
+                    origin: global.origin(key),
+                    message: format!(
+                        "{key}: instance {}'s CMGR_OPTIONS sets {option} too: give one",
+                        i.id
+                    ),
+                });
+            }
+        }
         let count = |name: &str, default: u32| -> Result<u32, ConfigError> {
             match global.non_empty(name) {
                 None => Ok(default),
@@ -306,6 +415,8 @@ impl Config {
             run_dir,
             fpd_options,
             tls,
+            keepalive,
+            peer_timeout,
             policy,
             start_timeout: dur("TIMEOUT_START_SEC", "30s")?,
             stop_timeout: dur("TIMEOUT_STOP_SEC", "5s")?,
@@ -351,8 +462,23 @@ impl Config {
             args.extend(["--blade".into(), format!("{b}={endpoint}")]);
         }
         args.extend(self.tls_args());
+        args.extend(self.liveness_args());
         args.extend(i.options.iter().cloned());
         args
+    }
+
+    /// `--keepalive`, `--peer-timeout` from `FPC_KEEPALIVE_SEC`,
+    /// `FPC_PEER_TIMEOUT_SEC`, if set (in seconds, as both daemons take
+    /// them).
+    fn liveness_args(&self) -> Vec<String> {
+        [
+            ("--keepalive", self.keepalive),
+            ("--peer-timeout", self.peer_timeout),
+        ]
+        .into_iter()
+        .filter_map(|(o, d)| d.map(|d| [o.to_owned(), d.as_secs_f64().to_string()]))
+        .flatten()
+        .collect()
     }
 
     /// `--tls-cert`, `--tls-key`, `--tls-ca` from `FPC_TLS_*`, if set.
@@ -384,8 +510,34 @@ impl Config {
             args.extend(["--listen".into(), tcp.to_string()]);
         }
         args.extend(self.tls_args());
+        args.extend(self.liveness_args());
         args.extend(self.fpd_options.iter().cloned());
         args
+    }
+}
+
+/// `BLADE_<id>_ENDPOINT`: a remote blade's `tcp:HOST:PORT`, which needs the
+/// TLS files (FPC to another host is never plain).
+fn remote_endpoint(vars: &Vars, id: u32, tls: bool) -> Result<Option<Endpoint>, ConfigError> {
+    let name = format!("BLADE_{id}_ENDPOINT");
+    let Some(v) = vars.non_empty(&name) else {
+        return Ok(None);
+    };
+    match v.parse::<Endpoint>() {
+        Ok(ep @ Endpoint::Tcp(_)) if tls => Ok(Some(ep)),
+        Ok(Endpoint::Tcp(_)) => Err(bad(
+            vars,
+            &name,
+            "a remote blade is reached over mutual TLS: set FPC_TLS_CERT, FPC_TLS_KEY and FPC_TLS_CA".into(),
+        )),
+        _ => Err(bad(
+            vars,
+            &name,
+            format!(
+                "{} is not tcp:HOST:PORT (HOST an IP address)",
+                quoted_prefix(v)
+            ),
+        )),
     }
 }
 
@@ -732,6 +884,91 @@ mod tests {
                 .contains("BLADE_1_LISTEN: \"unix:/x\" is not tcp:HOST:PORT"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_remote_blade_is_dialled_not_started() {
+        let f = Files::new("remote");
+        let tls = "FPC_TLS_CERT=/etc/fpsync/c.pem\nFPC_TLS_KEY=/etc/fpsync/c.key\nFPC_TLS_CA=/etc/fpsync/ca.pem\n";
+        let c = Config::load_from(f.env(&format!(
+            "BLADE_1_ENDPOINT=tcp:192.0.2.7:7700\nFPSYNC_RUN_DIR=/tmp/x\n{tls}"
+        )))
+        .unwrap();
+        assert!(c.blades[0].remote);
+        assert_eq!(c.blades[0].endpoint.to_string(), "tcp:192.0.2.7:7700");
+        let args = c.cmgrd_args(&c.instances[0]);
+        assert_eq!(
+            args[..5],
+            ["-F", "-I", "1", "--blade", "1=tcp:192.0.2.7:7700"].map(String::from)
+        );
+        assert!(args.contains(&"--tls-ca".to_owned()), "{args:?}");
+        // Without the TLS files, with a listener too, or not TCP: named
+        // errors.
+        let e = Config::load_from(f.env("BLADE_1_ENDPOINT=tcp:192.0.2.7:7700\n")).unwrap_err();
+        assert!(
+            e.to_string().ends_with(
+                "lfs.env:1: BLADE_1_ENDPOINT: a remote blade is reached over mutual TLS: set FPC_TLS_CERT, FPC_TLS_KEY and FPC_TLS_CA"
+            ),
+            "{e}"
+        );
+        let e = Config::load_from(f.env(&format!(
+            "BLADE_1_ENDPOINT=tcp:192.0.2.7:7700\nBLADE_1_LISTEN=tcp:10.0.0.1:7700\n{tls}"
+        )))
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("BLADE_1_ENDPOINT: blade 1 is remote (its fpd runs on another host), so BLADE_1_LISTEN"),
+            "{e}"
+        );
+        for bad_value in [
+            "unix:/run/x.sock",
+            "tcp:blade7:7700",
+            "tcp:192.0.2.7",
+            "192.0.2.7:7700",
+        ] {
+            let e = Config::load_from(f.env(&format!("BLADE_1_ENDPOINT={bad_value}\n{tls}")))
+                .unwrap_err();
+            assert!(
+                e.to_string().contains(&format!(
+                    "BLADE_1_ENDPOINT: \"{bad_value}\" is not tcp:HOST:PORT (HOST an IP address)"
+                )),
+                "{e}"
+            );
+        }
+        // A blade nobody runs: the variable is a mistake, said so.
+        let e = Config::load_from(f.env(&format!("BLADE_2_ENDPOINT=tcp:192.0.2.7:7700\n{tls}")))
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("lfs.env:1: BLADE_2_ENDPOINT: names a blade no instance feeds and BLADES does not list"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn liveness_goes_to_both_daemons() {
+        let f = Files::new("live");
+        let c = Config::load_from(
+            f.env("FPC_KEEPALIVE_SEC=500ms\nFPC_PEER_TIMEOUT_SEC=3\nFPSYNC_RUN_DIR=/tmp/x\n"),
+        )
+        .unwrap();
+        let want = ["--keepalive", "0.5", "--peer-timeout", "3"].map(String::from);
+        assert!(c.fpd_args(&c.blades[0]).ends_with(&want));
+        assert!(c.cmgrd_args(&c.instances[0]).ends_with(&want));
+        // Unset: nothing passed, the daemons' defaults.
+        let c = Config::load_from(f.env("FPSYNC_RUN_DIR=/tmp/x\n")).unwrap();
+        assert!(!c.fpd_args(&c.blades[0]).contains(&"--keepalive".to_owned()));
+        for (text, want) in [
+            ("FPC_KEEPALIVE_SEC=0\n", "FPC_KEEPALIVE_SEC: 0ns is not more than 0"),
+            ("FPC_PEER_TIMEOUT_SEC=25h\n", "FPC_PEER_TIMEOUT_SEC: 90000s is not more than 0 and at most 86400s"),
+            ("FPC_KEEPALIVE_SEC=soon\n", "lfs.env:1: FPC_KEEPALIVE_SEC: "),
+            ("FPC_PEER_TIMEOUT_SEC=1\n", "FPC_PEER_TIMEOUT_SEC: the peer timeout (1s) must be longer than the keepalive (1s)"),
+            ("FPC_KEEPALIVE_SEC=6\n", "FPC_KEEPALIVE_SEC: the peer timeout (5s) must be longer than the keepalive (6s)"),
+            ("FPC_KEEPALIVE_SEC=2\nFPD_OPTIONS=\"--keepalive 3\"\n", "FPD_OPTIONS: --keepalive is set by fpsyncd (from FPC_KEEPALIVE_SEC)"),
+        ] {
+            let e = Config::load_from(f.env(text)).unwrap_err();
+            assert!(e.to_string().contains(want), "{text}: {e}");
+        }
     }
 
     #[test]

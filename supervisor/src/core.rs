@@ -21,6 +21,18 @@
 //! * A method replies once, when its work is done: Start when the child is
 //!   ready (its console or FPC socket answers as that pid/blade), Stop when
 //!   it has exited.
+//! * A remote blade (`BLADE_<B>_ENDPOINT`) is no process: it is watched
+//!   from the start, for the whole life of fpsyncd (run 1), never started,
+//!   stopped or restarted. Each round of its watcher says whether it was
+//!   reached: active/remote when it was, activating/unreachable (with the
+//!   reason) when not, so Status and Statistics carry a per-blade error
+//!   instead of failing or waiting. Instances do not wait for remote
+//!   blades before they start (their cmgrd reconnects by itself).
+//! * A blade's SyncState is its instance's word on that blade's queue
+//!   (`show queue`): synced (connected, replayed), resyncing (connected,
+//!   replaying), backup (connected as a backup: another control plane's
+//!   cache manager, of a higher election id, is its primary),
+//!   disconnected, or unknown (no instance report).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -79,6 +91,12 @@ enum Event {
         run: u64,
         info: Result<probe::SyncInfo, probe::ProbeError>,
     },
+    /// A remote blade's watcher round: reached, or why not.
+    Reached {
+        unit: Unit,
+        run: u64,
+        result: Result<(), String>,
+    },
 }
 
 struct Child {
@@ -117,6 +135,12 @@ struct Child {
     peers: Vec<u32>,
     endpoint: Option<Endpoint>,
     last_failure: Option<String>,
+    /// A remote blade: watched, never run.
+    remote: bool,
+    /// A remote blade: why the last round could not reach it.
+    unreachable: Option<String>,
+    /// A blade: what its instance last said of its queue.
+    blade_sync: Option<&'static str>,
 }
 
 fn now_us() -> u64 {
@@ -157,6 +181,9 @@ impl Child {
             peers: Vec::new(),
             endpoint: None,
             last_failure: None,
+            remote: false,
+            unreachable: None,
+            blade_sync: None,
         }
     }
 
@@ -172,7 +199,7 @@ impl Child {
         match (&self.unit, &self.sync) {
             (Unit::Instance(_), Some(s)) if self.active == "active" => s.sync_state().to_owned(),
             (Unit::Instance(_), _) => "unknown".into(),
-            _ => String::new(),
+            (Unit::Blade(_), _) => self.blade_sync.unwrap_or("unknown").to_owned(),
         }
     }
 
@@ -206,7 +233,7 @@ impl Child {
             main_pid: self.pid(),
             n_restarts: self.n_restarts,
             state_change_timestamp: self.changed_at,
-            sync_state: instance.then(|| self.sync_state()),
+            sync_state: Some(self.sync_state()),
             netns: if instance {
                 Some(self.netns.clone().unwrap_or_default())
             } else {
@@ -224,6 +251,8 @@ impl Child {
             },
             endpoint: self.endpoint.as_ref().map(|e| e.to_string()),
             last_failure: self.last_failure.clone(),
+            remote: self.remote,
+            unreachable: self.unreachable.clone(),
             unit: Some(self.unit),
             run: self.run,
         }
@@ -286,6 +315,7 @@ impl Core {
         for b in &config.blades {
             let unit = Unit::Blade(b.id);
             let mut c = Child::new(unit, programs.fpd.clone(), config.fpd_args(b));
+            c.remote = b.remote;
             c.peers = b.instance.into_iter().collect();
             c.endpoint = Some(b.endpoint.clone());
             children.insert(unit, c);
@@ -363,7 +393,11 @@ impl Core {
             .filter(|u| matches!(u, Unit::Blade(_)))
             .collect();
         for unit in blades {
-            self.start(unit, None);
+            if self.children[&unit].remote {
+                self.watch_remote(unit);
+            } else {
+                self.start(unit, None);
+            }
         }
         loop {
             self.start_pending();
@@ -426,6 +460,84 @@ impl Core {
 
     // ---- starting --------------------------------------------------------
 
+    /// Begins watching remote blade `unit` (its only run).
+    fn watch_remote(&mut self, unit: Unit) {
+        let Some(c) = self.children.get_mut(&unit) else {
+            return;
+        };
+        c.run = 1;
+        child_log!(
+            info,
+            unit,
+            "{} is remote, at {}: watched, not started",
+            c.log_name(),
+            c.endpoint
+                .as_ref()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        );
+        self.set_state(unit, "activating", "connecting");
+        self.spawn_watcher(unit);
+    }
+
+    /// A remote blade's watcher reached it, or not.
+    fn on_reached(&mut self, unit: Unit, run: u64, result: Result<(), String>) {
+        let Some(c) = self.children.get_mut(&unit) else {
+            return;
+        };
+        if c.run != run || !c.remote {
+            return;
+        }
+        match result {
+            Ok(()) => {
+                if c.active != "active" {
+                    child_log!(
+                        info,
+                        unit,
+                        "{} reached at {}",
+                        c.log_name(),
+                        c.endpoint
+                            .as_ref()
+                            .map(|e| e.to_string())
+                            .unwrap_or_default()
+                    );
+                }
+                c.unreachable = None;
+                self.set_state(unit, "active", "remote");
+            }
+            Err(reason) => {
+                if c.unreachable.as_ref() != Some(&reason) {
+                    child_log!(warn, unit, "{} unreachable: {reason}", c.log_name());
+                    c.last_failure = Some(format!("unreachable: {reason}"));
+                }
+                c.unreachable = Some(reason);
+                self.set_state(unit, "activating", "unreachable");
+            }
+        }
+    }
+
+    /// What instance `unit`'s report says of each of its blades' queues.
+    fn update_blade_sync(&mut self, unit: Unit) {
+        let Some(c) = self.children.get(&unit) else {
+            return;
+        };
+        let queue = c
+            .sync
+            .as_ref()
+            .filter(|_| c.active == "active")
+            .map(|s| s.queue.clone());
+        for b in c.peers.clone() {
+            let state = queue.as_ref().map(|q| blade_queue_state(q, b));
+            let Some(bc) = self.children.get_mut(&Unit::Blade(b)) else {
+                continue;
+            };
+            if bc.blade_sync != state {
+                bc.blade_sync = state;
+                self.publish_child(Unit::Blade(b));
+            }
+        }
+    }
+
     /// Starts `unit` now (the start limit permitting); `waiter` is answered
     /// once it is ready or has failed.
     fn start(&mut self, unit: Unit, waiter: Option<Reply>) {
@@ -434,6 +546,12 @@ impl Core {
         let Some(c) = self.children.get_mut(&unit) else {
             return;
         };
+        if c.remote {
+            if let Some(w) = waiter {
+                let _ = w.send(Err(remote_refusal(c)));
+            }
+            return;
+        }
         c.pending = false;
         c.restart_at = None;
         if let Some(w) = waiter {
@@ -556,7 +674,7 @@ impl Core {
                 c.peers.iter().all(|b| {
                     self.children
                         .get(&Unit::Blade(*b))
-                        .is_none_or(|bc| bc.active != "activating")
+                        .is_none_or(|bc| bc.remote || bc.active != "activating")
                 })
             })
             .map(|c| c.unit)
@@ -664,6 +782,7 @@ impl Core {
     fn on_event(&mut self, event: Event) {
         match event {
             Event::Exited { unit, run, outcome } => self.on_exit(unit, run, outcome),
+            Event::Reached { unit, run, result } => self.on_reached(unit, run, result),
             Event::Ready { unit, run } => {
                 let Some(c) = self.children.get_mut(&unit) else {
                     return;
@@ -700,6 +819,10 @@ impl Core {
                         }
                     }
                 }
+                self.update_blade_sync(unit);
+                let Some(c) = self.children.get_mut(&unit) else {
+                    return;
+                };
                 if c.sync_state() != before {
                     child_log!(
                         info,
@@ -739,6 +862,10 @@ impl Core {
         self.store.forget(unit);
         c.start_deadline = None;
         c.stop_deadline = None;
+        if matches!(unit, Unit::Instance(_)) {
+            self.update_blade_sync(unit);
+        }
+        let c = self.children.get_mut(&unit).expect("present");
         let was_ready = c.active == "active";
         let outcome = if ours && c.killed {
             Outcome::Timeout
@@ -892,6 +1019,7 @@ impl Core {
     /// Starts the collector's watcher of `unit`'s current run; each
     /// instance round's sync state comes back as [`Event::Synced`].
     fn spawn_watcher(&mut self, unit: Unit) {
+        let netns = self.dial_netns(unit);
         let Some(c) = self.children.get_mut(&unit) else {
             return;
         };
@@ -904,15 +1032,33 @@ impl Core {
             unit,
             run,
             endpoint: c.endpoint.clone(),
+            netns,
             interval: self.config.report_interval,
             timeout: self.config.query_timeout,
             store: self.store.clone(),
             nudge: c.nudge.clone(),
         };
         let events = self.events_tx.clone();
-        tokio::spawn(watcher.run(token, move |info| {
-            let _ = events.send(Event::Synced { unit, run, info });
+        tokio::spawn(watcher.run(token, move |round| {
+            let _ = events.send(match round {
+                collect::Round::Instance(info) => Event::Synced { unit, run, info },
+                collect::Round::Blade(result) => Event::Reached {
+                    unit,
+                    run,
+                    result: result.map_err(|e| e.to_string()),
+                },
+            });
         }));
+    }
+
+    /// The namespace a remote blade is dialled from: its instance's.
+    fn dial_netns(&self, unit: Unit) -> Option<String> {
+        let c = self.children.get(&unit)?;
+        if !c.remote {
+            return None;
+        }
+        let instance = c.peers.first()?;
+        self.children.get(&Unit::Instance(*instance))?.netns.clone()
     }
 
     fn spawn_ha_reapply(&self, id: u32, enable: bool) {
@@ -1008,6 +1154,10 @@ impl Core {
         }
     }
 
+    fn is_remote(&self, unit: Unit) -> bool {
+        self.children.get(&unit).is_some_and(|c| c.remote)
+    }
+
     fn check_unit(&self, unit: Unit) -> Result<(), CommandError> {
         if self.children.contains_key(&unit) {
             return Ok(());
@@ -1093,6 +1243,9 @@ impl Core {
                         self.start(unit, Some(reply));
                     }
                 }
+            }
+            Command::Stop(unit) | Command::Restart(unit) if self.is_remote(unit) => {
+                let _ = reply.send(Err(remote_refusal(&self.children[&unit])));
             }
             Command::Stop(unit) => match self.check_unit(unit) {
                 Ok(()) => self.stop(unit, Some(reply)),
@@ -1313,5 +1466,58 @@ impl Core {
             };
             let _ = reply.send(answer);
         });
+    }
+}
+
+/// Why a remote blade cannot be started, stopped or restarted here.
+fn remote_refusal(c: &Child) -> CommandError {
+    CommandError::InvalidArgument(format!(
+        "blade {} is remote (at {}): its fpd runs on its own host, not under this fpsyncd",
+        c.unit.id(),
+        c.endpoint
+            .as_ref()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    ))
+}
+
+/// A blade's SyncState from its instance's `show queue --json`.
+fn blade_queue_state(queue: &serde_json::Value, blade: u32) -> &'static str {
+    let entry = queue
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|b| b["blade"].as_u64() == Some(u64::from(blade)));
+    let Some(q) = entry.map(|b| &b["queue"]) else {
+        return "unknown";
+    };
+    if q["backup"].as_bool() == Some(true) {
+        return "backup";
+    }
+    match (q["connected"].as_bool(), q["in_sync"].as_bool()) {
+        (Some(true), Some(true)) => "synced",
+        (Some(true), _) => "resyncing",
+        _ => "disconnected",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_blade_sync_state_is_its_instance_word_on_its_queue() {
+        let q = json!([
+            {"blade": 1, "queue": {"connected": true, "in_sync": true}},
+            {"blade": 2, "queue": {"connected": true, "in_sync": false}},
+            {"blade": 3, "queue": {"connected": false, "in_sync": false}},
+            {"blade": 5, "queue": {"connected": false, "in_sync": false, "backup": true}},
+        ]);
+        assert_eq!(blade_queue_state(&q, 5), "backup");
+        assert_eq!(blade_queue_state(&q, 1), "synced");
+        assert_eq!(blade_queue_state(&q, 2), "resyncing");
+        assert_eq!(blade_queue_state(&q, 3), "disconnected");
+        assert_eq!(blade_queue_state(&q, 4), "unknown");
+        assert_eq!(blade_queue_state(&json!("junk"), 1), "unknown");
     }
 }

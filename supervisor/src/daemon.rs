@@ -34,6 +34,9 @@ pub enum DaemonError {
     Bus(#[from] BusError),
     #[error("the private bus (dbus-daemon) died")]
     BusDied,
+    /// The `FPC_TLS_*` files fpsyncd's own queries of remote blades use.
+    #[error("FPC_TLS_*: {0}")]
+    Tls(String),
     #[error("cannot listen for metrics on {0}")]
     Metrics(std::net::SocketAddr, #[source] std::io::Error),
 }
@@ -68,6 +71,10 @@ pub fn find_program(name: &str, dir: Option<&Path>) -> Option<PathBuf> {
 
 pub fn run(options: Options) -> Result<(), DaemonError> {
     let config = Config::load()?;
+    // fpsyncd queries remote blades as the same identity as its cmgrd.
+    let tcp = fpc::client_from_options(config.tls.as_ref(), false)
+        .map_err(|e| DaemonError::Tls(e.to_string()))?;
+    fpc::install_client(tcp);
     let _lock = PidLock::acquire(&config.run_dir)?;
     let dir = options.bin_dir.as_deref();
     let programs = Programs {

@@ -66,6 +66,14 @@ impl Vars {
         self.get(name).filter(|v| !v.is_empty())
     }
 
+    /// The names of the variables set and not empty, in no order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.map
+            .iter()
+            .filter(|(_, (v, _))| !v.is_empty())
+            .map(|(k, _)| k.as_str())
+    }
+
     pub fn origin(&self, name: &str) -> Origin {
         self.map
             .get(name)

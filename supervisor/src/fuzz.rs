@@ -33,6 +33,10 @@ const VARIABLES: &[&str] = &[
     "FPC_TLS_CERT",
     "FPC_TLS_KEY",
     "FPC_TLS_CA",
+    "BLADE_1_ENDPOINT",
+    "FPC_KEEPALIVE_SEC",
+    "FPC_PEER_TIMEOUT_SEC",
+    "BLADE_1_LISTEN",
     "REPORT_INTERVAL_SEC",
     "METRICS_LISTEN",
     "CMGR_NETNS",
@@ -76,6 +80,8 @@ const VALUES: &[&str] = &[
     "../x",
     "/",
     "a/b",
+    "tcp:192.0.2.1:7700",
+    "unix:/run/x.sock",
     "-I 3",
     "-I3",
     "--blade 2",
@@ -295,6 +301,11 @@ fn the_variable_list_is_complete() {
         assert!(VARIABLES.contains(name), "{name} is read but not fuzzed");
     }
     for name in VARIABLES {
-        assert!(code.contains(&format!("\"{name}\"")), "{name} is not read");
+        // A blade's variable is read through its template (`{id}`).
+        let template = format!("\"{}\"", name.replace('1', "{id}"));
+        assert!(
+            code.contains(&format!("\"{name}\"")) || code.contains(&template),
+            "{name} is not read"
+        );
     }
 }

@@ -4,6 +4,12 @@
 //! have a deadline; the sessions ([`ConsoleSession`], [`FpcSession`]) are
 //! kept open by the collector, which bounds each exchange itself. None
 //! blocks a thread.
+//!
+//! A remote blade (TCP) is dialled from the network namespace of the
+//! instance that feeds it, as its cmgrd dials it: the socket is made on a
+//! short-lived thread that enters that namespace (`setns` moves only the
+//! calling thread; a socket stays in the namespace it was made in), then
+//! connected on the runtime, with TLS as fpsyncd's `FPC_TLS_*` identity.
 
 use std::time::Duration;
 
@@ -130,12 +136,31 @@ pub struct FpcSession {
 impl FpcSession {
     /// Connects and exchanges Hello. Not bounded here: callers bound it.
     pub async fn connect(endpoint: &Endpoint) -> Result<FpcSession, ProbeError> {
-        let stream = fpc::connect(endpoint)
-            .await
-            .map_err(|e| ProbeError::Unreachable {
-                what: endpoint.to_string(),
-                message: e.to_string(),
-            })?;
+        FpcSession::connect_from(endpoint, None).await
+    }
+
+    /// As [`FpcSession::connect`], a TCP endpoint dialled from the
+    /// namespace `netns` (`ip netns` name; None: fpsyncd's own).
+    pub async fn connect_from(
+        endpoint: &Endpoint,
+        netns: Option<&str>,
+    ) -> Result<FpcSession, ProbeError> {
+        let unreachable = |e: std::io::Error| ProbeError::Unreachable {
+            what: match netns {
+                Some(ns) => format!("{endpoint} from netns {ns}"),
+                None => endpoint.to_string(),
+            },
+            message: e.to_string(),
+        };
+        let stream = match (endpoint, netns) {
+            (Endpoint::Tcp(addr), Some(ns)) => {
+                let socket = socket_in(ns, addr).await.map_err(unreachable)?;
+                let tcp = socket.connect(*addr).await.map_err(unreachable)?;
+                tcp.set_nodelay(true).map_err(unreachable)?;
+                fpc::over_tcp(tcp, addr).await.map_err(unreachable)?
+            }
+            _ => fpc::connect(endpoint).await.map_err(unreachable)?,
+        };
         let mut s = FpcSession {
             stream,
             endpoint: endpoint.clone(),
@@ -207,6 +232,31 @@ impl FpcSession {
     }
 }
 
+/// A TCP socket for `addr` made in the namespace `ns`, on a thread of its
+/// own (the runtime's threads never change namespace).
+async fn socket_in(
+    ns: &str,
+    addr: &std::net::SocketAddr,
+) -> std::io::Result<tokio::net::TcpSocket> {
+    fpc::check_dial(addr)?;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let (ns, v4) = (ns.to_owned(), addr.is_ipv4());
+    std::thread::Builder::new()
+        .name("fpsyncd-dial".into())
+        .spawn(move || {
+            let made = common::netns::enter(&ns).and_then(|()| {
+                if v4 {
+                    tokio::net::TcpSocket::new_v4()
+                } else {
+                    tokio::net::TcpSocket::new_v6()
+                }
+            });
+            let _ = tx.send(made);
+        })?;
+    rx.await
+        .map_err(|_| std::io::Error::other("the dialling thread ended without a socket"))?
+}
+
 /// A fast path's counters, and the blade number it says it serves, on a
 /// connection of their own.
 pub async fn fpd_counters(
@@ -228,7 +278,8 @@ pub async fn fpd_counters(
 pub struct SyncInfo {
     /// cmgrd's own state: initial-dump | synced | resyncing.
     pub state: String,
-    /// Whether every blade's queue is connected and in sync.
+    /// Whether every blade's queue is connected and in sync (or waits as
+    /// a backup).
     pub blades_in_sync: bool,
     pub sync: serde_json::Value,
     pub queue: serde_json::Value,
@@ -258,10 +309,13 @@ pub fn parse_sync_info(sync: &str, queue: &str) -> Result<SyncInfo, ProbeError> 
         .and_then(|s| s.as_str())
         .ok_or_else(|| ProbeError::Protocol("show sync --json has no state".into()))?
         .to_owned();
+    // A backup of a blade (another control plane's cache manager is its
+    // primary) has nothing to replay until it is promoted: in sync.
     let blades_in_sync = queue.as_array().is_some_and(|blades| {
         blades.iter().all(|b| {
             let q = &b["queue"];
             q["connected"].as_bool() == Some(true) && q["in_sync"].as_bool() == Some(true)
+                || q["backup"].as_bool() == Some(true)
         })
     });
     Ok(SyncInfo {

@@ -20,6 +20,9 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 
+use nix::fcntl::{Flock, FlockArg};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 use tracing::warn;
 
 /// A started child: its pid and a pidfd for signals.
@@ -43,8 +46,10 @@ impl Handle {
                     0,
                 ) == 0
             },
-            // SAFETY: kill(2) on our own child's pid (pidfds unsupported).
-            None => unsafe { libc::kill(self.pid as i32, sig) == 0 },
+            // kill(2) on our own child's pid (pidfds unsupported).
+            None => Signal::try_from(sig)
+                .and_then(|sig| kill(Pid::from_raw(self.pid as i32), sig))
+                .is_ok(),
         }
     }
 }
@@ -61,16 +66,14 @@ pub fn command(program: &Path, args: &[String]) -> tokio::process::Command {
     ] {
         cmd.env_remove(var);
     }
-    let parent = std::process::id() as libc::pid_t;
-    // SAFETY: only async-signal-safe calls (prctl, getppid, _exit) between
-    // fork and exec.
+    let parent = Pid::from_raw(std::process::id() as i32);
+    // SAFETY: only async-signal-safe calls (prctl, getppid, _exit: nix's
+    // wrappers allocate nothing) between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
-                return Err(io::Error::last_os_error());
-            }
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
             // The parent died before prctl: nobody will signal us.
-            if libc::getppid() != parent {
+            if nix::unistd::getppid() != parent {
                 libc::_exit(1);
             }
             Ok(())
@@ -131,9 +134,9 @@ impl Registry {
                 continue;
             };
             if pid != 0 && start_time(pid) == Some(start) {
-                // SAFETY: kill(2) on a pid whose start time proves it is
-                // the process we recorded.
-                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+                // A pid whose start time proves it is the process we
+                // recorded.
+                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
                 killed.push(format!("{name} (pid {pid})"));
             }
         }
@@ -165,7 +168,7 @@ impl Registry {
 #[derive(Debug)]
 pub struct PidLock {
     path: PathBuf,
-    _file: File,
+    _file: Flock<File>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -188,18 +191,20 @@ impl PidLock {
             source,
         };
         std::fs::create_dir_all(run_dir).map_err(io_err)?;
-        let mut file = std::fs::OpenOptions::new()
+        let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
             .open(&path)
             .map_err(io_err)?;
-        // SAFETY: flock(2) on a descriptor we own.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            let pid = std::fs::read_to_string(&path).unwrap_or_default();
-            return Err(LockError::Running(pid.trim().to_owned()));
-        }
+        let mut file = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(locked) => locked,
+            Err(_) => {
+                let pid = std::fs::read_to_string(&path).unwrap_or_default();
+                return Err(LockError::Running(pid.trim().to_owned()));
+            }
+        };
         file.set_len(0).map_err(io_err)?;
         writeln!(file, "{}", std::process::id()).map_err(io_err)?;
         Ok(PidLock { path, _file: file })
@@ -216,9 +221,8 @@ impl Drop for PidLock {
 pub fn running_supervisor(run_dir: &Path) -> Option<u32> {
     let path = run_dir.join("fpsyncd.pid");
     let file = File::open(&path).ok()?;
-    // SAFETY: flock(2) on a descriptor we own; released when it closes.
-    let free = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } == 0;
-    if free {
+    // Released when the lock is dropped.
+    if Flock::lock(file, FlockArg::LockSharedNonblock).is_ok() {
         return None;
     }
     std::fs::read_to_string(&path).ok()?.trim().parse().ok()

@@ -2,6 +2,8 @@
 //! the core's view of each child and what the collector last heard from it
 //! (see `collect`), each child's figures with their age, a stale child
 //! with its error. Nothing here does I/O, so a call never waits on a child.
+//! A remote blade that cannot be reached shows `"error": "unreachable:
+//! REASON"` (its figures left out until it is reached again).
 //! The IPsec HA switch is still a live console call (it changes state).
 
 use std::collections::BTreeMap;
@@ -39,6 +41,12 @@ pub struct ChildView {
     pub endpoint: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_failure: Option<String>,
+    /// A blade whose fpd runs on another host (`BLADE_<B>_ENDPOINT`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub remote: bool,
+    /// A remote blade: why the last round could not reach it.
+    #[serde(skip)]
+    pub unreachable: Option<String>,
     #[serde(skip)]
     pub unit: Option<Unit>,
     /// The run the collector's entry must belong to.
@@ -90,6 +98,12 @@ fn millis(d: Duration) -> u64 {
 
 /// Why `v` has no fresh figures (not running, not heard yet, stale), if so.
 fn problem(inputs: &Inputs, v: &ChildView) -> Option<Value> {
+    if let Some(reason) = &v.unreachable {
+        return Some(json!(format!("unreachable: {reason}")));
+    }
+    if v.remote && !v.running() {
+        return Some(json!("not reached yet"));
+    }
     if !v.running() {
         return Some(not_running(v));
     }

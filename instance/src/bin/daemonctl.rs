@@ -78,8 +78,7 @@ fn main() -> ExitCode {
 /// the pid of the instance's pid file when that names a live process.
 fn trusted(stream: &UnixStream, instance: Option<u32>) -> Result<(), String> {
     let cred = peer_cred(stream).map_err(|e| format!("cannot read its credentials: {e}"))?;
-    // SAFETY: getuid has no preconditions and cannot fail.
-    let ours = unsafe { libc::getuid() };
+    let ours = nix::unistd::getuid().as_raw();
     if cred.uid != 0 && cred.uid != ours {
         return Err(format!(
             "its server runs as uid {} ({}, pid {}), neither root nor uid {ours}",
@@ -107,9 +106,10 @@ fn trusted(stream: &UnixStream, instance: Option<u32>) -> Result<(), String> {
 
 /// Whether a process with this pid exists (kill with signal 0).
 fn alive(pid: i32) -> bool {
-    // SAFETY: kill with signal 0 only checks that the process exists.
-    let ret = unsafe { libc::kill(pid, 0) };
-    ret == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
+        Ok(()) => true,
+        Err(e) => e == nix::errno::Errno::EPERM,
+    }
 }
 
 /// Sends each command and prints each answer (answers end with an empty

@@ -102,6 +102,8 @@ pub fn run(config: Config, ready: impl FnOnce()) -> Result<(), DaemonError> {
             name: config.identifier(),
             socket_buffer: config.socket_buffer,
             election_id: config.election_id,
+            keepalive: config.keepalive,
+            peer_timeout: config.peer_timeout,
             stats: stats.clone(),
             reverse: reverse.clone(),
         };

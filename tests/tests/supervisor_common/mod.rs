@@ -209,8 +209,26 @@ impl Supervisor {
         journal: Option<&Journal>,
         extra_config: &str,
     ) -> Supervisor {
+        Supervisor::start_with(instances, bus, journal, extra_config, "")
+    }
+
+    /// As [`Supervisor::start`], with `cmgr_extra` appended to every
+    /// instance's `cmgr.env` (such as `CMGR_OPTIONS=...`).
+    pub fn start_with(
+        instances: &[InstanceSpec],
+        bus: &str,
+        journal: Option<&Journal>,
+        extra_config: &str,
+        cmgr_extra: &str,
+    ) -> Supervisor {
         let dir = TempDir::new("fpsyncd");
         let env = write_config(&dir.path, instances, extra_config);
+        if !cmgr_extra.is_empty() {
+            let path = dir.path.join("cmgr.env");
+            let mut text = std::fs::read_to_string(&path).unwrap();
+            text.push_str(cmgr_extra);
+            std::fs::write(&path, text).unwrap();
+        }
         let log = dir.path.join("fpsyncd.log");
         let file = std::fs::File::create(&log).unwrap();
         let fpsyncd = bin("fpsyncd");
