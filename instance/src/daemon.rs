@@ -1343,7 +1343,7 @@ impl Processor {
         if let Object::Route(r) = obj {
             if nlmsg_flags & NLM_F_REPLACE != 0
                 && r.dst.is_ipv6()
-                && self.cache.get(&obj.key()).is_none()
+                && !self.cache.contains(&obj.key())
             {
                 self.schedule(&[Scope::Routes(AF_INET6)]);
             }
@@ -1533,7 +1533,7 @@ impl Processor {
         self.generation = self.generation.max(now_ns()) + 1;
         let generation = self.generation;
         let ha = self.ipsec_ha.get(&self.blades[index].blade) == Some(&true);
-        let wanted = |o: &&Object| ha || !matches!(o, Object::XfrmReplay(_));
+        let wanted = |o: &std::borrow::Cow<Object>| ha || !matches!(**o, Object::XfrmReplay(_));
         let link = &mut self.blades[index];
         let LinkState::Up { conn } = link.state else {
             return;
@@ -1550,7 +1550,7 @@ impl Processor {
         // Cloned a frame at a time, not the whole cache at once first.
         let mut batch = Vec::with_capacity(BATCH);
         for o in self.cache.replay().filter(wanted) {
-            batch.push((Op::Add, o.clone()));
+            batch.push((Op::Add, o.into_owned()));
             if batch.len() == BATCH {
                 let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
                 bytes += send(link, conn, &Message::Batch(full), &mut frames);
