@@ -411,6 +411,12 @@ impl Cache {
         }
     }
 
+    /// How many objects there are, every kind (what [`Cache::replay`]
+    /// yields, without rebuilding the routes to count them).
+    pub fn total(&self) -> usize {
+        self.routes.len() + self.maps.iter().map(Map::len).sum::<usize>()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.routes.is_empty() && self.maps.iter().all(Map::is_empty)
     }
@@ -699,6 +705,7 @@ mod tests {
         assert_eq!(ops.len(), 1, "only the IPv6 one is swept");
         assert_eq!(c.len(ObjectKind::NetConf), 1);
         let order: Vec<ObjectKind> = c.replay().map(|o| o.kind()).collect();
+        assert_eq!(c.total(), order.len());
         assert_eq!(order, vec![ObjectKind::NetConf, ObjectKind::Route]);
     }
 

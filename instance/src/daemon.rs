@@ -443,7 +443,7 @@ pub fn run(config: Config, ready: impl FnOnce()) -> Result<(), DaemonError> {
     p.full_resync().map_err(DaemonError::Dump)?;
     p.state = SyncState::Synced;
     info!(
-        objects = p.cache.replay().count(),
+        objects = p.cache.total(),
         elapsed_ms = t0.elapsed().as_millis() as u64,
         "initial dump done"
     );
@@ -1542,7 +1542,12 @@ impl Processor {
         info!(
             blade = link.blade,
             generation,
-            objects = self.cache.replay().filter(wanted).count(),
+            objects = self.cache.total()
+                - if ha {
+                    0
+                } else {
+                    self.cache.len(ObjectKind::XfrmReplay)
+                },
             "replaying the cache"
         );
         let mut frames = Vec::new();
