@@ -10,7 +10,7 @@
 //! precedes what it names.
 //!
 //! Routes are not kept as `Object`s: [`routes::Routes`] keeps each as its
-//! key's bytes and the id of an interned attribute set (about 40 bytes a
+//! key's bytes and the id of an interned attribute set (about 45 bytes a
 //! route against some 500 as a whole `Object` under its `ObjectKey`), and
 //! rebuilds them when asked. So [`Cache::get`] and [`Cache::objects`],
 //! which lend `&Object`, serve every kind but routes; [`Cache::route`],

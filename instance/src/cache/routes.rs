@@ -18,7 +18,9 @@
 //! * an IPv6 entry's disc is [`RouteDisc::of`] its attributes, as in
 //!   [`Route::key`];
 //! * the value's top bit ([`MARK`]) is set only between
-//!   [`Routes::upsert_marked`] and [`Routes::sweep`] (a reconcile).
+//!   [`Routes::upsert_marked`] and [`Routes::sweep`] (a reconcile); an
+//!   attribute id is below it (one id per distinct set in use: 2^31 of
+//!   them would take over 100 GiB).
 //!
 //! Memory: an IPv4 entry is 20 bytes (16-byte key, 4-byte id) and an IPv6
 //! entry 36, plus hashbrown's control byte, at the load its last doubling
