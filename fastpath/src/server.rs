@@ -26,8 +26,12 @@
 //!   oversize, unexpected for the role, or before Hello) is logged with the
 //!   peer and the reason, answered with an `Error` frame when possible, and
 //!   closes that connection only.
-//! * The tables lock is only taken on blocking threads (`spawn_blocking`),
-//!   never on a runtime worker, since a large batch holds it long.
+//! * The tables lock is only waited for on blocking threads
+//!   (`spawn_blocking`), never on a runtime worker, since a large batch
+//!   holds it long. A sync batch of at most [`INLINE_OPS`] ops is applied
+//!   on the worker itself when `try_lock` finds the lock free (no thread
+//!   handoff for a single change); otherwise it goes to a blocking thread
+//!   as any other frame.
 //!   Lock order: tables, then the arbiter.
 //! * No lock is held across socket I/O. A dump copies the tables under the
 //!   lock (their compact form: 9 ms for 100,000 routes) and encodes
@@ -1229,74 +1233,94 @@ impl Reports {
     }
 }
 
+/// The largest sync batch applied on a runtime worker (see the module's
+/// header): it holds the tables lock a few microseconds.
+const INLINE_OPS: usize = 16;
+
+/// What applying a frame gives: the rejected objects, or why nothing was
+/// applied (this session is not the primary).
+type Applied = Result<Vec<(u32, ObjectError)>, String>;
+
 /// Applies one sync frame under one lock; returns the rejected objects,
 /// or why nothing was applied (this session is not the primary).
-async fn apply_frame(
-    shared: &Arc<Shared>,
+async fn apply_frame(shared: &Arc<Shared>, conn: u64, msg: Message) -> Result<Applied, Close> {
+    if matches!(&msg, Message::Batch(ops) if ops.len() <= INLINE_OPS) {
+        let free = match shared.tables.try_lock() {
+            Ok(t) => Some(t),
+            Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        };
+        if let Some(mut tables) = free {
+            return apply_locked(shared, &mut tables, conn, msg);
+        }
+    }
+    let shared = shared.clone();
+    blocking(move || apply_locked(&shared, &mut shared.tables(), conn, msg)).await?
+}
+
+/// [`apply_frame`]'s work, the tables lock held.
+fn apply_locked(
+    shared: &Shared,
+    tables: &mut Tables,
     conn: u64,
     msg: Message,
-) -> Result<Result<Vec<(u32, ObjectError)>, String>, Close> {
-    let shared = shared.clone();
-    blocking(move || {
-        let mut tables = shared.tables();
-        {
-            let arbiter = shared.sync();
-            if !arbiter.members.iter().any(|m| m.conn == conn) {
-                return Err(Close::Replaced);
-            }
-            if arbiter.primary != Some(conn) {
-                let primary = match arbiter.primary() {
-                    Some(p) => format!(
-                        "instance {} with election id {} is",
-                        p.instance, p.election_id
-                    ),
-                    None => "none is elected yet".to_owned(),
-                };
-                return Ok(Err(format!(
-                    "blade {}: this session is a backup, not the primary ({primary}): its writes are refused",
-                    shared.blade
-                )));
-            }
+) -> Result<Applied, Close> {
+    {
+        let arbiter = shared.sync();
+        if !arbiter.members.iter().any(|m| m.conn == conn) {
+            return Err(Close::Replaced);
         }
-        let mut errors = Vec::new();
-        // What of the dataplane's view this frame changes (a sweep at
-        // SyncEnd may touch anything).
-        let parts = match &msg {
-            Message::Batch(ops) => ops
-                .iter()
-                .fold(Parts::default(), |p, (_, o)| p.union(Parts::of(o.kind()))),
-            Message::SyncEnd { .. } => Parts::ALL,
-            _ => Parts::default(),
-        };
-        match msg {
-            Message::SyncBegin { generation } => {
-                tables.begin_sync(generation);
-                info!(generation, "sync begins");
-            }
-            Message::SyncEnd { generation } => {
-                let swept = tables.end_sync(generation);
-                info!(generation, swept, "sync ends");
-            }
-            Message::Batch(ops) => {
-                let debug = tracing::enabled!(tracing::Level::DEBUG);
-                for (index, (op, obj)) in ops.into_iter().enumerate() {
-                    let shown = debug.then(|| obj.to_string());
-                    if let Err(e) = tables.apply(op, obj) {
-                        if let Some(shown) = shown {
-                            debug!(index, ?op, error = ?e, "rejected: {shown}");
-                        }
-                        errors.push((index as u32, e));
+        if arbiter.primary != Some(conn) {
+            let primary = match arbiter.primary() {
+                Some(p) => format!(
+                    "instance {} with election id {} is",
+                    p.instance, p.election_id
+                ),
+                None => "none is elected yet".to_owned(),
+            };
+            return Ok(Err(format!(
+                "blade {}: this session is a backup, not the primary ({primary}): its writes are refused",
+                shared.blade
+            )));
+        }
+    }
+    let mut errors = Vec::new();
+    // What of the dataplane's view this frame changes (a sweep at
+    // SyncEnd may touch anything).
+    let parts = match &msg {
+        Message::Batch(ops) => ops
+            .iter()
+            .fold(Parts::default(), |p, (_, o)| p.union(Parts::of(o.kind()))),
+        Message::SyncEnd { .. } => Parts::ALL,
+        _ => Parts::default(),
+    };
+    match msg {
+        Message::SyncBegin { generation } => {
+            tables.begin_sync(generation);
+            info!(generation, "sync begins");
+        }
+        Message::SyncEnd { generation } => {
+            let swept = tables.end_sync(generation);
+            info!(generation, swept, "sync ends");
+        }
+        Message::Batch(ops) => {
+            let debug = tracing::enabled!(tracing::Level::DEBUG);
+            for (index, (op, obj)) in ops.into_iter().enumerate() {
+                let shown = debug.then(|| obj.to_string());
+                if let Err(e) = tables.apply(op, obj) {
+                    if let Some(shown) = shown {
+                        debug!(index, ?op, error = ?e, "rejected: {shown}");
                     }
+                    errors.push((index as u32, e));
                 }
             }
-            _ => {}
         }
-        if let Some(dp) = &shared.dataplane {
-            dp.0.changed(parts);
-        }
-        Ok(Ok(errors))
-    })
-    .await?
+        _ => {}
+    }
+    if let Some(dp) = &shared.dataplane {
+        dp.0.changed(parts);
+    }
+    Ok(Ok(errors))
 }
 
 async fn query_session(

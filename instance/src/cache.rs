@@ -9,6 +9,14 @@
 //! ..., multicast VIFs before MFC entries, so that a reference never
 //! precedes what it names.
 //!
+//! Routes are not kept as `Object`s: [`routes::Routes`] keeps each as its
+//! key's bytes and the id of an interned attribute set (about 45 bytes a
+//! route against some 500 as a whole `Object` under its `ObjectKey`), and
+//! rebuilds them when asked. So [`Cache::get`] and [`Cache::objects`],
+//! which lend `&Object`, serve every kind but routes; [`Cache::route`],
+//! [`Cache::contains`] and [`Cache::replay`] (which hands out
+//! [`Cow`]s) serve routes too.
+//!
 //! Hashing: the maps of kinds whose keys only the namespace's own
 //! administrator makes (routes, links, addresses, ...) hash with
 //! fastpath's seeded fold hash ([`common::hash::PrefixHash`]), several times
@@ -17,11 +25,14 @@
 //! traffic) keep SipHash's flood resistance. A hand-written `BuildHasher`
 //! because std's maps take one hasher type per map.
 
+mod routes;
+
+use std::borrow::Cow;
 use std::collections::hash_map::{DefaultHasher, Entry, RandomState};
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 
-use fpc::{Hop, NextHops, Object, ObjectKey, ObjectKind, Op, Route, AF_INET, AF_INET6};
+use fpc::{Hop, NextHops, Object, ObjectKey, ObjectKind, Op, Route, RouteKey, AF_INET, AF_INET6};
 
 /// Which part of the cache a dump covers, for mark-and-sweep.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -257,7 +268,9 @@ impl Hasher for KeyHasher {
 type Map = HashMap<ObjectKey, Object, KeyHash>;
 
 pub struct Cache {
+    /// Every kind's map but routes' (empty: see `routes`).
     maps: [Map; SLOTS],
+    routes: routes::Routes,
 }
 
 impl Default for Cache {
@@ -271,6 +284,7 @@ impl Default for Cache {
                     .unwrap_or(ObjectKind::Link);
                 HashMap::with_hasher(KeyHash::of(kind))
             }),
+            routes: routes::Routes::default(),
         }
     }
 }
@@ -280,12 +294,32 @@ fn slot(kind: ObjectKind) -> usize {
 }
 
 impl Cache {
+    /// The cached object of `key`, of any kind but routes (which are not
+    /// kept as `Object`s: see [`Cache::route`], [`Cache::contains`]).
     pub fn get(&self, key: &ObjectKey) -> Option<&Object> {
+        debug_assert!(!matches!(key, ObjectKey::Route(_)), "Cache::get of a route");
         self.maps[slot(key_kind(key))].get(key)
+    }
+
+    /// The cached route of `key`, rebuilt.
+    pub fn route(&self, key: &RouteKey) -> Option<Route> {
+        self.routes.get(key)
+    }
+
+    /// Whether an object of `key` (of any kind) is cached.
+    pub fn contains(&self, key: &ObjectKey) -> bool {
+        match key {
+            ObjectKey::Route(k) => self.routes.contains(k),
+            _ => self.maps[slot(key_kind(key))].contains_key(key),
+        }
     }
 
     /// Inserts or refreshes `obj`; the op to send, or None if unchanged.
     pub fn upsert(&mut self, obj: Object) -> Option<(Op, Object)> {
+        let obj = match obj {
+            Object::Route(r) => return route_op(self.routes.upsert(r)),
+            obj => obj,
+        };
         let map = &mut self.maps[slot(obj.kind())];
         match map.entry(obj.key()) {
             Entry::Occupied(o) if *o.get() == obj => None,
@@ -302,6 +336,12 @@ impl Cache {
 
     /// Removes `key`; the delete op to send, or None if it was not cached.
     pub fn remove(&mut self, key: &ObjectKey) -> Option<(Op, Object)> {
+        if let ObjectKey::Route(k) = key {
+            return self
+                .routes
+                .remove(k)
+                .map(|r| (Op::Delete, Object::Route(r)));
+        }
         self.maps[slot(key_kind(key))]
             .remove(key)
             .map(|o| (Op::Delete, o))
@@ -316,7 +356,11 @@ impl Cache {
     /// without that hop).
     pub fn remove_route(&mut self, gone: Route) -> Option<(Op, Object)> {
         let key = ObjectKey::Route(gone.key());
-        if let (Some(Object::Route(cached)), true) = (self.get(&key), gone.dst.is_ipv6()) {
+        let cached = match gone.dst.is_ipv6() {
+            true => self.routes.get(&gone.key()),
+            false => None,
+        };
+        if let Some(cached) = &cached {
             let removed: Vec<&Hop> = match &gone.nexthops {
                 NextHops::Single(h) => vec![h],
                 NextHops::Multipath(hs) => hs.iter().collect(),
@@ -359,27 +403,38 @@ impl Cache {
     }
 
     pub fn len(&self, kind: ObjectKind) -> usize {
-        self.maps[slot(kind)].len()
+        match kind {
+            ObjectKind::Route => self.routes.len(),
+            _ => self.maps[slot(kind)].len(),
+        }
+    }
+
+    /// How many objects there are, every kind (what [`Cache::replay`]
+    /// yields, without rebuilding the routes to count them).
+    pub fn total(&self) -> usize {
+        self.routes.len() + self.maps.iter().map(Map::len).sum::<usize>()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.maps.iter().all(Map::is_empty)
+        self.routes.is_empty() && self.maps.iter().all(Map::is_empty)
     }
 
     /// Every object, in replay order (bridge ports and FDB entries after
-    /// the links they name).
-    pub fn replay(&self) -> impl Iterator<Item = &Object> {
+    /// the links they name); routes rebuilt (owned), the rest lent.
+    pub fn replay(&self) -> impl Iterator<Item = Cow<'_, Object>> {
         let (single, groups): (Vec<&Object>, Vec<&Object>) = self.maps[slot(ObjectKind::Nexthop)]
             .values()
             .partition(|o| matches!(o, Object::Nexthop(n) if n.group.is_empty()));
-        self.maps[slot(ObjectKind::Link)]
+        let before = self.maps[slot(ObjectKind::Link)]
             .values()
             .chain(self.maps[slot(ObjectKind::NetConf)].values())
             .chain(self.maps[slot(ObjectKind::Addr)].values())
             .chain(single)
             .chain(groups)
-            .chain(self.maps[slot(ObjectKind::Route)].values())
-            .chain(self.maps[slot(ObjectKind::Rule)].values())
+            .map(Cow::Borrowed);
+        let routes = self.routes.iter().map(|r| Cow::Owned(Object::Route(r)));
+        let after = self.maps[slot(ObjectKind::Rule)]
+            .values()
             .chain(self.maps[slot(ObjectKind::Neigh)].values())
             .chain(self.maps[slot(ObjectKind::BridgePort)].values())
             .chain(self.maps[slot(ObjectKind::Fdb)].values())
@@ -398,10 +453,13 @@ impl Cache {
             .chain(self.maps[slot(ObjectKind::XtChain)].values())
             .chain(self.maps[slot(ObjectKind::XtRule)].values())
             .chain(self.maps[slot(ObjectKind::Qdisc)].values())
+            .map(Cow::Borrowed);
+        before.chain(routes).chain(after)
     }
 
-    /// The objects of one kind.
+    /// The objects of one kind, any but routes (see [`Cache::replay`]).
     pub fn objects(&self, kind: ObjectKind) -> impl Iterator<Item = &Object> {
+        debug_assert!(kind != ObjectKind::Route, "Cache::objects of routes");
         self.maps[slot(kind)].values()
     }
 
@@ -412,6 +470,15 @@ impl Cache {
         kind: ObjectKind,
         gone: impl Fn(&Object) -> bool,
     ) -> Vec<(Op, Object)> {
+        if kind == ObjectKind::Route {
+            let gone = self
+                .routes
+                .remove_where(|r| gone(&Object::Route(r.clone())));
+            return gone
+                .into_iter()
+                .map(|r| (Op::Delete, Object::Route(r)))
+                .collect();
+        }
         let map = &mut self.maps[slot(kind)];
         let keys: Vec<ObjectKey> = map
             .iter()
@@ -427,6 +494,21 @@ impl Cache {
     /// is new or changed, removes what the dump no longer has. Returns the
     /// ops, deletions last.
     pub fn reconcile(&mut self, scope: Scope, fresh: Vec<Object>) -> Vec<(Op, Object)> {
+        if let Scope::Routes(family) = scope {
+            let mut ops = Vec::new();
+            for obj in fresh {
+                match obj {
+                    Object::Route(r) if r.family() == family => {
+                        ops.extend(route_op(self.routes.upsert_marked(r)));
+                    }
+                    // Not of this scope (never dumped so): kept out of its sweep.
+                    other => ops.extend(self.upsert(other)),
+                }
+            }
+            let gone = self.routes.sweep(family == AF_INET6);
+            ops.extend(gone.into_iter().map(|r| (Op::Delete, Object::Route(r))));
+            return ops;
+        }
         let mut seen = std::collections::HashSet::with_capacity(fresh.len());
         let mut ops = Vec::new();
         for obj in fresh {
@@ -466,8 +548,7 @@ impl Cache {
             .values()
             .any(|o| matches!(o, Object::Nexthop(n) if n.oif == ifindex));
         nexthops_use
-            || self.maps[slot(ObjectKind::Route)].values().any(|o| {
-                let Object::Route(r) = o else { return false };
+            || self.routes.attrs().any(|r| {
                 if prefsrc.is_some() && r.prefsrc == prefsrc {
                     return true;
                 }
@@ -490,11 +571,20 @@ impl Cache {
                 _ => None,
             })
             .collect();
-        self.maps[slot(ObjectKind::Route)].values().any(|o| {
-            matches!(o, Object::Route(r)
-                if matches!(r.nexthops, NextHops::Id(n) if n == id || groups.contains(&n)))
-        })
+        self.routes
+            .attrs()
+            .any(|r| matches!(r.nexthops, NextHops::Id(n) if n == id || groups.contains(&n)))
     }
+}
+
+fn route_op(change: Option<(routes::Change, Route)>) -> Option<(Op, Object)> {
+    change.map(|(c, r)| {
+        let op = match c {
+            routes::Change::Added => Op::Add,
+            routes::Change::Replaced => Op::Replace,
+        };
+        (op, Object::Route(r))
+    })
 }
 
 fn key_kind(key: &ObjectKey) -> ObjectKind {
@@ -612,7 +702,8 @@ mod tests {
         let ops = c.reconcile(Scope::NetConfs(AF_INET6), vec![]);
         assert_eq!(ops.len(), 1, "only the IPv6 one is swept");
         assert_eq!(c.len(ObjectKind::NetConf), 1);
-        let order: Vec<ObjectKind> = c.replay().map(Object::kind).collect();
+        let order: Vec<ObjectKind> = c.replay().map(|o| o.kind()).collect();
+        assert_eq!(c.total(), order.len());
         assert_eq!(order, vec![ObjectKind::NetConf, ObjectKind::Route]);
     }
 

@@ -305,7 +305,7 @@ fn show_interfaces(p: &Processor, json: bool) -> String {
     let blade = p.config.blades.first().map(|(b, _)| *b).unwrap_or(0);
     let mut links: Vec<&fpc::Link> = p
         .cache
-        .replay()
+        .objects(fpc::ObjectKind::Link)
         .filter_map(|o| match o {
             Object::Link(l) => Some(l),
             _ => None,

@@ -6,7 +6,7 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 
-use fpc::{Message, Object, Op};
+use fpc::{Message, Object, ObjectKind, Op};
 use tracing::{info, trace, warn};
 
 use super::now_ns;
@@ -64,7 +64,7 @@ impl Processor {
         self.generation = self.generation.max(now_ns()) + 1;
         let generation = self.generation;
         let ha = self.ipsec_ha.get(&self.blades[index].blade) == Some(&true);
-        let wanted = |o: &&Object| ha || !matches!(o, Object::XfrmReplay(_));
+        let wanted = |o: &std::borrow::Cow<Object>| ha || !matches!(**o, Object::XfrmReplay(_));
         let session = &mut self.blades[index];
         let SessionState::Up { conn } = session.state else {
             return;
@@ -73,7 +73,12 @@ impl Processor {
         info!(
             blade = session.blade,
             generation,
-            objects = self.cache.replay().filter(wanted).count(),
+            objects = self.cache.total()
+                - if ha {
+                    0
+                } else {
+                    self.cache.len(ObjectKind::XfrmReplay)
+                },
             "replaying the cache"
         );
         let mut frames = Vec::new();
@@ -86,7 +91,7 @@ impl Processor {
         // Cloned a frame at a time, not the whole cache at once first.
         let mut batch = Vec::with_capacity(BATCH);
         for o in self.cache.replay().filter(wanted) {
-            batch.push((Op::Add, o.clone()));
+            batch.push((Op::Add, o.into_owned()));
             if batch.len() == BATCH {
                 let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
                 bytes += send(session, conn, &Message::Batch(full), &mut frames);

@@ -90,7 +90,7 @@ impl Processor {
         if let Object::Route(r) = obj {
             if nlmsg_flags & NLM_F_REPLACE != 0
                 && r.dst.is_ipv6()
-                && self.cache.get(&obj.key()).is_none()
+                && !self.cache.contains(&obj.key())
             {
                 self.schedule(&[Scope::Routes(AF_INET6)]);
             }

@@ -153,7 +153,7 @@ pub fn run(config: Config, ready: impl FnOnce()) -> Result<(), DaemonError> {
     p.full_resync().map_err(DaemonError::Dump)?;
     p.state = SyncState::Synced;
     info!(
-        objects = p.cache.replay().count(),
+        objects = p.cache.total(),
         elapsed_ms = t0.elapsed().as_millis() as u64,
         "initial dump done"
     );

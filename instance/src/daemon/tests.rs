@@ -249,7 +249,7 @@ fn reconcile_makes_the_cache_and_the_blades_equal_to_linux() {
     p.run_reconcile();
     p.flush();
     assert!(ops(&blades[0].take()).is_empty());
-    assert!(p.cache.objects(fpc::ObjectKind::Route).any(|o| *o == new));
+    assert!(p.cache.contains(&new.key()));
 }
 
 #[test]

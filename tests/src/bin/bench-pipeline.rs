@@ -13,7 +13,10 @@
 //! * the same on every core;
 //! * `--instances N` (32) instances sharing the machine, the recording
 //!   split between them: all routes over the time until every fpd holds
-//!   its share.
+//!   its share (`--instances 0`: not measured);
+//! * after each one-instance run, a full resync: fpd killed (SIGKILL) and
+//!   started again, the time from its start to holding every route (the
+//!   same measure as bench-routes' (b), the kernel out of it too).
 //!
 //! `netlink replay` reads regular files of at most 64 MiB (the console's
 //! bound, kept): the recording is cut at datagram boundaries into as many
@@ -284,6 +287,34 @@ fn main() {
                 per(rss_kib(cmgrd), cmgrd_before)
             );
             println!("    {}", l.setup.console("show queue").replace('\n', " "));
+
+            // Full resync: a new fpd (pinned as the old one) gets cmgrd's
+            // whole cache.
+            let mut l = l;
+            l.setup.fpd.as_mut().expect("fpd").kill();
+            let t1 = Instant::now();
+            l.setup.start_fpd();
+            if let Some(c) = pinned {
+                pin(l.setup.fpd.as_ref().expect("fpd").pid(), c);
+            }
+            let mut client =
+                QueryClient::connect(&l.setup.endpoint, "bench", Duration::from_secs(30))
+                    .expect("new fpd's query socket");
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while routes_in_fpd(&mut client) < l.target {
+                assert!(
+                    Instant::now() < deadline,
+                    "the new fpd never held every route"
+                );
+                std::thread::sleep(Duration::from_micros(500));
+            }
+            println!(
+                "    full resync after fpd restart ({label}): {:.0} ms (target <= 250 ms)",
+                t1.elapsed().as_secs_f64() * 1e3
+            );
+        }
+        if instances == 0 {
+            continue;
         }
 
         // The recording split between the instances, at datagram bounds.
