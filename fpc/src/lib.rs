@@ -16,6 +16,7 @@ mod object;
 mod options;
 pub mod paths;
 mod qdisc;
+mod routing;
 mod rule;
 mod tls;
 mod transport;

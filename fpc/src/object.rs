@@ -15,6 +15,7 @@ use super::mroute::{Mroute, MrouteKey, MrouteVif, MrouteVifKey};
 use super::netconf::{NetConf, NetConfKey};
 use super::nftables::{NftChain, NftRule, NftSet, NftSetElem, NftTable};
 use super::qdisc::Qdisc;
+pub use super::routing::{Addr, BridgePort, Fdb, Hop, Link, Neigh, NextHops, Nexthop, Route};
 use super::rule::{Rule, RuleKey};
 use super::xfrm::{SaKey, SpKey, XfrmReplay, XfrmSa, XfrmSp};
 use super::xtables::{XtChain, XtRule};
@@ -39,304 +40,216 @@ pub mod rtn {
 /// `RTNH_F_ONLINK`: the only next-hop flag that is configuration, not state.
 pub const RTNH_F_ONLINK: u8 = 4;
 
-/// A network interface (`RTM_NEWLINK`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Link {
-    pub ifindex: u32,
-    pub name: String,
-    /// `IFLA_INFO_KIND` ("veth", "bridge", ...), empty for plain devices.
-    pub kind: String,
-    /// `ifi_flags` (IFF_UP, IFF_RUNNING, ...).
-    pub flags: u32,
-    pub mtu: u32,
-    /// `ifi_type` (ARPHRD_*).
-    pub link_type: u16,
-    pub mac: Vec<u8>,
-    /// Ifindex of the master (bridge, bond, VRF), 0 for none.
-    pub master: u32,
-    /// `IFLA_LINK`: the lower device or veth peer, 0 for none.
-    pub link: u32,
-    /// `IFLA_LINK_NETNSID` of `link`, -1 when it is in the same namespace.
-    pub link_netnsid: i32,
-    /// `IFLA_OPERSTATE` (RFC 2863).
-    pub operstate: u8,
-    /// What its kind adds (`IFLA_INFO_DATA`).
-    pub info: LinkInfo,
+/// What each kind of object provides beside its struct, in its own file:
+/// its key, its body on the wire, and one line for diffs and logs.
+pub(crate) trait Body: Sized + fmt::Display {
+    fn key(&self) -> ObjectKey;
+    fn emit(&self, w: &mut Writer<'_>);
+    fn parse(r: &mut Reader<'_>) -> Result<Self, DecodeError>;
 }
 
-/// A bridge port: its state and VLANs (AF_BRIDGE `RTM_NEWLINK`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct BridgePort {
-    pub ifindex: u32,
-    /// The bridge.
-    pub master: u32,
-    /// BR_STATE_* (0 disabled, 1 listening, 2 learning, 3 forwarding, 4 blocking).
-    pub state: u8,
-    /// VLANs as (vid, BRIDGE_VLAN_INFO_* flags: 2 pvid, 4 untagged), by vid.
-    pub vlans: Vec<(u16, u16)>,
+/// A boxed kind (the large ones) is its contents.
+impl<T: Body> Body for Box<T> {
+    fn key(&self) -> ObjectKey {
+        (**self).key()
+    }
+    fn emit(&self, w: &mut Writer<'_>) {
+        (**self).emit(w)
+    }
+    fn parse(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        T::parse(r).map(Box::new)
+    }
 }
 
-/// A forwarding database entry of a bridge or a VXLAN device
-/// (AF_BRIDGE `RTM_NEWNEIGH`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Fdb {
-    pub ifindex: u32,
-    pub mac: Vec<u8>,
-    /// 0 when the entry has no VLAN.
-    pub vlan: u16,
-    /// The VXLAN remote, for entries of a VXLAN device.
-    pub dst: Option<IpAddr>,
-    /// The VXLAN VNI when it differs from the device's, else 0.
-    pub vni: u32,
-    /// The bridge, 0 for a VXLAN device's own entries.
-    pub master: u32,
-    /// NUD_* (0x80 permanent, 0x40 static, 0x02 reachable: learned, ...).
-    pub state: u16,
-    /// NTF_* (0x02 self, 0x04 master, 0x10 extern learned, ...).
-    pub flags: u8,
-}
-
-/// An interface address (`RTM_NEWADDR`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Addr {
-    pub ifindex: u32,
-    /// The local address (`IFA_LOCAL`, or `IFA_ADDRESS` where there is none).
-    pub addr: IpAddr,
-    /// The peer of a point-to-point address, when it differs from `addr`.
-    pub peer: Option<IpAddr>,
-    pub prefix_len: u8,
-    pub scope: u8,
-    /// Configuration flags only (IFA_F_SECONDARY, NODAD, PERMANENT, ...).
-    pub flags: u32,
-}
-
-/// One next hop of a route: a gateway, a device, or both.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Hop {
-    pub gateway: Option<IpAddr>,
-    pub oif: u32,
-    /// 1..=256 (`rtnh_hops + 1`).
-    pub weight: u16,
-    /// `RTNH_F_ONLINK` or 0.
-    pub flags: u8,
-}
-
-/// Where a route sends its packets.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum NextHops {
-    /// No next hop (blackhole, unreachable, prohibit, ...).
-    None,
-    Single(Hop),
-    Multipath(Vec<Hop>),
-    /// A nexthop object (`RTA_NH_ID`), as FRR installs routes.
-    Id(u32),
-}
-
-/// A route of any table and type (`RTM_NEWROUTE`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Route {
-    pub table: u32,
-    /// The destination, host bits cleared; `0.0.0.0` or `::` for default.
-    pub dst: IpAddr,
-    pub dst_len: u8,
-    pub tos: u8,
-    pub priority: u32,
-    /// `RTN_*`.
-    pub rtype: u8,
-    pub protocol: u8,
-    pub scope: u8,
-    pub prefsrc: Option<IpAddr>,
-    /// The `mtu` metric (`RTAX_MTU` in `RTA_METRICS`; 0: none): forwarding
-    /// honours it before the device's.
-    pub mtu: u32,
-    pub nexthops: NextHops,
-}
-
-/// A nexthop object (`RTM_NEWNEXTHOP`): a single hop or a group.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Nexthop {
-    pub id: u32,
-    pub family: u8,
-    pub gateway: Option<IpAddr>,
-    pub oif: u32,
-    pub blackhole: bool,
-    pub fdb: bool,
-    /// `RTNH_F_ONLINK` or 0.
-    pub flags: u8,
-    /// Group members as (id, weight 1..=256); empty for a single hop.
-    pub group: Vec<(u32, u16)>,
-    /// `NHA_GROUP_TYPE` (0 multipath, 1 resilient).
-    pub group_type: u16,
-}
-
-/// A neighbour entry (`RTM_NEWNEIGH`, IPv4 and IPv6).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Neigh {
-    pub ifindex: u32,
-    pub dst: IpAddr,
-    pub lladdr: Vec<u8>,
-    /// `NUD_*`.
-    pub state: u16,
-    /// `NTF_*`.
-    pub flags: u8,
-}
-
-/// Everything the FPC API carries.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Object {
-    Link(Link),
-    Addr(Addr),
-    Route(Route),
-    Nexthop(Nexthop),
-    Neigh(Neigh),
-    BridgePort(BridgePort),
-    Fdb(Fdb),
-    XfrmSa(XfrmSa),
-    XfrmSp(XfrmSp),
-    XfrmReplay(XfrmReplay),
-    Conntrack(Conntrack),
-    NftTable(NftTable),
-    NftChain(NftChain),
-    NftRule(NftRule),
-    Mroute(Mroute),
-    CaptureFilter(CaptureFilter),
-    MrouteVif(MrouteVif),
-    XtChain(XtChain),
-    /// Boxed: a rule's match fields make it the largest object by far.
-    XtRule(Box<XtRule>),
-    NetConf(NetConf),
-    /// Boxed: every selector of `ip rule` makes it large.
-    Rule(Box<Rule>),
-    NftSet(NftSet),
-    NftSetElem(NftSetElem),
-    Qdisc(Qdisc),
-}
-
-/// The kinds of object, as numbered on the wire.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[repr(u8)]
-pub enum ObjectKind {
-    Link = 1,
-    Addr = 2,
-    Route = 3,
-    Nexthop = 4,
-    Neigh = 5,
-    BridgePort = 6,
-    Fdb = 7,
-    XfrmSa = 8,
-    XfrmSp = 9,
-    XfrmReplay = 10,
-    Conntrack = 11,
-    NftTable = 12,
-    NftChain = 13,
-    NftRule = 14,
-    Mroute = 15,
-    CaptureFilter = 16,
-    XtChain = 17,
-    XtRule = 18,
-    MrouteVif = 19,
-    /// Policy routing rules (`ip rule`).
-    Rule = 20,
-    /// Per-device IP settings (`ip netconf`).
-    NetConf = 21,
-    /// nf_tables sets and maps, and their elements.
-    NftSet = 22,
-    NftSetElem = 23,
-    /// Queueing disciplines of the ports (`tc qdisc`).
-    Qdisc = 24,
-}
-
-impl ObjectKind {
-    pub const ALL: [ObjectKind; 24] = [
-        ObjectKind::Link,
-        ObjectKind::Addr,
-        ObjectKind::Route,
-        ObjectKind::Nexthop,
-        ObjectKind::Neigh,
-        ObjectKind::BridgePort,
-        ObjectKind::Fdb,
-        ObjectKind::XfrmSa,
-        ObjectKind::XfrmSp,
-        ObjectKind::XfrmReplay,
-        ObjectKind::Conntrack,
-        ObjectKind::NftTable,
-        ObjectKind::NftChain,
-        ObjectKind::NftRule,
-        ObjectKind::Mroute,
-        ObjectKind::CaptureFilter,
-        ObjectKind::MrouteVif,
-        ObjectKind::XtChain,
-        ObjectKind::XtRule,
-        ObjectKind::Rule,
-        ObjectKind::NetConf,
-        ObjectKind::NftSet,
-        ObjectKind::NftSetElem,
-        ObjectKind::Qdisc,
-    ];
-
-    pub fn from_u8(v: u8) -> Result<Self, DecodeError> {
-        Ok(match v {
-            1 => ObjectKind::Link,
-            2 => ObjectKind::Addr,
-            3 => ObjectKind::Route,
-            4 => ObjectKind::Nexthop,
-            5 => ObjectKind::Neigh,
-            6 => ObjectKind::BridgePort,
-            7 => ObjectKind::Fdb,
-            8 => ObjectKind::XfrmSa,
-            9 => ObjectKind::XfrmSp,
-            10 => ObjectKind::XfrmReplay,
-            11 => ObjectKind::Conntrack,
-            12 => ObjectKind::NftTable,
-            13 => ObjectKind::NftChain,
-            14 => ObjectKind::NftRule,
-            15 => ObjectKind::Mroute,
-            16 => ObjectKind::CaptureFilter,
-            19 => ObjectKind::MrouteVif,
-            17 => ObjectKind::XtChain,
-            18 => ObjectKind::XtRule,
-            20 => ObjectKind::Rule,
-            21 => ObjectKind::NetConf,
-            22 => ObjectKind::NftSet,
-            23 => ObjectKind::NftSetElem,
-            24 => ObjectKind::Qdisc,
-            _ => {
-                return Err(DecodeError::BadValue {
-                    what: "object kind",
-                    value: v.into(),
-                })
+/// [`Body`] for a kind whose file has inherent `emit` and `parse`: only
+/// its key is said here.
+macro_rules! body {
+    ($($t:ty => |$s:ident| $key:expr;)*) => {$(
+        impl Body for $t {
+            fn key(&self) -> ObjectKey {
+                let $s = self;
+                $key
             }
-        })
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            ObjectKind::Link => "link",
-            ObjectKind::Addr => "address",
-            ObjectKind::Route => "route",
-            ObjectKind::Nexthop => "nexthop",
-            ObjectKind::Neigh => "neighbour",
-            ObjectKind::BridgePort => "bridge port",
-            ObjectKind::Fdb => "fdb",
-            ObjectKind::XfrmSa => "ipsec sa",
-            ObjectKind::XfrmSp => "ipsec sp",
-            ObjectKind::XfrmReplay => "ipsec replay",
-            ObjectKind::Conntrack => "conntrack",
-            ObjectKind::NftTable => "nft table",
-            ObjectKind::NftChain => "nft chain",
-            ObjectKind::NftRule => "nft rule",
-            ObjectKind::Mroute => "mroute",
-            ObjectKind::CaptureFilter => "capture filter",
-            ObjectKind::MrouteVif => "mroute vif",
-            ObjectKind::XtChain => "xt chain",
-            ObjectKind::XtRule => "xt rule",
-            ObjectKind::NetConf => "netconf",
-            ObjectKind::Rule => "rule",
-            ObjectKind::NftSet => "nft set",
-            ObjectKind::NftSetElem => "nft set element",
-            ObjectKind::Qdisc => "qdisc",
+            fn emit(&self, w: &mut Writer<'_>) {
+                <$t>::emit(self, w)
+            }
+            fn parse(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+                <$t>::parse(r)
+            }
         }
-    }
+    )*};
+}
+
+body! {
+    XfrmSa => |s| ObjectKey::XfrmSa(s.key());
+    XfrmSp => |s| ObjectKey::XfrmSp(s.key());
+    XfrmReplay => |s| ObjectKey::XfrmReplay(s.key());
+    Conntrack => |s| ObjectKey::Conntrack(s.key());
+    NftTable => |t| ObjectKey::NftTable {
+        family: t.family,
+        name: t.name.clone(),
+    };
+    NftChain => |c| ObjectKey::NftChain {
+        family: c.family,
+        table: c.table.clone(),
+        name: c.name.clone(),
+    };
+    NftRule => |r| ObjectKey::NftRule {
+        family: r.family,
+        table: r.table.clone(),
+        handle: r.handle,
+    };
+    Mroute => |m| ObjectKey::Mroute(m.key());
+    CaptureFilter => |c| ObjectKey::CaptureFilter(c.inode);
+    MrouteVif => |v| ObjectKey::MrouteVif(v.key());
+    XtChain => |c| ObjectKey::XtChain {
+        family: c.family,
+        table: c.table.clone(),
+        name: c.name.clone(),
+    };
+    XtRule => |r| ObjectKey::XtRule {
+        family: r.family,
+        table: r.table.clone(),
+        chain: r.chain.clone(),
+        position: r.position,
+    };
+    NetConf => |c| ObjectKey::NetConf(c.key());
+    Rule => |r| ObjectKey::Rule(Box::new(r.key()));
+    NftSet => |t| ObjectKey::NftSet {
+        family: t.family,
+        table: t.table.clone(),
+        name: t.name.clone(),
+    };
+    NftSetElem => |e| ObjectKey::NftSetElem(Box::new(e.key()));
+    Qdisc => |q| ObjectKey::Qdisc {
+        ifindex: q.ifindex,
+        handle: q.handle,
+    };
+}
+
+/// The one table of object kinds: `Variant(type) = wire number, name`, in
+/// replay order (`ObjectKind::ALL`).
+/// It makes [`Object`], [`ObjectKind`] (with `ALL`, `from_u8`, `name`) and
+/// the dispatch of `kind`, `key`, `emit`, `parse` and `Display` to each
+/// kind's [`Body`]. A new kind is one line here, its file, and its
+/// re-export in lib.rs.
+macro_rules! object_kinds {
+    ($($(#[$doc:meta])* $v:ident($t:ty) = $n:literal, $name:literal;)*) => {
+        /// Everything the FPC API carries.
+        #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+        pub enum Object {
+            $($(#[$doc])* $v($t),)*
+        }
+
+        /// The kinds of object, as numbered on the wire.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[repr(u8)]
+        pub enum ObjectKind {
+            $($(#[$doc])* $v = $n,)*
+        }
+
+        impl ObjectKind {
+            pub const ALL: [ObjectKind; [$($n),*].len()] = [$(ObjectKind::$v),*];
+
+            pub fn from_u8(v: u8) -> Result<ObjectKind, DecodeError> {
+                match v {
+                    $($n => Ok(ObjectKind::$v),)*
+                    _ => Err(DecodeError::BadValue {
+                        what: "object kind",
+                        value: v.into(),
+                    }),
+                }
+            }
+
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(ObjectKind::$v => $name,)*
+                }
+            }
+        }
+
+        impl Object {
+            pub fn kind(&self) -> ObjectKind {
+                match self {
+                    $(Object::$v(_) => ObjectKind::$v,)*
+                }
+            }
+
+            pub fn key(&self) -> ObjectKey {
+                match self {
+                    $(Object::$v(o) => Body::key(o),)*
+                }
+            }
+
+            /// Appends kind, body length and body.
+            pub fn emit(&self, buf: &mut Vec<u8>) {
+                buf.push(self.kind() as u8);
+                let len_at = buf.len();
+                buf.extend_from_slice(&[0, 0]);
+                let start = buf.len();
+                let mut w = Writer::new(buf);
+                match self {
+                    $(Object::$v(o) => Body::emit(o, &mut w),)*
+                }
+                let body_len = (buf.len() - start) as u16;
+                buf[len_at..len_at + 2].copy_from_slice(&body_len.to_be_bytes());
+            }
+
+            /// Reads one object (kind, length, body) from `r`.
+            pub fn parse(r: &mut Reader<'_>) -> Result<Object, DecodeError> {
+                let kind = ObjectKind::from_u8(r.u8()?)?;
+                let len = r.u16()? as usize;
+                let mut r = Reader::new(r.bytes(len)?);
+                let obj = match kind {
+                    $(ObjectKind::$v => Object::$v(<$t as Body>::parse(&mut r)?),)*
+                };
+                r.finish()?;
+                Ok(obj)
+            }
+        }
+
+        /// One line per object, in the spirit of `ip` output, for diffs and logs.
+        impl fmt::Display for Object {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                match self {
+                    $(Object::$v(o) => fmt::Display::fmt(o, f),)*
+                }
+            }
+        }
+    };
+}
+
+object_kinds! {
+    Link(Link) = 1, "link";
+    Addr(Addr) = 2, "address";
+    Route(Route) = 3, "route";
+    Nexthop(Nexthop) = 4, "nexthop";
+    Neigh(Neigh) = 5, "neighbour";
+    BridgePort(BridgePort) = 6, "bridge port";
+    Fdb(Fdb) = 7, "fdb";
+    XfrmSa(XfrmSa) = 8, "ipsec sa";
+    XfrmSp(XfrmSp) = 9, "ipsec sp";
+    XfrmReplay(XfrmReplay) = 10, "ipsec replay";
+    Conntrack(Conntrack) = 11, "conntrack";
+    NftTable(NftTable) = 12, "nft table";
+    NftChain(NftChain) = 13, "nft chain";
+    NftRule(NftRule) = 14, "nft rule";
+    Mroute(Mroute) = 15, "mroute";
+    CaptureFilter(CaptureFilter) = 16, "capture filter";
+    MrouteVif(MrouteVif) = 19, "mroute vif";
+    XtChain(XtChain) = 17, "xt chain";
+    /// Boxed: a rule's match fields make it the largest object by far.
+    XtRule(Box<XtRule>) = 18, "xt rule";
+    /// Policy routing rules (`ip rule`); boxed: every selector makes it
+    /// large.
+    Rule(Box<Rule>) = 20, "rule";
+    /// Per-device IP settings (`ip netconf`).
+    NetConf(NetConf) = 21, "netconf";
+    /// nf_tables sets and maps, and their elements.
+    NftSet(NftSet) = 22, "nft set";
+    NftSetElem(NftSetElem) = 23, "nft set element";
+    /// Queueing disciplines of the ports (`tc qdisc`).
+    Qdisc(Qdisc) = 24, "qdisc";
 }
 
 /// The identity of an object: two objects with one key are versions of one
@@ -482,444 +395,6 @@ impl RouteDisc {
     }
 }
 
-/// `NTF_SELF`: an entry of the device's own table (a VXLAN device's
-/// remotes), not of the bridge it may be a port of.
-pub const NTF_SELF: u8 = 0x02;
-
-impl Fdb {
-    /// What the entry belongs to: its bridge (NDA_MASTER, not NTF_SELF),
-    /// or its own device.
-    pub fn domain(&self) -> u32 {
-        if self.master != 0 && self.flags & NTF_SELF == 0 {
-            self.master
-        } else {
-            self.ifindex
-        }
-    }
-}
-
-impl Route {
-    pub fn key(&self) -> RouteKey {
-        RouteKey {
-            table: self.table,
-            dst: self.dst,
-            dst_len: self.dst_len,
-            tos: self.tos,
-            priority: self.priority,
-            disc: RouteDisc::of(&self.dst, self.protocol, &self.nexthops),
-        }
-    }
-
-    pub fn family(&self) -> u8 {
-        family_of(&self.dst)
-    }
-}
-
-impl Object {
-    pub fn kind(&self) -> ObjectKind {
-        match self {
-            Object::Link(_) => ObjectKind::Link,
-            Object::Addr(_) => ObjectKind::Addr,
-            Object::Route(_) => ObjectKind::Route,
-            Object::Nexthop(_) => ObjectKind::Nexthop,
-            Object::Neigh(_) => ObjectKind::Neigh,
-            Object::BridgePort(_) => ObjectKind::BridgePort,
-            Object::Fdb(_) => ObjectKind::Fdb,
-            Object::XfrmSa(_) => ObjectKind::XfrmSa,
-            Object::XfrmSp(_) => ObjectKind::XfrmSp,
-            Object::XfrmReplay(_) => ObjectKind::XfrmReplay,
-            Object::Conntrack(_) => ObjectKind::Conntrack,
-            Object::NftTable(_) => ObjectKind::NftTable,
-            Object::NftChain(_) => ObjectKind::NftChain,
-            Object::NftRule(_) => ObjectKind::NftRule,
-            Object::Mroute(_) => ObjectKind::Mroute,
-            Object::CaptureFilter(_) => ObjectKind::CaptureFilter,
-            Object::MrouteVif(_) => ObjectKind::MrouteVif,
-            Object::XtChain(_) => ObjectKind::XtChain,
-            Object::XtRule(_) => ObjectKind::XtRule,
-            Object::NetConf(_) => ObjectKind::NetConf,
-            Object::Rule(_) => ObjectKind::Rule,
-            Object::NftSet(_) => ObjectKind::NftSet,
-            Object::NftSetElem(_) => ObjectKind::NftSetElem,
-            Object::Qdisc(_) => ObjectKind::Qdisc,
-        }
-    }
-
-    pub fn key(&self) -> ObjectKey {
-        match self {
-            Object::Link(l) => ObjectKey::Link(l.ifindex),
-            Object::Addr(a) => ObjectKey::Addr {
-                ifindex: a.ifindex,
-                addr: a.addr,
-                prefix_len: a.prefix_len,
-            },
-            Object::Route(r) => ObjectKey::Route(r.key()),
-            Object::Nexthop(n) => ObjectKey::Nexthop(n.id),
-            Object::Neigh(n) => ObjectKey::Neigh {
-                ifindex: n.ifindex,
-                dst: n.dst,
-            },
-            Object::BridgePort(p) => ObjectKey::BridgePort(p.ifindex),
-            Object::Fdb(f) => ObjectKey::Fdb {
-                domain: f.domain(),
-                mac: f.mac.clone(),
-                vlan: f.vlan,
-                dst: f.dst,
-            },
-            Object::XfrmSa(sa) => ObjectKey::XfrmSa(sa.key()),
-            Object::XfrmSp(sp) => ObjectKey::XfrmSp(sp.key()),
-            Object::XfrmReplay(rp) => ObjectKey::XfrmReplay(rp.key()),
-            Object::Conntrack(ct) => ObjectKey::Conntrack(ct.key()),
-            Object::NftTable(t) => ObjectKey::NftTable {
-                family: t.family,
-                name: t.name.clone(),
-            },
-            Object::NftChain(c) => ObjectKey::NftChain {
-                family: c.family,
-                table: c.table.clone(),
-                name: c.name.clone(),
-            },
-            Object::NftRule(r) => ObjectKey::NftRule {
-                family: r.family,
-                table: r.table.clone(),
-                handle: r.handle,
-            },
-            Object::Mroute(m) => ObjectKey::Mroute(m.key()),
-            Object::CaptureFilter(c) => ObjectKey::CaptureFilter(c.inode),
-            Object::MrouteVif(v) => ObjectKey::MrouteVif(v.key()),
-            Object::XtChain(c) => ObjectKey::XtChain {
-                family: c.family,
-                table: c.table.clone(),
-                name: c.name.clone(),
-            },
-            Object::XtRule(r) => ObjectKey::XtRule {
-                family: r.family,
-                table: r.table.clone(),
-                chain: r.chain.clone(),
-                position: r.position,
-            },
-            Object::NetConf(c) => ObjectKey::NetConf(c.key()),
-            Object::Rule(r) => ObjectKey::Rule(Box::new(r.key())),
-            Object::NftSet(t) => ObjectKey::NftSet {
-                family: t.family,
-                table: t.table.clone(),
-                name: t.name.clone(),
-            },
-            Object::NftSetElem(e) => ObjectKey::NftSetElem(Box::new(e.key())),
-            Object::Qdisc(q) => ObjectKey::Qdisc {
-                ifindex: q.ifindex,
-                handle: q.handle,
-            },
-        }
-    }
-
-    /// Appends kind, body length and body.
-    pub fn emit(&self, buf: &mut Vec<u8>) {
-        buf.push(self.kind() as u8);
-        let len_at = buf.len();
-        buf.extend_from_slice(&[0, 0]);
-        let start = buf.len();
-        let mut w = Writer::new(buf);
-        match self {
-            Object::Link(l) => {
-                w.u32(l.ifindex);
-                w.str(&l.name);
-                w.str(&l.kind);
-                w.u32(l.flags);
-                w.u32(l.mtu);
-                w.u16(l.link_type);
-                w.short_bytes(&l.mac);
-                w.u32(l.master);
-                w.u32(l.link);
-                w.i32(l.link_netnsid);
-                w.u8(l.operstate);
-                l.info.emit(&mut w);
-            }
-            Object::Addr(a) => {
-                w.u32(a.ifindex);
-                w.ip(a.addr);
-                w.opt_ip(a.peer);
-                w.u8(a.prefix_len);
-                w.u8(a.scope);
-                w.u32(a.flags);
-            }
-            Object::Route(r) => {
-                w.u32(r.table);
-                w.ip(r.dst);
-                w.u8(r.dst_len);
-                w.u8(r.tos);
-                w.u32(r.priority);
-                w.u8(r.rtype);
-                w.u8(r.protocol);
-                w.u8(r.scope);
-                w.opt_ip(r.prefsrc);
-                w.u32(r.mtu);
-                match &r.nexthops {
-                    NextHops::None => w.u8(0),
-                    NextHops::Single(h) => {
-                        w.u8(1);
-                        emit_hop(&mut w, h);
-                    }
-                    NextHops::Multipath(hops) => {
-                        w.u8(2);
-                        w.u16(hops.len() as u16);
-                        for h in hops {
-                            emit_hop(&mut w, h);
-                        }
-                    }
-                    NextHops::Id(id) => {
-                        w.u8(3);
-                        w.u32(*id);
-                    }
-                }
-            }
-            Object::Nexthop(n) => {
-                w.u32(n.id);
-                w.u8(n.family);
-                w.opt_ip(n.gateway);
-                w.u32(n.oif);
-                w.bool(n.blackhole);
-                w.bool(n.fdb);
-                w.u8(n.flags);
-                w.u16(n.group_type);
-                w.u16(n.group.len() as u16);
-                for (id, weight) in &n.group {
-                    w.u32(*id);
-                    w.u16(*weight);
-                }
-            }
-            Object::Neigh(n) => {
-                w.u32(n.ifindex);
-                w.ip(n.dst);
-                w.short_bytes(&n.lladdr);
-                w.u16(n.state);
-                w.u8(n.flags);
-            }
-            Object::BridgePort(p) => {
-                w.u32(p.ifindex);
-                w.u32(p.master);
-                w.u8(p.state);
-                w.u16(p.vlans.len() as u16);
-                for (vid, flags) in &p.vlans {
-                    w.u16(*vid);
-                    w.u16(*flags);
-                }
-            }
-            Object::Fdb(e) => {
-                w.u32(e.ifindex);
-                w.short_bytes(&e.mac);
-                w.u16(e.vlan);
-                w.opt_ip(e.dst);
-                w.u32(e.vni);
-                w.u32(e.master);
-                w.u16(e.state);
-                w.u8(e.flags);
-            }
-            Object::XfrmSa(sa) => sa.emit(&mut w),
-            Object::XfrmSp(sp) => sp.emit(&mut w),
-            Object::XfrmReplay(rp) => rp.emit(&mut w),
-            Object::Conntrack(ct) => ct.emit(&mut w),
-            Object::NftTable(t) => t.emit(&mut w),
-            Object::NftChain(c) => c.emit(&mut w),
-            Object::NftRule(r) => r.emit(&mut w),
-            Object::Mroute(m) => m.emit(&mut w),
-            Object::CaptureFilter(c) => c.emit(&mut w),
-            Object::MrouteVif(v) => v.emit(&mut w),
-            Object::XtChain(c) => c.emit(&mut w),
-            Object::XtRule(r) => r.emit(&mut w),
-            Object::NetConf(c) => c.emit(&mut w),
-            Object::Rule(r) => r.emit(&mut w),
-            Object::NftSet(t) => t.emit(&mut w),
-            Object::NftSetElem(e) => e.emit(&mut w),
-            Object::Qdisc(q) => q.emit(&mut w),
-        }
-        let body_len = (buf.len() - start) as u16;
-        buf[len_at..len_at + 2].copy_from_slice(&body_len.to_be_bytes());
-    }
-
-    /// Reads one object (kind, length, body) from `r`.
-    pub fn parse(r: &mut Reader<'_>) -> Result<Object, DecodeError> {
-        let kind = ObjectKind::from_u8(r.u8()?)?;
-        let len = r.u16()? as usize;
-        let mut r = Reader::new(r.bytes(len)?);
-        let obj = match kind {
-            ObjectKind::Link => Object::Link(Link {
-                ifindex: r.u32()?,
-                name: r.str()?,
-                kind: r.str()?,
-                flags: r.u32()?,
-                mtu: r.u32()?,
-                link_type: r.u16()?,
-                mac: r.short_bytes()?,
-                master: r.u32()?,
-                link: r.u32()?,
-                link_netnsid: r.i32()?,
-                operstate: r.u8()?,
-                info: LinkInfo::parse(&mut r)?,
-            }),
-            ObjectKind::Addr => Object::Addr(Addr {
-                ifindex: r.u32()?,
-                addr: r.ip()?,
-                peer: r.opt_ip()?,
-                prefix_len: r.u8()?,
-                scope: r.u8()?,
-                flags: r.u32()?,
-            }),
-            ObjectKind::Route => {
-                let table = r.u32()?;
-                let dst = r.ip()?;
-                let dst_len = r.u8()?;
-                check_prefix_len(&dst, dst_len)?;
-                Object::Route(Route {
-                    table,
-                    dst,
-                    dst_len,
-                    tos: r.u8()?,
-                    priority: r.u32()?,
-                    rtype: r.u8()?,
-                    protocol: r.u8()?,
-                    scope: r.u8()?,
-                    prefsrc: r.opt_ip()?,
-                    mtu: r.u32()?,
-                    nexthops: match r.u8()? {
-                        0 => NextHops::None,
-                        1 => NextHops::Single(parse_hop(&mut r)?),
-                        2 => {
-                            let n = r.u16()? as usize;
-                            // Each hop takes at least 8 bytes: bound the
-                            // allocation by what is really there.
-                            if n > r.remaining() / 8 {
-                                return Err(DecodeError::BadValue {
-                                    what: "hop count",
-                                    value: n as u64,
-                                });
-                            }
-                            let mut hops = Vec::with_capacity(n);
-                            for _ in 0..n {
-                                hops.push(parse_hop(&mut r)?);
-                            }
-                            NextHops::Multipath(hops)
-                        }
-                        3 => NextHops::Id(r.u32()?),
-                        v => {
-                            return Err(DecodeError::BadValue {
-                                what: "next-hop form",
-                                value: v.into(),
-                            })
-                        }
-                    },
-                })
-            }
-            ObjectKind::Nexthop => {
-                let mut n = Nexthop {
-                    id: r.u32()?,
-                    family: r.u8()?,
-                    gateway: r.opt_ip()?,
-                    oif: r.u32()?,
-                    blackhole: r.bool()?,
-                    fdb: r.bool()?,
-                    flags: r.u8()?,
-                    group_type: r.u16()?,
-                    group: Vec::new(),
-                };
-                let count = r.u16()? as usize;
-                if count > r.remaining() / 6 {
-                    return Err(DecodeError::BadValue {
-                        what: "group size",
-                        value: count as u64,
-                    });
-                }
-                for _ in 0..count {
-                    n.group.push((r.u32()?, r.u16()?));
-                }
-                Object::Nexthop(n)
-            }
-            ObjectKind::Neigh => Object::Neigh(Neigh {
-                ifindex: r.u32()?,
-                dst: r.ip()?,
-                lladdr: r.short_bytes()?,
-                state: r.u16()?,
-                flags: r.u8()?,
-            }),
-            ObjectKind::BridgePort => {
-                let mut p = BridgePort {
-                    ifindex: r.u32()?,
-                    master: r.u32()?,
-                    state: r.u8()?,
-                    vlans: Vec::new(),
-                };
-                let count = r.u16()? as usize;
-                if count > r.remaining() / 4 {
-                    return Err(DecodeError::BadValue {
-                        what: "vlan count",
-                        value: count as u64,
-                    });
-                }
-                for _ in 0..count {
-                    p.vlans.push((r.u16()?, r.u16()?));
-                }
-                Object::BridgePort(p)
-            }
-            ObjectKind::Fdb => Object::Fdb(Fdb {
-                ifindex: r.u32()?,
-                mac: r.short_bytes()?,
-                vlan: r.u16()?,
-                dst: r.opt_ip()?,
-                vni: r.u32()?,
-                master: r.u32()?,
-                state: r.u16()?,
-                flags: r.u8()?,
-            }),
-            ObjectKind::XfrmSa => Object::XfrmSa(XfrmSa::parse(&mut r)?),
-            ObjectKind::XfrmSp => Object::XfrmSp(XfrmSp::parse(&mut r)?),
-            ObjectKind::XfrmReplay => Object::XfrmReplay(XfrmReplay::parse(&mut r)?),
-            ObjectKind::Conntrack => Object::Conntrack(Conntrack::parse(&mut r)?),
-            ObjectKind::NftTable => Object::NftTable(NftTable::parse(&mut r)?),
-            ObjectKind::NftChain => Object::NftChain(NftChain::parse(&mut r)?),
-            ObjectKind::NftRule => Object::NftRule(NftRule::parse(&mut r)?),
-            ObjectKind::Mroute => Object::Mroute(Mroute::parse(&mut r)?),
-            ObjectKind::CaptureFilter => Object::CaptureFilter(CaptureFilter::parse(&mut r)?),
-            ObjectKind::MrouteVif => Object::MrouteVif(MrouteVif::parse(&mut r)?),
-            ObjectKind::XtChain => Object::XtChain(XtChain::parse(&mut r)?),
-            ObjectKind::XtRule => Object::XtRule(Box::new(XtRule::parse(&mut r)?)),
-            ObjectKind::NetConf => Object::NetConf(NetConf::parse(&mut r)?),
-            ObjectKind::Rule => Object::Rule(Box::new(Rule::parse(&mut r)?)),
-            ObjectKind::NftSet => Object::NftSet(NftSet::parse(&mut r)?),
-            ObjectKind::NftSetElem => Object::NftSetElem(NftSetElem::parse(&mut r)?),
-            ObjectKind::Qdisc => Object::Qdisc(Qdisc::parse(&mut r)?),
-        };
-        r.finish()?;
-        Ok(obj)
-    }
-}
-
-fn emit_hop(w: &mut Writer<'_>, h: &Hop) {
-    w.opt_ip(h.gateway);
-    w.u32(h.oif);
-    w.u16(h.weight);
-    w.u8(h.flags);
-}
-
-fn parse_hop(r: &mut Reader<'_>) -> Result<Hop, DecodeError> {
-    Ok(Hop {
-        gateway: r.opt_ip()?,
-        oif: r.u32()?,
-        weight: r.u16()?,
-        flags: r.u8()?,
-    })
-}
-
-fn check_prefix_len(dst: &IpAddr, len: u8) -> Result<(), DecodeError> {
-    let max = if dst.is_ipv4() { 32 } else { 128 };
-    if len > max {
-        return Err(DecodeError::BadValue {
-            what: "prefix length",
-            value: len.into(),
-        });
-    }
-    Ok(())
-}
-
 pub fn family_of(ip: &IpAddr) -> u8 {
     if ip.is_ipv4() {
         AF_INET
@@ -934,172 +409,6 @@ pub fn unspecified(family: u8) -> IpAddr {
         IpAddr::V6(Ipv6Addr::UNSPECIFIED)
     } else {
         IpAddr::V4(Ipv4Addr::UNSPECIFIED)
-    }
-}
-
-fn fmt_mac(f: &mut fmt::Formatter<'_>, mac: &[u8]) -> fmt::Result {
-    for (i, b) in mac.iter().enumerate() {
-        if i > 0 {
-            f.write_str(":")?;
-        }
-        write!(f, "{b:02x}")?;
-    }
-    Ok(())
-}
-
-fn fmt_hop(f: &mut fmt::Formatter<'_>, h: &Hop) -> fmt::Result {
-    if let Some(gw) = h.gateway {
-        write!(f, " via {gw}")?;
-    }
-    if h.oif != 0 {
-        write!(f, " dev #{}", h.oif)?;
-    }
-    if h.weight != 1 {
-        write!(f, " weight {}", h.weight)?;
-    }
-    if h.flags & RTNH_F_ONLINK != 0 {
-        f.write_str(" onlink")?;
-    }
-    Ok(())
-}
-
-/// One line per object, in the spirit of `ip` output, for diffs and logs.
-impl fmt::Display for Object {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Object::Link(l) => {
-                write!(
-                    f,
-                    "link #{} {} kind {:?} flags {:#x} mtu {} type {} mac ",
-                    l.ifindex, l.name, l.kind, l.flags, l.mtu, l.link_type
-                )?;
-                fmt_mac(f, &l.mac)?;
-                write!(
-                    f,
-                    " master {} link {} netnsid {} operstate {}{}",
-                    l.master, l.link, l.link_netnsid, l.operstate, l.info
-                )
-            }
-            Object::Addr(a) => {
-                write!(f, "address {}/{} dev #{}", a.addr, a.prefix_len, a.ifindex)?;
-                if let Some(p) = a.peer {
-                    write!(f, " peer {p}")?;
-                }
-                write!(f, " scope {} flags {:#x}", a.scope, a.flags)
-            }
-            Object::Route(r) => {
-                write!(
-                    f,
-                    "route table {} {}/{} tos {} metric {} type {} proto {} scope {}",
-                    r.table, r.dst, r.dst_len, r.tos, r.priority, r.rtype, r.protocol, r.scope
-                )?;
-                if let Some(src) = r.prefsrc {
-                    write!(f, " src {src}")?;
-                }
-                if r.mtu != 0 {
-                    write!(f, " mtu {}", r.mtu)?;
-                }
-                match &r.nexthops {
-                    NextHops::None => Ok(()),
-                    NextHops::Single(h) => fmt_hop(f, h),
-                    NextHops::Multipath(hops) => {
-                        for h in hops {
-                            f.write_str(" nexthop")?;
-                            fmt_hop(f, h)?;
-                        }
-                        Ok(())
-                    }
-                    NextHops::Id(id) => write!(f, " nhid {id}"),
-                }
-            }
-            Object::Nexthop(n) => {
-                write!(f, "nexthop id {} family {}", n.id, n.family)?;
-                if !n.group.is_empty() {
-                    f.write_str(" group ")?;
-                    for (i, (id, w)) in n.group.iter().enumerate() {
-                        if i > 0 {
-                            f.write_str("/")?;
-                        }
-                        write!(f, "{id},{w}")?;
-                    }
-                    write!(f, " type {}", n.group_type)?;
-                }
-                if let Some(gw) = n.gateway {
-                    write!(f, " via {gw}")?;
-                }
-                if n.oif != 0 {
-                    write!(f, " dev #{}", n.oif)?;
-                }
-                if n.blackhole {
-                    f.write_str(" blackhole")?;
-                }
-                if n.fdb {
-                    f.write_str(" fdb")?;
-                }
-                if n.flags & RTNH_F_ONLINK != 0 {
-                    f.write_str(" onlink")?;
-                }
-                Ok(())
-            }
-            Object::Neigh(n) => {
-                write!(f, "neighbour {} dev #{} lladdr ", n.dst, n.ifindex)?;
-                fmt_mac(f, &n.lladdr)?;
-                write!(f, " state {:#x} flags {:#x}", n.state, n.flags)
-            }
-            Object::BridgePort(p) => {
-                write!(
-                    f,
-                    "bridge port #{} master #{} state {}",
-                    p.ifindex, p.master, p.state
-                )?;
-                for (vid, flags) in &p.vlans {
-                    write!(f, " vlan {vid}")?;
-                    if flags & 2 != 0 {
-                        f.write_str(" pvid")?;
-                    }
-                    if flags & 4 != 0 {
-                        f.write_str(" untagged")?;
-                    }
-                }
-                Ok(())
-            }
-            Object::Fdb(e) => {
-                f.write_str("fdb ")?;
-                fmt_mac(f, &e.mac)?;
-                write!(f, " dev #{}", e.ifindex)?;
-                if e.vlan != 0 {
-                    write!(f, " vlan {}", e.vlan)?;
-                }
-                if let Some(d) = e.dst {
-                    write!(f, " dst {d}")?;
-                }
-                if e.vni != 0 {
-                    write!(f, " vni {}", e.vni)?;
-                }
-                write!(
-                    f,
-                    " master #{} state {:#x} flags {:#x}",
-                    e.master, e.state, e.flags
-                )
-            }
-            Object::XfrmSa(sa) => sa.fmt(f),
-            Object::XfrmSp(sp) => sp.fmt(f),
-            Object::XfrmReplay(rp) => rp.fmt(f),
-            Object::Conntrack(ct) => ct.fmt(f),
-            Object::NftTable(t) => t.fmt(f),
-            Object::NftChain(c) => c.fmt(f),
-            Object::NftRule(r) => r.fmt(f),
-            Object::Mroute(m) => m.fmt(f),
-            Object::CaptureFilter(c) => c.fmt(f),
-            Object::MrouteVif(v) => v.fmt(f),
-            Object::XtChain(c) => c.fmt(f),
-            Object::XtRule(r) => r.fmt(f),
-            Object::NetConf(c) => c.fmt(f),
-            Object::Rule(r) => r.fmt(f),
-            Object::NftSet(t) => t.fmt(f),
-            Object::NftSetElem(e) => e.fmt(f),
-            Object::Qdisc(q) => q.fmt(f),
-        }
     }
 }
 
