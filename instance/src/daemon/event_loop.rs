@@ -11,12 +11,12 @@ use fpc::{Object, ObjectKey, AF_INET};
 use tracing::{debug, error, trace, warn};
 
 use super::{
-    scope_ord, Processor, Source, SyncState, BATCH, CAPTURE_POLL, RECONCILE_DELAY, XT_POLL,
+    scope_ord, Processor, Proto, Source, SyncState, BATCH, CAPTURE_POLL, RECONCILE_DELAY, XT_POLL,
 };
 use crate::cache::Scope;
 use crate::event::Event;
 use crate::netlink::mroute::{RTNL_FAMILY_IP6MR, RTNL_FAMILY_IPMR};
-use crate::netlink::{self, Event as NlEvent, Messages};
+use crate::netlink::{self, Event as NlEvent, Messages, NlMsg};
 
 impl Processor {
     pub(super) fn run_loop(&mut self, net_rx: Receiver<Event>, ctl_rx: Receiver<Event>) {
@@ -179,20 +179,43 @@ impl Processor {
         self.pending.extend(self.cache.remove(key));
     }
 
-    pub(super) fn on_netlink(&mut self, buf: &[u8], source: Source) {
+    /// The messages of one buffer of `proto` (from its listener or a
+    /// replay), each counted on that socket's statistics. A malformed
+    /// datagram ends the buffer: counted as a decode error and warned.
+    /// One walk for every family's ingest.
+    pub(super) fn take_messages<'a>(
+        &mut self,
+        buf: &'a [u8],
+        proto: Proto,
+        source: Source,
+    ) -> Vec<NlMsg<'a>> {
+        let mut out = Vec::new();
         for msg in Messages::new(buf) {
-            let msg = match msg {
-                Ok(m) => m,
+            match msg {
+                Ok(m) => out.push(m),
                 Err(e) => {
                     self.sync.decode_errors += 1;
-                    warn!("malformed netlink datagram: {e}");
+                    warn!("malformed {} datagram: {e}", proto.name());
                     break;
                 }
-            };
-            match source {
-                Source::Listener => self.listen_stats.count(msg.kind),
-                Source::Replay => self.replay_stats.count(msg.kind),
             }
+        }
+        let stats = match (proto, source) {
+            (Proto::Route, Source::Listener) => &mut self.listen_stats,
+            (Proto::Route, Source::Replay) => &mut self.replay_stats,
+            (Proto::Xfrm, Source::Listener) => &mut self.xfrm_listen_stats,
+            (Proto::Xfrm, Source::Replay) => &mut self.xfrm_replay_stats,
+            (Proto::Netfilter, _) => &mut self.ct_listen_stats,
+            (Proto::Audit, _) => &mut self.audit_listen_stats,
+        };
+        for m in &out {
+            stats.count(m.kind);
+        }
+        out
+    }
+
+    pub(super) fn on_netlink(&mut self, buf: &[u8], source: Source) {
+        for msg in self.take_messages(buf, Proto::Route, source) {
             if let Some(af) = netlink::mvif::mc_forwarding_news(msg.kind, msg.payload) {
                 self.schedule_vifs(af == AF_INET);
             }

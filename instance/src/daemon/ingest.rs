@@ -7,11 +7,11 @@ use fpc::{Message, Object, ObjectKey, ObjectKind, Op};
 use tracing::{debug, trace, warn};
 
 use super::blades::send;
-use super::{Processor, SessionState, Source, BATCH};
+use super::{Processor, Proto, SessionState, Source, BATCH};
 use crate::cache::Scope;
 use crate::netlink::rule::RuleList;
 use crate::netlink::xfrm::{self, XfrmEvent};
-use crate::netlink::{self, wire, Event as NlEvent, Messages};
+use crate::netlink::{self, wire, Event as NlEvent};
 
 impl Processor {
     /// A netconf news of one value. The kernel sends only the attribute
@@ -104,16 +104,7 @@ impl Processor {
 
     /// ctnetlink events: conntrack entries created, updated, destroyed.
     pub(super) fn on_netfilter(&mut self, buf: &[u8]) {
-        for msg in Messages::new(buf) {
-            let msg = match msg {
-                Ok(m) => m,
-                Err(e) => {
-                    self.sync.decode_errors += 1;
-                    warn!("malformed netfilter datagram: {e}");
-                    break;
-                }
-            };
-            self.ct_listen_stats.count(msg.kind);
+        for msg in self.take_messages(buf, Proto::Netfilter, Source::Listener) {
             if matches!(
                 msg.kind,
                 netlink::nftables::NFT_MSG_NEWSETELEM | netlink::nftables::NFT_MSG_DELSETELEM
@@ -260,19 +251,7 @@ impl Processor {
     }
 
     pub(super) fn on_xfrm(&mut self, buf: &[u8], source: Source) {
-        for msg in Messages::new(buf) {
-            let msg = match msg {
-                Ok(m) => m,
-                Err(e) => {
-                    self.sync.decode_errors += 1;
-                    warn!("malformed xfrm datagram: {e}");
-                    break;
-                }
-            };
-            match source {
-                Source::Listener => self.xfrm_listen_stats.count(msg.kind),
-                Source::Replay => self.xfrm_replay_stats.count(msg.kind),
-            }
+        for msg in self.take_messages(buf, Proto::Xfrm, source) {
             let event = xfrm::decode(&msg);
             trace!(kind = msg.kind, ?event, "xfrm message");
             match event {

@@ -125,6 +125,16 @@ pub enum Proto {
 }
 
 impl Proto {
+    /// As said in logs ("malformed xfrm datagram").
+    fn name(self) -> &'static str {
+        match self {
+            Proto::Route => "netlink",
+            Proto::Xfrm => "xfrm",
+            Proto::Netfilter => "netfilter",
+            Proto::Audit => "audit",
+        }
+    }
+
     fn open(self, buffer: usize) -> std::io::Result<NetlinkSocket> {
         match self {
             Proto::Route => NetlinkSocket::open(&netlink::ROUTE_GROUPS, buffer),

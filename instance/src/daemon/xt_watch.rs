@@ -5,25 +5,16 @@
 
 use tracing::{debug, info, warn};
 
-use super::Processor;
+use super::{Processor, Proto, Source};
 use crate::cache::Scope;
-use crate::netlink::{self, Messages};
+use crate::netlink::{self};
 
 impl Processor {
     /// Audit records: every x_tables one (the kernel does not say of which
     /// namespace) has this namespace's legacy tables read again.
     pub(super) fn on_audit(&mut self, buf: &[u8]) {
         let mut xt = false;
-        for msg in Messages::new(buf) {
-            let msg = match msg {
-                Ok(m) => m,
-                Err(e) => {
-                    self.sync.decode_errors += 1;
-                    warn!("malformed audit datagram: {e}");
-                    break;
-                }
-            };
-            self.audit_listen_stats.count(msg.kind);
+        for msg in self.take_messages(buf, Proto::Audit, Source::Listener) {
             xt |= netlink::audit::netfilter_cfg(&msg).is_some_and(|c| c.is_xtables());
         }
         if xt {
