@@ -1,0 +1,297 @@
+//! A sync session: the cache manager's ops applied to the tables (small
+//! batches inline when the lock is free, the rest off the runtime), the
+//! arbitration between primary and backups, and the reports (hit flags,
+//! statistics, wanted neighbours) sent back on their ticks.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use fpc::{ErrorCode, Hello, Message, MAX_BODY};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info};
+
+use super::connection::describe;
+use super::{
+    blocking, Applied, Close, FrameIo, FrameWriter, OwnerGuard, Reports, Shared, SyncMember,
+    HIT_REPORT_TICKS, INLINE_OPS, REPORT_TICK, STATS_REPORT_TICKS,
+};
+use crate::dataplane::{DataplaneHandle, Parts};
+use crate::limits::{Phase, Refusal};
+use crate::tables::Tables;
+
+pub(super) async fn sync_session(
+    io: &mut FrameIo,
+    shared: &Arc<Shared>,
+    conn: u64,
+    shutdown: &CancellationToken,
+    hello: &Hello,
+    (seq, reply): (u64, Message),
+) -> Result<Infallible, Close> {
+    if hello.blade != shared.blade {
+        return Err(Close::refused(
+            Refusal::WrongBlade,
+            ErrorCode::Refused,
+            format!(
+                "{} asks for blade {}: this is fpd{}, blade {}",
+                hello.name, hello.blade, shared.blade, shared.blade
+            ),
+        ));
+    }
+    let cancel = shutdown.child_token();
+    let (tell, mut told) = tokio::sync::mpsc::unbounded_channel();
+    let previous = {
+        let mut arbiter = shared.sync();
+        let rival = arbiter
+            .members
+            .iter()
+            .find(|m| m.instance != hello.instance && m.election_id == hello.election_id);
+        if let Some(o) = rival {
+            return Err(Close::refused(
+                Refusal::BladeOwned,
+                ErrorCode::Refused,
+                format!(
+                    "blade {} is owned by instance {} (connection {}) with election id {}: instance {} is refused (give each cache manager its own --election-id)",
+                    shared.blade, o.instance, o.conn, o.election_id, hello.instance
+                ),
+            ));
+        }
+        // A restart of the same instance replaces its old session.
+        let previous = arbiter
+            .members
+            .iter()
+            .position(|m| m.instance == hello.instance)
+            .map(|i| arbiter.members.remove(i));
+        if previous
+            .as_ref()
+            .is_some_and(|p| arbiter.primary == Some(p.conn))
+        {
+            arbiter.primary = None;
+        }
+        arbiter.members.push(SyncMember {
+            conn,
+            instance: hello.instance,
+            election_id: hello.election_id,
+            cancel: cancel.clone(),
+            tell: tell.clone(),
+        });
+        previous
+    };
+    shared.register.set(conn, Phase::Sync);
+    io.r.limit = MAX_BODY;
+    let _owner = OwnerGuard {
+        shared: shared.clone(),
+        conn,
+    };
+    if let Some(previous) = previous {
+        info!(
+            previous_conn = previous.conn,
+            "a new sync session of the same instance replaces the old one"
+        );
+        previous.cancel.cancel();
+    }
+    info!(
+        peer_instance = hello.instance,
+        election_id = hello.election_id,
+        "sync session from {}",
+        hello.name
+    );
+    io.send(&reply, seq).await?;
+    // This session's role, after the Hello: the primary, or a backup
+    // (then told when it becomes primary).
+    {
+        let mut arbiter = shared.sync();
+        let told = arbiter.elect();
+        if let Some(p) = arbiter.primary().filter(|_| !told) {
+            let _ = tell.send(Message::Arbitration {
+                primary: p.conn == conn,
+                primary_instance: p.instance,
+                primary_election_id: p.election_id,
+            });
+        }
+    }
+    let mut reports = Reports::new(shared.dataplane.clone());
+    let mut keepalive = tokio::time::interval(shared.limits.keepalive);
+    keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let peer_timeout = shared.limits.peer_timeout;
+    loop {
+        let (header, msg) = {
+            let read = io.r.read();
+            tokio::pin!(read);
+            // Any frame, a Keepalive at least, within the peer timeout.
+            let silent = tokio::time::sleep(peer_timeout);
+            tokio::pin!(silent);
+            loop {
+                tokio::select! {
+                    biased;
+                    _ = cancel.cancelled() => {
+                        return Err(if shutdown.is_cancelled() { Close::Shutdown } else { Close::Replaced })
+                    }
+                    frame = &mut read => break frame?,
+                    _ = &mut silent => {
+                        return Err(Close::refused(
+                            Refusal::PeerTimeout,
+                            ErrorCode::Limit,
+                            format!(
+                                "the sync peer sent nothing for {} s (not even a Keepalive): taken for gone",
+                                peer_timeout.as_secs_f32()
+                            ),
+                        ))
+                    }
+                    Some(m) = told.recv() => io.w.send(&m, 0).await?,
+                    _ = keepalive.tick() => io.w.send(&Message::Keepalive, 0).await?,
+                    _ = reports.tick() => reports.send(&mut io.w).await?,
+                }
+            }
+        };
+        match msg {
+            Message::Keepalive => {}
+            Message::SyncBegin { .. } | Message::SyncEnd { .. } | Message::Batch(_) => {
+                match apply_frame(shared, conn, msg).await? {
+                    Ok(errors) => io.send(&Message::Ack(errors), header.seq).await?,
+                    Err(reason) => {
+                        shared.refusals.note(Refusal::NotPrimary, || {
+                            format!("refusing a write: {reason}")
+                        });
+                        let refusal = Message::Error {
+                            code: ErrorCode::NotPrimary as u16,
+                            message: reason,
+                        };
+                        io.send(&refusal, header.seq).await?;
+                    }
+                }
+            }
+            Message::Error { code, message } => return Err(Close::PeerError { code, message }),
+            other => {
+                return Err(Close::bad(
+                    ErrorCode::Unexpected,
+                    format!("{} on a sync connection", describe(&other)),
+                ))
+            }
+        }
+    }
+}
+
+impl Reports {
+    pub(super) fn new(dataplane: Option<DataplaneHandle>) -> Self {
+        let mut interval = tokio::time::interval(REPORT_TICK);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Reports {
+            dataplane,
+            interval,
+            ticks: 0,
+        }
+    }
+
+    /// Never ready without a dataplane.
+    pub(super) async fn tick(&mut self) {
+        if self.dataplane.is_none() {
+            return std::future::pending().await;
+        }
+        self.interval.tick().await;
+    }
+
+    pub(super) async fn send(&mut self, w: &mut FrameWriter) -> Result<(), Close> {
+        let Some(dp) = &self.dataplane else {
+            return Ok(());
+        };
+        self.ticks += 1;
+        let mut hits = dp.0.take_wanted();
+        if self.ticks.is_multiple_of(HIT_REPORT_TICKS) {
+            dp.0.take_hits(&mut hits);
+        }
+        if !hits.is_empty() {
+            debug!(hits = hits.len(), "reporting hit flags");
+            w.send(&Message::HitFlags(hits), 0).await?;
+        }
+        if self.ticks.is_multiple_of(STATS_REPORT_TICKS) {
+            w.send(&Message::Stats(dp.0.stats()), 0).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Applies one sync frame under one lock; returns the rejected objects,
+/// or why nothing was applied (this session is not the primary).
+pub(super) async fn apply_frame(
+    shared: &Arc<Shared>,
+    conn: u64,
+    msg: Message,
+) -> Result<Applied, Close> {
+    if matches!(&msg, Message::Batch(ops) if ops.len() <= INLINE_OPS) {
+        let free = match shared.tables.try_lock() {
+            Ok(t) => Some(t),
+            Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        };
+        if let Some(mut tables) = free {
+            return apply_locked(shared, &mut tables, conn, msg);
+        }
+    }
+    let shared = shared.clone();
+    blocking(move || apply_locked(&shared, &mut shared.tables(), conn, msg)).await?
+}
+
+/// [`apply_frame`]'s work, the tables lock held.
+pub(super) fn apply_locked(
+    shared: &Shared,
+    tables: &mut Tables,
+    conn: u64,
+    msg: Message,
+) -> Result<Applied, Close> {
+    {
+        let arbiter = shared.sync();
+        if !arbiter.members.iter().any(|m| m.conn == conn) {
+            return Err(Close::Replaced);
+        }
+        if arbiter.primary != Some(conn) {
+            let primary = match arbiter.primary() {
+                Some(p) => format!(
+                    "instance {} with election id {} is",
+                    p.instance, p.election_id
+                ),
+                None => "none is elected yet".to_owned(),
+            };
+            return Ok(Err(format!(
+                "blade {}: this session is a backup, not the primary ({primary}): its writes are refused",
+                shared.blade
+            )));
+        }
+    }
+    let mut errors = Vec::new();
+    // What of the dataplane's view this frame changes (a sweep at
+    // SyncEnd may touch anything).
+    let parts = match &msg {
+        Message::Batch(ops) => ops
+            .iter()
+            .fold(Parts::default(), |p, (_, o)| p.union(Parts::of(o.kind()))),
+        Message::SyncEnd { .. } => Parts::ALL,
+        _ => Parts::default(),
+    };
+    match msg {
+        Message::SyncBegin { generation } => {
+            tables.begin_sync(generation);
+            info!(generation, "sync begins");
+        }
+        Message::SyncEnd { generation } => {
+            let swept = tables.end_sync(generation);
+            info!(generation, swept, "sync ends");
+        }
+        Message::Batch(ops) => {
+            let debug = tracing::enabled!(tracing::Level::DEBUG);
+            for (index, (op, obj)) in ops.into_iter().enumerate() {
+                let shown = debug.then(|| obj.to_string());
+                if let Err(e) = tables.apply(op, obj) {
+                    if let Some(shown) = shown {
+                        debug!(index, ?op, error = ?e, "rejected: {shown}");
+                    }
+                    errors.push((index as u32, e));
+                }
+            }
+        }
+        _ => {}
+    }
+    if let Some(dp) = &shared.dataplane {
+        dp.0.changed(parts);
+    }
+    Ok(Ok(errors))
+}
