@@ -2,7 +2,9 @@
 //! own tools print it (iproute2's JSON, `bridge -j`, `nft -j`, plain
 //! `conntrack -L`), parsed here with serde_json and string splitting,
 //! against fpd's dump (the QueryClient dump `fpsync-check --dump-fastpath`
-//! prints), field by field.
+//! prints), field by field. One file, long: one reader per kernel tool
+//! and kind, each small and independent, sharing the record type and the
+//! comparison; kept together so that what the oracle reads is seen whole.
 //!
 //! Invariants:
 //! * Nothing of `instance::netlink` (cmgrd's decoder) is used: a field the

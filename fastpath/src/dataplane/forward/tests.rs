@@ -1,5 +1,7 @@
 //! The forwarding decision on byte fixtures, with tables built through the
-//! same `Tables::apply` the manager uses.
+//! same `Tables::apply` the FPC server uses. Long (one case per Linux
+//! forwarding behaviour, each a few lines of fixture and assertion): a
+//! table of cases, not logic, so it is kept in one file.
 
 use std::net::IpAddr;
 

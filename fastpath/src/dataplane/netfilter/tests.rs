@@ -1,7 +1,8 @@
 //! The evaluator on the expression bytes of real rules (fixtures/rules.nft,
 //! captured on this kernel with fixtures/capture.py), hand-built x_tables
 //! rules, and NAT on packets built byte by byte (checked against a full
-//! recomputation of every checksum).
+//! recomputation of every checksum). Long: one case per rule shape the
+//! evaluator must treat as the kernel does; a table of cases, not logic.
 
 use std::net::IpAddr;
 
