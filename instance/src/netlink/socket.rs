@@ -1,8 +1,16 @@
 //! A blocking netlink socket (NETLINK_ROUTE, NETLINK_XFRM, ...): listener
 //! (multicast groups) or command socket (dumps).
+//!
+//! Through nix where it wraps the call (bind, getsockname, recv, send,
+//! SO_RCVBUF[FORCE]); raw libc, with SAFETY lines, for what nix lacks:
+//! socket(2) of NETLINK_XFRM (no SockProtocol for it) and
+//! NETLINK_ADD_MEMBERSHIP (groups above 31 do not fit the bind mask).
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use nix::errno::Errno;
+use nix::sys::socket::{self, sockopt, MsgFlags, NetlinkAddr};
 
 use super::wire::{self, Messages, NlMsg, WireError, NLMSG_DONE, NLMSG_ERROR, NLM_F_DUMP_INTR};
 
@@ -65,17 +73,7 @@ impl NetlinkSocket {
             scratch: vec![0; DATAGRAM_MAX].into_boxed_slice(),
         };
         sock.set_rcvbuf(rcvbuf)?;
-        // SAFETY: sockaddr_nl is plain data; zeroed is a valid value.
-        let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        addr.nl_family = libc::AF_NETLINK as u16;
-        // SAFETY: addr is a valid sockaddr_nl of the length given.
-        check(unsafe {
-            libc::bind(
-                sock.fd.as_raw_fd(),
-                &addr as *const _ as *const libc::sockaddr,
-                std::mem::size_of::<libc::sockaddr_nl>() as u32,
-            )
-        })?;
+        socket::bind(sock.fd.as_raw_fd(), &NetlinkAddr::new(0, 0))?;
         for group in groups {
             // Groups above 31 (RTNLGRP_NEXTHOP) do not fit the bind mask.
             sock.setsockopt(SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, *group as libc::c_int)?;
@@ -86,18 +84,8 @@ impl NetlinkSocket {
     /// The port id the kernel gave this socket at bind (the nlmsg_pid of
     /// the notifications its requests cause).
     pub fn portid(&self) -> io::Result<u32> {
-        // SAFETY: sockaddr_nl is plain data; zeroed is a valid value.
-        let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        let mut len = std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t;
-        // SAFETY: addr and len are valid for writing, len its size.
-        check(unsafe {
-            libc::getsockname(
-                self.fd.as_raw_fd(),
-                &mut addr as *mut _ as *mut libc::sockaddr,
-                &mut len,
-            )
-        })?;
-        Ok(addr.nl_pid)
+        let addr: NetlinkAddr = socket::getsockname(self.fd.as_raw_fd())?;
+        Ok(addr.pid())
     }
 
     fn setsockopt(
@@ -124,50 +112,36 @@ impl NetlinkSocket {
     /// (CAP_NET_ADMIN) is not. Without the capability, fall back to the cap.
     fn set_rcvbuf(&self, bytes: usize) -> io::Result<()> {
         // The kernel doubles the value it is given for its bookkeeping.
-        let value = (bytes / 2).min(i32::MAX as usize) as libc::c_int;
-        self.setsockopt(libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, value)
-            .or_else(|_| self.setsockopt(libc::SOL_SOCKET, libc::SO_RCVBUF, value))
+        let value = (bytes / 2).min(i32::MAX as usize);
+        socket::setsockopt(&self.fd, sockopt::RcvBufForce, &value)
+            .or_else(|_| socket::setsockopt(&self.fd, sockopt::RcvBuf, &value))
+            .map_err(io::Error::from)
     }
 
     /// Receives one datagram and appends it to `buf`. `Overrun` when the
     /// kernel dropped messages (ENOBUFS): the socket must be reopened.
     pub fn recv(&mut self, buf: &mut Vec<u8>, nonblocking: bool) -> Result<usize, SocketError> {
-        let flags = if nonblocking { libc::MSG_DONTWAIT } else { 0 };
+        let flags = if nonblocking {
+            MsgFlags::MSG_DONTWAIT
+        } else {
+            MsgFlags::empty()
+        };
         loop {
-            // SAFETY: the destination is the scratch buffer, of its length.
-            let n = unsafe {
-                libc::recv(
-                    self.fd.as_raw_fd(),
-                    self.scratch.as_mut_ptr() as *mut libc::c_void,
-                    self.scratch.len(),
-                    flags,
-                )
-            };
-            if n >= 0 {
-                let n = n as usize;
-                buf.extend_from_slice(&self.scratch[..n]);
-                return Ok(n);
-            }
-            let err = io::Error::last_os_error();
-            match err.raw_os_error() {
-                Some(libc::EINTR) => continue,
-                Some(libc::ENOBUFS) => return Err(SocketError::Overrun),
-                _ => return Err(err.into()),
+            match socket::recv(self.fd.as_raw_fd(), &mut self.scratch, flags) {
+                Ok(n) => {
+                    buf.extend_from_slice(&self.scratch[..n]);
+                    return Ok(n);
+                }
+                Err(Errno::EINTR) => continue,
+                Err(Errno::ENOBUFS) => return Err(SocketError::Overrun),
+                Err(e) => return Err(io::Error::from(e).into()),
             }
         }
     }
 
     pub fn send(&self, msg: &[u8]) -> io::Result<()> {
-        // SAFETY: `msg` is a valid slice for the call.
-        let n = check(unsafe {
-            libc::send(
-                self.fd.as_raw_fd(),
-                msg.as_ptr() as *const libc::c_void,
-                msg.len(),
-                0,
-            ) as libc::c_int
-        })?;
-        if n as usize != msg.len() {
+        let n = socket::send(self.fd.as_raw_fd(), msg, MsgFlags::empty())?;
+        if n != msg.len() {
             return Err(io::Error::new(
                 io::ErrorKind::WriteZero,
                 "short netlink send",
