@@ -28,11 +28,24 @@ pub(crate) use attrs::RouteAttrs;
 use common::hash::PrefixHash;
 use fib::{Entry, Fib, PrefixKey, Upsert, V4, V6};
 use fpc::{
-    Addr, BridgePort, CaptureFilter, Conntrack, CtKey, Fdb, Link, Mroute, MrouteKey, MrouteVif,
-    MrouteVifKey, Neigh, NetConf, NetConfKey, NextHops, Nexthop, NftChain, NftRule, NftSet,
-    NftSetElem, NftSetElemKey, NftTable, Object, ObjectError, Op, Qdisc, Route, RouteDisc, Rule,
-    RuleKey, SaKey, SpKey, XfrmReplay, XfrmSa, XfrmSp, XtChain, XtRule,
+    Addr, Conntrack, CtKey, Link, Neigh, NetConf, NetConfKey, NextHops, Nexthop, NftChain, NftRule,
+    NftSet, NftSetElem, NftSetElemKey, NftTable, Object, ObjectError, ObjectKey, ObjectKind, Op,
+    Qdisc, Route, RouteDisc, Rule, RuleKey, SpKey, XfrmSp, XtChain, XtRule,
 };
+
+/// The kinds fpd keeps without reading them in its dataplane (Linux does
+/// what needs them: bridging, IPsec, multicast, capture), in one generic
+/// store by `ObjectKey`; their validity checks stay in `apply`. A kind the
+/// dataplane does not read is added here, nowhere else in this module.
+const STORED: [ObjectKind; 7] = [
+    ObjectKind::BridgePort,
+    ObjectKind::Fdb,
+    ObjectKind::XfrmSa,
+    ObjectKind::XfrmReplay,
+    ObjectKind::Mroute,
+    ObjectKind::MrouteVif,
+    ObjectKind::CaptureFilter,
+];
 
 /// Objects of one kind by key, each with its stale mark.
 #[derive(Clone)]
@@ -304,12 +317,7 @@ pub struct Tables {
     addrs: ObjectMap<(u32, IpAddr, u8), Addr>,
     nexthops: ObjectMap<u32, Nexthop>,
     neighs: ObjectMap<(u32, IpAddr), Neigh>,
-    ports: ObjectMap<u32, BridgePort>,
-    fdb: ObjectMap<(u32, Vec<u8>, u16, Option<IpAddr>), Fdb>,
-    sas: ObjectMap<SaKey, XfrmSa>,
     sps: ObjectMap<SpKey, XfrmSp>,
-    /// SA sequence numbers, present only while IPsec HA is on for this blade.
-    replays: ObjectMap<SaKey, XfrmReplay>,
     conntracks: ObjectMap<CtKey, Conntrack>,
     nft_tables: ObjectMap<(u8, String), NftTable>,
     nft_chains: ObjectMap<(u8, String, String), NftChain>,
@@ -318,9 +326,6 @@ pub struct Tables {
     nft_elems: ObjectMap<NftSetElemKey, NftSetElem>,
     /// The ports' queueing disciplines, by (ifindex, handle).
     qdiscs: ObjectMap<(u32, u32), Qdisc>,
-    mroutes: ObjectMap<MrouteKey, Mroute>,
-    mroute_vifs: ObjectMap<MrouteVifKey, MrouteVif>,
-    captures: ObjectMap<u32, CaptureFilter>,
     /// Legacy x_tables chains and rules, by (family, table, chain[, position]).
     xt_chains: ObjectMap<(u8, String, String), XtChain>,
     xt_rules: ObjectMap<(u8, String, String, u32), Box<XtRule>>,
@@ -329,6 +334,11 @@ pub struct Tables {
     netconfs: ObjectMap<NetConfKey, NetConf>,
     /// Policy routing rules, by (content, copy).
     rules: ObjectMap<RuleKey, Box<Rule>>,
+    /// The kinds the dataplane does not read ([`STORED`]: bridge ports,
+    /// FDB, IPsec SAs and their sequence numbers, multicast routes and
+    /// VIFs, capture filters), kept for dumps and counters by their
+    /// `ObjectKey`, one map per kind.
+    stored: BTreeMap<ObjectKind, ObjectMap<ObjectKey, Object>>,
     routes4: Fibs<V4>,
     routes6: Fibs<V6>,
     attrs: AttrTable,
@@ -354,11 +364,7 @@ impl Tables {
             addrs: ObjectMap::new(),
             nexthops: ObjectMap::new(),
             neighs: ObjectMap::new(),
-            ports: ObjectMap::new(),
-            fdb: ObjectMap::new(),
-            sas: ObjectMap::new(),
             sps: ObjectMap::new(),
-            replays: ObjectMap::new(),
             conntracks: ObjectMap::new(),
             nft_tables: ObjectMap::new(),
             nft_chains: ObjectMap::new(),
@@ -366,13 +372,11 @@ impl Tables {
             nft_sets: ObjectMap::new(),
             nft_elems: ObjectMap::new(),
             qdiscs: ObjectMap::new(),
-            mroutes: ObjectMap::new(),
-            mroute_vifs: ObjectMap::new(),
-            captures: ObjectMap::new(),
             xt_chains: ObjectMap::new(),
             xt_rules: ObjectMap::new(),
             netconfs: ObjectMap::new(),
             rules: ObjectMap::new(),
+            stored: STORED.iter().map(|k| (*k, ObjectMap::new())).collect(),
             routes4: Fibs::new(),
             routes6: Fibs::new(),
             attrs: AttrTable::default(),
@@ -430,23 +434,22 @@ impl Tables {
                 if p.ifindex == 0 || p.master == 0 {
                     return Err(ObjectError::Invalid);
                 }
-                self.ports.apply(op, p.ifindex, p)
+                self.store(op, Object::BridgePort(p))
             }
             Object::Fdb(e) => {
                 if e.ifindex == 0 || e.mac.len() != 6 {
                     return Err(ObjectError::Invalid);
                 }
-                self.fdb
-                    .apply(op, (e.domain(), e.mac.clone(), e.vlan, e.dst), e)
+                self.store(op, Object::Fdb(e))
             }
             Object::XfrmSa(sa) => {
                 if op != Op::Delete && (sa.daddr.is_ipv4() != sa.saddr.is_ipv4() || sa.proto == 0) {
                     return Err(ObjectError::Invalid);
                 }
-                self.sas.apply(op, sa.key(), sa)
+                self.store(op, Object::XfrmSa(sa))
             }
             Object::XfrmSp(sp) => self.sps.apply(op, sp.key(), sp),
-            Object::XfrmReplay(rp) => self.replays.apply(op, rp.key(), rp),
+            obj @ Object::XfrmReplay(_) => self.store(op, obj),
             Object::Conntrack(ct) => {
                 if ct.orig.src.is_ipv4() != ct.orig.dst.is_ipv4() {
                     return Err(ObjectError::Invalid);
@@ -477,19 +480,19 @@ impl Tables {
                 if m.source.is_ipv4() != m.group.is_ipv4() {
                     return Err(ObjectError::Invalid);
                 }
-                self.mroutes.apply(op, m.key(), m)
+                self.store(op, Object::Mroute(m))
             }
             Object::MrouteVif(v) => {
                 if op != Op::Delete && !v.is_valid() {
                     return Err(ObjectError::Invalid);
                 }
-                self.mroute_vifs.apply(op, v.key(), v)
+                self.store(op, Object::MrouteVif(v))
             }
             Object::CaptureFilter(c) => {
                 if op != Op::Delete && !c.program.len().is_multiple_of(8) {
                     return Err(ObjectError::Invalid);
                 }
-                self.captures.apply(op, c.inode, c)
+                self.store(op, Object::CaptureFilter(c))
             }
             Object::XtChain(c) => {
                 let key = (c.family, c.table.clone(), c.name.clone());
@@ -607,6 +610,25 @@ impl Tables {
     }
 
     /// Starts a full resync: every object is stale until applied again.
+    /// Applies an object of a [`STORED`] kind, by its `ObjectKey`.
+    fn store(&mut self, op: Op, obj: Object) -> Result<(), ObjectError> {
+        let map = self
+            .stored
+            .get_mut(&obj.kind())
+            .ok_or(ObjectError::Unsupported)?;
+        map.apply(op, obj.key(), obj)
+    }
+
+    fn stored_len(&self, kind: ObjectKind) -> u64 {
+        self.stored.get(&kind).map_or(0, |m| m.len() as u64)
+    }
+
+    fn each_stored(&self, kind: ObjectKind, f: &mut impl FnMut(Object)) {
+        if let Some(map) = self.stored.get(&kind) {
+            map.values().for_each(|o| f(o.clone()));
+        }
+    }
+
     pub fn begin_sync(&mut self, generation: u64) {
         if let Some(previous) = self.syncing {
             tracing::info!(previous, generation, "sync restarted before it ended");
@@ -615,11 +637,7 @@ impl Tables {
         self.addrs.mark_stale();
         self.nexthops.mark_stale();
         self.neighs.mark_stale();
-        self.ports.mark_stale();
-        self.fdb.mark_stale();
-        self.sas.mark_stale();
         self.sps.mark_stale();
-        self.replays.mark_stale();
         self.conntracks.mark_stale();
         self.nft_tables.mark_stale();
         self.nft_chains.mark_stale();
@@ -627,9 +645,7 @@ impl Tables {
         self.nft_sets.mark_stale();
         self.nft_elems.mark_stale();
         self.qdiscs.mark_stale();
-        self.mroutes.mark_stale();
-        self.mroute_vifs.mark_stale();
-        self.captures.mark_stale();
+        self.stored.values_mut().for_each(ObjectMap::mark_stale);
         self.xt_chains.mark_stale();
         self.xt_rules.mark_stale();
         self.netconfs.mark_stale();
@@ -663,11 +679,7 @@ impl Tables {
             + self.addrs.sweep()
             + self.nexthops.sweep()
             + self.neighs.sweep()
-            + self.ports.sweep()
-            + self.fdb.sweep()
-            + self.sas.sweep()
             + self.sps.sweep()
-            + self.replays.sweep()
             + self.conntracks.sweep()
             + self.nft_tables.sweep()
             + self.nft_chains.sweep()
@@ -675,9 +687,11 @@ impl Tables {
             + self.nft_sets.sweep()
             + self.nft_elems.sweep()
             + self.qdiscs.sweep()
-            + self.mroutes.sweep()
-            + self.mroute_vifs.sweep()
-            + self.captures.sweep()
+            + self
+                .stored
+                .values_mut()
+                .map(ObjectMap::sweep)
+                .sum::<usize>()
             + self.xt_chains.sweep()
             + self.xt_rules.sweep()
             + self.netconfs.sweep()
@@ -710,14 +724,14 @@ impl Tables {
         self.neighs
             .values()
             .for_each(|n| f(Object::Neigh(n.clone())));
-        self.ports
-            .values()
-            .for_each(|p| f(Object::BridgePort(p.clone())));
-        self.fdb.values().for_each(|e| f(Object::Fdb(e.clone())));
-        self.sas.values().for_each(|s| f(Object::XfrmSa(s.clone())));
-        self.replays
-            .values()
-            .for_each(|r| f(Object::XfrmReplay(r.clone())));
+        for kind in [
+            ObjectKind::BridgePort,
+            ObjectKind::Fdb,
+            ObjectKind::XfrmSa,
+            ObjectKind::XfrmReplay,
+        ] {
+            self.each_stored(kind, &mut f);
+        }
         self.sps.values().for_each(|s| f(Object::XfrmSp(s.clone())));
         self.conntracks
             .values()
@@ -741,15 +755,13 @@ impl Tables {
             .values()
             .for_each(|q| f(Object::Qdisc(q.clone())));
         // VIFs before the MFC entries that name them.
-        self.mroute_vifs
-            .values()
-            .for_each(|v| f(Object::MrouteVif(v.clone())));
-        self.mroutes
-            .values()
-            .for_each(|m| f(Object::Mroute(m.clone())));
-        self.captures
-            .values()
-            .for_each(|c| f(Object::CaptureFilter(c.clone())));
+        for kind in [
+            ObjectKind::MrouteVif,
+            ObjectKind::Mroute,
+            ObjectKind::CaptureFilter,
+        ] {
+            self.each_stored(kind, &mut f);
+        }
         self.xt_chains
             .values()
             .for_each(|c| f(Object::XtChain(c.clone())));
@@ -768,11 +780,11 @@ impl Tables {
             ("routes6", self.routes6.routes as u64),
             ("nexthops", self.nexthops.len() as u64),
             ("neighbours", self.neighs.len() as u64),
-            ("bridge_ports", self.ports.len() as u64),
-            ("fdb", self.fdb.len() as u64),
-            ("ipsec_sas", self.sas.len() as u64),
+            ("bridge_ports", self.stored_len(ObjectKind::BridgePort)),
+            ("fdb", self.stored_len(ObjectKind::Fdb)),
+            ("ipsec_sas", self.stored_len(ObjectKind::XfrmSa)),
             ("ipsec_sps", self.sps.len() as u64),
-            ("ipsec_replays", self.replays.len() as u64),
+            ("ipsec_replays", self.stored_len(ObjectKind::XfrmReplay)),
             ("conntracks", self.conntracks.len() as u64),
             ("nft_tables", self.nft_tables.len() as u64),
             ("nft_chains", self.nft_chains.len() as u64),
@@ -780,9 +792,12 @@ impl Tables {
             ("nft_sets", self.nft_sets.len() as u64),
             ("nft_set_elements", self.nft_elems.len() as u64),
             ("qdiscs", self.qdiscs.len() as u64),
-            ("mroutes", self.mroutes.len() as u64),
-            ("mroute_vifs", self.mroute_vifs.len() as u64),
-            ("capture_filters", self.captures.len() as u64),
+            ("mroutes", self.stored_len(ObjectKind::Mroute)),
+            ("mroute_vifs", self.stored_len(ObjectKind::MrouteVif)),
+            (
+                "capture_filters",
+                self.stored_len(ObjectKind::CaptureFilter),
+            ),
             ("xt_chains", self.xt_chains.len() as u64),
             ("xt_rules", self.xt_rules.len() as u64),
             ("netconfs", self.netconfs.len() as u64),
@@ -804,11 +819,7 @@ impl Tables {
             + self.addrs.len()
             + self.nexthops.len()
             + self.neighs.len()
-            + self.ports.len()
-            + self.fdb.len()
-            + self.sas.len()
             + self.sps.len()
-            + self.replays.len()
             + self.conntracks.len()
             + self.nft_tables.len()
             + self.nft_chains.len()
@@ -816,9 +827,7 @@ impl Tables {
             + self.nft_sets.len()
             + self.nft_elems.len()
             + self.qdiscs.len()
-            + self.mroutes.len()
-            + self.mroute_vifs.len()
-            + self.captures.len()
+            + self.stored.values().map(ObjectMap::len).sum::<usize>()
             + self.xt_chains.len()
             + self.xt_rules.len()
             + self.netconfs.len()
