@@ -419,9 +419,9 @@ impl Cache {
         self.routes.is_empty() && self.maps.iter().all(Map::is_empty)
     }
 
-    /// Every object, in replay order (bridge ports and FDB entries after
+    /// Every object, in the order a full sync sends them (bridge ports and FDB entries after
     /// the links they name); routes rebuilt (owned), the rest lent.
-    pub fn replay(&self) -> impl Iterator<Item = Cow<'_, Object>> {
+    pub fn in_sync_order(&self) -> impl Iterator<Item = Cow<'_, Object>> {
         let (single, groups): (Vec<&Object>, Vec<&Object>) = self.maps[slot(ObjectKind::Nexthop)]
             .values()
             .partition(|o| matches!(o, Object::Nexthop(n) if n.group.is_empty()));
@@ -702,7 +702,7 @@ mod tests {
         let ops = c.reconcile(Scope::NetConfs(AF_INET6), vec![]);
         assert_eq!(ops.len(), 1, "only the IPv6 one is swept");
         assert_eq!(c.len(ObjectKind::NetConf), 1);
-        let order: Vec<ObjectKind> = c.replay().map(|o| o.kind()).collect();
+        let order: Vec<ObjectKind> = c.in_sync_order().map(|o| o.kind()).collect();
         assert_eq!(c.total(), order.len());
         assert_eq!(order, vec![ObjectKind::NetConf, ObjectKind::Route]);
     }

@@ -15,9 +15,9 @@ use crate::stats::SocketStats;
 /// console thread.
 pub fn replayed(p: &mut Processor, xfrm: bool, bytes: &[u8]) -> String {
     let n = if xfrm {
-        p.replay_xfrm(bytes)
+        p.feed_xfrm(bytes)
     } else {
-        p.replay_netlink(bytes)
+        p.feed_netlink(bytes)
     };
     format!("replayed {n} netlink messages\n")
 }

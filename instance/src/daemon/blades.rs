@@ -45,7 +45,7 @@ impl Processor {
                 session.state = SessionState::Up { conn };
                 session.seq = 0;
                 session.recovering = false;
-                self.replay(index);
+                self.full_sync(index);
             }
             BladeEvent::Down { index, conn } => {
                 let session = &mut self.blades[index];
@@ -60,7 +60,7 @@ impl Processor {
     }
 
     /// Queues SyncBegin, the whole cache and SyncEnd for one blade.
-    pub(super) fn replay(&mut self, index: usize) {
+    pub(super) fn full_sync(&mut self, index: usize) {
         self.generation = self.generation.max(now_ns()) + 1;
         let generation = self.generation;
         let ha = self.ipsec_ha.get(&self.blades[index].blade) == Some(&true);
@@ -90,7 +90,7 @@ impl Processor {
         );
         // Cloned a frame at a time, not the whole cache at once first.
         let mut batch = Vec::with_capacity(BATCH);
-        for o in self.cache.replay().filter(wanted) {
+        for o in self.cache.in_sync_order().filter(wanted) {
             batch.push((Op::Add, o.into_owned()));
             if batch.len() == BATCH {
                 let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
@@ -192,7 +192,7 @@ impl Processor {
             if let SessionState::Overflowed { conn } = session.state {
                 if session.stats.want_drain() {
                     session.state = SessionState::Up { conn };
-                    self.replay(index);
+                    self.full_sync(index);
                 }
             }
         }

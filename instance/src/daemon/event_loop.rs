@@ -154,9 +154,9 @@ impl Processor {
     /// Feeds messages captured elsewhere (a file of netlink messages, as
     /// the kernel sends them) through the same decoder and sync path as
     /// the listener's. Returns how many messages there were.
-    pub fn replay_netlink(&mut self, buf: &[u8]) -> usize {
+    pub fn feed_netlink(&mut self, buf: &[u8]) -> usize {
         let before = self.replay_stats.packets;
-        self.on_netlink(buf, Source::Replay);
+        self.on_netlink(buf, Source::Fed);
         self.flush();
         (self.replay_stats.packets - before) as usize
     }
@@ -202,9 +202,9 @@ impl Processor {
         }
         let stats = match (proto, source) {
             (Proto::Route, Source::Listener) => &mut self.listen_stats,
-            (Proto::Route, Source::Replay) => &mut self.replay_stats,
+            (Proto::Route, Source::Fed) => &mut self.replay_stats,
             (Proto::Xfrm, Source::Listener) => &mut self.xfrm_listen_stats,
-            (Proto::Xfrm, Source::Replay) => &mut self.xfrm_replay_stats,
+            (Proto::Xfrm, Source::Fed) => &mut self.xfrm_replay_stats,
             (Proto::Netfilter, _) => &mut self.ct_listen_stats,
             (Proto::Audit, _) => &mut self.audit_listen_stats,
         };

@@ -243,9 +243,9 @@ impl Processor {
 
     /// Feeds captured XFRM messages (byte fixtures: this kernel has no
     /// ESP) through the XFRM sync path. Returns how many there were.
-    pub fn replay_xfrm(&mut self, buf: &[u8]) -> usize {
+    pub fn feed_xfrm(&mut self, buf: &[u8]) -> usize {
         let before = self.xfrm_replay_stats.packets;
-        self.on_xfrm(buf, Source::Replay);
+        self.on_xfrm(buf, Source::Fed);
         self.flush();
         (self.xfrm_replay_stats.packets - before) as usize
     }

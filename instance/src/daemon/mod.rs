@@ -111,7 +111,8 @@ pub enum DaemonError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Source {
     Listener,
-    Replay,
+    /// Fed by the console's `netlink replay FILE` (the seed's command).
+    Fed,
 }
 
 /// The netlink protocols cmgrd listens to.
