@@ -62,13 +62,9 @@ use super::{
     NFPROTO_IPV6,
 };
 
-use self::compile::compile_rule;
-use self::compile::compile_set;
-use self::compile::dynamic_sets;
-use self::compile::in_order;
 pub(super) use self::compile::offloads_flows;
-use self::run::policy;
-use self::run::run_rule;
+use self::compile::{compile_rule, compile_set, dynamic_sets, in_order};
+use self::run::{policy, run_rule};
 
 // NFTA_LIST_ELEM / NFTA_EXPR_* are unpacked by cmgrd already.
 const NFTA_DATA_VALUE: u16 = 1;
