@@ -7,8 +7,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use fpsync_dbus::{
-    child_path, BladeObject, ChildProps, InstanceObject, Publisher, Request, ResourceTable,
-    SupervisorObject, Unit, MANAGER_PATH, SUPERVISOR_NAME, SUPERVISOR_PATH,
+    child_path, AnswerTable, BladeObject, ChildProps, InstanceObject, Publisher, Request,
+    ResourceTable, SupervisorObject, Unit, MANAGER_PATH, SUPERVISOR_NAME, SUPERVISOR_PATH,
 };
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc;
@@ -154,6 +154,7 @@ pub async fn serve(
     blades: Vec<u32>,
     children: Vec<(Unit, ChildProps)>,
     resources: ResourceTable,
+    answers: AnswerTable,
 ) -> Result<(Connection, String, Option<PrivateBus>), BusError> {
     let (builder, address, private) = match choice {
         BusChoice::System => (system_builder()?, "system".to_owned(), None),
@@ -178,7 +179,13 @@ pub async fn serve(
         address: address.clone(),
         source: Box::new(source),
     };
-    let sup = SupervisorObject::new(requests.clone(), instances, blades, address.clone());
+    let sup = SupervisorObject::new(
+        requests.clone(),
+        answers,
+        instances,
+        blades,
+        address.clone(),
+    );
     let mut builder = builder
         .serve_at(SUPERVISOR_PATH, sup)
         .map_err(connect_err)?

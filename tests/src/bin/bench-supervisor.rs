@@ -80,7 +80,22 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i]
 }
 
+const HELP: &str = "\
+bench-supervisor [N] [ROUTES] [CALLS]   (as root)
+  N        instances, namespaces and blades (default 32; 256 is the large tree)
+  ROUTES   IPv4 routes per namespace (default 100)
+  CALLS    calls of each of Status(), Statistics() and Metrics() (default 500)
+Starts fpsyncd --bus private (cmgrd and fpd from target/release), times start to
+all in sync, sums the tree's memory, then times each method over the private bus
+(dbus-daemon) from one zbus client; prints a Markdown table (docs/BENCHMARKS.md,
+\"Supervisor\").
+Example: cargo build --release --workspace --bins && target/release/bench-supervisor 256 100 500";
+
 fn main() {
+    if std::env::args().any(|a| a == "--help" || a == "-h") {
+        println!("{HELP}");
+        return;
+    }
     let n = arg(1, 32);
     let routes = arg(2, 100);
     let calls = arg(3, 500);
