@@ -146,6 +146,9 @@ pub async fn start_private(run_dir: &Path) -> Result<(PrivateBus, String), BusEr
 /// Connects to the chosen bus (starting a private one if need be), serves
 /// every object and takes the supervisor's name. The private bus, if any,
 /// comes back too: it lives as long as it is held.
+// Each argument is one thing the objects are made of; a struct of them
+// would only rename this list.
+#[allow(clippy::too_many_arguments)]
 pub async fn serve(
     choice: &BusChoice,
     run_dir: &Path,
