@@ -6,7 +6,9 @@
 //! (mutating methods are root-only, on top of the bus policy), parses its
 //! arguments into a typed [`Command`], sends it to the supervisor's core and
 //! maps the [`Answer`] or [`CommandError`] back; the core never sees D-Bus
-//! types and this crate never sees processes.
+//! types and this crate never sees processes. `Status()` and
+//! `Statistics()` reply with the text the core last built
+//! ([`AnswerTable`]) when it has one, without a round trip to the core.
 
 mod command;
 mod daemons;
@@ -21,8 +23,8 @@ pub use daemons::{
 };
 pub use error::Error;
 pub use objects::{
-    child_path, BladeObject, ChildProps, InstanceObject, Publisher, ResourceTable, Resources,
-    SupervisorObject, BLADE_INTERFACE, INSTANCE_INTERFACE,
+    child_path, AnswerTable, BladeObject, ChildProps, InstanceObject, Prebuilt, Publisher,
+    ResourceTable, Resources, SupervisorObject, BLADE_INTERFACE, INSTANCE_INTERFACE,
 };
 pub use proxy::{BladeProxy, InstanceProxy, SupervisorProxy};
 

@@ -76,9 +76,30 @@ fn ha_map(answer: Answer) -> Result<HashMap<u32, bool>, Error> {
     }
 }
 
+/// `Status()` and `Statistics()` as the core last built them (it rebuilds
+/// them every few report-interval fractions, see `supervisor::core`), or
+/// None until it has. The lock is held to clone an `Arc`, never while an
+/// answer is built or sent: a call takes the current text and replies
+/// without waiting on the core.
+#[derive(Debug, Clone, Default)]
+pub struct Prebuilt {
+    pub status: Option<Arc<str>>,
+    pub statistics: Option<Arc<str>>,
+}
+
+/// Shared between the core (which swaps answers in) and the supervisor
+/// object (which replies with them).
+pub type AnswerTable = Arc<RwLock<Prebuilt>>;
+
+/// The prebuilt answer `pick` selects, if there is one.
+fn prebuilt(table: &AnswerTable, pick: impl Fn(&Prebuilt) -> Option<Arc<str>>) -> Option<Arc<str>> {
+    table.read().ok().and_then(|t| pick(&t))
+}
+
 /// `org.fpsync.Supervisor1`.
 pub struct SupervisorObject {
     requests: mpsc::Sender<Request>,
+    answers: AnswerTable,
     instances: Vec<u32>,
     blades: Vec<u32>,
     state: String,
@@ -88,12 +109,14 @@ pub struct SupervisorObject {
 impl SupervisorObject {
     pub fn new(
         requests: mpsc::Sender<Request>,
+        answers: AnswerTable,
         instances: Vec<u32>,
         blades: Vec<u32>,
         bus_address: String,
     ) -> Self {
         SupervisorObject {
             requests,
+            answers,
             instances,
             blades,
             state: "starting".into(),
@@ -105,22 +128,30 @@ impl SupervisorObject {
 #[interface(name = "org.fpsync.Supervisor1")]
 impl SupervisorObject {
     /// Every child's lifecycle and sync state, each blade's table sizes
-    /// (JSON). Children are queried in parallel, each with a timeout; one
-    /// that does not answer has an "error" member instead.
+    /// (JSON), from memory: the answer the core last built, each child's
+    /// figures with their age; a child that stopped reporting has an
+    /// "error" member instead of holding the call.
     async fn status(
         &self,
         #[zbus(connection)] conn: &Connection,
         #[zbus(header)] header: Header<'_>,
     ) -> Result<String, Error> {
+        if let Some(a) = prebuilt(&self.answers, |t| t.status.clone()) {
+            return Ok(String::from(&*a));
+        }
         text(call(&self.requests, conn, &header, Command::Status).await?)
     }
 
-    /// Every blade's counters, their sums, and every instance's queues (JSON).
+    /// Every blade's counters, their sums, and every instance's queues
+    /// (JSON), from memory as `Status()` is.
     async fn statistics(
         &self,
         #[zbus(connection)] conn: &Connection,
         #[zbus(header)] header: Header<'_>,
     ) -> Result<String, Error> {
+        if let Some(a) = prebuilt(&self.answers, |t| t.statistics.clone()) {
+            return Ok(String::from(&*a));
+        }
         text(call(&self.requests, conn, &header, Command::Statistics).await?)
     }
 

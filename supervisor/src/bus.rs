@@ -7,8 +7,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use fpsync_dbus::{
-    child_path, BladeObject, ChildProps, InstanceObject, Publisher, Request, ResourceTable,
-    SupervisorObject, Unit, MANAGER_PATH, SUPERVISOR_NAME, SUPERVISOR_PATH,
+    child_path, AnswerTable, BladeObject, ChildProps, InstanceObject, Publisher, Request,
+    ResourceTable, SupervisorObject, Unit, MANAGER_PATH, SUPERVISOR_NAME, SUPERVISOR_PATH,
 };
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc;
@@ -146,6 +146,9 @@ pub async fn start_private(run_dir: &Path) -> Result<(PrivateBus, String), BusEr
 /// Connects to the chosen bus (starting a private one if need be), serves
 /// every object and takes the supervisor's name. The private bus, if any,
 /// comes back too: it lives as long as it is held.
+// Each argument is one thing the objects are made of; a struct of them
+// would only rename this list.
+#[allow(clippy::too_many_arguments)]
 pub async fn serve(
     choice: &BusChoice,
     run_dir: &Path,
@@ -154,6 +157,7 @@ pub async fn serve(
     blades: Vec<u32>,
     children: Vec<(Unit, ChildProps)>,
     resources: ResourceTable,
+    answers: AnswerTable,
 ) -> Result<(Connection, String, Option<PrivateBus>), BusError> {
     let (builder, address, private) = match choice {
         BusChoice::System => (system_builder()?, "system".to_owned(), None),
@@ -178,7 +182,13 @@ pub async fn serve(
         address: address.clone(),
         source: Box::new(source),
     };
-    let sup = SupervisorObject::new(requests.clone(), instances, blades, address.clone());
+    let sup = SupervisorObject::new(
+        requests.clone(),
+        answers,
+        instances,
+        blades,
+        address.clone(),
+    );
     let mut builder = builder
         .serve_at(SUPERVISOR_PATH, sup)
         .map_err(connect_err)?

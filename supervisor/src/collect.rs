@@ -76,7 +76,8 @@ pub struct Heard {
     pub at: Option<Instant>,
     /// Why the last round failed (cleared by a good one).
     pub error: Option<String>,
-    pub data: Option<Data>,
+    /// Shared, so that swapping an entry in copies no figures.
+    pub data: Option<Arc<Data>>,
     /// `data`'s parts of the answers, rendered when it came.
     pub fragments: Arc<Fragments>,
 }
@@ -212,7 +213,7 @@ impl Watcher {
                     self.store.update(self.unit, self.run, |h| {
                         h.at = Some(Instant::now());
                         h.error = None;
-                        h.data = Some(data);
+                        h.data = Some(Arc::new(data));
                         h.fragments = fragments;
                     });
                 }

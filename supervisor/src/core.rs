@@ -8,11 +8,19 @@
 //!   probes, queries and console calls run as tasks that report back with
 //!   events tagged by the child's run number, so a late report about an
 //!   earlier run is ignored.
-//! * `Status()` and `Statistics()` are answered here, from memory: a
+//! * `Status()` and `Statistics()` are built here, from memory: a
 //!   watcher per running child (`collect`), started when it is ready and
 //!   cancelled when it exits, keeps what it last heard in the store, and a
 //!   sampler keeps every child's resources; the answer is built from the
 //!   views, the store and the resources without asking any child.
+//! * Both answers are built ahead of the calls, every [`answer_period`]
+//!   (a tenth of the report interval, 10 to 100 ms), into the
+//!   [`AnswerTable`] the supervisor object replies from without waiting on
+//!   this task. A change of any child's state (anything its bus object or
+//!   the views show) or of the supervisor's state withdraws them at once,
+//!   before any reply to the method that caused it, so a call after such a
+//!   change is answered here, fresh, until the next build: what a prebuilt
+//!   answer can lag by is the figures and their ages, by one period.
 //! * Children are spawned from the thread this task runs on, which must be
 //!   the process's main thread (see `process`).
 //! * Start order: blades first; an instance starts once none of its blades
@@ -41,7 +49,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use fpc::Endpoint;
-use fpsync_dbus::{Answer, ChildProps, Command, CommandError, Request, ResourceTable, Unit};
+use fpsync_dbus::{
+    Answer, AnswerTable, ChildProps, Command, CommandError, Request, ResourceTable, Unit,
+};
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -55,6 +65,12 @@ use crate::policy::{Outcome, StartHistory};
 use crate::probe;
 use crate::process::{self, Handle, Registry};
 use crate::report::{self, ChildView};
+
+/// How often the prebuilt answers are rebuilt: a tenth of the report
+/// interval, between 10 and 100 ms.
+pub fn answer_period(report_interval: Duration) -> Duration {
+    (report_interval / 10).clamp(Duration::from_millis(10), Duration::from_millis(100))
+}
 
 /// How often a starting child is asked whether it is ready.
 const READY_POLL: Duration = Duration::from_millis(20);
@@ -301,6 +317,10 @@ pub struct Core {
     pids_changed: Arc<tokio::sync::Notify>,
     /// systemd's notification socket and watchdog, when it listens.
     watch: Option<Watch>,
+    /// `Status()` and `Statistics()`, built ahead (see the invariants).
+    answers: AnswerTable,
+    /// When they were last built.
+    answers_at: Option<Instant>,
 }
 
 impl Core {
@@ -345,6 +365,8 @@ impl Core {
             pids: Arc::default(),
             pids_changed: Arc::default(),
             watch: None,
+            answers: AnswerTable::default(),
+            answers_at: None,
         }
     }
 
@@ -363,6 +385,11 @@ impl Core {
     /// Every child's resources, as the sampler reads them.
     pub fn resources(&self) -> ResourceTable {
         self.resources.clone()
+    }
+
+    /// The prebuilt `Status()` and `Statistics()`, for the bus object.
+    pub fn answers(&self) -> AnswerTable {
+        self.answers.clone()
     }
 
     /// The initial properties of every child, for the bus objects.
@@ -407,6 +434,7 @@ impl Core {
             if self.stopping && self.children.values().all(|c| !c.is_running()) {
                 break;
             }
+            self.build_answers_if_due();
             let deadline = self.next_deadline();
             tokio::select! {
                 _ = shutdown.cancelled(), if !self.stopping => self.begin_shutdown(),
@@ -431,6 +459,7 @@ impl Core {
     }
 
     fn publish_child(&mut self, unit: Unit) {
+        self.withdraw_answers();
         if let Some(c) = self.children.get(&unit) {
             let _ = self.publish.send(Publish::Child(unit, c.props()));
         }
@@ -1005,6 +1034,9 @@ impl Core {
         if let Some(t) = self.watch.as_ref().and_then(Watch::next_ping) {
             next = next.min(t);
         }
+        if let Some(t) = self.answers_due() {
+            next = next.min(t);
+        }
         for c in self.children.values() {
             for t in [c.restart_at, c.start_deadline, c.stop_deadline]
                 .into_iter()
@@ -1114,6 +1146,7 @@ impl Core {
         };
         if self.state != state {
             info!("state: {state}");
+            self.withdraw_answers();
             self.state = state.to_owned();
             let _ = self.publish.send(Publish::State(state.to_owned()));
         }
@@ -1178,8 +1211,66 @@ impl Core {
         self.children.values().map(Child::view).collect()
     }
 
+    /// When the prebuilt answers are next due: none while stopping.
+    fn answers_due(&self) -> Option<Instant> {
+        if self.stopping {
+            return None;
+        }
+        let period = answer_period(self.config.report_interval);
+        Some(self.answers_at.map_or_else(Instant::now, |t| t + period))
+    }
+
+    /// Rebuilds `Status()` and `Statistics()` into the answer table when
+    /// due; while stopping, withdraws them (every call then comes here).
+    fn build_answers_if_due(&mut self) {
+        let Some(due) = self.answers_due() else {
+            self.withdraw_answers();
+            return;
+        };
+        if due > Instant::now() {
+            return;
+        }
+        let header = self.status_header();
+        let (status, statistics) =
+            self.report(|inputs| (report::status(header, inputs), report::statistics(inputs)));
+        let old = self.answers.write().ok().map(|mut t| {
+            std::mem::replace(
+                &mut *t,
+                fpsync_dbus::Prebuilt {
+                    status: Some(status.into()),
+                    statistics: Some(statistics.into()),
+                },
+            )
+        });
+        // The old texts are freed here, outside the lock.
+        drop(old);
+        self.answers_at = Some(Instant::now());
+    }
+
+    /// Withdraws the prebuilt answers (a child's or the supervisor's state
+    /// changed): calls are answered by the core until the next build.
+    fn withdraw_answers(&mut self) {
+        let old = self
+            .answers
+            .write()
+            .ok()
+            .map(|mut t| std::mem::take(&mut *t));
+        drop(old);
+    }
+
+    /// The supervisor's own members of `Status()`.
+    fn status_header(&self) -> serde_json::Value {
+        json!({
+            "state": self.state,
+            "pid": std::process::id(),
+            "version": env!("CARGO_PKG_VERSION"),
+            "bus": self.bus_address,
+            "config": self.config.files,
+        })
+    }
+
     /// Builds a report from memory (see `report`).
-    fn report(&self, build: impl FnOnce(&report::Inputs) -> String) -> String {
+    fn report<T>(&self, build: impl FnOnce(&report::Inputs) -> T) -> T {
         let views = self.views();
         let heard = self.store.snapshot();
         let resources = self.resources.read().map(|r| r.clone()).unwrap_or_default();
@@ -1201,13 +1292,7 @@ impl Core {
         let timeout = self.config.query_timeout;
         match command {
             Command::Status => {
-                let header = json!({
-                    "state": self.state,
-                    "pid": std::process::id(),
-                    "version": env!("CARGO_PKG_VERSION"),
-                    "bus": self.bus_address,
-                    "config": self.config.files,
-                });
+                let header = self.status_header();
                 let text = self.report(|inputs| report::status(header, inputs));
                 let _ = reply.send(Ok(Answer::Text(text)));
             }
@@ -1504,6 +1589,15 @@ fn blade_queue_state(queue: &serde_json::Value, blade: u32) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn answers_are_rebuilt_every_tenth_of_the_interval_within_bounds() {
+        let ms = Duration::from_millis;
+        assert_eq!(answer_period(ms(1000)), ms(100));
+        assert_eq!(answer_period(ms(300)), ms(30));
+        assert_eq!(answer_period(ms(10)), ms(10));
+        assert_eq!(answer_period(Duration::from_secs(60)), ms(100));
+    }
 
     #[test]
     fn a_blade_sync_state_is_its_instance_word_on_its_queue() {

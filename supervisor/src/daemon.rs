@@ -1,7 +1,11 @@
 //! fpsyncd's life: configuration, the pid lock, the bus, the core, signals,
-//! and the ordered stop. Runs on the main thread in a current-thread
-//! runtime, because children must be spawned from a thread that lives as
-//! long as fpsyncd (see `process`).
+//! and the ordered stop. The core (and so every spawn of a child) runs on
+//! the main thread, as the future the runtime blocks on, because children
+//! must be spawned from a thread that lives as long as fpsyncd (see
+//! `process`); the tasks it and the bus spawn (watchers, the D-Bus
+//! connection and its method calls, the sampler, the metrics endpoint) run
+//! on [`WORKERS`] worker threads, so that a call is answered while the
+//! core builds a report or a watcher parses a child's answer.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -40,6 +44,10 @@ pub enum DaemonError {
     #[error("cannot listen for metrics on {0}")]
     Metrics(std::net::SocketAddr, #[source] std::io::Error),
 }
+
+/// The runtime's worker threads (besides the main thread, which runs the
+/// core).
+pub const WORKERS: usize = 2;
 
 /// How fpsyncd was asked to run.
 #[derive(Debug, Clone)]
@@ -81,7 +89,9 @@ pub fn run(options: Options) -> Result<(), DaemonError> {
         cmgrd: find_program("cmgrd", dir).ok_or(DaemonError::Program("cmgrd"))?,
         fpd: find_program("fpd", dir).ok_or(DaemonError::Program("fpd"))?,
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(WORKERS)
+        .thread_name("fpsyncd-worker")
         .enable_all()
         .build()
         .map_err(DaemonError::Runtime)?;
@@ -114,6 +124,7 @@ async fn serve(
         blades.clone(),
         core.initial_props(),
         core.resources(),
+        core.answers(),
     )
     .await?;
     // READY=1, STATUS= and WATCHDOG=1 come from the core's loop.

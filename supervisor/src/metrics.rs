@@ -312,7 +312,7 @@ pub fn render(state: &str, inputs: &Inputs) -> String {
                 age.as_secs_f64(),
             );
         }
-        match &h.data {
+        match h.data.as_deref() {
             Some(Data::Blade { counters }) => {
                 for (k, n) in counters {
                     let name = format!("blade_{}", sanitize(k));

@@ -309,7 +309,7 @@ pub fn statistics(inputs: &Inputs) -> String {
         let Some(h) = inputs.heard(v) else {
             continue;
         };
-        let Some(data) = &h.data else {
+        let Some(data) = h.data.as_deref() else {
             continue;
         };
         let age = h.age(inputs.now).map(millis).unwrap_or(0);

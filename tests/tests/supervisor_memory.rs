@@ -263,3 +263,65 @@ fn memory_and_cpu_move_when_a_child_works() {
         read("MemoryCurrent")
     );
 }
+
+/// `Status()` and `Statistics()` reply with answers built ahead of the
+/// call (every tenth of the report interval), but a change of a child's
+/// state withdraws them before the method that caused it replies: the very
+/// next call shows the change, however long the interval.
+#[test]
+fn a_state_change_shows_in_the_next_call() {
+    let ns = Netns::new("sup-next");
+    let id = 61_000 + unique() % 1_000_000;
+    // A long interval: a prebuilt answer would be a while stale.
+    let tree = Tree::one(&ns.name, id, "REPORT_INTERVAL_SEC=5s\n");
+    let s = &tree.s;
+    let call = |method: &str| {
+        let (ok, _, err) = s.busctl(&[
+            "call",
+            "--timeout=30",
+            "org.fpsync.Supervisor1",
+            "/org/fpsync/Supervisor1",
+            "org.fpsync.Supervisor1",
+            method,
+            "u",
+            &id.to_string(),
+        ]);
+        assert!(ok, "{method} {id}: {err}");
+    };
+    // Prebuilt answers are in place (several periods after running).
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(
+        child(&s.status(), "instances", id)["active_state"],
+        "active"
+    );
+    call("StopInstance");
+    let st = s.status();
+    assert_eq!(
+        child(&st, "instances", id)["active_state"],
+        "inactive",
+        "{st}"
+    );
+    let stats = s.json("Statistics");
+    let who = format!("instance {id}");
+    assert!(
+        stats["errors"][&who]
+            .as_str()
+            .is_some_and(|e| e.starts_with("not running")),
+        "{stats}"
+    );
+    call("StartInstance");
+    let st = s.status();
+    assert_eq!(
+        child(&st, "instances", id)["active_state"],
+        "active",
+        "{st}"
+    );
+    // And the answers built afterwards agree.
+    std::thread::sleep(Duration::from_millis(700));
+    let st = s.status();
+    assert_eq!(
+        child(&st, "instances", id)["active_state"],
+        "active",
+        "{st}"
+    );
+}

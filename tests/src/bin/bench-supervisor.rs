@@ -11,7 +11,7 @@
 //!     answer from memory (`supervisor::collect`), so no child is asked.
 //!
 //! Run (as root): cargo build --release --workspace --bins &&
-//!   target/release/bench-supervisor [N] [ROUTES] [CALLS]
+//!   target/release/bench-supervisor [N] [ROUTES] [CALLS] [INTERVAL_MS]
 
 #[path = "../../tests/supervisor_common/mod.rs"]
 mod supervisor_common;
@@ -80,11 +80,29 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i]
 }
 
+const HELP: &str = "\
+bench-supervisor [N] [ROUTES] [CALLS] [INTERVAL_MS]   (as root)
+  N        instances, namespaces and blades (default 32; 256 is the large tree)
+  ROUTES   IPv4 routes per namespace (default 100)
+  CALLS    calls of each of Status(), Statistics() and Metrics() (default 500)
+  INTERVAL_MS  REPORT_INTERVAL_SEC for fpsyncd, in ms (default: its own, 1 s)
+Starts fpsyncd --bus private (cmgrd and fpd from target/release), times start to
+all in sync, sums the tree's memory, then times each method over the private bus
+(dbus-daemon) from one zbus client; prints a Markdown table (docs/BENCHMARKS.md,
+\"Supervisor\"). BENCH_DUMP=DIR writes each method's first answer to DIR.
+Example: cargo build --release --workspace --bins && target/release/bench-supervisor 256 100 500";
+
 fn main() {
+    if std::env::args().any(|a| a == "--help" || a == "-h") {
+        println!("{HELP}");
+        return;
+    }
     let n = arg(1, 32);
     let routes = arg(2, 100);
     let calls = arg(3, 500);
-    println!("bench-supervisor: {n} instances, {n} namespaces, {n} blades, {routes} routes each, {calls} calls");
+    // REPORT_INTERVAL_SEC in ms; 0: fpsyncd's default (1 s).
+    let interval_ms = arg(4, 0);
+    println!("bench-supervisor: {n} instances, {n} namespaces, {n} blades, {routes} routes each, {calls} calls, report interval {}", if interval_ms > 0 { format!("{interval_ms} ms") } else { "1 s (default)".into() });
     let cores = std::thread::available_parallelism().map_or(0, |c| c.get());
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let available = || {
@@ -129,7 +147,11 @@ fn main() {
 
     // (a) start to all in sync.
     let t0 = Instant::now();
-    let s = Supervisor::start(&specs, "private", None, "TIMEOUT_START_SEC=120s\n");
+    let mut extra = String::from("TIMEOUT_START_SEC=120s\n");
+    if interval_ms > 0 {
+        extra += &format!("REPORT_INTERVAL_SEC={interval_ms}ms\n");
+    }
+    let s = Supervisor::start(&specs, "private", None, &extra);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -206,6 +228,12 @@ fn main() {
                     _ => proxy.metrics().await.unwrap(),
                 };
                 lat.push(t.elapsed());
+                if size == 0 {
+                    if let Some(dir) = std::env::var_os("BENCH_DUMP") {
+                        let path = std::path::Path::new(&dir).join(format!("{method}.txt"));
+                        let _ = std::fs::write(path, &text);
+                    }
+                }
                 size = text.len();
                 if method == "Status" {
                     // Children reported stale (or otherwise in error).
