@@ -4,7 +4,7 @@
 //! frames are decoded as fpd would. Each test drives the processor's own
 //! methods in the order its event loop would call them.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex};
 
@@ -24,11 +24,11 @@ use crate::stats::{QueueStats, SocketStats, SyncStats};
 
 /// What Linux holds, by scope; shared with the test, which changes it.
 #[derive(Clone, Default)]
-struct FakeLinux(Arc<Mutex<BTreeMap<String, Vec<Object>>>>);
+struct FakeLinux(Arc<Mutex<HashMap<Scope, Vec<Object>>>>);
 
 impl FakeLinux {
     fn set(&self, scope: Scope, objects: Vec<Object>) {
-        self.0.lock().unwrap().insert(format!("{scope:?}"), objects);
+        self.0.lock().unwrap().insert(scope, objects);
     }
 }
 
@@ -46,7 +46,7 @@ impl Linux for FakeLinux {
             .0
             .lock()
             .unwrap()
-            .get(&format!("{scope:?}"))
+            .get(&scope)
             .cloned()
             .unwrap_or_default())
     }
