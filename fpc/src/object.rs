@@ -128,7 +128,7 @@ body! {
 }
 
 /// The one table of object kinds: `Variant(type) = wire number, name`, in
-/// replay order (`ObjectKind::ALL`).
+/// replay order (`ObjectKind::ALL`: what an object refers to comes first).
 /// It makes [`Object`], [`ObjectKind`] (with `ALL`, `from_u8`, `name`) and
 /// the dispatch of `kind`, `key`, `emit`, `parse` and `Display` to each
 /// kind's [`Body`]. A new kind is one line here, its file, and its
@@ -221,35 +221,70 @@ macro_rules! object_kinds {
 
 object_kinds! {
     Link(Link) = 1, "link";
+    /// Per-device IP settings (`ip netconf`).
+    NetConf(NetConf) = 21, "netconf";
     Addr(Addr) = 2, "address";
-    Route(Route) = 3, "route";
     Nexthop(Nexthop) = 4, "nexthop";
+    Route(Route) = 3, "route";
+    /// Policy routing rules (`ip rule`); boxed: every selector makes it
+    /// large.
+    Rule(Box<Rule>) = 20, "rule";
     Neigh(Neigh) = 5, "neighbour";
     BridgePort(BridgePort) = 6, "bridge port";
     Fdb(Fdb) = 7, "fdb";
     XfrmSa(XfrmSa) = 8, "ipsec sa";
-    XfrmSp(XfrmSp) = 9, "ipsec sp";
     XfrmReplay(XfrmReplay) = 10, "ipsec replay";
+    XfrmSp(XfrmSp) = 9, "ipsec sp";
     Conntrack(Conntrack) = 11, "conntrack";
     NftTable(NftTable) = 12, "nft table";
     NftChain(NftChain) = 13, "nft chain";
+    /// nf_tables sets and maps, and their elements (before the rules that
+    /// look them up).
+    NftSet(NftSet) = 22, "nft set";
+    NftSetElem(NftSetElem) = 23, "nft set element";
     NftRule(NftRule) = 14, "nft rule";
+    /// Multicast VIFs before the MFC entries that name them.
+    MrouteVif(MrouteVif) = 19, "mroute vif";
     Mroute(Mroute) = 15, "mroute";
     CaptureFilter(CaptureFilter) = 16, "capture filter";
-    MrouteVif(MrouteVif) = 19, "mroute vif";
     XtChain(XtChain) = 17, "xt chain";
     /// Boxed: a rule's match fields make it the largest object by far.
     XtRule(Box<XtRule>) = 18, "xt rule";
-    /// Policy routing rules (`ip rule`); boxed: every selector makes it
-    /// large.
-    Rule(Box<Rule>) = 20, "rule";
-    /// Per-device IP settings (`ip netconf`).
-    NetConf(NetConf) = 21, "netconf";
-    /// nf_tables sets and maps, and their elements.
-    NftSet(NftSet) = 22, "nft set";
-    NftSetElem(NftSetElem) = 23, "nft set element";
     /// Queueing disciplines of the ports (`tc qdisc`).
     Qdisc(Qdisc) = 24, "qdisc";
+}
+
+impl ObjectKind {
+    /// The address families a kind is dumped and reconciled by, one at a
+    /// time (IPv4 before IPv6); `[0]` for a kind taken whole.
+    pub const fn families(self) -> &'static [u8] {
+        match self {
+            ObjectKind::NetConf
+            | ObjectKind::Route
+            | ObjectKind::Rule
+            | ObjectKind::Neigh
+            | ObjectKind::MrouteVif
+            | ObjectKind::Mroute => &[AF_INET, AF_INET6],
+            _ => &[0],
+        }
+    }
+}
+
+impl Object {
+    /// The family among its kind's [`ObjectKind::families`] this object
+    /// belongs to (0 for a kind taken whole).
+    pub fn family(&self) -> u8 {
+        match self {
+            Object::NetConf(c) => c.family,
+            Object::Route(r) => r.family(),
+            Object::Rule(r) => r.spec.family,
+            Object::Neigh(n) => family_of(&n.dst),
+            Object::MrouteVif(v) => v.family,
+            Object::Mroute(m) if m.group.is_ipv4() => AF_INET,
+            Object::Mroute(_) => AF_INET6,
+            _ => 0,
+        }
+    }
 }
 
 /// The identity of an object: two objects with one key are versions of one

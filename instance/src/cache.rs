@@ -32,147 +32,61 @@ use std::collections::hash_map::{DefaultHasher, Entry, RandomState};
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 
-use fpc::{Hop, NextHops, Object, ObjectKey, ObjectKind, Op, Route, RouteKey, AF_INET, AF_INET6};
+use fpc::{Hop, NextHops, Object, ObjectKey, ObjectKind, Op, Route, RouteKey, AF_INET6};
 
-/// Which part of the cache a dump covers, for mark-and-sweep.
+/// Which part of the cache a dump covers, for mark-and-sweep: a kind, or
+/// one address family of a kind split by family
+/// ([`ObjectKind::families`]). Every scope and its replay order come from
+/// the kinds table, so a new kind needs nothing here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Scope {
-    Links,
-    /// Per-device IP settings (netconf) of AF_INET or AF_INET6.
-    NetConfs(u8),
-    Addrs,
-    Nexthops,
-    Routes(u8),
-    /// Policy routing rules of AF_INET or AF_INET6 (`ip rule`).
-    Rules(u8),
-    Neighs(u8),
-    BridgePorts,
-    Fdb,
-    XfrmSas,
-    /// The SAs' sequence numbers (from the same dump as the SAs).
-    XfrmReplays,
-    XfrmSps,
-    Conntracks,
-    NftTables,
-    NftChains,
-    /// nf_tables sets and maps, and their elements (one dump per set).
-    NftSets,
-    NftSetElems,
-    NftRules,
-    /// Multicast virtual interfaces (VIFs, MIFs) of RTNL_FAMILY_IPMR or
-    /// IP6MR (re-read: the kernel does not notify them).
-    MrouteVifs(u8),
-    /// Multicast routes of RTNL_FAMILY_IPMR (128) or IP6MR (129).
-    Mroutes(u8),
-    /// BPF capture filters (polled: the kernel does not notify them).
-    Captures,
-    /// Legacy x_tables chains and rules (iptables-legacy, ip6tables-legacy),
-    /// both families: read whole after each AUDIT_NETFILTER_CFG, or polled.
-    XtChains,
-    XtRules,
-    /// The ports' queueing disciplines (shapers and classifiers only).
-    Qdiscs,
+pub struct Scope {
+    pub kind: ObjectKind,
+    /// 0 for a kind taken whole, else AF_INET or AF_INET6.
+    pub family: u8,
 }
 
-impl Scope {
-    /// Every scope, in replay order.
-    pub const ALL: [Scope; 30] = [
-        Scope::Links,
-        Scope::NetConfs(AF_INET),
-        Scope::NetConfs(AF_INET6),
-        Scope::Addrs,
-        Scope::Nexthops,
-        Scope::Routes(AF_INET),
-        Scope::Routes(AF_INET6),
-        Scope::Rules(AF_INET),
-        Scope::Rules(AF_INET6),
-        Scope::Neighs(AF_INET),
-        Scope::Neighs(AF_INET6),
-        Scope::BridgePorts,
-        Scope::Fdb,
-        Scope::XfrmSas,
-        Scope::XfrmReplays,
-        Scope::XfrmSps,
-        Scope::Conntracks,
-        Scope::NftTables,
-        Scope::NftChains,
-        // Sets and their elements before the rules that look them up.
-        Scope::NftSets,
-        Scope::NftSetElems,
-        Scope::NftRules,
-        // VIFs before the MFC entries that name them; IPv4 before IPv6.
-        Scope::MrouteVifs(crate::netlink::mroute::RTNL_FAMILY_IPMR),
-        Scope::MrouteVifs(crate::netlink::mroute::RTNL_FAMILY_IP6MR),
-        Scope::Mroutes(crate::netlink::mroute::RTNL_FAMILY_IPMR),
-        Scope::Mroutes(crate::netlink::mroute::RTNL_FAMILY_IP6MR),
-        Scope::Captures,
-        Scope::XtChains,
-        Scope::XtRules,
-        Scope::Qdiscs,
-    ];
+/// How many scopes there are: one per family of every kind.
+const SCOPES: usize = {
+    let mut n = 0;
+    let mut i = 0;
+    while i < ObjectKind::ALL.len() {
+        n += ObjectKind::ALL[i].families().len();
+        i += 1;
+    }
+    n
+};
 
-    pub fn of(obj: &Object) -> Scope {
-        match obj {
-            Object::Link(_) => Scope::Links,
-            Object::Addr(_) => Scope::Addrs,
-            Object::Nexthop(_) => Scope::Nexthops,
-            Object::Route(r) => Scope::Routes(r.family()),
-            Object::Neigh(n) => Scope::Neighs(fpc::family_of(&n.dst)),
-            Object::BridgePort(_) => Scope::BridgePorts,
-            Object::Fdb(_) => Scope::Fdb,
-            Object::XfrmSa(_) => Scope::XfrmSas,
-            Object::XfrmReplay(_) => Scope::XfrmReplays,
-            Object::XfrmSp(_) => Scope::XfrmSps,
-            Object::Conntrack(_) => Scope::Conntracks,
-            Object::NftTable(_) => Scope::NftTables,
-            Object::NftChain(_) => Scope::NftChains,
-            Object::NftRule(_) => Scope::NftRules,
-            Object::NftSet(_) => Scope::NftSets,
-            Object::NftSetElem(_) => Scope::NftSetElems,
-            Object::Qdisc(_) => Scope::Qdiscs,
-            Object::Mroute(m) if m.group.is_ipv4() => {
-                Scope::Mroutes(crate::netlink::mroute::RTNL_FAMILY_IPMR)
+impl Scope {
+    /// Every scope, in replay order (the kinds table's, IPv4 before IPv6).
+    pub const ALL: [Scope; SCOPES] = {
+        let mut all = [Scope::whole(ObjectKind::Link); SCOPES];
+        let (mut i, mut n) = (0, 0);
+        while i < ObjectKind::ALL.len() {
+            let kind = ObjectKind::ALL[i];
+            let families = kind.families();
+            let mut f = 0;
+            while f < families.len() {
+                all[n] = Scope::new(kind, families[f]);
+                n += 1;
+                f += 1;
             }
-            Object::Mroute(_) => Scope::Mroutes(crate::netlink::mroute::RTNL_FAMILY_IP6MR),
-            Object::CaptureFilter(_) => Scope::Captures,
-            Object::MrouteVif(v) if v.family == AF_INET => {
-                Scope::MrouteVifs(crate::netlink::mroute::RTNL_FAMILY_IPMR)
-            }
-            Object::MrouteVif(_) => Scope::MrouteVifs(crate::netlink::mroute::RTNL_FAMILY_IP6MR),
-            Object::XtChain(_) => Scope::XtChains,
-            Object::XtRule(_) => Scope::XtRules,
-            Object::NetConf(c) => Scope::NetConfs(c.family),
-            Object::Rule(r) => Scope::Rules(r.spec.family),
+            i += 1;
         }
+        all
+    };
+
+    /// A kind taken whole.
+    pub const fn whole(kind: ObjectKind) -> Scope {
+        Scope { kind, family: 0 }
     }
 
-    fn kind(self) -> ObjectKind {
-        match self {
-            Scope::Links => ObjectKind::Link,
-            Scope::Addrs => ObjectKind::Addr,
-            Scope::Nexthops => ObjectKind::Nexthop,
-            Scope::Routes(_) => ObjectKind::Route,
-            Scope::Neighs(_) => ObjectKind::Neigh,
-            Scope::BridgePorts => ObjectKind::BridgePort,
-            Scope::Fdb => ObjectKind::Fdb,
-            Scope::XfrmSas => ObjectKind::XfrmSa,
-            Scope::XfrmReplays => ObjectKind::XfrmReplay,
-            Scope::XfrmSps => ObjectKind::XfrmSp,
-            Scope::Conntracks => ObjectKind::Conntrack,
-            Scope::NftTables => ObjectKind::NftTable,
-            Scope::NftChains => ObjectKind::NftChain,
-            Scope::NftRules => ObjectKind::NftRule,
-            Scope::NftSets => ObjectKind::NftSet,
-            Scope::NftSetElems => ObjectKind::NftSetElem,
-            Scope::Qdiscs => ObjectKind::Qdisc,
-            Scope::Mroutes(_) => ObjectKind::Mroute,
-            Scope::MrouteVifs(_) => ObjectKind::MrouteVif,
-            Scope::Captures => ObjectKind::CaptureFilter,
-            Scope::XtChains => ObjectKind::XtChain,
-            Scope::XtRules => ObjectKind::XtRule,
-            Scope::NetConfs(_) => ObjectKind::NetConf,
-            Scope::Rules(_) => ObjectKind::Rule,
-        }
+    /// One family of a kind split by family.
+    pub const fn new(kind: ObjectKind, family: u8) -> Scope {
+        Scope { kind, family }
+    }
+
+    pub fn of(obj: &Object) -> Scope {
+        Scope::new(obj.kind(), obj.family())
     }
 
     fn contains(self, obj: &Object) -> bool {
@@ -494,7 +408,8 @@ impl Cache {
     /// is new or changed, removes what the dump no longer has. Returns the
     /// ops, deletions last.
     pub fn reconcile(&mut self, scope: Scope, fresh: Vec<Object>) -> Vec<(Op, Object)> {
-        if let Scope::Routes(family) = scope {
+        if scope.kind == ObjectKind::Route {
+            let family = scope.family;
             let mut ops = Vec::new();
             for obj in fresh {
                 match obj {
@@ -516,7 +431,7 @@ impl Cache {
             seen.insert(obj.key());
             ops.extend(self.upsert(obj));
         }
-        let map = &mut self.maps[slot(scope.kind())];
+        let map = &mut self.maps[slot(scope.kind)];
         let stale: Vec<ObjectKey> = map
             .iter()
             .filter(|(k, o)| scope.contains(o) && !seen.contains(*k))
@@ -619,7 +534,7 @@ fn key_kind(key: &ObjectKey) -> ObjectKind {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fpc::{rtn, Route};
+    use fpc::{rtn, Route, AF_INET};
     use std::net::IpAddr;
 
     fn route(dst: &str, len: u8, oif: u32) -> Object {
@@ -699,7 +614,7 @@ mod tests {
         c.upsert(conf(AF_INET6, 3));
         assert_eq!(c.len(ObjectKind::NetConf), 2);
         assert!(c.get(&conf(AF_INET6, 3).key()).is_some());
-        let ops = c.reconcile(Scope::NetConfs(AF_INET6), vec![]);
+        let ops = c.reconcile(Scope::new(ObjectKind::NetConf, AF_INET6), vec![]);
         assert_eq!(ops.len(), 1, "only the IPv6 one is swept");
         assert_eq!(c.len(ObjectKind::NetConf), 1);
         let order: Vec<ObjectKind> = c.in_sync_order().map(|o| o.kind()).collect();
@@ -713,7 +628,10 @@ mod tests {
         c.upsert(route("10.0.0.0", 8, 1));
         c.upsert(route("10.1.0.0", 16, 1));
         c.upsert(route("2001:db8::", 32, 1));
-        let ops = c.reconcile(Scope::Routes(AF_INET), vec![route("10.1.0.0", 16, 1)]);
+        let ops = c.reconcile(
+            Scope::new(ObjectKind::Route, AF_INET),
+            vec![route("10.1.0.0", 16, 1)],
+        );
         assert_eq!(ops.len(), 1);
         assert_eq!(ops[0].0, Op::Delete);
         assert_eq!(c.len(ObjectKind::Route), 2, "the IPv6 route stays");

@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{select, Receiver};
-use fpc::{Object, ObjectKey, AF_INET};
+use fpc::{Object, ObjectKey, ObjectKind, AF_INET, AF_INET6};
 use tracing::{debug, error, trace, warn};
 
 use super::{
@@ -15,7 +15,6 @@ use super::{
 };
 use crate::cache::Scope;
 use crate::event::Event;
-use crate::netlink::mroute::{RTNL_FAMILY_IP6MR, RTNL_FAMILY_IPMR};
 use crate::netlink::{self, Event as NlEvent, Messages, NlMsg};
 
 impl Processor {
@@ -48,7 +47,7 @@ impl Processor {
                 next_poll = Instant::now() + poll.unwrap_or_default();
             }
             if captures.is_some() && Instant::now() >= next_capture {
-                if let Err(e) = self.resync_scopes(&[Scope::Captures]) {
+                if let Err(e) = self.resync_scopes(&[Scope::whole(ObjectKind::CaptureFilter)]) {
                     warn!("capture filter poll failed: {e}");
                 }
                 self.flush();
@@ -138,7 +137,10 @@ impl Processor {
     /// multicast VIFs and MIFs, never announced at all.
     pub(super) fn poll_links(&mut self) {
         let before = self.pending.len();
-        if let Err(e) = self.resync_scopes(&[Scope::Links, Scope::BridgePorts]) {
+        if let Err(e) = self.resync_scopes(&[
+            Scope::whole(ObjectKind::Link),
+            Scope::whole(ObjectKind::BridgePort),
+        ]) {
             warn!("link poll failed: {e}");
             return;
         }
@@ -148,7 +150,7 @@ impl Processor {
             debug!(found, "link poll found changes the kernel did not announce");
             self.flush();
         }
-        self.reread_vifs(&[RTNL_FAMILY_IPMR, RTNL_FAMILY_IP6MR]);
+        self.reread_vifs(&[AF_INET, AF_INET6]);
     }
 
     /// Feeds messages captured elsewhere (a file of netlink messages, as

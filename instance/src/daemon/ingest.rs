@@ -26,7 +26,7 @@ impl Processor {
         // had them written, and announces `default` only; IPv6 sets
         // `default` with some `all` values, unannounced: re-dumped.
         if netlink::netconf::implies_unannounced_changes(&news) {
-            self.schedule(&[Scope::NetConfs(family)]);
+            self.schedule(&[Scope::new(ObjectKind::NetConf, family)]);
         }
         match self.cache.get(&ObjectKey::NetConf(news.key())) {
             Some(Object::NetConf(cached)) => {
@@ -37,7 +37,7 @@ impl Processor {
             // announcement was lost): the family is dumped again.
             _ => {
                 debug!(?news, "netconf change of an unknown device: re-dumping");
-                self.schedule(&[Scope::NetConfs(family)]);
+                self.schedule(&[Scope::new(ObjectKind::NetConf, family)]);
             }
         }
     }
@@ -47,11 +47,11 @@ impl Processor {
     pub(super) fn redump_netconfs(&mut self, families: &[u8]) {
         let mut found = 0;
         for &f in families {
-            match self.resync_scopes(&[Scope::NetConfs(f)]) {
+            match self.resync_scopes(&[Scope::new(ObjectKind::NetConf, f)]) {
                 Ok(n) => found += n,
                 Err(e) => {
                     warn!("netconf re-dump failed: {e}; retrying");
-                    self.schedule(&[Scope::NetConfs(f)]);
+                    self.schedule(&[Scope::new(ObjectKind::NetConf, f)]);
                 }
             }
         }
@@ -93,13 +93,15 @@ impl Processor {
         } else if !list.remove(&probe.spec) {
             return; // not synced (it came before a resync that had it gone)
         }
-        let ops = self.cache.reconcile(Scope::Rules(family), list.objects());
+        let ops = self
+            .cache
+            .reconcile(Scope::new(ObjectKind::Rule, family), list.objects());
         self.pending.extend(ops);
         // Adding is not idempotent: a notification read after a dump that
         // already listed its rule (the listener opens before the dump at
         // start and on overruns) would add a second copy. A re-dump of the
         // family, coalesced and run once the queue is drained, settles it.
-        self.schedule(&[Scope::Rules(family)]);
+        self.schedule(&[Scope::new(ObjectKind::Rule, family)]);
     }
 
     /// ctnetlink events: conntrack entries created, updated, destroyed.
@@ -141,7 +143,7 @@ impl Processor {
             ) {
                 // A notified rule's place is unknown, and a delete moves
                 // its successor: a coalesced re-dump gives every place.
-                self.schedule(&[Scope::NftRules]);
+                self.schedule(&[Scope::whole(ObjectKind::NftRule)]);
             }
             if self.pending.len() >= BATCH {
                 self.flush();
@@ -161,12 +163,12 @@ impl Processor {
                     kind = msg.kind,
                     "malformed nf_tables set element message: {e}"
                 );
-                self.schedule(&[Scope::NftSetElems]);
+                self.schedule(&[Scope::whole(ObjectKind::NftSetElem)]);
                 return;
             }
         };
         if elems.is_empty() {
-            self.schedule(&[Scope::NftSetElems]);
+            self.schedule(&[Scope::whole(ObjectKind::NftSetElem)]);
         }
         let new = msg.kind == netlink::nftables::NFT_MSG_NEWSETELEM;
         for e in elems {

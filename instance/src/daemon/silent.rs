@@ -13,7 +13,6 @@ use tracing::{debug, warn};
 
 use super::{scope_ord, Processor, BATCH};
 use crate::cache::Scope;
-use crate::netlink::mroute::{RTNL_FAMILY_IP6MR, RTNL_FAMILY_IPMR};
 use crate::netlink::SocketError;
 
 impl Processor {
@@ -60,10 +59,10 @@ impl Processor {
         let mac_moved = matches!(old, Some(Object::Link(old)) if old.mac != new.mac)
             && (new.master != 0 || new.kind == "bridge");
         if new_veth {
-            self.schedule(&[Scope::Links]);
+            self.schedule(&[Scope::whole(ObjectKind::Link)]);
         }
         if mac_moved {
-            self.schedule(&[Scope::Fdb]);
+            self.schedule(&[Scope::whole(ObjectKind::Fdb)]);
         }
         let went_down = new.flags & IFF_UP == 0 || carrier_lost;
         if went_down && self.cache.routes_depend_on(new.ifindex, None) {
@@ -72,9 +71,9 @@ impl Processor {
                 carrier_lost, "link down: re-dumping routes and nexthops"
             );
             self.schedule(&[
-                Scope::Nexthops,
-                Scope::Routes(AF_INET),
-                Scope::Routes(AF_INET6),
+                Scope::whole(ObjectKind::Nexthop),
+                Scope::new(ObjectKind::Route, AF_INET),
+                Scope::new(ObjectKind::Route, AF_INET6),
             ]);
         }
     }
@@ -92,7 +91,7 @@ impl Processor {
                 && r.dst.is_ipv6()
                 && !self.cache.contains(&obj.key())
             {
-                self.schedule(&[Scope::Routes(AF_INET6)]);
+                self.schedule(&[Scope::new(ObjectKind::Route, AF_INET6)]);
             }
         }
     }
@@ -111,19 +110,19 @@ impl Processor {
                 }
                 if self.cache.routes_depend_on(*ifindex, None) {
                     self.schedule(&[
-                        Scope::Nexthops,
-                        Scope::Routes(AF_INET),
-                        Scope::Routes(AF_INET6),
+                        Scope::whole(ObjectKind::Nexthop),
+                        Scope::new(ObjectKind::Route, AF_INET),
+                        Scope::new(ObjectKind::Route, AF_INET6),
                     ]);
                 }
                 // Its qdiscs go with it, unannounced.
                 self.schedule(&[
-                    Scope::Addrs,
-                    Scope::Neighs(AF_INET),
-                    Scope::Neighs(AF_INET6),
-                    Scope::BridgePorts,
-                    Scope::Fdb,
-                    Scope::Qdiscs,
+                    Scope::whole(ObjectKind::Addr),
+                    Scope::new(ObjectKind::Neigh, AF_INET),
+                    Scope::new(ObjectKind::Neigh, AF_INET6),
+                    Scope::whole(ObjectKind::BridgePort),
+                    Scope::whole(ObjectKind::Fdb),
+                    Scope::whole(ObjectKind::Qdisc),
                 ]);
             }
             ObjectKey::Addr {
@@ -131,16 +130,19 @@ impl Processor {
                 addr: addr @ IpAddr::V4(_),
                 ..
             } if self.cache.routes_depend_on(*ifindex, Some(*addr)) => {
-                self.schedule(&[Scope::Routes(AF_INET)]);
+                self.schedule(&[Scope::new(ObjectKind::Route, AF_INET)]);
             }
             // A port leaving its bridge: its local FDB entry may be
             // re-pointed to the bridge itself, silently (fdb_delete_local).
-            ObjectKey::BridgePort(_) => self.schedule(&[Scope::Fdb]),
+            ObjectKey::BridgePort(_) => self.schedule(&[Scope::whole(ObjectKind::Fdb)]),
             ObjectKey::Nexthop(id) => {
                 if self.cache.routes_use_nexthop(*id) {
-                    self.schedule(&[Scope::Routes(AF_INET), Scope::Routes(AF_INET6)]);
+                    self.schedule(&[
+                        Scope::new(ObjectKind::Route, AF_INET),
+                        Scope::new(ObjectKind::Route, AF_INET6),
+                    ]);
                 }
-                self.schedule(&[Scope::Nexthops]);
+                self.schedule(&[Scope::whole(ObjectKind::Nexthop)]);
             }
             _ => {}
         }
@@ -150,29 +152,17 @@ impl Processor {
         let (vifs, scopes): (Vec<Scope>, Vec<Scope>) = std::mem::take(&mut self.reconcile)
             .into_iter()
             .map(|s| Scope::ALL[s.0])
-            .partition(|s| matches!(s, Scope::MrouteVifs(_)));
+            .partition(|s| s.kind == ObjectKind::MrouteVif);
         let (netconfs, scopes): (Vec<Scope>, Vec<Scope>) = scopes
             .into_iter()
-            .partition(|s| matches!(s, Scope::NetConfs(_)));
+            .partition(|s| s.kind == ObjectKind::NetConf);
         self.reconcile_since = None;
         self.sync.reconciles += 1;
         // Netconf re-dumps, too, count what they find as silent changes.
-        let families: Vec<u8> = netconfs
-            .iter()
-            .filter_map(|s| match s {
-                Scope::NetConfs(f) => Some(*f),
-                _ => None,
-            })
-            .collect();
+        let families: Vec<u8> = netconfs.iter().map(|s| s.family).collect();
         self.redump_netconfs(&families);
         // VIF re-reads count what they find themselves (silent changes).
-        let families: Vec<u8> = vifs
-            .iter()
-            .filter_map(|s| match s {
-                Scope::MrouteVifs(f) => Some(*f),
-                _ => None,
-            })
-            .collect();
+        let families: Vec<u8> = vifs.iter().map(|s| s.family).collect();
         self.reread_vifs(&families);
         let before = self.pending.len();
         let t0 = Instant::now();
@@ -220,7 +210,9 @@ impl Processor {
                 Ok(fresh) => fresh,
                 // A legacy table that cannot be read or decoded leaves the
                 // cache as it was (and cmgrd running): said, counted.
-                Err(SocketError::Io(e)) if matches!(scope, Scope::XtChains | Scope::XtRules) => {
+                Err(SocketError::Io(e))
+                    if matches!(scope.kind, ObjectKind::XtChain | ObjectKind::XtRule) =>
+                {
                     warn!("legacy iptables tables not read: {e}");
                     if e.kind() == std::io::ErrorKind::InvalidData {
                         self.sync.decode_errors += 1;
@@ -229,7 +221,7 @@ impl Processor {
                 }
                 Err(e) => return Err(e),
             };
-            if *scope == Scope::Conntracks {
+            if *scope == Scope::whole(ObjectKind::Conntrack) {
                 self.complete_dumped_conntracks(&mut fresh);
             }
             let ops = self.cache.reconcile(*scope, fresh);
@@ -242,7 +234,7 @@ impl Processor {
         Ok(changes)
     }
 
-    /// Re-reads the VIFs and MIFs of `families` (RTNL_FAMILY_IPMR, IP6MR;
+    /// Re-reads the VIFs and MIFs of `families` (AF_INET, AF_INET6;
     /// the kernel announces none of their changes, see [`crate::linux::vifs`])
     /// and, where they changed, the family's MFC entries, which the kernel
     /// dumps with existing VIFs only. What it finds is a silent change.
@@ -250,16 +242,16 @@ impl Processor {
         let mut found = 0;
         for &f in families {
             let res = self
-                .resync_scopes(&[Scope::MrouteVifs(f)])
+                .resync_scopes(&[Scope::new(ObjectKind::MrouteVif, f)])
                 .and_then(|n| match n {
                     0 => Ok(0),
-                    n => Ok(n + self.resync_scopes(&[Scope::Mroutes(f)])?),
+                    n => Ok(n + self.resync_scopes(&[Scope::new(ObjectKind::Mroute, f)])?),
                 });
             match res {
                 Ok(n) => found += n,
                 Err(e) => {
                     warn!("multicast VIF re-read failed: {e}; retrying");
-                    self.schedule(&[Scope::MrouteVifs(f)]);
+                    self.schedule(&[Scope::new(ObjectKind::MrouteVif, f)]);
                 }
             }
         }
@@ -276,11 +268,8 @@ impl Processor {
     /// Schedules a VIF (`ipv4`) or MIF re-read, when multicast is synced.
     pub(super) fn schedule_vifs(&mut self, ipv4: bool) {
         if self.config.features.enabled(crate::features::MCAST) {
-            self.schedule(&[Scope::MrouteVifs(if ipv4 {
-                RTNL_FAMILY_IPMR
-            } else {
-                RTNL_FAMILY_IP6MR
-            })]);
+            let af = if ipv4 { AF_INET } else { AF_INET6 };
+            self.schedule(&[Scope::new(ObjectKind::MrouteVif, af)]);
         }
     }
 }

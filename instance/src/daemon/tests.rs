@@ -9,8 +9,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex};
 
 use fpc::{
-    FrameError, FrameReader, Hop, Link, LinkInfo, Message, NextHops, Object, Op, Route, XfrmReplay,
-    AF_INET, MAX_BODY,
+    FrameError, FrameReader, Hop, Link, LinkInfo, Message, NextHops, Object, ObjectKind, Op, Route,
+    XfrmReplay, AF_INET, MAX_BODY,
 };
 use tokio::sync::mpsc;
 
@@ -184,7 +184,7 @@ fn processor(linux: &FakeLinux, args: &[&str], blades: u32) -> (Processor, Vec<F
 fn a_link_losing_carrier_has_its_silently_deleted_routes_withdrawn() {
     let linux = FakeLinux::default();
     linux.set(
-        Scope::Links,
+        Scope::whole(ObjectKind::Link),
         vec![
             link(2, IFF_UP | IFF_LOWER_UP),
             link(3, IFF_UP | IFF_LOWER_UP),
@@ -192,7 +192,10 @@ fn a_link_losing_carrier_has_its_silently_deleted_routes_withdrawn() {
     );
     let on_2 = route([10, 2, 0, 0], 2);
     let on_3 = route([10, 3, 0, 0], 3);
-    linux.set(Scope::Routes(AF_INET), vec![on_2.clone(), on_3.clone()]);
+    linux.set(
+        Scope::new(ObjectKind::Route, AF_INET),
+        vec![on_2.clone(), on_3.clone()],
+    );
     let (mut p, mut blades) = processor(&linux, &[], 1);
     let replay = blades[0].take();
     assert!(matches!(replay.first(), Some(Message::SyncBegin { .. })));
@@ -200,7 +203,7 @@ fn a_link_losing_carrier_has_its_silently_deleted_routes_withdrawn() {
 
     // The kernel deletes link 2's IPv4 routes without RTM_DELROUTE, then
     // announces the link: carrier lost, still administratively up.
-    linux.set(Scope::Routes(AF_INET), vec![on_3.clone()]);
+    linux.set(Scope::new(ObjectKind::Route, AF_INET), vec![on_3.clone()]);
     p.on_new(link(2, IFF_UP), 0);
     assert!(p.reconcile_since.is_some(), "no re-dump scheduled");
     p.run_reconcile();
@@ -218,7 +221,10 @@ fn a_link_losing_carrier_has_its_silently_deleted_routes_withdrawn() {
 #[test]
 fn a_link_without_routes_going_down_costs_no_re_dump() {
     let linux = FakeLinux::default();
-    linux.set(Scope::Links, vec![link(2, IFF_UP | IFF_LOWER_UP)]);
+    linux.set(
+        Scope::whole(ObjectKind::Link),
+        vec![link(2, IFF_UP | IFF_LOWER_UP)],
+    );
     let (mut p, mut blades) = processor(&linux, &[], 1);
     blades[0].take();
     p.on_new(link(2, 0), 0);
@@ -232,20 +238,26 @@ fn reconcile_makes_the_cache_and_the_blades_equal_to_linux() {
     let linux = FakeLinux::default();
     let kept = route([10, 1, 0, 0], 1);
     let gone = route([10, 2, 0, 0], 1);
-    linux.set(Scope::Routes(AF_INET), vec![kept.clone(), gone.clone()]);
+    linux.set(
+        Scope::new(ObjectKind::Route, AF_INET),
+        vec![kept.clone(), gone.clone()],
+    );
     let (mut p, mut blades) = processor(&linux, &[], 1);
     blades[0].take();
     // Linux changed behind the processor's back: one route gone, one new.
     let new = route([10, 3, 0, 0], 1);
-    linux.set(Scope::Routes(AF_INET), vec![kept.clone(), new.clone()]);
-    p.schedule(&[Scope::Routes(AF_INET)]);
+    linux.set(
+        Scope::new(ObjectKind::Route, AF_INET),
+        vec![kept.clone(), new.clone()],
+    );
+    p.schedule(&[Scope::new(ObjectKind::Route, AF_INET)]);
     p.run_reconcile();
     p.flush();
     let mut sent = ops(&blades[0].take());
     sent.sort_by_key(|(op, _)| *op == Op::Add);
     assert_eq!(sent, vec![(Op::Delete, gone), (Op::Add, new.clone())]);
     // Reconciled again with nothing changed: nothing sent.
-    p.schedule(&[Scope::Routes(AF_INET)]);
+    p.schedule(&[Scope::new(ObjectKind::Route, AF_INET)]);
     p.run_reconcile();
     p.flush();
     assert!(ops(&blades[0].take()).is_empty());
@@ -256,7 +268,7 @@ fn reconcile_makes_the_cache_and_the_blades_equal_to_linux() {
 fn an_overflowed_queue_is_replayed_once_drained_with_no_later_change() {
     let linux = FakeLinux::default();
     let routes: Vec<Object> = (0..200).map(|i| route([10, 0, i as u8, 0], 1)).collect();
-    linux.set(Scope::Routes(AF_INET), routes.clone());
+    linux.set(Scope::new(ObjectKind::Route, AF_INET), routes.clone());
     // A limit the replay alone passes: the allowance covers it until it
     // is acked; then a change on top of an unread queue overflows.
     let (mut p, mut blades) = processor(&linux, &["--max-queue", "1K"], 1);

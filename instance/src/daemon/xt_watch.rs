@@ -6,6 +6,8 @@
 use tracing::{debug, info, warn};
 
 use super::{Processor, Proto, Source};
+use fpc::ObjectKind;
+
 use crate::cache::Scope;
 use crate::netlink::{self};
 
@@ -24,7 +26,10 @@ impl Processor {
 
     pub(super) fn read_xtables(&mut self) -> usize {
         let before = self.pending.len();
-        if let Err(e) = self.resync_scopes(&[Scope::XtChains, Scope::XtRules]) {
+        if let Err(e) = self.resync_scopes(&[
+            Scope::whole(ObjectKind::XtChain),
+            Scope::whole(ObjectKind::XtRule),
+        ]) {
             warn!("reading the legacy iptables tables failed: {e}");
         }
         let changed = self.pending.len().saturating_sub(before);

@@ -8,14 +8,16 @@
 pub mod legacy_tables;
 pub mod vifs;
 
-use fpc::Object;
+use fpc::{Object, ObjectKind};
 use tracing::warn;
 
 use crate::cache::Scope;
 use crate::features::Features;
 use crate::netlink::rule::RuleList;
 use crate::netlink::xfrm::{self, XfrmEvent};
-use crate::netlink::{self, wire, CmdSockets, Event as NlEvent, NetlinkSocket, SocketError};
+use crate::netlink::{
+    self, mroute, wire, CmdSockets, Event as NlEvent, NetlinkSocket, SocketError,
+};
 use crate::stats::{SocketStats, SyncStats};
 
 /// Where the processor reads Linux from: the command sockets, or, in the
@@ -69,63 +71,42 @@ pub fn dump_scope(
     ct_stats: &mut SocketStats,
     sync: &mut SyncStats,
 ) -> Result<Vec<Object>, SocketError> {
-    if matches!(scope, Scope::XfrmSas | Scope::XfrmReplays | Scope::XfrmSps) {
-        return dump_xfrm(&mut socks.xfrm, scope, features, xfrm_stats, sync);
-    }
-    if scope == Scope::Captures {
-        return dump_captures(&mut socks.sock_diag, features, ct_stats);
-    }
-    if scope == Scope::Conntracks {
-        return dump_conntrack(&mut socks.netfilter, features, ct_stats, sync);
-    }
-    if matches!(scope, Scope::XtChains | Scope::XtRules) {
-        return crate::linux::legacy_tables::dump(scope, features);
-    }
-    if scope == Scope::NftSetElems {
-        return dump_set_elements(&mut socks.netfilter, features, ct_stats, sync);
-    }
-    if matches!(
-        scope,
-        Scope::NftTables | Scope::NftChains | Scope::NftSets | Scope::NftRules
-    ) {
-        return dump_nftables(&mut socks.netfilter, scope, features, ct_stats, sync);
-    }
-    if let Scope::MrouteVifs(family) = scope {
-        return crate::linux::vifs::dump(&mut socks.route, family, features, stats, sync);
-    }
-    if let Scope::Rules(family) = scope {
-        return dump_rules(&mut socks.route, family, features, stats, sync);
-    }
-    if scope == Scope::Qdiscs {
-        return dump_qdiscs(&mut socks.route, stats, sync);
-    }
-    let sock = &mut socks.route;
-    let (kind, family) = match scope {
-        Scope::Links => (wire::RTM_GETLINK, 0),
-        Scope::Addrs => (wire::RTM_GETADDR, 0),
-        Scope::Nexthops => (wire::RTM_GETNEXTHOP, 0),
-        Scope::Routes(f) => (wire::RTM_GETROUTE, f),
-        Scope::Neighs(f) => (wire::RTM_GETNEIGH, f),
-        Scope::BridgePorts => (wire::RTM_GETLINK, wire::AF_BRIDGE),
-        Scope::Fdb => (wire::RTM_GETNEIGH, wire::AF_BRIDGE),
-        Scope::Mroutes(f) => (wire::RTM_GETROUTE, f),
-        Scope::NetConfs(f) => (netlink::netconf::RTM_GETNETCONF, f),
-        Scope::XfrmSas
-        | Scope::XfrmReplays
-        | Scope::XfrmSps
-        | Scope::Conntracks
-        | Scope::NftTables
-        | Scope::NftChains
-        | Scope::NftSets
-        | Scope::NftSetElems
-        | Scope::NftRules
-        | Scope::MrouteVifs(_)
-        | Scope::Rules(_)
-        | Scope::Captures
-        | Scope::XtChains
-        | Scope::XtRules
-        | Scope::Qdiscs => unreachable!("dumped above"),
+    let family = scope.family;
+    let (kind, family) = match scope.kind {
+        ObjectKind::XfrmSa | ObjectKind::XfrmReplay | ObjectKind::XfrmSp => {
+            return dump_xfrm(&mut socks.xfrm, scope, features, xfrm_stats, sync)
+        }
+        ObjectKind::CaptureFilter => {
+            return dump_captures(&mut socks.sock_diag, features, ct_stats)
+        }
+        ObjectKind::Conntrack => {
+            return dump_conntrack(&mut socks.netfilter, features, ct_stats, sync)
+        }
+        ObjectKind::XtChain | ObjectKind::XtRule => {
+            return crate::linux::legacy_tables::dump(scope, features)
+        }
+        ObjectKind::NftSetElem => {
+            return dump_set_elements(&mut socks.netfilter, features, ct_stats, sync)
+        }
+        ObjectKind::NftTable | ObjectKind::NftChain | ObjectKind::NftSet | ObjectKind::NftRule => {
+            return dump_nftables(&mut socks.netfilter, scope, features, ct_stats, sync)
+        }
+        ObjectKind::MrouteVif => {
+            return crate::linux::vifs::dump(&mut socks.route, family, features, stats, sync)
+        }
+        ObjectKind::Rule => return dump_rules(&mut socks.route, family, features, stats, sync),
+        ObjectKind::Qdisc => return dump_qdiscs(&mut socks.route, stats, sync),
+        ObjectKind::Link => (wire::RTM_GETLINK, 0),
+        ObjectKind::Addr => (wire::RTM_GETADDR, 0),
+        ObjectKind::Nexthop => (wire::RTM_GETNEXTHOP, 0),
+        ObjectKind::Route => (wire::RTM_GETROUTE, family),
+        ObjectKind::Neigh => (wire::RTM_GETNEIGH, family),
+        ObjectKind::BridgePort => (wire::RTM_GETLINK, wire::AF_BRIDGE),
+        ObjectKind::Fdb => (wire::RTM_GETNEIGH, wire::AF_BRIDGE),
+        ObjectKind::Mroute => (wire::RTM_GETROUTE, mroute::rtnl_family(family)),
+        ObjectKind::NetConf => (netlink::netconf::RTM_GETNETCONF, family),
     };
+    let sock = &mut socks.route;
     let mut out = Vec::new();
     let mut bad = 0u64;
     let res = sock.dump(kind, family, |msg| {
@@ -153,8 +134,8 @@ pub fn dump_scope(
         // IPv6 (no netconf handler for AF_INET6).
         Err(SocketError::Kernel(e))
             if matches!(
-                scope,
-                Scope::Nexthops | Scope::Mroutes(_) | Scope::NetConfs(_)
+                scope.kind,
+                ObjectKind::Nexthop | ObjectKind::Mroute | ObjectKind::NetConf
             ) && (e == libc::EOPNOTSUPP || e == libc::EINVAL || e == libc::EAFNOSUPPORT) =>
         {
             Ok(Vec::new())
@@ -207,8 +188,8 @@ fn dump_xfrm(
     if !features.enabled(crate::features::IPSEC) {
         return Ok(Vec::new());
     }
-    let kind = match scope {
-        Scope::XfrmSps => xfrm::XFRM_MSG_GETPOLICY,
+    let kind = match scope.kind {
+        ObjectKind::XfrmSp => xfrm::XFRM_MSG_GETPOLICY,
         _ => xfrm::XFRM_MSG_GETSA,
     };
     let mut out = Vec::new();
@@ -221,12 +202,12 @@ fn dump_xfrm(
                 return;
             };
             stats.count(msg.kind);
-            match (xfrm::decode(msg), scope) {
-                (Ok(XfrmEvent::Sa(sa, _)), Scope::XfrmSas) => out.push(Object::XfrmSa(sa)),
-                (Ok(XfrmEvent::Sa(_, Some(r))), Scope::XfrmReplays) => {
+            match (xfrm::decode(msg), scope.kind) {
+                (Ok(XfrmEvent::Sa(sa, _)), ObjectKind::XfrmSa) => out.push(Object::XfrmSa(sa)),
+                (Ok(XfrmEvent::Sa(_, Some(r))), ObjectKind::XfrmReplay) => {
                     out.push(Object::XfrmReplay(r))
                 }
-                (Ok(XfrmEvent::Sp(sp)), Scope::XfrmSps) => out.push(Object::XfrmSp(sp)),
+                (Ok(XfrmEvent::Sp(sp)), ObjectKind::XfrmSp) => out.push(Object::XfrmSp(sp)),
                 (Ok(_), _) => {}
                 (Err(e), _) => {
                     bad += 1;
@@ -282,10 +263,10 @@ fn dump_nftables(
     if !features.enabled(FILTER) && !features.enabled(EBTABLES) {
         return Ok(Vec::new());
     }
-    let kind = match scope {
-        Scope::NftTables => netlink::nftables::NFT_MSG_GETTABLE,
-        Scope::NftChains => netlink::nftables::NFT_MSG_GETCHAIN,
-        Scope::NftSets => netlink::nftables::NFT_MSG_GETSET,
+    let kind = match scope.kind {
+        ObjectKind::NftTable => netlink::nftables::NFT_MSG_GETTABLE,
+        ObjectKind::NftChain => netlink::nftables::NFT_MSG_GETCHAIN,
+        ObjectKind::NftSet => netlink::nftables::NFT_MSG_GETSET,
         _ => netlink::nftables::NFT_MSG_GETRULE,
     };
     let mut out = Vec::new();
@@ -351,7 +332,13 @@ fn dump_set_elements(
     stats: &mut SocketStats,
     sync: &mut SyncStats,
 ) -> Result<Vec<Object>, SocketError> {
-    let sets = dump_nftables(sock, Scope::NftSets, features, stats, sync)?;
+    let sets = dump_nftables(
+        sock,
+        Scope::whole(ObjectKind::NftSet),
+        features,
+        stats,
+        sync,
+    )?;
     let mut out = Vec::new();
     for set in sets {
         let Object::NftSet(set) = set else { continue };

@@ -27,15 +27,16 @@ use crate::stats::{SocketStats, SyncStats};
 /// entered.
 const IP6_MR_VIF: &str = "/proc/thread-self/net/ip6_mr_vif";
 
-/// The VIFs (`family` RTNL_FAMILY_IPMR) or MIFs (RTNL_FAMILY_IP6MR) that
-/// `features` syncs.
+/// The VIFs (`af` AF_INET: RTNL_FAMILY_IPMR) or MIFs (AF_INET6:
+/// RTNL_FAMILY_IP6MR) that `features` syncs.
 pub fn dump(
     sock: &mut NetlinkSocket,
-    family: u8,
+    af: u8,
     features: &Features,
     stats: &mut SocketStats,
     sync: &mut SyncStats,
 ) -> Result<Vec<Object>, SocketError> {
+    let family = crate::netlink::mroute::rtnl_family(af);
     if !features.enabled(MCAST) || (family == RTNL_FAMILY_IP6MR && !features.enabled(IPV6)) {
         return Ok(Vec::new());
     }

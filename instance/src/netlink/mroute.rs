@@ -16,6 +16,16 @@ use super::wire::{Event, WireError};
 pub const RTNL_FAMILY_IPMR: u8 = 128;
 pub const RTNL_FAMILY_IP6MR: u8 = 129;
 
+/// The rtnetlink family of multicast routing for an address family
+/// (RTNL_FAMILY_IPMR for AF_INET, RTNL_FAMILY_IP6MR for AF_INET6).
+pub fn rtnl_family(af: u8) -> u8 {
+    if af == fpc::AF_INET6 {
+        RTNL_FAMILY_IP6MR
+    } else {
+        RTNL_FAMILY_IPMR
+    }
+}
+
 const RTA_DST: u16 = 1;
 const RTA_SRC: u16 = 2;
 const RTA_IIF: u16 = 3;
