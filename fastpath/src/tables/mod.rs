@@ -15,6 +15,12 @@
 //!   resident a route for 1M IPv4 + 200k IPv6 routes, as
 //!   `examples/route_memory.rs` and `tests/fpd_memory.rs` measure). This
 //!   holds while routes share few distinct attribute sets, as they do.
+//! * Every other object is keyed by what `Object::key` (the kinds table)
+//!   says: the `ObjectKey` itself, or the one value it holds (an ifindex,
+//!   a nexthop id, an SP or conntrack key, ...); nothing here re-derives a
+//!   key. The kinds the dataplane reads have typed maps; every other kind
+//!   goes to one generic store, so a new kind the dataplane ignores needs
+//!   no edit here.
 
 mod attrs;
 mod fib;
@@ -34,10 +40,13 @@ use fpc::{
 };
 
 /// The kinds fpd keeps without reading them in its dataplane (Linux does
-/// what needs them: bridging, IPsec, multicast, capture), in one generic
-/// store by `ObjectKey`; their validity checks stay in `apply`. A kind the
-/// dataplane does not read is added here, nowhere else in this module.
-const STORED: [ObjectKind; 7] = [
+/// what needs them: bridging, IPsec, multicast, capture) go to one generic
+/// store by `ObjectKey` (`Tables::stored`): every kind without a typed map
+/// here, so a new kind the dataplane does not read needs no edit in this
+/// module. Those with a counter of their own name before generic
+/// counters existed; any other stored kind is counted under its kind's
+/// name.
+const COUNTED: [ObjectKind; 7] = [
     ObjectKind::BridgePort,
     ObjectKind::Fdb,
     ObjectKind::XfrmSa,
@@ -314,27 +323,27 @@ impl FibSnapshot {
 #[derive(Clone)]
 pub struct Tables {
     links: ObjectMap<u32, Link>,
-    addrs: ObjectMap<(u32, IpAddr, u8), Addr>,
+    addrs: ObjectMap<ObjectKey, Addr>,
     nexthops: ObjectMap<u32, Nexthop>,
-    neighs: ObjectMap<(u32, IpAddr), Neigh>,
+    neighs: ObjectMap<ObjectKey, Neigh>,
     sps: ObjectMap<SpKey, XfrmSp>,
     conntracks: ObjectMap<CtKey, Conntrack>,
-    nft_tables: ObjectMap<(u8, String), NftTable>,
-    nft_chains: ObjectMap<(u8, String, String), NftChain>,
-    nft_rules: ObjectMap<(u8, String, u64), NftRule>,
-    nft_sets: ObjectMap<(u8, String, String), NftSet>,
+    nft_tables: ObjectMap<ObjectKey, NftTable>,
+    nft_chains: ObjectMap<ObjectKey, NftChain>,
+    nft_rules: ObjectMap<ObjectKey, NftRule>,
+    nft_sets: ObjectMap<ObjectKey, NftSet>,
     nft_elems: ObjectMap<NftSetElemKey, NftSetElem>,
     /// The ports' queueing disciplines, by (ifindex, handle).
-    qdiscs: ObjectMap<(u32, u32), Qdisc>,
+    qdiscs: ObjectMap<ObjectKey, Qdisc>,
     /// Legacy x_tables chains and rules, by (family, table, chain[, position]).
-    xt_chains: ObjectMap<(u8, String, String), XtChain>,
-    xt_rules: ObjectMap<(u8, String, String, u32), Box<XtRule>>,
+    xt_chains: ObjectMap<ObjectKey, XtChain>,
+    xt_rules: ObjectMap<ObjectKey, Box<XtRule>>,
     /// Per-device IP settings (forwarding, rp_filter, ...), by (family,
     /// ifindex), `all` and `default` included.
     netconfs: ObjectMap<NetConfKey, NetConf>,
     /// Policy routing rules, by (content, copy).
     rules: ObjectMap<RuleKey, Box<Rule>>,
-    /// The kinds the dataplane does not read ([`STORED`]: bridge ports,
+    /// The kinds the dataplane does not read (see [`COUNTED`]: bridge ports,
     /// FDB, IPsec SAs and their sequence numbers, multicast routes and
     /// VIFs, capture filters), kept for dumps and counters by their
     /// `ObjectKey`, one map per kind.
@@ -376,7 +385,7 @@ impl Tables {
             xt_rules: ObjectMap::new(),
             netconfs: ObjectMap::new(),
             rules: ObjectMap::new(),
-            stored: STORED.iter().map(|k| (*k, ObjectMap::new())).collect(),
+            stored: BTreeMap::new(),
             routes4: Fibs::new(),
             routes6: Fibs::new(),
             attrs: AttrTable::default(),
@@ -403,6 +412,15 @@ impl Tables {
     }
 
     fn apply_inner(&mut self, op: Op, obj: Object) -> Result<(), ObjectError> {
+        if let Object::Route(r) = obj {
+            return match r.dst {
+                IpAddr::V4(_) => self.routes4.apply(&mut self.attrs, &self.hasher, op, r),
+                IpAddr::V6(_) => self.routes6.apply(&mut self.attrs, &self.hasher, op, r),
+            };
+        }
+        // Keys come from the kinds table's `ObjectKey` (routes keep their
+        // own compact form in `fib`).
+        let key = obj.key();
         match obj {
             Object::Link(l) => {
                 if l.ifindex == 0 {
@@ -412,7 +430,7 @@ impl Tables {
             }
             Object::Addr(a) => {
                 check_addr(&a)?;
-                self.addrs.apply(op, (a.ifindex, a.addr, a.prefix_len), a)
+                self.addrs.apply(op, key, a)
             }
             Object::Nexthop(n) => {
                 if op != Op::Delete {
@@ -424,12 +442,9 @@ impl Tables {
                 if n.ifindex == 0 {
                     return Err(ObjectError::Invalid);
                 }
-                self.neighs.apply(op, (n.ifindex, n.dst), n)
+                self.neighs.apply(op, key, n)
             }
-            Object::Route(r) => match r.dst {
-                IpAddr::V4(_) => self.routes4.apply(&mut self.attrs, &self.hasher, op, r),
-                IpAddr::V6(_) => self.routes6.apply(&mut self.attrs, &self.hasher, op, r),
-            },
+            Object::Route(_) => unreachable!("applied above"),
             Object::BridgePort(p) => {
                 if p.ifindex == 0 || p.master == 0 {
                     return Err(ObjectError::Invalid);
@@ -449,32 +464,22 @@ impl Tables {
                 self.store(op, Object::XfrmSa(sa))
             }
             Object::XfrmSp(sp) => self.sps.apply(op, sp.key(), sp),
-            obj @ Object::XfrmReplay(_) => self.store(op, obj),
             Object::Conntrack(ct) => {
                 if ct.orig.src.is_ipv4() != ct.orig.dst.is_ipv4() {
                     return Err(ObjectError::Invalid);
                 }
                 self.conntracks.apply(op, ct.key(), ct)
             }
-            Object::NftTable(t) => self.nft_tables.apply(op, (t.family, t.name.clone()), t),
-            Object::NftChain(c) => {
-                let key = (c.family, c.table.clone(), c.name.clone());
-                self.nft_chains.apply(op, key, c)
-            }
-            Object::NftRule(r) => {
-                let key = (r.family, r.table.clone(), r.handle);
-                self.nft_rules.apply(op, key, r)
-            }
-            Object::NftSet(t) => {
-                let key = (t.family, t.table.clone(), t.name.clone());
-                self.nft_sets.apply(op, key, t)
-            }
+            Object::NftTable(t) => self.nft_tables.apply(op, key, t),
+            Object::NftChain(c) => self.nft_chains.apply(op, key, c),
+            Object::NftRule(r) => self.nft_rules.apply(op, key, r),
+            Object::NftSet(t) => self.nft_sets.apply(op, key, t),
             Object::NftSetElem(e) => self.nft_elems.apply(op, e.key(), e),
             Object::Qdisc(q) => {
                 if op != Op::Delete && q.ifindex == 0 {
                     return Err(ObjectError::Invalid);
                 }
-                self.qdiscs.apply(op, (q.ifindex, q.handle), q)
+                self.qdiscs.apply(op, key, q)
             }
             Object::Mroute(m) => {
                 if m.source.is_ipv4() != m.group.is_ipv4() {
@@ -494,14 +499,8 @@ impl Tables {
                 }
                 self.store(op, Object::CaptureFilter(c))
             }
-            Object::XtChain(c) => {
-                let key = (c.family, c.table.clone(), c.name.clone());
-                self.xt_chains.apply(op, key, c)
-            }
-            Object::XtRule(r) => {
-                let key = (r.family, r.table.clone(), r.chain.clone(), r.position);
-                self.xt_rules.apply(op, key, r)
-            }
+            Object::XtChain(c) => self.xt_chains.apply(op, key, c),
+            Object::XtRule(r) => self.xt_rules.apply(op, key, r),
             Object::NetConf(c) => {
                 if op != Op::Delete && !c.is_valid() {
                     return Err(ObjectError::Invalid);
@@ -514,6 +513,8 @@ impl Tables {
                 }
                 self.rules.apply(op, r.key(), r)
             }
+            // Kept, not read: the generic store.
+            obj => self.store(op, obj),
         }
     }
 
@@ -610,12 +611,9 @@ impl Tables {
     }
 
     /// Starts a full resync: every object is stale until applied again.
-    /// Applies an object of a [`STORED`] kind, by its `ObjectKey`.
+    /// Applies an object of a kind without a typed map, by its `ObjectKey`.
     fn store(&mut self, op: Op, obj: Object) -> Result<(), ObjectError> {
-        let map = self
-            .stored
-            .get_mut(&obj.kind())
-            .ok_or(ObjectError::Unsupported)?;
+        let map = self.stored.entry(obj.kind()).or_insert_with(ObjectMap::new);
         map.apply(op, obj.key(), obj)
     }
 
@@ -704,71 +702,79 @@ impl Tables {
         swept
     }
 
-    /// Every object, in an order fit for replay: links, netconf, addresses,
-    /// single nexthops, nexthop groups, routes, neighbours, bridge ports, FDB,
-    /// IPsec SAs, their replay states, policies, conntrack entries.
+    /// Every object, in replay order (the kinds table's, single nexthops
+    /// before groups, IPv4 routes before IPv6).
     pub fn for_each(&self, mut f: impl FnMut(Object)) {
-        self.links.values().for_each(|l| f(Object::Link(l.clone())));
-        self.netconfs
-            .values()
-            .for_each(|c| f(Object::NetConf(c.clone())));
-        self.addrs.values().for_each(|a| f(Object::Addr(a.clone())));
-        for groups in [false, true] {
-            self.nexthops
+        for kind in ObjectKind::ALL {
+            self.each_of(kind, &mut f);
+        }
+    }
+
+    /// Every object of one kind.
+    fn each_of(&self, kind: ObjectKind, f: &mut impl FnMut(Object)) {
+        match kind {
+            ObjectKind::Link => self.links.values().for_each(|l| f(Object::Link(l.clone()))),
+            ObjectKind::NetConf => self
+                .netconfs
                 .values()
-                .filter(|n| n.group.is_empty() != groups)
-                .for_each(|n| f(Object::Nexthop(n.clone())));
+                .for_each(|c| f(Object::NetConf(c.clone()))),
+            ObjectKind::Addr => self.addrs.values().for_each(|a| f(Object::Addr(a.clone()))),
+            ObjectKind::Nexthop => {
+                for groups in [false, true] {
+                    self.nexthops
+                        .values()
+                        .filter(|n| n.group.is_empty() != groups)
+                        .for_each(|n| f(Object::Nexthop(n.clone())));
+                }
+            }
+            ObjectKind::Route => {
+                self.routes4.for_each(&self.attrs, &mut *f);
+                self.routes6.for_each(&self.attrs, &mut *f);
+            }
+            ObjectKind::Rule => self.rules.values().for_each(|r| f(Object::Rule(r.clone()))),
+            ObjectKind::Neigh => self
+                .neighs
+                .values()
+                .for_each(|n| f(Object::Neigh(n.clone()))),
+            ObjectKind::XfrmSp => self.sps.values().for_each(|s| f(Object::XfrmSp(s.clone()))),
+            ObjectKind::Conntrack => self
+                .conntracks
+                .values()
+                .for_each(|c| f(Object::Conntrack(c.clone()))),
+            ObjectKind::NftTable => self
+                .nft_tables
+                .values()
+                .for_each(|t| f(Object::NftTable(t.clone()))),
+            ObjectKind::NftChain => self
+                .nft_chains
+                .values()
+                .for_each(|c| f(Object::NftChain(c.clone()))),
+            ObjectKind::NftSet => self
+                .nft_sets
+                .values()
+                .for_each(|t| f(Object::NftSet(t.clone()))),
+            ObjectKind::NftSetElem => self
+                .nft_elems
+                .values()
+                .for_each(|e| f(Object::NftSetElem(e.clone()))),
+            ObjectKind::NftRule => self
+                .nft_rules
+                .values()
+                .for_each(|r| f(Object::NftRule(r.clone()))),
+            ObjectKind::XtChain => self
+                .xt_chains
+                .values()
+                .for_each(|c| f(Object::XtChain(c.clone()))),
+            ObjectKind::XtRule => self
+                .xt_rules
+                .values()
+                .for_each(|r| f(Object::XtRule(r.clone()))),
+            ObjectKind::Qdisc => self
+                .qdiscs
+                .values()
+                .for_each(|q| f(Object::Qdisc(q.clone()))),
+            _ => self.each_stored(kind, f),
         }
-        self.routes4.for_each(&self.attrs, &mut f);
-        self.routes6.for_each(&self.attrs, &mut f);
-        self.neighs
-            .values()
-            .for_each(|n| f(Object::Neigh(n.clone())));
-        for kind in [
-            ObjectKind::BridgePort,
-            ObjectKind::Fdb,
-            ObjectKind::XfrmSa,
-            ObjectKind::XfrmReplay,
-        ] {
-            self.each_stored(kind, &mut f);
-        }
-        self.sps.values().for_each(|s| f(Object::XfrmSp(s.clone())));
-        self.conntracks
-            .values()
-            .for_each(|c| f(Object::Conntrack(c.clone())));
-        self.nft_tables
-            .values()
-            .for_each(|t| f(Object::NftTable(t.clone())));
-        self.nft_chains
-            .values()
-            .for_each(|c| f(Object::NftChain(c.clone())));
-        self.nft_rules
-            .values()
-            .for_each(|r| f(Object::NftRule(r.clone())));
-        self.nft_sets
-            .values()
-            .for_each(|t| f(Object::NftSet(t.clone())));
-        self.nft_elems
-            .values()
-            .for_each(|e| f(Object::NftSetElem(e.clone())));
-        self.qdiscs
-            .values()
-            .for_each(|q| f(Object::Qdisc(q.clone())));
-        // VIFs before the MFC entries that name them.
-        for kind in [
-            ObjectKind::MrouteVif,
-            ObjectKind::Mroute,
-            ObjectKind::CaptureFilter,
-        ] {
-            self.each_stored(kind, &mut f);
-        }
-        self.xt_chains
-            .values()
-            .for_each(|c| f(Object::XtChain(c.clone())));
-        self.xt_rules
-            .values()
-            .for_each(|r| f(Object::XtRule(r.clone())));
-        self.rules.values().for_each(|r| f(Object::Rule(r.clone())));
     }
 
     /// How many objects of each kind, and the sync history.
@@ -810,6 +816,12 @@ impl Tables {
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
+        .chain(
+            self.stored
+                .iter()
+                .filter(|(k, _)| !COUNTED.contains(k))
+                .map(|(k, m)| (k.name().replace(' ', "_"), m.len() as u64)),
+        )
         .collect()
     }
 
