@@ -16,7 +16,7 @@
 use super::codec::{DecodeError, Reader, Writer};
 use std::net::IpAddr;
 
-use super::conntrack::CtTuple;
+use super::object::CtTuple;
 use super::object::{Object, ObjectKind};
 
 pub const MAGIC: u16 = 0xFB5C;

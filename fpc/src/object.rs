@@ -7,18 +7,39 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use super::capture::CaptureFilter;
-use super::codec::{DecodeError, Reader, Writer};
-use super::conntrack::{Conntrack, CtKey};
-pub use super::linkinfo::LinkInfo;
-use super::mroute::{Mroute, MrouteKey, MrouteVif, MrouteVifKey};
-use super::netconf::{NetConf, NetConfKey};
-use super::nftables::{NftChain, NftRule, NftSet, NftSetElem, NftTable};
-use super::qdisc::Qdisc;
-pub use super::routing::{Addr, BridgePort, Fdb, Hop, Link, Neigh, NextHops, Nexthop, Route};
-use super::rule::{Rule, RuleKey};
-use super::xfrm::{SaKey, SpKey, XfrmReplay, XfrmSa, XfrmSp};
-use super::xtables::{XtChain, XtRule};
+use crate::codec::{DecodeError, Reader, Writer};
+
+// Each kind in its own file, declared and re-exported here only.
+mod capture;
+mod conntrack;
+mod linkinfo;
+mod mroute;
+mod netconf;
+mod nftables;
+mod qdisc;
+mod routing;
+mod rule;
+mod xfrm;
+mod xtables;
+
+pub use capture::CaptureFilter;
+pub use conntrack::{Conntrack, CtKey, CtTuple, SeqAdj};
+pub use linkinfo::LinkInfo;
+pub use mroute::{Mroute, MrouteKey, MrouteVif, MrouteVifKey};
+pub use netconf::{NetConf, NetConfKey, NETCONFA_IFINDEX_ALL, NETCONFA_IFINDEX_DEFAULT};
+pub use nftables::{
+    elem_flags, set_flags, NftChain, NftElemData, NftRule, NftSet, NftSetElem, NftTable,
+    PREV_UNKNOWN,
+};
+pub use qdisc::{Qdisc, TC_H_INGRESS};
+pub use routing::{Addr, BridgePort, Fdb, Hop, Link, Neigh, NextHops, Nexthop, Route};
+pub use rule::{
+    action as rule_action, PortMatch, Rule, RuleKey, RuleSpec, FIB_RULE_FIND_SADDR, FIB_RULE_INVERT,
+};
+pub use xfrm::{
+    Encap, Lifetime, SaKey, Selector, SpKey, XfrmAlgo, XfrmReplay, XfrmSa, XfrmSp, XfrmTmpl,
+};
+pub use xtables::{verdict_name, XtChain, XtMatch, XtRule, XtTarget, XT_F_GOTO};
 
 /// Address family numbers as the kernel uses them.
 pub const AF_INET: u8 = 2;
@@ -131,8 +152,10 @@ body! {
 /// replay order (`ObjectKind::ALL`: what an object refers to comes first).
 /// It makes [`Object`], [`ObjectKind`] (with `ALL`, `from_u8`, `name`) and
 /// the dispatch of `kind`, `key`, `emit`, `parse` and `Display` to each
-/// kind's [`Body`]. A new kind is one line here, its file, and its
-/// re-export in lib.rs.
+/// kind's [`Body`]. A new kind is its file under `object/` and, in this
+/// file only, its `mod` and re-export, one line here, its [`ObjectKey`]
+/// variant, its key in `body!` (or its own `Body`), and, if it is split
+/// by family, [`ObjectKind::families`] and [`Object::family`].
 macro_rules! object_kinds {
     ($($(#[$doc:meta])* $v:ident($t:ty) = $n:literal, $name:literal;)*) => {
         /// Everything the FPC API carries.

@@ -1,9 +1,9 @@
 //! Tests of the object codec: every kind round-trips, and no input panics or allocates past what is there.
 
 use super::*;
-use crate::conntrack::{CtTuple, SeqAdj};
-use crate::nftables::NftElemData;
-use crate::xfrm::{Encap, Lifetime, Selector, XfrmAlgo, XfrmTmpl};
+use crate::object::conntrack::{CtTuple, SeqAdj};
+use crate::object::nftables::NftElemData;
+use crate::object::xfrm::{Encap, Lifetime, Selector, XfrmAlgo, XfrmTmpl};
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
@@ -384,7 +384,7 @@ pub(crate) fn samples() -> Vec<Object> {
         }),
         Object::NetConf(NetConf {
             family: AF_INET6,
-            ifindex: crate::netconf::NETCONFA_IFINDEX_ALL,
+            ifindex: crate::object::netconf::NETCONFA_IFINDEX_ALL,
             forwarding: Some(0),
             rp_filter: None,
             mc_forwarding: None,
@@ -393,8 +393,8 @@ pub(crate) fn samples() -> Vec<Object> {
         }),
     ]
     .into_iter()
-    .chain(crate::xtables::tests::samples())
-    .chain(crate::rule::tests::samples())
+    .chain(crate::object::xtables::tests::samples())
+    .chain(crate::object::rule::tests::samples())
     .collect()
 }
 

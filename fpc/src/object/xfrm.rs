@@ -16,7 +16,7 @@
 use std::fmt;
 use std::net::IpAddr;
 
-use super::codec::{DecodeError, Reader, Writer};
+use crate::codec::{DecodeError, Reader, Writer};
 
 /// A traffic selector (`struct xfrm_selector`), ports in host order.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

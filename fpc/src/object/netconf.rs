@@ -16,7 +16,7 @@
 
 use std::fmt;
 
-use super::codec::{DecodeError, Reader, Writer};
+use crate::codec::{DecodeError, Reader, Writer};
 
 /// `conf.all`: the namespace-wide value (`net.ipv4.ip_forward` is
 /// `conf.all.forwarding`).

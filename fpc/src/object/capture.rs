@@ -8,7 +8,7 @@
 
 use std::fmt;
 
-use super::codec::{DecodeError, Reader, Writer};
+use crate::codec::{DecodeError, Reader, Writer};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CaptureFilter {

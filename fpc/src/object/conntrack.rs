@@ -21,7 +21,7 @@
 use std::fmt;
 use std::net::IpAddr;
 
-use super::codec::{DecodeError, Reader, Writer};
+use crate::codec::{DecodeError, Reader, Writer};
 
 /// One direction of a flow. For ICMP, `sport` is the id and `dport` the
 /// type (high byte) and code (low byte).

@@ -28,8 +28,8 @@
 use std::fmt;
 use std::net::IpAddr;
 
-use super::codec::{DecodeError, Reader, Writer};
 use super::{AF_INET, AF_INET6};
+use crate::codec::{DecodeError, Reader, Writer};
 
 /// `FR_ACT_*`: what a matching rule does.
 pub mod action {

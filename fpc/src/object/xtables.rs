@@ -15,7 +15,7 @@
 use std::fmt;
 use std::net::IpAddr;
 
-use super::codec::{DecodeError, Reader, Writer};
+use crate::codec::{DecodeError, Reader, Writer};
 
 /// A chain of a legacy table.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -12,7 +12,7 @@
 
 use std::fmt;
 
-use super::codec::{DecodeError, Reader, Writer};
+use crate::codec::{DecodeError, Reader, Writer};
 
 /// `TC_H_INGRESS`: the parent of the ingress and clsact qdiscs.
 pub const TC_H_INGRESS: u32 = 0xffff_fff1;

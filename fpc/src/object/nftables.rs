@@ -23,7 +23,7 @@
 
 use std::fmt;
 
-use super::codec::{DecodeError, Reader, Writer};
+use crate::codec::{DecodeError, Reader, Writer};
 
 /// An nf_tables table (`NFT_MSG_NEWTABLE`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

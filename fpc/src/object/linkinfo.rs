@@ -5,7 +5,7 @@
 use std::fmt;
 use std::net::IpAddr;
 
-use super::codec::{DecodeError, Reader, Writer};
+use crate::codec::{DecodeError, Reader, Writer};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub enum LinkInfo {

@@ -9,7 +9,7 @@
 use std::fmt;
 use std::net::IpAddr;
 
-use super::codec::{DecodeError, Reader, Writer};
+use crate::codec::{DecodeError, Reader, Writer};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Mroute {
