@@ -16,7 +16,7 @@ use crate::features::Features;
 use crate::netlink::rule::RuleList;
 use crate::netlink::xfrm::{self, XfrmEvent};
 use crate::netlink::{
-    self, mroute, wire, CmdSockets, Event as NlEvent, NetlinkSocket, SocketError,
+    self, mroute, wire, CmdSockets, Event as NlEvent, NetlinkSocket, NlMsg, SocketError, WireError,
 };
 use crate::stats::{SocketStats, SyncStats};
 
@@ -77,7 +77,7 @@ pub fn dump_scope(
             return dump_xfrm(&mut socks.xfrm, scope, features, xfrm_stats, sync)
         }
         ObjectKind::CaptureFilter => {
-            return dump_captures(&mut socks.sock_diag, features, ct_stats)
+            return dump_captures(&mut socks.sock_diag, features, ct_stats, sync)
         }
         ObjectKind::Conntrack => {
             return dump_conntrack(&mut socks.netfilter, features, ct_stats, sync)
@@ -106,29 +106,24 @@ pub fn dump_scope(
         ObjectKind::Mroute => (wire::RTM_GETROUTE, mroute::rtnl_family(family)),
         ObjectKind::NetConf => (netlink::netconf::RTM_GETNETCONF, family),
     };
-    let sock = &mut socks.route;
-    let mut out = Vec::new();
-    let mut bad = 0u64;
-    let res = sock.dump(kind, family, |msg| {
-        let Some(msg) = msg else {
-            out.clear(); // an interrupted dump starts again
-            return;
-        };
-        stats.count(msg.kind);
-        match netlink::decode(msg) {
-            Ok(NlEvent::New(obj)) if Scope::of(&obj) == scope && features.syncs(&obj) => {
-                out.push(obj)
+    let request = |seq| wire::dump_request(kind, family, seq);
+    let res = collect(
+        &mut socks.route,
+        request,
+        "netlink",
+        stats,
+        sync,
+        |msg, out| {
+            if let NlEvent::New(obj) = netlink::decode(msg)? {
+                if Scope::of(&obj) == scope && features.syncs(&obj) {
+                    out.push(obj);
+                }
             }
-            Ok(_) => {}
-            Err(e) => {
-                bad += 1;
-                warn!(kind = msg.kind, "malformed netlink message in dump: {e}");
-            }
-        }
-    });
-    sync.decode_errors += bad;
+            Ok::<_, WireError>(())
+        },
+    );
     match res {
-        Ok(()) => Ok(out),
+        Ok(out) => Ok(out),
         // A kernel without nexthop objects answers EOPNOTSUPP or EINVAL.
         // So does one without IPv4/IPv6 multicast routing, or without
         // IPv6 (no netconf handler for AF_INET6).
@@ -153,25 +148,16 @@ fn dump_rules(
     stats: &mut SocketStats,
     sync: &mut SyncStats,
 ) -> Result<Vec<Object>, SocketError> {
-    let mut list = RuleList::default();
-    let mut bad = 0u64;
-    let res = sock.dump(netlink::rule::RTM_GETRULE, family, |msg| {
-        let Some(msg) = msg else {
-            list = RuleList::default(); // an interrupted dump starts again
-            return;
-        };
-        stats.count(msg.kind);
-        match netlink::decode(msg) {
-            Ok(NlEvent::NewRule(s)) if s.family == family => list.push_dumped(s),
-            Ok(_) => {}
-            Err(e) => {
-                bad += 1;
-                warn!(kind = msg.kind, "malformed rule in dump: {e}");
-            }
+    let request = |seq| wire::dump_request(netlink::rule::RTM_GETRULE, family, seq);
+    let specs = collect(sock, request, "rule", stats, sync, |msg, out| {
+        match netlink::decode(msg)? {
+            NlEvent::NewRule(s) if s.family == family => out.push(s),
+            _ => {}
         }
-    });
-    sync.decode_errors += bad;
-    res?;
+        Ok::<_, WireError>(())
+    })?;
+    let mut list = RuleList::default();
+    specs.into_iter().for_each(|s| list.push_dumped(s));
     let mut out = list.objects();
     out.retain(|o| features.syncs(o));
     Ok(out)
@@ -192,32 +178,16 @@ fn dump_xfrm(
         ObjectKind::XfrmSp => xfrm::XFRM_MSG_GETPOLICY,
         _ => xfrm::XFRM_MSG_GETSA,
     };
-    let mut out = Vec::new();
-    let mut bad = 0u64;
-    let res = sock.dump_with(
-        |seq| xfrm::dump_request(kind, seq),
-        |msg| {
-            let Some(msg) = msg else {
-                out.clear();
-                return;
-            };
-            stats.count(msg.kind);
-            match (xfrm::decode(msg), scope.kind) {
-                (Ok(XfrmEvent::Sa(sa, _)), ObjectKind::XfrmSa) => out.push(Object::XfrmSa(sa)),
-                (Ok(XfrmEvent::Sa(_, Some(r))), ObjectKind::XfrmReplay) => {
-                    out.push(Object::XfrmReplay(r))
-                }
-                (Ok(XfrmEvent::Sp(sp)), ObjectKind::XfrmSp) => out.push(Object::XfrmSp(sp)),
-                (Ok(_), _) => {}
-                (Err(e), _) => {
-                    bad += 1;
-                    warn!(kind = msg.kind, "malformed xfrm message in dump: {e}");
-                }
-            }
-        },
-    );
-    sync.decode_errors += bad;
-    res.map(|()| out)
+    let request = |seq| xfrm::dump_request(kind, seq);
+    collect(sock, request, "xfrm", stats, sync, |msg, out| {
+        match (xfrm::decode(msg)?, scope.kind) {
+            (XfrmEvent::Sa(sa, _), ObjectKind::XfrmSa) => out.push(Object::XfrmSa(sa)),
+            (XfrmEvent::Sa(_, Some(r)), ObjectKind::XfrmReplay) => out.push(Object::XfrmReplay(r)),
+            (XfrmEvent::Sp(sp), ObjectKind::XfrmSp) => out.push(Object::XfrmSp(sp)),
+            _ => {}
+        }
+        Ok::<_, WireError>(())
+    })
 }
 
 /// Dumps every conntrack entry (of the families `features` syncs).
@@ -230,25 +200,14 @@ fn dump_conntrack(
     if !features.enabled(crate::features::CONNTRACK) {
         return Ok(Vec::new());
     }
-    let mut out = Vec::new();
-    let mut bad = 0u64;
-    let res = sock.dump_with(netlink::conntrack::dump_request, |msg| {
-        let Some(msg) = msg else {
-            out.clear();
-            return;
-        };
-        stats.count(msg.kind);
-        match netlink::conntrack::decode(msg) {
-            Ok(NlEvent::New(obj)) if features.syncs(&obj) => out.push(obj),
-            Ok(_) => {}
-            Err(e) => {
-                bad += 1;
-                warn!(kind = msg.kind, "malformed ctnetlink message in dump: {e}");
-            }
+    let request = netlink::conntrack::dump_request;
+    collect(sock, request, "ctnetlink", stats, sync, |msg, out| {
+        match netlink::conntrack::decode(msg)? {
+            NlEvent::New(obj) if features.syncs(&obj) => out.push(obj),
+            _ => {}
         }
-    });
-    sync.decode_errors += bad;
-    res.map(|()| out)
+        Ok::<_, WireError>(())
+    })
 }
 
 /// Dumps nf_tables tables, chains or rules of every family.
@@ -269,30 +228,14 @@ fn dump_nftables(
         ObjectKind::NftSet => netlink::nftables::NFT_MSG_GETSET,
         _ => netlink::nftables::NFT_MSG_GETRULE,
     };
-    let mut out = Vec::new();
-    let mut bad = 0u64;
-    let res = sock.dump_with(
-        |seq| netlink::nftables::dump_request(kind, seq),
-        |msg| {
-            let Some(msg) = msg else {
-                out.clear();
-                return;
-            };
-            stats.count(msg.kind);
-            match netlink::nftables::decode(msg) {
-                Ok(NlEvent::New(obj)) if Scope::of(&obj) == scope && features.syncs(&obj) => {
-                    out.push(obj)
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    bad += 1;
-                    warn!(kind = msg.kind, "malformed nf_tables message in dump: {e}");
-                }
-            }
-        },
-    );
-    sync.decode_errors += bad;
-    res.map(|()| out)
+    let request = |seq| netlink::nftables::dump_request(kind, seq);
+    collect(sock, request, "nf_tables", stats, sync, |msg, out| {
+        match netlink::nftables::decode(msg)? {
+            NlEvent::New(obj) if Scope::of(&obj) == scope && features.syncs(&obj) => out.push(obj),
+            _ => {}
+        }
+        Ok::<_, WireError>(())
+    })
 }
 
 /// Dumps the ports' qdiscs (RTM_GETQDISC; the default ones are left out
@@ -302,25 +245,13 @@ fn dump_qdiscs(
     stats: &mut SocketStats,
     sync: &mut SyncStats,
 ) -> Result<Vec<Object>, SocketError> {
-    let mut out = Vec::new();
-    let mut bad = 0u64;
-    let res = sock.dump_with(netlink::qdisc::dump_request, |msg| {
-        let Some(msg) = msg else {
-            out.clear();
-            return;
-        };
-        stats.count(msg.kind);
-        match netlink::qdisc::decode(msg.kind, msg.payload) {
-            Ok(NlEvent::New(obj)) => out.push(obj),
-            Ok(_) => {}
-            Err(e) => {
-                bad += 1;
-                warn!(kind = msg.kind, "malformed qdisc message in dump: {e}");
-            }
+    let request = netlink::qdisc::dump_request;
+    collect(sock, request, "qdisc", stats, sync, |msg, out| {
+        if let NlEvent::New(obj) = netlink::qdisc::decode(msg.kind, msg.payload)? {
+            out.push(obj);
         }
-    });
-    sync.decode_errors += bad;
-    res.map(|()| out)
+        Ok::<_, WireError>(())
+    })
 }
 
 /// Dumps every set's elements: the sets first, then one element dump
@@ -345,31 +276,17 @@ fn dump_set_elements(
         if !set.elements_synced() {
             continue;
         }
-        let mut found = Vec::new();
-        let mut bad = 0u64;
-        let res = sock.dump_with(
-            |seq| netlink::nftables::elements_request(set.family, &set.table, &set.name, seq),
-            |msg| {
-                let Some(msg) = msg else {
-                    found.clear();
-                    return;
-                };
-                stats.count(msg.kind);
-                if msg.kind != netlink::nftables::NFT_MSG_NEWSETELEM {
-                    return;
-                }
-                match netlink::nftables::decode_elements(msg) {
-                    Ok(elems) => found.extend(elems.into_iter().map(Object::NftSetElem)),
-                    Err(e) => {
-                        bad += 1;
-                        warn!(kind = msg.kind, "malformed nf_tables message in dump: {e}");
-                    }
-                }
-            },
-        );
-        sync.decode_errors += bad;
+        let request =
+            |seq| netlink::nftables::elements_request(set.family, &set.table, &set.name, seq);
+        let res = collect(sock, request, "nf_tables", stats, sync, |msg, found| {
+            if msg.kind == netlink::nftables::NFT_MSG_NEWSETELEM {
+                let elems = netlink::nftables::decode_elements(msg)?;
+                found.extend(elems.into_iter().map(Object::NftSetElem));
+            }
+            Ok::<_, WireError>(())
+        });
         match res {
-            Ok(()) => out.extend(found),
+            Ok(found) => out.extend(found),
             Err(SocketError::Kernel(e)) if e == libc::ENOENT => {}
             Err(e) => return Err(e),
         }
@@ -382,20 +299,18 @@ fn dump_captures(
     sock: &mut NetlinkSocket,
     features: &Features,
     stats: &mut SocketStats,
+    sync: &mut SyncStats,
 ) -> Result<Vec<Object>, SocketError> {
     if !features.enabled(crate::features::BPF) {
         return Ok(Vec::new());
     }
-    let mut found = Vec::new();
-    sock.dump_with(netlink::capture::dump_request, |msg| {
-        let Some(msg) = msg else {
-            found.clear();
-            return;
-        };
-        stats.count(msg.kind);
+    let request = netlink::capture::dump_request;
+    let found = collect(sock, request, "sock_diag", stats, sync, |msg, found| {
+        // A socket whose filter cannot be read is not a capture: skipped.
         if let Ok(Some(c)) = netlink::capture::decode(msg) {
             found.push(c);
         }
+        Ok::<_, std::convert::Infallible>(())
     })?;
     if found.is_empty() {
         return Ok(Vec::new());
@@ -409,4 +324,34 @@ fn dump_captures(
             features.syncs(&obj).then_some(obj)
         })
         .collect())
+}
+
+/// One dump: `request(seq)` sent on `sock`, every answer counted on
+/// `stats` and handed to `take`, which keeps what it wants in its `Vec`.
+/// An interrupted dump starts again (what was kept is dropped); a message
+/// `take` cannot decode is counted in `sync.decode_errors`, logged with
+/// `what`, and skipped. The one walk every dump here shares.
+pub(crate) fn collect<T, E: std::fmt::Display>(
+    sock: &mut NetlinkSocket,
+    request: impl Fn(u32) -> Vec<u8>,
+    what: &str,
+    stats: &mut SocketStats,
+    sync: &mut SyncStats,
+    mut take: impl FnMut(&NlMsg<'_>, &mut Vec<T>) -> Result<(), E>,
+) -> Result<Vec<T>, SocketError> {
+    let mut out = Vec::new();
+    let mut bad = 0u64;
+    let res = sock.dump_with(request, |msg| {
+        let Some(msg) = msg else {
+            out.clear();
+            return;
+        };
+        stats.count(msg.kind);
+        if let Err(e) = take(msg, &mut out) {
+            bad += 1;
+            warn!(kind = msg.kind, "malformed {what} message in dump: {e}");
+        }
+    });
+    sync.decode_errors += bad;
+    res.map(|()| out)
 }

@@ -43,29 +43,16 @@ pub fn dump(
     let mut out = Vec::new();
     match family {
         RTNL_FAMILY_IPMR => {
-            let mut bad = 0u64;
             // A kernel without IPv4 multicast routing answers with the
             // plain link dump (family AF_UNSPEC): no VIFs.
-            sock.dump(wire::RTM_GETLINK, RTNL_FAMILY_IPMR, |msg| {
-                let Some(msg) = msg else {
-                    out.clear(); // an interrupted dump starts again
-                    return;
-                };
-                stats.count(msg.kind);
-                if msg.kind != wire::RTM_NEWLINK {
-                    return;
+            let request = |seq| wire::dump_request(wire::RTM_GETLINK, RTNL_FAMILY_IPMR, seq);
+            out = super::collect(sock, request, "IPMR link", stats, sync, |msg, out| {
+                if msg.kind == wire::RTM_NEWLINK {
+                    let vifs = decode_ipmr_link(msg.payload)?.unwrap_or_default();
+                    out.extend(vifs.into_iter().map(Object::MrouteVif));
                 }
-                match decode_ipmr_link(msg.payload) {
-                    Ok(vifs) => {
-                        out.extend(vifs.unwrap_or_default().into_iter().map(Object::MrouteVif))
-                    }
-                    Err(e) => {
-                        bad += 1;
-                        warn!("malformed IPMR link message in dump: {e}");
-                    }
-                }
+                Ok::<_, crate::netlink::mvif::VifError>(())
             })?;
-            sync.decode_errors += bad;
         }
         RTNL_FAMILY_IP6MR => {
             let text = match std::fs::read_to_string(IP6_MR_VIF) {
