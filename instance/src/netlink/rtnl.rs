@@ -1,6 +1,6 @@
 //! rtnetlink messages as the kernel sends them, decoded into FPC objects
-//! (links, addresses, routes, neighbours, nexthops, bridge ports, FDB),
-//! and the dispatch of the other rtnetlink families to their decoders.
+//! (links, addresses, routes, neighbours, nexthops, bridge ports, FDB);
+//! the dispatch of every rtnetlink message is `netlink::decode`.
 //!
 //! No I/O, no logging: `Messages` walks a buffer of netlink messages and
 //! `decode` turns one into an [`Event`]. Lengths come from the kernel (or a
@@ -20,9 +20,8 @@ use fpc::{
 };
 
 use super::wire::{
-    align, attrs, get_be16, get_be32, get_ip, get_u16, get_u32, get_u8, header, Event, NlMsg,
-    WireError, AF_BRIDGE, NUD_NOARP, RTM_DELADDR, RTM_DELLINK, RTM_DELNEIGH, RTM_DELNEXTHOP,
-    RTM_DELROUTE, RTM_NEWADDR, RTM_NEWLINK, RTM_NEWNEIGH, RTM_NEWNEXTHOP, RTM_NEWROUTE,
+    align, attrs, get_be16, get_be32, get_ip, get_u16, get_u32, get_u8, header, WireError,
+    AF_BRIDGE, NUD_NOARP,
 };
 
 const IFLA_ADDRESS: u16 = 1;
@@ -141,78 +140,7 @@ fn get_via(v: &[u8]) -> Result<IpAddr, WireError> {
     get_ip(&v[2..])
 }
 
-/// Decodes one rtnetlink message.
-pub fn decode(msg: &NlMsg<'_>) -> Result<Event, WireError> {
-    let new = |o: Option<Object>| o.map(Event::New).unwrap_or(Event::Ignored);
-    let del = |o: Option<Object>| o.map(|o| Event::Del(o.key())).unwrap_or(Event::Ignored);
-    Ok(match msg.kind {
-        // AF_BRIDGE link messages are a bridge's news about a port, not
-        // about the link itself (an RTM_DELLINK of them is a port leaving).
-        RTM_NEWLINK if msg.payload.first() == Some(&AF_BRIDGE) => decode_bridge_port(msg.payload)?
-            .map(Object::BridgePort)
-            .map(Event::New)
-            .unwrap_or(Event::Ignored),
-        RTM_DELLINK if msg.payload.first() == Some(&AF_BRIDGE) => decode_bridge_port(msg.payload)?
-            .map(|p| Event::Del(ObjectKey::BridgePort(p.ifindex)))
-            .unwrap_or(Event::Ignored),
-        RTM_NEWNEIGH if msg.payload.first() == Some(&AF_BRIDGE) => decode_fdb(msg.payload)?
-            .map(Object::Fdb)
-            .map(Event::New)
-            .unwrap_or(Event::Ignored),
-        RTM_DELNEIGH if msg.payload.first() == Some(&AF_BRIDGE) => decode_fdb(msg.payload)?
-            .map(|e| Event::Del(Object::Fdb(e).key()))
-            .unwrap_or(Event::Ignored),
-        RTM_NEWLINK => Event::New(Object::Link(decode_link(msg.payload)?)),
-        RTM_DELLINK => Event::Del(ObjectKey::Link(decode_link(msg.payload)?.ifindex)),
-        RTM_NEWADDR => match decode_addr(msg.payload)? {
-            // An address under duplicate address detection cannot be used,
-            // and the kernel announces it only once DAD is done.
-            Some((a, true)) => Event::Del(Object::Addr(a).key()),
-            Some((a, false)) => Event::New(Object::Addr(a)),
-            None => Event::Ignored,
-        },
-        RTM_DELADDR => del(decode_addr(msg.payload)?.map(|(a, _)| Object::Addr(a))),
-        // Multicast routes (MFC entries) come as routes of their own families.
-        RTM_NEWROUTE if super::mroute::is_mroute(msg.payload) => {
-            super::mroute::decode(msg.payload, true)?
-        }
-        RTM_DELROUTE if super::mroute::is_mroute(msg.payload) => {
-            super::mroute::decode(msg.payload, false)?
-        }
-        RTM_NEWROUTE => new(decode_route(msg.payload)?.map(Object::Route)),
-        RTM_DELROUTE => decode_route(msg.payload)?
-            .map(Event::DelRoute)
-            .unwrap_or(Event::Ignored),
-        RTM_NEWNEIGH => match decode_neigh(msg.payload)? {
-            // An entry that falls back to NONE or NOARP is no longer synced.
-            NeighMsg::Synced(n) => Event::New(Object::Neigh(n)),
-            NeighMsg::Unsynced(key) => key.map(Event::Del).unwrap_or(Event::Ignored),
-        },
-        RTM_DELNEIGH => match decode_neigh(msg.payload)? {
-            NeighMsg::Synced(n) => Event::Del(Object::Neigh(n).key()),
-            NeighMsg::Unsynced(key) => key.map(Event::Del).unwrap_or(Event::Ignored),
-        },
-        super::rule::RTM_NEWRULE if super::rule::is_synced_family(msg.payload) => {
-            Event::NewRule(super::rule::decode(msg.payload)?)
-        }
-        super::rule::RTM_DELRULE if super::rule::is_synced_family(msg.payload) => {
-            Event::DelRule(super::rule::decode(msg.payload)?)
-        }
-        // Multicast routing's own rules (`ip mrule`).
-        super::rule::RTM_NEWRULE | super::rule::RTM_DELRULE => Event::Ignored,
-        RTM_NEWNEXTHOP => Event::New(Object::Nexthop(decode_nexthop(msg.payload)?)),
-        RTM_DELNEXTHOP => Event::Del(ObjectKey::Nexthop(decode_nexthop(msg.payload)?.id)),
-        super::netconf::RTM_NEWNETCONF | super::netconf::RTM_DELNETCONF => {
-            super::netconf::decode(msg.kind, msg.payload)?
-        }
-        super::qdisc::RTM_NEWQDISC | super::qdisc::RTM_DELQDISC => {
-            super::qdisc::decode(msg.kind, msg.payload)?
-        }
-        _ => Event::Unknown,
-    })
-}
-
-fn decode_link(payload: &[u8]) -> Result<Link, WireError> {
+pub(super) fn decode_link(payload: &[u8]) -> Result<Link, WireError> {
     // struct ifinfomsg: family, pad, type u16, index i32, flags u32, change u32
     let (h, rest) = header::<16>(payload)?;
     let mut link = Link {
@@ -473,7 +401,7 @@ pub fn decode_link_stats(payload: &[u8]) -> Result<Option<(u32, String, [u64; 6]
 
 /// An AF_BRIDGE link message: a port's state and VLANs. None for the
 /// bridge's own message (its master is itself).
-fn decode_bridge_port(payload: &[u8]) -> Result<Option<BridgePort>, WireError> {
+pub(super) fn decode_bridge_port(payload: &[u8]) -> Result<Option<BridgePort>, WireError> {
     let (h, rest) = header::<16>(payload)?;
     let mut port = BridgePort {
         ifindex: u32::from_ne_bytes(h[4..8].try_into().unwrap()),
@@ -534,7 +462,7 @@ fn decode_bridge_port(payload: &[u8]) -> Result<Option<BridgePort>, WireError> {
 /// remotes (NDA_DST). The "self" entries of plain devices (their multicast
 /// address lists, never announced) and a bridge's entries for itself are
 /// not.
-fn decode_fdb(payload: &[u8]) -> Result<Option<Fdb>, WireError> {
+pub(super) fn decode_fdb(payload: &[u8]) -> Result<Option<Fdb>, WireError> {
     let (h, rest) = header::<12>(payload)?;
     let mut e = Fdb {
         ifindex: u32::from_ne_bytes(h[4..8].try_into().unwrap()),
@@ -570,7 +498,7 @@ fn decode_fdb(payload: &[u8]) -> Result<Option<Fdb>, WireError> {
 }
 
 /// The address, and whether it is tentative (DAD not done, or failed).
-fn decode_addr(payload: &[u8]) -> Result<Option<(Addr, bool)>, WireError> {
+pub(super) fn decode_addr(payload: &[u8]) -> Result<Option<(Addr, bool)>, WireError> {
     // struct ifaddrmsg: family, prefixlen, flags, scope, index u32
     let (h, rest) = header::<8>(payload)?;
     if h[0] != AF_INET && h[0] != AF_INET6 {
@@ -665,7 +593,7 @@ fn metric_mtu(nested: &[u8]) -> Result<u32, WireError> {
     Ok(0)
 }
 
-fn decode_route(payload: &[u8]) -> Result<Option<Route>, WireError> {
+pub(super) fn decode_route(payload: &[u8]) -> Result<Option<Route>, WireError> {
     // struct rtmsg: family, dst_len, src_len, tos, table, protocol, scope,
     // type, flags u32
     let (h, rest) = header::<12>(payload)?;
@@ -730,13 +658,13 @@ fn decode_route(payload: &[u8]) -> Result<Option<Route>, WireError> {
     Ok(Some(route))
 }
 
-enum NeighMsg {
+pub(super) enum NeighMsg {
     Synced(Neigh),
     /// An entry not synced; its key when it is an IP neighbour.
     Unsynced(Option<ObjectKey>),
 }
 
-fn decode_neigh(payload: &[u8]) -> Result<NeighMsg, WireError> {
+pub(super) fn decode_neigh(payload: &[u8]) -> Result<NeighMsg, WireError> {
     // struct ndmsg: family, pad1, pad2 u16, ifindex i32, state u16, flags u8,
     // type u8
     let (h, rest) = header::<12>(payload)?;
@@ -779,7 +707,7 @@ fn decode_neigh(payload: &[u8]) -> Result<NeighMsg, WireError> {
     Ok(NeighMsg::Synced(n))
 }
 
-fn decode_nexthop(payload: &[u8]) -> Result<Nexthop, WireError> {
+pub(super) fn decode_nexthop(payload: &[u8]) -> Result<Nexthop, WireError> {
     // struct nhmsg: family, scope, protocol, resvd, flags u32
     let (h, rest) = header::<8>(payload)?;
     let mut nh = Nexthop {

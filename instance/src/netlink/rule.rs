@@ -545,7 +545,7 @@ mod tests {
             if !is_synced_family(m.payload) {
                 mrules += 1;
                 assert_eq!(
-                    super::super::rtnl::decode(&m),
+                    crate::netlink::decode(&m),
                     Ok(super::super::wire::Event::Ignored)
                 );
             }

@@ -1,9 +1,11 @@
 //! Tests of the rtnetlink decoder, on messages built byte by byte as the kernel lays them out.
 
 use super::*;
+use crate::netlink::decode;
 use crate::netlink::wire::{
-    dump_request, type_name, Messages, NLMSG_HDRLEN, NLM_F_DUMP, NLM_F_REQUEST, NUD_NONE,
-    RTM_GETROUTE,
+    dump_request, type_name, Event, Messages, NLMSG_HDRLEN, NLM_F_DUMP, NLM_F_REQUEST, NUD_NONE,
+    RTM_DELLINK, RTM_GETROUTE, RTM_NEWADDR, RTM_NEWLINK, RTM_NEWNEIGH, RTM_NEWNEXTHOP,
+    RTM_NEWROUTE,
 };
 use fpc::rtn;
 
