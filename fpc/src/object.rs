@@ -191,6 +191,15 @@ macro_rules! object_kinds {
             }
         }
 
+        impl ObjectKey {
+            /// The kind of the object this key names.
+            pub fn kind(&self) -> ObjectKind {
+                match self {
+                    $(ObjectKey::$v { .. } => ObjectKind::$v,)*
+                }
+            }
+        }
+
         impl Object {
             pub fn kind(&self) -> ObjectKind {
                 match self {

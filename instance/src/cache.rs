@@ -212,7 +212,7 @@ impl Cache {
     /// kept as `Object`s: see [`Cache::route`], [`Cache::contains`]).
     pub fn get(&self, key: &ObjectKey) -> Option<&Object> {
         debug_assert!(!matches!(key, ObjectKey::Route(_)), "Cache::get of a route");
-        self.maps[slot(key_kind(key))].get(key)
+        self.maps[slot(key.kind())].get(key)
     }
 
     /// The cached route of `key`, rebuilt.
@@ -224,7 +224,7 @@ impl Cache {
     pub fn contains(&self, key: &ObjectKey) -> bool {
         match key {
             ObjectKey::Route(k) => self.routes.contains(k),
-            _ => self.maps[slot(key_kind(key))].contains_key(key),
+            _ => self.maps[slot(key.kind())].contains_key(key),
         }
     }
 
@@ -256,7 +256,7 @@ impl Cache {
                 .remove(k)
                 .map(|r| (Op::Delete, Object::Route(r)));
         }
-        self.maps[slot(key_kind(key))]
+        self.maps[slot(key.kind())]
             .remove(key)
             .map(|o| (Op::Delete, o))
     }
@@ -500,35 +500,6 @@ fn route_op(change: Option<(routes::Change, Route)>) -> Option<(Op, Object)> {
         };
         (op, Object::Route(r))
     })
-}
-
-fn key_kind(key: &ObjectKey) -> ObjectKind {
-    match key {
-        ObjectKey::Link(_) => ObjectKind::Link,
-        ObjectKey::Addr { .. } => ObjectKind::Addr,
-        ObjectKey::Route(_) => ObjectKind::Route,
-        ObjectKey::Nexthop(_) => ObjectKind::Nexthop,
-        ObjectKey::Neigh { .. } => ObjectKind::Neigh,
-        ObjectKey::BridgePort(_) => ObjectKind::BridgePort,
-        ObjectKey::Fdb { .. } => ObjectKind::Fdb,
-        ObjectKey::XfrmSa(_) => ObjectKind::XfrmSa,
-        ObjectKey::XfrmSp(_) => ObjectKind::XfrmSp,
-        ObjectKey::XfrmReplay(_) => ObjectKind::XfrmReplay,
-        ObjectKey::Conntrack(_) => ObjectKind::Conntrack,
-        ObjectKey::NftTable { .. } => ObjectKind::NftTable,
-        ObjectKey::NftChain { .. } => ObjectKind::NftChain,
-        ObjectKey::NftRule { .. } => ObjectKind::NftRule,
-        ObjectKey::NftSet { .. } => ObjectKind::NftSet,
-        ObjectKey::NftSetElem(_) => ObjectKind::NftSetElem,
-        ObjectKey::Qdisc { .. } => ObjectKind::Qdisc,
-        ObjectKey::Mroute(_) => ObjectKind::Mroute,
-        ObjectKey::CaptureFilter(_) => ObjectKind::CaptureFilter,
-        ObjectKey::MrouteVif(_) => ObjectKind::MrouteVif,
-        ObjectKey::XtChain { .. } => ObjectKind::XtChain,
-        ObjectKey::XtRule { .. } => ObjectKind::XtRule,
-        ObjectKey::NetConf(_) => ObjectKind::NetConf,
-        ObjectKey::Rule(_) => ObjectKind::Rule,
-    }
 }
 
 #[cfg(test)]
