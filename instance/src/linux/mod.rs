@@ -7,16 +7,18 @@
 
 pub mod legacy_tables;
 pub mod vifs;
+mod walk;
+
+use walk::collect;
 
 use fpc::{Object, ObjectKind};
-use tracing::warn;
 
 use crate::cache::Scope;
 use crate::features::Features;
 use crate::netlink::rule::RuleList;
 use crate::netlink::xfrm::{self, XfrmEvent};
 use crate::netlink::{
-    self, wire, CmdSockets, Event as NlEvent, NetlinkSocket, NlMsg, SocketError, WireError,
+    self, wire, CmdSockets, Event as NlEvent, NetlinkSocket, SocketError, WireError,
 };
 use crate::stats::{SocketStats, SyncStats};
 
@@ -323,36 +325,6 @@ fn dump_captures(
             features.syncs(&obj).then_some(obj)
         })
         .collect())
-}
-
-/// One dump: `request(seq)` sent on `sock`, every answer counted on
-/// `stats` and handed to `take`, which keeps what it wants in its `Vec`.
-/// An interrupted dump starts again (what was kept is dropped); a message
-/// `take` cannot decode is counted in `sync.decode_errors`, logged with
-/// `what`, and skipped. The one walk every dump here shares.
-pub(crate) fn collect<T, E: std::fmt::Display>(
-    sock: &mut NetlinkSocket,
-    request: impl Fn(u32) -> Vec<u8>,
-    what: &str,
-    stats: &mut SocketStats,
-    sync: &mut SyncStats,
-    mut take: impl FnMut(&NlMsg<'_>, &mut Vec<T>) -> Result<(), E>,
-) -> Result<Vec<T>, SocketError> {
-    let mut out = Vec::new();
-    let mut bad = 0u64;
-    let res = sock.dump_with(request, |msg| {
-        let Some(msg) = msg else {
-            out.clear();
-            return;
-        };
-        stats.count(msg.kind);
-        if let Err(e) = take(msg, &mut out) {
-            bad += 1;
-            warn!(kind = msg.kind, "malformed {what} message in dump: {e}");
-        }
-    });
-    sync.decode_errors += bad;
-    res.map(|()| out)
 }
 
 #[cfg(test)]

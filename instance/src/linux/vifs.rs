@@ -46,7 +46,7 @@ pub fn dump(
             // A kernel without IPv4 multicast routing answers with the
             // plain link dump (family AF_UNSPEC): no VIFs.
             let request = |seq| wire::dump_request(wire::RTM_GETLINK, RTNL_FAMILY_IPMR, seq);
-            out = super::collect(sock, request, "IPMR link", stats, sync, |msg, out| {
+            out = super::walk::collect(sock, request, "IPMR link", stats, sync, |msg, out| {
                 if msg.kind == wire::RTM_NEWLINK {
                     let vifs = decode_ipmr_link(msg.payload)?.unwrap_or_default();
                     out.extend(vifs.into_iter().map(Object::MrouteVif));
