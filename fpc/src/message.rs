@@ -315,6 +315,29 @@ pub fn hello_version(header: &Header, body: &[u8]) -> Option<u16> {
 }
 
 impl Message {
+    /// The name of a message's kind, for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Message::Hello(_) => "Hello",
+            Message::SyncBegin { .. } => "SyncBegin",
+            Message::SyncEnd { .. } => "SyncEnd",
+            Message::Batch(_) => "Batch",
+            Message::Ack(_) => "Ack",
+            Message::Error { .. } => "Error",
+            Message::DumpRequest => "DumpRequest",
+            Message::DumpEnd { .. } => "DumpEnd",
+            Message::CountersRequest => "CountersRequest",
+            Message::Counters(_) => "Counters",
+            Message::RouteGet { .. } => "RouteGet",
+            Message::RouteReply(_) => "RouteReply",
+            Message::StatsRequest => "StatsRequest",
+            Message::Stats(_) => "Stats",
+            Message::HitFlags(_) => "HitFlags",
+            Message::Arbitration { .. } => "Arbitration",
+            Message::Keepalive => "Keepalive",
+        }
+    }
+
     fn kind(&self) -> Kind {
         match self {
             Message::Hello(_) => Kind::Hello,

@@ -103,7 +103,7 @@ impl Vars {
                 continue;
             }
             // Messages quote a short prefix of the line, never all of it.
-            let q = crate::config::quoted_prefix(s);
+            let q = common::units::quoted_prefix(s);
             if let Some(rest) = s.strip_prefix(':') {
                 // : ${VAR:=value}  or  : ${VAR=value}
                 let rest = rest.trim_start();
@@ -121,7 +121,7 @@ impl Vars {
                 } else if let Some(v) = after.strip_prefix('=') {
                     (false, v)
                 } else {
-                    let name = crate::config::quoted_prefix(name);
+                    let name = common::units::quoted_prefix(name);
                     return Err(err(format!(
                         "expected `:=` after the name {name} in {q} (as in `: ${{VAR:=value}}`)"
                     )));
@@ -317,7 +317,7 @@ fn check_name(name: &str) -> Result<(), String> {
     } else {
         Err(format!(
             "{} is not a variable name",
-            crate::config::quoted_prefix(name)
+            common::units::quoted_prefix(name)
         ))
     }
 }
@@ -329,7 +329,7 @@ fn trailing(rest: &str) -> Result<(), String> {
     } else {
         Err(format!(
             "unexpected {} after the value (quote values with spaces)",
-            crate::config::quoted_prefix(rest)
+            common::units::quoted_prefix(rest)
         ))
     }
 }
@@ -355,7 +355,7 @@ pub fn split_words(s: &str) -> Result<Vec<String>, String> {
                 if !closed {
                     return Err(format!(
                         "unterminated quote in {}",
-                        crate::config::quoted_prefix(s)
+                        common::units::quoted_prefix(s)
                     ));
                 }
             }

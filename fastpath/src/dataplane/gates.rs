@@ -23,8 +23,8 @@
 
 use std::net::IpAddr;
 
+use super::port::PortInfo;
 use super::stats::Exception;
-use super::view::PortInfo;
 use crate::tables::Tables;
 use fpc::{NetConf, NETCONFA_IFINDEX_ALL};
 

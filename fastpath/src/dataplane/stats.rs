@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use fpc::InterfaceStats;
 
 use super::netfilter::Reason;
-use super::view::PortInfo;
+use super::port::PortInfo;
 
 /// Why a packet went to Linux rather than through the fast path. With
 /// AF_PACKET Linux receives every frame anyway: an exception is a frame

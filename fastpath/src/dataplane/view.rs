@@ -36,6 +36,7 @@ use std::sync::Arc;
 use super::conntrack::FlowTable;
 pub(crate) use super::gates::{Gates, PortGates};
 use super::netfilter::Ruleset;
+pub(crate) use super::port::PortInfo;
 pub(crate) use super::rules::{Flow, ToLinux};
 use super::rules::{RuleList, Verdict as RuleVerdict};
 use crate::tables::{FibSnapshot, RouteAttrs, Tables};
@@ -47,15 +48,6 @@ use fpc::{rtn, Hit, Nexthop, ObjectKind, AF_INET, AF_INET6};
 const NUD_USABLE: u16 = 0x02 | 0x04 | 0x08 | 0x10 | 0x40 | 0x80;
 const IFF_UP: u32 = 0x1;
 const IFF_LOWER_UP: u32 = 0x1_0000;
-
-/// What a port is, as found when it was opened.
-#[derive(Debug, Clone)]
-pub(crate) struct PortInfo {
-    pub name: String,
-    pub ifindex: u32,
-    pub mac: Mac,
-    pub mtu: u32,
-}
 
 /// A port as forwarding sees it: the synced link when there is one (its
 /// MAC, MTU and admin state follow `ip link set`), else what was found at

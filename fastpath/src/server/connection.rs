@@ -224,29 +224,6 @@ pub(super) async fn write_frame<W: AsyncWrite + Unpin>(
     }
 }
 
-/// The name of a message's kind, for logs.
-pub(super) fn describe(m: &Message) -> &'static str {
-    match m {
-        Message::Hello(_) => "Hello",
-        Message::SyncBegin { .. } => "SyncBegin",
-        Message::SyncEnd { .. } => "SyncEnd",
-        Message::Batch(_) => "Batch",
-        Message::Ack(_) => "Ack",
-        Message::Error { .. } => "Error",
-        Message::DumpRequest => "DumpRequest",
-        Message::DumpEnd { .. } => "DumpEnd",
-        Message::CountersRequest => "CountersRequest",
-        Message::Counters(_) => "Counters",
-        Message::RouteGet { .. } => "RouteGet",
-        Message::RouteReply(_) => "RouteReply",
-        Message::StatsRequest => "StatsRequest",
-        Message::Stats(_) => "Stats",
-        Message::HitFlags(_) => "HitFlags",
-        Message::Arbitration { .. } => "Arbitration",
-        Message::Keepalive => "Keepalive",
-    }
-}
-
 pub(super) async fn session(
     io: &mut FrameIo,
     shared: &Arc<Shared>,
@@ -270,7 +247,7 @@ pub(super) async fn session(
         (_, other) => {
             return Err(Close::bad(
                 ErrorCode::Unexpected,
-                format!("{} before Hello", describe(&other)),
+                format!("{} before Hello", other.name()),
             ))
         }
     };

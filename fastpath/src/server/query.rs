@@ -9,7 +9,6 @@ use fpc::{ErrorCode, Message, Object, Op, HEADER_LEN};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, Span};
 
-use super::connection::describe;
 use super::{blocking, Close, DumpBatch, FrameIo, Shared, DUMP_FRAME};
 use crate::limits::{Phase, Refusal};
 
@@ -59,7 +58,7 @@ pub(super) async fn query_session(
             other => {
                 return Err(Close::bad(
                     ErrorCode::Unexpected,
-                    format!("{} on a query connection", describe(&other)),
+                    format!("{} on a query connection", other.name()),
                 ))
             }
         }

@@ -10,7 +10,6 @@ use fpc::{ErrorCode, Hello, Message, MAX_BODY};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
-use super::connection::describe;
 use super::{
     blocking, Applied, Close, FrameIo, FrameWriter, OwnerGuard, Reports, Shared, SyncMember,
     HIT_REPORT_TICKS, INLINE_OPS, REPORT_TICK, STATS_REPORT_TICKS,
@@ -164,7 +163,7 @@ pub(super) async fn sync_session(
             other => {
                 return Err(Close::bad(
                     ErrorCode::Unexpected,
-                    format!("{} on a sync connection", describe(&other)),
+                    format!("{} on a sync connection", other.name()),
                 ))
             }
         }

@@ -10,7 +10,16 @@
 use std::io;
 use std::os::fd::RawFd;
 
-use super::view::PortInfo;
+use crate::wire::ethernet::Mac;
+
+/// What a port is, as found when it was opened.
+#[derive(Debug, Clone)]
+pub(crate) struct PortInfo {
+    pub name: String,
+    pub ifindex: u32,
+    pub mac: Mac,
+    pub mtu: u32,
+}
 
 pub(crate) mod afpacket;
 pub(crate) mod xdp;

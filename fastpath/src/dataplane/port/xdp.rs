@@ -55,8 +55,8 @@ use super::afpacket::TxRing;
 use super::xdp_prog::{
     IngressRedirect, XdpAttachment, LINUX_MARK_ETHERTYPE, LINUX_MARK_LEN, LINUX_MARK_SRC,
 };
+use super::PortInfo;
 use super::{Backend, Fate, RxMeta, RxQueue, TxQueue};
-use crate::dataplane::view::PortInfo;
 
 /// UMEM chunks: half for receive, half for transmit.
 const FRAMES: u32 = 4096;
