@@ -5,6 +5,15 @@
 //! A remote blade that cannot be reached shows `"error": "unreachable:
 //! REASON"` (its figures left out until it is reached again).
 //! The IPsec HA switch is still a live console call (it changes state).
+//!
+//! Both answers leave out what is zero and what another member already
+//! says, to keep them small on the bus: a counter that is 0 (or a flag
+//! that is false) is absent, at every depth, but for `Statistics()`'
+//! `total` (every blade counter, zeros included: the list of names) and
+//! `Status()`' blade `tables` (what `fpsync status` prints); a netlink
+//! socket that carried no message is absent; a child's `kind` is the list
+//! it is in; an instance's sync state is `sync.state` in `Statistics()`;
+//! each child's age is `age_ms` (by "blade B" / "instance N").
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -20,6 +29,8 @@ use crate::metrics;
 /// One child as the core sees it, for a report.
 #[derive(Debug, Clone, Serialize)]
 pub struct ChildView {
+    /// Not shown: the list a child is in says it.
+    #[serde(skip)]
     pub kind: &'static str,
     pub id: u32,
     pub active_state: &'static str,
@@ -121,8 +132,9 @@ pub struct Fragments {
     /// `Status()`: an instance's sync counters and cache sizes, a blade's
     /// table sizes.
     pub status: String,
-    /// `Statistics()`: a blade's counters; an instance's sync state, sync
-    /// counters, queues, ports and netlink sockets.
+    /// `Statistics()`: a blade's counters; an instance's sync counters
+    /// (its state among them), queues, ports and netlink sockets; zeros
+    /// left out.
     pub statistics: String,
 }
 
@@ -130,6 +142,44 @@ pub struct Fragments {
 fn members(object: &Map<String, Value>) -> String {
     let text = Value::Object(object.clone()).to_string();
     text[1..text.len() - 1].to_owned()
+}
+
+/// `v` without its zero counters: members that are 0 or false, and
+/// objects left empty by that, are left out at every depth (absent means
+/// 0); array elements are kept (pruned).
+pub fn pruned(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, x)| (k.clone(), pruned(x)))
+                .filter(|(_, x)| !is_zero(x))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(pruned).collect()),
+        x => x.clone(),
+    }
+}
+
+fn is_zero(v: &Value) -> bool {
+    match v {
+        Value::Number(n) => n.as_u64() == Some(0) || n.as_f64() == Some(0.0),
+        Value::Bool(b) => !b,
+        Value::Object(m) => m.is_empty(),
+        _ => false,
+    }
+}
+
+/// An instance's netlink sockets, pruned: a socket that carried no
+/// message (only its name left) is left out.
+fn netlink_sockets(n: &Value) -> Value {
+    match pruned(n) {
+        Value::Array(a) => Value::Array(
+            a.into_iter()
+                .filter(|s| s.as_object().is_none_or(|o| o.len() > 1))
+                .collect(),
+        ),
+        other => other,
+    }
 }
 
 /// What `data` adds to each answer.
@@ -149,22 +199,27 @@ pub fn fragments(data: &Data) -> Fragments {
                 "reconciles",
                 "silent_deletions",
             ] {
-                if let Some(x) = sync.sync.get(k) {
+                if let Some(x) = sync.sync.get(k).filter(|x| !is_zero(x)) {
                     status.insert(k.into(), x.clone());
                 }
             }
             if let Some(c) = sync.sync.get("cache") {
-                status.insert("cache".into(), c.clone());
+                status.insert("cache".into(), pruned(c));
             }
-            statistics.insert("sync_state".into(), json!(sync.sync_state()));
-            statistics.insert("sync".into(), sync.sync.clone());
-            statistics.insert("queue".into(), sync.queue.clone());
+            // `sync.state` is the sync state; each queue's blade endpoint
+            // is the blade's own (`Status()`).
+            statistics.insert("sync".into(), pruned(&sync.sync));
+            let mut queue = sync.queue.clone();
+            for b in queue.as_array_mut().into_iter().flatten() {
+                b.as_object_mut().map(|b| b.remove("endpoint"));
+            }
+            statistics.insert("queue".into(), pruned(&queue));
             match stats {
-                Ok(s) => statistics.insert("interfaces".into(), s["blades"].clone()),
+                Ok(s) => statistics.insert("interfaces".into(), pruned(&s["blades"])),
                 Err(e) => statistics.insert("interfaces_error".into(), json!(e)),
             };
             match netlink {
-                Ok(n) => statistics.insert("netlink".into(), n.clone()),
+                Ok(n) => statistics.insert("netlink".into(), netlink_sockets(n)),
                 Err(e) => statistics.insert("netlink_error".into(), json!(e)),
             };
         }
@@ -180,7 +235,7 @@ pub fn fragments(data: &Data) -> Fragments {
                     status.insert(k.into(), json!(x));
                 }
             }
-            for (k, v) in counters {
+            for (k, v) in counters.iter().filter(|(_, v)| *v != 0) {
                 statistics.insert(k.clone(), json!(v));
             }
         }
@@ -233,9 +288,6 @@ pub fn status(header: Value, inputs: &Inputs) -> String {
         if let Some(h) = heard {
             let age = h.age(inputs.now).map(millis);
             member(&mut o, "report_age_ms", &json!(age));
-            if v.kind == "instance" {
-                member(&mut o, "sync_age_ms", &json!(age.unwrap_or(0)));
-            }
             let stale = h.stale(inputs.now, inputs.interval).is_some();
             member(&mut o, "stale", &json!(stale));
         }
@@ -289,9 +341,10 @@ fn sum_queues(queue: &Value, total: &mut BTreeMap<String, u64>) {
     }
 }
 
-/// `Statistics()`: every blade's counters and their sums; every instance's
-/// queues and their sums, and its blades' ports; the age of each child's
-/// figures (`age_ms`, by "blade B" / "instance N"); an error per child not
+/// `Statistics()`: every blade's counters (zeros left out) and their sums
+/// (all of them); every instance's queues and their sums, and its blades'
+/// ports; the age of each child's figures (`age_ms`, by "blade B" /
+/// "instance N"); an error per child not
 /// running, not heard yet, or stale (its last figures are still given).
 /// Written as text around the watchers' fragments.
 pub fn statistics(inputs: &Inputs) -> String {
@@ -328,9 +381,7 @@ pub fn statistics(inputs: &Inputs) -> String {
                 if instances.len() > 1 {
                     instances.push(',');
                 }
-                let mut entry = format!("\"{}\":{{\"age_ms\":{age}", v.id);
-                close(&mut entry, fragment);
-                instances.push_str(&entry);
+                instances.push_str(&format!("\"{}\":{{{fragment}}}", v.id));
             }
         }
     }
