@@ -58,17 +58,14 @@ impl ConsoleSession {
         })
     }
 
-    /// Sends the commands at once (one write: the console reads them in
-    /// turn and answers each, in order), then reads the answers. Not
-    /// bounded here.
+    /// Sends each command; the answers, in order. Not bounded here.
     pub async fn ask(&mut self, commands: &[&str]) -> Result<Vec<String>, ProbeError> {
         let mut answers = Vec::with_capacity(commands.len());
-        let text: String = commands.iter().map(|c| format!("{c}\n")).collect();
-        self.writer
-            .write_all(text.as_bytes())
-            .await
-            .map_err(|e| ProbeError::Protocol(format!("console write: {e}")))?;
-        for _ in commands {
+        for command in commands {
+            self.writer
+                .write_all(format!("{command}\n").as_bytes())
+                .await
+                .map_err(|e| ProbeError::Protocol(format!("console write: {e}")))?;
             let mut answer = String::new();
             loop {
                 let mut line = String::new();
