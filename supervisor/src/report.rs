@@ -415,7 +415,14 @@ mod tests {
     #[test]
     fn sums_everything_but_identifiers() {
         let mut t = BTreeMap::new();
-        add_counters(&[("routes4".into(), 3), ("generation".into(), 7)], &mut t);
+        add_counters(
+            &[
+                ("routes4".into(), 3),
+                ("generation".into(), 7),
+                ("refused_tls".into(), 0),
+            ],
+            &mut t,
+        );
         add_counters(
             &[
                 ("routes4".into(), 4),
@@ -427,6 +434,46 @@ mod tests {
         assert_eq!(t.get("routes4"), Some(&7));
         assert_eq!(t.get("routes6"), Some(&1));
         assert_eq!(t.get("generation"), None);
+        // The totals keep zeros: they list every counter's name.
+        assert_eq!(t.get("refused_tls"), Some(&0));
+    }
+
+    #[test]
+    fn zeros_are_left_out_at_every_depth_and_sockets_without_messages() {
+        let v = json!({
+            "state": "synced", "overruns": 0, "resyncs": 2, "backup": false,
+            "in_sync": true, "cache": {"route": 5, "fdb": 0}, "hit_flags": {"a": 0},
+            "list": [{"n": 0}, {"n": 1}],
+        });
+        assert_eq!(
+            pruned(&v),
+            json!({"state": "synced", "resyncs": 2, "in_sync": true,
+                   "cache": {"route": 5}, "list": [{}, {"n": 1}]})
+        );
+        let sockets = json!([
+            {"name": "listen", "packets": 0, "by_type": {}},
+            {"name": "cmd", "packets": 3, "by_type": {"24": 3, "16": 0}},
+        ]);
+        assert_eq!(
+            netlink_sockets(&sockets),
+            json!([{"name": "cmd", "packets": 3, "by_type": {"24": 3}}])
+        );
+    }
+
+    #[test]
+    fn a_blade_fragment_leaves_zeros_out_but_status_keeps_its_tables() {
+        let counters = vec![
+            ("routes4".to_owned(), 7),
+            ("routes6".to_owned(), 0),
+            ("refused_tls".to_owned(), 0),
+            ("sync_connected".to_owned(), 1),
+        ];
+        let f = fragments(&Data::Blade { counters });
+        let stats: Value = serde_json::from_str(&format!("{{{}}}", f.statistics)).unwrap();
+        assert_eq!(stats, json!({"routes4": 7, "sync_connected": 1}));
+        let status: Value = serde_json::from_str(&format!("{{{}}}", f.status)).unwrap();
+        assert_eq!(status["tables"]["routes6"], 0, "{status}");
+        assert_eq!(status["tables"]["routes4"], 7, "{status}");
     }
 
     #[test]
