@@ -130,7 +130,8 @@ impl SupervisorObject {
     /// Every child's lifecycle and sync state, each blade's table sizes
     /// (JSON), from memory: the answer the core last built, each child's
     /// figures with their age; a child that stopped reporting has an
-    /// "error" member instead of holding the call.
+    /// "error" member instead of holding the call. An instance's zero
+    /// counters and empty cache kinds are left out (absent meaning 0).
     async fn status(
         &self,
         #[zbus(connection)] conn: &Connection,
@@ -143,7 +144,9 @@ impl SupervisorObject {
     }
 
     /// Every blade's counters, their sums, and every instance's queues
-    /// (JSON), from memory as `Status()` is.
+    /// (JSON), from memory as `Status()` is. A counter that is 0 (a flag
+    /// that is false) is left out, absent meaning 0, but in `total`,
+    /// which lists every blade counter.
     async fn statistics(
         &self,
         #[zbus(connection)] conn: &Connection,

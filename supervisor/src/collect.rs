@@ -32,12 +32,11 @@ use std::time::{Duration, Instant};
 
 use fpc::Endpoint;
 use fpsync_dbus::{ResourceTable, Resources, Unit};
-use serde_json::Value;
 use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
 use tokio_util::sync::CancellationToken;
 
+use crate::heard::{fragments, Data, Heard};
 use crate::probe::{self, ConsoleSession, FpcSession, ProbeError, SyncInfo};
-use crate::report::{self, Fragments};
 
 /// How often an instance not yet in sync is asked.
 pub const SYNC_POLL: Duration = Duration::from_millis(250);
@@ -50,57 +49,6 @@ const INSTANCE_COMMANDS: [&str; 4] = [
     "show stats --json",
     "show netlink --json",
 ];
-
-/// What a child said last.
-#[derive(Debug, Clone)]
-pub enum Data {
-    Instance {
-        sync: SyncInfo,
-        /// `show stats --json` (each blade's ports), or why not.
-        stats: Result<Value, String>,
-        /// `show netlink --json` (each socket's messages), or why not.
-        netlink: Result<Value, String>,
-    },
-    Blade {
-        counters: Vec<(String, u64)>,
-    },
-}
-
-/// What the collector heard from one run of one child.
-#[derive(Debug, Clone)]
-pub struct Heard {
-    pub run: u64,
-    /// Since when it is watched.
-    pub since: Instant,
-    /// When `data` was read.
-    pub at: Option<Instant>,
-    /// Why the last round failed (cleared by a good one).
-    pub error: Option<String>,
-    /// Shared, so that swapping an entry in copies no figures.
-    pub data: Option<Arc<Data>>,
-    /// `data`'s parts of the answers, rendered when it came.
-    pub fragments: Arc<Fragments>,
-}
-
-impl Heard {
-    /// How old its figures are.
-    pub fn age(&self, now: Instant) -> Option<Duration> {
-        self.at.map(|t| now.saturating_duration_since(t))
-    }
-
-    /// Why it is stale (see the module's invariants), if it is.
-    pub fn stale(&self, now: Instant, interval: Duration) -> Option<String> {
-        let limit = interval * 2;
-        let silent = now.saturating_duration_since(self.at.unwrap_or(self.since));
-        if silent <= limit {
-            return None;
-        }
-        Some(match &self.error {
-            Some(e) => e.clone(),
-            None => format!("no report for {} ms", silent.as_millis()),
-        })
-    }
-}
 
 /// Every watched child's last report.
 #[derive(Debug, Clone, Default)]
@@ -209,7 +157,7 @@ impl Watcher {
                         Data::Blade { .. } => on_round(Round::Blade(Ok(()))),
                     }
                     // Rendered here, once per round, not per call.
-                    let fragments = Arc::new(report::fragments(&data));
+                    let fragments = Arc::new(fragments(&data));
                     self.store.update(self.unit, self.run, |h| {
                         h.at = Some(Instant::now());
                         h.error = None;

@@ -23,6 +23,7 @@ mod envfile;
 pub mod fpsyncd_cli;
 #[cfg(test)]
 mod fuzz;
+mod heard;
 mod install;
 mod metrics;
 mod notify;

@@ -26,7 +26,7 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
 
-use crate::collect::Data;
+use crate::heard::Data;
 use crate::report::Inputs;
 
 /// The content type of [`render`]'s text.
@@ -35,33 +35,6 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 type Labels = Vec<(String, String)>;
 /// Families of one metric type by name, each with its help.
 type ByName<M> = BTreeMap<String, (String, Family<Labels, M>)>;
-
-/// A blade's counters that are sizes of its tables (one family, `table`).
-pub const TABLES: [&str; 23] = [
-    "links",
-    "addresses",
-    "routes4",
-    "routes6",
-    "nexthops",
-    "neighbours",
-    "bridge_ports",
-    "fdb",
-    "ipsec_sas",
-    "ipsec_sps",
-    "ipsec_replays",
-    "conntracks",
-    "nft_tables",
-    "nft_chains",
-    "nft_rules",
-    "mroutes",
-    "mroute_vifs",
-    "capture_filters",
-    "xt_chains",
-    "xt_rules",
-    "netconfs",
-    "rules",
-    "route_attrs",
-];
 
 /// A blade's counters that are levels, not counts.
 const BLADE_GAUGES: [&str; 7] = [
@@ -108,7 +81,7 @@ pub enum BladeMetric {
 pub fn blade_metric(name: &str) -> BladeMetric {
     if IDENTIFIERS.contains(&name) {
         BladeMetric::Identifier
-    } else if TABLES.contains(&name) {
+    } else if crate::heard::BLADE_TABLES.contains(&name) {
         BladeMetric::Table
     } else if BLADE_GAUGES.contains(&name) {
         BladeMetric::Gauge

@@ -5,6 +5,15 @@
 //! A remote blade that cannot be reached shows `"error": "unreachable:
 //! REASON"` (its figures left out until it is reached again).
 //! The IPsec HA switch is still a live console call (it changes state).
+//!
+//! Both answers leave out what is zero and what another member already
+//! says, to keep them small on the bus: a counter that is 0 (or a flag
+//! that is false) is absent, at every depth, but for `Statistics()`'
+//! `total` (every blade counter, zeros included: the list of names) and
+//! `Status()`' blade `tables` (what `fpsync status` prints); a netlink
+//! socket that carried no message is absent; a child's `kind` is the list
+//! it is in; an instance's sync state is `sync.state` in `Statistics()`;
+//! each child's age is `age_ms` (by "blade B" / "instance N").
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,12 +23,13 @@ use fpsync_dbus::{Resources, Unit};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
-use crate::collect::{Data, Heard};
-use crate::metrics;
+use crate::heard::{members, Data, Heard};
 
 /// One child as the core sees it, for a report.
 #[derive(Debug, Clone, Serialize)]
 pub struct ChildView {
+    /// Not shown: the list a child is in says it.
+    #[serde(skip)]
     pub kind: &'static str,
     pub id: u32,
     pub active_state: &'static str,
@@ -81,10 +91,6 @@ impl Inputs<'_> {
     }
 }
 
-/// The blade tables `Status()` shows the sizes of (the first of those
-/// the metrics export).
-const TABLES: &[&str] = metrics::TABLES.split_at(6).0;
-
 /// Counters that are not quantities and are not summed.
 const NOT_SUMMED: [&str; 1] = ["generation"];
 
@@ -110,84 +116,6 @@ fn problem(inputs: &Inputs, v: &ChildView) -> Option<Value> {
     match inputs.heard(v) {
         None => Some(json!("not watched yet")),
         Some(h) => h.stale(inputs.now, inputs.interval).map(Value::from),
-    }
-}
-
-/// The parts of a child's answers that change only when it reports,
-/// rendered once per round by its watcher (not per call): JSON object
-/// members without their braces, or empty.
-#[derive(Debug, Clone, Default)]
-pub struct Fragments {
-    /// `Status()`: an instance's sync counters and cache sizes, a blade's
-    /// table sizes.
-    pub status: String,
-    /// `Statistics()`: a blade's counters; an instance's sync state, sync
-    /// counters, queues, ports and netlink sockets.
-    pub statistics: String,
-}
-
-/// `{"a":1,"b":2}` -> `"a":1,"b":2`.
-fn members(object: &Map<String, Value>) -> String {
-    let text = Value::Object(object.clone()).to_string();
-    text[1..text.len() - 1].to_owned()
-}
-
-/// What `data` adds to each answer.
-pub fn fragments(data: &Data) -> Fragments {
-    let mut status = Map::new();
-    let mut statistics = Map::new();
-    match data {
-        Data::Instance {
-            sync,
-            stats,
-            netlink,
-        } => {
-            for k in [
-                "generation",
-                "overruns",
-                "resyncs",
-                "reconciles",
-                "silent_deletions",
-            ] {
-                if let Some(x) = sync.sync.get(k) {
-                    status.insert(k.into(), x.clone());
-                }
-            }
-            if let Some(c) = sync.sync.get("cache") {
-                status.insert("cache".into(), c.clone());
-            }
-            statistics.insert("sync_state".into(), json!(sync.sync_state()));
-            statistics.insert("sync".into(), sync.sync.clone());
-            statistics.insert("queue".into(), sync.queue.clone());
-            match stats {
-                Ok(s) => statistics.insert("interfaces".into(), s["blades"].clone()),
-                Err(e) => statistics.insert("interfaces_error".into(), json!(e)),
-            };
-            match netlink {
-                Ok(n) => statistics.insert("netlink".into(), n.clone()),
-                Err(e) => statistics.insert("netlink_error".into(), json!(e)),
-            };
-        }
-        Data::Blade { counters } => {
-            let get = |k: &str| counters.iter().find(|(n, _)| n == k).map(|(_, x)| *x);
-            let tables: Map<String, Value> = TABLES
-                .iter()
-                .filter_map(|k| get(k).map(|x| ((*k).to_owned(), json!(x))))
-                .collect();
-            status.insert("tables".into(), Value::Object(tables));
-            for k in ["generation", "sync_connected"] {
-                if let Some(x) = get(k) {
-                    status.insert(k.into(), json!(x));
-                }
-            }
-            for (k, v) in counters {
-                statistics.insert(k.clone(), json!(v));
-            }
-        }
-    }
-    Fragments {
-        status: members(&status),
-        statistics: members(&statistics),
     }
 }
 
@@ -233,9 +161,6 @@ pub fn status(header: Value, inputs: &Inputs) -> String {
         if let Some(h) = heard {
             let age = h.age(inputs.now).map(millis);
             member(&mut o, "report_age_ms", &json!(age));
-            if v.kind == "instance" {
-                member(&mut o, "sync_age_ms", &json!(age.unwrap_or(0)));
-            }
             let stale = h.stale(inputs.now, inputs.interval).is_some();
             member(&mut o, "stale", &json!(stale));
         }
@@ -289,9 +214,10 @@ fn sum_queues(queue: &Value, total: &mut BTreeMap<String, u64>) {
     }
 }
 
-/// `Statistics()`: every blade's counters and their sums; every instance's
-/// queues and their sums, and its blades' ports; the age of each child's
-/// figures (`age_ms`, by "blade B" / "instance N"); an error per child not
+/// `Statistics()`: every blade's counters (zeros left out) and their sums
+/// (all of them); every instance's queues and their sums, and its blades'
+/// ports; the age of each child's figures (`age_ms`, by "blade B" /
+/// "instance N"); an error per child not
 /// running, not heard yet, or stale (its last figures are still given).
 /// Written as text around the watchers' fragments.
 pub fn statistics(inputs: &Inputs) -> String {
@@ -328,9 +254,7 @@ pub fn statistics(inputs: &Inputs) -> String {
                 if instances.len() > 1 {
                     instances.push(',');
                 }
-                let mut entry = format!("\"{}\":{{\"age_ms\":{age}", v.id);
-                close(&mut entry, fragment);
-                instances.push_str(&entry);
+                instances.push_str(&format!("\"{}\":{{{fragment}}}", v.id));
             }
         }
     }
@@ -364,7 +288,14 @@ mod tests {
     #[test]
     fn sums_everything_but_identifiers() {
         let mut t = BTreeMap::new();
-        add_counters(&[("routes4".into(), 3), ("generation".into(), 7)], &mut t);
+        add_counters(
+            &[
+                ("routes4".into(), 3),
+                ("generation".into(), 7),
+                ("refused_tls".into(), 0),
+            ],
+            &mut t,
+        );
         add_counters(
             &[
                 ("routes4".into(), 4),
@@ -376,6 +307,8 @@ mod tests {
         assert_eq!(t.get("routes4"), Some(&7));
         assert_eq!(t.get("routes6"), Some(&1));
         assert_eq!(t.get("generation"), None);
+        // The totals keep zeros: they list every counter's name.
+        assert_eq!(t.get("refused_tls"), Some(&0));
     }
 
     #[test]

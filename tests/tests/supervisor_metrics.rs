@@ -194,6 +194,35 @@ fn the_endpoint_parses_and_equals_show_stats() {
         assert_eq!(got, v, "blade {blade} {k}");
         compared += 1;
     }
+    // Statistics() leaves a blade's zero counters out: each of this
+    // blade's counters in the metrics (those `total` lists: the table
+    // sizes and fpd's counts) equals the JSON's, absent meaning 0.
+    let prefix = "fpsync_blade_";
+    let mut from_metrics = 0;
+    for (k, x) in &samples {
+        let Some((name, labels)) = k.split_once('{') else {
+            continue;
+        };
+        let counter = if name == "fpsync_blade_table_entries" {
+            match labels.strip_prefix(&format!("blade={blade},table=")) {
+                Some(t) => t.trim_end_matches('}'),
+                None => continue,
+            }
+        } else if labels == format!("blade={blade}}}") && name.starts_with(prefix) {
+            name[prefix.len()..].trim_end_matches("_total")
+        } else {
+            continue;
+        };
+        if json["total"].get(counter).is_none() {
+            continue; // the child's own figures (restarts, memory, state)
+        }
+        let v = json["blades"][&blade][counter].as_u64().unwrap_or(0) as f64;
+        assert_eq!(*x, v, "blade {blade} {counter} (metrics to JSON)");
+        from_metrics += 1;
+    }
+    let listed = json["total"].as_object().map_or(0, |t| t.len());
+    assert_eq!(from_metrics, listed, "total lists every blade counter");
+    compared += from_metrics;
     let i = &json["instances"][&inst];
     for k in [
         "overruns",
@@ -203,7 +232,7 @@ fn the_endpoint_parses_and_equals_show_stats() {
         "silent_changes",
         "decode_errors",
     ] {
-        let v = number(&i["sync"][k]).unwrap();
+        let v = number(&i["sync"][k]).unwrap_or(0.0);
         assert_eq!(
             figure(
                 &samples,
@@ -251,6 +280,58 @@ fn the_endpoint_parses_and_equals_show_stats() {
             compared += 1;
         }
     }
+    // And the other way: each of this instance's cache kinds, queue
+    // figures and netlink sockets in the metrics equals the JSON's, absent
+    // meaning 0 (zeros and sockets without a message are left out).
+    let socket = |name: &str| {
+        i["netlink"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|s| s["name"] == name)
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let mut instance_figures = 0;
+    for (k, x) in &samples {
+        let Some((name, labels)) = k.split_once('{') else {
+            continue;
+        };
+        let labels: BTreeMap<&str, &str> = labels
+            .trim_end_matches('}')
+            .split(',')
+            .filter_map(|l| l.split_once('='))
+            .collect();
+        if labels.get("instance") != Some(&inst.as_str()) {
+            continue;
+        }
+        let v = if name == "fpsync_instance_cache_objects" {
+            &i["sync"]["cache"][labels["kind"]]
+        } else if name == "fpsync_instance_netlink_messages_total" {
+            &socket(labels["socket"])["packets"].clone()
+        } else if name == "fpsync_instance_netlink_messages_by_type_total" {
+            &socket(labels["socket"])["by_type"][labels["type"]].clone()
+        } else if let Some(q) = name.strip_prefix("fpsync_instance_queue_") {
+            let q = q.trim_end_matches("_total");
+            let b: u64 = labels["blade"].parse().unwrap();
+            &i["queue"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|e| e["blade"] == b)
+                .map_or(Value::Null, |e| e["queue"][q].clone())
+                .clone()
+        } else {
+            continue;
+        };
+        assert_eq!(*x, number(v).unwrap_or(0.0), "{k} (metrics to JSON)");
+        instance_figures += 1;
+    }
+    assert!(
+        instance_figures > 30,
+        "only {instance_figures} instance figures"
+    );
+    compared += instance_figures;
     for (b, ports) in i["interfaces"].as_object().into_iter().flatten() {
         for p in ports.as_array().into_iter().flatten() {
             let ifindex = p["ifindex"].to_string();
@@ -289,7 +370,16 @@ fn the_endpoint_parses_and_equals_show_stats() {
             samples[&key(&format!("fpsync_{kind}_active_state"), &active)],
             1.0
         );
-        assert!(samples[&key(&format!("fpsync_{kind}_memory_bytes"), &l)] > 1e6);
+        // The sampler reads a child at its start (a process still being
+        // loaded, well under 1 MB) and then every interval: the figure of
+        // a running child comes with the next sample.
+        let memory = key(&format!("fpsync_{kind}_memory_bytes"), &l);
+        let grown = |samples: &Samples| samples.get(&memory).is_some_and(|m| *m > 1e6);
+        assert!(
+            grown(&samples) || wait_until(Duration::from_secs(5), || grown(&parse(&scrape(port)))),
+            "{memory}: {:?}",
+            parse(&scrape(port)).get(&memory)
+        );
     }
     let synced = [("instance", inst.as_str()), ("state", "synced")];
     assert_eq!(samples[&key("fpsync_instance_sync_state", &synced)], 1.0);

@@ -91,7 +91,8 @@ enum Cmd {
         json: bool,
         /// table (for people), json, or openmetrics (`show stats` only:
         /// every counter of every child, the text the metrics endpoint
-        /// serves).
+        /// serves). In `show stats` JSON a counter that is 0 (a flag that
+        /// is false) is left out, but for `total`.
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },

@@ -190,7 +190,8 @@ pub(super) fn print_stats(stats: &Value, wanted: Option<&[String]>) {
     for name in &names {
         print!("{name:<22}");
         for (_, v) in &blades {
-            print!(" {:>12}", n(v, name));
+            // A blade's zero counters are left out of the answer.
+            print!(" {:>12}", v[name].as_u64().unwrap_or(0));
         }
         if wanted.is_none() {
             print!(" {:>12}", n(&stats["total"], name));

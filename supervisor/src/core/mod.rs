@@ -670,6 +670,50 @@ mod tests {
     }
 
     #[test]
+    fn a_remote_blade_reached_again_keeps_the_prebuilt_answers() {
+        let dir = std::env::temp_dir().join(format!("fpsync-core-remote-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = |name: &str, text: &str| {
+            let p = dir.join(name);
+            std::fs::write(&p, text).unwrap();
+            p.display().to_string()
+        };
+        let global = "BLADE_1_ENDPOINT=tcp:192.0.2.7:7700\nFPSYNC_RUN_DIR=/tmp/x\nFPC_TLS_CERT=/c.pem\nFPC_TLS_KEY=/c.key\nFPC_TLS_CA=/ca.pem\n";
+        let env = vec![
+            ("CONF_FILE_linux_fp_sync".into(), file("lfs.env", global)),
+            ("CONF_FILE_cmgr".into(), file("cmgr.env", "")),
+        ];
+        let config = Arc::new(Config::load_from(env).unwrap());
+        let _ = std::fs::remove_dir_all(&dir);
+        let programs = Programs {
+            cmgrd: "cmgrd".into(),
+            fpd: "fpd".into(),
+        };
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let mut core = Core::new(config, &programs, tx, String::new());
+        let unit = Unit::Blade(1);
+        core.children.get_mut(&unit).unwrap().run = 1;
+        let prebuild = |core: &Core| {
+            *core.answers.write().unwrap() = fpsync_dbus::Prebuilt {
+                status: Some("{}".into()),
+                statistics: Some("{}".into()),
+            };
+        };
+        let kept = |core: &Core| core.answers.read().unwrap().status.is_some();
+        for result in [Ok(()), Err("refused".to_owned())] {
+            // A change withdraws them; the same word again does not.
+            prebuild(&core);
+            core.on_reached(unit, 1, result.clone());
+            assert!(!kept(&core), "{result:?}");
+            prebuild(&core);
+            core.on_reached(unit, 1, result.clone());
+            assert!(kept(&core), "{result:?} again");
+        }
+        core.on_reached(unit, 1, Err("timeout".into()));
+        assert!(!kept(&core), "another reason");
+    }
+
+    #[test]
     fn a_blade_sync_state_is_its_instance_word_on_its_queue() {
         let q = json!([
             {"blade": 1, "queue": {"connected": true, "in_sync": true}},

@@ -47,16 +47,22 @@ impl Core {
                             .unwrap_or_default()
                     );
                 }
-                c.unreachable = None;
-                self.set_state(unit, "active", "remote");
+                // Only a change is published (and withdraws the answers).
+                let changed = c.unreachable.take().is_some() || c.sub != "remote";
+                if changed {
+                    self.set_state(unit, "active", "remote");
+                }
             }
             Err(reason) => {
+                let changed = c.unreachable.as_ref() != Some(&reason) || c.sub != "unreachable";
                 if c.unreachable.as_ref() != Some(&reason) {
                     child_log!(warn, unit, "{} unreachable: {reason}", c.log_name());
                     c.last_failure = Some(format!("unreachable: {reason}"));
                 }
                 c.unreachable = Some(reason);
-                self.set_state(unit, "activating", "unreachable");
+                if changed {
+                    self.set_state(unit, "activating", "unreachable");
+                }
             }
         }
     }
