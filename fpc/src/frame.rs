@@ -20,7 +20,7 @@ use std::io::{self, Read};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::codec::DecodeError;
-use crate::message::{hello_version, parse_header, Header, Message, HEADER_LEN};
+use crate::message::{hello_version, parse_header, Header, Message, SplitBatch, HEADER_LEN};
 
 /// A body buffer larger than this after a read is released.
 pub const KEEP_BUFFER: usize = 256 * 1024;
@@ -117,6 +117,37 @@ impl<R> FrameReader<R> {
         }
         result
     }
+
+    /// [`Self::finish`], a `Batch` decoded into `batch` (then no message).
+    fn finish_split(
+        &mut self,
+        header: Header,
+        n: usize,
+        batch: &mut SplitBatch,
+    ) -> Result<(Header, Option<Message>), FrameError> {
+        if !Message::is_batch(&header) {
+            return self.finish(header, n).map(|(h, m)| (h, Some(m)));
+        }
+        let result = if n < header.body_len {
+            Err(FrameError::Truncated {
+                part: "body",
+                got: n,
+                of: header.body_len,
+            })
+        } else {
+            batch
+                .parse(&self.body)
+                .map(|()| (header, None))
+                .map_err(|error| FrameError::Body {
+                    error,
+                    hello_version: None,
+                })
+        };
+        if self.body.capacity() > KEEP_BUFFER {
+            self.body = Vec::new();
+        }
+        result
+    }
 }
 
 /// What a header read of `got` bytes that hit the end of stream means.
@@ -150,6 +181,29 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             .read_to_end(&mut self.body)
             .await?;
         self.finish(header, n)
+    }
+
+    /// Reads one frame as [`Self::read`] does, but decodes a `Batch` into
+    /// `batch` (then the message is `None`): the same checks, its routes
+    /// apart (see [`SplitBatch`]).
+    pub async fn read_split(
+        &mut self,
+        batch: &mut SplitBatch,
+    ) -> Result<(Header, Option<Message>), FrameError> {
+        let mut raw = [0u8; HEADER_LEN];
+        let mut got = 0;
+        while got < HEADER_LEN {
+            match self.reader.read(&mut raw[got..]).await? {
+                0 => return Err(header_end(got)),
+                n => got += n,
+            }
+        }
+        let header = self.header(&raw)?;
+        let n = (&mut self.reader)
+            .take(header.body_len as u64)
+            .read_to_end(&mut self.body)
+            .await?;
+        self.finish_split(header, n, batch)
     }
 }
 

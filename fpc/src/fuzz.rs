@@ -1,12 +1,13 @@
 //! Property test of the decoders over untrusted bytes: random byte strings
 //! and random mutations and truncations of valid frames, from a fixed seed.
 //! Nothing may panic, and whatever decodes must re-emit to a frame that
-//! decodes to the same message.
+//! decodes to the same message; a batch decoded split (routes apart, as
+//! fpd reads them) gives the same verdict and ops as the whole decoder.
 
 use rand::rngs::SmallRng as Rng64;
 use rand::{Rng, SeedableRng};
 
-use super::message::{parse_frame, parse_header, Header, Message, HEADER_LEN, MAGIC};
+use super::message::{parse_frame, parse_header, Header, Message, SplitBatch, HEADER_LEN, MAGIC};
 
 /// Checks one input both ways the server reads frames.
 fn check(bytes: &[u8]) -> bool {
@@ -21,7 +22,22 @@ fn check(bytes: &[u8]) -> bool {
     let raw: &[u8; HEADER_LEN] = raw.try_into().unwrap();
     if let Ok(header) = parse_header(raw) {
         let end = bytes.len().min(HEADER_LEN + header.body_len);
-        if let Ok(msg) = Message::parse(&header, &bytes[HEADER_LEN..end]) {
+        let parsed = Message::parse(&header, &bytes[HEADER_LEN..end]);
+        // fpd decodes batches split (routes apart): the same verdict, the
+        // same ops.
+        if Message::is_batch(&header) {
+            let mut split = SplitBatch::default();
+            let got = split.parse(&bytes[HEADER_LEN..end]);
+            match &parsed {
+                Ok(Message::Batch(ops)) => {
+                    assert_eq!(got, Ok(()));
+                    assert_eq!(&split.to_ops(), ops);
+                }
+                Ok(other) => panic!("a batch header gave {other:?}"),
+                Err(e) => assert_eq!(got, Err(e.clone())),
+            }
+        }
+        if let Ok(msg) = parsed {
             re_emits(&header, &msg);
         }
     }

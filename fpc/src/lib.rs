@@ -15,9 +15,9 @@ mod transport;
 pub use codec::DecodeError;
 pub use frame::{FrameError, FrameReader, KEEP_BUFFER};
 pub use message::{
-    all_capabilities, hello_version, kind_capability, parse_frame, parse_header, Counter,
-    ErrorCode, Header, Hello, Hit, InterfaceStats, Message, ObjectError, Op, Role, HEADER_LEN,
-    MAGIC, MAX_BODY, VERSION,
+    all_capabilities, hello_version, kind_capability, parse_frame, parse_header, BatchWriter,
+    Counter, ErrorCode, Header, Hello, Hit, InterfaceStats, Message, ObjectError, Op, Role,
+    SplitBatch, HEADER_LEN, MAGIC, MAX_BODY, VERSION,
 };
 pub use object::*;
 pub use options::TlsOptions;

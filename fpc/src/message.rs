@@ -9,7 +9,8 @@
 //!  +------+-----+------+----------+----------------+
 //! ```
 //!
-//! Invariants: `parse_header` and `Message::parse` never panic on any input;
+//! Invariants: `parse_header`, `Message::parse` and `SplitBatch::parse`
+//! (the same rules as `Message::parse` for a batch) never panic on any input;
 //! a body longer than [`MAX_BODY`] or a magic other than [`MAGIC`] is an
 //! error, so a peer speaking another protocol is caught at the first frame.
 
@@ -18,6 +19,8 @@ use std::net::IpAddr;
 
 use super::object::CtTuple;
 use super::object::{Object, ObjectKind};
+
+pub use batch::{BatchWriter, SplitBatch};
 
 pub const MAGIC: u16 = 0xFB5C;
 /// Bumped on any incompatible change of a message or object layout
@@ -476,6 +479,11 @@ impl Message {
         buf[start + 4..start + 8].copy_from_slice(&body_len.to_be_bytes());
     }
 
+    /// Whether `header` is a `Batch` frame's.
+    pub fn is_batch(header: &Header) -> bool {
+        header.kind == Kind::Batch as u8
+    }
+
     /// Decodes a body whose header was accepted by [`parse_header`].
     pub fn parse(header: &Header, body: &[u8]) -> Result<Message, DecodeError> {
         let mut r = Reader::new(body);
@@ -515,27 +523,10 @@ impl Message {
                 generation: r.u64()?,
             },
             Kind::Batch => {
-                let count = r.u32()? as usize;
-                // An op is at least 4 bytes (op, kind, length).
-                if count > r.remaining() / 4 {
-                    return Err(DecodeError::BadValue {
-                        what: "batch count",
-                        value: count as u64,
-                    });
-                }
+                let count = batch_count(&mut r)?;
                 let mut ops = Vec::with_capacity(count);
                 for _ in 0..count {
-                    let op = match r.u8()? {
-                        1 => Op::Add,
-                        2 => Op::Replace,
-                        3 => Op::Delete,
-                        v => {
-                            return Err(DecodeError::BadValue {
-                                what: "op",
-                                value: v.into(),
-                            })
-                        }
-                    };
+                    let op = parse_op(&mut r)?;
                     ops.push((op, Object::parse(&mut r)?));
                 }
                 Message::Batch(ops)
@@ -663,6 +654,33 @@ impl Message {
     }
 }
 
+/// A batch's op count, bounded by what the body holds.
+fn batch_count(r: &mut Reader<'_>) -> Result<usize, DecodeError> {
+    let count = r.u32()? as usize;
+    // An op is at least 4 bytes (op, kind, length).
+    if count > r.remaining() / 4 {
+        return Err(DecodeError::BadValue {
+            what: "batch count",
+            value: count as u64,
+        });
+    }
+    Ok(count)
+}
+
+fn parse_op(r: &mut Reader<'_>) -> Result<Op, DecodeError> {
+    Ok(match r.u8()? {
+        1 => Op::Add,
+        2 => Op::Replace,
+        3 => Op::Delete,
+        v => {
+            return Err(DecodeError::BadValue {
+                what: "op",
+                value: v.into(),
+            })
+        }
+    })
+}
+
 /// Lets a nested emitter append to the writer's buffer.
 fn buf_of<'a, 'b>(w: &'a mut Writer<'b>) -> &'a mut Vec<u8> {
     w.buf_mut()
@@ -702,5 +720,6 @@ pub(crate) fn tests_corpus() -> Vec<Message> {
     tests::messages()
 }
 
+mod batch;
 #[cfg(test)]
 mod tests;

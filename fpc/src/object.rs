@@ -229,14 +229,18 @@ macro_rules! object_kinds {
 
             /// Reads one object (kind, length, body) from `r`.
             pub fn parse(r: &mut Reader<'_>) -> Result<Object, DecodeError> {
-                let kind = ObjectKind::from_u8(r.u8()?)?;
-                let len = r.u16()? as usize;
-                let mut r = Reader::new(r.bytes(len)?);
-                let obj = match kind {
-                    $(ObjectKind::$v => Object::$v(<$t as Body>::parse(&mut r)?),)*
-                };
+                let (kind, mut r) = Self::parse_head(r)?;
+                let obj = Self::parse_body(kind, &mut r)?;
                 r.finish()?;
                 Ok(obj)
+            }
+
+            /// The body of an object of `kind` (its whole length in `r`,
+            /// which the caller finishes).
+            fn parse_body(kind: ObjectKind, r: &mut Reader<'_>) -> Result<Object, DecodeError> {
+                Ok(match kind {
+                    $(ObjectKind::$v => Object::$v(<$t as Body>::parse(r)?),)*
+                })
             }
         }
 
@@ -476,6 +480,30 @@ pub fn unspecified(family: u8) -> IpAddr {
         IpAddr::V6(Ipv6Addr::UNSPECIFIED)
     } else {
         IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+    }
+}
+
+impl Object {
+    /// An object's kind and a reader over its body (kind, length, body).
+    fn parse_head<'a>(r: &mut Reader<'a>) -> Result<(ObjectKind, Reader<'a>), DecodeError> {
+        let kind = ObjectKind::from_u8(r.u8()?)?;
+        let len = r.u16()? as usize;
+        Ok((kind, Reader::new(r.bytes(len)?)))
+    }
+
+    /// Reads one object as [`Object::parse`] does (the same checks), a
+    /// route as a bare [`Route`] (no `Object` around it).
+    pub(crate) fn parse_route_apart(
+        r: &mut Reader<'_>,
+    ) -> Result<Result<Route, Object>, DecodeError> {
+        let (kind, mut r) = Self::parse_head(r)?;
+        let obj = if kind == ObjectKind::Route {
+            Ok(<Route as Body>::parse(&mut r)?)
+        } else {
+            Err(Self::parse_body(kind, &mut r)?)
+        };
+        r.finish()?;
+        Ok(obj)
     }
 }
 

@@ -80,9 +80,18 @@ pub struct BladeTask {
 }
 
 const RETRY: Duration = Duration::from_millis(100);
+/// The first wait before dialling again a fast path that does not answer
+/// (a restarted fpd listens a few ms after its start: a resync's first
+/// part is this wait), doubling from there.
+const FIRST_UNREACHABLE_RETRY: Duration = Duration::from_millis(2);
 /// The longest wait between attempts to reach a fast path that does not
-/// answer (back-off from [`RETRY`], doubling).
+/// answer (back-off from [`FIRST_UNREACHABLE_RETRY`], doubling).
 const MAX_UNREACHABLE_RETRY: Duration = Duration::from_secs(2);
+/// A lost connection is dialled again at once (the fast path restarted, a
+/// cut link healed), unless it and the one before it each lived less than
+/// this: then [`RETRY`] first, so a peer that closes every connection at
+/// once is not replayed to in a loop.
+const STEADY: Duration = Duration::from_secs(1);
 /// How long a connection attempt may take (a dropped SYN is otherwise
 /// retried for minutes).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -100,6 +109,8 @@ impl BladeTask {
         let mut retry = RETRY;
         // The last failure logged, and when.
         let mut logged: Option<(String, tokio::time::Instant)> = None;
+        // Connections in a row that lived less than STEADY.
+        let mut short_lived = 0u32;
         loop {
             let stream = match self.handshake().await {
                 Ok(s) => s,
@@ -114,15 +125,15 @@ impl BladeTask {
                     // Refused by a live fpd: asking again at once changes
                     // nothing; one that does not answer (a cut link)
                     // is tried again sooner, still backing off.
-                    let max = if refused {
-                        MAX_REFUSED_RETRY
+                    let (first, max) = if refused {
+                        (RETRY, MAX_REFUSED_RETRY)
                     } else {
-                        MAX_UNREACHABLE_RETRY
+                        (FIRST_UNREACHABLE_RETRY, MAX_UNREACHABLE_RETRY)
                     };
                     retry = if failures == 1 {
-                        RETRY
+                        first
                     } else {
-                        (retry * 2).min(max)
+                        (retry * 2).clamp(first, max)
                     };
                     let reason = e.to_string();
                     let due = logged
@@ -145,6 +156,7 @@ impl BladeTask {
             logged = None;
             conn += 1;
             info!(endpoint = %self.endpoint, conn, "connected to fast path");
+            let since = tokio::time::Instant::now();
             self.stats.connects.fetch_add(1, Relaxed);
             self.stats.connected.store(1, Relaxed);
             self.stats.backup.store(0, Relaxed);
@@ -210,7 +222,14 @@ impl BladeTask {
             }) {
                 return;
             }
-            tokio::time::sleep(RETRY).await;
+            short_lived = if since.elapsed() < STEADY {
+                short_lived.saturating_add(1)
+            } else {
+                0
+            };
+            if short_lived > 1 {
+                tokio::time::sleep(RETRY).await;
+            }
         }
     }
 

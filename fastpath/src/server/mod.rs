@@ -31,7 +31,10 @@
 //!   holds it long. A sync batch of at most [`INLINE_OPS`] ops is applied
 //!   on the worker itself when `try_lock` finds the lock free (no thread
 //!   handoff for a single change); otherwise it goes to a blocking thread
-//!   as any other frame.
+//!   as any other frame. While a frame applies there, the session reads
+//!   and decodes the next one (a batch's routes apart, `fpc::SplitBatch`);
+//!   frames still apply one at a time in their order, each acked once
+//!   applied, the next not started before the one ahead is done.
 //!   Lock order: tables, then the arbiter.
 //! * No lock is held across socket I/O. A dump copies the tables under the
 //!   lock (their compact form: 9 ms for 100,000 routes) and encodes

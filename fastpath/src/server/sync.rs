@@ -6,12 +6,12 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use fpc::{ErrorCode, Hello, Message, MAX_BODY};
+use fpc::{ErrorCode, Hello, Message, Object, ObjectError, ObjectKind, Op, SplitBatch, MAX_BODY};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info};
+use tracing::{debug, info, Span};
 
 use super::{
-    blocking, Applied, Close, FrameIo, FrameWriter, OwnerGuard, Reports, Shared, SyncMember,
+    Applied, Close, FrameIo, FrameWriter, OwnerGuard, Reports, Shared, SyncMember,
     HIT_REPORT_TICKS, INLINE_OPS, REPORT_TICK, STATS_REPORT_TICKS,
 };
 use crate::dataplane::{DataplaneHandle, Parts};
@@ -112,9 +112,22 @@ pub(super) async fn sync_session(
     let mut keepalive = tokio::time::interval(shared.limits.keepalive);
     keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let peer_timeout = shared.limits.peer_timeout;
+    // Batches are decoded here, their routes apart (no `Object` per
+    // route); the vectors go to the apply and come back, capacity kept.
+    // While one frame is applied off the runtime, the next is read and
+    // decoded (into the other set of vectors); frames still apply one
+    // after another, in order, each acked once applied.
+    let mut batch = SplitBatch::default();
+    let mut spare: Option<SplitBatch> = None;
+    let mut inflight: Option<InFlight> = None;
     loop {
+        if let Some(s) = spare.take() {
+            if batch.routes.capacity() == 0 {
+                batch = s;
+            }
+        }
         let (header, msg) = {
-            let read = io.r.read();
+            let read = io.r.read_split(&mut batch);
             tokio::pin!(read);
             // Any frame, a Keepalive at least, within the peer timeout.
             let silent = tokio::time::sleep(peer_timeout);
@@ -124,6 +137,9 @@ pub(super) async fn sync_session(
                     biased;
                     _ = cancel.cancelled() => {
                         return Err(if shutdown.is_cancelled() { Close::Shutdown } else { Close::Replaced })
+                    }
+                    (seq, done) = finished(&mut inflight) => {
+                        spare = ack(&mut io.w, shared, seq, done).await?;
                     }
                     frame = &mut read => break frame?,
                     _ = &mut silent => {
@@ -142,23 +158,34 @@ pub(super) async fn sync_session(
                 }
             }
         };
+        let frame = match msg {
+            None => SyncFrame::Batch(std::mem::take(&mut batch)),
+            Some(m @ (Message::SyncBegin { .. } | Message::SyncEnd { .. })) => SyncFrame::Mark(m),
+            // A batch is decoded into `batch` (never here), but one whole
+            // would be applied the same.
+            Some(Message::Batch(ops)) => SyncFrame::Mark(Message::Batch(ops)),
+            Some(other) => SyncFrame::None(other),
+        };
+        let msg = match frame {
+            SyncFrame::None(msg) => msg,
+            frame => {
+                // The frame before this one first, applied and acked.
+                if inflight.is_some() {
+                    let (seq, done) = finished(&mut inflight).await;
+                    spare = ack(&mut io.w, shared, seq, done).await?;
+                }
+                match start_apply(shared, conn, frame) {
+                    Applying::Done(done) => {
+                        let back = ack(&mut io.w, shared, header.seq, done).await?;
+                        spare = spare.or(back);
+                    }
+                    Applying::Off(handle) => inflight = Some((header.seq, handle)),
+                }
+                continue;
+            }
+        };
         match msg {
             Message::Keepalive => {}
-            Message::SyncBegin { .. } | Message::SyncEnd { .. } | Message::Batch(_) => {
-                match apply_frame(shared, conn, msg).await? {
-                    Ok(errors) => io.send(&Message::Ack(errors), header.seq).await?,
-                    Err(reason) => {
-                        shared.refusals.note(Refusal::NotPrimary, || {
-                            format!("refusing a write: {reason}")
-                        });
-                        let refusal = Message::Error {
-                            code: ErrorCode::NotPrimary as u16,
-                            message: reason,
-                        };
-                        io.send(&refusal, header.seq).await?;
-                    }
-                }
-            }
             Message::Error { code, message } => return Err(Close::PeerError { code, message }),
             other => {
                 return Err(Close::bad(
@@ -209,34 +236,110 @@ impl Reports {
     }
 }
 
-/// Applies one sync frame under one lock; returns the rejected objects,
-/// or why nothing was applied (this session is not the primary).
-pub(super) async fn apply_frame(
-    shared: &Arc<Shared>,
-    conn: u64,
-    msg: Message,
-) -> Result<Applied, Close> {
-    if matches!(&msg, Message::Batch(ops) if ops.len() <= INLINE_OPS) {
+/// A frame of the sync stream to apply.
+pub(super) enum SyncFrame {
+    /// SyncBegin, SyncEnd (or a batch decoded whole).
+    Mark(Message),
+    /// A batch, its routes apart.
+    Batch(SplitBatch),
+    /// Not a write.
+    None(Message),
+}
+
+impl SyncFrame {
+    fn ops(&self) -> usize {
+        match self {
+            SyncFrame::Mark(Message::Batch(ops)) => ops.len(),
+            SyncFrame::Batch(b) => b.len(),
+            _ => 0,
+        }
+    }
+}
+
+/// What applying a frame gives: the rejected objects (or why nothing was
+/// applied) and the split batch's vectors for a later frame.
+type ApplyResult = Result<(Applied, Option<SplitBatch>), Close>;
+
+/// A frame being applied off the runtime: its sequence number and the task.
+type InFlight = (u64, tokio::task::JoinHandle<ApplyResult>);
+
+/// A frame's apply: done inline, or running off the runtime.
+enum Applying {
+    Done(ApplyResult),
+    Off(tokio::task::JoinHandle<ApplyResult>),
+}
+
+/// Starts applying one sync frame under one lock: a batch of at most
+/// [`INLINE_OPS`] ops inline when the lock is free, the rest on the
+/// blocking pool.
+fn start_apply(shared: &Arc<Shared>, conn: u64, frame: SyncFrame) -> Applying {
+    let batch = matches!(
+        frame,
+        SyncFrame::Batch(_) | SyncFrame::Mark(Message::Batch(_))
+    );
+    if batch && frame.ops() <= INLINE_OPS {
         let free = match shared.tables.try_lock() {
             Ok(t) => Some(t),
             Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
             Err(std::sync::TryLockError::WouldBlock) => None,
         };
         if let Some(mut tables) = free {
-            return apply_locked(shared, &mut tables, conn, msg);
+            return Applying::Done(apply_locked(shared, &mut tables, conn, frame));
         }
     }
     let shared = shared.clone();
-    blocking(move || apply_locked(&shared, &mut shared.tables(), conn, msg)).await?
+    let span = Span::current();
+    Applying::Off(tokio::task::spawn_blocking(move || {
+        span.in_scope(|| apply_locked(&shared, &mut shared.tables(), conn, frame))
+    }))
 }
 
-/// [`apply_frame`]'s work, the tables lock held.
+/// The frame in flight once applied (never ready when there is none);
+/// `inflight` is then empty.
+async fn finished(inflight: &mut Option<InFlight>) -> (u64, ApplyResult) {
+    let Some((seq, handle)) = inflight else {
+        return std::future::pending().await;
+    };
+    let seq = *seq;
+    let done = handle
+        .await
+        .unwrap_or_else(|e| Err(Close::Internal(e.to_string())));
+    *inflight = None;
+    (seq, done)
+}
+
+/// Acks an applied frame (or refuses it: not the primary); returns the
+/// split batch's vectors.
+async fn ack(
+    w: &mut FrameWriter,
+    shared: &Shared,
+    seq: u64,
+    done: ApplyResult,
+) -> Result<Option<SplitBatch>, Close> {
+    let (applied, back) = done?;
+    match applied {
+        Ok(errors) => w.send(&Message::Ack(errors), seq).await?,
+        Err(reason) => {
+            shared.refusals.note(Refusal::NotPrimary, || {
+                format!("refusing a write: {reason}")
+            });
+            let refusal = Message::Error {
+                code: ErrorCode::NotPrimary as u16,
+                message: reason,
+            };
+            w.send(&refusal, seq).await?;
+        }
+    }
+    Ok(back)
+}
+
+/// A frame's apply, the tables lock held.
 pub(super) fn apply_locked(
     shared: &Shared,
     tables: &mut Tables,
     conn: u64,
-    msg: Message,
-) -> Result<Applied, Close> {
+    frame: SyncFrame,
+) -> Result<(Applied, Option<SplitBatch>), Close> {
     {
         let arbiter = shared.sync();
         if !arbiter.members.iter().any(|m| m.conn == conn) {
@@ -250,47 +353,94 @@ pub(super) fn apply_locked(
                 ),
                 None => "none is elected yet".to_owned(),
             };
-            return Ok(Err(format!(
-                "blade {}: this session is a backup, not the primary ({primary}): its writes are refused",
-                shared.blade
-            )));
+            let back = match frame {
+                SyncFrame::Batch(b) => Some(b),
+                _ => None,
+            };
+            return Ok((
+                Err(format!(
+                    "blade {}: this session is a backup, not the primary ({primary}): its writes are refused",
+                    shared.blade
+                )),
+                back,
+            ));
         }
     }
     let mut errors = Vec::new();
     // What of the dataplane's view this frame changes (a sweep at
     // SyncEnd may touch anything).
-    let parts = match &msg {
-        Message::Batch(ops) => ops
+    let parts = match &frame {
+        SyncFrame::Mark(Message::Batch(ops)) => ops
             .iter()
             .fold(Parts::default(), |p, (_, o)| p.union(Parts::of(o.kind()))),
-        Message::SyncEnd { .. } => Parts::ALL,
+        SyncFrame::Batch(b) => b
+            .others
+            .iter()
+            .fold(Parts::default(), |p, (_, _, o)| {
+                p.union(Parts::of(o.kind()))
+            })
+            .union(if b.routes.is_empty() {
+                Parts::default()
+            } else {
+                Parts::of(ObjectKind::Route)
+            }),
+        SyncFrame::Mark(Message::SyncEnd { .. }) => Parts::ALL,
         _ => Parts::default(),
     };
-    match msg {
-        Message::SyncBegin { generation } => {
+    let debug = tracing::enabled!(tracing::Level::DEBUG);
+    let mut back = None;
+    match frame {
+        SyncFrame::Mark(Message::SyncBegin { generation }) => {
             tables.begin_sync(generation);
             info!(generation, "sync begins");
         }
-        Message::SyncEnd { generation } => {
+        SyncFrame::Mark(Message::SyncEnd { generation }) => {
             let swept = tables.end_sync(generation);
             info!(generation, swept, "sync ends");
         }
-        Message::Batch(ops) => {
-            let debug = tracing::enabled!(tracing::Level::DEBUG);
+        SyncFrame::Mark(Message::Batch(ops)) => {
             for (index, (op, obj)) in ops.into_iter().enumerate() {
-                let shown = debug.then(|| obj.to_string());
-                if let Err(e) = tables.apply(op, obj) {
-                    if let Some(shown) = shown {
-                        debug!(index, ?op, error = ?e, "rejected: {shown}");
-                    }
-                    errors.push((index as u32, e));
-                }
+                apply_one(tables, &mut errors, debug, index as u32, op, obj);
             }
+        }
+        SyncFrame::Batch(mut b) => {
+            let mut state = (tables, &mut errors);
+            b.take_each(
+                &mut state,
+                |(tables, errors), index, op, route| {
+                    let shown = debug.then(|| route.to_string());
+                    if let Err(e) = tables.apply_route(op, route) {
+                        if let Some(shown) = shown {
+                            debug!(index, ?op, error = ?e, "rejected: {shown}");
+                        }
+                        errors.push((index, e));
+                    }
+                },
+                |(tables, errors), index, op, obj| apply_one(tables, errors, debug, index, op, obj),
+            );
+            back = Some(b);
         }
         _ => {}
     }
     if let Some(dp) = &shared.dataplane {
         dp.0.changed(parts);
     }
-    Ok(Ok(errors))
+    Ok((Ok(errors), back))
+}
+
+fn apply_one(
+    tables: &mut Tables,
+    errors: &mut Vec<(u32, ObjectError)>,
+    debug: bool,
+    index: u32,
+    op: Op,
+    obj: Object,
+) {
+    let shown = debug.then(|| obj.to_string());
+    if let Err(e) = tables.apply(op, obj) {
+        if let Some(shown) = shown {
+            debug!(index, ?op, error = ?e, "rejected: {shown}");
+        }
+        errors.push((index, e));
+    }
 }

@@ -24,19 +24,24 @@
 
 mod attrs;
 mod fib;
+mod fibs;
+mod map;
 
-use std::collections::{BTreeMap, HashMap};
-use std::hash::Hash;
+pub(crate) use fibs::FibSnapshot;
+use fibs::{max_prefix_len, Fibs};
+use map::ObjectMap;
+
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use attrs::AttrTable;
 pub(crate) use attrs::RouteAttrs;
 use common::hash::PrefixHash;
-use fib::{Entry, Fib, PrefixKey, Upsert, V4, V6};
+use fib::{PrefixKey, V4, V6};
 use fpc::{
-    Addr, Conntrack, CtKey, Link, Neigh, NetConf, NetConfKey, NextHops, Nexthop, NftChain, NftRule,
-    NftSet, NftSetElem, NftSetElemKey, NftTable, Object, ObjectError, ObjectKey, ObjectKind, Op,
-    Qdisc, Route, RouteDisc, Rule, RuleKey, SpKey, XfrmSp, XtChain, XtRule,
+    Addr, Conntrack, CtKey, Link, Neigh, NetConf, NetConfKey, Nexthop, NftChain, NftRule, NftSet,
+    NftSetElem, NftSetElemKey, NftTable, Object, ObjectError, ObjectKey, ObjectKind, Op, Qdisc,
+    Route, Rule, RuleKey, SpKey, XfrmSp, XtChain, XtRule,
 };
 
 /// The kinds fpd keeps without reading them in its dataplane (Linux does
@@ -56,213 +61,6 @@ const COUNTED: [ObjectKind; 7] = [
     ObjectKind::CaptureFilter,
 ];
 
-/// Objects of one kind by key, each with its stale mark.
-#[derive(Clone)]
-struct ObjectMap<K, V> {
-    map: HashMap<K, (V, bool)>,
-}
-
-impl<K: Eq + Hash, V> ObjectMap<K, V> {
-    fn new() -> Self {
-        ObjectMap {
-            map: HashMap::new(),
-        }
-    }
-    fn upsert(&mut self, key: K, value: V) {
-        self.map.insert(key, (value, false));
-    }
-    fn remove(&mut self, key: &K) -> Result<(), ObjectError> {
-        self.map.remove(key).map(drop).ok_or(ObjectError::NotFound)
-    }
-    fn apply(&mut self, op: Op, key: K, value: V) -> Result<(), ObjectError> {
-        match op {
-            Op::Add | Op::Replace => {
-                self.upsert(key, value);
-                Ok(())
-            }
-            Op::Delete => self.remove(&key),
-        }
-    }
-    fn mark_stale(&mut self) {
-        for (_, stale) in self.map.values_mut() {
-            *stale = true;
-        }
-    }
-    fn sweep(&mut self) -> usize {
-        let before = self.map.len();
-        self.map.retain(|_, (_, stale)| !*stale);
-        let swept = before - self.map.len();
-        if swept > 0 && self.map.len() < self.map.capacity() / 4 {
-            self.map.shrink_to_fit();
-        }
-        swept
-    }
-    fn len(&self) -> usize {
-        self.map.len()
-    }
-    fn values(&self) -> impl Iterator<Item = &V> {
-        self.map.values().map(|(v, _)| v)
-    }
-}
-
-/// The routes of one family: a FIB per table.
-#[derive(Clone)]
-struct Fibs<K> {
-    tables: BTreeMap<u32, Fib<K>>,
-    routes: usize,
-}
-
-impl<K: PrefixKey> Fibs<K> {
-    fn new() -> Self {
-        Fibs {
-            tables: BTreeMap::new(),
-            routes: 0,
-        }
-    }
-
-    /// Applies `r`, whose family is `K`'s.
-    fn apply(
-        &mut self,
-        attrs: &mut AttrTable,
-        hasher: &PrefixHash,
-        op: Op,
-        r: Route,
-    ) -> Result<(), ObjectError> {
-        let key = K::from_ip(r.dst).ok_or(ObjectError::Invalid)?;
-        if r.dst_len > K::MAX_LEN || key.masked(r.dst_len) != key {
-            return Err(ObjectError::Invalid);
-        }
-        let disc = RouteDisc::of(&r.dst, r.protocol, &r.nexthops);
-        let (tos, priority, dst) = (r.tos, r.priority, r.dst);
-        match op {
-            Op::Delete => {
-                let fib = self.tables.get_mut(&r.table).ok_or(ObjectError::NotFound)?;
-                let id = fib
-                    .remove(key, r.dst_len, |e| {
-                        same_route(attrs, e, dst, tos, priority, disc)
-                    })
-                    .ok_or(ObjectError::NotFound)?;
-                attrs.release(id);
-                if fib.is_empty() {
-                    self.tables.remove(&r.table);
-                }
-                self.routes -= 1;
-            }
-            Op::Add | Op::Replace => {
-                check_route_attrs(&r)?;
-                let (table, len) = (r.table, r.dst_len);
-                // Over 4 M distinct attribute sets: refused, not wrapped.
-                let id = attrs
-                    .intern(RouteAttrs::of(r))
-                    .ok_or(ObjectError::Unsupported)?;
-                let fib = self
-                    .tables
-                    .entry(table)
-                    .or_insert_with(|| Fib::new(hasher.clone()));
-                let same = |e: &Entry| same_route(attrs, e, dst, tos, priority, disc);
-                match fib.upsert(key, len, (tos, priority, id), same) {
-                    Upsert::Inserted => self.routes += 1,
-                    Upsert::Replaced(old) => attrs.release(old),
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn longest_match(&self, attrs: &AttrTable, table: u32, addr: K) -> Option<Route> {
-        let (prefix, len, e) = self.tables.get(&table)?.longest_match(addr)?;
-        Some(route_of(
-            table,
-            prefix.to_ip(),
-            len,
-            &e,
-            attrs.get(e.attrs())?,
-        ))
-    }
-
-    /// The attributes of the route `addr` takes, without allocating, and
-    /// the matched prefix's length (what a rule's suppress_prefixlength
-    /// compares).
-    fn lookup_len<'a>(
-        &self,
-        attrs: &'a AttrTable,
-        table: u32,
-        addr: K,
-    ) -> Option<(u8, &'a RouteAttrs)> {
-        let (_, len, e) = self.tables.get(&table)?.longest_match(addr)?;
-        attrs.get(e.attrs()).map(|a| (len, a))
-    }
-
-    fn mark_stale(&mut self) {
-        for fib in self.tables.values_mut() {
-            fib.mark_stale();
-        }
-    }
-
-    fn sweep(&mut self, attrs: &mut AttrTable) -> usize {
-        let mut swept = 0;
-        self.tables.retain(|_, fib| {
-            swept += fib.sweep(|id| attrs.release(id));
-            !fib.is_empty()
-        });
-        self.routes -= swept;
-        swept
-    }
-
-    fn for_each(&self, attrs: &AttrTable, f: &mut impl FnMut(Object)) {
-        for (&table, fib) in &self.tables {
-            fib.for_each(|prefix, len, e| {
-                if let Some(a) = attrs.get(e.attrs()) {
-                    f(Object::Route(route_of(table, prefix.to_ip(), len, e, a)));
-                }
-            });
-        }
-    }
-
-    #[cfg(test)]
-    fn check_counts(&self) {
-        assert_eq!(
-            self.routes,
-            self.tables.values().map(Fib::len).sum::<usize>()
-        );
-    }
-}
-
-fn route_of(table: u32, dst: IpAddr, dst_len: u8, e: &fib::Entry, a: &RouteAttrs) -> Route {
-    Route {
-        table,
-        dst,
-        dst_len,
-        tos: e.tos(),
-        priority: e.priority,
-        rtype: a.rtype,
-        protocol: a.protocol,
-        scope: a.scope,
-        prefsrc: a.prefsrc,
-        mtu: a.mtu,
-        nexthops: a.nexthops.clone(),
-    }
-}
-
-fn max_prefix_len(ip: &IpAddr) -> u8 {
-    if ip.is_ipv4() {
-        32
-    } else {
-        128
-    }
-}
-
-/// What makes a route unusable, beyond its key.
-fn check_route_attrs(r: &Route) -> Result<(), ObjectError> {
-    let valid = r.prefsrc.is_none_or(|s| s.is_ipv4() == r.dst.is_ipv4())
-        && match &r.nexthops {
-            NextHops::Multipath(hops) => !hops.is_empty(),
-            NextHops::Id(id) => *id != 0,
-            NextHops::None | NextHops::Single(_) => true,
-        };
-    valid.then_some(()).ok_or(ObjectError::Invalid)
-}
-
 fn check_addr(a: &Addr) -> Result<(), ObjectError> {
     let valid = a.ifindex != 0
         && a.prefix_len <= max_prefix_len(&a.addr)
@@ -270,52 +68,9 @@ fn check_addr(a: &Addr) -> Result<(), ObjectError> {
     valid.then_some(()).ok_or(ObjectError::Invalid)
 }
 
-/// Whether `e` is the route (tos, priority, disc) of its prefix; the
-/// discriminator of an entry comes from its interned attributes.
-fn same_route(
-    attrs: &AttrTable,
-    e: &Entry,
-    dst: IpAddr,
-    tos: u8,
-    priority: u32,
-    disc: RouteDisc,
-) -> bool {
-    e.tos() == tos
-        && e.priority == priority
-        && (disc == RouteDisc::None && dst.is_ipv4()
-            || attrs
-                .get(e.attrs())
-                .is_some_and(|a| RouteDisc::of(&dst, a.protocol, &a.nexthops) == disc))
-}
-
 fn check_nexthop(n: &Nexthop) -> Result<(), ObjectError> {
     let valid = n.id != 0 && n.group.iter().all(|&(id, _)| id != 0 && id != n.id);
     valid.then_some(()).ok_or(ObjectError::Invalid)
-}
-
-/// A read-only copy of every route, for the dataplane: the FPC server keeps
-/// applying to [`Tables`] while packets are looked up in a snapshot (see
-/// `dataplane::view`). Cloning copies the FIB hash maps wholesale (their
-/// entries are plain data) and shares the interned attributes.
-#[derive(Clone)]
-pub(crate) struct FibSnapshot {
-    routes4: Fibs<V4>,
-    routes6: Fibs<V6>,
-    attrs: AttrTable,
-}
-
-impl FibSnapshot {
-    /// The route an IPv4 destination (host order) takes in `table`, and
-    /// its prefix length.
-    pub(crate) fn lookup4_len(&self, table: u32, addr: u32) -> Option<(u8, &RouteAttrs)> {
-        self.routes4
-            .lookup_len(&self.attrs, table, V4::from_bits(addr))
-    }
-
-    pub(crate) fn lookup6_len(&self, table: u32, addr: u128) -> Option<(u8, &RouteAttrs)> {
-        self.routes6
-            .lookup_len(&self.attrs, table, V6::from_u128(addr))
-    }
 }
 
 /// The fast path tables of one blade. A clone is a snapshot, as a dump
@@ -404,20 +159,34 @@ impl Tables {
     /// length beyond the family's, ifindex 0, ...) is `Invalid`. Every
     /// upsert refreshes the object for the sync in progress.
     pub fn apply(&mut self, op: Op, obj: Object) -> Result<(), ObjectError> {
-        let result = self.apply_inner(op, obj);
+        let result = match obj {
+            Object::Route(r) => self.route_inner(op, r),
+            obj => self.apply_inner(op, obj),
+        };
         if result.is_err() {
             self.rejected += 1;
         }
         result
     }
 
-    fn apply_inner(&mut self, op: Op, obj: Object) -> Result<(), ObjectError> {
-        if let Object::Route(r) = obj {
-            return match r.dst {
-                IpAddr::V4(_) => self.routes4.apply(&mut self.attrs, &self.hasher, op, r),
-                IpAddr::V6(_) => self.routes6.apply(&mut self.attrs, &self.hasher, op, r),
-            };
+    /// [`Self::apply`] of a route, without an `Object` around it.
+    pub fn apply_route(&mut self, op: Op, r: Route) -> Result<(), ObjectError> {
+        let result = self.route_inner(op, r);
+        if result.is_err() {
+            self.rejected += 1;
         }
+        result
+    }
+
+    fn route_inner(&mut self, op: Op, r: Route) -> Result<(), ObjectError> {
+        match r.dst {
+            IpAddr::V4(_) => self.routes4.apply(&mut self.attrs, &self.hasher, op, r),
+            IpAddr::V6(_) => self.routes6.apply(&mut self.attrs, &self.hasher, op, r),
+        }
+    }
+
+    /// Every kind but routes (applied by `route_inner`).
+    fn apply_inner(&mut self, op: Op, obj: Object) -> Result<(), ObjectError> {
         // Keys come from the kinds table's `ObjectKey` (routes keep their
         // own compact form in `fib`).
         let key = obj.key();
@@ -444,7 +213,7 @@ impl Tables {
                 }
                 self.neighs.apply(op, key, n)
             }
-            Object::Route(_) => unreachable!("applied above"),
+            Object::Route(r) => self.route_inner(op, r),
             Object::BridgePort(p) => {
                 if p.ifindex == 0 || p.master == 0 {
                     return Err(ObjectError::Invalid);

@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 
 use super::*;
-use fpc::{rtn, Hop, LinkInfo, ObjectKey, RTNH_F_ONLINK};
+use fpc::{rtn, Hop, LinkInfo, NextHops, ObjectKey, RTNH_F_ONLINK};
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()

@@ -302,3 +302,82 @@ fn long_strings_are_cut_on_a_character_boundary() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn a_batch_written_an_op_at_a_time_is_the_batch_message() {
+    let ops: Vec<(Op, Object)> = samples()
+        .into_iter()
+        .zip([Op::Add, Op::Replace, Op::Delete].into_iter().cycle())
+        .map(|(o, op)| (op, o))
+        .collect();
+    for n in [0, 1, ops.len()] {
+        let mut want = b"before".to_vec();
+        Message::Batch(ops[..n].to_vec()).emit(42, &mut want);
+        let mut got = b"before".to_vec();
+        let mut w = BatchWriter::new(42, &mut got);
+        for (op, o) in &ops[..n] {
+            w.push(*op, o);
+        }
+        assert_eq!(w.len(), n);
+        assert_eq!(w.finish(), n);
+        assert_eq!(got, want);
+    }
+}
+
+#[test]
+fn a_split_batch_holds_the_batch_message_s_ops_in_order() {
+    let objects = samples();
+    let ops: Vec<(Op, Object)> = objects
+        .iter()
+        .chain(objects.iter().rev())
+        .zip([Op::Add, Op::Replace, Op::Delete].into_iter().cycle())
+        .map(|(o, op)| (op, o.clone()))
+        .collect();
+    assert!(ops.iter().any(|(_, o)| matches!(o, Object::Route(_))));
+    let mut split = SplitBatch::default();
+    for n in [0, 1, ops.len()] {
+        let mut frame = Vec::new();
+        Message::Batch(ops[..n].to_vec()).emit(1, &mut frame);
+        split.parse(&frame[HEADER_LEN..]).unwrap();
+        assert_eq!(split.len(), n);
+        let mut order = Vec::new();
+        let mut copy = SplitBatch {
+            routes: split.routes.clone(),
+            others: split.others.clone(),
+        };
+        copy.take_each(&mut order, |o, i, _, _| o.push(i), |o, i, _, _| o.push(i));
+        assert_eq!(order, (0..n as u32).collect::<Vec<_>>());
+        assert_eq!(split.to_ops(), ops[..n].to_vec());
+        assert!(split.is_empty());
+    }
+}
+
+#[test]
+fn a_split_batch_refuses_what_the_batch_message_refuses() {
+    let mut frame = Vec::new();
+    Message::Batch(samples().into_iter().map(|o| (Op::Add, o)).collect()).emit(1, &mut frame);
+    let body = frame[HEADER_LEN..].to_vec();
+    let header = parse_header(frame[..HEADER_LEN].try_into().unwrap()).unwrap();
+    let mut split = SplitBatch::default();
+    // Every cut and every single-byte change: both decoders agree.
+    for cut in 0..body.len() {
+        let whole = Message::parse(&header, &body[..cut]).map(|_| ());
+        assert_eq!(
+            split.parse(&body[..cut]).map_err(|e| e.to_string()),
+            whole.map_err(|e| e.to_string()),
+            "cut at {cut}"
+        );
+    }
+    for at in 0..body.len() {
+        for v in [0u8, 1, 3, 0x7f, 0xff] {
+            let mut b = body.clone();
+            b[at] = v;
+            let whole = Message::parse(&header, &b).map(|_| ());
+            assert_eq!(
+                split.parse(&b).map_err(|e| e.to_string()),
+                whole.map_err(|e| e.to_string()),
+                "byte {at} = {v}"
+            );
+        }
+    }
+}

@@ -6,7 +6,7 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 
-use fpc::{Message, Object, ObjectKind, Op};
+use fpc::{BatchWriter, Message, Object, ObjectKind, Op};
 use tracing::{info, trace, warn};
 
 use super::now_ns;
@@ -19,7 +19,12 @@ pub(super) fn send(session: &mut BladeSession, conn: u64, msg: &Message, buf: &m
     session.seq += 1;
     buf.clear();
     msg.emit(session.seq, buf);
-    let bytes = std::mem::take(buf);
+    queue(session, conn, std::mem::take(buf))
+}
+
+/// Queues one encoded frame (made with the blade's current sequence
+/// number); returns its size in bytes.
+fn queue(session: &mut BladeSession, conn: u64, bytes: Vec<u8>) -> u64 {
     session.stats.enqueued(1, bytes.len() as u64);
     let len = bytes.len() as u64;
     if session
@@ -88,17 +93,20 @@ impl Processor {
             &Message::SyncBegin { generation },
             &mut frames,
         );
-        // Cloned a frame at a time, not the whole cache at once first.
-        let mut batch = Vec::with_capacity(BATCH);
-        for o in self.cache.in_sync_order().filter(wanted) {
-            batch.push((Op::Add, o.into_owned()));
-            if batch.len() == BATCH {
-                let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
-                bytes += send(session, conn, &Message::Batch(full), &mut frames);
+        // Encoded a frame at a time straight from the cache (no batch of
+        // cloned objects first); each frame's buffer sized as the last.
+        let mut objects = self.cache.in_sync_order().filter(wanted).peekable();
+        let mut size = 0;
+        while objects.peek().is_some() {
+            session.seq += 1;
+            let mut frame = Vec::with_capacity(size);
+            let mut batch = BatchWriter::new(session.seq, &mut frame);
+            for o in objects.by_ref().take(BATCH) {
+                batch.push(Op::Add, &o);
             }
-        }
-        if !batch.is_empty() {
-            bytes += send(session, conn, &Message::Batch(batch), &mut frames);
+            batch.finish();
+            size = frame.len();
+            bytes += queue(session, conn, frame);
         }
         // Known before it is sent, so that its ack cannot come first.
         session
