@@ -3,6 +3,11 @@
 //! legacy tables) on their ticks; pending ops are flushed in batches of
 //! [`BATCH`] or when nothing is waiting, and a due reconcile runs after a
 //! quiet moment of at most [`RECONCILE_DELAY`].
+//!
+//! Time is injected: only `run_loop` reads the clock; the steps it calls
+//! (`tick`, `after_event`, and `Processor::now` for what they schedule)
+//! take the instant they are given, so unit tests drive them with their
+//! own instants.
 
 use std::time::{Duration, Instant};
 
@@ -17,47 +22,114 @@ use crate::cache::Scope;
 use crate::event::Event;
 use crate::netlink::{self, Event as NlEvent, Messages, NlMsg};
 
+/// One periodic job of the loop: its period and when it is next due.
+struct Tick {
+    period: Duration,
+    next: Instant,
+}
+
+impl Tick {
+    fn every(period: Option<Duration>, now: Instant) -> Option<Tick> {
+        period.map(|period| Tick {
+            period,
+            next: now + period,
+        })
+    }
+
+    /// Due at `now`: then next due a period later.
+    fn due(tick: &mut Option<Tick>, now: Instant) -> bool {
+        match tick {
+            Some(t) if now >= t.next => {
+                t.next = now + t.period;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The loop's periodic jobs. Time is given, never read here: the loop
+/// passes the clock's reading at each turn, a unit test its own instants.
+pub(super) struct Ticks {
+    links: Option<Tick>,
+    captures: Option<Tick>,
+    xtables: Option<Tick>,
+}
+
 impl Processor {
-    pub(super) fn run_loop(&mut self, net_rx: Receiver<Event>, ctl_rx: Receiver<Event>) {
+    /// The periodic jobs this configuration runs, first due a period
+    /// after `now`: the link poll (`--link-poll`), packet sockets' filters
+    /// (no notification exists for them), legacy x_tables (the audit
+    /// status looked at and, without records, the tables polled, on the
+    /// link poll's tick).
+    pub(super) fn ticks(&self, now: Instant) -> Ticks {
         let poll = self.config.link_poll;
-        let mut next_poll = Instant::now() + poll.unwrap_or(Duration::MAX / 4);
-        // Packet sockets' filters come with no notification: polled.
-        let captures = self
-            .config
-            .features
-            .enabled(crate::features::BPF)
-            .then_some(CAPTURE_POLL);
-        let mut next_capture = Instant::now() + captures.unwrap_or(Duration::MAX / 4);
-        // Legacy x_tables: the audit status is looked at (and, without
-        // records, the tables polled) on the link poll's tick.
-        let xt_period = self
-            .config
-            .features
-            .enabled(crate::features::FILTER)
-            .then(|| poll.unwrap_or(XT_POLL));
-        let mut next_xt = Instant::now() + xt_period.unwrap_or(Duration::MAX / 4);
+        let features = &self.config.features;
+        Ticks {
+            links: Tick::every(poll, now),
+            captures: Tick::every(
+                features
+                    .enabled(crate::features::BPF)
+                    .then_some(CAPTURE_POLL),
+                now,
+            ),
+            xtables: Tick::every(
+                features
+                    .enabled(crate::features::FILTER)
+                    .then(|| poll.unwrap_or(XT_POLL)),
+                now,
+            ),
+        }
+    }
+
+    /// Runs the jobs due at `now`; returns how long the loop may then wait
+    /// for an event before the next one is due.
+    pub(super) fn tick(&mut self, ticks: &mut Ticks, now: Instant) -> Duration {
+        self.now = now;
+        if Tick::due(&mut ticks.xtables, now) {
+            self.watch_xtables(true);
+        }
+        if Tick::due(&mut ticks.links, now) {
+            self.poll_links();
+            self.poll_seq_adj();
+        }
+        if Tick::due(&mut ticks.captures, now) {
+            if let Err(e) = self.resync_scopes(&[Scope::whole(ObjectKind::CaptureFilter)]) {
+                warn!("capture filter poll failed: {e}");
+            }
+            self.flush();
+        }
+        [&ticks.links, &ticks.captures, &ticks.xtables]
+            .into_iter()
+            .flatten()
+            .map(|t| t.next.saturating_duration_since(now))
+            .min()
+            .unwrap_or(Duration::MAX / 4)
+    }
+
+    /// After an event handled at `now`: a full batch is sent, and a
+    /// reconcile that has waited [`RECONCILE_DELAY`] for a quiet moment
+    /// runs anyway (a steady stream of events never leaves one).
+    pub(super) fn after_event(&mut self, now: Instant) {
+        self.now = now;
+        if self.pending.len() >= BATCH {
+            self.flush();
+        }
+        if self
+            .reconcile_since
+            .is_some_and(|t| now.saturating_duration_since(t) >= RECONCILE_DELAY)
+        {
+            self.run_reconcile();
+        }
+    }
+
+    /// The loop: the clock is read here, once before the due jobs and once
+    /// when an event arrives, and given to the steps it calls.
+    pub(super) fn run_loop(&mut self, net_rx: Receiver<Event>, ctl_rx: Receiver<Event>) {
+        let mut ticks = self.ticks(Instant::now());
         loop {
-            if xt_period.is_some() && Instant::now() >= next_xt {
-                self.watch_xtables(true);
-                next_xt = Instant::now() + xt_period.unwrap_or_default();
-            }
-            if poll.is_some() && Instant::now() >= next_poll {
-                self.poll_links();
-                self.poll_seq_adj();
-                next_poll = Instant::now() + poll.unwrap_or_default();
-            }
-            if captures.is_some() && Instant::now() >= next_capture {
-                if let Err(e) = self.resync_scopes(&[Scope::whole(ObjectKind::CaptureFilter)]) {
-                    warn!("capture filter poll failed: {e}");
-                }
-                self.flush();
-                next_capture = Instant::now() + captures.unwrap_or_default();
-            }
+            let wait = self.tick(&mut ticks, Instant::now());
             let event = if self.pending.is_empty() && self.reconcile.is_empty() {
-                let wait = next_poll
-                    .min(next_capture)
-                    .min(next_xt)
-                    .saturating_duration_since(Instant::now());
                 select! {
                     recv(net_rx) -> e => e.ok(),
                     recv(ctl_rx) -> e => e.ok(),
@@ -74,50 +146,51 @@ impl Processor {
                 }
             };
             let Some(event) = event else { return };
-            match event {
-                Event::Netlink(buf) => self.on_netlink(&buf, Source::Listener),
-                Event::Xfrm(buf) => self.on_xfrm(&buf, Source::Listener),
-                Event::Netfilter(buf) => self.on_netfilter(&buf),
-                Event::Audit(buf) => self.on_audit(&buf),
-                Event::AuditFailed(e) => {
-                    warn!("audit listener stopped: {e}; legacy iptables tables will be polled");
-                    self.xt_watch.listening = false;
-                    self.watch_xtables(true);
-                }
-                Event::Overrun => {
-                    self.sync.overruns += 1;
-                    self.state = SyncState::Resyncing;
-                    if let Err(e) = self.full_resync() {
-                        error!("resync failed: {e}; retrying at the next event");
-                        self.reconcile
-                            .extend(Scope::ALL.iter().map(|s| scope_ord(*s)));
-                    }
-                    self.sync.resyncs += 1;
-                    self.state = SyncState::Synced;
-                }
-                Event::ListenerFailed(e) => {
-                    error!("netlink listener failed: {e}");
-                    return;
-                }
-                Event::Blade(e) => self.on_blade(e),
-                Event::Console { line, reply } => {
-                    let _ = reply.send(super::answers::answer(self, &line));
-                }
-                Event::Replay { xfrm, bytes, reply } => {
-                    let _ = reply.send(super::answers::replayed(self, xfrm, &bytes));
-                }
-                Event::Shutdown => return,
+            self.now = Instant::now();
+            if !self.handle(event) {
+                return;
             }
-            if self.pending.len() >= BATCH {
-                self.flush();
-            }
-            if self
-                .reconcile_since
-                .is_some_and(|t| t.elapsed() >= RECONCILE_DELAY)
-            {
-                self.run_reconcile();
-            }
+            self.after_event(Instant::now());
         }
+    }
+
+    /// One event; false when the loop is to end.
+    fn handle(&mut self, event: Event) -> bool {
+        match event {
+            Event::Netlink(buf) => self.on_netlink(&buf, Source::Listener),
+            Event::Xfrm(buf) => self.on_xfrm(&buf, Source::Listener),
+            Event::Netfilter(buf) => self.on_netfilter(&buf),
+            Event::Audit(buf) => self.on_audit(&buf),
+            Event::AuditFailed(e) => {
+                warn!("audit listener stopped: {e}; legacy iptables tables will be polled");
+                self.xt_watch.listening = false;
+                self.watch_xtables(true);
+            }
+            Event::Overrun => {
+                self.sync.overruns += 1;
+                self.state = SyncState::Resyncing;
+                if let Err(e) = self.full_resync() {
+                    error!("resync failed: {e}; retrying at the next event");
+                    self.reconcile
+                        .extend(Scope::ALL.iter().map(|s| scope_ord(*s)));
+                }
+                self.sync.resyncs += 1;
+                self.state = SyncState::Synced;
+            }
+            Event::ListenerFailed(e) => {
+                error!("netlink listener failed: {e}");
+                return false;
+            }
+            Event::Blade(e) => self.on_blade(e),
+            Event::Console { line, reply } => {
+                let _ = reply.send(super::answers::answer(self, &line));
+            }
+            Event::Replay { xfrm, bytes, reply } => {
+                let _ = reply.send(super::answers::replayed(self, xfrm, &bytes));
+            }
+            Event::Shutdown => return false,
+        }
+        true
     }
 
     /// Nothing is waiting: send what is pending, recover silent deletions.

@@ -254,6 +254,9 @@ pub struct Processor {
     ipsec_ha: std::collections::BTreeMap<u32, bool>,
     reconcile: BTreeSet<ScopeOrd>,
     reconcile_since: Option<Instant>,
+    /// The instant of the step being processed: set by the event loop
+    /// (the one reader of the clock) or by a unit test.
+    now: Instant,
     generation: u64,
 }
 
@@ -302,6 +305,7 @@ impl Processor {
             pending: Vec::new(),
             reconcile: BTreeSet::new(),
             reconcile_since: None,
+            now: Instant::now(),
             generation: 0,
         }
     }

@@ -18,7 +18,7 @@ use crate::netlink::SocketError;
 impl Processor {
     pub(super) fn schedule(&mut self, scopes: &[Scope]) {
         self.reconcile.extend(scopes.iter().map(|s| scope_ord(*s)));
-        self.reconcile_since.get_or_insert_with(Instant::now);
+        self.reconcile_since.get_or_insert(self.now);
     }
 
     /// Changes the kernel makes without telling, that follow a link's news:

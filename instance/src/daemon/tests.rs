@@ -2,7 +2,8 @@
 //! would answer (changed by the test the way the kernel changes things,
 //! silently or not), a blade is the receiving end of its queue, whose
 //! frames are decoded as fpd would. Each test drives the processor's own
-//! methods in the order its event loop would call them.
+//! methods in the order its event loop would call them, with instants of
+//! its own where time matters (the loop is the only reader of the clock).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -327,4 +328,68 @@ fn ipsec_sequence_numbers_go_only_to_blades_with_ha_on() {
     p.flush();
     assert!(blades[0].take().is_empty());
     assert_eq!(ops(&blades[1].take()), vec![(Op::Add, replay_state(8))]);
+}
+
+#[test]
+fn a_reconcile_waits_for_a_quiet_moment_but_not_longer_than_its_delay() {
+    let linux = FakeLinux::default();
+    linux.set(
+        Scope::whole(ObjectKind::Link),
+        vec![link(2, IFF_UP | IFF_LOWER_UP)],
+    );
+    let on_2 = route([10, 2, 0, 0], 2);
+    linux.set(Scope::new(ObjectKind::Route, AF_INET), vec![on_2.clone()]);
+    let (mut p, mut blades) = processor(&linux, &[], 1);
+    blades[0].take();
+    let t0 = std::time::Instant::now();
+    // Carrier lost at t0; events keep coming (no quiet moment).
+    linux.set(Scope::new(ObjectKind::Route, AF_INET), vec![]);
+    p.now = t0;
+    p.on_new(link(2, IFF_UP), 0);
+    p.after_event(t0 + super::RECONCILE_DELAY - std::time::Duration::from_millis(1));
+    p.flush();
+    assert_eq!(ops(&blades[0].take()), vec![(Op::Replace, link(2, IFF_UP))]);
+    assert_eq!(p.sync.reconciles, 0, "reconciled before its delay");
+    // The delay is over: it runs, though events still come.
+    p.after_event(t0 + super::RECONCILE_DELAY);
+    p.flush();
+    assert_eq!(ops(&blades[0].take()), vec![(Op::Delete, on_2)]);
+    assert_eq!(p.sync.reconciles, 1);
+    assert!(p.reconcile_since.is_none());
+}
+
+#[test]
+fn the_link_poll_runs_on_its_tick_and_sends_what_changed_unannounced() {
+    let linux = FakeLinux::default();
+    linux.set(
+        Scope::whole(ObjectKind::Link),
+        vec![link(2, IFF_UP | IFF_LOWER_UP)],
+    );
+    let (mut p, mut blades) = processor(&linux, &["--link-poll", "1000"], 1);
+    blades[0].take();
+    let t0 = std::time::Instant::now();
+    let mut ticks = p.ticks(t0);
+    // The kernel changes a link without a message (a bridge's MAC).
+    let Object::Link(mut changed) = link(2, IFF_UP | IFF_LOWER_UP) else {
+        unreachable!()
+    };
+    changed.mac = vec![2, 0, 0, 0, 0, 0x99];
+    linux.set(
+        Scope::whole(ObjectKind::Link),
+        vec![Object::Link(changed.clone())],
+    );
+    let ms = std::time::Duration::from_millis;
+    let wait = p.tick(&mut ticks, t0 + ms(999));
+    assert!(wait <= ms(1), "{wait:?}");
+    assert!(ops(&blades[0].take()).is_empty(), "polled before its tick");
+    let wait = p.tick(&mut ticks, t0 + ms(1000));
+    assert!(wait > ms(0) && wait <= ms(1000), "{wait:?}");
+    assert_eq!(
+        ops(&blades[0].take()),
+        vec![(Op::Replace, Object::Link(changed))]
+    );
+    assert_eq!(p.sync.silent_changes, 1);
+    // Next due a period after it ran.
+    p.tick(&mut ticks, t0 + ms(1999));
+    assert!(ops(&blades[0].take()).is_empty());
 }
