@@ -130,8 +130,10 @@ impl SupervisorObject {
     /// Every child's lifecycle and sync state, each blade's table sizes
     /// (JSON), from memory: the answer the core last built, each child's
     /// figures with their age; a child that stopped reporting has an
-    /// "error" member instead of holding the call. An instance's zero
-    /// counters and empty cache kinds are left out (absent meaning 0).
+    /// "error" member (and `"stale": true`) instead of holding the call.
+    /// The counters are `Statistics()`' (an instance's cache sizes, the
+    /// generations), but for an instance's overruns, resyncs, reconciles
+    /// and silent deletions when not 0.
     async fn status(
         &self,
         #[zbus(connection)] conn: &Connection,

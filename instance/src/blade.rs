@@ -32,7 +32,7 @@ pub struct Outgoing {
 
 /// How a blade task tells the processor; false once the processor is gone
 /// (shutting down). The task does not know the processor's event type.
-pub type Notify = Box<dyn Fn(BladeEvent) -> bool + Send + Sync>;
+pub type Notify = std::sync::Arc<dyn Fn(BladeEvent) -> bool + Send + Sync>;
 
 /// What a blade task tells the processor.
 #[derive(Debug)]
@@ -50,6 +50,11 @@ pub enum BladeEvent {
     // The queue emptied after the processor asked (`want_drain`): an
     // overflowed blade's replay can start.
     Drained {
+        index: usize,
+    },
+    /// The blade acked its replay (in sync again): the processor's
+    /// SyncState may have changed, with nothing else to tell it.
+    InSync {
         index: usize,
     },
 }
@@ -173,6 +178,7 @@ impl BladeTask {
                 self.stats.clone(),
                 (self.blade, self.reverse.clone()),
                 self.peer_timeout,
+                (notify.clone(), self.index),
             ));
             let mut keepalive = tokio::time::interval(self.keepalive);
             keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -455,6 +461,7 @@ async fn read_acks(
     stats: Arc<QueueStats>,
     (blade, reverse): (u32, crate::hitflags::Reverse),
     peer_timeout: Duration,
+    (notify, index): (Notify, usize),
 ) -> Result<(), TransportError> {
     let mut body = Vec::new();
     loop {
@@ -462,7 +469,9 @@ async fn read_acks(
         match msg {
             Message::Keepalive => {}
             Message::Ack(errors) => {
-                stats.acked_up_to(header.seq);
+                if stats.acked_up_to(header.seq) && !notify(BladeEvent::InSync { index }) {
+                    return Ok(()); // the processor is gone: shutting down
+                }
                 if !errors.is_empty() {
                     stats.rejected.fetch_add(errors.len() as u64, Relaxed);
                     for (index, err) in &errors {

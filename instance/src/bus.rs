@@ -1,15 +1,16 @@
 //! cmgrd on D-Bus: `org.fpsync.CacheManager1.I<N>` at
 //! `/org/fpsync/CacheManager1/<N>`, an adapter that sends console commands
-//! to the processor (which owns every answer) and mirrors its SyncState.
+//! to the processor (which owns every answer) and mirrors its SyncState,
+//! which the processor publishes when it changes (nothing is polled: an
+//! idle cmgrd is not woken for it).
 //! Without a bus, cmgrd runs on and says so once.
-
-use std::sync::Arc;
-use std::time::Duration;
 
 use crossbeam_channel::Sender;
 use fpsync_dbus::{CacheManagerCore, CacheManagerObject};
+use std::sync::Arc;
 use tracing::{info, warn};
 
+use crate::daemon::SyncState;
 use crate::event::Event;
 
 struct Core {
@@ -29,8 +30,13 @@ impl CacheManagerCore for Core {
 }
 
 /// Joins the bus, serves the instance's object and keeps its SyncState
-/// current (every 250 ms) until the process ends.
-pub async fn serve(instance: u32, netns: String, events: Sender<Event>) {
+/// equal to what the processor publishes on `state` until the process ends.
+pub async fn serve(
+    instance: u32,
+    netns: String,
+    events: Sender<Event>,
+    mut state: tokio::sync::watch::Receiver<SyncState>,
+) {
     let conn = match fpsync_dbus::connect_child().await {
         Ok(c) => c,
         Err(e) => {
@@ -49,18 +55,12 @@ pub async fn serve(instance: u32, netns: String, events: Sender<Event>) {
     }
     info!(name = %fpsync_dbus::cache_manager_name(instance), "on D-Bus");
     loop {
-        let c = core.clone();
-        let state = tokio::task::spawn_blocking(move || c.console("show sync --json"))
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
-            .and_then(|v| v["state"].as_str().map(str::to_owned));
-        if let Some(state) = state {
-            if let Err(e) = fpsync_dbus::set_sync_state(&conn, instance, &state).await {
-                warn!("cannot update SyncState on the bus: {e}");
-            }
+        let now = state.borrow_and_update().name();
+        if let Err(e) = fpsync_dbus::set_sync_state(&conn, instance, now).await {
+            warn!("cannot update SyncState on the bus: {e}");
         }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        if state.changed().await.is_err() {
+            return; // the processor is gone
+        }
     }
 }

@@ -123,18 +123,19 @@ impl QueueStats {
     }
 
     /// An ack of `seq` arrived: in sync when it covers the last SyncEnd.
-    pub fn acked_up_to(&self, seq: u64) {
+    /// True when this ack made the blade in sync (it was not before).
+    pub fn acked_up_to(&self, seq: u64) -> bool {
         self.acked.store(seq, Relaxed);
         loop {
             let end = self.sync_end_seq.load(SeqCst);
             if end == 0 || seq < end {
-                return;
+                return false;
             }
-            self.in_sync.store(1, SeqCst);
+            let was = self.in_sync.swap(1, SeqCst);
             // The processor may have marked the blade out of sync (or
             // sent a new replay) between the load and the store.
             if self.sync_end_seq.load(SeqCst) == end {
-                return;
+                return was == 0;
             }
             self.in_sync.store(0, SeqCst);
         }

@@ -101,8 +101,8 @@ impl Heard {
 /// members without their braces, or empty.
 #[derive(Debug, Clone, Default)]
 pub struct Fragments {
-    /// `Status()`: an instance's sync counters and cache sizes, a blade's
-    /// table sizes.
+    /// `Status()`: an instance's overruns, resyncs, reconciles and silent
+    /// deletions (when not 0), a blade's table sizes.
     pub status: String,
     /// `Statistics()`: a blade's counters; an instance's sync counters
     /// (its state among them), queues, ports and netlink sockets; zeros
@@ -164,19 +164,12 @@ pub fn fragments(data: &Data) -> Fragments {
             stats,
             netlink,
         } => {
-            for k in [
-                "generation",
-                "overruns",
-                "resyncs",
-                "reconciles",
-                "silent_deletions",
-            ] {
+            // What went wrong, if anything; the cache's sizes and the
+            // generation are `Statistics()`' (`sync`).
+            for k in ["overruns", "resyncs", "reconciles", "silent_deletions"] {
                 if let Some(x) = sync.sync.get(k).filter(|x| !is_zero(x)) {
                     status.insert(k.into(), x.clone());
                 }
-            }
-            if let Some(c) = sync.sync.get("cache") {
-                status.insert("cache".into(), pruned(c));
             }
             // `sync.state` is the sync state; each queue's blade endpoint
             // is the blade's own (`Status()`).
@@ -201,12 +194,9 @@ pub fn fragments(data: &Data) -> Fragments {
                 .iter()
                 .filter_map(|k| get(k).map(|x| ((*k).to_owned(), json!(x))))
                 .collect();
+            // The rest (generation, sync_connected, ...) is
+            // `Statistics()`'.
             status.insert("tables".into(), Value::Object(tables));
-            for k in ["generation", "sync_connected"] {
-                if let Some(x) = get(k) {
-                    status.insert(k.into(), json!(x));
-                }
-            }
             for (k, v) in counters.iter().filter(|(_, v)| *v != 0) {
                 statistics.insert(k.clone(), json!(v));
             }
@@ -258,5 +248,7 @@ mod tests {
         let status: Value = serde_json::from_str(&format!("{{{}}}", f.status)).unwrap();
         assert_eq!(status["tables"]["routes6"], 0, "{status}");
         assert_eq!(status["tables"]["routes4"], 7, "{status}");
+        // The other counters are Statistics()' alone.
+        assert_eq!(status.as_object().unwrap().len(), 1, "{status}");
     }
 }

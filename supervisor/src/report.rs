@@ -10,7 +10,12 @@
 //! says, to keep them small on the bus: a counter that is 0 (or a flag
 //! that is false) is absent, at every depth, but for `Statistics()`'
 //! `total` (every blade counter, zeros included: the list of names) and
-//! `Status()`' blade `tables` (what `fpsync status` prints); a netlink
+//! `Status()`' blade `tables` (what `fpsync status` prints); `stale` is
+//! there only when true; `Status()` carries each child's lifecycle,
+//! resources, errors and a blade's tables, and the counters (an instance's
+//! cache sizes, the generations, `sync_connected`) are `Statistics()`'
+//! alone, but for an instance's overruns, resyncs, reconciles and silent
+//! deletions when not 0; a netlink
 //! socket that carried no message is absent; a child's `kind` is the list
 //! it is in; an instance's sync state is `sync.state` in `Statistics()`;
 //! each child's age is `age_ms` (by "blade B" / "instance N").
@@ -161,8 +166,9 @@ pub fn status(header: Value, inputs: &Inputs) -> String {
         if let Some(h) = heard {
             let age = h.age(inputs.now).map(millis);
             member(&mut o, "report_age_ms", &json!(age));
-            let stale = h.stale(inputs.now, inputs.interval).is_some();
-            member(&mut o, "stale", &json!(stale));
+            if h.stale(inputs.now, inputs.interval).is_some() {
+                member(&mut o, "stale", &json!(true));
+            }
         }
         if let Some(e) = problem(inputs, v) {
             member(&mut o, "error", &e);

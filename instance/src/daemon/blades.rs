@@ -61,6 +61,8 @@ impl Processor {
                 }
             }
             BladeEvent::Drained { .. } => self.check_overflowed(),
+            // Published by the loop after this event (`publish_state`).
+            BladeEvent::InSync { .. } => {}
         }
     }
 

@@ -36,11 +36,16 @@ impl Tick {
         })
     }
 
-    /// Due at `now`: then next due a period later.
+    /// Due at `now`: then next due a period after it was due (so jobs
+    /// whose periods are multiples of one another keep sharing their
+    /// wake-ups), or a period after `now` if the loop fell behind.
     fn due(tick: &mut Option<Tick>, now: Instant) -> bool {
         match tick {
             Some(t) if now >= t.next => {
-                t.next = now + t.period;
+                t.next += t.period;
+                if t.next <= now {
+                    t.next = now + t.period;
+                }
                 true
             }
             _ => false,
@@ -99,6 +104,7 @@ impl Processor {
             }
             self.flush();
         }
+        self.publish_state();
         [&ticks.links, &ticks.captures, &ticks.xtables]
             .into_iter()
             .flatten()
@@ -121,6 +127,7 @@ impl Processor {
         {
             self.run_reconcile();
         }
+        self.publish_state();
     }
 
     /// The loop: the clock is read here, once before the due jobs and once

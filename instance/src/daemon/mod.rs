@@ -254,6 +254,9 @@ pub struct Processor {
     ipsec_ha: std::collections::BTreeMap<u32, bool>,
     reconcile: BTreeSet<ScopeOrd>,
     reconcile_since: Option<Instant>,
+    /// Where the SyncState is published when it changes (to the bus
+    /// object; none in unit tests).
+    published: Option<tokio::sync::watch::Sender<SyncState>>,
     /// The instant of the step being processed: set by the event loop
     /// (the one reader of the clock) or by a unit test.
     now: Instant,
@@ -305,6 +308,7 @@ impl Processor {
             pending: Vec::new(),
             reconcile: BTreeSet::new(),
             reconcile_since: None,
+            published: None,
             now: Instant::now(),
             generation: 0,
         }
@@ -347,6 +351,15 @@ impl Processor {
             SyncState::Resyncing
         } else {
             self.state
+        }
+    }
+
+    /// Tells the bus object the SyncState if it changed (a comparison
+    /// otherwise: called after every event and tick).
+    pub(super) fn publish_state(&self) {
+        if let Some(tx) = &self.published {
+            let now = self.sync_state();
+            tx.send_if_modified(|s| std::mem::replace(s, now) != now);
         }
     }
 

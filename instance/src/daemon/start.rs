@@ -108,7 +108,8 @@ pub fn run(config: Config, ready: impl FnOnce()) -> Result<(), DaemonError> {
             reverse: reverse.clone(),
         };
         let events = ctl_tx.clone();
-        let notify: crate::blade::Notify = Box::new(move |e| events.send(Event::Blade(e)).is_ok());
+        let notify: crate::blade::Notify =
+            std::sync::Arc::new(move |e| events.send(Event::Blade(e)).is_ok());
         let blade_span = info_span!("blade", blade = *blade);
         runtime.spawn(tracing::Instrument::instrument(
             task.run(rx, notify),
@@ -125,11 +126,13 @@ pub fn run(config: Config, ready: impl FnOnce()) -> Result<(), DaemonError> {
         }
     })?;
     spawn_signal_watcher(&runtime, ctl_tx.clone());
+    let (state_tx, state_rx) = tokio::sync::watch::channel(SyncState::InitialDump);
     runtime.spawn(tracing::Instrument::instrument(
         crate::bus::serve(
             config.instance_id(),
             config.netns.clone().unwrap_or_default(),
             ctl_tx.clone(),
+            state_rx,
         ),
         span.clone(),
     ));
@@ -152,6 +155,8 @@ pub fn run(config: Config, ready: impl FnOnce()) -> Result<(), DaemonError> {
     let t0 = Instant::now();
     p.full_resync().map_err(DaemonError::Dump)?;
     p.state = SyncState::Synced;
+    p.published = Some(state_tx);
+    p.publish_state();
     info!(
         objects = p.cache.total(),
         elapsed_ms = t0.elapsed().as_millis() as u64,

@@ -389,7 +389,60 @@ fn the_link_poll_runs_on_its_tick_and_sends_what_changed_unannounced() {
         vec![(Op::Replace, Object::Link(changed))]
     );
     assert_eq!(p.sync.silent_changes, 1);
-    // Next due a period after it ran.
-    p.tick(&mut ticks, t0 + ms(1999));
-    assert!(ops(&blades[0].take()).is_empty());
+    // Next due a period after it was due (at 2000 ms), though it ran late:
+    // a change at 2100 ms is found at 2100, the next one at 3000.
+    let mut polled = |p: &mut Processor, ticks: &mut super::event_loop::Ticks, at, flags| {
+        linux.set(Scope::whole(ObjectKind::Link), vec![link(2, flags)]);
+        p.tick(ticks, t0 + ms(at));
+        !ops(&blades[0].take()).is_empty()
+    };
+    assert!(polled(&mut p, &mut ticks, 2100, IFF_UP));
+    assert!(!polled(&mut p, &mut ticks, 2999, IFF_UP | IFF_LOWER_UP));
+    assert!(polled(&mut p, &mut ticks, 3000, IFF_UP | IFF_LOWER_UP));
+    // Far behind: next due a period from when it ran, not at once again.
+    assert!(polled(&mut p, &mut ticks, 9000, IFF_UP));
+    assert!(!polled(&mut p, &mut ticks, 9999, IFF_UP | IFF_LOWER_UP));
+    assert!(polled(&mut p, &mut ticks, 10000, IFF_UP | IFF_LOWER_UP));
+}
+
+#[test]
+fn the_sync_state_is_published_when_it_changes_and_only_then() {
+    let linux = FakeLinux::default();
+    linux.set(
+        Scope::new(ObjectKind::Route, AF_INET),
+        (0..200).map(|i| route([10, 0, i as u8, 0], 1)).collect(),
+    );
+    let (mut p, mut blades) = processor(&linux, &["--max-queue", "1K"], 1);
+    let (tx, mut rx) = tokio::sync::watch::channel(super::SyncState::InitialDump);
+    p.published = Some(tx);
+    let stats = blades[0].stats.clone();
+    // The replay is acked: in sync, and said once.
+    assert!(stats.acked_up_to(u64::MAX - 1));
+    assert!(!stats.acked_up_to(u64::MAX - 1), "said twice");
+    p.on_blade(BladeEvent::InSync { index: 0 });
+    p.after_event(p.now);
+    assert!(rx.has_changed().unwrap());
+    assert_eq!(*rx.borrow_and_update(), super::SyncState::Synced);
+    p.after_event(p.now);
+    assert!(!rx.has_changed().unwrap(), "published with no change");
+    // An overflow: resyncing, published by the step that caused it.
+    for i in 0..50u8 {
+        p.on_new(route([10, 1, i, 0], 1), 0);
+    }
+    p.flush();
+    p.after_event(p.now);
+    assert_eq!(*rx.borrow_and_update(), super::SyncState::Resyncing);
+    // Drained, replayed, then acked: the ack alone (no other event)
+    // brings it back.
+    blades[0].take();
+    p.on_blade(BladeEvent::Drained { index: 0 });
+    p.after_event(p.now);
+    assert!(
+        !rx.has_changed().unwrap(),
+        "in sync before the replay's ack"
+    );
+    assert!(stats.acked_up_to(u64::MAX - 1));
+    p.on_blade(BladeEvent::InSync { index: 0 });
+    p.after_event(p.now);
+    assert_eq!(*rx.borrow_and_update(), super::SyncState::Synced);
 }

@@ -10,8 +10,11 @@
 //!     and p99 (targets: p99 at most 1 ms at 32 children, 5 ms at 256). They
 //!     answer from memory (`supervisor::collect`), so no child is asked.
 //!
+//! (d) the tree's CPU while nothing is asked of it (5 s, after SETTLE_MS),
+//!     the background every call competes with on these cores.
+//!
 //! Run (as root): cargo build --release --workspace --bins &&
-//!   target/release/bench-supervisor [N] [ROUTES] [CALLS] [INTERVAL_MS]
+//!   target/release/bench-supervisor [N] [ROUTES] [CALLS] [INTERVAL_MS] [SETTLE_MS]
 
 #[path = "../../tests/supervisor_common/mod.rs"]
 mod supervisor_common;
@@ -68,6 +71,17 @@ fn memory(pid: u32) -> (u64, u64) {
     (field("Rss:"), field("Pss:"))
 }
 
+/// CPU time (user and system) of `pid` so far, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name (which may hold spaces).
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let field = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    // utime and stime are fields 14 and 15 of stat(5): 12 and 13 here.
+    field(11) + field(12)
+}
+
 fn comm(pid: u32) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/comm"))
         .unwrap_or_default()
@@ -81,13 +95,16 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 const HELP: &str = "\
-bench-supervisor [N] [ROUTES] [CALLS] [INTERVAL_MS]   (as root)
+bench-supervisor [N] [ROUTES] [CALLS] [INTERVAL_MS] [SETTLE_MS]   (as root)
   N        instances, namespaces and blades (default 32; 256 is the large tree)
   ROUTES   IPv4 routes per namespace (default 100)
   CALLS    calls of each of Status(), Statistics() and Metrics() (default 500)
   INTERVAL_MS  REPORT_INTERVAL_SEC for fpsyncd, in ms (default: its own, 1 s)
+  SETTLE_MS    wait this long after all is in sync before measuring (default 0:
+               the calls then meet the tree's start-up work)
 Starts fpsyncd --bus private (cmgrd and fpd from target/release), times start to
-all in sync, sums the tree's memory, then times each method over the private bus
+all in sync, sums the tree's memory, measures the idle tree's CPU over 5 s,
+then times each method over the private bus
 (dbus-daemon) from one zbus client; prints a Markdown table (docs/BENCHMARKS.md,
 \"Supervisor\"). BENCH_DUMP=DIR writes each method's first answer to DIR.
 Example: cargo build --release --workspace --bins && target/release/bench-supervisor 256 100 500";
@@ -102,6 +119,7 @@ fn main() {
     let calls = arg(3, 500);
     // REPORT_INTERVAL_SEC in ms; 0: fpsyncd's default (1 s).
     let interval_ms = arg(4, 0);
+    let settle = Duration::from_millis(arg(5, 0) as u64);
     println!("bench-supervisor: {n} instances, {n} namespaces, {n} blades, {routes} routes each, {calls} calls, report interval {}", if interval_ms > 0 { format!("{interval_ms} ms") } else { "1 s (default)".into() });
     let cores = std::thread::available_parallelism().map_or(0, |c| c.get());
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
@@ -197,6 +215,7 @@ fn main() {
         s.status()
     );
 
+    std::thread::sleep(settle);
     // (b) memory of the tree.
     let pids = tree(s.pid());
     let mut by_name: std::collections::BTreeMap<String, (u32, u64, u64)> = Default::default();
@@ -210,6 +229,28 @@ fn main() {
         e.1 += r;
         e.2 += q;
     }
+
+    // (d) the idle tree's CPU, over 5 s, summed and by program.
+    let ticks = || {
+        let mut by: std::collections::BTreeMap<String, u64> = Default::default();
+        for p in &pids {
+            *by.entry(comm(*p)).or_default() += cpu_ticks(*p);
+        }
+        by
+    };
+    let (c0, w0) = (ticks(), Instant::now());
+    std::thread::sleep(Duration::from_secs(5));
+    let c1 = ticks();
+    let secs = w0.elapsed().as_secs_f64();
+    // /proc counts in USER_HZ, 100 a second on Linux whatever the kernel's HZ.
+    let share = |name: &str| {
+        (c1.get(name).unwrap_or(&0) - c0.get(name).unwrap_or(&0)) as f64 / 100.0 / secs
+    };
+    let idle_cpu: f64 = c1.keys().map(|k| share(k)).sum();
+    let idle_by: Vec<String> = c1
+        .keys()
+        .map(|k| format!("{k} {:.0}%", share(k) * 100.0))
+        .collect();
 
     // (c) Status(), Statistics() and Metrics() latency.
     let (latencies, sizes, errors) = runtime.block_on(async {
@@ -265,6 +306,16 @@ fn main() {
         synced.as_secs_f64() * 1e3
     );
     println!("| processes in the tree | {} |", pids.len());
+    println!(
+        "| the tree's CPU while idle (5 s{}) | {:.0}% of one core ({}) |",
+        if settle.is_zero() {
+            String::new()
+        } else {
+            format!(", {} ms after in sync", settle.as_millis())
+        },
+        idle_cpu * 100.0,
+        idle_by.join(", ")
+    );
     println!(
         "| tree memory, RSS summed | {:.1} MiB |",
         rss as f64 / 1024.0
