@@ -11,7 +11,11 @@
 //!     answer from memory (`supervisor::collect`), so no child is asked.
 //!
 //! (d) the tree's CPU while nothing is asked of it (5 s, after SETTLE_MS),
-//!     the background every call competes with on these cores.
+//!     the background every call competes with on these cores;
+//! (e) the peer the calls are measured against, in the same run: a trivial
+//!     zbus server on the same bus (2 worker threads, as fpsyncd's bus)
+//!     returning a constant string of each answer's size, so the bus's own
+//!     cost for that size, under the same tree, gives each method a ratio.
 //!
 //! Run (as root): cargo build --release --workspace --bins &&
 //!   target/release/bench-supervisor [N] [ROUTES] [CALLS] [INTERVAL_MS] [SETTLE_MS]
@@ -89,6 +93,87 @@ fn comm(pid: u32) -> String {
         .to_owned()
 }
 
+/// (e)'s bus name: fpsync's bus policy lets root own and call names under
+/// the blades' prefix only (no blade is called this).
+const ECHO_NAME: &str = "org.fpsync.FastPath1.BenchEcho";
+
+/// (e): a server whose only work is to return `text`.
+struct Echo {
+    text: String,
+}
+
+#[zbus::interface(name = "org.fpsync.BenchEcho")]
+impl Echo {
+    async fn echo(&self) -> String {
+        self.text.clone()
+    }
+}
+
+/// `calls` calls of `Echo()` returning `size` bytes, from `conn`, the server
+/// on its own thread and runtime (2 workers) on the bus at `address`;
+/// the latencies, sorted.
+fn echo_latency(
+    address: &str,
+    size: usize,
+    calls: usize,
+    runtime: &tokio::runtime::Runtime,
+    conn: &zbus::Connection,
+) -> Vec<Duration> {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let address = address.to_owned();
+    let server = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let _conn = zbus::connection::Builder::address(address.as_str())
+                .unwrap()
+                .name(ECHO_NAME)
+                .unwrap()
+                .serve_at(
+                    "/org/fpsync/BenchEcho",
+                    Echo {
+                        text: "x".repeat(size),
+                    },
+                )
+                .unwrap()
+                .build()
+                .await
+                .unwrap();
+            ready_tx.send(()).unwrap();
+            let _ = stop_rx.await;
+        });
+    });
+    ready_rx.recv().unwrap();
+    let mut lat = runtime.block_on(async {
+        let mut lat = Vec::with_capacity(calls);
+        for _ in 0..calls {
+            let t = Instant::now();
+            let reply = conn
+                .call_method(
+                    Some(ECHO_NAME),
+                    "/org/fpsync/BenchEcho",
+                    Some("org.fpsync.BenchEcho"),
+                    "Echo",
+                    &(),
+                )
+                .await
+                .unwrap();
+            let text: String = reply.body().deserialize().unwrap();
+            lat.push(t.elapsed());
+            assert_eq!(text.len(), size);
+        }
+        lat
+    });
+    let _ = stop_tx.send(());
+    server.join().unwrap();
+    lat.sort();
+    lat
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i]
@@ -104,7 +189,8 @@ bench-supervisor [N] [ROUTES] [CALLS] [INTERVAL_MS] [SETTLE_MS]   (as root)
                the calls then meet the tree's start-up work)
 Starts fpsyncd --bus private (cmgrd and fpd from target/release), times start to
 all in sync, sums the tree's memory, measures the idle tree's CPU over 5 s,
-then times each method over the private bus
+then times each method, then a trivial server's constant string of the same size
+on the same bus (the bus's own cost, for the ratios) over the private bus
 (dbus-daemon) from one zbus client; prints a Markdown table (docs/BENCHMARKS.md,
 \"Supervisor\"). BENCH_DUMP=DIR writes each method's first answer to DIR.
 Example: cargo build --release --workspace --bins && target/release/bench-supervisor 256 100 500";
@@ -296,6 +382,11 @@ fn main() {
         }
         (out, sizes, errors)
     });
+    // (e) the bus alone, for Status()' and Statistics()' sizes.
+    let echoes: Vec<Vec<Duration>> = sizes[..2]
+        .iter()
+        .map(|size| echo_latency(&s.address, *size, calls, &runtime, &conn))
+        .collect();
     let available_after = available();
 
     println!();
@@ -347,13 +438,25 @@ fn main() {
         available_before as f64 / 1048576.0,
         available_after as f64 / 1048576.0
     );
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
     for ((method, lat), size) in latencies.iter().zip(&sizes) {
         println!(
             "| `{method}()` p50 / p99 / max ({calls} calls, {:.0} KiB answer) | {:.2} / {:.2} / {:.2} ms |",
             *size as f64 / 1024.0,
-            percentile(lat, 0.5).as_secs_f64() * 1e3,
-            percentile(lat, 0.99).as_secs_f64() * 1e3,
-            lat.last().unwrap().as_secs_f64() * 1e3
+            ms(percentile(lat, 0.5)),
+            ms(percentile(lat, 0.99)),
+            ms(*lat.last().unwrap())
+        );
+    }
+    for ((method, lat), echo) in latencies.iter().zip(&echoes) {
+        let (p50, p99) = (percentile(echo, 0.5), percentile(echo, 0.99));
+        println!(
+            "| the bus alone, a constant string of `{method}()`' size: p50 / p99 / max; `{method}()`/bus p50, p99 | {:.2} / {:.2} / {:.2} ms; {:.2}, {:.2} |",
+            ms(p50),
+            ms(p99),
+            ms(*echo.last().unwrap()),
+            percentile(lat, 0.5).as_secs_f64() / p50.as_secs_f64(),
+            percentile(lat, 0.99).as_secs_f64() / p99.as_secs_f64()
         );
     }
     println!(
