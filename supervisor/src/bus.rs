@@ -144,8 +144,11 @@ pub async fn start_private(run_dir: &Path) -> Result<(PrivateBus, String), BusEr
 }
 
 /// Connects to the chosen bus (starting a private one if need be), serves
-/// every object and takes the supervisor's name. The private bus, if any,
-/// comes back too: it lives as long as it is held.
+/// every object and takes the supervisor's name. The connection is built
+/// on `bus_thread` (a runtime of its own), so its reader and every method
+/// call run there, never queued behind the watchers' tasks; the private
+/// dbus-daemon, if any, is started from the caller's thread and comes back
+/// too: it lives as long as it is held.
 // Each argument is one thing the objects are made of; a struct of them
 // would only rename this list.
 #[allow(clippy::too_many_arguments)]
@@ -158,6 +161,7 @@ pub async fn serve(
     children: Vec<(Unit, ChildProps)>,
     resources: ResourceTable,
     answers: AnswerTable,
+    bus_thread: &tokio::runtime::Handle,
 ) -> Result<(Connection, String, Option<PrivateBus>), BusError> {
     let (builder, address, private) = match choice {
         BusChoice::System => (system_builder()?, "system".to_owned(), None),
@@ -207,11 +211,11 @@ pub async fn serve(
         }
         .map_err(connect_err)?;
     }
-    let conn = builder
-        .name(SUPERVISOR_NAME)
-        .map_err(connect_err)?
-        .build()
+    let builder = builder.name(SUPERVISOR_NAME).map_err(connect_err)?;
+    let conn = bus_thread
+        .spawn(builder.build())
         .await
+        .unwrap_or_else(|e| Err(zbus::Error::Failure(format!("the bus thread: {e}"))))
         .map_err(|e| match e {
             zbus::Error::NameTaken | zbus::Error::FDO(_) => BusError::Name(Box::new(e)),
             e => connect_err(e),

@@ -2,10 +2,11 @@
 //! and the ordered stop. The core (and so every spawn of a child) runs on
 //! the main thread, as the future the runtime blocks on, because children
 //! must be spawned from a thread that lives as long as fpsyncd (see
-//! `process`); the tasks it and the bus spawn (watchers, the D-Bus
-//! connection and its method calls, the sampler, the metrics endpoint) run
-//! on [`WORKERS`] worker threads, so that a call is answered while the
-//! core builds a report or a watcher parses a child's answer.
+//! `process`); the tasks it spawns (watchers, the sampler, the metrics
+//! endpoint) run on [`WORKERS`] worker threads; the D-Bus connection, its
+//! method calls and the publishing of changes run on a thread of their
+//! own (`fpsyncd-bus`), so that a call is answered at once while the core
+//! builds a report or 512 watchers parse their children's answers.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -95,9 +96,18 @@ pub fn run(options: Options) -> Result<(), DaemonError> {
         .enable_all()
         .build()
         .map_err(DaemonError::Runtime)?;
+    let bus_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("fpsyncd-bus")
+        .enable_all()
+        .build()
+        .map_err(DaemonError::Runtime)?;
     let span = tracing::info_span!("fpsyncd");
-    let result = runtime.block_on(serve(Arc::new(config), programs, options).instrument(span));
+    let bus_thread = bus_runtime.handle().clone();
+    let result =
+        runtime.block_on(serve(Arc::new(config), programs, options, bus_thread).instrument(span));
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    bus_runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     result
 }
 
@@ -105,6 +115,7 @@ async fn serve(
     config: Arc<Config>,
     programs: Programs,
     options: Options,
+    bus_thread: tokio::runtime::Handle,
 ) -> Result<(), DaemonError> {
     let mut sigterm = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
@@ -125,6 +136,7 @@ async fn serve(
         core.initial_props(),
         core.resources(),
         core.answers(),
+        &bus_thread,
     )
     .await?;
     // READY=1, STATUS= and WATCHDOG=1 come from the core's loop.
@@ -162,7 +174,7 @@ async fn serve(
     };
 
     let publisher = Publisher::new(conn.clone(), requests_tx, core.resources());
-    let publish_task = tokio::spawn(bus::publish(publisher, publish_rx).in_current_span());
+    let publish_task = bus_thread.spawn(bus::publish(publisher, publish_rx).in_current_span());
 
     let stop = shutdown.clone();
     let signals = tokio::spawn(
