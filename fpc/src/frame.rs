@@ -167,6 +167,13 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// Reads and decodes one whole frame. Not cancel-safe: a frame read
     /// halfway is lost with the future.
     pub async fn read(&mut self) -> Result<(Header, Message), FrameError> {
+        let (header, n) = self.read_raw().await?;
+        self.finish(header, n)
+    }
+
+    /// A frame's header, checked, and its body read into `self.body`
+    /// (how many bytes came), not yet decoded.
+    async fn read_raw(&mut self) -> Result<(Header, usize), FrameError> {
         let mut raw = [0u8; HEADER_LEN];
         let mut got = 0;
         while got < HEADER_LEN {
@@ -180,7 +187,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             .take(header.body_len as u64)
             .read_to_end(&mut self.body)
             .await?;
-        self.finish(header, n)
+        Ok((header, n))
     }
 
     /// Reads one frame as [`Self::read`] does, but decodes a `Batch` into
@@ -190,19 +197,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         &mut self,
         batch: &mut SplitBatch,
     ) -> Result<(Header, Option<Message>), FrameError> {
-        let mut raw = [0u8; HEADER_LEN];
-        let mut got = 0;
-        while got < HEADER_LEN {
-            match self.reader.read(&mut raw[got..]).await? {
-                0 => return Err(header_end(got)),
-                n => got += n,
-            }
-        }
-        let header = self.header(&raw)?;
-        let n = (&mut self.reader)
-            .take(header.body_len as u64)
-            .read_to_end(&mut self.body)
-            .await?;
+        let (header, n) = self.read_raw().await?;
         self.finish_split(header, n, batch)
     }
 }
