@@ -98,24 +98,14 @@ impl<R> FrameReader<R> {
 
     /// The body's decoding, once `n` bytes of it arrived.
     fn finish(&mut self, header: Header, n: usize) -> Result<(Header, Message), FrameError> {
-        let result = if n < header.body_len {
-            Err(FrameError::Truncated {
-                part: "body",
-                got: n,
-                of: header.body_len,
-            })
-        } else {
-            Message::parse(&header, &self.body)
+        self.decoded(header, n, |body| {
+            Message::parse(&header, body)
                 .map(|msg| (header, msg))
                 .map_err(|error| FrameError::Body {
                     error,
-                    hello_version: hello_version(&header, &self.body),
+                    hello_version: hello_version(&header, body),
                 })
-        };
-        if self.body.capacity() > KEEP_BUFFER {
-            self.body = Vec::new();
-        }
-        result
+        })
     }
 
     /// [`Self::finish`], a `Batch` decoded into `batch` (then no message).
@@ -128,6 +118,26 @@ impl<R> FrameReader<R> {
         if !Message::is_batch(&header) {
             return self.finish(header, n).map(|(h, m)| (h, Some(m)));
         }
+        self.decoded(header, n, |body| {
+            batch
+                .parse(body)
+                .map(|()| (header, None))
+                .map_err(|error| FrameError::Body {
+                    error,
+                    hello_version: None,
+                })
+        })
+    }
+
+    /// `decode` of the body when all of it arrived (`n` bytes of
+    /// `header.body_len`), else the truncation; a large buffer released
+    /// either way.
+    fn decoded<T>(
+        &mut self,
+        header: Header,
+        n: usize,
+        decode: impl FnOnce(&[u8]) -> Result<T, FrameError>,
+    ) -> Result<T, FrameError> {
         let result = if n < header.body_len {
             Err(FrameError::Truncated {
                 part: "body",
@@ -135,13 +145,7 @@ impl<R> FrameReader<R> {
                 of: header.body_len,
             })
         } else {
-            batch
-                .parse(&self.body)
-                .map(|()| (header, None))
-                .map_err(|error| FrameError::Body {
-                    error,
-                    hello_version: None,
-                })
+            decode(&self.body)
         };
         if self.body.capacity() > KEEP_BUFFER {
             self.body = Vec::new();

@@ -409,12 +409,8 @@ pub(super) fn apply_locked(
                 &mut state,
                 |(tables, errors), index, op, route| {
                     let shown = debug.then(|| route.to_string());
-                    if let Err(e) = tables.apply_route(op, route) {
-                        if let Some(shown) = shown {
-                            debug!(index, ?op, error = ?e, "rejected: {shown}");
-                        }
-                        errors.push((index, e));
-                    }
+                    let res = tables.apply_route(op, route);
+                    note_rejected(errors, index, op, shown, res);
                 },
                 |(tables, errors), index, op, obj| apply_one(tables, errors, debug, index, op, obj),
             );
@@ -437,7 +433,20 @@ fn apply_one(
     obj: Object,
 ) {
     let shown = debug.then(|| obj.to_string());
-    if let Err(e) = tables.apply(op, obj) {
+    let res = tables.apply(op, obj);
+    note_rejected(errors, index, op, shown, res);
+}
+
+/// A rejected op's index and reason, kept for the ack (and logged, with
+/// the object as `shown` before it was applied, at debug level).
+fn note_rejected(
+    errors: &mut Vec<(u32, ObjectError)>,
+    index: u32,
+    op: Op,
+    shown: Option<String>,
+    res: Result<(), ObjectError>,
+) {
+    if let Err(e) = res {
         if let Some(shown) = shown {
             debug!(index, ?op, error = ?e, "rejected: {shown}");
         }
